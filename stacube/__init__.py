@@ -1,0 +1,37 @@
+"""stacube: local, versioned geospatial raster cubes, built on demand from STAC sources."""
+
+from .cube import Cube
+from .errors import (
+    CatalogError,
+    CubeExistsError,
+    CubeNotFoundError,
+    ItemError,
+    PatchReadError,
+    ROIError,
+    SpecError,
+    StacubeError,
+    TOIError,
+    UnknownVariableError,
+)
+from .run import RunReport
+from .spec import CubeSpec, StacSource, Variable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CatalogError",
+    "Cube",
+    "CubeExistsError",
+    "CubeNotFoundError",
+    "CubeSpec",
+    "ItemError",
+    "PatchReadError",
+    "ROIError",
+    "RunReport",
+    "SpecError",
+    "StacSource",
+    "StacubeError",
+    "TOIError",
+    "UnknownVariableError",
+    "Variable",
+]

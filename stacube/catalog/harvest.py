@@ -1,0 +1,67 @@
+"""Harvest Items from a remote STAC API into the local catalog (pystac-client follows paging)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import pystac_client
+from pystac_client.exceptions import APIError
+
+from ..errors import CatalogError
+from .local import LocalCatalog, Window
+
+log = logging.getLogger(__name__)
+REMOTE_SCHEMES = {"http", "https", "s3", "gs", "az"}
+
+
+def _absolute_hrefs(item: dict[str, Any], allow_local: bool) -> dict[str, Any]:
+    """Make asset hrefs absolute and refuse local-file hrefs from a remote catalog unless allowed."""
+    self_href = next((link["href"] for link in item.get("links", []) if link.get("rel") == "self"), None)
+    for key, asset in item.get("assets", {}).items():
+        href = asset["href"]
+        if not urlparse(href).scheme and self_href:
+            href = urljoin(self_href, href)
+            asset["href"] = href
+        if not allow_local and urlparse(href).scheme not in REMOTE_SCHEMES:
+            raise CatalogError(
+                f"Item {item.get('id')!r} asset {key!r} points at a local file ({href!r}); "
+                "set allow_local_hrefs=True on the source if you trust it"
+            )
+    return item
+
+
+def harvest(
+    api_url: str,
+    collection: str,
+    window: Window,
+    allow_local_hrefs: bool = False,
+    page_size: int = 200,
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """All Items of ``collection`` in ``window`` from the API, every page followed."""
+    try:
+        client = pystac_client.Client.open(api_url, timeout=timeout)
+        search = client.search(
+            collections=[collection], bbox=list(window.bbox), datetime=window.datetime_query(), limit=page_size
+        )
+        items = [_absolute_hrefs(d, allow_local_hrefs) for d in search.items_as_dicts()]
+    except CatalogError:
+        raise
+    except (APIError, OSError, ValueError) as err:
+        raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}): {err}") from err
+    except Exception as err:  # requests' exceptions and anything the client raises on a bad response
+        raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}): {err}") from err
+    log.info("harvested %d items of %s from %s for %s", len(items), collection, api_url, window)
+    return items
+
+
+def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool = False) -> int:
+    """Bring ``window`` into the local catalog unless already covered; returns how many Items were new."""
+    if catalog.covers(window):
+        return 0
+    items = harvest(catalog.source_url, catalog.collection, window, allow_local_hrefs)
+    added = catalog.append(items)
+    catalog.record_window(window)
+    return added

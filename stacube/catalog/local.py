@@ -1,0 +1,185 @@
+"""The local stac-geoparquet catalog of one source collection: append-only parts, searched with rustac.
+
+Planning only ever asks this catalog, so offline planning works. The catalog also records which
+(bbox, time) windows it has synced from the source, so a warm load never contacts the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pystac
+import rustac
+import shapely
+from shapely.geometry import box
+
+from ..errors import CatalogError
+
+
+@dataclass(frozen=True)
+class Window:
+    """A synced search window: lon/lat bbox and half-open time range (None = any time)."""
+
+    bbox: tuple[float, float, float, float]
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+
+    def datetime_query(self) -> str | None:
+        if self.start is None or self.end is None:
+            return None
+        return f"{_rfc3339(self.start)}/{_rfc3339(self.end - pd.Timedelta(microseconds=1))}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bbox": list(self.bbox),
+            "start": self.start.isoformat() if self.start is not None else None,
+            "end": self.end.isoformat() if self.end is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Window:
+        start, end = data.get("start"), data.get("end")
+        return cls(tuple(data["bbox"]), pd.Timestamp(start) if start else None, pd.Timestamp(end) if end else None)
+
+
+def _rfc3339(stamp: pd.Timestamp) -> str:
+    stamp = pd.Timestamp(stamp)
+    if stamp.tz is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DUCKDB_LOCK = threading.Lock()
+_DUCKDB: rustac.DuckdbClient | None = None
+
+
+def _duckdb() -> rustac.DuckdbClient:
+    """One DuckDB client per process, with the spatial extension shipped as a wheel (no download)."""
+    global _DUCKDB
+    with _DUCKDB_LOCK:
+        if _DUCKDB is None:
+            import rustac_duckdb_extensions
+
+            _DUCKDB = rustac.DuckdbClient(
+                extension_directory=rustac_duckdb_extensions.extension_directory(),
+                install_extensions=False,
+                extensions=["spatial", "icu"],
+            )
+        return _DUCKDB
+
+
+def default_catalog_root() -> Path:
+    """Where catalogs live unless told: $STACUBE_CATALOG_DIR, else the user's cache folder."""
+    env = os.environ.get("STACUBE_CATALOG_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "stacube" / "catalogs"
+
+
+class LocalCatalog:
+    """Items of one collection of one source, kept as stac-geoparquet parts in a folder."""
+
+    def __init__(self, root: str | Path, source_url: str, collection: str):
+        key = hashlib.sha256(source_url.rstrip("/").encode()).hexdigest()[:10]
+        safe_collection = "".join(c if c.isalnum() or c in "-_." else "_" for c in collection).strip(".")
+        self.folder = Path(root) / f"{safe_collection or 'collection'}-{key}"
+        self.source_url = source_url
+        self.collection = collection
+        self._lock = threading.Lock()
+
+    @property
+    def _parts(self) -> list[Path]:
+        return sorted(self.folder.glob("items/part-*.parquet"))
+
+    @property
+    def _windows_file(self) -> Path:
+        return self.folder / "windows.json"
+
+    def windows(self) -> list[Window]:
+        if not self._windows_file.exists():
+            return []
+        return [Window.from_json(w) for w in json.loads(self._windows_file.read_text())["windows"]]
+
+    def covers(self, window: Window) -> bool:
+        """True if earlier syncs together cover ``window`` in space and time."""
+        shapes = [
+            box(*w.bbox)
+            for w in self.windows()
+            if w.start is None
+            or (window.start is not None and w.start <= window.start and window.end is not None and w.end >= window.end)
+        ]
+        if not shapes:
+            return False
+        return bool(shapely.union_all(shapes).buffer(1e-9).covers(box(*window.bbox)))
+
+    def item_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for part in self._parts:
+            ids.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
+        return ids
+
+    def append(self, items: Iterable[dict[str, Any]]) -> int:
+        """Add the Items not already held (by id); returns how many were new. Atomic per part."""
+        with self._lock:
+            known = self.item_ids()
+            new = {}
+            for item in items:
+                if item["id"] not in known:
+                    new[item["id"]] = item
+            if not new:
+                return 0
+            (self.folder / "items").mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            final = self.folder / "items" / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+            tmp = final.with_suffix(".tmp")
+            rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
+            os.replace(tmp, final)
+            return len(new)
+
+    def record_window(self, window: Window) -> None:
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            windows = [w.to_json() for w in self.windows()] + [window.to_json()]
+            tmp = self._windows_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"source": self.source_url, "collection": self.collection, "windows": windows}))
+            os.replace(tmp, self._windows_file)
+
+    def search(
+        self,
+        bbox: tuple[float, float, float, float] | None = None,
+        intersects: dict[str, Any] | None = None,
+        datetime: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[pystac.Item]:
+        """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter."""
+        if not self._parts:
+            return []
+        kwargs: dict[str, Any] = {}
+        if bbox is not None:
+            kwargs["bbox"] = list(bbox)
+        if intersects is not None:
+            kwargs["intersects"] = intersects
+        if datetime is not None:
+            kwargs["datetime"] = datetime
+        if filter:
+            kwargs["filter"] = dict(filter)
+        try:
+            found = _duckdb().search(str(self.folder / "items" / "part-*.parquet"), **kwargs)
+        except rustac.RustacError as err:
+            raise CatalogError(f"searching the local catalog {self.folder} failed: {err}") from err
+        return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self._parts)

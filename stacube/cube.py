@@ -1,0 +1,218 @@
+"""The Cube: create/open, load an ROI (downloading what is missing), pre-download, state and history."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import icechunk
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from .backends import backend_for
+from .catalog import LocalCatalog, default_catalog_root
+from .errors import SpecError, UnknownVariableError
+from .grid import patch_id, roi_geometry
+from .layout import FILLED, SPEC_ATTR, create_layout
+from .plan import Plan, attach_items, plan_patches, zone_grids
+from .read import read_tile
+from .run import METADATA_KEY, RunReport, execute_run
+from .runners import LocalRunner, Runner
+from .spec import CubeSpec
+from .store import BRANCH, create_repository, open_repository
+from .timeaxis import select_steps
+
+log = logging.getLogger(__name__)
+
+
+class Cube:
+    """A versioned raster cube in an Icechunk repository; see ``CubeSpec`` for what it holds."""
+
+    def __init__(self, url: str | os.PathLike, repo: icechunk.Repository, spec: CubeSpec,
+                 catalog_dir: str | os.PathLike | None = None):
+        self.url = os.fspath(url)
+        self.repo = repo
+        self.spec = spec
+        self.catalog_dir = Path(catalog_dir) if catalog_dir else default_catalog_root()
+
+    # --- creating and opening -------------------------------------------------------------
+    @classmethod
+    def create(cls, url: str | os.PathLike, spec: CubeSpec, catalog_dir: str | os.PathLike | None = None) -> Cube:
+        """A new, empty cube at ``url`` (a folder path or ``s3://bucket/prefix``); the spec is stored inside."""
+        if not isinstance(spec, CubeSpec):
+            raise SpecError(f"Cube.create needs a CubeSpec, got {type(spec).__name__}")
+        repo = create_repository(url)
+        session = repo.writable_session(BRANCH)
+        create_layout(session.store, spec)
+        session.commit(f"stacube: create cube {spec.name!r}", metadata={METADATA_KEY: {"event": "create"}})
+        return cls(url, repo, spec, catalog_dir)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike, catalog_dir: str | os.PathLike | None = None) -> Cube:
+        """An existing cube; needs nothing but its location."""
+        repo = open_repository(url)
+        root = zarr.open_group(repo.readonly_session(branch=BRANCH).store, mode="r")
+        return cls(url, repo, CubeSpec.from_json(root.attrs[SPEC_ATTR]), catalog_dir)
+
+    @classmethod
+    def open_or_create(cls, url: str | os.PathLike, spec: CubeSpec,
+                       catalog_dir: str | os.PathLike | None = None) -> Cube:
+        """Open the cube at ``url`` if there is one (its spec must equal ``spec``), else create it."""
+        from .errors import CubeNotFoundError
+
+        try:
+            cube = cls.open(url, catalog_dir)
+        except CubeNotFoundError:
+            return cls.create(url, spec, catalog_dir)
+        if cube.spec.to_json() != spec.to_json():
+            raise SpecError(f"the cube at {os.fspath(url)!r} has a different spec than the one given")
+        return cube
+
+    def __repr__(self) -> str:
+        zones = ", ".join(f"{n} ({g.crs}, {g.shape.y}x{g.shape.x})" for n, g in self.spec.zones.items())
+        return f"<stacube.Cube {self.spec.name!r} at {self.url!r}: {list(self.spec.variables)} in {zones}>"
+
+    @property
+    def catalog(self) -> LocalCatalog:
+        source = self.spec.source
+        return LocalCatalog(self.catalog_dir, getattr(source, "api_url", source.kind), source.collection)
+
+    # --- reading and downloading ----------------------------------------------------------
+    def _root(self, at: str | None = None) -> tuple[zarr.Group, str]:
+        session = self._session(at)
+        return zarr.open_group(session.store, mode="r"), session.snapshot_id
+
+    def _session(self, at: str | None = None) -> icechunk.Session:
+        if at is None:
+            return self.repo.readonly_session(branch=BRANCH)
+        if at in self.repo.list_tags():
+            return self.repo.readonly_session(tag=at)
+        return self.repo.readonly_session(snapshot_id=at)
+
+    def _variables(self, variables: str | Sequence[str] | None) -> list[str]:
+        if variables is None:
+            return list(self.spec.variables)
+        names = [variables] if isinstance(variables, str) else list(variables)
+        for name in names:
+            if name not in self.spec.variables:
+                raise UnknownVariableError(
+                    f"unknown variable {name!r}; cube {self.spec.name!r} holds {list(self.spec.variables)}"
+                )
+        return names
+
+    def plan(self, roi: GeoBox | Geometry, toi: Any = None) -> Plan:
+        """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI."""
+        geometry = roi_geometry(roi)
+        steps = select_steps(self.spec.time, toi)
+        root, _ = self._root()
+        return plan_patches(self.spec, root, geometry, steps)
+
+    def _runner(self, runner: Runner | str | None, concurrency: int | None, progress: bool | None) -> Runner:
+        if runner is None or runner == "local":
+            return LocalRunner(concurrency=concurrency or 8, progress=progress)
+        if isinstance(runner, str):
+            raise ValueError(f"unknown runner {runner!r}; use 'local' or a Runner instance")
+        return runner
+
+    def _download(self, plan: Plan, runner: Runner, message: str | None) -> RunReport:
+        backend = backend_for(self.spec)
+        patches = attach_items(self.spec, self.catalog, plan.missing)
+        return execute_run(
+            self.repo, self.spec, patches, backend, runner,
+            already_filled=len(plan.patches) - len(plan.missing), message=message,
+        )
+
+    def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,
+                 runner: Runner | str | None = None, progress: bool | None = None,
+                 message: str | None = None) -> RunReport:
+        """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done."""
+        plan = self.plan(aoi, toi)
+        return self._download(plan, self._runner(runner, concurrency, progress), message)
+
+    def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
+             offline: bool = False, at: str | None = None, concurrency: int | None = None,
+             runner: Runner | str | None = None, progress: bool | None = None) -> xr.Dataset:
+        """The Tile for ROI x TOI, downloading missing patches first (unless ``offline`` or ``at``).
+
+        Offline, missing patches come back as nodata and are listed in ``attrs['missing_patches']``.
+        """
+        names = self._variables(variables)
+        geometry = roi_geometry(roi)
+        steps = select_steps(self.spec.time, toi)
+        root, snapshot = self._root(at)
+        plan = plan_patches(self.spec, root, geometry, steps)
+        report = None
+        if plan.missing and not offline and at is None:
+            report = self._download(plan, self._runner(runner, concurrency, progress), None)
+            root, snapshot = self._root()
+            plan.missing = []
+        tile = read_tile(self.spec, root, roi, geometry, steps, names)
+        tile.attrs["stacube_cube"] = self.url
+        tile.attrs["stacube_snapshot"] = snapshot
+        tile.attrs["missing_patches"] = [p.id for p in plan.missing]
+        if plan.missing:
+            warnings.warn(
+                f"{len(plan.missing)} patch(es) under the ROI are not in the cube and were returned as nodata "
+                f"(offline or historical load): {[p.id for p in plan.missing][:5]}",
+                stacklevel=2,
+            )
+        if report is not None:
+            tile.attrs["stacube_run"] = report.run_id
+        return tile
+
+    # --- what the cube holds --------------------------------------------------------------
+    def _runs(self) -> dict[int, dict[str, Any]]:
+        """Run stamp -> snapshot id, time and run id, from the commit metadata on the branch."""
+        runs = {}
+        for snap in self.repo.ancestry(branch=BRANCH):
+            meta = (snap.metadata or {}).get(METADATA_KEY, {})
+            if "stamp" in meta:
+                runs[int(meta["stamp"])] = {"snapshot": snap.id, "committed": snap.written_at, "run_id": meta["run_id"]}
+        return runs
+
+    def state(self, at: str | None = None) -> gpd.GeoDataFrame:
+        """Filled patches: id, zone, time, geometry (EPSG:4326), snapshot and whether they held data."""
+        root, _ = self._root(at)
+        runs = self._runs()
+        rows = []
+        for grid in zone_grids(self.spec):
+            filled = root[grid.name][FILLED][...]
+            for index in zip(*np.nonzero(filled), strict=True):
+                stamp = int(filled[index])
+                step, (iy, ix) = (int(index[0]), index[1:]) if self.spec.time is not None else (None, index)
+                when = self.spec.time[step] if step is not None else None
+                run = runs.get(abs(stamp), {})
+                rows.append({
+                    "id": patch_id(grid.name, int(iy), int(ix), when),
+                    "zone": grid.name,
+                    "time": when,
+                    "has_data": stamp > 0,
+                    "snapshot": run.get("snapshot"),
+                    "run_id": run.get("run_id"),
+                    "geometry": grid.chunk_geobox(int(iy), int(ix)).extent.to_crs("EPSG:4326").geom,
+                })
+        columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
+        return gpd.GeoDataFrame(pd.DataFrame(rows, columns=columns), geometry="geometry", crs="EPSG:4326")
+
+    def history(self) -> pd.DataFrame:
+        """Snapshots on the branch, newest first: id, time, message, run id, patches written."""
+        rows = []
+        for snap in self.repo.ancestry(branch=BRANCH):
+            meta = (snap.metadata or {}).get(METADATA_KEY, {})
+            rows.append({
+                "snapshot": snap.id,
+                "time": pd.Timestamp(snap.written_at),
+                "message": snap.message,
+                "run_id": meta.get("run_id"),
+                "patches_written": len(meta.get("patches", [])),
+            })
+        return pd.DataFrame(rows, columns=["snapshot", "time", "message", "run_id", "patches_written"])

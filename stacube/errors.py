@@ -1,0 +1,55 @@
+"""Errors a user can act on: each names the bad value and what to do about it."""
+
+from __future__ import annotations
+
+
+class StacubeError(Exception):
+    """Base class of every error stacube raises on purpose."""
+
+
+class SpecError(StacubeError, ValueError):
+    """The CubeSpec is inconsistent (bad dtype, nodata, chunks, zone, or source/variable mismatch)."""
+
+
+class ROIError(StacubeError, ValueError):
+    """The region of interest is unusable (no CRS, or outside every zone of the cube)."""
+
+
+class TOIError(StacubeError, ValueError):
+    """The time of interest is unusable (outside the time axis, or given to a cube without time)."""
+
+
+class UnknownVariableError(StacubeError, KeyError):
+    """A variable name the cube does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class CubeNotFoundError(StacubeError, FileNotFoundError):
+    """No cube at the given path or URL."""
+
+
+class CubeExistsError(StacubeError, FileExistsError):
+    """A cube already exists where a new one was to be created."""
+
+
+class CatalogError(StacubeError):
+    """The source catalog could not be searched or synced (unreachable API, bad response)."""
+
+
+class ItemError(StacubeError, ValueError):
+    """A catalog Item lacks what the cube needs (an asset, projection info)."""
+
+
+class PatchReadError(StacubeError):
+    """A patch could not be read from its source after retries; names the patch and the URL."""
+
+    def __init__(self, message: str, patch_id: str, urls: list[str]):
+        super().__init__(message)
+        self.patch_id = patch_id
+        self.urls = urls
+
+
+class OfflineError(StacubeError):
+    """Work that needs the network was asked for in offline mode."""

@@ -1,0 +1,112 @@
+"""Zone grids cut into chunk-aligned patches; find the patches under an ROI without enumerating the grid."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from .errors import ROIError
+
+
+@dataclass(frozen=True)
+class ZoneGrid:
+    """One zone of a cube: its GeoBox cut into chunks of ``chunks`` = (ny, nx) pixels."""
+
+    name: str
+    geobox: GeoBox
+    chunks: tuple[int, int]
+
+    @property
+    def chunk_counts(self) -> tuple[int, int]:
+        ny, nx = self.geobox.shape
+        return math.ceil(ny / self.chunks[0]), math.ceil(nx / self.chunks[1])
+
+    def chunk_slices(self, iy: int, ix: int) -> tuple[slice, slice]:
+        ny, nx = self.geobox.shape
+        cy, cx = self.chunks
+        return slice(iy * cy, min((iy + 1) * cy, ny)), slice(ix * cx, min((ix + 1) * cx, nx))
+
+    def chunk_geobox(self, iy: int, ix: int) -> GeoBox:
+        return self.geobox[self.chunk_slices(iy, ix)]
+
+    def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
+        """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
+        try:
+            local = roi.to_crs(self.geobox.crs)
+        except Exception:  # noqa: BLE001 - a region not representable in this CRS does not touch it
+            return None
+        if local.is_empty or not local.is_valid:
+            local = local.buffer(0)
+        overlap = self.geobox.extent.intersection(local)
+        if overlap.is_empty or overlap.area == 0:
+            return None
+        x0, y0, x1, y1 = overlap.boundingbox
+        inverse = ~self.geobox.transform
+        cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+        ny, nx = self.geobox.shape
+        r0, r1 = max(0, math.floor(min(rows)) - pad), min(ny, math.ceil(max(rows)) + pad)
+        c0, c1 = max(0, math.floor(min(cols)) - pad), min(nx, math.ceil(max(cols)) + pad)
+        if r0 >= r1 or c0 >= c1:
+            return None
+        return slice(r0, r1), slice(c0, c1)
+
+    def chunks_under(self, roi: Geometry) -> Iterator[tuple[int, int]]:
+        """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone."""
+        window = self.pixel_window(roi)
+        if window is None:
+            return
+        rows, cols = window
+        cy, cx = self.chunks
+        local = roi.to_crs(self.geobox.crs)
+        for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
+            for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
+                footprint = self.chunk_geobox(iy, ix).extent
+                if footprint.intersects(local) and footprint.intersection(local).area > 0:
+                    yield iy, ix
+
+
+@dataclass(frozen=True)
+class PatchIndex:
+    """The unit of download and write: one chunk of one zone at one time step, and the Items feeding it."""
+
+    zone: str
+    iy: int
+    ix: int
+    geobox: GeoBox
+    time_index: int | None = None
+    time_range: tuple[pd.Timestamp, pd.Timestamp] | None = None  # [start, end)
+    items: tuple = field(default=(), compare=False)
+
+    @property
+    def id(self) -> str:
+        return patch_id(self.zone, self.iy, self.ix, self.time_range[0] if self.time_range else None)
+
+    def with_items(self, items: tuple) -> PatchIndex:
+        return PatchIndex(self.zone, self.iy, self.ix, self.geobox, self.time_index, self.time_range, tuple(items))
+
+
+def patch_id(zone: str, iy: int, ix: int, time: pd.Timestamp | None = None) -> str:
+    """Stable id: zone, time step label (if any) and chunk row/column; survives growth of the time axis."""
+    if time is None:
+        return f"{zone}/y{iy}x{ix}"
+    return f"{zone}/{pd.Timestamp(time):%Y%m%dT%H%M%S}/y{iy}x{ix}"
+
+
+def roi_geometry(roi: GeoBox | Geometry) -> Geometry:
+    """The ROI's footprint, with its CRS; anything without a CRS is refused with a clear error."""
+    if isinstance(roi, GeoBox):
+        if roi.crs is None:
+            raise ROIError(f"the ROI GeoBox {roi!r} has no CRS; build it with a crs=... argument")
+        return roi.extent
+    if isinstance(roi, Geometry):
+        if roi.crs is None:
+            raise ROIError(f"the ROI geometry {roi.wkt[:80]}... has no CRS; pass crs=... to odc.geo.geom.Geometry")
+        if roi.is_empty:
+            raise ROIError("the ROI geometry is empty")
+        return roi
+    raise ROIError(f"the ROI must be an odc-geo GeoBox or Geometry, got {type(roi).__name__}: {roi!r}")

@@ -1,0 +1,85 @@
+"""The Zarr v3 layout of a cube: spec in the root attributes, one group per zone with the same variables.
+
+Each zone group holds the variables (dims ``time, y, x`` or ``y, x``, one chunk per patch), the
+``x``/``y``/``time`` coordinates, a ``spatial_ref`` with the CRS (CF grid mapping, as odc-geo and
+rioxarray expect), and ``filled``: the record of which patches are filled, kept in the cube so
+that rolling back the data rolls back the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import zarr
+from odc.geo.geobox import GeoBox
+
+from .spec import CubeSpec
+
+SPEC_ATTR = "stacube"
+FILLED = "filled"
+FILLED_CHUNK = 512  # patches per side in one chunk of the filled record
+TIME_UNITS = "microseconds since 1970-01-01"
+
+
+def _grid_mapping_attrs(geobox: GeoBox) -> dict[str, Any]:
+    wkt = geobox.crs.to_wkt()
+    return {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(str(v) for v in geobox.transform.to_gdal())}
+
+
+def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
+    """Write the empty cube structure (no chunks) into ``store``."""
+    root = zarr.open_group(store, mode="w", zarr_format=3)
+    root.attrs[SPEC_ATTR] = spec.to_json()
+    cy, cx = spec.chunks
+    for zone_name, geobox in spec.zones.items():
+        group = root.create_group(zone_name)
+        group.attrs["crs"] = str(geobox.crs)
+        ny, nx = geobox.shape
+        coords = geobox.coords
+        for axis, size in (("y", ny), ("x", nx)):
+            arr = group.create_array(axis, shape=(size,), chunks=(size,), dtype="float64", dimension_names=(axis,))
+            arr[:] = coords[axis].values
+            arr.attrs.update({"units": str(geobox.crs.units[0] if axis == "x" else geobox.crs.units[1]),
+                              "standard_name": "projection_x_coordinate" if axis == "x" else "projection_y_coordinate"})
+        ref = group.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0)
+        ref.attrs.update(_grid_mapping_attrs(geobox))
+        ref[...] = geobox.crs.epsg or 0
+        spatial_dims: tuple[str, ...] = ("y", "x")
+        leading: tuple[int, ...] = ()
+        if spec.time is not None:
+            nt = len(spec.time)
+            time = group.create_array("time", shape=(nt,), chunks=(nt,), dtype="int64", dimension_names=("time",))
+            time[:] = (spec.time.values.astype("datetime64[us]").astype("int64"))
+            time.attrs.update({"units": TIME_UNITS, "calendar": "proleptic_gregorian", "freq": spec.time.freqstr})
+            spatial_dims = ("time", "y", "x")
+            leading = (nt,)
+        for name, var in spec.variables.items():
+            arr = group.create_array(
+                name,
+                shape=(*leading, ny, nx),
+                chunks=(*(1 for _ in leading), cy, cx),
+                dtype=var.numpy_dtype,
+                fill_value=var.nodata,
+                dimension_names=spatial_dims,
+            )
+            arr.attrs.update({"nodata": _json_nodata(var.nodata), "grid_mapping": "spatial_ref",
+                              "coordinates": " ".join(d for d in spatial_dims if d != "time") + " spatial_ref"})
+            if var.units:
+                arr.attrs["units"] = var.units
+        ncy, ncx = -(-ny // cy), -(-nx // cx)
+        group.create_array(
+            FILLED,
+            shape=(*leading, ncy, ncx),
+            chunks=(*(1 for _ in leading), min(ncy, FILLED_CHUNK), min(ncx, FILLED_CHUNK)),
+            dtype="int64",
+            fill_value=0,
+            dimension_names=(*("time" for _ in leading), "chunk_y", "chunk_x"),
+        ).attrs["description"] = "0: not filled; >0: microsecond stamp of the run that filled it; <0: filled, no data"
+    return root
+
+
+def _json_nodata(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return "nan"
+    return value

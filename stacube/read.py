@@ -1,0 +1,89 @@
+"""Read a Tile: the ROI's window of each zone it touches, pasted or reprojected onto the ROI GeoBox.
+
+Where the ROI GeoBox is pixel-aligned with a zone (same CRS and resolution, whole-pixel offset),
+chunks are pasted without resampling. Otherwise each variable is reprojected with its own
+resampling method. Zone overlap rule: zones are taken in spec order and the first valid pixel wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+from odc.geo.overlap import compute_reproject_roi
+from odc.geo.roi import roi_is_empty
+from odc.geo.warp import rio_reproject
+from odc.geo.xr import xr_coords
+
+from .plan import zone_grids
+from .spec import CubeSpec, Variable
+from .write import valid_mask
+
+
+def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) -> GeoBox:
+    """The Tile's grid: the ROI GeoBox itself, or for a Geometry the native window of the first zone it meets."""
+    if isinstance(roi, GeoBox):
+        return roi
+    for grid in zone_grids(spec):
+        window = grid.pixel_window(geometry)
+        if window is not None:
+            return grid.geobox[window]
+    raise AssertionError("planning guarantees the ROI meets a zone")
+
+
+def _reproject(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable) -> np.ndarray:
+    is_bool = values.dtype.kind == "b"
+    work = values.astype("uint8") if is_bool else values
+    nodata = int(variable.nodata) if is_bool else variable.nodata
+    out = np.full(work.shape[:-2] + dst.shape.yx, nodata, dtype=work.dtype)
+    for index in np.ndindex(work.shape[:-2]):
+        rio_reproject(work[index], out[index], src, dst, variable.resampling, src_nodata=nodata, dst_nodata=nodata)
+    return out.astype(bool) if is_bool else out
+
+
+def read_tile(
+    spec: CubeSpec,
+    root: zarr.Group,
+    roi: GeoBox | Geometry,
+    geometry: Geometry,
+    steps: Sequence[int] | None,
+    variables: Sequence[str],
+) -> xr.Dataset:
+    """The Tile for ``roi`` from the zone groups under ``root`` (a session's store)."""
+    dst = output_geobox(spec, roi, geometry)
+    lead = (len(steps),) if steps is not None else ()
+    out = {name: np.full(lead + dst.shape.yx, spec.variables[name].nodata, dtype=spec.variables[name].numpy_dtype)
+           for name in variables}
+    for grid in zone_grids(spec):
+        info = compute_reproject_roi(grid.geobox, dst, padding=2)
+        if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
+            continue
+        group = root[grid.name]
+        src_box = grid.geobox[info.roi_src]
+        for name in variables:
+            variable = spec.variables[name]
+            array = group[name]
+            selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
+            values = array.get_orthogonal_selection(selection)
+            target = out[name][(..., *info.roi_dst)]  # a view into the Tile
+            piece = values if info.paste_ok else _reproject(values, src_box, dst[info.roi_dst], variable)
+            empty = ~valid_mask(target, variable)  # first zone wins: only fill what is still empty
+            np.copyto(target, piece, where=empty)
+    coords = dict(xr_coords(dst))
+    dims: tuple[str, ...] = ("y", "x")
+    if steps is not None:
+        coords["time"] = pd.DatetimeIndex(spec.time[list(steps)])
+        dims = ("time", "y", "x")
+    data_vars = {}
+    for name in variables:
+        variable = spec.variables[name]
+        attrs = {"nodata": variable.nodata}
+        if variable.units:
+            attrs["units"] = variable.units
+        data_vars[name] = xr.DataArray(out[name], dims=dims, attrs=attrs)
+    return xr.Dataset(data_vars, coords=coords)

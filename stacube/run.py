@@ -1,0 +1,124 @@
+"""One download run: read patches concurrently, each into a fork of one session, merge, ONE commit.
+
+This is the core both runners drive (the local thread runner here, Prefect in ``stacube.flows``).
+A run is atomic: if any patch fails, nothing is committed and the cube stays at its snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import icechunk
+
+from .backends import Backend
+from .grid import PatchIndex
+from .runners import Runner
+from .spec import CubeSpec
+from .store import BRANCH
+from .write import mark_filled, write_patch
+
+log = logging.getLogger(__name__)
+METADATA_KEY = "stacube"
+
+
+@dataclass
+class PatchResult:
+    patch_id: str
+    fork: Any | None  # the ForkSession holding the patch's writes; None when there was nothing to write
+    nbytes: int
+    seconds: float
+
+
+@dataclass
+class RunReport:
+    """What a run did: the snapshot it committed (None if there was nothing to do) and its figures."""
+
+    snapshot_id: str | None
+    run_id: str
+    patches_written: list[str] = field(default_factory=list)
+    patches_empty: list[str] = field(default_factory=list)
+    patches_already_filled: int = 0
+    item_ids: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    seconds: float = 0.0
+    runner: str = "local"
+
+    @property
+    def patches(self) -> int:
+        return len(self.patches_written) + len(self.patches_empty)
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id}: {len(self.patches_written)} patches written, {len(self.patches_empty)} without data, "
+            f"{self.patches_already_filled} already filled, {self.bytes_written / 1e6:.1f} MB in {self.seconds:.2f} s"
+            f" -> snapshot {self.snapshot_id}"
+        )
+
+
+def source_label(spec: CubeSpec) -> str:
+    source = spec.source
+    return f"{source.kind}:{getattr(source, 'api_url', '')}#{source.collection}"
+
+
+def execute_run(
+    repo: icechunk.Repository,
+    spec: CubeSpec,
+    patches: Sequence[PatchIndex],
+    backend: Backend,
+    runner: Runner,
+    *,
+    already_filled: int = 0,
+    message: str | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> RunReport:
+    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot."""
+    started = time.perf_counter()
+    run_id = uuid.uuid4().hex
+    report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name)
+    if not patches:
+        return report
+    backend.check_items([item for p in patches for item in p.items])
+    session = repo.writable_session(BRANCH)
+    with_data = [p for p in patches if p.items]
+
+    def task(patch: PatchIndex) -> PatchResult:
+        t0 = time.perf_counter()
+        fork = session.fork()  # a fresh fork per attempt: a retry never merges a failed attempt's writes
+        nbytes = write_patch(fork.store, spec, patch, backend.read(patch))
+        return PatchResult(patch.id, fork if nbytes else None, nbytes, time.perf_counter() - t0)
+
+    results = runner.map(task, with_data)
+    forks = [r.fork for r in results if r.fork is not None]
+    if forks:
+        session.merge(*forks)
+    written = {r.patch_id for r in results if r.nbytes}
+    empty = {p.id for p in patches if p.id not in written}
+    stamp = time.time_ns() // 1000
+    mark_filled(session.store, spec, patches, stamp, empty)
+    report.patches_written = sorted(written)
+    report.patches_empty = sorted(empty)
+    report.item_ids = sorted({item.id for p in patches for item in p.items})
+    report.bytes_written = sum(r.nbytes for r in results)
+    metadata = {
+        METADATA_KEY: {
+            "run_id": run_id,
+            "runner": runner.name,
+            "stamp": stamp,
+            "source": source_label(spec),
+            "patches": report.patches_written,
+            "patches_empty": report.patches_empty,
+            "items": report.item_ids,
+            "bytes": report.bytes_written,
+            **(extra_metadata or {}),
+        }
+    }
+    text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
+    report.snapshot_id = session.commit(text, metadata=metadata, rebase_with=icechunk.ConflictDetector())
+    report.seconds = time.perf_counter() - started
+    log.info("%s", report)
+    return report

@@ -1,0 +1,111 @@
+"""Runners execute a run's per-patch tasks. The local runner uses threads (no Prefect).
+
+A runner calls ``task(patch)`` for every patch with bounded concurrency, retrying a failing patch
+with exponential backoff; each attempt calls the task afresh, so each attempt writes into a fresh
+fork. If a patch still fails, remaining work is cancelled and a PatchReadError names the patch
+and the URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from .errors import ItemError, PatchReadError
+from .grid import PatchIndex
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+_PERMANENT_HINTS = ("not recognized as a supported file format", "not a tiff", "tiffreaddirectory",
+                    "404", "no such file")
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Errors a retry cannot fix: a missing or corrupt file, an Item lacking what is needed."""
+    if isinstance(error, ItemError):
+        return True
+    text = str(error).lower()
+    return any(hint in text for hint in _PERMANENT_HINTS)
+
+
+def patch_urls(patch: PatchIndex) -> list[str]:
+    return sorted({asset.href for item in patch.items for asset in item.assets.values()})
+
+
+def describe_failure(patch: PatchIndex, error: BaseException, attempts: int) -> PatchReadError:
+    urls = patch_urls(patch)
+    named = [u for u in urls if u in str(error) or u.rsplit("/", 1)[-1] in str(error)]
+    shown = named or urls[:5]
+    more = "" if named or len(urls) <= 5 else f" (and {len(urls) - 5} more)"
+    items = ", ".join(item.id for item in patch.items) or "none"
+    return PatchReadError(
+        f"patch {patch.id} failed after {attempts} attempt(s): {type(error).__name__}: {error}; "
+        f"items: {items}; url: {', '.join(shown)}{more}",
+        patch.id,
+        named or urls,
+    )
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> Any: ...
+
+
+class Runner(Protocol):
+    name: str
+
+    def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
+        """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch."""
+
+
+@dataclass
+class LocalRunner:
+    """Threads in this process; ``concurrency`` patches in flight at once."""
+
+    concurrency: int = 8
+    retries: int = 3
+    backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
+    progress: bool | None = None  # None: a bar on stderr when it is a terminal
+    name: str = "local"
+
+    def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex) -> R:
+        for attempt in range(self.retries + 1):
+            try:
+                return task(patch)
+            except Exception as error:
+                if attempt == self.retries or is_permanent(error):
+                    raise describe_failure(patch, error, attempt + 1) from error
+                delay = self.backoff * 2**attempt * (0.5 + random.random())
+                log.warning("patch %s attempt %d failed (%s); retrying in %.1f s", patch.id, attempt + 1, error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
+        if not patches:
+            return []
+        from tqdm.auto import tqdm
+
+        disable = None if self.progress is None else not self.progress  # None: tqdm shows it on a terminal only
+        bar = tqdm(total=len(patches), unit="patch", desc="download", disable=disable, leave=False)
+        results: dict[int, R] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="stacube-patch") as pool:
+            futures: dict[Future, int] = {pool.submit(self._attempts, task, p): i for i, p in enumerate(patches)}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        results[futures[future]] = future.result()
+                        bar.update(1)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+            finally:
+                bar.close()
+        return [results[i] for i in range(len(patches))]

@@ -1,0 +1,108 @@
+"""Local servers for the sample collection: COGs over HTTP with Range support, and a STAC API.
+
+Both are real programs started as subprocesses on 127.0.0.1 (``RangeHTTPServer`` and
+``rustac serve``), so the demo and the integration tests exercise real HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .generate import publish_items
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(f"server for {url} did not answer within {timeout} s")
+
+
+@dataclass
+class ServerProcess:
+    """A started server: its base URL and process; ``stop()`` ends it."""
+
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_file_server(folder: str | Path, port: int | None = None) -> ServerProcess:
+    """Serve ``folder`` over HTTP with Range support (RangeHTTPServer) on 127.0.0.1."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "RangeHTTPServer", str(port), "--bind", "127.0.0.1"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/", process)
+    return ServerProcess(url, process)
+
+
+def rustac_executable() -> str:
+    candidate = Path(sys.executable).with_name("rustac")
+    found = str(candidate) if candidate.exists() else shutil.which("rustac")
+    if not found:
+        raise FileNotFoundError("the 'rustac' command (from the rustac wheel) is not installed")
+    return found
+
+
+def start_stac_api(items_json: str | Path, port: int | None = None) -> ServerProcess:
+    """Serve an ItemCollection as a STAC API with ``rustac serve`` (memory backend, pages results)."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [rustac_executable(), "serve", str(items_json), "--addr", f"127.0.0.1:{port}", "--create-collections"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/", process)
+    return ServerProcess(url, process)
+
+
+@contextlib.contextmanager
+def serve_sample(folder: str | Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Serve a generated sample: yields (file server, STAC API) and stops both on exit."""
+    folder = Path(folder)
+    files = start_file_server(folder)
+    api = None
+    try:
+        served = publish_items(folder, files.url, folder / f"items-{files.url.rsplit(':', 1)[-1]}.json")
+        api = start_stac_api(served)
+        yield files, api
+    finally:
+        if api is not None:
+            api.stop()
+        files.stop()

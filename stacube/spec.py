@@ -1,0 +1,241 @@
+"""What a cube is: variables, zones, chunking, time axis and source; stored as JSON inside the cube."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from odc.geo.geobox import GeoBox
+from rasterio.transform import Affine
+
+from .errors import SpecError
+
+SPEC_VERSION = 1
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RESAMPLINGS = {"nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode", "min", "max", "med"}
+
+
+def check_name(kind: str, name: str) -> str:
+    """Names become Zarr paths and file names: no separators, no '..', nothing exotic."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise SpecError(f"{kind} name {name!r} is not allowed: use letters, digits, '_', '-' and '.' (no '..' or '/')")
+    return name
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One cube variable: its dtype end to end, the value that means 'no data', and how to resample it."""
+
+    dtype: str
+    nodata: float | int | bool | None = None
+    units: str | None = None
+    resampling: str = "nearest"
+
+    def __post_init__(self) -> None:
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError as err:
+            raise SpecError(f"unknown dtype {self.dtype!r}") from err
+        if dtype.kind not in "biuf":
+            raise SpecError(f"dtype {self.dtype!r} is not a numeric or boolean raster type")
+        object.__setattr__(self, "dtype", dtype.name)
+        nodata = self.nodata
+        if nodata is None:
+            if dtype.kind == "f":
+                nodata = float("nan")
+            elif dtype.kind == "b":
+                nodata = False
+            else:
+                raise SpecError(f"an integer variable ({self.dtype}) needs an explicit nodata value")
+        if dtype.kind in "iu":
+            if isinstance(nodata, float) and (math.isnan(nodata) or not nodata.is_integer()):
+                raise SpecError(f"nodata {nodata!r} does not fit dtype {self.dtype}")
+            info = np.iinfo(dtype)
+            if not info.min <= int(nodata) <= info.max:
+                raise SpecError(f"nodata {nodata!r} is outside the range of dtype {self.dtype}")
+            nodata = int(nodata)
+        elif dtype.kind == "b":
+            nodata = bool(nodata)
+        else:
+            nodata = float(nodata)
+        object.__setattr__(self, "nodata", nodata)
+        if self.resampling not in RESAMPLINGS:
+            raise SpecError(f"unknown resampling {self.resampling!r}; use one of {sorted(RESAMPLINGS)}")
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        nodata = self.nodata
+        if isinstance(nodata, float) and math.isnan(nodata):
+            nodata = "nan"
+        return {"dtype": self.dtype, "nodata": nodata, "units": self.units, "resampling": self.resampling}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Variable:
+        nodata = data.get("nodata")
+        if nodata == "nan":
+            nodata = float("nan")
+        return cls(data["dtype"], nodata=nodata, units=data.get("units"), resampling=data.get("resampling", "nearest"))
+
+
+@dataclass(frozen=True)
+class StacSource:
+    """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it."""
+
+    api_url: str
+    collection: str
+    assets: Mapping[str, str]
+    filter: Mapping[str, Any] | None = None  # CQL2-JSON applied when searching the local catalog
+    allow_local_hrefs: bool = False  # harvested Items may not point at local files unless allowed
+    kind: str = field(default="stac", init=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "api_url": self.api_url,
+            "collection": self.collection,
+            "assets": dict(self.assets),
+            "filter": dict(self.filter) if self.filter else None,
+            "allow_local_hrefs": self.allow_local_hrefs,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StacSource:
+        return cls(
+            api_url=data["api_url"],
+            collection=data["collection"],
+            assets=dict(data["assets"]),
+            filter=data.get("filter"),
+            allow_local_hrefs=bool(data.get("allow_local_hrefs", False)),
+        )
+
+
+SOURCE_KINDS: dict[str, Any] = {"stac": StacSource}
+
+
+def _geobox_to_json(geobox: GeoBox) -> dict[str, Any]:
+    return {"crs": geobox.crs.to_wkt(), "epsg": geobox.crs.epsg, "transform": list(geobox.transform)[:6],
+            "shape": list(geobox.shape)}
+
+
+def _geobox_from_json(data: Mapping[str, Any]) -> GeoBox:
+    crs = f"EPSG:{data['epsg']}" if data.get("epsg") else data["crs"]
+    return GeoBox(tuple(data["shape"]), Affine(*data["transform"]), crs)
+
+
+def _default_zone_names(geoboxes: Sequence[GeoBox]) -> list[str]:
+    names: list[str] = []
+    for geobox in geoboxes:
+        base = f"epsg{geobox.crs.epsg}" if geobox.crs.epsg else "zone"
+        name, n = base, 1
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
+
+
+def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(time)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    if len(index) == 0:
+        raise SpecError("the time axis is empty")
+    freq = index.freq or (pd.infer_freq(index) if len(index) > 2 else None)
+    if freq is None and len(index) > 1:
+        raise SpecError("the time axis must be a regular pandas range (pd.date_range(..., freq=...))")
+    if freq is None:
+        raise SpecError(
+            "a one-step time axis needs an explicit freq, e.g. pd.date_range('2024-01-01', periods=1, freq='D')"
+        )
+    return pd.date_range(index[0], periods=len(index), freq=freq)
+
+
+@dataclass(frozen=True)
+class CubeSpec:
+    """Everything that defines a cube. Stored inside the cube, so ``Cube.open`` needs nothing else."""
+
+    name: str
+    variables: Mapping[str, Variable]
+    zones: Mapping[str, GeoBox] | Sequence[GeoBox]
+    source: StacSource
+    chunks: tuple[int, int] = (2048, 2048)
+    time: pd.DatetimeIndex | None = None
+
+    def __post_init__(self) -> None:
+        check_name("cube", self.name)
+        if not self.variables:
+            raise SpecError("a cube needs at least one variable")
+        for name, variable in self.variables.items():
+            check_name("variable", name)
+            if not isinstance(variable, Variable):
+                raise SpecError(f"variable {name!r} must be a stacube.Variable, got {type(variable).__name__}")
+        zones = self.zones
+        if not isinstance(zones, Mapping):
+            zones = dict(zip(_default_zone_names(list(zones)), zones, strict=True))
+        if not zones:
+            raise SpecError("a cube needs at least one zone (an odc-geo GeoBox)")
+        for name, geobox in zones.items():
+            check_name("zone", name)
+            if not isinstance(geobox, GeoBox):
+                raise SpecError(f"zone {name!r} must be an odc-geo GeoBox, got {type(geobox).__name__}")
+            if geobox.crs is None:
+                raise SpecError(f"zone {name!r} has no CRS")
+            if not geobox.axis_aligned:
+                raise SpecError(f"zone {name!r} is rotated; zones must be axis-aligned grids")
+        object.__setattr__(self, "zones", dict(zones))
+        chunks = tuple(int(c) for c in self.chunks)
+        if len(chunks) != 2 or min(chunks) < 16:
+            raise SpecError(f"chunks {self.chunks!r} must be two sizes (y, x) of at least 16 pixels")
+        object.__setattr__(self, "chunks", chunks)
+        if self.time is not None:
+            object.__setattr__(self, "time", _regular_time_axis(self.time))
+        missing = set(self.variables) - set(self.source.assets)
+        extra = set(self.source.assets) - set(self.variables)
+        if missing or extra:
+            raise SpecError(
+                f"spec and source disagree: variables without a source asset {sorted(missing)}, "
+                f"source assets for unknown variables {sorted(extra)}"
+            )
+
+    @property
+    def has_time(self) -> bool:
+        return self.time is not None
+
+    def to_json(self) -> dict[str, Any]:
+        time = None
+        if self.time is not None:
+            time = {"start": self.time[0].isoformat(), "periods": len(self.time), "freq": self.time.freqstr}
+        return {
+            "spec_version": SPEC_VERSION,
+            "name": self.name,
+            "variables": {k: v.to_json() for k, v in self.variables.items()},
+            "zones": {k: _geobox_to_json(g) for k, g in self.zones.items()},
+            "chunks": list(self.chunks),
+            "time": time,
+            "source": self.source.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CubeSpec:
+        if data.get("spec_version", 1) > SPEC_VERSION:
+            raise SpecError(f"this cube was written by a newer stacube (spec version {data['spec_version']})")
+        time = data.get("time")
+        source = data["source"]
+        source_cls = SOURCE_KINDS.get(source.get("kind", "stac"))
+        if source_cls is None:
+            raise SpecError(f"unknown source kind {source.get('kind')!r}")
+        return cls(
+            name=data["name"],
+            variables={k: Variable.from_json(v) for k, v in data["variables"].items()},
+            zones={k: _geobox_from_json(g) for k, g in data["zones"].items()},
+            chunks=tuple(data["chunks"]),
+            time=pd.date_range(time["start"], periods=time["periods"], freq=time["freq"]) if time else None,
+            source=source_cls.from_json(source),
+        )

@@ -1,0 +1,62 @@
+"""Where a cube lives: an Icechunk repository on local disk or S3, chosen by the cube's path or URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import icechunk
+
+from .errors import CubeExistsError, CubeNotFoundError
+
+if "ICECHUNK_LOG" not in os.environ:
+    # Icechunk warns on every local repository open (concurrent-commit safety); keep users' logs to errors.
+    icechunk.set_logs_filter("error")
+
+BRANCH = "main"
+
+
+def storage_for(url: str | os.PathLike) -> icechunk.Storage:
+    """Icechunk storage for a local path or an ``s3://bucket/prefix`` URL (credentials from the environment)."""
+    text = os.fspath(url)
+    parsed = urlparse(text)
+    if parsed.scheme == "s3":
+        bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+        if not bucket:
+            raise CubeNotFoundError(f"the S3 URL {text!r} names no bucket")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return icechunk.s3_storage(
+            bucket=bucket,
+            prefix=prefix,
+            from_env=True,
+            endpoint_url=endpoint,
+            allow_http=bool(endpoint and endpoint.startswith("http://")),
+            force_path_style=bool(endpoint),
+        )
+    if parsed.scheme not in ("", "file"):
+        raise CubeNotFoundError(f"unsupported cube location {text!r}: use a local path or s3://bucket/prefix")
+    path = Path(parsed.path if parsed.scheme == "file" else text).expanduser().resolve()
+    return icechunk.local_filesystem_storage(str(path))
+
+
+def is_local(url: str | os.PathLike) -> bool:
+    return urlparse(os.fspath(url)).scheme in ("", "file")
+
+
+def create_repository(url: str | os.PathLike) -> icechunk.Repository:
+    storage = storage_for(url)
+    if icechunk.Repository.exists(storage):
+        raise CubeExistsError(f"a cube already exists at {os.fspath(url)!r}; use Cube.open or Cube.open_or_create")
+    if is_local(url):
+        path = Path(os.fspath(url)).expanduser()
+        if path.exists() and any(path.iterdir()):
+            raise CubeExistsError(f"{os.fspath(url)!r} exists and is not an empty folder")
+    return icechunk.Repository.create(storage)
+
+
+def open_repository(url: str | os.PathLike) -> icechunk.Repository:
+    storage = storage_for(url)
+    if not icechunk.Repository.exists(storage):
+        raise CubeNotFoundError(f"no cube at {os.fspath(url)!r}; create one with Cube.create(path, spec)")
+    return icechunk.Repository.open(storage)
