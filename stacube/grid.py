@@ -47,7 +47,7 @@ class ZoneGrid:
             return None
         x0, y0, x1, y1 = overlap.boundingbox
         inverse = ~self.geobox.transform
-        cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
         ny, nx = self.geobox.shape
         r0, r1 = max(0, math.floor(min(rows)) - pad), min(ny, math.ceil(max(rows)) + pad)
         c0, c1 = max(0, math.floor(min(cols)) - pad), min(nx, math.ceil(max(cols)) + pad)

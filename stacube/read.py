@@ -60,7 +60,7 @@ def read_tile(
     out = {name: np.full(lead + dst.shape.yx, spec.variables[name].nodata, dtype=spec.variables[name].numpy_dtype)
            for name in variables}
     for grid in zone_grids(spec):
-        info = compute_reproject_roi(grid.geobox, dst, padding=2)
+        info = compute_reproject_roi(grid.geobox, dst)
         if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
             continue
         group = root[grid.name]

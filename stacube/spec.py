@@ -133,7 +133,7 @@ def _geobox_from_json(data: Mapping[str, Any]) -> GeoBox:
 def _default_zone_names(geoboxes: Sequence[GeoBox]) -> list[str]:
     names: list[str] = []
     for geobox in geoboxes:
-        base = f"epsg{geobox.crs.epsg}" if geobox.crs.epsg else "zone"
+        base = f"epsg{geobox.crs.epsg}" if getattr(geobox, "crs", None) and geobox.crs.epsg else "zone"
         name, n = base, 1
         while name in names:
             name, n = f"{base}_{n}", n + 1

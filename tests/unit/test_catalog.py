@@ -1,0 +1,46 @@
+import json
+
+import pandas as pd
+import pytest
+from shapely.geometry import shape
+
+from stacube import CatalogError
+from stacube.catalog import LocalCatalog, Window
+from stacube.catalog.harvest import _absolute_hrefs
+
+
+@pytest.fixture
+def items(sample_dir):
+    return json.loads((sample_dir / "items.json").read_text())["features"]
+
+
+def test_append_adds_only_new_items_and_search_filters(tmp_path, items):
+    catalog = LocalCatalog(tmp_path, "http://127.0.0.1:9/api", "sample-dem")
+    assert catalog.append(items[:10]) == 10
+    assert catalog.append(items) == 6  # only the six it did not hold
+    assert len(catalog) == 16
+    center = shape(items[0]["geometry"]).centroid
+    found = {item.id for item in catalog.search(bbox=(center.x, center.y, center.x + 1e-4, center.y + 1e-4))}
+    assert "tile_r0_c0" in found and len(found) < 16
+    assert catalog.search(datetime="2019-01-01T00:00:00Z/2019-12-31T23:59:59Z") == []
+    cql = {"op": "=", "args": [{"property": "id"}, "tile_r1_c2"]}
+    assert [item.id for item in catalog.search(filter=cql)] == ["tile_r1_c2"]
+
+
+def test_windows_record_what_was_synced(tmp_path):
+    catalog = LocalCatalog(tmp_path, "http://127.0.0.1:9/api", "c")
+    jan = Window((0, 0, 10, 10), pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
+    catalog.record_window(jan)
+    catalog.record_window(Window((10, 0, 20, 10), pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01")))
+    assert catalog.covers(Window((5, 5, 15, 6), pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-06")))
+    assert not catalog.covers(Window((5, 5, 25, 6), pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-06")))
+    assert not catalog.covers(Window((5, 5, 6, 6), pd.Timestamp("2024-01-05"), pd.Timestamp("2024-03-01")))
+    assert LocalCatalog(tmp_path, "http://other/api", "c").windows() == []  # catalogs are per source
+
+
+def test_local_hrefs_from_a_remote_catalog_are_refused():
+    item = {"id": "x", "links": [], "assets": {"dem": {"href": "/etc/passwd"}}}
+    with pytest.raises(CatalogError, match="local file"):
+        _absolute_hrefs(item, allow_local=False)
+    relative = {"id": "y", "links": [{"rel": "self", "href": "http://h/items/y.json"}], "assets": {"a": {"href": "a.tif"}}}
+    assert _absolute_hrefs(relative, allow_local=False)["assets"]["a"]["href"] == "http://h/items/a.tif"

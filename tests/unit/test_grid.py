@@ -1,0 +1,50 @@
+import pytest
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry, box
+
+from stacube import ROIError
+from stacube.grid import PatchIndex, ZoneGrid, patch_id, roi_geometry
+
+# A continent-sized zone: 10 m pixels over 4,000 km (400,000 px per side, ~38,000 chunks of 2048).
+BIG = GeoBox.from_bbox((-2_000_000, -2_000_000, 2_000_000, 2_000_000), "EPSG:3413", resolution=10)
+
+
+def test_chunks_under_a_small_roi_are_found_without_enumerating_the_zone():
+    grid = ZoneGrid("z", BIG, (2048, 2048))
+    roi = box(100, 100, 30_000, 25_000, "EPSG:3413")
+    chunks = list(grid.chunks_under(roi))
+    # rows 197,500..199,990 -> chunk rows 96..97; cols 200,010..202,999 -> chunk cols 97..99
+    assert sorted(chunks) == [(iy, ix) for iy in (96, 97) for ix in (97, 98, 99)]
+
+
+def test_chunk_geoboxes_tile_the_zone_and_clip_at_its_edge():
+    zone = GeoBox.from_bbox((0, 0, 1000, 700), "EPSG:32633", resolution=10)  # 70 x 100 px
+    grid = ZoneGrid("z", zone, (32, 32))
+    assert grid.chunk_counts == (3, 4)
+    assert grid.chunk_geobox(2, 3).shape == (6, 4)
+    assert grid.chunk_geobox(0, 0).transform == zone.transform
+
+
+def test_roi_in_another_crs_finds_the_same_chunks():
+    zone = GeoBox.from_bbox((500_000, 5_000_000, 520_000, 5_020_000), "EPSG:32633", resolution=10)
+    grid = ZoneGrid("z", zone, (512, 512))
+    roi = box(505_000, 5_005_000, 506_000, 5_006_000, "EPSG:32633")
+    native = set(grid.chunks_under(roi))
+    geographic = set(grid.chunks_under(roi.to_crs("EPSG:4326")))
+    assert native and native <= geographic
+
+
+def test_patch_ids_are_stable_and_readable():
+    import pandas as pd
+
+    assert patch_id("epsg3413", 3, 7) == "epsg3413/y3x7"
+    assert patch_id("utm33", 0, 1, pd.Timestamp("2024-05-01")) == "utm33/20240501T000000/y0x1"
+    p = PatchIndex("utm33", 0, 1, BIG[:10, :10], 4, (pd.Timestamp("2024-05-01"), pd.Timestamp("2024-05-02")))
+    assert p.id == "utm33/20240501T000000/y0x1"
+
+
+def test_roi_without_crs_is_refused():
+    with pytest.raises(ROIError, match="no CRS"):
+        roi_geometry(Geometry({"type": "Point", "coordinates": [0, 0]}).buffer(1))
+    with pytest.raises(ROIError, match="GeoBox or Geometry"):
+        roi_geometry((0, 0, 1, 1))

@@ -1,0 +1,39 @@
+import pandas as pd
+import pytest
+
+from stacube import TOIError
+from stacube.timeaxis import select_steps, step_range
+
+DAILY = pd.date_range("2024-01-01", periods=60, freq="D")
+
+
+@pytest.mark.parametrize(
+    ("toi", "expected"),
+    [
+        ("2024-01-05", [4]),
+        ("2024-01", list(range(31))),
+        (slice("2024-02-27", "2024-03-10"), [57, 58, 59]),
+        (["2024-01-02", "2024-01-04"], [1, 3]),
+        (pd.Timestamp("2024-01-03T15:00"), [2]),
+        (pd.DatetimeIndex(["2024-01-10", "2024-01-11"]), [9, 10]),
+        (None, list(range(60))),
+    ],
+)
+def test_toi_selects_steps(toi, expected):
+    assert select_steps(DAILY, toi) == expected
+
+
+@pytest.mark.parametrize("toi", ["2023-12-01", slice("2025-01-01", "2025-02-01"), pd.Timestamp("2024-03-01T00:00")])
+def test_toi_outside_the_axis_names_the_value_and_the_axis(toi):
+    with pytest.raises(TOIError, match=r"2024-01-01 00:00, 2024-02-29 00:00"):
+        select_steps(DAILY, toi)
+
+
+def test_toi_on_a_cube_without_time_is_refused():
+    with pytest.raises(TOIError, match="no time axis"):
+        select_steps(None, "2024-01-01")
+    assert select_steps(None, None) is None
+
+
+def test_step_range_is_half_open_period():
+    assert step_range(DAILY, 3) == (pd.Timestamp("2024-01-04"), pd.Timestamp("2024-01-05"))
