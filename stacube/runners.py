@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import random
-import time
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from .errors import ItemError, PatchReadError
 from .grid import PatchIndex
@@ -52,8 +52,8 @@ def describe_failure(patch: PatchIndex, error: BaseException, attempts: int) -> 
     )
 
 
-class Progress(Protocol):
-    def update(self, n: int = 1) -> Any: ...
+class RunCancelled(Exception):
+    """A patch not attempted (or not retried) because another patch of the run failed."""
 
 
 class Runner(Protocol):
@@ -73,16 +73,19 @@ class LocalRunner:
     progress: bool | None = None  # None: a bar on stderr when it is a terminal
     name: str = "local"
 
-    def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex) -> R:
+    def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex, stop: threading.Event) -> R:
         for attempt in range(self.retries + 1):
+            if stop.is_set():
+                raise RunCancelled(patch.id)
             try:
                 return task(patch)
             except Exception as error:
-                if attempt == self.retries or is_permanent(error):
+                if attempt == self.retries or is_permanent(error) or stop.is_set():
+                    stop.set()  # the run is lost: let the other patches stop early
                     raise describe_failure(patch, error, attempt + 1) from error
                 delay = self.backoff * 2**attempt * (0.5 + random.random())
                 log.warning("patch %s attempt %d failed (%s); retrying in %.1f s", patch.id, attempt + 1, error, delay)
-                time.sleep(delay)
+                stop.wait(delay)
         raise AssertionError("unreachable")
 
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
@@ -94,15 +97,21 @@ class LocalRunner:
         bar = tqdm(total=len(patches), unit="patch", desc="download", disable=disable, leave=False)
         results: dict[int, R] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="stacube-patch") as pool:
-            futures: dict[Future, int] = {pool.submit(self._attempts, task, p): i for i, p in enumerate(patches)}
-            pending = set(futures)
+            stop = threading.Event()
+            futures = {pool.submit(self._attempts, task, p, stop): i for i, p in enumerate(patches)}
+            pending: set[Future] = set(futures)
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    failed = [f for f in done if f.exception() is not None]
+                    if failed:  # report the first real failure, not a patch cancelled because of it
+                        raise next((f.exception() for f in failed if not isinstance(f.exception(), RunCancelled)),
+                                   failed[0].exception())
                     for future in done:
                         results[futures[future]] = future.result()
                         bar.update(1)
             except BaseException:
+                stop.set()
                 for future in pending:
                     future.cancel()
                 raise

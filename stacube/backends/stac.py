@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import odc.stac
 import pystac
+import rasterio.cache
 
 from ..errors import ItemError
 from ..grid import PatchIndex
@@ -79,15 +80,23 @@ class StacBackend:
         variables = self.spec.variables
         # GDAL has no boolean type: read masks as uint8, cast back below.
         dtypes = {self.assets[v]: "uint8" if var.numpy_dtype.kind == "b" else var.dtype for v, var in variables.items()}
-        loaded = odc.stac.load(
-            list(patch.items),
-            bands=list(dtypes),
-            geobox=patch.geobox,
-            groupby=_single_group,
-            resampling={self.assets[v]: var.resampling for v, var in variables.items()},
-            dtype=dtypes,
-            fail_on_error=True,
-        )
+        try:
+            loaded = odc.stac.load(
+                list(patch.items),
+                bands=list(dtypes),
+                geobox=patch.geobox,
+                groupby=_single_group,
+                resampling={self.assets[v]: var.resampling for v, var in variables.items()},
+                dtype=dtypes,
+                fail_on_error=True,
+            )
+        except Exception:
+            # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
+            # instead of the truncated or corrupt bytes that made this attempt fail.
+            for item in patch.items:
+                for key in dtypes:
+                    rasterio.cache.invalidate(item.assets[key].href)
+            raise
         out: PatchData = {}
         for name, var in variables.items():
             band = loaded[self.assets[name]]

@@ -42,5 +42,6 @@ def test_local_hrefs_from_a_remote_catalog_are_refused():
     item = {"id": "x", "links": [], "assets": {"dem": {"href": "/etc/passwd"}}}
     with pytest.raises(CatalogError, match="local file"):
         _absolute_hrefs(item, allow_local=False)
-    relative = {"id": "y", "links": [{"rel": "self", "href": "http://h/items/y.json"}], "assets": {"a": {"href": "a.tif"}}}
+    self_link = {"rel": "self", "href": "http://h/items/y.json"}
+    relative = {"id": "y", "links": [self_link], "assets": {"a": {"href": "a.tif"}}}
     assert _absolute_hrefs(relative, allow_local=False)["assets"]["a"]["href"] == "http://h/items/a.tif"

@@ -1,0 +1,66 @@
+"""Integration fixtures: real servers on 127.0.0.1 (RangeHTTPServer for COGs, `rustac serve` for STAC)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from stacube import Cube, CubeSpec, StacSource, Variable
+from stacube.sample.generate import generate_sample
+from stacube.sample.servers import serve_sample
+
+from ..conftest import TIME_LAYOUT
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def servers(sample_dir):
+    """The spatial sample served for the whole session: (file server, STAC API)."""
+    with serve_sample(sample_dir) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="session")
+def time_sample_dir(tmp_path_factory):
+    return generate_sample(tmp_path_factory.mktemp("sample-time"), TIME_LAYOUT, collection="sample-series")
+
+
+@pytest.fixture(scope="session")
+def time_servers(time_sample_dir):
+    with serve_sample(time_sample_dir) as pair:
+        yield pair
+
+
+def dem_spec(api_url: str, layout, chunks=(256, 256), **overrides) -> CubeSpec:
+    args = dict(
+        name="dem",
+        zones=[layout.extent_geobox()],
+        chunks=chunks,
+        variables={"dem": Variable("float32", units="m"), "datamask": Variable("uint8", nodata=0)},
+        source=StacSource(api_url=api_url, collection="sample-dem", assets={"dem": "dem", "datamask": "datamask"}),
+    )
+    args.update(overrides)
+    return CubeSpec(**args)
+
+
+@pytest.fixture
+def make_cube(tmp_path, sample_layout):
+    """A factory for a fresh cube (own folder, own catalog) over a given STAC API URL."""
+
+    def make(api_url: str, **overrides) -> Cube:
+        return Cube.create(tmp_path / "cube.icechunk", dem_spec(api_url, sample_layout, **overrides),
+                           catalog_dir=tmp_path / "catalog")
+
+    return make
+
+
+@pytest.fixture
+def private_servers(tmp_path, sample_dir):
+    """A private copy of the sample, served by servers this test may stop or break."""
+    folder = tmp_path / "private-sample"
+    shutil.copytree(sample_dir, folder)
+    with serve_sample(folder) as (files, api):
+        yield folder, files, api

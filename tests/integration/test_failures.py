@@ -1,0 +1,113 @@
+"""Bad input and failed runs: a clear error naming the value, and the cube left exactly as it was."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import box
+
+from stacube import (
+    CatalogError,
+    Cube,
+    ItemError,
+    PatchReadError,
+    ROIError,
+    StacSource,
+    TOIError,
+    UnknownVariableError,
+)
+from stacube.catalog import Window, harvest
+from stacube.runners import LocalRunner
+from stacube.sample.servers import free_port, start_stac_api
+
+from .conftest import dem_spec
+
+
+def snapshot_of(cube: Cube) -> str:
+    return cube.repo.lookup_branch("main")
+
+
+def test_harvest_follows_paging(servers):
+    _, api = servers
+    items = harvest(api.url, "sample-dem", Window((-180, -90, 180, 90)), page_size=3)
+    assert len(items) == 16 and len({i["id"] for i in items}) == 16
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda c, z: c.load(box(0, 0, 1000, 1000, "EPSG:32633")), ROIError, r"outside every zone of cube 'dem'"),
+        (lambda c, z: c.load(GeoBox((10, 10), z.transform, None)), ROIError, "has no CRS"),
+        (lambda c, z: c.load(z[0:10, 0:10], toi="2024-01-01"), TOIError, "'2024-01-01' given, but this cube has no"),
+        (lambda c, z: c.load(z[0:10, 0:10], variables=["dem", "slope"]), UnknownVariableError, "'slope'"),
+        (lambda c, z: c.download(z[0:10, 0:10], toi=slice("2020", "2021")), TOIError, "no time axis"),
+    ],
+)
+def test_bad_input_fails_before_any_download(servers, make_cube, sample_layout, call, error, message):
+    _, api = servers
+    cube = make_cube(api.url)
+    before = snapshot_of(cube)
+    with pytest.raises(error, match=message):
+        call(cube, sample_layout.extent_geobox())
+    assert snapshot_of(cube) == before
+    assert not cube.catalog.folder.exists()  # nothing was even synced
+
+
+def test_unreachable_catalog_names_the_url_and_leaves_the_cube(make_cube, sample_layout):
+    url = f"http://127.0.0.1:{free_port()}"
+    cube = make_cube(url)
+    before = snapshot_of(cube)
+    with pytest.raises(CatalogError, match=f"could not search the STAC API {url}"):
+        cube.load(sample_layout.extent_geobox()[0:100, 0:100])
+    assert snapshot_of(cube) == before and len(cube.state()) == 0
+
+
+def test_item_without_the_asset_is_refused_before_download(servers, tmp_path, sample_layout):
+    _, api = servers
+    source = StacSource(api_url=api.url, collection="sample-dem", assets={"dem": "dem", "datamask": "mask"})
+    cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout, source=source), catalog_dir=tmp_path / "cat")
+    before = snapshot_of(cube)
+    with pytest.raises(ItemError, match=r"Item 'tile_r0_c0' has no asset 'mask'"):
+        cube.load(sample_layout.extent_geobox()[0:100, 0:100])
+    assert snapshot_of(cube) == before
+
+
+def test_item_without_projection_info_is_refused(private_servers, tmp_path, sample_layout):
+    folder, _, _ = private_servers
+    served = json.loads(next(folder.glob("items-*.json")).read_text())
+    for feature in served["features"]:
+        for key in ("proj:code", "proj:transform", "proj:bbox", "proj:shape"):
+            feature["properties"].pop(key)
+    (folder / "noproj.json").write_text(json.dumps(served))
+    bare = start_stac_api(folder / "noproj.json")
+    try:
+        cube = Cube.create(tmp_path / "c", dem_spec(bare.url, sample_layout), catalog_dir=tmp_path / "cat")
+        with pytest.raises(ItemError, match="lacks projection info"):
+            cube.load(sample_layout.extent_geobox()[0:100, 0:100])
+        assert len(cube.history()) == 2
+    finally:
+        bare.stop()
+
+
+def test_a_corrupt_cog_fails_the_run_names_patch_and_url_and_commits_nothing(private_servers, tmp_path, sample_layout):
+    folder, _, api = private_servers
+    cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+    zone = sample_layout.extent_geobox()
+    good = cube.load(zone[0:256, 0:256])  # a first run that must survive the failed one
+    before = snapshot_of(cube)
+    state_before = cube.state()
+    original = (folder / "tile_r3_c3_dem.tif").read_bytes()
+    (folder / "tile_r3_c3_dem.tif").write_bytes(b"II*\x00" + b"\x00" * 200)  # a TIFF header and garbage
+    with pytest.raises(PatchReadError, match=r"patch epsg3413/y\dx\d failed.*tile_r3_c3_dem\.tif") as caught:
+        cube.download(zone, runner=LocalRunner(retries=1, backoff=0.01))  # the patches over tile r3c3 fail
+    assert any(url.endswith("tile_r3_c3_dem.tif") for url in caught.value.urls)
+    assert snapshot_of(cube) == before
+    assert cube.state().id.tolist() == state_before.id.tolist()
+    np.testing.assert_array_equal(cube.load(zone[0:256, 0:256], offline=True).dem.values, good.dem.values)
+    # Repaired, the next run completes and fills what the failed one could not.
+    (folder / "tile_r3_c3_dem.tif").write_bytes(original)
+    report = cube.download(zone)
+    assert report.patches_already_filled == 1 and len(report.patches_written) == 63  # 8 x 8 patches

@@ -1,0 +1,154 @@
+"""End to end: a cube over a served STAC collection, loads compared with odc-stac on the same Items."""
+
+from __future__ import annotations
+
+import numpy as np
+import odc.stac
+import pystac_client
+import pytest
+from odc.geo.geobox import GeoBox
+
+from stacube import Cube
+from stacube.sample.generate import DEM_NODATA
+
+
+def items_of(api_url: str, collection: str = "sample-dem"):
+    return list(pystac_client.Client.open(api_url).search(collections=[collection]).items())
+
+
+def odc_reference(items, geobox: GeoBox, groupby=lambda item, parsed, index: 0):
+    ref = odc.stac.load(items, bands=["dem", "datamask"], geobox=geobox, groupby=groupby,
+                        dtype={"dem": "float32", "datamask": "uint8"})
+    dem = ref.dem.values
+    return np.where(dem == DEM_NODATA, np.nan, dem).astype("float32"), ref.datamask.values
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        (slice(100, 700), slice(300, 1100)),  # aligned with the zone grid: pasted
+        (slice(0, 1856), slice(0, 1856)),  # the whole zone
+        (slice(440, 460), slice(440, 470)),  # a few pixels inside one patch, over a tile overlap
+    ],
+)
+def test_load_equals_odc_stac_on_the_same_items(servers, make_cube, sample_layout, window):
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[window]
+    tile = cube.load(roi)
+    dem, mask = odc_reference(items_of(api.url), roi)
+    assert tile.dem.dtype == np.float32 and tile.datamask.dtype == np.uint8  # dtypes kept end to end
+    assert tile.odc.geobox == roi
+    np.testing.assert_array_equal(tile.dem.values, dem[0])
+    np.testing.assert_array_equal(tile.datamask.values, mask[0])
+    assert np.isfinite(tile.dem.values).mean() > 0.5
+    assert tile.attrs["missing_patches"] == []
+
+
+def test_load_on_a_coarser_grid_in_another_crs_reprojects(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    roi = GeoBox.from_bbox(zone[200:800, 200:800].extent.to_crs("EPSG:3857").boundingbox, "EPSG:3857",
+                           resolution=40)
+    tile = cube.load(roi, variables="datamask")
+    assert list(tile.data_vars) == ["datamask"]
+    _, mask = odc_reference(items_of(api.url), roi)
+    # Nearest resampling from the cube's 10 m grid or from the 10 m source grid picks the same pixels
+    # except where a 40 m cell centre falls within floating-point distance of a pixel edge.
+    assert (tile.datamask.values == mask[0]).mean() > 0.99
+
+
+def test_second_load_needs_no_server_and_offline_load_reports_missing(private_servers, tmp_path, sample_layout):
+    from .conftest import dem_spec
+
+    _, files, api = private_servers
+    cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+    zone = sample_layout.extent_geobox()
+    roi = zone[0:400, 0:400]
+    cold = cube.load(roi)
+    history_before = cube.history()
+    files.stop()
+    api.stop()
+    warm = Cube.open(tmp_path / "c", catalog_dir=tmp_path / "cat").load(roi)  # would fail if it touched a server
+    np.testing.assert_array_equal(warm.dem.values, cold.dem.values)
+    assert cube.history().equals(history_before)  # a warm load writes nothing
+
+    offline = cube.load(zone[0:400, 0:800], offline=True)
+    np.testing.assert_array_equal(offline.dem.values[:, :400], cold.dem.values)
+    assert np.isnan(offline.dem.values[:, 512:]).all()
+    missing = ["epsg3413/y0x2", "epsg3413/y0x3", "epsg3413/y1x2", "epsg3413/y1x3"]
+    assert sorted(offline.attrs["missing_patches"]) == missing
+
+
+def test_only_missing_patches_are_downloaded_and_each_run_is_one_snapshot(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    first = cube.download(zone[0:512, 0:512])
+    assert sorted(first.patches_written) == ["epsg3413/y0x0", "epsg3413/y0x1", "epsg3413/y1x0", "epsg3413/y1x1"]
+    second = cube.download(zone[0:512, 0:1024])
+    assert second.patches_already_filled == 4
+    assert sorted(second.patches_written) == ["epsg3413/y0x2", "epsg3413/y0x3", "epsg3413/y1x2", "epsg3413/y1x3"]
+    nothing = cube.download(zone[0:512, 0:1024])
+    assert nothing.snapshot_id is None and nothing.patches == 0
+    history = cube.history()
+    assert list(history.snapshot[:2]) == [second.snapshot_id, first.snapshot_id]
+    assert len(history) == 4  # root, create, two runs
+    state = cube.state()
+    assert len(state) == 8 and state.crs == "EPSG:4326"
+    assert set(state[state.snapshot == first.snapshot_id].id) == set(first.patches_written)
+    meta = cube.repo.lookup_snapshot(second.snapshot_id).metadata["stacube"]
+    assert meta["patches"] == second.patches_written and "tile_r0_c2" in meta["items"]
+    assert meta["runner"] == "local" and meta["source"].endswith("#sample-dem")
+
+
+def test_cube_open_needs_nothing_but_its_path(servers, make_cube, tmp_path):
+    _, api = servers
+    cube = make_cube(api.url)
+    again = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
+    assert again.spec.to_json() == cube.spec.to_json()
+    assert Cube.open_or_create(tmp_path / "cube.icechunk", cube.spec).spec.name == "dem"
+
+
+def test_mosaic_does_not_depend_on_item_order(servers, make_cube, sample_layout):
+    from stacube.backends.stac import StacBackend
+    from stacube.grid import PatchIndex
+
+    _, api = servers
+    cube = make_cube(api.url)
+    items = items_of(api.url)
+    backend = StacBackend(cube.spec)
+    geobox = sample_layout.extent_geobox()[256:512, 256:512]
+    forward = backend.read(PatchIndex("epsg3413", 1, 1, geobox, items=tuple(items)))
+    backward = backend.read(PatchIndex("epsg3413", 1, 1, geobox, items=tuple(reversed(items))))
+    for name in forward:
+        np.testing.assert_array_equal(forward[name], backward[name])
+
+
+def test_time_series_cube_matches_odc_stac_per_step(time_servers, tmp_path):
+    import pandas as pd
+
+    from stacube import CubeSpec, StacSource, Variable
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(
+        name="series",
+        zones=[TIME_LAYOUT.extent_geobox()],
+        chunks=(256, 256),
+        variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
+        time=pd.date_range("2021-06-01", periods=7, freq="D"),
+        source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem", "datamask": "datamask"}),
+    )
+    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
+    tile = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"))
+    assert list(tile.time.dt.strftime("%Y-%m-%d").values) == ["2021-06-02", "2021-06-03", "2021-06-04", "2021-06-05"]
+    dem, _ = odc_reference(items_of(api.url, "sample-series"), roi, groupby="time")
+    np.testing.assert_array_equal(tile.dem.values[1], dem[1])  # 06-03
+    np.testing.assert_array_equal(tile.dem.values[3], dem[2])  # 06-05
+    assert np.isnan(tile.dem.values[[0, 2]]).all()  # days without acquisitions hold nodata
+    state = cube.state()
+    assert set(state[~state.has_data].time.dt.strftime("%m-%d")) == {"06-02", "06-04"}
