@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test
 
+# python3.12 comes from pyenv (.python-version); nothing is downloaded here but packages from PyPI.
 $(PY):
-	@command -v pyenv >/dev/null 2>&1 && { pyenv install -s $(PYTHON_VERSION) >/dev/null; } || true
-	python$(PYTHON_VERSION) -m venv $(VENV) || $$(pyenv root)/versions/$$(pyenv latest $(PYTHON_VERSION))/bin/python -m venv $(VENV)
+	python$(PYTHON_VERSION) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip

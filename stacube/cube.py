@@ -7,9 +7,8 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import icechunk
 import numpy as np
 import pandas as pd
@@ -30,6 +29,9 @@ from .runners import LocalRunner, Runner
 from .spec import CubeSpec
 from .store import BRANCH, create_repository, open_repository
 from .timeaxis import select_steps
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,8 @@ class Cube:
 
     def state(self, at: str | None = None) -> gpd.GeoDataFrame:
         """Filled patches: id, zone, time, geometry (EPSG:4326), snapshot and whether they held data."""
+        import geopandas as gpd  # only here: it adds half a second to `import stacube`
+
         root, _ = self._root(at)
         runs = self._runs()
         rows = []

@@ -13,10 +13,14 @@ from typing import Any
 import numpy as np
 import zarr
 from odc.geo.geobox import GeoBox
+from zarr.codecs import BloscCodec
 
 from .spec import CubeSpec
 
 SPEC_ATTR = "stacube"
+# Byte-shuffled LZ4 in Blosc: rasters shrink to about a quarter here and decode at memory speed,
+# which is what makes a warm load fast; zarr's default (Zstd) writes 2-4x slower for a similar size.
+COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
 FILLED = "filled"
 FILLED_CHUNK = 512  # patches per side in one chunk of the filled record
 TIME_UNITS = "microseconds since 1970-01-01"
@@ -62,6 +66,7 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
                 dtype=var.numpy_dtype,
                 fill_value=var.nodata,
                 dimension_names=spatial_dims,
+                compressors=COMPRESSORS,
             )
             arr.attrs.update({"nodata": _json_nodata(var.nodata), "grid_mapping": "spatial_ref",
                               "coordinates": " ".join(d for d in spatial_dims if d != "time") + " spatial_ref"})

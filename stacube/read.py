@@ -57,23 +57,32 @@ def read_tile(
     """The Tile for ``roi`` from the zone groups under ``root`` (a session's store)."""
     dst = output_geobox(spec, roi, geometry)
     lead = (len(steps),) if steps is not None else ()
-    out = {name: np.full(lead + dst.shape.yx, spec.variables[name].nodata, dtype=spec.variables[name].numpy_dtype)
-           for name in variables}
+    out: dict[str, np.ndarray] = {}
     for grid in zone_grids(spec):
         info = compute_reproject_roi(grid.geobox, dst)
         if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
             continue
         group = root[grid.name]
         src_box = grid.geobox[info.roi_src]
+        covers_tile = info.paste_ok and dst[info.roi_dst].shape == dst.shape
         for name in variables:
             variable = spec.variables[name]
-            array = group[name]
             selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
-            values = array.get_orthogonal_selection(selection)
-            target = out[name][(..., *info.roi_dst)]  # a view into the Tile
+            values = group[name].get_orthogonal_selection(selection)
             piece = values if info.paste_ok else _reproject(values, src_box, dst[info.roi_dst], variable)
-            empty = ~valid_mask(target, variable)  # first zone wins: only fill what is still empty
-            np.copyto(target, piece, where=empty)
+            if name not in out and covers_tile:
+                out[name] = piece  # one zone covers the whole Tile on its own grid: no copy at all
+                continue
+            if name not in out:
+                out[name] = np.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
+                out[name][(..., *info.roi_dst)] = piece
+            else:  # a later zone only fills what earlier zones left empty
+                target = out[name][(..., *info.roi_dst)]
+                np.copyto(target, piece, where=~valid_mask(target, variable))
+    for name in variables:
+        if name not in out:
+            variable = spec.variables[name]
+            out[name] = np.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
     coords = dict(xr_coords(dst))
     dims: tuple[str, ...] = ("y", "x")
     if steps is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import icechunk
 import numpy as np
 import zarr
 
@@ -38,6 +39,12 @@ def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:
     return (patch.time_index, ys, xs) if spec.time is not None else (ys, xs)
 
 
+def _chunk_exists(store: Any, array: zarr.Array, region: tuple) -> bool:
+    """Whether the chunk under ``region`` was ever written (a patch region is exactly one chunk)."""
+    coords = [r.start // c if isinstance(r, slice) else r // c for r, c in zip(region, array.chunks, strict=True)]
+    return store.session.chunk_type(f"/{array.path}", coords) != icechunk.ChunkType.uninitialized
+
+
 def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> int:
     """Merge ``data`` into the patch's chunk; returns the bytes of valid data written (0: nothing to write)."""
     group = zarr.open_group(store, path=patch.zone, mode="r+")
@@ -49,7 +56,9 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
         if not valid.any():
             continue
         array = group[name]
-        merged = values if valid.all() else np.where(valid, values, array[region])
+        merged = values
+        if not valid.all() and _chunk_exists(store, array, region):
+            merged = np.where(valid, values, array[region])
         array[region] = merged.astype(variable.numpy_dtype, copy=False)
         written += merged.nbytes
     return written

@@ -1,0 +1,175 @@
+"""Cold load, warm load and odc-stac's direct load of one ROI over ~16 locally served source tiles.
+
+Each measurement runs in a fresh process (so warm means: a new process, the load call alone) and
+reports wall seconds, peak RSS and decoded MB/s; ratios are computed within this one run. Then
+the peak memory of `download` for growing AOIs, and the store size against the data it holds.
+
+    .venv/bin/python bench/load.py [--tile-size 1024] [--chunks 2048] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _layout(args):
+    from stacube.sample.generate import SampleLayout
+
+    return SampleLayout(tile_size=args.tile_size, overlap=args.tile_size // 16, rows=4, cols=4)
+
+
+def _spec(args, api_url):
+    from stacube import CubeSpec, StacSource, Variable
+
+    return CubeSpec(
+        name="bench",
+        zones=[_layout(args).extent_geobox()],
+        chunks=(args.chunks, args.chunks),
+        variables={"dem": Variable("float32", units="m"), "datamask": Variable("uint8", nodata=0)},
+        source=StacSource(api_url=api_url, collection="sample-dem", assets={"dem": "dem", "datamask": "datamask"}),
+    )
+
+
+def _roi(args, margin: int = 40):
+    zone = _layout(args).extent_geobox()
+    return zone[margin : zone.shape.y - margin, margin : zone.shape.x - margin]
+
+
+def _decoded_mb(ds) -> float:
+    return sum(v.nbytes for v in ds.data_vars.values()) / 1e6
+
+
+def phase(args) -> dict:
+    """One measurement, in this (fresh) process."""
+    from stacube import Cube
+
+    work = Path(args.work)
+    roi = _roi(args)
+    if args.phase in ("direct", "direct_pool"):
+        import odc.stac
+        import pystac
+
+        items = [pystac.Item.from_dict(d) for d in json.loads((work / "items.json").read_text())["features"]]
+        odc.stac.configure_rio(cloud_defaults=True)
+        pool = args.concurrency if args.phase == "direct_pool" else None
+        started = time.perf_counter()
+        ds = odc.stac.load(items, bands=["dem", "datamask"], geobox=roi, groupby=lambda i, p, x: 0,
+                           dtype={"dem": "float32", "datamask": "uint8"}, pool=pool)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+    if args.phase == "cold":
+        cube = Cube.create(work / "cube.icechunk", _spec(args, args.api), catalog_dir=work / "catalog")
+        started = time.perf_counter()
+        ds = cube.load(roi, concurrency=args.concurrency)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+    if args.phase == "warm":
+        cube = Cube.open(work / "cube.icechunk", catalog_dir=work / "catalog")
+        started = time.perf_counter()
+        ds = cube.load(roi)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+    if args.phase == "download":
+        zone = _layout(args).extent_geobox()
+        folder = work / f"aoi-{args.aoi}"
+        shutil.rmtree(folder, ignore_errors=True)
+        cube = Cube.create(folder / "cube", _spec(args, args.api), catalog_dir=work / "catalog")
+        side = args.aoi * args.chunks
+        started = time.perf_counter()
+        report = cube.download(zone[0:side, 0:side], concurrency=args.concurrency)
+        seconds = time.perf_counter() - started
+        size = sum(f.stat().st_size for f in (folder / "cube").rglob("*") if f.is_file())
+        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "patches": report.patches,
+                "data_mb": report.bytes_written / 1e6, "store_mb": size / 1e6}
+    raise SystemExit(f"unknown phase {args.phase}")
+
+
+def run_phase(args, name: str, **extra) -> dict:
+    cmd = [sys.executable, __file__, "--phase", name, "--work", str(args.work), "--api", args.api,
+           "--tile-size", str(args.tile_size), "--chunks", str(args.chunks), "--concurrency", str(args.concurrency)]
+    for key, value in extra.items():
+        cmd += [f"--{key}", str(value)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--chunks", type=int, default=2048)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each phase; the median is shown")
+    parser.add_argument("--out", default=str(ROOT / "bench-output"))
+    parser.add_argument("--phase")
+    parser.add_argument("--work")
+    parser.add_argument("--api", default="")
+    parser.add_argument("--aoi", type=int, default=1)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args)))
+        return
+
+    import pystac_client
+
+    from stacube.sample.generate import generate_sample
+    from stacube.sample.servers import serve_sample
+
+    out = Path(args.out)
+    sample = out / f"sample-{args.tile_size}"
+    if not (sample / "items.json").exists():
+        generate_sample(sample, _layout(args))
+    roi = _roi(args)
+    print(f"ROI {roi.shape.y} x {roi.shape.x} px over 16 tiles of {args.tile_size} px; chunks {args.chunks}; "
+          f"concurrency {args.concurrency}; median of {args.repeat} runs, each phase in a fresh process")
+    with serve_sample(sample) as (_, api):
+        args.api = api.url
+        results: dict[str, list[dict]] = {k: [] for k in ("direct", "direct_pool", "cold", "warm")}
+        for run in range(args.repeat):
+            args.work = out / f"work-{run}"
+            shutil.rmtree(args.work, ignore_errors=True)
+            args.work.mkdir(parents=True)
+            items = pystac_client.Client.open(api.url).search(collections=["sample-dem"]).item_collection()
+            (args.work / "items.json").write_text(json.dumps(items.to_dict()))
+            for name in results:
+                results[name].append(run_phase(args, name))
+
+        def median(name: str, key: str) -> float:
+            values = sorted(r[key] for r in results[name])
+            return values[len(values) // 2]
+
+        direct = median("direct", "seconds")
+        print(f"{'':28}{'wall s':>9}{'peak RSS MB':>13}{'decoded MB/s':>14}{'vs direct':>11}")
+        labels = {"direct": "odc.stac.load (direct)", "direct_pool": f"odc.stac.load pool={args.concurrency}",
+                  "cold": "stacube cold load", "warm": "stacube warm load"}
+        for name, label in labels.items():
+            seconds = median(name, "seconds")
+            print(f"{label:28}{seconds:9.3f}{median(name, 'rss_mb'):13.0f}"
+                  f"{median(name, 'decoded_mb') / seconds:14.0f}{seconds / direct:10.2f}x")
+        print(f"warm speed-up over direct: {direct / median('warm', 'seconds'):.1f}x (target >= 10x); "
+              f"cold / direct: {median('cold', 'seconds') / direct:.2f} (target <= 1.3)")
+
+        print("\ndownload peak memory against AOI size (fresh process each):")
+        print(f"{'AOI chunks':>11}{'patches':>9}{'wall s':>9}{'peak RSS MB':>13}{'data MB':>9}{'store MB':>10}{'store/data':>11}")
+        zone_chunks = -(-_layout(args).extent_geobox().shape.y // args.chunks)
+        for aoi in sorted({1, max(1, zone_chunks // 2), zone_chunks}):
+            r = run_phase(args, "download", aoi=aoi)
+            print(f"{aoi}x{aoi:<9}{r['patches']:9d}{r['seconds']:9.2f}{r['rss_mb']:13.0f}{r['data_mb']:9.1f}"
+                  f"{r['store_mb']:10.1f}{r['store_mb'] / max(r['data_mb'], 1e-9):11.2f}")
+
+
+if __name__ == "__main__":
+    main()
