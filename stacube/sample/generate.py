@@ -35,6 +35,7 @@ class SampleLayout:
     rows: int = 4
     cols: int = 4
     times: tuple[str, ...] = ()  # empty: one acquisition per tile (spatial-only source)
+    file_nodata: bool = True  # False: nodata is declared only in the Items' raster:bands, not in the files
 
     @property
     def step(self) -> int:
@@ -80,7 +81,7 @@ def _tile_arrays(layout: SampleLayout, row: int, col: int, time_index: int) -> t
     return dem, mask
 
 
-def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, nodata: float | int) -> None:
+def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, nodata: float | int | None) -> None:
     profile = {
         "driver": "COG",
         "width": data.shape[1],
@@ -154,8 +155,9 @@ def generate_sample(folder: str | Path, layout: SampleLayout | None = None, coll
                 stem = f"tile_r{row}_c{col}" + (f"_{when:%Y%m%d}" if layout.times else "")
                 dem, mask = _tile_arrays(layout, row, col, t_index)
                 geobox = layout.tile_geobox(row, col)
-                _write_cog(folder / f"{stem}_dem.tif", dem, geobox, DEM_NODATA)
-                _write_cog(folder / f"{stem}_datamask.tif", mask, geobox, MASK_NODATA)
+                file_nodata = layout.file_nodata
+                _write_cog(folder / f"{stem}_dem.tif", dem, geobox, DEM_NODATA if file_nodata else None)
+                _write_cog(folder / f"{stem}_datamask.tif", mask, geobox, MASK_NODATA if file_nodata else None)
                 items.append(_item(layout, row, col, when, stem, collection).to_dict(include_self_link=False))
     (folder / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     (folder / "layout.json").write_text(json.dumps({**layout.__dict__, "collection": collection}))

@@ -74,7 +74,8 @@ def test_second_load_needs_no_server_and_offline_load_reports_missing(private_se
     np.testing.assert_array_equal(warm.dem.values, cold.dem.values)
     assert cube.history().equals(history_before)  # a warm load writes nothing
 
-    offline = cube.load(zone[0:400, 0:800], offline=True)
+    with pytest.warns(UserWarning, match=r"4 patch\(es\) under the ROI are not in the cube"):
+        offline = cube.load(zone[0:400, 0:800], offline=True)
     np.testing.assert_array_equal(offline.dem.values[:, :400], cold.dem.values)
     assert np.isnan(offline.dem.values[:, 512:]).all()
     missing = ["epsg3413/y0x2", "epsg3413/y0x3", "epsg3413/y1x2", "epsg3413/y1x3"]
@@ -152,3 +153,41 @@ def test_time_series_cube_matches_odc_stac_per_step(time_servers, tmp_path):
     assert np.isnan(tile.dem.values[[0, 2]]).all()  # days without acquisitions hold nodata
     state = cube.state()
     assert set(state[~state.has_data].time.dt.strftime("%m-%d")) == {"06-02", "06-04"}
+
+
+def test_result_does_not_depend_on_concurrency(servers, tmp_path, sample_layout):
+    from .conftest import dem_spec
+
+    _, api = servers
+    zone = sample_layout.extent_geobox()
+    tiles = []
+    for concurrency in (1, 8):
+        cube = Cube.create(tmp_path / f"c{concurrency}", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+        tiles.append(cube.load(zone, concurrency=concurrency))
+    np.testing.assert_array_equal(tiles[0].dem.values, tiles[1].dem.values)
+    np.testing.assert_array_equal(tiles[0].datamask.values, tiles[1].datamask.values)
+
+
+def test_nodata_declared_only_in_raster_bands_is_honoured(tmp_path):
+    """Files without a nodata tag: the Items' raster:bands nodata still keeps borders out of the data."""
+    from stacube import Variable
+    from stacube.sample.generate import SampleLayout, generate_sample
+    from stacube.sample.servers import serve_sample
+
+    from .conftest import dem_spec
+
+    layout = SampleLayout(rows=2, cols=2, file_nodata=False)
+    folder = generate_sample(tmp_path / "sample", layout)
+    with serve_sample(folder) as (_, api):
+        variables = {"dem": Variable("float32"), "datamask": Variable("bool")}
+        cube = Cube.create(tmp_path / "c", dem_spec(api.url, layout, variables=variables), catalog_dir=tmp_path / "cat")
+        zone = layout.extent_geobox()
+        tile = cube.load(zone)
+        dem, mask = odc_reference(items_of(api.url), zone)
+    assert tile.datamask.dtype == bool
+    assert not (tile.dem.values == DEM_NODATA).any()  # -9999 never leaks in as data
+    np.testing.assert_array_equal(tile.dem.values, dem[0])
+    np.testing.assert_array_equal(tile.datamask.values, mask[0] > 0)
+    # Tile overlaps: the nodata border of one tile did not punch holes into its neighbour's data.
+    step = layout.step
+    assert np.isfinite(tile.dem.values[100:400, step - 20 : step + 20]).all()

@@ -45,3 +45,24 @@ def test_local_hrefs_from_a_remote_catalog_are_refused():
     self_link = {"rel": "self", "href": "http://h/items/y.json"}
     relative = {"id": "y", "links": [self_link], "assets": {"a": {"href": "a.tif"}}}
     assert _absolute_hrefs(relative, allow_local=False)["assets"]["a"]["href"] == "http://h/items/a.tif"
+
+
+def test_search_by_geometry_intersects(tmp_path, items):
+    catalog = LocalCatalog(tmp_path, "http://127.0.0.1:9/api", "sample-dem")
+    catalog.append(items)
+    point = shape(items[5]["geometry"]).centroid.buffer(1e-4)
+    found = {item.id for item in catalog.search(intersects=point.__geo_interface__)}
+    assert items[5]["id"] in found and len(found) <= 4
+
+
+def test_sample_generator_is_deterministic(tmp_path):
+    import hashlib
+
+    from stacube.sample.generate import SampleLayout, generate_sample
+
+    layout = SampleLayout(rows=1, cols=2, tile_size=128, overlap=16, border=4)
+    digests = []
+    for run in ("a", "b"):
+        folder = generate_sample(tmp_path / run, layout)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*"))})
+    assert digests[0] == digests[1] and len(digests[0]) == 6  # 4 COGs, items.json, layout.json
