@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--download-chunks", type=int, default=512, help="patch size for the memory-vs-AOI runs")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each phase; the median is shown")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay before every COG response, standing in for a remote server (0: plain loopback)")
     parser.add_argument("--out", default=str(ROOT / "bench-output"))
     parser.add_argument("--phase")
     parser.add_argument("--work")
@@ -135,8 +137,9 @@ def main() -> None:
         generate_sample(sample, _layout(args))
     roi = _roi(args)
     print(f"ROI {roi.shape.y} x {roi.shape.x} px over 16 tiles of {args.tile_size} px; chunks {args.chunks}; "
-          f"concurrency {args.concurrency}; median of {args.repeat} runs, each phase in a fresh process")
-    with serve_sample(sample) as (_, api):
+          f"concurrency {args.concurrency}; COG latency {args.latency_ms:g} ms; median of {args.repeat} runs, "
+          "each phase in a fresh process")
+    with serve_sample(sample, latency_ms=args.latency_ms) as (_, api):
         args.api = api.url
         results: dict[str, list[dict]] = {k: [] for k in ("direct", "direct_pool", "cold", "warm")}
         for run in range(args.repeat):

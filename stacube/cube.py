@@ -22,7 +22,7 @@ from .catalog import LocalCatalog, default_catalog_root
 from .errors import SpecError, UnknownVariableError
 from .grid import patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
-from .plan import Plan, attach_items, plan_patches, zone_grids
+from .plan import Plan, attach_items, lonlat_footprint, plan_patches, zone_grids
 from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
@@ -202,7 +202,7 @@ class Cube:
                     "has_data": stamp > 0,
                     "snapshot": run.get("snapshot"),
                     "run_id": run.get("run_id"),
-                    "geometry": grid.chunk_geobox(int(iy), int(ix)).extent.to_crs("EPSG:4326").geom,
+                    "geometry": lonlat_footprint(grid.chunk_geobox(int(iy), int(ix)).extent),
                 })
         columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
         return gpd.GeoDataFrame(pd.DataFrame(rows, columns=columns), geometry="geometry", crs="EPSG:4326")

@@ -13,6 +13,15 @@ from odc.geo.geom import Geometry
 from .errors import ROIError
 
 
+def _meets(footprint: Geometry, roi: Geometry) -> bool:
+    """An areal ROI must overlap with area (a shared edge is not enough); a point or line must touch."""
+    if not footprint.intersects(roi):
+        return False
+    if roi.geom.area == 0:
+        return True
+    return footprint.intersection(roi).area > 0
+
+
 @dataclass(frozen=True)
 class ZoneGrid:
     """One zone of a cube: its GeoBox cut into chunks of ``chunks`` = (ny, nx) pixels."""
@@ -43,14 +52,16 @@ class ZoneGrid:
         if local.is_empty or not local.is_valid:
             local = local.buffer(0)
         overlap = self.geobox.extent.intersection(local)
-        if overlap.is_empty or overlap.area == 0:
+        if not _meets(self.geobox.extent, local):
             return None
         x0, y0, x1, y1 = overlap.boundingbox
         inverse = ~self.geobox.transform
         cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
         ny, nx = self.geobox.shape
-        r0, r1 = max(0, math.floor(min(rows)) - pad), min(ny, math.ceil(max(rows)) + pad)
-        c0, c1 = max(0, math.floor(min(cols)) - pad), min(nx, math.ceil(max(cols)) + pad)
+        r0, c0 = math.floor(min(rows)) - pad, math.floor(min(cols)) - pad
+        r1 = max(math.ceil(max(rows)), r0 + 1) + pad  # a point or a line still covers one pixel
+        c1 = max(math.ceil(max(cols)), c0 + 1) + pad
+        r0, c0, r1, c1 = max(0, min(r0, ny - 1)), max(0, min(c0, nx - 1)), min(ny, r1), min(nx, c1)
         if r0 >= r1 or c0 >= c1:
             return None
         return slice(r0, r1), slice(c0, c1)
@@ -65,8 +76,7 @@ class ZoneGrid:
         local = roi.to_crs(self.geobox.crs)
         for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
             for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
-                footprint = self.chunk_geobox(iy, ix).extent
-                if footprint.intersects(local) and footprint.intersection(local).area > 0:
+                if _meets(self.chunk_geobox(iy, ix).extent, local):
                     yield iy, ix
 
 

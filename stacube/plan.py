@@ -10,8 +10,9 @@ import pandas as pd
 import pystac
 import shapely
 import zarr
+from odc.geo.crs import CRS
 from odc.geo.geom import Geometry
-from shapely.geometry import shape
+from pyproj import Transformer
 
 from .catalog import LocalCatalog, Window, sync_window
 from .errors import ROIError
@@ -83,19 +84,67 @@ def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequenc
     return plan
 
 
-def _footprints(patches: Sequence[PatchIndex]) -> list[shapely.Geometry]:
-    return [p.geobox.extent.to_crs("EPSG:4326").geom for p in patches]
+def lonlat_bounds(footprint: Geometry) -> tuple[float, float, float, float]:
+    """Lon/lat bounds of a projected footprint that stay right at the poles and across the antimeridian.
+
+    A plain ``to_crs`` of a polar-stereographic chunk around the pole, or of a chunk crossing
+    180 degrees, gives a polygon that misses Items it covers; searching too wide is safe instead,
+    because Items are matched to patches exactly in the zone's own CRS afterwards.
+    """
+    crs = footprint.crs
+    outline = shapely.segmentize(footprint.geom.exterior, footprint.geom.exterior.length / 256)
+    xs, ys = np.asarray(outline.coords).T
+    to_lonlat = Transformer.from_crs(crs.proj, "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(xs, ys)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    lon, lat = lon[ok], lat[ok]
+    west, south, east, north = float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())
+    if np.abs(np.diff(lon)).max(initial=0) > 180:  # the outline jumps across the antimeridian
+        west, east = -180.0, 180.0
+    from_lonlat = Transformer.from_crs("EPSG:4326", crs.proj, always_xy=True)
+    for pole in (90.0, -90.0):
+        px, py = from_lonlat.transform(0.0, pole)
+        if np.isfinite(px) and np.isfinite(py) and footprint.geom.contains(shapely.Point(px, py)):
+            west, east = -180.0, 180.0
+            north, south = (90.0, south) if pole > 0 else (north, -90.0)
+    return west, south, east, north
+
+
+def lonlat_footprint(footprint: Geometry) -> shapely.Geometry:
+    """A projected footprint in lon/lat: its outline, or its lon/lat box around a pole or across 180 degrees."""
+    west, south, east, north = lonlat_bounds(footprint)
+    if east - west >= 180:
+        return shapely.box(west, south, east, north)
+    return footprint.to_crs("EPSG:4326", resolution=footprint.geom.length / 64).geom
 
 
 def search_window(spec: CubeSpec, patches: Sequence[PatchIndex]) -> Window:
     """One lon/lat bbox and time range around the patches: what the catalog must hold for them."""
-    west, south, east, north = shapely.union_all(_footprints(patches)).bounds
+    bounds = np.array([lonlat_bounds(p.geobox.extent) for p in patches])
     pad = 1e-6
-    bbox = (max(west - pad, -180.0), max(south - pad, -90.0), min(east + pad, 180.0), min(north + pad, 90.0))
+    bbox = (
+        max(float(bounds[:, 0].min()) - pad, -180.0),
+        max(float(bounds[:, 1].min()) - pad, -90.0),
+        min(float(bounds[:, 2].max()) + pad, 180.0),
+        min(float(bounds[:, 3].max()) + pad, 90.0),
+    )
     periods = [p.time_range for p in patches if p.time_range is not None]
     if not periods:
         return Window(bbox)
     return Window(bbox, min(s for s, _ in periods), max(e for _, e in periods))
+
+
+def _footprints_in(crs: CRS, items: Sequence[pystac.Item]) -> list[shapely.Geometry]:
+    """Item footprints in a zone's CRS (empty where an Item cannot be expressed in it)."""
+    out = []
+    for item in items:
+        try:
+            # densified first (0.05 degree segments): a lon/lat box around a pole is a disc in polar CRSs
+            geom = Geometry(item.geometry, "EPSG:4326").to_crs(crs, resolution=0.05, check_and_fix=True).geom
+        except Exception:  # noqa: BLE001 - an Item far outside a projection's domain does not touch the zone
+            geom = shapely.Polygon()
+        out.append(geom if geom.is_valid else geom.buffer(0))
+    return out
 
 
 def attach_items(
@@ -103,7 +152,8 @@ def attach_items(
 ) -> list[PatchIndex]:
     """Each patch with the Items whose footprint meets it (and whose datetime falls in its step).
 
-    Syncs the window from the source first unless the catalog already covers it.
+    Syncs the window from the source first unless the catalog already covers it. Items are matched
+    in each zone's own CRS, so polar and antimeridian patches find every Item they touch.
     """
     if not patches:
         return []
@@ -111,13 +161,18 @@ def attach_items(
     if sync:
         sync_window(catalog, window, allow_local_hrefs=getattr(spec.source, "allow_local_hrefs", False))
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
-    if not items:
-        return [p.with_items(()) for p in patches]
-    tree = shapely.STRtree([shape(item.geometry) for item in items])
     times = np.array([_item_time(item) for item in items], dtype="datetime64[us]")
+    trees = {}
     out = []
-    for patch, footprint in zip(patches, _footprints(patches), strict=True):
-        hits = tree.query(footprint, predicate="intersects")
+    for patch in patches:
+        if not items:
+            out.append(patch.with_items(()))
+            continue
+        if patch.zone not in trees:
+            trees[patch.zone] = shapely.STRtree(_footprints_in(spec.zones[patch.zone].crs, items))
+        footprint = patch.geobox.extent.geom
+        hits = [h for h in trees[patch.zone].query(footprint, predicate="intersects")
+                if trees[patch.zone].geometries[h].intersection(footprint).area > 0]
         if patch.time_range is not None:
             start, end = (np.datetime64(t.to_datetime64(), "us") for t in patch.time_range)
             hits = [h for h in hits if start <= times[h] < end]

@@ -1,7 +1,15 @@
-"""Resolve a TOI (anything pandas indexes time with) to positions on a cube's time axis."""
+"""Resolve a TOI (anything pandas indexes time with) to positions on a cube's time axis.
+
+Every form of TOI becomes one or more time intervals, and a step is selected when its period
+[t, t + freq) overlaps one of them. So ``"2024-01-15"`` on a monthly axis selects January,
+``"2024-03"`` on a daily axis selects every day of March, and a slice selects every step whose
+period meets [start of its first bound, end of its last bound], the way pandas reads partial dates.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -9,40 +17,72 @@ import pandas as pd
 
 from .errors import TOIError
 
+Interval = tuple[pd.Timestamp, pd.Timestamp]  # both ends inclusive
+
 
 def _describe(axis: pd.DatetimeIndex) -> str:
     return f"[{axis[0]:%Y-%m-%d %H:%M}, {axis[-1]:%Y-%m-%d %H:%M}] every {axis.freqstr}"
 
 
-def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
-    """Positions of the time steps a TOI selects; None for a spatial-only cube with no TOI.
+def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 
-    A TOI is matched against each step's label the way pandas does (``"2024-03"`` selects every
-    step in March); a Timestamp between labels selects the step whose period contains it.
-    """
+
+def _interval(value: Any) -> Interval:
+    """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
+    if isinstance(value, str):
+        try:
+            period = pd.Period(value)
+        except (ValueError, TypeError):
+            stamp = _naive_utc(pd.Timestamp(value))  # e.g. an ISO string with a time zone
+            return stamp, stamp
+        return period.start_time, period.end_time
+    if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
+        stamp = _naive_utc(pd.Timestamp(value))
+        return stamp, stamp
+    if isinstance(value, date):
+        return pd.Timestamp(value), pd.Timestamp(value) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    raise TypeError(f"cannot read {value!r} as a time")
+
+
+def toi_intervals(toi: Any) -> list[Interval]:
+    """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times."""
+    if isinstance(toi, slice):
+        if toi.step is not None:
+            raise ValueError("a TOI slice takes no step")
+        start = _interval(toi.start)[0] if toi.start is not None else pd.Timestamp.min
+        end = _interval(toi.stop)[1] if toi.stop is not None else pd.Timestamp.max
+        return [(start, end)]
+    if isinstance(toi, (str, pd.Timestamp, datetime, date, np.datetime64)):
+        return [_interval(toi)]
+    if isinstance(toi, Iterable):
+        return [_interval(v) for v in toi]
+    raise TypeError(f"cannot read {toi!r} as a time of interest")
+
+
+def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
+    """Positions of the time steps whose periods a TOI meets; None for a spatial-only cube with no TOI."""
     if axis is None:
         if toi is not None:
             raise TOIError(f"TOI {toi!r} given, but this cube has no time axis; pass toi=None")
         return None
     if toi is None:
         return list(range(len(axis)))
-    positions = pd.Series(np.arange(len(axis)), index=axis)
     try:
-        if isinstance(toi, (pd.Timestamp, np.datetime64)) or hasattr(toi, "isoformat"):
-            stamp = pd.Timestamp(toi)
-            if stamp.tz is not None:
-                stamp = stamp.tz_convert("UTC").tz_localize(None)
-            step = axis.searchsorted(stamp, side="right") - 1
-            if step < 0 or stamp >= axis[-1] + axis.freq:
-                raise KeyError(stamp)
-            return [int(step)]
-        selected = positions.loc[toi]
-    except (KeyError, TypeError, ValueError) as err:
-        raise TOIError(f"TOI {toi!r} is not on the time axis {_describe(axis)}") from err
-    steps = [int(selected)] if np.isscalar(selected) else [int(v) for v in np.asarray(selected)]
-    if not steps:
-        raise TOIError(f"TOI {toi!r} selects no step of the time axis {_describe(axis)}")
-    return sorted(set(steps))
+        intervals = toi_intervals(toi)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise TOIError(f"TOI {toi!r} is not a time pandas understands: {err}") from err
+    starts = axis.values
+    ends = (axis + axis.freq).values
+    selected: set[int] = set()
+    for start, end in intervals:
+        if start > end:
+            raise TOIError(f"TOI {toi!r} ends before it starts")
+        hits = np.nonzero((starts <= end.to_datetime64()) & (ends > start.to_datetime64()))[0]
+        selected.update(int(h) for h in hits)
+    if not selected:
+        raise TOIError(f"TOI {toi!r} is outside the time axis {_describe(axis)}")
+    return sorted(selected)
 
 
 def step_range(axis: pd.DatetimeIndex, step: int) -> tuple[pd.Timestamp, pd.Timestamp]:

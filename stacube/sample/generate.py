@@ -18,6 +18,8 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.transform import Affine
 
+from ..plan import lonlat_footprint
+
 DEM_NODATA = -9999.0
 MASK_NODATA = 0
 
@@ -101,8 +103,9 @@ def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, nodata: float | int
 
 def _item(layout: SampleLayout, row: int, col: int, when: pd.Timestamp, stem: str, collection: str) -> pystac.Item:
     geobox = layout.tile_geobox(row, col)
-    footprint = geobox.extent.to_crs("EPSG:4326")
-    west, south, east, north = footprint.boundingbox
+    outline = lonlat_footprint(geobox.extent)
+    footprint = outline.__geo_interface__
+    west, south, east, north = outline.bounds
     epsg = geobox.crs.epsg
     properties = {
         "datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -113,7 +116,7 @@ def _item(layout: SampleLayout, row: int, col: int, when: pd.Timestamp, stem: st
     }
     item = pystac.Item(
         id=stem,
-        geometry=footprint.json,
+        geometry=footprint,
         bbox=[west, south, east, north],
         datetime=when.to_pydatetime(),
         properties=properties,

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 30.0) -> Non
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answered, if only with an error status: it is up
         except OSError:
             time.sleep(0.1)
     process.kill()
@@ -57,11 +60,12 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_file_server(folder: str | Path, port: int | None = None) -> ServerProcess:
-    """Serve ``folder`` over HTTP with Range support (RangeHTTPServer) on 127.0.0.1."""
+def start_file_server(folder: str | Path, port: int | None = None, latency_ms: float = 0.0) -> ServerProcess:
+    """Serve ``folder`` over HTTP with Range support (RangeHTTPServer's handler) on 127.0.0.1."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "RangeHTTPServer", str(port), "--bind", "127.0.0.1"],
+        [sys.executable, "-m", "stacube.sample.range_server", str(port), "--directory", str(Path(folder).resolve()),
+         "--latency-ms", str(latency_ms)],
         cwd=folder,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -93,10 +97,13 @@ def start_stac_api(items_json: str | Path, port: int | None = None) -> ServerPro
 
 
 @contextlib.contextmanager
-def serve_sample(folder: str | Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Serve a generated sample: yields (file server, STAC API) and stops both on exit."""
+def serve_sample(folder: str | Path, latency_ms: float = 0.0) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Serve a generated sample: yields (file server, STAC API) and stops both on exit.
+
+    ``latency_ms`` delays every COG response, to stand in for a remote server.
+    """
     folder = Path(folder)
-    files = start_file_server(folder)
+    files = start_file_server(folder, latency_ms=latency_ms)
     api = None
     try:
         served = publish_items(folder, files.url, folder / f"items-{files.url.rsplit(':', 1)[-1]}.json")

@@ -31,7 +31,7 @@ def test_roi_in_another_crs_finds_the_same_chunks():
     roi = box(505_000, 5_005_000, 506_000, 5_006_000, "EPSG:32633")
     native = set(grid.chunks_under(roi))
     geographic = set(grid.chunks_under(roi.to_crs("EPSG:4326")))
-    assert native and native <= geographic
+    assert native == geographic == {(2, 0), (2, 1)}
 
 
 def test_patch_ids_are_stable_and_readable():
@@ -48,3 +48,20 @@ def test_roi_without_crs_is_refused():
         roi_geometry(Geometry({"type": "Point", "coordinates": [0, 0]}).buffer(1))
     with pytest.raises(ROIError, match="GeoBox or Geometry"):
         roi_geometry((0, 0, 1, 1))
+
+
+def test_a_point_or_line_roi_inside_a_zone_finds_its_chunk():
+    from odc.geo.geom import line, point
+
+    zone = GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32633", resolution=10)
+    grid = ZoneGrid("z", zone, (32, 32))
+    assert list(grid.chunks_under(point(505, 505, "EPSG:32633"))) == [(1, 1)]
+    assert grid.pixel_window(point(505, 505, "EPSG:32633")) == (slice(49, 50), slice(50, 51))
+    assert sorted(grid.chunks_under(line([(5, 995), (400, 995)], "EPSG:32633"))) == [(0, 0), (0, 1)]
+    assert list(grid.chunks_under(point(5000, 5000, "EPSG:32633"))) == []
+
+
+def test_a_roi_sharing_only_an_edge_with_a_chunk_does_not_select_it():
+    zone = GeoBox.from_bbox((0, 0, 640, 640), "EPSG:32633", resolution=10)
+    grid = ZoneGrid("z", zone, (32, 32))
+    assert list(grid.chunks_under(box(0, 320, 320, 640, "EPSG:32633"))) == [(0, 0)]

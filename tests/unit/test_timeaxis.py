@@ -29,6 +29,34 @@ def test_toi_outside_the_axis_names_the_value_and_the_axis(toi):
         select_steps(DAILY, toi)
 
 
+MONTHLY = pd.date_range("2024-01-01", periods=6, freq="MS")
+
+
+@pytest.mark.parametrize(
+    ("toi", "expected"),
+    [
+        ("2024-01-15", [0]),  # a day inside January's period selects January
+        (pd.Timestamp("2024-01-15"), [0]),  # the same, as a Timestamp
+        (slice("2024-01-15", "2024-03-15"), [0, 1, 2]),  # every month the span meets
+        ("2024", [0, 1, 2, 3, 4, 5]),
+    ],
+)
+def test_every_toi_form_selects_the_steps_whose_period_it_meets(toi, expected):
+    assert select_steps(MONTHLY, toi) == expected
+
+
+def test_a_time_of_day_string_and_a_timestamp_agree():
+    assert select_steps(DAILY, "2024-01-03T15:00") == select_steps(DAILY, pd.Timestamp("2024-01-03T15:00")) == [2]
+    assert select_steps(DAILY, "2024-01-03T15:00:00+01:00") == [2]
+
+
+def test_a_toi_that_is_not_a_time_is_refused_with_its_value():
+    with pytest.raises(TOIError, match="'not-a-date'"):
+        select_steps(DAILY, "not-a-date")
+    with pytest.raises(TOIError, match="ends before it starts"):
+        select_steps(DAILY, slice("2024-02-01", "2024-01-01"))
+
+
 def test_toi_on_a_cube_without_time_is_refused():
     with pytest.raises(TOIError, match="no time axis"):
         select_steps(None, "2024-01-01")
