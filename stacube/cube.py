@@ -27,7 +27,7 @@ from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
 from .spec import CubeSpec
-from .store import BRANCH, create_repository, open_repository
+from .store import BRANCH, create_repository, initialized_chunks, open_repository
 from .timeaxis import select_steps
 
 if TYPE_CHECKING:
@@ -182,30 +182,37 @@ class Cube:
         return runs
 
     def state(self, at: str | None = None) -> gpd.GeoDataFrame:
-        """Filled patches: id, zone, time, geometry (EPSG:4326), snapshot and whether they held data."""
+        """Filled patches: id, zone, time, geometry (EPSG:4326), snapshot and whether they held data.
+
+        Lists only the patches the record holds (its initialized chunks), never the whole grid.
+        """
         import geopandas as gpd  # only here: it adds half a second to `import stacube`
 
         root, _ = self._root(at)
         runs = self._runs()
         rows = []
         for grid in zone_grids(self.spec):
-            filled = root[grid.name][FILLED][...]
-            for index in zip(*np.nonzero(filled), strict=True):
-                stamp = int(filled[index])
-                step, (iy, ix) = (int(index[0]), index[1:]) if self.spec.time is not None else (None, index)
+            filled = root[grid.name][FILLED]
+            cells = initialized_chunks(root.store.session, f"/{grid.name}/{FILLED}")
+            if not cells:
+                continue
+            stamps = filled.get_coordinate_selection(tuple(np.array(cells).T))
+            for cell, stamp in zip(cells, stamps.tolist(), strict=True):
+                step, (iy, ix) = (cell[0], cell[1:]) if self.spec.time is not None else (None, cell)
                 when = self.spec.time[step] if step is not None else None
                 run = runs.get(abs(stamp), {})
                 rows.append({
-                    "id": patch_id(grid.name, int(iy), int(ix), when),
+                    "id": patch_id(grid.name, iy, ix, when),
                     "zone": grid.name,
                     "time": when,
                     "has_data": stamp > 0,
                     "snapshot": run.get("snapshot"),
                     "run_id": run.get("run_id"),
-                    "geometry": lonlat_footprint(grid.chunk_geobox(int(iy), int(ix)).extent),
+                    "geometry": lonlat_footprint(grid.chunk_geobox(iy, ix).extent),
                 })
         columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
-        return gpd.GeoDataFrame(pd.DataFrame(rows, columns=columns), geometry="geometry", crs="EPSG:4326")
+        frame = pd.DataFrame(rows, columns=columns).sort_values(["zone", "time", "id"], ignore_index=True)
+        return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
     def history(self) -> pd.DataFrame:
         """Snapshots on the branch, newest first: id, time, message, run id, patches written."""

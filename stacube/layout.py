@@ -21,8 +21,8 @@ SPEC_ATTR = "stacube"
 # Byte-shuffled LZ4 in Blosc: rasters shrink to about a quarter here and decode at memory speed,
 # which is what makes a warm load fast; zarr's default (Zstd) writes 2-4x slower for a similar size.
 COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
-FILLED = "filled"
-FILLED_CHUNK = 512  # patches per side in one chunk of the filled record
+FILLED = "filled"  # one 8-byte chunk per patch: inlined in Icechunk's manifest, and two runs that fill
+# different patches never write the same chunk, so their commits rebase without conflict.
 TIME_UNITS = "microseconds since 1970-01-01"
 
 
@@ -76,9 +76,10 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
         group.create_array(
             FILLED,
             shape=(*leading, ncy, ncx),
-            chunks=(*(1 for _ in leading), min(ncy, FILLED_CHUNK), min(ncx, FILLED_CHUNK)),
+            chunks=(*(1 for _ in leading), 1, 1),
             dtype="int64",
             fill_value=0,
+            compressors=None,
             dimension_names=(*("time" for _ in leading), "chunk_y", "chunk_x"),
         ).attrs["description"] = "0: not filled; >0: microsecond stamp of the run that filled it; <0: filled, no data"
     return root

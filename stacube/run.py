@@ -118,7 +118,24 @@ def execute_run(
         }
     }
     text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
-    report.snapshot_id = session.commit(text, metadata=metadata, rebase_with=icechunk.ConflictDetector())
+    report.snapshot_id = _commit(session, text, metadata)
     report.seconds = time.perf_counter() - started
     log.info("%s", report)
     return report
+
+
+def _commit(session: icechunk.Session, message: str, metadata: dict[str, Any]) -> str:
+    """Commit, rebasing over runs that committed meanwhile.
+
+    Runs that wrote different patches rebase cleanly. Where another run committed some of the same
+    patches first, this run's chunks are kept (both read the same Items with the same mosaic rule)
+    and the commit metadata says which arrays overlapped.
+    """
+    try:
+        return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
+    except icechunk.RebaseFailedError as conflict:
+        overlap = sorted({c.path for c in conflict.conflicts})
+        log.warning("a concurrent run wrote some of the same patches (%s); keeping this run's values", overlap)
+        metadata[METADATA_KEY]["overlap"] = {"arrays": overlap, "resolution": "this run's values kept"}
+        solver = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
+        return session.commit(message, metadata=metadata, rebase_with=solver)

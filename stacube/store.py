@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -60,3 +62,14 @@ def open_repository(url: str | os.PathLike) -> icechunk.Repository:
     if not icechunk.Repository.exists(storage):
         raise CubeNotFoundError(f"no cube at {os.fspath(url)!r}; create one with Cube.create(path, spec)")
     return icechunk.Repository.open(storage)
+
+
+def initialized_chunks(session: icechunk.Session, array_path: str) -> list[tuple[int, ...]]:
+    """Coordinates of the chunks an array holds, from Icechunk's manifest (no chunk is read)."""
+
+    async def collect() -> list[tuple[int, ...]]:
+        return [tuple(int(c) for c in coords) async for coords in session.chunk_coordinates(array_path)]
+
+    # A thread of its own, so this works inside a running event loop too (a notebook).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return sorted(pool.submit(asyncio.run, collect()).result())

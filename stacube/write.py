@@ -71,20 +71,6 @@ def mark_filled(store: Any, spec: CubeSpec, patches: Sequence[PatchIndex], stamp
     for patch in patches:
         by_zone.setdefault(patch.zone, []).append(patch)
     for zone, in_zone in by_zone.items():
-        filled = root[zone][FILLED]
-        rows = [p.iy for p in in_zone]
-        cols = [p.ix for p in in_zone]
-        r0, c0 = min(rows), min(cols)
-        window = (slice(r0, max(rows) + 1), slice(c0, max(cols) + 1))
-        if spec.time is not None:
-            steps = sorted({p.time_index for p in in_zone})
-            block = filled.get_orthogonal_selection((steps, *window))
-            pos = {s: i for i, s in enumerate(steps)}
-            for p in in_zone:
-                block[pos[p.time_index], p.iy - r0, p.ix - c0] = -stamp if p.id in empty else stamp
-            filled.set_orthogonal_selection((steps, *window), block)
-        else:
-            block = filled[window]
-            for p in in_zone:
-                block[p.iy - r0, p.ix - c0] = -stamp if p.id in empty else stamp
-            filled[window] = block
+        cells = [(p.time_index, p.iy, p.ix) if spec.time is not None else (p.iy, p.ix) for p in in_zone]
+        values = np.array([-stamp if p.id in empty else stamp for p in in_zone], dtype="int64")
+        root[zone][FILLED].set_coordinate_selection(tuple(np.array(cells).T), values)
