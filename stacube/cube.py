@@ -156,7 +156,8 @@ class Cube:
         if plan.missing and not offline and at is None:
             report = self._download(plan, self._runner(runner, concurrency, progress), None)
             root, snapshot = self._root()
-            plan.missing = []
+            pending = set(report.patches_pending)
+            plan.missing = [p for p in plan.missing if p.id in pending]
         tile = read_tile(self.spec, root, roi, geometry, steps, names)
         tile.attrs["stacube_cube"] = self.url
         tile.attrs["stacube_snapshot"] = snapshot
@@ -164,7 +165,7 @@ class Cube:
         if plan.missing:
             warnings.warn(
                 f"{len(plan.missing)} patch(es) under the ROI are not in the cube and were returned as nodata "
-                f"(offline or historical load): {[p.id for p in plan.missing][:5]}",
+                f"(offline or historical load, or no Items published yet): {[p.id for p in plan.missing][:5]}",
                 stacklevel=2,
             )
         if report is not None:

@@ -159,7 +159,7 @@ def attach_items(
         return []
     window = search_window(spec, patches)
     if sync:
-        sync_window(catalog, window, allow_local_hrefs=getattr(spec.source, "allow_local_hrefs", False))
+        sync_window(catalog, window, spec.source.allow_local_hrefs, spec.source.lag)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
     times = np.array([_item_time(item) for item in items], dtype="datetime64[us]")
     trees = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import icechunk
+import pandas as pd
 
 from .backends import Backend
 from .grid import PatchIndex
@@ -42,6 +43,7 @@ class RunReport:
     run_id: str
     patches_written: list[str] = field(default_factory=list)
     patches_empty: list[str] = field(default_factory=list)
+    patches_pending: list[str] = field(default_factory=list)  # recent and still empty: not recorded as filled
     patches_already_filled: int = 0
     item_ids: list[str] = field(default_factory=list)
     bytes_written: int = 0
@@ -98,10 +100,14 @@ def execute_run(
         session.merge(*forks)
     written = {r.patch_id for r in results if r.nbytes}
     empty = {p.id for p in patches if p.id not in written}
+    # A recent step without data may still get Items: leave it unfilled, to be tried again later.
+    settled_before = pd.Timestamp.now(tz="UTC").tz_localize(None) - spec.source.lag
+    pending = {p.id for p in patches if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
     stamp = time.time_ns() // 1000
-    mark_filled(session.store, spec, patches, stamp, empty)
+    mark_filled(session.store, spec, [p for p in patches if p.id not in pending], stamp, empty)
     report.patches_written = sorted(written)
-    report.patches_empty = sorted(empty)
+    report.patches_empty = sorted(empty - pending)
+    report.patches_pending = sorted(pending)
     report.item_ids = sorted({item.id for p in patches for item in p.items})
     report.bytes_written = sum(r.nbytes for r in results)
     metadata = {
@@ -117,6 +123,9 @@ def execute_run(
             **(extra_metadata or {}),
         }
     }
+    if not session.has_uncommitted_changes:  # only recent steps without data: nothing to record yet
+        report.seconds = time.perf_counter() - started
+        return report
     text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
     report.snapshot_id = _commit(session, text, metadata)
     report.seconds = time.perf_counter() - started

@@ -94,7 +94,18 @@ class StacSource:
     assets: Mapping[str, str]
     filter: Mapping[str, Any] | None = None  # CQL2-JSON applied when searching the local catalog
     allow_local_hrefs: bool = False  # harvested Items may not point at local files unless allowed
+    publication_lag: str = "3D"  # how long after a date the source may still publish Items for it
     kind: str = field(default="stac", init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            pd.Timedelta(self.publication_lag)
+        except ValueError as err:
+            raise SpecError(f"publication_lag {self.publication_lag!r} is not a pandas Timedelta") from err
+
+    @property
+    def lag(self) -> pd.Timedelta:
+        return pd.Timedelta(self.publication_lag)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +115,7 @@ class StacSource:
             "assets": dict(self.assets),
             "filter": dict(self.filter) if self.filter else None,
             "allow_local_hrefs": self.allow_local_hrefs,
+            "publication_lag": self.publication_lag,
         }
 
     @classmethod
@@ -114,6 +126,7 @@ class StacSource:
             assets=dict(data["assets"]),
             filter=data.get("filter"),
             allow_local_hrefs=bool(data.get("allow_local_hrefs", False)),
+            publication_lag=data.get("publication_lag", "3D"),
         )
 
 

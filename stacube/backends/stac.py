@@ -34,6 +34,18 @@ def _has_any(item: pystac.Item, asset: pystac.Asset, keys: tuple[str, ...]) -> b
     return any(k in item.properties or k in asset.extra_fields for k in keys)
 
 
+def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int | None:
+    """The nodata the Items declare for ``asset`` (raster:bands, STAC 1.1 bands, or the asset), if any."""
+    for item in items:
+        fields = item.assets[asset].extra_fields
+        for band in fields.get("raster:bands", []) + fields.get("bands", []):
+            if band.get("nodata") is not None:
+                return band["nodata"]
+        if fields.get("nodata") is not None:
+            return fields["nodata"]
+    return None
+
+
 def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype: np.dtype, nodata) -> np.ndarray:
     """Cast to the cube dtype, turning the source's nodata (and NaN) into the cube's nodata."""
     if dtype.kind == "b":
@@ -77,29 +89,34 @@ class StacBackend:
                     )
 
     def read(self, patch: PatchIndex) -> PatchData:
-        variables = self.spec.variables
-        # GDAL has no boolean type: read masks as uint8, cast back below.
-        dtypes = {self.assets[v]: "uint8" if var.numpy_dtype.kind == "b" else var.dtype for v, var in variables.items()}
-        try:
-            loaded = odc.stac.load(
-                list(patch.items),
-                bands=list(dtypes),
-                geobox=patch.geobox,
-                groupby=_single_group,
-                resampling={self.assets[v]: var.resampling for v, var in variables.items()},
-                dtype=dtypes,
-                fail_on_error=True,
-            )
-        except Exception:
-            # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
-            # instead of the truncated or corrupt bytes that made this attempt fail.
-            for item in patch.items:
-                for key in dtypes:
-                    rasterio.cache.invalidate(item.assets[key].href)
-            raise
         out: PatchData = {}
-        for name, var in variables.items():
-            band = loaded[self.assets[name]]
+        for name, var in self.spec.variables.items():
+            asset = self.assets[name]
+            # GDAL has no boolean type: masks are read as uint8 and cast back below.
+            dtype = "uint8" if var.numpy_dtype.kind == "b" else var.dtype
+            # Where the Items declare nodata, odc-stac reads it as the source's nodata and fills with it
+            # (mapped to the cube's nodata below). Where they do not, the file's nodata still counts,
+            # and pixels no Item reaches are filled with the cube's nodata rather than 0.
+            declared = _declared_nodata(patch.items, asset)
+            fill = None if declared is not None else (int(var.nodata) if var.numpy_dtype.kind == "b" else var.nodata)
+            try:
+                loaded = odc.stac.load(
+                    list(patch.items),
+                    bands=[asset],
+                    geobox=patch.geobox,
+                    groupby=_single_group,
+                    resampling=var.resampling,
+                    dtype=dtype,
+                    nodata=fill,
+                    fail_on_error=True,
+                )
+            except Exception:
+                # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
+                # instead of the truncated or corrupt bytes that made this attempt fail.
+                for item in patch.items:
+                    rasterio.cache.invalidate(item.assets[asset].href)
+                raise
+            band = loaded[asset]
             values = band.values[0] if "time" in band.dims else band.values
             out[name] = to_cube_nodata(values, band.attrs.get("nodata"), var.numpy_dtype, var.nodata)
         return out

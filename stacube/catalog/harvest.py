@@ -6,11 +6,12 @@ import logging
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
+import pandas as pd
 import pystac_client
 from pystac_client.exceptions import APIError
 
 from ..errors import CatalogError
-from .local import LocalCatalog, Window
+from .local import DEFAULT_LAG, LocalCatalog, Window
 
 log = logging.getLogger(__name__)
 REMOTE_SCHEMES = {"http", "https", "s3", "gs", "az"}
@@ -57,9 +58,10 @@ def harvest(
     return items
 
 
-def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool = False) -> int:
+def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool = False,
+                lag: pd.Timedelta = DEFAULT_LAG) -> int:
     """Bring ``window`` into the local catalog unless already covered; returns how many Items were new."""
-    if catalog.covers(window):
+    if catalog.covers(window, lag):
         return 0
     items = harvest(catalog.source_url, catalog.collection, window, allow_local_hrefs)
     added = catalog.append(items)

@@ -6,12 +6,14 @@ Planning only ever asks this catalog, so offline planning works. The catalog als
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +31,18 @@ from ..errors import CatalogError
 
 @dataclass(frozen=True)
 class Window:
-    """A synced search window: lon/lat bbox and half-open time range (None = any time)."""
+    """A search window: lon/lat bbox and half-open time range (None = any time); when it was synced."""
 
     bbox: tuple[float, float, float, float]
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
+    synced_at: pd.Timestamp | None = None
+
+    def settled(self, lag: pd.Timedelta) -> bool:
+        """Whether the source could still add Items to this window after it was synced."""
+        if self.end is None:
+            return True
+        return self.synced_at is not None and self.synced_at >= self.end + lag
 
     def datetime_query(self) -> str | None:
         if self.start is None or self.end is None:
@@ -41,16 +50,18 @@ class Window:
         return f"{_rfc3339(self.start)}/{_rfc3339(self.end - pd.Timedelta(microseconds=1))}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "bbox": list(self.bbox),
-            "start": self.start.isoformat() if self.start is not None else None,
-            "end": self.end.isoformat() if self.end is not None else None,
-        }
+        def iso(stamp: pd.Timestamp | None) -> str | None:
+            return stamp.isoformat() if stamp is not None else None
+
+        return {"bbox": list(self.bbox), "start": iso(self.start), "end": iso(self.end),
+                "synced_at": iso(self.synced_at)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Window:
-        start, end = data.get("start"), data.get("end")
-        return cls(tuple(data["bbox"]), pd.Timestamp(start) if start else None, pd.Timestamp(end) if end else None)
+        def stamp(key: str) -> pd.Timestamp | None:
+            return pd.Timestamp(data[key]) if data.get(key) else None
+
+        return cls(tuple(data["bbox"]), stamp("start"), stamp("end"), stamp("synced_at"))
 
 
 def _rfc3339(stamp: pd.Timestamp) -> str:
@@ -60,6 +71,7 @@ def _rfc3339(stamp: pd.Timestamp) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+DEFAULT_LAG = pd.Timedelta(days=3)  # how long after a date a source may still publish Items for it
 _DUCKDB_LOCK = threading.Lock()
 _DUCKDB: rustac.DuckdbClient | None = None
 
@@ -97,7 +109,6 @@ class LocalCatalog:
         self.folder = Path(root) / f"{safe_collection or 'collection'}-{key}"
         self.source_url = source_url
         self.collection = collection
-        self._lock = threading.Lock()
 
     @property
     def _parts(self) -> list[Path]:
@@ -112,13 +123,21 @@ class LocalCatalog:
             return []
         return [Window.from_json(w) for w in json.loads(self._windows_file.read_text())["windows"]]
 
-    def covers(self, window: Window) -> bool:
-        """True if earlier syncs together cover ``window`` in space and time."""
+    def covers(self, window: Window, lag: pd.Timedelta = DEFAULT_LAG) -> bool:
+        """True if earlier syncs together cover ``window`` in space and time.
+
+        A sync made before its period ended plus ``lag`` (how long the source may still publish
+        Items for a date) does not count: that period is harvested again for what is new.
+        """
         shapes = [
             box(*w.bbox)
             for w in self.windows()
-            if w.start is None
-            or (window.start is not None and w.start <= window.start and window.end is not None and w.end >= window.end)
+            if w.settled(lag)
+            and (
+                w.start is None
+                or (window.start is not None and window.end is not None and w.start <= window.start
+                    and w.end >= window.end)
+            )
         ]
         if not shapes:
             return False
@@ -130,9 +149,20 @@ class LocalCatalog:
             ids.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
         return ids
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time, across threads and processes (an advisory lock file)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def append(self, items: Iterable[dict[str, Any]]) -> int:
         """Add the Items not already held (by id); returns how many were new. Atomic per part."""
-        with self._lock:
+        with self._locked():
             known = self.item_ids()
             new = {}
             for item in items:
@@ -143,16 +173,17 @@ class LocalCatalog:
             (self.folder / "items").mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             final = self.folder / "items" / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = final.with_suffix(".tmp")
+            tmp = final.with_name(final.name + ".tmp")
             rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
             os.replace(tmp, final)
             return len(new)
 
     def record_window(self, window: Window) -> None:
-        with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        """Remember that ``window`` was synced now."""
+        window = Window(window.bbox, window.start, window.end, pd.Timestamp.now(tz="UTC").tz_localize(None))
+        with self._locked():
             windows = [w.to_json() for w in self.windows()] + [window.to_json()]
-            tmp = self._windows_file.with_suffix(".tmp")
+            tmp = self._windows_file.with_name(f"windows-{uuid.uuid4().hex[:8]}.tmp")
             tmp.write_text(json.dumps({"source": self.source_url, "collection": self.collection, "windows": windows}))
             os.replace(tmp, self._windows_file)
 

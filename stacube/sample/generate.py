@@ -37,7 +37,8 @@ class SampleLayout:
     rows: int = 4
     cols: int = 4
     times: tuple[str, ...] = ()  # empty: one acquisition per tile (spatial-only source)
-    file_nodata: bool = True  # False: nodata is declared only in the Items' raster:bands, not in the files
+    file_nodata: bool = True  # False: the COG files carry no nodata tag
+    item_nodata: bool = True  # False: the Items' raster:bands declare no nodata
 
     @property
     def step(self) -> int:
@@ -127,7 +128,7 @@ def _item(layout: SampleLayout, row: int, col: int, when: pd.Timestamp, stem: st
         ],
     )
     for key, dtype, nodata, unit in (("dem", "float32", DEM_NODATA, "m"), ("datamask", "uint8", MASK_NODATA, None)):
-        band: dict = {"data_type": dtype, "nodata": nodata}
+        band: dict = {"data_type": dtype, "nodata": nodata} if layout.item_nodata else {"data_type": dtype}
         if unit:
             band["unit"] = unit
         item.add_asset(

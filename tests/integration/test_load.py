@@ -191,3 +191,56 @@ def test_nodata_declared_only_in_raster_bands_is_honoured(tmp_path):
     # Tile overlaps: the nodata border of one tile did not punch holes into its neighbour's data.
     step = layout.step
     assert np.isfinite(tile.dem.values[100:400, step - 20 : step + 20]).all()
+
+
+def test_uncovered_pixels_are_nodata_even_when_nobody_declares_nodata(tmp_path):
+    """Neither files nor Items declare nodata: where no Item reaches, integer variables hold their nodata, not 0."""
+    from odc.geo.geobox import GeoBox as Box
+
+    from stacube import Variable
+    from stacube.sample.generate import SampleLayout, generate_sample
+    from stacube.sample.servers import serve_sample
+
+    from .conftest import dem_spec
+
+    layout = SampleLayout(rows=1, cols=2, file_nodata=False, item_nodata=False)
+    folder = generate_sample(tmp_path / "sample", layout)
+    extent = layout.extent_geobox()
+    zone = Box((extent.shape.y + 256, extent.shape.x), extent.transform, extent.crs)  # 256 rows below the tiles
+    variables = {"dem": Variable("float32"), "datamask": Variable("int16", nodata=-32768)}
+    with serve_sample(folder) as (_, api):
+        cube = Cube.create(tmp_path / "c", dem_spec(api.url, layout, zones=[zone], variables=variables),
+                           catalog_dir=tmp_path / "cat")
+        tile = cube.load(zone)
+    assert tile.datamask.dtype == np.int16
+    below = tile.datamask.values[extent.shape.y :]
+    assert (below == -32768).all() and np.isnan(tile.dem.values[extent.shape.y :]).all()
+    inside = tile.datamask.values[100 : extent.shape.y - 100, 100:400]
+    assert set(np.unique(inside)) <= {1, 2, 3}
+
+
+def test_recent_steps_without_items_stay_unfilled_until_the_source_settles(time_servers, tmp_path):
+    import pandas as pd
+
+    from stacube import CubeSpec, StacSource, Variable
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    spec = CubeSpec(
+        name="recent",
+        zones=[TIME_LAYOUT.extent_geobox()],
+        chunks=(256, 256),
+        variables={"dem": Variable("float32")},
+        time=pd.date_range(today - pd.Timedelta(days=1), periods=2, freq="D"),
+        source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}),
+    )
+    cube = Cube.create(tmp_path / "recent", spec, catalog_dir=tmp_path / "cat")
+    roi = TIME_LAYOUT.extent_geobox()[0:256, 0:256]
+    report = cube.download(roi)
+    assert report.snapshot_id is None and len(report.patches_pending) == 2 and report.patches_empty == []
+    assert len(cube.state()) == 0 and len(cube.history()) == 2
+    window = cube.catalog.windows()[-1]
+    assert not window.settled(spec.source.lag)  # so the next load asks the API again
+    assert not cube.catalog.covers(window, spec.source.lag)

@@ -66,3 +66,13 @@ def test_sample_generator_is_deterministic(tmp_path):
         folder = generate_sample(tmp_path / run, layout)
         digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*"))})
     assert digests[0] == digests[1] and len(digests[0]) == 6  # 4 COGs, items.json, layout.json
+
+
+def test_a_window_synced_before_its_period_settled_is_harvested_again():
+    recent = Window((0, 0, 1, 1), pd.Timestamp("2024-05-01"), pd.Timestamp("2024-05-02"),
+                    synced_at=pd.Timestamp("2024-05-02T06:00"))
+    assert not recent.settled(pd.Timedelta(days=3))
+    assert recent.settled(pd.Timedelta(hours=1))
+    assert Window((0, 0, 1, 1)).settled(pd.Timedelta(days=3))  # spatial-only: nothing more to wait for
+    again = Window.from_json(recent.to_json())
+    assert again == recent

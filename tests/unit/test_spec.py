@@ -29,6 +29,7 @@ def test_spec_round_trips_through_json():
     assert list(again.zones) == ["epsg32633"]
     assert again.zones["epsg32633"] == ZONE
     assert again.time.equals(original.time) and again.time.freqstr == "D"
+    assert again.source.publication_lag == "3D" and again.source.lag == pd.Timedelta(days=3)
     assert math.isnan(again.variables["dem"].nodata)
     assert again.variables["mask"].nodata == 0 and again.variables["mask"].dtype == "uint8"
 
