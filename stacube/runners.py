@@ -22,8 +22,10 @@ from .grid import PatchIndex
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-_PERMANENT_HINTS = ("not recognized as a supported file format", "not a tiff", "tiffreaddirectory",
-                    "404", "no such file")
+# GDAL's words for what a retry cannot fix. A truncated or garbled download reads like a corrupt
+# file ("cannot open tiff image"), so that one is retried, with the cached bytes dropped first.
+_PERMANENT_HINTS = ("not recognized as a supported file format", "http response code: 404",
+                    "http response code: 403", "http response code: 401", "no such file or directory")
 
 
 def is_permanent(error: BaseException) -> bool:

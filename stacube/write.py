@@ -1,8 +1,9 @@
 """Write patches into a cube store, and record which patches are filled.
 
 A patch write never lets nodata overwrite valid data already in the chunk: the new values are
-merged over the existing ones where they are valid. Given the deterministic mosaic of each patch,
-the result is the same whatever the order or concurrency of the writes.
+merged over the existing ones only where they are valid. Where two writes both hold valid data for
+a pixel, the later one wins; both come from the same Items through the same deterministic mosaic,
+so they agree unless the source changed in between.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _chunk_exists(store: Any, array: zarr.Array, region: tuple) -> bool:
 
 
 def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> int:
-    """Merge ``data`` into the patch's chunk; returns the bytes of valid data written (0: nothing to write)."""
+    """Merge ``data`` into the patch's chunk; returns the (uncompressed) bytes written, 0 if all was nodata."""
     group = zarr.open_group(store, path=patch.zone, mode="r+")
     region = _region(spec, patch)
     written = 0

@@ -1,7 +1,8 @@
 """Serve a folder over HTTP with Range support (RangeHTTPServer's handler), optionally slowed down.
 
 ``--latency-ms`` adds a delay before every response, to measure what a load costs when the source
-is a real remote server rather than loopback. Run as ``python -m stacube.sample.range_server``.
+is a real remote server rather than loopback; ``--fail-first N`` answers the first N requests for
+each file with 503, to show that retries recover. Run as ``python -m stacube.sample.range_server``.
 """
 
 from __future__ import annotations
@@ -9,18 +10,29 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import threading
 import time
 from http.server import ThreadingHTTPServer
+from typing import ClassVar
 
 from RangeHTTPServer import RangeRequestHandler
 
 
 class _Handler(RangeRequestHandler):
     latency_s = 0.0
+    fail_first = 0  # answer the first N requests for each path with 503, as a flaky server does
+    _seen: ClassVar[dict[str, int]] = {}  # requests per path, shared by the handler instances
+    _seen_lock = threading.Lock()
 
     def send_head(self):
         if self.latency_s:
             time.sleep(self.latency_s)
+        if self.fail_first:
+            with self._seen_lock:
+                count = self._seen[self.path] = self._seen.get(self.path, 0) + 1
+            if count <= self.fail_first:
+                self.send_error(503, "injected failure")
+                return None
         return super().send_head()
 
     def log_message(self, format: str, *args) -> None:
@@ -33,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--directory", default=os.getcwd())
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--fail-first", type=int, default=0, help="503 for the first N requests of each path")
     args = parser.parse_args(argv)
-    handler = type("Handler", (_Handler,), {"latency_s": args.latency_ms / 1000})
+    handler = type("Handler", (_Handler,), {"latency_s": args.latency_ms / 1000, "fail_first": args.fail_first,
+                                            "_seen": {}})
     server = ThreadingHTTPServer((args.bind, args.port), functools.partial(handler, directory=args.directory))
     server.daemon_threads = True
     server.serve_forever()

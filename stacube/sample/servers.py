@@ -60,12 +60,13 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_file_server(folder: str | Path, port: int | None = None, latency_ms: float = 0.0) -> ServerProcess:
+def start_file_server(folder: str | Path, port: int | None = None, latency_ms: float = 0.0,
+                      fail_first: int = 0) -> ServerProcess:
     """Serve ``folder`` over HTTP with Range support (RangeHTTPServer's handler) on 127.0.0.1."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "stacube.sample.range_server", str(port), "--directory", str(Path(folder).resolve()),
-         "--latency-ms", str(latency_ms)],
+         "--latency-ms", str(latency_ms), "--fail-first", str(fail_first)],
         cwd=folder,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -97,13 +98,15 @@ def start_stac_api(items_json: str | Path, port: int | None = None) -> ServerPro
 
 
 @contextlib.contextmanager
-def serve_sample(folder: str | Path, latency_ms: float = 0.0) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def serve_sample(folder: str | Path, latency_ms: float = 0.0,
+                 fail_first: int = 0) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Serve a generated sample: yields (file server, STAC API) and stops both on exit.
 
-    ``latency_ms`` delays every COG response, to stand in for a remote server.
+    ``latency_ms`` delays every COG response, to stand in for a remote server; ``fail_first``
+    answers the first requests for each COG with 503, to stand in for a flaky one.
     """
     folder = Path(folder)
-    files = start_file_server(folder, latency_ms=latency_ms)
+    files = start_file_server(folder, latency_ms=latency_ms, fail_first=fail_first)
     api = None
     try:
         served = publish_items(folder, files.url, folder / f"items-{files.url.rsplit(':', 1)[-1]}.json")

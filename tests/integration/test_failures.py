@@ -111,3 +111,21 @@ def test_a_corrupt_cog_fails_the_run_names_patch_and_url_and_commits_nothing(pri
     (folder / "tile_r3_c3_dem.tif").write_bytes(original)
     report = cube.download(zone)
     assert report.patches_already_filled == 1 and len(report.patches_written) == 63  # 8 x 8 patches
+
+
+def test_transient_server_errors_are_retried_until_the_run_completes(servers, sample_dir, tmp_path, sample_layout):
+    from stacube.sample.servers import serve_sample
+
+    from .test_load import items_of, odc_reference
+
+    zone = sample_layout.extent_geobox()
+    roi = zone[0:512, 0:512]
+    with serve_sample(sample_dir, fail_first=1) as (_, flaky_api):  # every COG answers 503 once
+        cube = Cube.create(tmp_path / "c", dem_spec(flaky_api.url, sample_layout), catalog_dir=tmp_path / "cat")
+        with pytest.raises(PatchReadError, match="503"):
+            cube.download(roi, runner=LocalRunner(retries=0))
+        assert len(cube.history()) == 2
+        report = cube.download(roi, runner=LocalRunner(retries=3, backoff=0.01))
+    assert len(report.patches_written) == 4
+    dem, _ = odc_reference(items_of(servers[1].url), roi)
+    np.testing.assert_array_equal(cube.load(roi, offline=True).dem.values, dem[0])
