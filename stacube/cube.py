@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -27,7 +28,7 @@ from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
 from .spec import CubeSpec
-from .store import BRANCH, create_repository, initialized_chunks, open_repository
+from .store import BRANCH, commit_lock, create_repository, initialized_chunks, open_repository
 from .timeaxis import select_steps
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Cube:
         return execute_run(
             self.repo, self.spec, patches, backend, runner,
             already_filled=len(plan.patches) - len(plan.missing), message=message,
+            commit_lock=functools.partial(commit_lock, self.url),
         )
 
     def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,

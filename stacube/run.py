@@ -6,10 +6,12 @@ A run is atomic: if any patch fails, nothing is committed and the cube stays at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,7 @@ def execute_run(
     runner: Runner,
     *,
     already_filled: int = 0,
+    commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
     message: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
 ) -> RunReport:
@@ -127,7 +130,8 @@ def execute_run(
         report.seconds = time.perf_counter() - started
         return report
     text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
-    report.snapshot_id = _commit(session, text, metadata)
+    with commit_lock():
+        report.snapshot_id = _commit(session, text, metadata)
     report.seconds = time.perf_counter() - started
     log.info("%s", report)
     return report

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
@@ -73,3 +76,22 @@ def initialized_chunks(session: icechunk.Session, array_path: str) -> list[tuple
     # A thread of its own, so this works inside a running event loop too (a notebook).
     with ThreadPoolExecutor(max_workers=1) as pool:
         return sorted(pool.submit(asyncio.run, collect()).result())
+
+
+@contextlib.contextmanager
+def commit_lock(url: str | os.PathLike) -> Iterator[None]:
+    """Serialise commits to a cube on local disk, across threads and processes.
+
+    Icechunk's local filesystem storage has no conditional writes: two commits at the same moment
+    can both move the branch and one is lost. Object stores (S3) have them and need no lock.
+    """
+    if not is_local(url):
+        yield
+        return
+    path = Path(urlparse(os.fspath(url)).path if os.fspath(url).startswith("file:") else os.fspath(url))
+    with open(path.expanduser() / "stacube-commit.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
