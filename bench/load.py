@@ -60,7 +60,7 @@ def phase(args) -> dict:
     which xarray imports on its first DataArray), so that each figure is the load call alone.
     """
     import dask.array  # noqa: F401
-    import odc.stac  # noqa: F401
+    import odc.stac
 
     import stacube.backends.stac  # noqa: F401
     from stacube import Cube

@@ -99,6 +99,12 @@ def test_only_missing_patches_are_downloaded_and_each_run_is_one_snapshot(server
     state = cube.state()
     assert len(state) == 8 and state.crs == "EPSG:4326"
     assert set(state[state.snapshot == first.snapshot_id].id) == set(first.patches_written)
+    with pytest.warns(UserWarning, match="not in the cube"):
+        old = cube.load(zone[0:512, 0:1024], at=first.snapshot_id)  # the cube as the first run left it
+    assert old.attrs["stacube_snapshot"] == first.snapshot_id
+    assert sorted(old.attrs["missing_patches"]) == sorted(second.patches_written)
+    assert np.isnan(old.dem.values[:, 512:]).all() and np.isfinite(old.dem.values[:, :512]).mean() > 0.9
+    assert len(cube.history()) == 4  # reading an old version wrote nothing
     meta = cube.repo.lookup_snapshot(second.snapshot_id).metadata["stacube"]
     assert meta["patches"] == second.patches_written and "tile_r0_c2" in meta["items"]
     assert meta["runner"] == "local" and meta["source"].endswith("#sample-dem")
@@ -153,6 +159,12 @@ def test_time_series_cube_matches_odc_stac_per_step(time_servers, tmp_path):
     assert np.isnan(tile.dem.values[[0, 2]]).all()  # days without acquisitions hold nodata
     state = cube.state()
     assert set(state[~state.has_data].time.dt.strftime("%m-%d")) == {"06-02", "06-04"}
+    from stacube import TOIError
+
+    before = cube.history()
+    with pytest.raises(TOIError, match=r"'2030-01' is outside the time axis \[2021-06-01 00:00, 2021-06-07 00:00\]"):
+        cube.load(roi, toi="2030-01")
+    assert cube.history().equals(before)
 
 
 def test_result_does_not_depend_on_concurrency(servers, tmp_path, sample_layout):
