@@ -13,6 +13,7 @@ from .errors import (
     TOIError,
     UnknownVariableError,
 )
+from .history import ExpireReport, VersionNotFoundError
 from .run import RunReport
 from .spec import CubeSpec, StacSource, Variable
 
@@ -24,6 +25,7 @@ __all__ = [
     "CubeExistsError",
     "CubeNotFoundError",
     "CubeSpec",
+    "ExpireReport",
     "ItemError",
     "PatchReadError",
     "ROIError",
@@ -34,4 +36,5 @@ __all__ = [
     "TOIError",
     "UnknownVariableError",
     "Variable",
+    "VersionNotFoundError",
 ]

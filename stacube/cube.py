@@ -18,6 +18,7 @@ import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
+from . import history
 from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
 from .errors import SpecError, UnknownVariableError
@@ -97,9 +98,7 @@ class Cube:
     def _session(self, at: str | None = None) -> icechunk.Session:
         if at is None:
             return self.repo.readonly_session(branch=BRANCH)
-        if at in self.repo.list_tags():
-            return self.repo.readonly_session(tag=at)
-        return self.repo.readonly_session(snapshot_id=at)
+        return self.repo.readonly_session(snapshot_id=history.resolve(self.repo, at))
 
     def _variables(self, variables: str | Sequence[str] | None) -> list[str]:
         if variables is None:
@@ -216,6 +215,25 @@ class Cube:
         columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
         frame = pd.DataFrame(rows, columns=columns).sort_values(["zone", "time", "id"], ignore_index=True)
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
+
+    # --- versions -------------------------------------------------------------------------
+    def tag(self, name: str, snapshot: str | None = None) -> str:
+        """Name a snapshot (default: the latest) so that it can be loaded, rolled back to and kept."""
+        with commit_lock(self.url):
+            return history.tag(self.repo, name, snapshot)
+
+    def rollback(self, to: str) -> str:
+        """Make the snapshot ``to`` (id or tag) the cube's current state again; returns its id.
+
+        The filled-patch record rolls back with the data: later patches will be downloaded again.
+        """
+        with commit_lock(self.url):
+            return history.rollback(self.repo, to)
+
+    def expire(self, older_than: Any, keep_tags: bool = True) -> history.ExpireReport:
+        """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes."""
+        with commit_lock(self.url):
+            return history.expire(self.repo, older_than, keep_tags)
 
     def history(self) -> pd.DataFrame:
         """Snapshots on the branch, newest first: id, time, message, run id, patches written."""

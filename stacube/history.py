@@ -1,0 +1,81 @@
+"""A cube's versions: name a snapshot, put the branch back on an older one, expire old ones.
+
+Because the record of filled patches lives in the cube, every operation here moves the record
+with the data: after a rollback, the patches the later runs wrote count as missing again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import icechunk
+import pandas as pd
+
+from .errors import StacubeError
+from .spec import check_name
+from .store import BRANCH
+
+
+class VersionNotFoundError(StacubeError, LookupError):
+    """A snapshot id or tag the cube does not have."""
+
+
+@dataclass(frozen=True)
+class ExpireReport:
+    """What ``expire`` removed: snapshots no longer reachable, and the bytes garbage-collected."""
+
+    snapshots_expired: int
+    bytes_freed: int
+    chunks_deleted: int
+
+
+def resolve(repo: icechunk.Repository, version: str) -> str:
+    """The snapshot id of a tag or snapshot id; names the value if there is no such version."""
+    if version in repo.list_tags():
+        return repo.lookup_tag(version)
+    try:
+        return repo.lookup_snapshot(version).id
+    except (icechunk.IcechunkError, ValueError) as err:
+        tags = sorted(repo.list_tags())
+        raise VersionNotFoundError(f"no snapshot or tag {version!r} in this cube (tags: {tags})") from err
+
+
+def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> str:
+    """Name ``snapshot`` (default: the branch tip); returns the snapshot id."""
+    check_name("tag", name)
+    if name in repo.list_tags():
+        raise StacubeError(f"tag {name!r} exists already (at {repo.lookup_tag(name)}); tags never move")
+    snapshot_id = resolve(repo, snapshot) if snapshot else repo.lookup_branch(BRANCH)
+    repo.create_tag(name, snapshot_id)
+    return snapshot_id
+
+
+def rollback(repo: icechunk.Repository, to: str) -> str:
+    """Point the branch at ``to`` (a snapshot id or tag) again; returns that snapshot id."""
+    snapshot_id = resolve(repo, to)
+    repo.reset_branch(BRANCH, snapshot_id)
+    return snapshot_id
+
+
+def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
+    """A UTC instant from a datetime, a timedelta or a pandas duration string ('30D') before now."""
+    if isinstance(older_than, dt.datetime):
+        stamp = pd.Timestamp(older_than)
+    else:
+        try:
+            stamp = pd.Timestamp.now(tz="UTC") - pd.Timedelta(older_than)
+        except ValueError as err:
+            raise StacubeError(f"older_than={older_than!r} is neither a datetime nor a duration") from err
+    stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
+           keep_tags: bool = True) -> ExpireReport:
+    """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
+    then garbage-collect what nothing reaches any more."""
+    when = cutoff(older_than)
+    expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
+    summary = repo.garbage_collect(when)
+    return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted)

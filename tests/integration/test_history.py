@@ -1,0 +1,52 @@
+"""History, tags, rollback and expiry: the data and the filled-patch record move together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stacube import StacubeError, VersionNotFoundError
+
+
+def test_rollback_then_redownload_restores_the_data_exactly(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    first = cube.download(zone[0:512, 0:512])
+    cube.tag("first-run")
+    full = cube.load(zone[0:512, 0:1024])
+    second_snapshot = full.attrs["stacube_snapshot"]
+    assert cube.rollback("first-run") == first.snapshot_id
+    assert cube.history().snapshot[0] == first.snapshot_id
+    assert len(cube.state()) == 4  # the record rolled back with the data
+    again = cube.download(zone[0:512, 0:1024])
+    assert sorted(again.patches_written) == ["epsg3413/y0x2", "epsg3413/y0x3", "epsg3413/y1x2", "epsg3413/y1x3"]
+    restored = cube.load(zone[0:512, 0:1024], offline=True)
+    np.testing.assert_array_equal(restored.dem.values, full.dem.values)
+    np.testing.assert_array_equal(cube.load(zone[0:512, 0:1024], at=second_snapshot).dem.values, full.dem.values)
+
+
+def test_bad_versions_are_named(servers, make_cube):
+    _, api = servers
+    cube = make_cube(api.url)
+    with pytest.raises(VersionNotFoundError, match="'nope'"):
+        cube.rollback("nope")
+    cube.tag("v1")
+    with pytest.raises(StacubeError, match="tag 'v1' exists already"):
+        cube.tag("v1")
+    with pytest.raises(StacubeError, match="not allowed"):
+        cube.tag("../v2")
+
+
+def test_expire_frees_the_bytes_of_rolled_back_runs_and_keeps_tags(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    cube.download(zone[0:256, 0:256])
+    cube.tag("keep")
+    cube.download(zone[0:1024, 0:1024])  # 15 more patches...
+    cube.rollback("keep")  # ...that no branch or tag reaches any more
+    report = cube.expire("0s")
+    assert report.bytes_freed > 0 and report.chunks_deleted >= 15
+    assert cube.load(zone[0:256, 0:256], offline=True, at="keep").attrs["missing_patches"] == []
+    assert len(cube.state()) == 1
