@@ -122,22 +122,30 @@ class Cube:
         if runner is None or runner == "local":
             return LocalRunner(concurrency=concurrency or 8, progress=progress)
         if isinstance(runner, str):
-            raise ValueError(f"unknown runner {runner!r}; use 'local' or a Runner instance")
+            raise ValueError(f"unknown runner {runner!r}; use 'local', 'prefect' or a Runner instance")
         return runner
 
-    def _download(self, plan: Plan, runner: Runner, message: str | None) -> RunReport:
+    def _download(self, plan: Plan, runner: Runner, message: str | None,
+                  extra_metadata: dict[str, Any] | None = None) -> RunReport:
         backend = backend_for(self.spec)
         patches = attach_items(self.spec, self.catalog, plan.missing)
         return execute_run(
             self.repo, self.spec, patches, backend, runner,
             already_filled=len(plan.patches) - len(plan.missing), message=message,
-            commit_lock=functools.partial(commit_lock, self.url),
+            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=extra_metadata,
         )
 
     def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,
                  runner: Runner | str | None = None, progress: bool | None = None,
                  message: str | None = None) -> RunReport:
-        """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done."""
+        """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done.
+
+        ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (task per patch).
+        """
+        if runner == "prefect":
+            from .flows.download import run_download  # the public run path: Prefect only when asked
+
+            return run_download(self, aoi, toi, concurrency, message)
         plan = self.plan(aoi, toi)
         return self._download(plan, self._runner(runner, concurrency, progress), message)
 
@@ -155,7 +163,10 @@ class Cube:
         plan = plan_patches(self.spec, root, geometry, steps)
         report = None
         if plan.missing and not offline and at is None:
-            report = self._download(plan, self._runner(runner, concurrency, progress), None)
+            if runner == "prefect":
+                report = self.download(roi, toi, concurrency=concurrency, runner="prefect")
+            else:
+                report = self._download(plan, self._runner(runner, concurrency, progress), None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]

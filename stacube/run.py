@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -64,6 +65,25 @@ class RunReport:
         )
 
 
+@dataclass
+class PatchTask:
+    """Read one patch and write it into a fork of the run's session: what a runner maps over patches.
+
+    It holds the fork pickled, and every call unpickles a fresh copy, so a retried attempt never
+    merges the writes of a failed one, and the task ships as is to threads, processes or Dask.
+    """
+
+    fork_blob: bytes
+    spec: CubeSpec
+    backend: Backend
+
+    def __call__(self, patch: PatchIndex) -> PatchResult:
+        started = time.perf_counter()
+        fork = pickle.loads(self.fork_blob)
+        nbytes = write_patch(fork.store, self.spec, patch, self.backend.read(patch))
+        return PatchResult(patch.id, fork if nbytes else None, nbytes, time.perf_counter() - started)
+
+
 def source_label(spec: CubeSpec) -> str:
     source = spec.source
     return f"{source.kind}:{getattr(source, 'api_url', '')}#{source.collection}"
@@ -91,12 +111,7 @@ def execute_run(
     session = repo.writable_session(BRANCH)
     with_data = [p for p in patches if p.items]
 
-    def task(patch: PatchIndex) -> PatchResult:
-        t0 = time.perf_counter()
-        fork = session.fork()  # a fresh fork per attempt: a retry never merges a failed attempt's writes
-        nbytes = write_patch(fork.store, spec, patch, backend.read(patch))
-        return PatchResult(patch.id, fork if nbytes else None, nbytes, time.perf_counter() - t0)
-
+    task = PatchTask(pickle.dumps(session.fork()), spec, backend)
     results = runner.map(task, with_data)
     forks = [r.fork for r in results if r.fork is not None]
     if forks:

@@ -1,0 +1,5 @@
+"""Prefect flows and tasks. The only package (with the public run path) that imports Prefect."""
+
+from .download import PrefectRunner, download, run_download
+
+__all__ = ["PrefectRunner", "download", "run_download"]

@@ -1,0 +1,57 @@
+"""The Prefect runner: the same run code as a flow, one task per patch, one commit per flow run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stacube import Cube
+from stacube.sample.servers import serve_sample
+
+from .conftest import dem_spec
+
+prefect = pytest.importorskip("prefect")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_api():
+    """One temporary Prefect API for this module (it takes seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, sample_layout, tmp_path):
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    report = cube.download(zone[0:512, 0:768], runner="prefect", concurrency=4)
+    assert len(report.patches_written) == 6 and report.runner == "prefect"
+    history = cube.history()
+    assert len(history) == 3 and history.snapshot[0] == report.snapshot_id
+    meta = cube.repo.lookup_snapshot(report.snapshot_id).metadata["stacube"]
+    assert meta["runner"] == "prefect" and meta["flow"] == "stacube-download" and meta["flow_run_id"]
+    assert sorted(meta["patches"]) == sorted(report.patches_written)
+    query = {"artifacts": {"key": {"any_": ["stacube-download"]}}, "limit": 5, "offset": 0, "sort": "CREATED_DESC"}
+    artifacts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=query).raise_for_status().json()
+    assert any(report.snapshot_id in a["data"] and "epsg3413/y1x2" in a["data"] for a in artifacts)
+    # The same values as the local runner's.
+    local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
+    np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
+
+
+def test_retried_tasks_start_from_a_fresh_fork(sample_dir, tmp_path, sample_layout, servers):
+    from .test_load import items_of, odc_reference
+
+    zone = sample_layout.extent_geobox()
+    roi = zone[0:512, 0:512]
+    with serve_sample(sample_dir, fail_first=1) as (_, flaky_api):  # every COG answers 503 once
+        cube = Cube.create(tmp_path / "c", dem_spec(flaky_api.url, sample_layout), catalog_dir=tmp_path / "cat")
+        tile = cube.load(roi, runner="prefect")
+    dem, _ = odc_reference(items_of(servers[1].url), roi)
+    np.testing.assert_array_equal(tile.dem.values, dem[0])
+    assert len(cube.history()) == 3
