@@ -64,3 +64,40 @@ def private_servers(tmp_path, sample_dir):
     shutil.copytree(sample_dir, folder)
     with serve_sample(folder) as (files, api):
         yield folder, files, api
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real `moto_server` on 127.0.0.1 standing in for S3, with a `cubes` bucket; AWS_* set while it runs."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import boto3
+
+    from stacube.sample.servers import free_port
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for _ in range(100):
+            try:
+                boto3.client("s3").create_bucket(Bucket="cubes")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        yield env["AWS_ENDPOINT_URL"]
+    finally:
+        server.terminate()
+        server.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -55,3 +55,22 @@ def test_retried_tasks_start_from_a_fresh_fork(sample_dir, tmp_path, sample_layo
     dem, _ = odc_reference(items_of(servers[1].url), roi)
     np.testing.assert_array_equal(tile.dem.values, dem[0])
     assert len(cube.history()) == 3
+
+
+def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample_layout, tmp_path):
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from stacube.flows import download
+    from stacube.flows.download import roi_to_parameter
+
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+        outcome = on_dask(str(cube.url), roi_to_parameter(zone[0:512, 0:768]), None, str(cube.catalog_dir))
+    assert len(outcome["patches_written"]) == 6
+    assert cube.history().snapshot[0] == outcome["snapshot_id"]
+    local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
+    np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
