@@ -1,0 +1,103 @@
+"""Per-patch overhead of the Prefect runner against the local runner, on the same plan.
+
+Each run downloads the same AOI into a fresh cube (the catalog is synced once beforehand), with
+the local thread runner, the Prefect flow on its thread task runner, and the Prefect flow on a
+Dask LocalCluster of processes. Prints wall seconds, ms of overhead per patch and its share of
+the run time (target: under 5% at the default patch size). A temporary Prefect API serves the runs.
+
+    .venv/bin/python bench/orchestration.py [--chunks 2048] [--tile-size 1024] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--chunks", type=int, default=2048)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench-output"))
+    args = parser.parse_args()
+
+    from distributed import LocalCluster
+    from prefect.logging import disable_run_logger
+    from prefect.testing.utilities import prefect_test_harness
+    from prefect_dask import DaskTaskRunner
+
+    from stacube import Cube, CubeSpec, StacSource, Variable
+    from stacube.flows import download
+    from stacube.flows.download import roi_to_parameter
+    from stacube.sample.generate import SampleLayout, generate_sample
+    from stacube.sample.servers import serve_sample
+
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    layout = SampleLayout(tile_size=args.tile_size, overlap=args.tile_size // 16, rows=4, cols=4)
+    out = Path(args.out)
+    sample = out / f"sample-{args.tile_size}"
+    if not (sample / "items.json").exists():
+        generate_sample(sample, layout)
+    work = out / "orchestration"
+    shutil.rmtree(work, ignore_errors=True)
+    zone = layout.extent_geobox()
+    aoi = zone
+
+    with serve_sample(sample) as (_, api), prefect_test_harness(), disable_run_logger():
+        spec = CubeSpec(
+            name="bench", zones=[zone], chunks=(args.chunks, args.chunks),
+            variables={"dem": Variable("float32", units="m"), "datamask": Variable("uint8", nodata=0)},
+            source=StacSource(api_url=api.url, collection="sample-dem", assets={"dem": "dem", "datamask": "datamask"}),
+        )
+        catalog = work / "catalog"
+        Cube.create(work / "warmup", spec, catalog_dir=catalog).download(aoi)  # sync the catalog, warm GDAL
+        counter = iter(range(10_000))
+
+        def fresh() -> Cube:
+            return Cube.create(work / f"cube-{next(counter)}", spec, catalog_dir=catalog)
+
+        def local() -> int:
+            return fresh().download(aoi, concurrency=args.concurrency).patches
+
+        def prefect_threads() -> int:
+            return fresh().download(aoi, concurrency=args.concurrency, runner="prefect").patches
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=max(1, args.concurrency // 2), processes=True,
+                               dashboard_address=None)
+        on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+
+        def prefect_dask() -> int:
+            cube = fresh()
+            return len(on_dask(str(cube.url), roi_to_parameter(aoi), None, str(catalog))["patches_written"])
+
+        timings: dict[str, list[float]] = {}
+        patches = 0
+        for _ in range(args.repeat):
+            for name, run in (("local threads", local), ("prefect, threads", prefect_threads),
+                              ("prefect, dask processes", prefect_dask)):
+                started = time.perf_counter()
+                patches = run()
+                timings.setdefault(name, []).append(time.perf_counter() - started)
+        cluster.close()
+
+    base = statistics.median(timings["local threads"])
+    print(f"{patches} patches of {args.chunks} px, concurrency {args.concurrency}, median of {args.repeat} runs")
+    print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}")
+    for name, values in timings.items():
+        seconds = statistics.median(values)
+        extra = seconds - base
+        print(f"{name:26}{seconds:9.2f}{1000 * extra / patches:19.0f}{100 * extra / seconds:13.1f}%")
+
+
+if __name__ == "__main__":
+    main()
