@@ -1,5 +1,6 @@
 """Prefect flows and tasks. The only package (with the public run path) that imports Prefect."""
 
 from .download import PrefectRunner, download, run_download
+from .sync import sync_catalog
 
-__all__ = ["PrefectRunner", "download", "run_download"]
+__all__ = ["PrefectRunner", "download", "run_download", "sync_catalog"]
