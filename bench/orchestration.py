@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2048)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per COG response (a remote server)")
     parser.add_argument("--out", default=str(ROOT / "bench-output"))
     args = parser.parse_args()
 
@@ -53,7 +54,7 @@ def main() -> None:
     zone = layout.extent_geobox()
     aoi = zone
 
-    with serve_sample(sample) as (_, api), prefect_test_harness(), disable_run_logger():
+    with serve_sample(sample, latency_ms=args.latency_ms) as (_, api), prefect_test_harness(), disable_run_logger():
         spec = CubeSpec(
             name="bench", zones=[zone], chunks=(args.chunks, args.chunks),
             variables={"dem": Variable("float32", units="m"), "datamask": Variable("uint8", nodata=0)},
@@ -91,7 +92,8 @@ def main() -> None:
         cluster.close()
 
     base = statistics.median(timings["local threads"])
-    print(f"{patches} patches of {args.chunks} px, concurrency {args.concurrency}, median of {args.repeat} runs")
+    print(f"{patches} patches of {args.chunks} px, concurrency {args.concurrency}, COG latency {args.latency_ms:g} ms, "
+          f"median of {args.repeat} runs")
     print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}")
     for name, values in timings.items():
         seconds = statistics.median(values)
