@@ -1,6 +1,6 @@
 """Local stac-geoparquet catalogs and the harvesters that fill them."""
 
-from .harvest import harvest, sync_window
+from .harvest import harvest, split_window, sync_window
 from .local import LocalCatalog, Window, default_catalog_root
 
-__all__ = ["LocalCatalog", "Window", "default_catalog_root", "harvest", "sync_window"]
+__all__ = ["LocalCatalog", "Window", "default_catalog_root", "harvest", "split_window", "sync_window"]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
 
-from ..catalog import sync_window
+from ..catalog import Window, split_window, sync_window
 from ..cube import Cube
 from ..grid import roi_geometry
 from ..plan import iter_patches, search_window
@@ -14,16 +17,31 @@ from ..timeaxis import select_steps
 from .download import roi_from_parameter, toi_from_parameter
 
 
-@flow(name="stacube-sync-catalog")
-def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None) -> dict[str, Any]:
-    """Harvest the source Items under ROI x TOI into the cube's local catalog (new Items only)."""
+@task(name="sync-window", task_run_name="sync {window.bbox} {window.start}", cache_policy=NO_CACHE,
+      persist_result=False, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1.0))
+def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> int:
+    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    return sync_window(cube.catalog, window, cube.spec.source.allow_local_hrefs, cube.spec.source.lag)
+
+
+@flow(name="stacube-sync-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
+                 split_degrees: float = 1.0, split_period: str = "31D") -> dict[str, Any]:
+    """Harvest the source Items under ROI x TOI into the cube's local catalog (new Items only).
+
+    The search is cut into sub-windows that run concurrently; each is recorded when done, so a
+    failed sync, run again, resumes with the sub-windows it had not finished.
+    """
     logger = get_run_logger()
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     geometry = roi_geometry(roi_from_parameter(roi))
     steps = select_steps(cube.spec.time, toi_from_parameter(toi))
     patches = list(iter_patches(cube.spec, geometry, steps))
-    window = search_window(cube.spec, patches)
-    added = sync_window(cube.catalog, window, cube.spec.source.allow_local_hrefs, cube.spec.source.lag)
-    logger.info("synced %s for %d patches: %d new Items (catalog holds %d)", window, len(patches), added,
-                len(cube.catalog))
-    return {"new_items": added, "items": len(cube.catalog), "catalog": str(cube.catalog.folder)}
+    lag = cube.spec.source.lag
+    windows = [w for w in split_window(search_window(cube.spec, patches), split_degrees, split_period)
+               if not cube.catalog.covers(w, lag)]
+    added = sum(f.result() for f in sync_window_task.map(cube_url, unmapped(catalog_dir), windows))
+    logger.info("synced %d windows for %d patches: %d new Items (catalog holds %d)", len(windows), len(patches),
+                added, len(cube.catalog))
+    return {"windows_synced": len(windows), "new_items": added, "items": len(cube.catalog),
+            "catalog": str(cube.catalog.folder)}

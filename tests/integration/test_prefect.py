@@ -74,3 +74,17 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
     assert cube.history().snapshot[0] == outcome["snapshot_id"]
     local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
     np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
+
+
+def test_catalog_sync_runs_in_windows_and_resumes(private_servers, sample_layout, tmp_path):
+    from stacube.flows import sync_catalog
+    from stacube.flows.download import roi_to_parameter
+
+    _, _, api = private_servers
+    cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+    roi = roi_to_parameter(sample_layout.extent_geobox())
+    first = sync_catalog(str(cube.url), roi, None, str(tmp_path / "cat"), split_degrees=0.2)
+    assert first["windows_synced"] > 1 and first["items"] == 16
+    api.stop()  # everything is recorded: a second sync has nothing left to ask the API
+    again = sync_catalog(str(cube.url), roi, None, str(tmp_path / "cat"), split_degrees=0.2)
+    assert again == {**first, "windows_synced": 0, "new_items": 0}

@@ -76,3 +76,14 @@ def test_a_window_synced_before_its_period_settled_is_harvested_again():
     assert Window((0, 0, 1, 1)).settled(pd.Timedelta(days=3))  # spatial-only: nothing more to wait for
     again = Window.from_json(recent.to_json())
     assert again == recent
+
+
+def test_split_window_tiles_space_and_time():
+    from stacube.catalog import split_window
+
+    window = Window((0.0, 0.0, 2.5, 1.0), pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"))
+    parts = split_window(window, degrees=1.0, period="31D")
+    assert len(parts) == 3 * 2  # three lon bands x two periods
+    assert {p.bbox for p in parts} == {(0.0, 0.0, 1.0, 1.0), (1.0, 0.0, 2.0, 1.0), (2.0, 0.0, 2.5, 1.0)}
+    assert min(p.start for p in parts) == window.start and max(p.end for p in parts) == window.end
+    assert split_window(Window((0, 0, 0.5, 0.5))) == [Window((0, 0, 0.5, 0.5))]
