@@ -7,9 +7,11 @@ and deployments. Patch arrays never become Prefect results and are never hashed 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 from odc.geo.geobox import GeoBox
@@ -17,6 +19,7 @@ from odc.geo.geom import Geometry
 from prefect import flow, get_run_logger, runtime, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
@@ -36,9 +39,26 @@ from ..runners import describe_failure
     retry_delay_seconds=exponential_backoff(backoff_factor=0.5),
     retry_jitter_factor=0.5,
 )
-def patch_task(work: Callable[[PatchIndex], Any], patch: PatchIndex, patch_id: str) -> Any:
-    """Read and write one patch. ``work`` unpickles a fresh fork on every attempt."""
-    return work(patch)
+def patch_task(work: Callable[[PatchIndex], Any], patch: PatchIndex, patch_id: str, limits: list[str]) -> Any:
+    """Read and write one patch. ``work`` unpickles a fresh fork on every attempt.
+
+    ``limits`` name Prefect global concurrency limits (one per source host) that the read holds a
+    slot of; a limit nobody created does not hold anything back.
+    """
+    if not limits:
+        return work(patch)
+    with concurrency(limits, occupy=1, strict=False):
+        return work(patch)
+
+
+def source_limits(asset_keys: Sequence[str], patch: PatchIndex) -> list[str]:
+    """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
+
+    Cap a source across every flow run with ``prefect gcl create stacube-source-<host> --limit N``.
+    """
+    hosts = {urlparse(item.assets[key].href).hostname or "local"
+             for item in patch.items for key in asset_keys if key in item.assets}
+    return sorted(f"stacube-source-{host}" for host in hosts)
 
 
 @dataclass
@@ -46,13 +66,16 @@ class PrefectRunner:
     """Maps patches onto Prefect tasks inside the current flow run (its task runner bounds concurrency)."""
 
     retries: int = 3
+    limits: Callable[[PatchIndex], list[str]] | None = None  # concurrency-limit names per patch
     name: str = "prefect"
 
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
         mapped = patch_task.with_options(retries=self.retries)
-        futures = mapped.map(work=unmapped(work), patch=list(patches), patch_id=[p.id for p in patches])
+        limits = [self.limits(p) if self.limits else [] for p in patches]
+        futures = mapped.map(work=unmapped(work), patch=list(patches), patch_id=[p.id for p in patches],
+                             limits=limits)
         results = []
         for patch, future in zip(patches, futures, strict=True):
             try:
@@ -119,7 +142,8 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
-    report = cube._download(plan, PrefectRunner(), message, extra_metadata=flow_run)
+    runner = PrefectRunner(limits=functools.partial(source_limits, list(cube.spec.source.assets.values())))
+    report = cube._download(plan, runner, message, extra_metadata=flow_run)
     logger.info("%s", report)
     if report.snapshot_id:
         create_markdown_artifact(_artifact(report, cube_url), key="stacube-download",

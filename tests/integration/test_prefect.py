@@ -88,3 +88,44 @@ def test_catalog_sync_runs_in_windows_and_resumes(private_servers, sample_layout
     api.stop()  # everything is recorded: a second sync has nothing left to ask the API
     again = sync_catalog(str(cube.url), roi, None, str(tmp_path / "cat"), split_degrees=0.2)
     assert again == {**first, "windows_synced": 0, "new_items": 0}
+
+
+def test_a_source_concurrency_limit_caps_patch_reads_across_tasks():
+    import threading
+    import time
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from stacube.flows import PrefectRunner
+    from stacube.grid import PatchIndex
+
+    class Tracker:
+        def __init__(self):
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def __call__(self, patch):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.3)
+            with self.lock:
+                self.now -= 1
+            return patch.id
+
+    patches = [PatchIndex("z", 0, i, None) for i in range(4)]
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    def run(limit_names):
+        tracker = Tracker()
+        ids = PrefectRunner(limits=lambda p: limit_names).map(tracker, patches)
+        return ids, tracker.most
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="stacube-source-test", limit=1))
+    ids, most = run(["stacube-source-test"])
+    assert ids == [p.id for p in patches] and most == 1
+    _, unlimited = run(["stacube-source-nobody-created"])  # a limit nobody created holds nothing back
+    assert unlimited > 1
