@@ -241,10 +241,13 @@ class Cube:
         with commit_lock(self.url):
             return history.rollback(self.repo, to)
 
-    def expire(self, older_than: Any, keep_tags: bool = True) -> history.ExpireReport:
-        """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes."""
+    def expire(self, older_than: Any, keep_tags: bool = True, grace: Any = "1h") -> history.ExpireReport:
+        """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes.
+
+        Objects younger than ``grace`` stay, so runs in progress are never broken.
+        """
         with commit_lock(self.url):
-            return history.expire(self.repo, older_than, keep_tags)
+            return history.expire(self.repo, older_than, keep_tags, grace)
 
     def history(self) -> pd.DataFrame:
         """Snapshots on the branch, newest first: id, time, message, run id, patches written."""

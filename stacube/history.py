@@ -72,10 +72,14 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
 
 
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
-           keep_tags: bool = True) -> ExpireReport:
+           keep_tags: bool = True, grace: dt.timedelta | str = "1h") -> ExpireReport:
     """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
-    then garbage-collect what nothing reaches any more."""
+    then garbage-collect what nothing reaches any more.
+
+    Objects younger than ``grace`` are never collected: a run in progress has written chunks that
+    no snapshot references yet, and collecting them would break its commit.
+    """
     when = cutoff(older_than)
     expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
-    summary = repo.garbage_collect(when)
+    summary = repo.garbage_collect(min(when, cutoff(grace)))
     return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted)
