@@ -241,7 +241,7 @@ class Cube:
         with commit_lock(self.url):
             return history.rollback(self.repo, to)
 
-    def expire(self, older_than: Any, keep_tags: bool = True, grace: Any = "1h") -> history.ExpireReport:
+    def expire(self, older_than: Any, keep_tags: bool = True, grace: Any = "24h") -> history.ExpireReport:
         """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes.
 
         Objects younger than ``grace`` stay, so runs in progress are never broken.

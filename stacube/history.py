@@ -72,7 +72,7 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
 
 
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
-           keep_tags: bool = True, grace: dt.timedelta | str = "1h") -> ExpireReport:
+           keep_tags: bool = True, grace: dt.timedelta | str = "24h") -> ExpireReport:
     """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
     then garbage-collect what nothing reaches any more.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -126,22 +127,25 @@ class LocalCatalog:
     def covers(self, window: Window, lag: pd.Timedelta = DEFAULT_LAG) -> bool:
         """True if earlier syncs together cover ``window`` in space and time.
 
-        A sync made before its period ended plus ``lag`` (how long the source may still publish
-        Items for a date) does not count: that period is harvested again for what is new.
+        Recorded windows combine: pieces synced month by month cover a request for the year. A sync
+        made before its period ended plus ``lag`` (how long the source may still publish Items for
+        a date) does not count: that period is harvested again for what is new.
         """
-        shapes = [
-            box(*w.bbox)
-            for w in self.windows()
-            if w.settled(lag)
-            and (
-                w.start is None
-                or (window.start is not None and window.end is not None and w.start <= window.start
-                    and w.end >= window.end)
-            )
-        ]
-        if not shapes:
-            return False
-        return bool(shapely.union_all(shapes).buffer(1e-9).covers(box(*window.bbox)))
+        settled = [w for w in self.windows() if w.settled(lag)]
+        target = box(*window.bbox)
+        if window.start is None or window.end is None:
+            shapes = [box(*w.bbox) for w in settled if w.start is None]
+            return bool(shapes) and bool(shapely.union_all(shapes).buffer(1e-9).covers(target))
+        # Cut the requested period at every recorded edge; each piece must be covered in space.
+        edges = {window.start, window.end}
+        edges.update(t for w in settled for t in (w.start, w.end)
+                     if t is not None and window.start < t < window.end)
+        cuts = sorted(edges)
+        for t0, t1 in itertools.pairwise(cuts):
+            shapes = [box(*w.bbox) for w in settled if w.start is None or (w.start <= t0 and w.end >= t1)]
+            if not shapes or not shapely.union_all(shapes).buffer(1e-9).covers(target):
+                return False
+        return True
 
     def item_ids(self) -> set[str]:
         ids: set[str] = set()

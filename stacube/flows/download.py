@@ -27,7 +27,16 @@ from ..cube import Cube
 from ..errors import ROIError
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
-from ..runners import describe_failure
+from ..runners import describe_failure, is_permanent
+
+
+def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a patch unless its failure is one a retry cannot fix (missing file, corrupt format, bad Item)."""
+    try:
+        state.result()
+    except Exception as error:  # noqa: BLE001 - the failure is what is being judged
+        return not is_permanent(error)
+    return True
 
 
 @task(
@@ -38,6 +47,7 @@ from ..runners import describe_failure
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=0.5),
     retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_unless_permanent,
 )
 def patch_task(work: Callable[[PatchIndex], Any], patch: PatchIndex, patch_id: str, limits: list[str]) -> Any:
     """Read and write one patch. ``work`` unpickles a fresh fork on every attempt.

@@ -46,7 +46,7 @@ def test_expire_frees_the_bytes_of_rolled_back_runs_and_keeps_tags(servers, make
     cube.tag("keep")
     cube.download(zone[0:1024, 0:1024])  # 15 more patches...
     cube.rollback("keep")  # ...that no branch or tag reaches any more
-    assert cube.expire("0s").bytes_freed == 0  # within the default 1 h grace nothing is collected
+    assert cube.expire("0s").bytes_freed == 0  # within the default 24 h grace nothing is collected
     report = cube.expire("0s", grace="0s")
     assert report.bytes_freed > 0 and report.chunks_deleted >= 15
     assert cube.load(zone[0:256, 0:256], offline=True, at="keep").attrs["missing_patches"] == []

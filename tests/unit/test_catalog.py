@@ -87,3 +87,13 @@ def test_split_window_tiles_space_and_time():
     assert {p.bbox for p in parts} == {(0.0, 0.0, 1.0, 1.0), (1.0, 0.0, 2.0, 1.0), (2.0, 0.0, 2.5, 1.0)}
     assert min(p.start for p in parts) == window.start and max(p.end for p in parts) == window.end
     assert split_window(Window((0, 0, 0.5, 0.5))) == [Window((0, 0, 0.5, 0.5))]
+
+
+def test_windows_synced_piece_by_piece_cover_the_whole_request(tmp_path):
+    catalog = LocalCatalog(tmp_path, "http://127.0.0.1:9/api", "c")
+    for start, end in (("2024-01-01", "2024-02-01"), ("2024-02-01", "2024-03-01")):
+        for bbox in ((0, 0, 1, 1), (1, 0, 2, 1)):
+            catalog.record_window(Window(bbox, pd.Timestamp(start), pd.Timestamp(end)))
+    assert catalog.covers(Window((0.5, 0.2, 1.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-02-20")))
+    assert not catalog.covers(Window((0.5, 0.2, 1.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-03-20")))
+    assert not catalog.covers(Window((0.5, 0.2, 2.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-02-20")))
