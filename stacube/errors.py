@@ -49,7 +49,3 @@ class PatchReadError(StacubeError):
         super().__init__(message)
         self.patch_id = patch_id
         self.urls = urls
-
-
-class OfflineError(StacubeError):
-    """Work that needs the network was asked for in offline mode."""

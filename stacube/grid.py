@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
@@ -93,11 +94,29 @@ class PatchIndex:
     items: tuple = field(default=(), compare=False)
 
     @property
+    def cell(self) -> tuple[int, ...]:
+        """Where the patch sits in a zone's filled record (and its variables' chunk grid)."""
+        return (self.time_index, self.iy, self.ix) if self.time_index is not None else (self.iy, self.ix)
+
+    @property
     def id(self) -> str:
         return patch_id(self.zone, self.iy, self.ix, self.time_range[0] if self.time_range else None)
 
     def with_items(self, items: tuple) -> PatchIndex:
         return PatchIndex(self.zone, self.iy, self.ix, self.geobox, self.time_index, self.time_range, tuple(items))
+
+
+def by_zone(patches: Iterable[PatchIndex]) -> dict[str, list[PatchIndex]]:
+    """Patches grouped by zone, in the order given."""
+    groups: dict[str, list[PatchIndex]] = {}
+    for patch in patches:
+        groups.setdefault(patch.zone, []).append(patch)
+    return groups
+
+
+def cell_selection(patches: Sequence[PatchIndex]) -> tuple[np.ndarray, ...]:
+    """The patches' cells as a zarr coordinate selection (one array per dimension)."""
+    return tuple(np.array([p.cell for p in patches]).T)
 
 
 def patch_id(zone: str, iy: int, ix: int, time: pd.Timestamp | None = None) -> str:

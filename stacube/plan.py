@@ -16,7 +16,7 @@ from pyproj import Transformer
 
 from .catalog import LocalCatalog, Window, sync_window
 from .errors import ROIError
-from .grid import PatchIndex, ZoneGrid
+from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
 from .layout import FILLED
 from .spec import CubeSpec
 from .timeaxis import step_range
@@ -32,10 +32,6 @@ class Plan:
 
     patches: list[PatchIndex] = field(default_factory=list)
     missing: list[PatchIndex] = field(default_factory=list)
-
-    @property
-    def zones(self) -> list[str]:
-        return sorted({p.zone for p in self.patches})
 
 
 Period = tuple[pd.Timestamp, pd.Timestamp]
@@ -65,22 +61,9 @@ def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequenc
             f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every zone "
             f"of cube {spec.name!r}: {extents}"
         )
-    for zone in plan.zones:
-        in_zone = [p for p in plan.patches if p.zone == zone]
-        filled = root[zone][FILLED]
-        rows = [p.iy for p in in_zone]
-        cols = [p.ix for p in in_zone]
-        r0, c0 = min(rows), min(cols)
-        window: tuple = (slice(r0, max(rows) + 1), slice(c0, max(cols) + 1))
-        if spec.time is not None:
-            steps_used = sorted({p.time_index for p in in_zone})
-            block = filled.get_orthogonal_selection((steps_used, *window))
-            step_pos = {s: i for i, s in enumerate(steps_used)}
-            flags = [block[step_pos[p.time_index], p.iy - r0, p.ix - c0] for p in in_zone]
-        else:
-            block = filled[window]
-            flags = [block[p.iy - r0, p.ix - c0] for p in in_zone]
-        plan.missing.extend(p for p, flag in zip(in_zone, flags, strict=True) if flag == 0)
+    for zone, in_zone in by_zone(plan.patches).items():
+        flags = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
+        plan.missing.extend(p for p, flag in zip(in_zone, flags.tolist(), strict=True) if flag == 0)
     return plan
 
 
@@ -118,7 +101,7 @@ def lonlat_footprint(footprint: Geometry) -> shapely.Geometry:
     return footprint.to_crs("EPSG:4326", resolution=footprint.geom.length / 64).geom
 
 
-def search_window(spec: CubeSpec, patches: Sequence[PatchIndex]) -> Window:
+def search_window(patches: Sequence[PatchIndex]) -> Window:
     """One lon/lat bbox and time range around the patches: what the catalog must hold for them."""
     bounds = np.array([lonlat_bounds(p.geobox.extent) for p in patches])
     pad = 1e-6
@@ -157,7 +140,7 @@ def attach_items(
     """
     if not patches:
         return []
-    window = search_window(spec, patches)
+    window = search_window(patches)
     if sync:
         sync_window(catalog, window, spec.source.allow_local_hrefs, spec.source.lag)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)

@@ -122,7 +122,7 @@ def execute_run(
     settled_before = pd.Timestamp.now(tz="UTC").tz_localize(None) - spec.source.lag
     pending = {p.id for p in patches if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
     stamp = time.time_ns() // 1000
-    mark_filled(session.store, spec, [p for p in patches if p.id not in pending], stamp, empty)
+    mark_filled(session.store, [p for p in patches if p.id not in pending], stamp, empty)
     report.patches_written = sorted(written)
     report.patches_empty = sorted(empty - pending)
     report.patches_pending = sorted(pending)

@@ -15,7 +15,7 @@ import icechunk
 import numpy as np
 import zarr
 
-from .grid import PatchIndex
+from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
 from .layout import FILLED
 from .spec import CubeSpec, Variable
 
@@ -33,17 +33,14 @@ def valid_mask(values: np.ndarray, variable: Variable) -> np.ndarray:
 
 
 def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:
-    ny, nx = patch.geobox.shape
-    cy, cx = spec.chunks
-    ys = slice(patch.iy * cy, patch.iy * cy + ny)
-    xs = slice(patch.ix * cx, patch.ix * cx + nx)
-    return (patch.time_index, ys, xs) if spec.time is not None else (ys, xs)
+    """The patch's pixels in its zone's arrays: exactly one chunk."""
+    ys, xs = ZoneGrid(patch.zone, spec.zones[patch.zone], spec.chunks).chunk_slices(patch.iy, patch.ix)
+    return (patch.time_index, ys, xs) if patch.time_index is not None else (ys, xs)
 
 
-def _chunk_exists(store: Any, array: zarr.Array, region: tuple) -> bool:
-    """Whether the chunk under ``region`` was ever written (a patch region is exactly one chunk)."""
-    coords = [r.start // c if isinstance(r, slice) else r // c for r, c in zip(region, array.chunks, strict=True)]
-    return store.session.chunk_type(f"/{array.path}", coords) != icechunk.ChunkType.uninitialized
+def _chunk_exists(store: Any, array: zarr.Array, patch: PatchIndex) -> bool:
+    """Whether the patch's chunk of ``array`` was ever written (asked of Icechunk's manifest)."""
+    return store.session.chunk_type(f"/{array.path}", list(patch.cell)) != icechunk.ChunkType.uninitialized
 
 
 def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> int:
@@ -58,20 +55,16 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
             continue
         array = group[name]
         merged = values
-        if not valid.all() and _chunk_exists(store, array, region):
+        if not valid.all() and _chunk_exists(store, array, patch):
             merged = np.where(valid, values, array[region])
         array[region] = merged.astype(variable.numpy_dtype, copy=False)
         written += merged.nbytes
     return written
 
 
-def mark_filled(store: Any, spec: CubeSpec, patches: Sequence[PatchIndex], stamp: int, empty: set[str]) -> None:
+def mark_filled(store: Any, patches: Sequence[PatchIndex], stamp: int, empty: set[str]) -> None:
     """Record the patches as filled by the run ``stamp`` (negative for patches with no source data)."""
     root = zarr.open_group(store, mode="r+")
-    by_zone: dict[str, list[PatchIndex]] = {}
-    for patch in patches:
-        by_zone.setdefault(patch.zone, []).append(patch)
-    for zone, in_zone in by_zone.items():
-        cells = [(p.time_index, p.iy, p.ix) if spec.time is not None else (p.iy, p.ix) for p in in_zone]
+    for zone, in_zone in by_zone(patches).items():
         values = np.array([-stamp if p.id in empty else stamp for p in in_zone], dtype="int64")
-        root[zone][FILLED].set_coordinate_selection(tuple(np.array(cells).T), values)
+        root[zone][FILLED].set_coordinate_selection(cell_selection(in_zone), values)

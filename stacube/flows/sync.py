@@ -38,7 +38,7 @@ def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | No
     steps = select_steps(cube.spec.time, toi_from_parameter(toi))
     patches = list(iter_patches(cube.spec, geometry, steps))
     lag = cube.spec.source.lag
-    windows = [w for w in split_window(search_window(cube.spec, patches), split_degrees, split_period)
+    windows = [w for w in split_window(search_window(patches), split_degrees, split_period)
                if not cube.catalog.covers(w, lag)]
     added = sum(f.result() for f in sync_window_task.map(cube_url, unmapped(catalog_dir), windows))
     logger.info("synced %d windows for %d patches: %d new Items (catalog holds %d)", len(windows), len(patches),

@@ -80,6 +80,6 @@ def test_filled_record_marks_patches_and_empties(tmp_path):
     grid = ZoneGrid("epsg32633", ZONE, spec.chunks)
     patches = [PatchIndex("epsg32633", iy, ix, grid.chunk_geobox(iy, ix)) for iy, ix in ((0, 0), (1, 1))]
     session = repo.writable_session("main")
-    mark_filled(session.store, spec, patches, 1234, empty={patches[1].id})
+    mark_filled(session.store, patches, 1234, empty={patches[1].id})
     filled = zarr.open_array(session.store, path="epsg32633/filled")[...]
     assert filled.tolist() == [[1234, 0], [0, -1234]]
