@@ -13,7 +13,7 @@ from .errors import (
     TOIError,
     UnknownVariableError,
 )
-from .history import ExpireReport, VersionNotFoundError
+from .history import CubeChangedError, ExpireReport, VersionNotFoundError
 from .run import RunReport
 from .spec import CubeSpec, StacSource, Variable
 
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CatalogError",
     "Cube",
+    "CubeChangedError",
     "CubeExistsError",
     "CubeNotFoundError",
     "CubeSpec",

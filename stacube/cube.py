@@ -233,13 +233,15 @@ class Cube:
         with commit_lock(self.url):
             return history.tag(self.repo, name, snapshot)
 
-    def rollback(self, to: str) -> str:
+    def rollback(self, to: str, *, if_tip: str | None = None) -> str:
         """Make the snapshot ``to`` (id or tag) the cube's current state again; returns its id.
 
         The filled-patch record rolls back with the data: later patches will be downloaded again.
+        With ``if_tip`` (a snapshot id or tag read from ``history()``), nothing happens unless the
+        cube is still there: a run that committed since is never discarded unseen.
         """
         with commit_lock(self.url):
-            return history.rollback(self.repo, to)
+            return history.rollback(self.repo, to, if_tip)
 
     def expire(self, older_than: Any, keep_tags: bool = True, grace: Any = "24h") -> history.ExpireReport:
         """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes.

@@ -51,10 +51,26 @@ def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> st
     return snapshot_id
 
 
-def rollback(repo: icechunk.Repository, to: str) -> str:
-    """Point the branch at ``to`` (a snapshot id or tag) again; returns that snapshot id."""
+class CubeChangedError(StacubeError):
+    """The cube's branch moved (a run committed) between reading it and acting on it."""
+
+
+def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> str:
+    """Point the branch at ``to`` (a snapshot id or tag) again; returns that snapshot id.
+
+    The reset only happens if the branch still points where it was read (``if_tip``, default: now),
+    so a run that commits at the same moment is never silently discarded. Runs still in flight
+    when the branch moves back commit on top of ``to`` with only their own patches.
+    """
     snapshot_id = resolve(repo, to)
-    repo.reset_branch(BRANCH, snapshot_id)
+    expected = resolve(repo, if_tip) if if_tip else repo.lookup_branch(BRANCH)
+    try:
+        repo.reset_branch(BRANCH, snapshot_id, from_snapshot_id=expected)
+    except icechunk.ConflictError as err:
+        raise CubeChangedError(
+            f"not rolled back to {to!r}: the cube moved past {expected} (now at {repo.lookup_branch(BRANCH)}); "
+            "look at cube.history() again and retry"
+        ) from err
     return snapshot_id
 
 

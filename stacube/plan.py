@@ -61,10 +61,17 @@ def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequenc
             f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every zone "
             f"of cube {spec.name!r}: {extents}"
         )
-    for zone, in_zone in by_zone(plan.patches).items():
-        flags = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
-        plan.missing.extend(p for p, flag in zip(in_zone, flags.tolist(), strict=True) if flag == 0)
+    plan.missing = unfilled(root, plan.patches)
     return plan
+
+
+def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
+    """The ``patches`` that the filled record under ``root`` does not hold yet."""
+    missing = []
+    for zone, in_zone in by_zone(patches).items():
+        flags = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
+        missing.extend(p for p, flag in zip(in_zone, flags.tolist(), strict=True) if flag == 0)
+    return missing
 
 
 def lonlat_bounds(footprint: Geometry) -> tuple[float, float, float, float]:

@@ -18,9 +18,12 @@ from typing import Any
 
 import icechunk
 import pandas as pd
+import zarr
 
 from .backends import Backend
 from .grid import PatchIndex
+from .plan import unfilled
+from .resolve import commit_settling_overlaps
 from .runners import Runner
 from .spec import CubeSpec
 from .store import BRANCH
@@ -52,6 +55,7 @@ class RunReport:
     bytes_written: int = 0
     seconds: float = 0.0
     runner: str = "local"
+    patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (bytes, seconds)
 
     @property
     def patches(self) -> int:
@@ -109,6 +113,12 @@ def execute_run(
         return report
     backend.check_items([item for p in patches for item in p.items])
     session = repo.writable_session(BRANCH)
+    # Another run may have filled some of them since the plan was made: do not fetch those again.
+    still_missing = unfilled(zarr.open_group(session.store, mode="r"), patches)
+    report.patches_already_filled += len(patches) - len(still_missing)
+    patches = still_missing
+    if not patches:
+        return report
     with_data = [p for p in patches if p.items]
 
     task = PatchTask(pickle.dumps(session.fork()), spec, backend)
@@ -128,6 +138,7 @@ def execute_run(
     report.patches_pending = sorted(pending)
     report.item_ids = sorted({item.id for p in patches for item in p.items})
     report.bytes_written = sum(r.nbytes for r in results)
+    report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
     metadata = {
         METADATA_KEY: {
             "run_id": run_id,
@@ -146,24 +157,7 @@ def execute_run(
         return report
     text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
     with commit_lock():
-        report.snapshot_id = _commit(session, text, metadata)
+        report.snapshot_id = commit_settling_overlaps(repo, session, spec, patches, text, metadata, METADATA_KEY)
     report.seconds = time.perf_counter() - started
     log.info("%s", report)
     return report
-
-
-def _commit(session: icechunk.Session, message: str, metadata: dict[str, Any]) -> str:
-    """Commit, rebasing over runs that committed meanwhile.
-
-    Runs that wrote different patches rebase cleanly. Where another run committed some of the same
-    patches first, this run's chunks are kept (both read the same Items with the same mosaic rule)
-    and the commit metadata says which arrays overlapped.
-    """
-    try:
-        return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
-    except icechunk.RebaseFailedError as conflict:
-        overlap = sorted({c.path for c in conflict.conflicts})
-        log.warning("a concurrent run wrote some of the same patches (%s); keeping this run's values", overlap)
-        metadata[METADATA_KEY]["overlap"] = {"arrays": overlap, "resolution": "this run's values kept"}
-        solver = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
-        return session.commit(message, metadata=metadata, rebase_with=solver)

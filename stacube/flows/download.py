@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, runtime, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
@@ -86,13 +87,25 @@ class PrefectRunner:
         limits = [self.limits(p) if self.limits else [] for p in patches]
         futures = mapped.map(work=unmapped(work), patch=list(patches), patch_id=[p.id for p in patches],
                              limits=limits)
-        results = []
-        for patch, future in zip(patches, futures, strict=True):
+        index = {future.task_run_id: i for i, future in enumerate(futures)}
+        results: dict[int, Any] = {}
+        for future in as_completed(futures):
+            i = index[future.task_run_id]
             try:
-                results.append(future.result())
+                results[i] = future.result()
             except Exception as error:
-                raise describe_failure(patch, error, self.retries + 1) from error
-        return results
+                _cancel_pending(futures)  # the run is lost: patches not started yet never start
+                attempts = 1 if is_permanent(error) else self.retries + 1
+                raise describe_failure(patches[i], error, attempts) from error
+        return [results[i] for i in range(len(patches))]
+
+
+def _cancel_pending(futures: Sequence[Any]) -> None:
+    """Cancel the task runs that have not started (threads or Dask); running ones finish on their own."""
+    for future in futures:
+        wrapped = getattr(future, "wrapped_future", None)
+        if wrapped is not None and not wrapped.done():
+            wrapped.cancel()
 
 
 def roi_to_parameter(roi: GeoBox | Geometry) -> dict[str, Any]:
@@ -131,14 +144,26 @@ def toi_from_parameter(toi: Any) -> Any:
     return toi
 
 
+ARTIFACT_ROWS = 500  # a flow run over thousands of patches keeps a readable artifact; the commit lists them all
+
+
 def _artifact(report: RunReport, cube_url: str) -> str:
-    rows = "\n".join(f"| {pid} | written |" for pid in report.patches_written[:500])
-    empty = "\n".join(f"| {pid} | no source data |" for pid in report.patches_empty[:500])
+    def row(pid: str, outcome: str) -> str:
+        nbytes, seconds = report.patch_figures.get(pid, (0, 0.0))
+        return f"| {pid} | {outcome} | {nbytes / 1e6:.2f} | {seconds:.2f} |"
+
+    rows = [row(pid, "written") for pid in report.patches_written]
+    rows += [row(pid, "no source data") for pid in report.patches_empty]
+    rows += [f"| {pid} | pending (recent, no data yet) | 0.00 | 0.00 |" for pid in report.patches_pending]
+    shown = "\n".join(rows[:ARTIFACT_ROWS])
+    more = f"\n\n{len(rows) - ARTIFACT_ROWS} more patches are listed in the snapshot's metadata." \
+        if len(rows) > ARTIFACT_ROWS else ""
     return (
         f"## stacube download into `{cube_url}`\n\n"
         f"snapshot **{report.snapshot_id}**, {len(report.patches_written)} patches written, "
         f"{report.bytes_written / 1e6:.1f} MB in {report.seconds:.1f} s, "
-        f"{report.patches_already_filled} already filled\n\n| patch | outcome |\n| --- | --- |\n{rows}\n{empty}\n"
+        f"{report.patches_already_filled} already filled\n\n"
+        f"| patch | outcome | MB | seconds |\n| --- | --- | ---: | ---: |\n{shown}{more}\n"
     )
 
 
@@ -161,7 +186,7 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     return {"snapshot_id": report.snapshot_id, "run_id": report.run_id, "patches_written": report.patches_written,
             "patches_empty": report.patches_empty, "patches_pending": report.patches_pending,
             "patches_already_filled": report.patches_already_filled, "bytes_written": report.bytes_written,
-            "seconds": report.seconds, **flow_run}
+            "seconds": report.seconds, "patch_figures": report.patch_figures, **flow_run}
 
 
 def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,
@@ -173,4 +198,6 @@ def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int 
     outcome = state.result()
     fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
               "seconds")
-    return RunReport(outcome["snapshot_id"], outcome["run_id"], runner="prefect", **{k: outcome[k] for k in fields})
+    figures = {pid: (int(nbytes), float(seconds)) for pid, (nbytes, seconds) in outcome["patch_figures"].items()}
+    return RunReport(outcome["snapshot_id"], outcome["run_id"], runner="prefect", patch_figures=figures,
+                     **{k: outcome[k] for k in fields})

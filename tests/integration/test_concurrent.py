@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
 
 from stacube import Cube
 
+from .conftest import dem_spec
 from .test_load import items_of, odc_reference
 
 
@@ -59,3 +61,125 @@ def test_overlapping_concurrent_runs_both_land_with_equal_values(servers, make_c
     dem, _ = odc_reference(items_of(api.url), zone[0:768, 0:768])
     np.testing.assert_array_equal(tile.dem.values, dem[0])
     assert len(cube.state()) == 9
+
+
+class _Shifted:
+    """A backend that reads like the real one, then adds ``offset`` to the DEM: tells runs apart by value."""
+
+    def __init__(self, backend, offset):
+        self.backend, self.offset = backend, offset
+
+    def check_items(self, items):
+        self.backend.check_items(items)
+
+    def read(self, patch):
+        data = self.backend.read(patch)
+        return {**data, "dem": data["dem"] + self.offset}
+
+
+def _prepare(cube, roi, offset=0.0, empty=False):
+    """A run's patches and backend, planned now (from the same snapshot as any other run prepared now)."""
+    from stacube.backends import backend_for
+    from stacube.plan import attach_items
+
+    patches = attach_items(cube.spec, cube.catalog, cube.plan(roi).missing)
+    if empty:  # this run finds no Items for its patches
+        patches = [p.with_items(()) for p in patches]
+    return patches, _Shifted(backend_for(cube.spec), offset)
+
+
+def _run(cube, prepared, commit_gate=None):
+    from stacube.run import execute_run
+    from stacube.runners import LocalRunner
+
+    patches, backend = prepared
+    return execute_run(cube.repo, cube.spec, patches, backend, LocalRunner(concurrency=2, progress=False),
+                       commit_lock=commit_gate or contextlib.nullcontext)
+
+
+def _run_both(cube, early, late, later_commits_first):
+    """Two runs from one snapshot: ``early`` is stamped first, then ``late``; they commit in the order asked."""
+    reports = {}
+    reached = {"early": threading.Event(), "late": threading.Event()}
+    opened = {"early": threading.Event(), "late": threading.Event()}
+
+    def run(name, prepared):
+        @contextlib.contextmanager
+        def gate():
+            reached[name].set()
+            assert opened[name].wait(60)
+            yield
+
+        reports[name] = _run(cube, prepared, gate)
+
+    threads = {}
+    for name, prepared in (("early", early), ("late", late)):
+        threads[name] = threading.Thread(target=run, args=(name, prepared))
+        threads[name].start()
+        assert reached[name].wait(60)  # read, written into its session, stamped; waiting to commit
+    for name in (("late", "early") if later_commits_first else ("early", "late")):
+        opened[name].set()
+        threads[name].join()
+    return reports["early"], reports["late"]
+
+
+def _meta(cube, report):
+    return cube.repo.lookup_snapshot(report.snapshot_id).metadata["stacube"]
+
+
+def test_same_patch_written_by_two_runs_keeps_the_later_run_whichever_commits_first(servers, sample_layout,
+                                                                                   tmp_path):
+    _, api = servers
+    zone = sample_layout.extent_geobox()
+    roi = zone[0:256, 0:256]  # one patch
+    reference, _ = odc_reference(items_of(api.url), roi)
+    outcomes = []
+    for order in ("earlier run commits first", "later run commits first"):
+        cube = Cube.create(tmp_path / order, dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+        early, late = _prepare(cube, roi, offset=100.0), _prepare(cube, roi, offset=200.0)
+        early_report, late_report = _run_both(cube, early, late, later_commits_first=order.startswith("later"))
+        if order == "earlier run commits first":
+            settled = _meta(cube, late_report)["overlap"]
+            assert settled["kept_this_run"] == [late[0][0].id] and settled["kept_other_run"] == []
+        else:
+            settled = _meta(cube, early_report)["overlap"]
+            assert settled["kept_other_run"] == [late[0][0].id] and settled["kept_this_run"] == []
+        tile = cube.load(roi, offline=True)
+        np.testing.assert_array_equal(tile.dem.values, reference[0] + 200.0)  # the later run's values
+        state = cube.state()
+        assert len(state) == 1
+        outcomes.append(tile.dem.values)
+    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+
+
+def test_a_run_that_found_a_patch_empty_never_replaces_data(servers, sample_layout, tmp_path):
+    _, api = servers
+    zone = sample_layout.extent_geobox()
+    roi = zone[0:256, 0:256]
+    reference, _ = odc_reference(items_of(api.url), roi)
+    for empty_commits_first in (True, False):
+        cube = Cube.create(tmp_path / f"cube-{empty_commits_first}", dem_spec(api.url, sample_layout),
+                           catalog_dir=tmp_path / "catalog")
+        with_data, without = _prepare(cube, roi), _prepare(cube, roi, empty=True)
+        # the empty run has the later stamp: data must still win, whichever commits first
+        data_report, empty_report = _run_both(cube, with_data, without, later_commits_first=empty_commits_first)
+        if empty_commits_first:
+            assert _meta(cube, data_report)["overlap"]["kept_this_run"] == [with_data[0][0].id]
+        else:
+            assert _meta(cube, empty_report)["overlap"]["kept_other_run"] == [without[0][0].id]
+        root, _ = cube._root()
+        filled = root[with_data[0][0].zone]["filled"][with_data[0][0].cell]
+        assert filled == _meta(cube, data_report)["stamp"] > 0  # the record names the run whose data is there
+        np.testing.assert_array_equal(cube.load(roi, offline=True).dem.values, reference[0])
+
+
+def test_a_patch_filled_after_planning_is_not_fetched_again(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    stale = _prepare(cube, zone[0:256, 0:512])  # two patches, planned while both were missing
+    other = cube.download(zone[0:256, 0:256])  # meanwhile another run fills the first one
+    report = _run(cube, stale)
+    assert report.patches_already_filled == 1
+    assert report.patches_written == [stale[0][1].id] and other.patches_written == [stale[0][0].id]
+    assert "overlap" not in _meta(cube, report)

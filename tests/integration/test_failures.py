@@ -129,3 +129,44 @@ def test_transient_server_errors_are_retried_until_the_run_completes(servers, sa
     assert len(report.patches_written) == 4
     dem, _ = odc_reference(items_of(servers[1].url), roi)
     np.testing.assert_array_equal(cube.load(roi, offline=True).dem.values, dem[0])
+
+
+class FailsAfterAPartialWrite:
+    """A backend whose first attempt at each patch hands over a bogus DEM (all 999) and then a datamask
+    that breaks the write: the DEM is already in the attempt's fork when the attempt fails."""
+
+    def __init__(self, backend):
+        self.backend, self.tried = backend, set()
+
+    def check_items(self, items):
+        self.backend.check_items(items)
+
+    def read(self, patch):
+        data = self.backend.read(patch)
+        if patch.id in self.tried:
+            return data
+        self.tried.add(patch.id)
+        return {"dem": np.full_like(data["dem"], 999.0), "datamask": "not an array"}
+
+
+def run_with_partial_failures(cube, roi, runner):
+    """Download ``roi`` through ``runner`` with a backend that fails each patch once after a partial write."""
+    from stacube.backends import backend_for
+    from stacube.plan import attach_items
+    from stacube.run import execute_run
+
+    patches = attach_items(cube.spec, cube.catalog, cube.plan(roi).missing)
+    return execute_run(cube.repo, cube.spec, patches, FailsAfterAPartialWrite(backend_for(cube.spec)), runner)
+
+
+def test_a_retried_patch_starts_from_a_fresh_fork(servers, make_cube, sample_layout):
+    from .test_load import items_of, odc_reference
+
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[0:256, 0:512]  # at the zone's corner: its nodata border is in there
+    report = run_with_partial_failures(cube, roi, LocalRunner(concurrency=2, backoff=0.01, progress=False))
+    assert len(report.patches_written) == 2
+    reference, _ = odc_reference(items_of(api.url), roi)
+    assert np.isnan(reference[0]).any()  # the retry wrote nodata there: the failed attempt's 999s must be gone
+    np.testing.assert_array_equal(cube.load(roi, offline=True).dem.values, reference[0])

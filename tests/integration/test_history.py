@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stacube import StacubeError, VersionNotFoundError
+from stacube import CubeChangedError, StacubeError, VersionNotFoundError
 
 
 def test_rollback_then_redownload_restores_the_data_exactly(servers, make_cube, sample_layout):
@@ -51,3 +51,44 @@ def test_expire_frees_the_bytes_of_rolled_back_runs_and_keeps_tags(servers, make
     assert report.bytes_freed > 0 and report.chunks_deleted >= 15
     assert cube.load(zone[0:256, 0:256], offline=True, at="keep").attrs["missing_patches"] == []
     assert len(cube.state()) == 1
+
+
+def test_rollback_never_discards_a_run_it_has_not_seen(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    first = cube.download(zone[0:256, 0:256])
+    seen = cube.history().snapshot.iloc[0]  # the user reads the history...
+    assert seen == first.snapshot_id
+    second = cube.download(zone[0:256, 256:512])  # ...a scheduled run lands...
+    with pytest.raises(CubeChangedError, match=second.snapshot_id):
+        cube.rollback(first.snapshot_id, if_tip=seen)  # ...and the rollback the user decided on is refused
+    assert cube.history().snapshot.iloc[0] == second.snapshot_id  # nothing moved
+    cube.tag("before-rollback")
+    assert cube.rollback(first.snapshot_id, if_tip="before-rollback") == first.snapshot_id
+    assert cube.history().snapshot.iloc[0] == first.snapshot_id
+
+
+def test_a_run_in_flight_during_a_rollback_lands_on_top_with_only_its_patches(servers, make_cube, sample_layout):
+    from stacube.plan import attach_items
+    from stacube.run import execute_run
+    from stacube.runners import LocalRunner
+
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    first = cube.download(zone[0:256, 0:256])
+    cube.download(zone[0:256, 256:512])
+    in_flight = attach_items(cube.spec, cube.catalog, cube.plan(zone[256:512, 0:256]).missing)
+
+    class RollsBackMidway(LocalRunner):
+        def map(self, work, patches):
+            results = super().map(work, patches)
+            cube.rollback(first.snapshot_id)  # the user rolls back while this run is reading
+            return results
+
+    from stacube.backends import backend_for
+
+    report = execute_run(cube.repo, cube.spec, in_flight, backend_for(cube.spec), RollsBackMidway(progress=False))
+    assert list(cube.history().snapshot[:2]) == [report.snapshot_id, first.snapshot_id]
+    assert sorted(cube.state().id) == sorted(first.patches_written + report.patches_written)

@@ -38,13 +38,17 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
     assert sorted(meta["patches"]) == sorted(report.patches_written)
     query = {"artifacts": {"key": {"any_": ["stacube-download"]}}, "limit": 5, "offset": 0, "sort": "CREATED_DESC"}
     artifacts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=query).raise_for_status().json()
-    assert any(report.snapshot_id in a["data"] and "epsg3413/y1x2" in a["data"] for a in artifacts)
+    table = next(a["data"] for a in artifacts if report.snapshot_id in a["data"])
+    nbytes, seconds = report.patch_figures["epsg3413/y1x2"]
+    assert nbytes == 256 * 256 * 5 and seconds > 0  # float32 DEM + uint8 mask, all valid there
+    assert f"| epsg3413/y1x2 | written | {nbytes / 1e6:.2f} | {seconds:.2f} |" in table
+    assert sum(b for b, _ in report.patch_figures.values()) == report.bytes_written
     # The same values as the local runner's.
     local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
     np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
 
 
-def test_retried_tasks_start_from_a_fresh_fork(sample_dir, tmp_path, sample_layout, servers):
+def test_transient_errors_are_retried_by_prefect(sample_dir, tmp_path, sample_layout, servers):
     from .test_load import items_of, odc_reference
 
     zone = sample_layout.extent_geobox()
@@ -55,6 +59,66 @@ def test_retried_tasks_start_from_a_fresh_fork(sample_dir, tmp_path, sample_layo
     dem, _ = odc_reference(items_of(servers[1].url), roi)
     np.testing.assert_array_equal(tile.dem.values, dem[0])
     assert len(cube.history()) == 3
+
+
+def test_a_retried_task_starts_from_a_fresh_fork(servers, make_cube, sample_layout):
+    from prefect import flow
+
+    from stacube.flows.download import PrefectRunner
+
+    from .test_failures import run_with_partial_failures
+    from .test_load import items_of, odc_reference
+
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[0:256, 0:512]
+
+    @flow
+    def partial_failures():
+        return run_with_partial_failures(cube, roi, PrefectRunner(retries=2))
+
+    report = partial_failures.with_options(retries=0)()
+    assert len(report.patches_written) == 2
+    reference, _ = odc_reference(items_of(api.url), roi)
+    np.testing.assert_array_equal(cube.load(roi, offline=True).dem.values, reference[0])  # no 999 left
+
+
+def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers, make_cube, sample_layout):
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from stacube import PatchReadError
+    from stacube.flows.download import PrefectRunner
+    from stacube.plan import attach_items
+    from stacube.run import PatchTask
+
+    _, api = servers
+    cube = make_cube(api.url)
+    patches = attach_items(cube.spec, cube.catalog, cube.plan(sample_layout.extent_geobox()).missing)
+    started = []
+
+    def work(patch):
+        started.append(patch.id)
+        if patch.id == patches[0].id:
+            raise ItemLacksEverything("the asset is gone (http response code: 404)")
+        import time
+
+        time.sleep(0.5)
+        return patch.id
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def run_all():
+        return PrefectRunner(retries=3).map(work, patches)
+
+    with pytest.raises(PatchReadError, match=f"{patches[0].id} failed after 1 attempt"):
+        run_all()
+    assert len(patches) == 64 and started.count(patches[0].id) == 1  # a permanent failure is not retried
+    assert len(started) <= 4  # the patches queued behind the failure never started
+    assert PatchTask  # the same task type the runs map
+
+
+class ItemLacksEverything(RuntimeError):
+    pass
 
 
 def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample_layout, tmp_path):
