@@ -8,6 +8,8 @@ and deployments. Patch arrays never become Prefect results and are never hashed 
 from __future__ import annotations
 
 import functools
+import itertools
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +18,15 @@ from urllib.parse import urlparse
 import pandas as pd
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from prefect import flow, get_run_logger, runtime, task, unmapped
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
-from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from ..cube import Cube
-from ..errors import ROIError
+from ..errors import ROIError, TOIError
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
 from ..runners import describe_failure, is_permanent
@@ -62,6 +63,28 @@ def patch_task(work: Callable[[PatchIndex], Any], patch: PatchIndex, patch_id: s
         return work(patch)
 
 
+def existing_limits(names: set[str]) -> set[str]:
+    """Those of ``names`` that are active Prefect global concurrency limits, asked once per run.
+
+    Prefect 3.8 spends about two seconds per task in ``concurrency()`` on a limit that does not
+    exist (and logs a warning each time), so only limits someone created are used.
+    """
+    if not names:
+        return set()
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found = set()
+    with get_client(sync_client=True) as client:
+        for name in sorted(names):
+            try:
+                if client.read_global_concurrency_limit_by_name(name).active:
+                    found.add(name)
+            except ObjectNotFound:
+                continue
+    return found
+
+
 def source_limits(asset_keys: Sequence[str], patch: PatchIndex) -> list[str]:
     """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
 
@@ -74,8 +97,13 @@ def source_limits(asset_keys: Sequence[str], patch: PatchIndex) -> list[str]:
 
 @dataclass
 class PrefectRunner:
-    """Maps patches onto Prefect tasks inside the current flow run (its task runner bounds concurrency)."""
+    """Runs patches as Prefect tasks in the current flow run, at most ``concurrency`` in flight.
 
+    Patches are submitted as earlier ones finish, so the bound holds on any task runner (threads or
+    a Dask cluster), and after a patch fails for good no further patch starts.
+    """
+
+    concurrency: int = 8
     retries: int = 3
     limits: Callable[[PatchIndex], list[str]] | None = None  # concurrency-limit names per patch
     name: str = "prefect"
@@ -83,25 +111,38 @@ class PrefectRunner:
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
-        mapped = patch_task.with_options(retries=self.retries)
+        task_ = patch_task.with_options(retries=self.retries)
         limits = [self.limits(p) if self.limits else [] for p in patches]
-        futures = mapped.map(work=unmapped(work), patch=list(patches), patch_id=[p.id for p in patches],
-                             limits=limits)
-        index = {future.task_run_id: i for i, future in enumerate(futures)}
+        present = existing_limits({name for names in limits for name in names})
+        limits = [[name for name in names if name in present] for names in limits]
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        waiting = iter(range(len(patches)))
+        in_flight: dict[int, Any] = {}
+
+        def submit(i: int) -> None:
+            in_flight[i] = task_.submit(work, patches[i], patches[i].id, limits[i])
+            in_flight[i].add_done_callback(lambda done, i=i: finished.put((i, done)))
+
+        for i in itertools.islice(waiting, max(1, self.concurrency)):
+            submit(i)
         results: dict[int, Any] = {}
-        for future in as_completed(futures):
-            i = index[future.task_run_id]
+        while in_flight:
+            i, future = finished.get()
+            del in_flight[i]
             try:
                 results[i] = future.result()
             except Exception as error:
-                _cancel_pending(futures)  # the run is lost: patches not started yet never start
+                _cancel_unstarted(in_flight.values())
                 attempts = 1 if is_permanent(error) else self.retries + 1
                 raise describe_failure(patches[i], error, attempts) from error
+            following = next(waiting, None)
+            if following is not None:
+                submit(following)
         return [results[i] for i in range(len(patches))]
 
 
-def _cancel_pending(futures: Sequence[Any]) -> None:
-    """Cancel the task runs that have not started (threads or Dask); running ones finish on their own."""
+def _cancel_unstarted(futures: Any) -> None:
+    """Cancel submitted task runs still queued in the task runner (threads or Dask); running ones finish."""
     for future in futures:
         wrapped = getattr(future, "wrapped_future", None)
         if wrapped is not None and not wrapped.done():
@@ -125,7 +166,10 @@ def roi_from_parameter(roi: GeoBox | Geometry | dict[str, Any]) -> GeoBox | Geom
 
 
 def toi_to_parameter(toi: Any) -> Any:
-    """A TOI as a JSON flow parameter: strings, lists of strings, or {"start", "end"} for a slice."""
+    """A TOI as a JSON flow parameter: strings, lists of strings, or {"start", "end"} for a slice.
+
+    Deployments can also use a rolling window, ``{"last": "30D"}``: the 30 days up to the run's start.
+    """
     def text(value: Any) -> str | None:
         return None if value is None else (value if isinstance(value, str) else pd.Timestamp(value).isoformat())
 
@@ -138,7 +182,22 @@ def toi_to_parameter(toi: Any) -> Any:
     return text(toi)
 
 
-def toi_from_parameter(toi: Any) -> Any:
+def run_start() -> pd.Timestamp:
+    """When this flow run was meant to start: a rolling TOI of a late or retried scheduled run keeps its window."""
+    return pd.Timestamp(runtime.flow_run.scheduled_start_time)
+
+
+def toi_from_parameter(toi: Any, now: pd.Timestamp | None = None) -> Any:
+    """The TOI a flow parameter stands for; ``{"last": duration}`` ends at ``now`` (default: the run's start)."""
+    if isinstance(toi, dict) and "last" in toi:
+        try:
+            span = pd.Timedelta(toi["last"])
+        except ValueError as err:
+            raise TOIError(f"toi {toi!r}: 'last' must be a duration such as '30D' or '12h'") from err
+        end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
+        if end.tz is not None:  # the cube's time axis is naive UTC
+            end = end.tz_convert("UTC").tz_localize(None)
+        return slice(end - span, end)
     if isinstance(toi, dict):
         return slice(toi.get("start"), toi.get("end"))
     return toi
@@ -167,17 +226,25 @@ def _artifact(report: RunReport, cube_url: str) -> str:
     )
 
 
-@flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=8))
+MAX_THREADS = 64  # the thread task runner's ceiling; the ``concurrency`` parameter sets the bound below it
+
+
+@flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
-             message: str | None = None) -> dict[str, Any]:
-    """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run."""
+             message: str | None = None, concurrency: int = 8, retries: int = 3) -> dict[str, Any]:
+    """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
+
+    ``concurrency`` patches are read at once (on threads, or on the Dask cluster of the task runner);
+    a failing patch is retried ``retries`` times with exponential backoff.
+    """
     logger = get_run_logger()
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
-    plan = cube.plan(roi_from_parameter(roi), toi_from_parameter(toi))
+    plan = cube.plan(roi_from_parameter(roi), toi_from_parameter(toi, now=run_start()))
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
-    runner = PrefectRunner(limits=functools.partial(source_limits, list(cube.spec.source.assets.values())))
+    runner = PrefectRunner(concurrency=concurrency, retries=retries,
+                           limits=functools.partial(source_limits, list(cube.spec.source.assets.values())))
     report = cube._download(plan, runner, message, extra_metadata=flow_run)
     logger.info("%s", report)
     if report.snapshot_id:
@@ -192,9 +259,8 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
 def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,
                  message: str | None) -> RunReport:
     """``Cube.download(..., runner="prefect")``: the flow, ad hoc, with the requested concurrency."""
-    flow_ = download.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency or 8))
-    state = flow_(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir), message,
-                  return_state=True)
+    state = download(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir), message,
+                     concurrency=min(concurrency or 8, MAX_THREADS), return_state=True)
     outcome = state.result()
     fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
               "seconds")

@@ -14,7 +14,7 @@ from ..cube import Cube
 from ..grid import roi_geometry
 from ..plan import iter_patches, search_window
 from ..timeaxis import select_steps
-from .download import roi_from_parameter, toi_from_parameter
+from .download import roi_from_parameter, run_start, toi_from_parameter
 
 
 @task(name="sync-window", task_run_name="sync {window.bbox} {window.start}", cache_policy=NO_CACHE,
@@ -35,7 +35,7 @@ def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | No
     logger = get_run_logger()
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     geometry = roi_geometry(roi_from_parameter(roi))
-    steps = select_steps(cube.spec.time, toi_from_parameter(toi))
+    steps = select_steps(cube.spec.time, toi_from_parameter(toi, now=run_start()))
     patches = list(iter_patches(cube.spec, geometry, steps))
     lag = cube.spec.source.lag
     windows = [w for w in split_window(search_window(patches), split_degrees, split_period)

@@ -117,6 +117,38 @@ def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers,
     assert PatchTask  # the same task type the runs map
 
 
+def test_the_runner_keeps_at_most_concurrency_patches_in_flight(servers, make_cube, sample_layout):
+    import threading
+    import time
+
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from stacube.flows.download import PrefectRunner
+    from stacube.plan import attach_items
+
+    _, api = servers
+    cube = make_cube(api.url)
+    patches = attach_items(cube.spec, cube.catalog, cube.plan(sample_layout.extent_geobox()[0:768, 0:768]).missing)
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def work(patch):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return patch.id
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=16))
+    def run_all():
+        return PrefectRunner(concurrency=3).map(work, patches)
+
+    assert run_all() == [p.id for p in patches]  # results in patch order
+    assert len(patches) == 9 and peak[0] == 3
+
+
 class ItemLacksEverything(RuntimeError):
     pass
 

@@ -1,0 +1,35 @@
+"""Flow parameters: ROIs and TOIs survive the trip through JSON, and rolling TOIs end at the run's start."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from odc.geo.geobox import GeoBox
+
+from stacube import TOIError
+
+download = pytest.importorskip("stacube.flows.download")
+
+
+def test_a_rolling_toi_ends_when_the_run_was_scheduled():
+    scheduled = pd.Timestamp("2026-11-22T03:00:00", tz="UTC")
+    assert download.toi_from_parameter({"last": "7D"}, now=scheduled) == slice(
+        pd.Timestamp("2026-11-15T03:00:00"), pd.Timestamp("2026-11-22T03:00:00"))
+
+
+def test_a_rolling_toi_with_a_bad_duration_names_it():
+    with pytest.raises(TOIError, match=r"'a fortnight'.*'last' must be a duration"):
+        download.toi_from_parameter({"last": "a fortnight"})
+
+
+@pytest.mark.parametrize("toi", [None, "2024-06", ["2024-06-01", "2024-06-03"],
+                                 slice("2024-06-01", "2024-06-30"), slice(None, "2024-06-30")])
+def test_tois_round_trip_through_parameters(toi):
+    back = download.toi_from_parameter(download.toi_to_parameter(toi))
+    assert back == toi
+
+
+def test_rois_round_trip_through_parameters():
+    roi = GeoBox.from_bbox((-100000, -2000000, -97440, -1997440), "EPSG:3413", resolution=10)
+    back = download.roi_from_parameter(download.roi_to_parameter(roi))
+    assert back.crs == roi.crs and back.boundingbox == roi.extent.boundingbox
