@@ -26,11 +26,12 @@ def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> 
 
 @flow(name="stacube-sync-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
-                 split_degrees: float = 1.0, split_period: str = "31D") -> dict[str, Any]:
+                 split_degrees: float = 1.0, split_period: str = "31D", retries: int = 3) -> dict[str, Any]:
     """Harvest the source Items under ROI x TOI into the cube's local catalog (new Items only).
 
     The search is cut into sub-windows that run concurrently; each is recorded when done, so a
-    failed sync, run again, resumes with the sub-windows it had not finished.
+    failed sync, run again, resumes with the sub-windows it had not finished. A failing window is
+    retried ``retries`` times with exponential backoff.
     """
     logger = get_run_logger()
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
@@ -40,7 +41,8 @@ def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | No
     lag = cube.spec.source.lag
     windows = [w for w in split_window(search_window(patches), split_degrees, split_period)
                if not cube.catalog.covers(w, lag)]
-    added = sum(f.result() for f in sync_window_task.map(cube_url, unmapped(catalog_dir), windows))
+    futures = sync_window_task.with_options(retries=retries).map(cube_url, unmapped(catalog_dir), windows)
+    added = sum(f.result() for f in futures)
     logger.info("synced %d windows for %d patches: %d new Items (catalog holds %d)", len(windows), len(patches),
                 added, len(cube.catalog))
     return {"windows_synced": len(windows), "new_items": added, "items": len(cube.catalog),

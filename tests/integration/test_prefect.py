@@ -186,6 +186,45 @@ def test_catalog_sync_runs_in_windows_and_resumes(private_servers, sample_layout
     assert again == {**first, "windows_synced": 0, "new_items": 0}
 
 
+def test_a_failed_catalog_sync_resumes_with_the_windows_it_had_not_finished(time_servers, tmp_path, monkeypatch):
+    import importlib
+
+    import pandas as pd
+
+    from stacube import CubeSpec, StacSource, Variable
+    from stacube.flows import sync_catalog
+    from stacube.flows.download import roi_to_parameter
+
+    from ..conftest import TIME_LAYOUT
+
+    harvest_module = importlib.import_module("stacube.catalog.harvest")  # the package exports a same-named function
+    _, api = time_servers
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    roi = roi_to_parameter(TIME_LAYOUT.extent_geobox())
+    real_harvest, asked = harvest_module.harvest, []
+
+    def harvest_failing_from_june_4(url, collection, window, allow_local_hrefs=False):
+        asked.append(window.start)
+        if window.start >= pd.Timestamp("2021-06-04") and failing:
+            raise ConnectionError(f"the STAC API went away while searching {window}")
+        return real_harvest(url, collection, window, allow_local_hrefs)
+
+    monkeypatch.setattr(harvest_module, "harvest", harvest_failing_from_june_4)
+    failing = True
+    with pytest.raises(ConnectionError, match="went away"):
+        sync_catalog(str(cube.url), roi, None, str(tmp_path / "cat"), split_period="2D", retries=0)
+    first_windows = sorted(asked)
+    assert len(first_windows) == 4  # 7 days in windows of 2 days: 06-01, 06-03, 06-05, 06-07
+    assert len(cube.catalog) == 8  # the two windows that succeeded (2 dates x 4 tiles) are kept and recorded
+    failing, asked[:] = False, []
+    again = sync_catalog(str(cube.url), roi, None, str(tmp_path / "cat"), split_period="2D", retries=0)
+    assert sorted(asked) == [w for w in first_windows if w >= pd.Timestamp("2021-06-04")]  # only what failed
+    assert again["windows_synced"] == 2 and again["items"] == 12
+
+
 def test_a_source_concurrency_limit_caps_patch_reads_across_tasks():
     import threading
     import time
