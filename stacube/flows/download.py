@@ -7,6 +7,7 @@ and deployments. Patch arrays never become Prefect results and are never hashed 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import queue
@@ -42,8 +43,8 @@ def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(
-    name="patch",
-    task_run_name="patch {patch_id}",
+    name="patches",
+    task_run_name="patches {label}",
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=3,
@@ -51,16 +52,23 @@ def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_unless_permanent,
 )
-def patch_task(work: Callable[[PatchIndex], Any], patch: PatchIndex, patch_id: str, limits: list[str]) -> Any:
-    """Read and write one patch. ``work`` unpickles a fresh fork on every attempt.
+def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], label: str,
+                 limits: list[str]) -> list[Any]:
+    """Read and write a batch of patches, one after the other. ``work`` unpickles a fresh fork per call,
+    so a retried attempt starts every patch of the batch afresh.
 
-    ``limits`` name Prefect global concurrency limits (one per source host) that the read holds a
-    slot of; a limit nobody created does not hold anything back.
+    ``limits`` name Prefect global concurrency limits (one per source host) that the batch holds a
+    slot of while it reads. A failing patch's id travels with the error (also across processes).
     """
-    if not limits:
-        return work(patch)
-    with concurrency(limits, occupy=1, strict=False):
-        return work(patch)
+    with concurrency(limits, occupy=1, strict=False) if limits else contextlib.nullcontext():
+        results = []
+        for patch in patches:
+            try:
+                results.append(work(patch))
+            except Exception as error:
+                error.stacube_patch_id = patch.id  # type: ignore[attr-defined]
+                raise
+        return results
 
 
 def existing_limits(names: set[str]) -> set[str]:
@@ -95,37 +103,49 @@ def source_limits(asset_keys: Sequence[str], patch: PatchIndex) -> list[str]:
     return sorted(f"stacube-source-{host}" for host in hosts)
 
 
+def batch_size(patches: int, concurrency: int) -> int:
+    """Patches per task: one while a run is small (every patch visible in the UI), more once a run has
+    many times more patches than tasks in flight, so that the Prefect API sees at most ~16 task runs
+    per slot of concurrency (50,000 patches at concurrency 8 make 128-patch tasks, not 50,000 tasks)."""
+    return max(1, -(-patches // (16 * max(1, concurrency))))
+
+
 @dataclass
 class PrefectRunner:
-    """Runs patches as Prefect tasks in the current flow run, at most ``concurrency`` in flight.
+    """Runs patches as Prefect tasks in the current flow run, at most ``concurrency`` tasks in flight.
 
-    Patches are submitted as earlier ones finish, so the bound holds on any task runner (threads or
-    a Dask cluster), and after a patch fails for good no further patch starts.
+    Tasks are submitted as earlier ones finish, so the bound holds on any task runner (threads or a
+    Dask cluster), and after a patch fails for good no further task starts. ``patches_per_task``
+    batches patches into tasks (None: ``batch_size``).
     """
 
     concurrency: int = 8
     retries: int = 3
     limits: Callable[[PatchIndex], list[str]] | None = None  # concurrency-limit names per patch
+    patches_per_task: int | None = None
     name: str = "prefect"
 
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
-        task_ = patch_task.with_options(retries=self.retries)
-        limits = [self.limits(p) if self.limits else [] for p in patches]
-        present = existing_limits({name for names in limits for name in names})
-        limits = [[name for name in names if name in present] for names in limits]
+        size = self.patches_per_task or batch_size(len(patches), self.concurrency)
+        batches = [list(patches[i : i + size]) for i in range(0, len(patches), size)]
+        names = [sorted({n for p in batch for n in (self.limits(p) if self.limits else [])}) for batch in batches]
+        present = existing_limits({n for batch_names in names for n in batch_names})
+        task_ = patches_task.with_options(retries=self.retries)
         finished: queue.SimpleQueue = queue.SimpleQueue()
-        waiting = iter(range(len(patches)))
+        waiting = iter(range(len(batches)))
         in_flight: dict[int, Any] = {}
 
         def submit(i: int) -> None:
-            in_flight[i] = task_.submit(work, patches[i], patches[i].id, limits[i])
+            batch = batches[i]
+            label = batch[0].id if len(batch) == 1 else f"{batch[0].id} (+{len(batch) - 1})"
+            in_flight[i] = task_.submit(work, batch, label, [n for n in names[i] if n in present])
             in_flight[i].add_done_callback(lambda done, i=i: finished.put((i, done)))
 
         for i in itertools.islice(waiting, max(1, self.concurrency)):
             submit(i)
-        results: dict[int, Any] = {}
+        results: dict[int, list[Any]] = {}
         while in_flight:
             i, future = finished.get()
             del in_flight[i]
@@ -133,12 +153,14 @@ class PrefectRunner:
                 results[i] = future.result()
             except Exception as error:
                 _cancel_unstarted(in_flight.values())
+                failed = next((p for p in batches[i] if p.id == getattr(error, "stacube_patch_id", None)),
+                              batches[i][0])
                 attempts = 1 if is_permanent(error) else self.retries + 1
-                raise describe_failure(patches[i], error, attempts) from error
+                raise describe_failure(failed, error, attempts) from error
             following = next(waiting, None)
             if following is not None:
                 submit(following)
-        return [results[i] for i in range(len(patches))]
+        return [r for i in range(len(batches)) for r in results[i]]
 
 
 def _cancel_unstarted(futures: Any) -> None:
@@ -231,11 +253,13 @@ MAX_THREADS = 64  # the thread task runner's ceiling; the ``concurrency`` parame
 
 @flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
-             message: str | None = None, concurrency: int = 8, retries: int = 3) -> dict[str, Any]:
+             message: str | None = None, concurrency: int = 8, retries: int = 3,
+             patches_per_task: int | None = None) -> dict[str, Any]:
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
-    ``concurrency`` patches are read at once (on threads, or on the Dask cluster of the task runner);
-    a failing patch is retried ``retries`` times with exponential backoff.
+    ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
+    reading ``patches_per_task`` patches (default: one, more for runs of thousands of patches); a
+    failing task is retried ``retries`` times with exponential backoff.
     """
     logger = get_run_logger()
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
@@ -243,7 +267,7 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
-    runner = PrefectRunner(concurrency=concurrency, retries=retries,
+    runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
                            limits=functools.partial(source_limits, list(cube.spec.source.assets.values())))
     report = cube._download(plan, runner, message, extra_metadata=flow_run)
     logger.info("%s", report)

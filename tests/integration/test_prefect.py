@@ -95,11 +95,11 @@ def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers,
     _, api = servers
     cube = make_cube(api.url)
     patches = attach_items(cube.spec, cube.catalog, cube.plan(sample_layout.extent_geobox()).missing)
-    started = []
+    started, failing = [], patches[0].id
 
     def work(patch):
         started.append(patch.id)
-        if patch.id == patches[0].id:
+        if patch.id == failing:
             raise ItemLacksEverything("the asset is gone (http response code: 404)")
         import time
 
@@ -107,13 +107,18 @@ def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers,
         return patch.id
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
-    def run_all():
-        return PrefectRunner(retries=3).map(work, patches)
+    def run_all(per_task):
+        return PrefectRunner(retries=3, patches_per_task=per_task).map(work, patches)
 
-    with pytest.raises(PatchReadError, match=f"{patches[0].id} failed after 1 attempt"):
-        run_all()
-    assert len(patches) == 64 and started.count(patches[0].id) == 1  # a permanent failure is not retried
+    with pytest.raises(PatchReadError, match=f"{failing} failed after 1 attempt"):
+        run_all(None)
+    assert len(patches) == 64 and started.count(failing) == 1  # a permanent failure is not retried
     assert len(started) <= 4  # the patches queued behind the failure never started
+    started.clear()
+    patches.insert(2, patches.pop(0))  # the failing patch is now the third of the first batch
+    with pytest.raises(PatchReadError, match=f"{failing} failed after 1 attempt"):
+        run_all(4)
+    assert started.count(failing) == 1 and len(started) <= 12  # at most 3 batches began
     assert PatchTask  # the same task type the runs map
 
 
@@ -142,11 +147,14 @@ def test_the_runner_keeps_at_most_concurrency_patches_in_flight(servers, make_cu
         return patch.id
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=16))
-    def run_all():
-        return PrefectRunner(concurrency=3).map(work, patches)
+    def run_all(per_task):
+        return PrefectRunner(concurrency=3, patches_per_task=per_task).map(work, patches)
 
-    assert run_all() == [p.id for p in patches]  # results in patch order
+    assert run_all(None) == [p.id for p in patches]  # one patch per task; results in patch order
     assert len(patches) == 9 and peak[0] == 3
+    peak[0] = 0
+    assert run_all(4) == [p.id for p in patches]  # tasks of 4, 4 and 1 patches, each read in turn
+    assert peak[0] == 3
 
 
 class ItemLacksEverything(RuntimeError):

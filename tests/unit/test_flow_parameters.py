@@ -33,3 +33,8 @@ def test_rois_round_trip_through_parameters():
     roi = GeoBox.from_bbox((-100000, -2000000, -97440, -1997440), "EPSG:3413", resolution=10)
     back = download.roi_from_parameter(download.roi_to_parameter(roi))
     assert back.crs == roi.crs and back.boundingbox == roi.extent.boundingbox
+
+
+@pytest.mark.parametrize(("patches", "concurrency", "size"), [(1, 8, 1), (128, 8, 1), (129, 8, 2), (50_000, 8, 391)])
+def test_small_runs_get_a_task_per_patch_and_large_runs_batches(patches, concurrency, size):
+    assert download.batch_size(patches, concurrency) == size
