@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--chunks", type=int, default=2048)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--patches-per-task", type=int, default=0,
+                        help="also time the Prefect flow with this many patches per task (0: skip)")
     parser.add_argument("--tiles", type=int, default=8, help="source tiles per side (8: 64 tiles, 16 patches)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per COG response (a remote server)")
@@ -77,6 +79,11 @@ def main() -> None:
         def prefect_threads() -> int:
             return fresh().download(aoi, concurrency=args.concurrency, runner="prefect").patches
 
+        def prefect_batched() -> int:
+            cube = fresh()
+            return len(download(str(cube.url), roi_to_parameter(aoi), None, str(catalog), concurrency=args.concurrency,
+                                patches_per_task=args.patches_per_task)["patches_written"])
+
         cluster = LocalCluster(n_workers=2, threads_per_worker=max(1, args.concurrency // 2), processes=True,
                                dashboard_address=None)
         on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
@@ -89,8 +96,11 @@ def main() -> None:
         timings: dict[str, list[float]] = {}
         patches = 0
         for _ in range(args.repeat):
-            for name, run in (("local threads", local), ("prefect, threads", prefect_threads),
-                              ("prefect, dask processes", prefect_dask)):
+            runs = [("local threads", local), ("prefect, threads", prefect_threads),
+                    ("prefect, dask processes", prefect_dask)]
+            if args.patches_per_task:
+                runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
+            for name, run in runs:
                 started = time.perf_counter()
                 patches = run()
                 timings.setdefault(name, []).append(time.perf_counter() - started)
