@@ -1,0 +1,123 @@
+"""Earth Engine images as STAC Items: how an Earth Engine collection enters the local catalog.
+
+Each image becomes one Item (id: the image's last path part; ``start_datetime``/``end_datetime``
+from its time span; footprint geometry), with one asset per band whose href is the image's asset id
+as ``earthengine://<asset id>``, and the band's native projection (``proj:code``, ``proj:transform``,
+``proj:shape``) and data type (``raster:bands``) on the asset: Earth Engine bands of one image may
+sit on different grids. The backend reads pixels from those assets; nothing else of Earth Engine
+crosses into stacube.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pystac
+from odc.geo.geom import Geometry
+
+from ..errors import CatalogError
+from .local import LocalCatalog, Window
+
+HREF_SCHEME = "earthengine://"
+PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+
+
+def numpy_dtype(data_type: dict[str, Any]) -> str:
+    """The numpy dtype of an Earth Engine PixelDataType: floats by precision, integers by their range."""
+    precision = data_type.get("precision", "FLOAT")
+    if precision == "DOUBLE":
+        return "float64"
+    if precision != "INT":
+        return "float32"
+    low = int(float(data_type.get("range", {}).get("min", -(2**31))))
+    high = int(float(data_type.get("range", {}).get("max", 2**31 - 1)))
+    for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32"):
+        if np.iinfo(name).min <= low and high <= np.iinfo(name).max:
+            return name
+    return "int64"
+
+
+def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
+    """One Earth Engine image (an EarthEngineAsset from ``listImages``) as a STAC Item."""
+    asset_id = asset.get("id") or asset["name"].split("/assets/", 1)[-1]
+    if not asset.get("bands"):
+        raise CatalogError(f"Earth Engine image {asset_id!r} has no bands")
+    start = pd.Timestamp(asset["startTime"]).tz_convert("UTC")
+    end = pd.Timestamp(asset.get("endTime") or asset["startTime"]).tz_convert("UTC")
+    footprint = Geometry(asset["geometry"], "EPSG:4326")
+    item = pystac.Item(
+        id=asset_id.rsplit("/", 1)[-1],
+        geometry=asset["geometry"],
+        bbox=list(footprint.boundingbox),
+        datetime=start.to_pydatetime(),
+        properties={"start_datetime": start.isoformat().replace("+00:00", "Z"),
+                    "end_datetime": end.isoformat().replace("+00:00", "Z"),
+                    "earthengine:id": asset_id, **_plain(asset.get("properties", {}))},
+        collection=collection,
+        stac_extensions=[PROJECTION, RASTER],
+    )
+    for band in asset["bands"]:
+        grid = band.get("grid", {})
+        t = grid.get("affineTransform", {})
+        dims = grid.get("dimensions", {})
+        extra = {
+            "earthengine:band": band["id"],
+            "proj:code": grid.get("crsCode"),
+            "proj:transform": [t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
+                               t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0)],
+            "proj:shape": [int(dims.get("height", 0)), int(dims.get("width", 0))],
+            "raster:bands": [{"data_type": numpy_dtype(band.get("dataType", {}))}],
+        }
+        item.add_asset(band["id"], pystac.Asset(href=f"{HREF_SCHEME}{asset_id}", roles=["data"], extra_fields=extra))
+    return item
+
+
+def _plain(properties: dict[str, Any]) -> dict[str, Any]:
+    """Image properties a catalog can hold: scalars and lists of scalars; names kept as Earth Engine has them."""
+    return {k: v for k, v in properties.items() if isinstance(v, (str, int, float, bool)) or
+            (isinstance(v, list) and all(isinstance(x, (str, int, float, bool)) for x in v))}
+
+
+def list_images(collection_id: str, window: Window, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every image of ``collection_id`` in ``window`` (paged ``listImages``: time span and region filters)."""
+    import ee
+
+    west, south, east, north = window.bbox
+    params: dict[str, Any] = {"parent": collection_id, "pageSize": page_size,
+                              "region": {"type": "Polygon", "coordinates": [[[west, south], [east, south],
+                                                                             [east, north], [west, north],
+                                                                             [west, south]]]}}
+    if window.start is not None:
+        params["startTime"] = _rfc3339(window.start)
+    if window.end is not None:
+        params["endTime"] = _rfc3339(window.end)
+    images: list[dict[str, Any]] = []
+    while True:
+        try:
+            page = ee.data.listImages(params)
+        except ee.EEException as err:
+            raise CatalogError(f"listing Earth Engine collection {collection_id!r} in {window} failed: {err}") from err
+        images.extend(page.get("images", []))
+        token = page.get("nextPageToken")
+        if not token:
+            return images
+        params["pageToken"] = token
+
+
+def _rfc3339(stamp: pd.Timestamp) -> str:
+    stamp = pd.Timestamp(stamp)
+    stamp = stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window) -> int:
+    """Convert the images of ``window`` into the local catalog unless it is covered; returns how many were new."""
+    if catalog.covers(window):
+        return 0
+    items = [image_to_item(image, catalog.collection).to_dict() for image in list_images(collection_id, window)]
+    added = catalog.append(items)
+    catalog.record_window(window)
+    return added
