@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,16 +132,37 @@ def _algorithms() -> bytes:
     return (Path(ee.__file__).parent / "tests" / "algorithms.json").read_bytes()
 
 
-class EarthEngineEmulator:
-    """The emulator's state: images by asset id, and every request path it answered (for assertions)."""
+MAX_REQUEST_BYTES = 48 * 1024 * 1024  # Earth Engine's limit on a pixel request, counting one mask byte per pixel
+MAX_GRID_SIDE = 32768
 
-    def __init__(self, images: list[EmulatedImage] | None = None, page_size: int = 100):
+
+class EarthEngineEmulator:
+    """The emulator's state: images by asset id, and every request it answered (for assertions).
+
+    ``refuse_every_other`` answers every other pixel request with 429 (a quota storm);
+    ``latency_ms`` delays every pixel request, standing in for a remote service.
+    """
+
+    def __init__(self, images: list[EmulatedImage] | None = None, page_size: int = 100,
+                 refuse_every_other: bool = False, latency_ms: float = 0.0):
         self.images: dict[str, EmulatedImage] = {}
         self.page_size = page_size
+        self.refuse_every_other = refuse_every_other
+        self.latency_ms = latency_ms
         self.requests: list[str] = []
+        self.pixel_requests = 0
+        self.refused = 0
         self.url = ""
+        self._lock = threading.Lock()
         for image in images or []:
             self.add(image)
+
+    def should_refuse(self) -> bool:
+        with self._lock:
+            self.pixel_requests += 1
+            refuse = self.refuse_every_other and self.pixel_requests % 2 == 1
+            self.refused += refuse
+            return refuse
 
     def add(self, image: EmulatedImage) -> None:
         self.images[image.asset_id] = image
@@ -165,6 +187,106 @@ class EarthEngineEmulator:
             return {"type": "IMAGE_COLLECTION", "name": f"projects/{PUBLIC_PROJECT}/assets/{asset_id}",
                     "id": asset_id}
         return None
+
+
+Rendered = dict[str, tuple[np.ndarray, np.ndarray]]  # band -> (values, mask) on the requested grid
+
+
+def _grid(grid: dict[str, Any]) -> GeoBox:
+    t, dims = grid["affineTransform"], grid["dimensions"]
+    transform = Affine(t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
+                       t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0))
+    return GeoBox((int(dims["height"]), int(dims["width"])), transform, grid["crsCode"])
+
+
+def warp_nearest(values: np.ndarray, src: GeoBox, dst: GeoBox) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` resampled onto ``dst`` (nearest) and where the source covers it.
+
+    Warped as float64 with NaN outside (exact for every integer band), so that no source value is
+    ever mistaken for, or altered to avoid, a nodata value.
+    """
+    from odc.geo.warp import rio_reproject
+
+    wide = np.full(dst.shape.yx, np.nan)
+    rio_reproject(values.astype("float64"), wide, src, dst, "nearest", src_nodata=None, dst_nodata=np.nan)
+    covered = ~np.isnan(wide)
+    return np.where(covered, wide, 0).astype(values.dtype), covered
+
+
+def _render_image(image: EmulatedImage, dst: GeoBox) -> Rendered:
+    """The image's bands on ``dst``, nearest neighbour (Earth Engine's default), masked outside the image."""
+    src = GeoBox(image.shape, image.transform, image.crs)
+    return {name: warp_nearest(values, src, dst) for name, values in image.bands.items()}
+
+
+def evaluate(emulator: EarthEngineEmulator, graph: dict[str, Any], dst: GeoBox) -> Rendered:
+    """Evaluate the serialized expression (the subset stacube sends: load, fromImages, mosaic, unmask, select)."""
+    values = graph["values"]
+
+    def value(node: dict[str, Any]) -> Any:
+        if "constantValue" in node:
+            return node["constantValue"]
+        if "valueReference" in node:
+            return value(values[node["valueReference"]])
+        if "arrayValue" in node:
+            return [value(v) for v in node["arrayValue"]["values"]]
+        call = node["functionInvocationValue"]
+        name, args = call["functionName"], call.get("arguments", {})
+        if name == "Image.load":
+            image = emulator.images.get(value(args["id"]))
+            if image is None:
+                raise LookupError(f"Image asset '{value(args['id'])}' not found.")
+            return _render_image(image, dst)
+        if name == "Image.constant":
+            return {"constant": (np.full(dst.shape.yx, value(args["value"])), np.ones(dst.shape.yx, bool))}
+        if name == "ImageCollection.fromImages":
+            return value(args["images"])
+        if name == "ImageCollection.mosaic":  # the last image is on top, where it is not masked
+            layers = value(args["collection"])
+            result: Rendered = {}
+            for layer in layers:
+                for band, (data, mask) in layer.items():
+                    if band not in result:
+                        result[band] = (np.zeros_like(data), np.zeros_like(mask))
+                    np.copyto(result[band][0], data, where=mask)
+                    result[band][1][mask] = True
+            return result
+        if name == "Image.unmask":
+            image, fill = value(args["input"]), value(args["value"])
+            fill_values = next(iter(fill.values()))[0]
+            return {band: (np.where(mask, data, fill_values.astype(data.dtype)), np.ones_like(mask))
+                    for band, (data, mask) in image.items()}
+        if name == "Image.select":
+            image, wanted = value(args["input"]), value(args["bandSelectors"])
+            missing = [b for b in wanted if b not in image]
+            if missing:
+                raise LookupError(f"Image.select: Pattern '{missing[0]}' did not match any bands.")
+            return {band: image[band] for band in wanted}
+        raise NotImplementedError(f"the emulator does not evaluate {name}")
+
+    return value(values[graph["result"]])
+
+
+def npy_bytes(rendered: Rendered, bands: list[str] | None) -> bytes:
+    """The NPY answer: a structured array, one field per band; masked pixels are 0 (as Earth Engine sends)."""
+    import io
+
+    names = bands or list(rendered)
+    first = rendered[names[0]][0]
+    out = np.zeros(first.shape, dtype=[(n, rendered[n][0].dtype) for n in names])
+    for name in names:
+        data, mask = rendered[name]
+        out[name] = np.where(mask, data, 0)
+    buffer = io.BytesIO()
+    np.save(buffer, out, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def request_bytes(dst: GeoBox, rendered: Rendered, bands: list[str] | None) -> int:
+    """What Earth Engine counts against its request limit: band bytes plus one mask byte per pixel."""
+    names = bands or list(rendered)
+    pixels = dst.shape.y * dst.shape.x
+    return pixels * (sum(rendered[n][0].dtype.itemsize for n in names) + 1)
 
 
 def _asset_id(name: str) -> str:
@@ -211,6 +333,37 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
                 asset = emulator.get_asset(resource)
                 return self._json(200, asset) if asset else self._error(404, f"Asset '{resource}' not found.")
             return self._error(404, f"the emulator has no {path}")
+
+        def do_POST(self) -> None:
+            path = unquote(urlparse(self.path).path)
+            emulator.requests.append(f"POST {path}")
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            resource = re.sub(r"^/v1\w*/", "", path)
+            if emulator.latency_ms:
+                time.sleep(emulator.latency_ms / 1000)
+            if emulator.should_refuse():
+                return self._json(429, {"error": {"code": 429, "message": "Too many concurrent requests.",
+                                                  "status": "RESOURCE_EXHAUSTED"}})
+            try:
+                dst = _grid(body["grid"])
+                if max(dst.shape.yx) > MAX_GRID_SIDE:
+                    return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                      f"Grid dimensions must be at most {MAX_GRID_SIDE} per side."}})
+                if resource.endswith(":getPixels"):
+                    rendered = _render_image(emulator.images[_asset_id(resource[: -len(":getPixels")])], dst)
+                elif resource.endswith("image:computePixels"):
+                    rendered = evaluate(emulator, body["expression"], dst)
+                else:
+                    return self._error(404, f"the emulator has no {path}")
+                bands = body.get("bandIds")
+                size = request_bytes(dst, rendered, bands)
+                if size > MAX_REQUEST_BYTES:
+                    return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                      f"Total request size ({size} bytes) must be less than or equal to "
+                                      f"{MAX_REQUEST_BYTES} bytes."}})
+                return self._send(200, npy_bytes(rendered, bands), "application/octet-stream")
+            except (KeyError, LookupError) as err:
+                return self._error(404, str(err).strip("'\""))
 
     return Handler
 

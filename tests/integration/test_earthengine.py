@@ -15,12 +15,13 @@ COLLECTION = "TEST/SENTINEL_LIKE"
 
 
 def _image(day: str, column: int, *, x0: float = 500000.0) -> EmulatedImage:
-    """A 64 x 48 px image in UTM 33N, one per day and column, with a uint16 band and a float32 band."""
+    """A 64 x 48 px image in UTM 33N, one per day and column (columns overlap by 4 px), with a uint16 band
+    and a float32 band."""
     rng = np.random.default_rng(column)
     return EmulatedImage(
         asset_id=f"{COLLECTION}/{day.replace('-', '')}_c{column}",
         start=pd.Timestamp(f"{day}T10:00:00"), end=pd.Timestamp(f"{day}T10:00:01"),
-        crs="EPSG:32633", transform=Affine(10.0, 0.0, x0 + column * 640.0, 0.0, -10.0, 5200000.0),
+        crs="EPSG:32633", transform=Affine(10.0, 0.0, x0 + column * 600.0, 0.0, -10.0, 5200000.0),
         bands={"B4": rng.integers(0, 10000, (48, 64), dtype="uint16"),
                "NDVI": rng.random((48, 64), dtype="float32")},
         properties={"CLOUDY_PIXEL_PERCENTAGE": 12.5 * column, "SPACECRAFT": "emulated", "nested": {"a": 1}},
@@ -59,7 +60,7 @@ def test_a_collection_becomes_items_with_bands_projection_and_the_asset_id(emula
     b4, ndvi = item.assets["B4"], item.assets["NDVI"]
     assert b4.href == f"earthengine://{image.asset_id}" and b4.extra_fields["earthengine:band"] == "B4"
     assert b4.extra_fields["proj:code"] == "EPSG:32633" and b4.extra_fields["proj:shape"] == [48, 64]
-    assert b4.extra_fields["proj:transform"] == [10.0, 0.0, 500640.0, 0.0, -10.0, 5200000.0]
+    assert b4.extra_fields["proj:transform"] == [10.0, 0.0, 500600.0, 0.0, -10.0, 5200000.0]
     assert b4.extra_fields["raster:bands"][0]["data_type"] == "uint16"
     assert ndvi.extra_fields["raster:bands"][0]["data_type"] == "float32"
     footprint = image.footprint.boundingbox
@@ -81,3 +82,81 @@ def test_a_resync_converts_only_images_new_since_the_last_sync(emulator, tmp_pat
     assert len(catalog) == 7
     far = Window((100.0, 10.0, 101.0, 11.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-30"))
     assert sync_earthengine_window(catalog, COLLECTION, far) == 0  # the region filter reached Earth Engine
+
+
+def _items(emulator, tmp_path, window):
+    from stacube.catalog.earthengine import sync_earthengine_window
+
+    catalog = LocalCatalog(tmp_path, emulator.url, COLLECTION)
+    sync_earthengine_window(catalog, COLLECTION, window)
+    return sorted(catalog.search(), key=lambda i: (i.datetime, i.id))
+
+
+def _reference(images, band, geobox, nodata):
+    """The emulator's rasters resampled by odc-geo (nearest) onto ``geobox``, first image on top."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.warp import rio_reproject
+
+    out = np.full(geobox.shape.yx, nodata, dtype=images[0].bands[band].dtype)
+    for image in reversed(images):  # later images first, so the first one ends on top
+        wide = np.full(geobox.shape.yx, np.nan)  # float64 and NaN: every integer value survives the warp
+        rio_reproject(image.bands[band].astype("float64"), wide, GeoBox(image.shape, image.transform, image.crs),
+                      geobox, "nearest", src_nodata=None, dst_nodata=np.nan)
+        np.copyto(out, np.nan_to_num(wide).astype(out.dtype), where=~np.isnan(wide))
+    return out
+
+
+def _patch_grid(x0, y0, shape, resolution=10.0, crs="EPSG:32633"):
+    from odc.geo.geobox import GeoBox
+
+    return GeoBox(shape, Affine(resolution, 0.0, x0, 0.0, -resolution, y0), crs)
+
+
+def test_pixels_of_one_image_and_of_a_mosaic_equal_odc_geo_resampling(emulator, tmp_path):
+    from stacube.backends.earthengine import read_band
+
+    day = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"), pd.Timestamp("2024-06-07"))
+    items = _items(emulator, tmp_path, day)
+    images = [emulator.images[i.properties["earthengine:id"]] for i in items]
+    # straddles the two columns (x 500000-501280) and the images' southern edge: nodata below 5199520
+    grid = _patch_grid(500300.0, 5199700.0, (30, 70))
+    for band, nodata in (("B4", 0), ("NDVI", float("nan"))):
+        mosaic = read_band(items, band, grid, images[0].bands[band].dtype, nodata)
+        np.testing.assert_array_equal(mosaic, _reference(images, band, grid, nodata))
+        one = read_band(items[:1], band, grid, images[0].bands[band].dtype, nodata)
+        np.testing.assert_array_equal(one, _reference(images[:1], band, grid, nodata))
+    overlap = (slice(None), slice(30, 34))  # x 500600-500640: both images; the first one must win
+    first_on_top, last_on_top = _reference(images, "B4", grid, 0), _reference(images[::-1], "B4", grid, 0)
+    assert not np.array_equal(first_on_top[overlap], last_on_top[overlap])  # so the order above was checked
+    assert any(r.endswith("image:computePixels") for r in emulator.requests)
+    assert any(r.endswith(":getPixels") for r in emulator.requests)
+    assert np.isnan(read_band(items, "NDVI", grid, "float32", float("nan"))[-5:]).all()  # south of the images
+
+
+def test_a_patch_over_the_request_limit_is_split_into_several_requests(emulator, tmp_path, monkeypatch):
+    import stacube.backends.earthengine as backend
+
+    items = _items(emulator, tmp_path, Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"),
+                                              pd.Timestamp("2024-06-07")))
+    grid = _patch_grid(500000.0, 5200000.0, (48, 128))
+    whole = backend.read_band(items, "B4", grid, "uint16", 0)
+    monkeypatch.setattr(backend, "MAX_REQUEST_BYTES", 48 * 128 * 3 // 5)  # a fifth of the patch per request
+    emulator.requests.clear()
+    split = backend.read_band(items, "B4", grid, "uint16", 0)
+    np.testing.assert_array_equal(split, whole)
+    assert sum("computePixels" in r for r in emulator.requests) == 6  # 48 rows in windows of 9 rows
+
+
+def test_a_429_storm_is_ridden_out_by_backing_off(emulator, tmp_path, monkeypatch):
+    import stacube.backends.earthengine as backend
+    from stacube.backends.earthengine import read_band
+
+    items = _items(emulator, tmp_path, Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"),
+                                              pd.Timestamp("2024-06-07")))
+    grid = _patch_grid(500000.0, 5200000.0, (48, 128))
+    calm = read_band(items, "B4", grid, "uint16", 0)
+    monkeypatch.setattr(backend, "MAX_REQUEST_BYTES", 48 * 128 * 3 // 3)  # three requests
+    emulator.refuse_every_other, emulator.pixel_requests = True, 0
+    stormy = read_band(items, "B4", grid, "uint16", 0)
+    np.testing.assert_array_equal(stormy, calm)
+    assert emulator.refused == 3 and emulator.pixel_requests == 6  # each request refused once, then served

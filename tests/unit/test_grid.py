@@ -65,3 +65,15 @@ def test_a_roi_sharing_only_an_edge_with_a_chunk_does_not_select_it():
     zone = GeoBox.from_bbox((0, 0, 640, 640), "EPSG:32633", resolution=10)
     grid = ZoneGrid("z", zone, (32, 32))
     assert list(grid.chunks_under(box(0, 320, 320, 640, "EPSG:32633"))) == [(0, 0)]
+
+
+def test_earth_engine_requests_stay_within_bytes_and_side_limits():
+    from stacube.backends.earthengine import request_windows
+
+    windows = request_windows((48, 128), 2, max_bytes=48 * 128 * 3 // 5)  # 2-byte band + 1 mask byte
+    assert [w[0].start for w in windows] == [0, 9, 18, 27, 36, 45] and all(w[1] == slice(0, 128) for w in windows)
+    assert all((w[0].stop - w[0].start) * 128 * 3 <= 48 * 128 * 3 // 5 for w in windows)
+    big = request_windows((70000, 70000), 4, max_side=32768)  # float32: 5 bytes a pixel against 48 MB
+    assert all(w[1].stop - w[1].start <= 32768 and (w[0].stop - w[0].start) * (w[1].stop - w[1].start) * 5
+               <= 48 * 1024 * 1024 for w in big)
+    assert sum((w[0].stop - w[0].start) * (w[1].stop - w[1].start) for w in big) == 70000 * 70000  # no overlap
