@@ -1,4 +1,4 @@
-"""stacube: local, versioned geospatial raster cubes, built on demand from STAC sources."""
+"""stacube: local, versioned geospatial raster cubes, built on demand from STAC and Earth Engine sources."""
 
 from .cube import Cube
 from .errors import (
@@ -15,7 +15,7 @@ from .errors import (
 )
 from .history import CubeChangedError, ExpireReport, VersionNotFoundError
 from .run import RunReport
-from .spec import CubeSpec, StacSource, Variable
+from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ __all__ = [
     "CubeExistsError",
     "CubeNotFoundError",
     "CubeSpec",
+    "EarthEngineSource",
     "ExpireReport",
     "ItemError",
     "PatchReadError",

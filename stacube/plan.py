@@ -14,7 +14,7 @@ from odc.geo.crs import CRS
 from odc.geo.geom import Geometry
 from pyproj import Transformer
 
-from .catalog import LocalCatalog, Window, sync_window
+from .catalog import LocalCatalog, Window, sync_source
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
 from .layout import FILLED
@@ -149,7 +149,7 @@ def attach_items(
         return []
     window = search_window(patches)
     if sync:
-        sync_window(catalog, window, spec.source.allow_local_hrefs, spec.source.lag)
+        sync_source(spec.source, catalog, window)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
     times = np.array([_item_time(item) for item in items], dtype="datetime64[us]")
     trees = {}

@@ -130,7 +130,59 @@ class StacSource:
         )
 
 
-SOURCE_KINDS: dict[str, Any] = {"stac": StacSource}
+EARTH_ENGINE_URL = "https://earthengine.googleapis.com"
+
+
+@dataclass(frozen=True)
+class EarthEngineSource:
+    """An Earth Engine ImageCollection; ``bands`` maps each cube variable to a band of its images.
+
+    Its images are converted to STAC Items in the local catalog (one asset per band), so planning
+    and the catalog work as for STAC; ``api_url`` is Earth Engine's (or a test emulator's).
+    Credentials never live in the spec: see ``stacube.earthengine.initialize``.
+    """
+
+    collection: str
+    bands: Mapping[str, str]
+    project: str | None = None
+    api_url: str = EARTH_ENGINE_URL
+    max_concurrency: int = 16  # pixel requests in flight per process (a project gets 40 in all)
+    publication_lag: str = "3D"
+    kind: str = field(default="earthengine", init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            pd.Timedelta(self.publication_lag)
+        except ValueError as err:
+            raise SpecError(f"publication_lag {self.publication_lag!r} is not a pandas Timedelta") from err
+        if not 1 <= int(self.max_concurrency) <= 40:
+            raise SpecError(f"max_concurrency {self.max_concurrency!r} must be 1 to 40 (Earth Engine's project cap)")
+
+    @property
+    def assets(self) -> Mapping[str, str]:
+        """Variable -> Item asset key: the converted Items hold one asset per band, keyed by band name."""
+        return self.bands
+
+    @property
+    def lag(self) -> pd.Timedelta:
+        return pd.Timedelta(self.publication_lag)
+
+    filter = None  # no CQL2 filter on converted Items yet
+    allow_local_hrefs = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "collection": self.collection, "bands": dict(self.bands), "project": self.project,
+                "api_url": self.api_url, "max_concurrency": self.max_concurrency,
+                "publication_lag": self.publication_lag}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EarthEngineSource:
+        return cls(collection=data["collection"], bands=dict(data["bands"]), project=data.get("project"),
+                   api_url=data.get("api_url", EARTH_ENGINE_URL), max_concurrency=int(data.get("max_concurrency", 16)),
+                   publication_lag=data.get("publication_lag", "3D"))
+
+
+SOURCE_KINDS: dict[str, Any] = {"stac": StacSource, "earthengine": EarthEngineSource}
 
 
 def _geobox_to_json(geobox: GeoBox) -> dict[str, Any]:
@@ -177,7 +229,7 @@ class CubeSpec:
     name: str
     variables: Mapping[str, Variable]
     zones: Mapping[str, GeoBox] | Sequence[GeoBox]
-    source: StacSource
+    source: StacSource | EarthEngineSource
     chunks: tuple[int, int] = (2048, 2048)
     time: pd.DatetimeIndex | None = None
 

@@ -30,4 +30,8 @@ def backend_for(spec: CubeSpec, options: Mapping | None = None) -> Backend:
         from .stac import StacBackend
 
         return StacBackend(spec, **dict(options or {}))
+    if spec.source.kind == "earthengine":
+        from .earthengine import EarthEngineBackend
+
+        return EarthEngineBackend(spec)
     raise NotImplementedError(f"no backend for source kind {spec.source.kind!r}")

@@ -22,6 +22,9 @@ from odc.geo.geobox import GeoBox
 from odc.geo.warp import rio_reproject
 
 from ..catalog.earthengine import HREF_SCHEME
+from ..errors import ItemError
+from ..grid import PatchIndex
+from ..spec import CubeSpec
 
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
 MAX_GRID_SIDE = 32768
@@ -100,3 +103,34 @@ def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: An
             values = np.where(_footprint_mask(items[0], band, part), values, np.asarray(nodata, dtype=dtype))
         out[window] = values
     return out
+
+
+class EarthEngineBackend:
+    """Reads a cube's patches from Earth Engine, one band per variable, for the Items planning attached."""
+
+    def __init__(self, spec: CubeSpec):
+        self.spec = spec
+        self.source = spec.source
+        set_max_concurrency(self.source.max_concurrency)
+
+    def check_items(self, items: list[pystac.Item]) -> None:
+        for item in items:
+            for variable, band in self.source.bands.items():
+                asset = item.assets.get(band)
+                if asset is None:
+                    raise ItemError(f"Item {item.id} has no band {band!r} for variable {variable!r} "
+                                    f"(bands: {sorted(item.assets)})")
+                missing = [k for k in ("proj:code", "proj:transform", "proj:shape") if k not in asset.extra_fields]
+                if not asset.href.startswith(HREF_SCHEME) or missing:
+                    raise ItemError(f"Item {item.id} band {band!r} is not a converted Earth Engine band "
+                                    f"(href {asset.href!r}, missing {missing})")
+
+    def read(self, patch: PatchIndex) -> dict[str, np.ndarray]:
+        from ..ee_client import initialize
+
+        initialize(self.source.api_url, self.source.project)  # once per process (also on Dask workers)
+        out = {}
+        for name, band in self.source.bands.items():
+            variable = self.spec.variables[name]
+            out[name] = read_band(patch.items, band, patch.geobox, variable.numpy_dtype, variable.nodata)
+        return out

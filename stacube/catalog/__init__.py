@@ -2,5 +2,6 @@
 
 from .harvest import harvest, split_window, sync_window
 from .local import LocalCatalog, Window, default_catalog_root
+from .sources import sync_source
 
-__all__ = ["LocalCatalog", "Window", "default_catalog_root", "harvest", "split_window", "sync_window"]
+__all__ = ["LocalCatalog", "Window", "default_catalog_root", "harvest", "split_window", "sync_source", "sync_window"]

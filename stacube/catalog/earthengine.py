@@ -18,7 +18,7 @@ import pystac
 from odc.geo.geom import Geometry
 
 from ..errors import CatalogError
-from .local import LocalCatalog, Window
+from .local import DEFAULT_LAG, LocalCatalog, Window
 
 HREF_SCHEME = "earthengine://"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -113,9 +113,10 @@ def _rfc3339(stamp: pd.Timestamp) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window) -> int:
+def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window,
+                            lag: pd.Timedelta = DEFAULT_LAG) -> int:
     """Convert the images of ``window`` into the local catalog unless it is covered; returns how many were new."""
-    if catalog.covers(window):
+    if catalog.covers(window, lag):
         return 0
     items = [image_to_item(image, catalog.collection).to_dict() for image in list_images(collection_id, window)]
     added = catalog.append(items)

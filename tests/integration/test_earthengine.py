@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +162,30 @@ def test_a_429_storm_is_ridden_out_by_backing_off(emulator, tmp_path, monkeypatc
     stormy = read_band(items, "B4", grid, "uint16", 0)
     np.testing.assert_array_equal(stormy, calm)
     assert emulator.refused == 3 and emulator.pixel_requests == 6  # each request refused once, then served
+
+
+def test_a_cube_over_an_earth_engine_collection_loads_cold_then_warm_without_requests(emulator, tmp_path,
+                                                                                      monkeypatch):
+    from stacube import Cube, CubeSpec, EarthEngineSource, Variable
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "secret-token-123")
+    zone = _patch_grid(500000.0, 5200000.0, (64, 160))  # the images cover x 500000-501240, y 5199520-5200000
+    spec = CubeSpec(name="ee", zones=[zone], chunks=(32, 64), time=pd.date_range("2024-06-01", periods=15, freq="D"),
+                    variables={"red": Variable("uint16", nodata=0), "ndvi": Variable("float32")},
+                    source=EarthEngineSource(COLLECTION, {"red": "B4", "ndvi": "NDVI"}, project="test-project",
+                                             api_url=emulator.url))
+    cube = Cube.create(tmp_path / "ee.icechunk", spec, catalog_dir=tmp_path / "catalog")
+    roi = zone[5:60, 10:150]
+    tile = cube.load(roi, toi="2024-06-06")
+    images = [emulator.images[f"{COLLECTION}/20240606_c{c}"] for c in (0, 1)]
+    np.testing.assert_array_equal(tile.red.values[0], _reference(images, "B4", roi, 0))
+    np.testing.assert_array_equal(tile.ndvi.values[0], _reference(images, "NDVI", roi, float("nan")))
+    assert np.isnan(tile.ndvi.values[0][-10:]).all()  # south of the images: nodata, not zeros
+    emulator.requests.clear()
+    again = Cube.open(tmp_path / "ee.icechunk", catalog_dir=tmp_path / "catalog").load(roi, toi="2024-06-06")
+    np.testing.assert_array_equal(again.red.values, tile.red.values)
+    assert emulator.requests == []  # warm: neither the catalog nor the pixels are asked for again
+    meta = cube.repo.lookup_snapshot(tile.attrs["stacube_snapshot"]).metadata["stacube"]
+    assert meta["source"].startswith("earthengine:") and "secret-token-123" not in json.dumps(meta)
+    assert not any("secret-token-123" in p.read_bytes().decode("latin-1")
+                   for p in (tmp_path / "catalog").rglob("*") if p.is_file())

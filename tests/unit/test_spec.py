@@ -85,3 +85,15 @@ def test_integer_nodata_keeps_integer_type():
     assert Variable("int16", nodata=-32768.0).nodata == -32768
     assert isinstance(Variable("int16", nodata=-32768.0).nodata, int)
     assert np.dtype(Variable("bool").dtype) == np.dtype(bool)
+
+
+def test_an_earth_engine_source_round_trips_and_names_bad_values():
+    from stacube import EarthEngineSource, SpecError
+
+    source = EarthEngineSource("GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL", {"a00": "A00"}, project="my-project")
+    assert EarthEngineSource.from_json(source.to_json()) == source
+    assert source.assets == {"a00": "A00"} and source.kind == "earthengine"
+    with pytest.raises(SpecError, match="max_concurrency 41"):
+        EarthEngineSource("X/Y", {"a": "b"}, max_concurrency=41)
+    with pytest.raises(SpecError, match="'soon'"):
+        EarthEngineSource("X/Y", {"a": "b"}, publication_lag="soon")

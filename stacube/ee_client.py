@@ -1,0 +1,65 @@
+"""The Earth Engine client, initialised once per process for a source, with credentials from outside.
+
+Credentials come, in this order, from ``STACUBE_EE_TOKEN`` (an OAuth access token), from a
+service-account key file named by ``STACUBE_EE_KEY_FILE`` or ``GOOGLE_APPLICATION_CREDENTIALS``,
+or from the credential ``earthengine authenticate`` stored for the user. They are never written to
+logs, errors, commit metadata or the catalog: errors name the variable or the file, not its content.
+Prefect flows may fill these variables from a Secret block before the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+from .errors import CatalogError
+
+_LOCK = threading.Lock()
+_READY: tuple[str, str | None, str] | None = None  # (api_url, project, which credential) initialised
+
+
+def _credentials() -> tuple[Any, str]:
+    """The credentials to use and a label that names their origin (never their content)."""
+    token = os.environ.get("STACUBE_EE_TOKEN")
+    if token:
+        import google.oauth2.credentials
+
+        return google.oauth2.credentials.Credentials(token=token), "STACUBE_EE_TOKEN"
+    for variable in ("STACUBE_EE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        path = os.environ.get(variable)
+        if not path:
+            continue
+        import ee
+
+        try:
+            email = json.loads(open(path).read())["client_email"]
+        except (OSError, ValueError, KeyError) as err:
+            raise CatalogError(f"{variable} names {path!r}, which is not a readable service-account key file "
+                               f"({type(err).__name__})") from None
+        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}"
+    return None, "the stored Earth Engine credential"
+
+
+def initialize(api_url: str, project: str | None) -> None:
+    """Initialise ``ee`` for ``api_url`` and ``project`` unless this process already did."""
+    global _READY
+    import ee
+
+    with _LOCK:
+        credentials, origin = _credentials()
+        wanted = (api_url, project, origin)
+        if _READY == wanted:
+            return
+        try:
+            ee.Initialize(credentials=credentials, project=project, url=api_url)
+        except Exception as err:  # noqa: BLE001 - the client raises many kinds; the message names what was tried
+            raise CatalogError(f"cannot start Earth Engine at {api_url} for project {project!r} with {origin}: "
+                               f"{type(err).__name__}: {_without_secrets(str(err))}") from None
+        _READY = wanted
+
+
+def _without_secrets(text: str) -> str:
+    token = os.environ.get("STACUBE_EE_TOKEN")
+    return text.replace(token, "***") if token else text
