@@ -9,6 +9,7 @@ Prefect flows may fill these variables from a Secret block before the first requ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -17,16 +18,18 @@ from typing import Any
 from .errors import CatalogError
 
 _LOCK = threading.Lock()
-_READY: tuple[str, str | None, str] | None = None  # (api_url, project, which credential) initialised
+_READY: tuple[str, str | None, str] | None = None  # (api_url, project, credential fingerprint) initialised
 
 
-def _credentials() -> tuple[Any, str]:
-    """The credentials to use and a label that names their origin (never their content)."""
+def _credentials() -> tuple[Any, str, str]:
+    """The credentials to use, a label naming their origin (never their content), and a fingerprint
+    that changes when they do (so a refreshed token re-initialises the client)."""
     token = os.environ.get("STACUBE_EE_TOKEN")
     if token:
         import google.oauth2.credentials
 
-        return google.oauth2.credentials.Credentials(token=token), "STACUBE_EE_TOKEN"
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()
+        return google.oauth2.credentials.Credentials(token=token), "STACUBE_EE_TOKEN", fingerprint
     for variable in ("STACUBE_EE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
         path = os.environ.get(variable)
         if not path:
@@ -38,8 +41,8 @@ def _credentials() -> tuple[Any, str]:
         except (OSError, ValueError, KeyError) as err:
             raise CatalogError(f"{variable} names {path!r}, which is not a readable service-account key file "
                                f"({type(err).__name__})") from None
-        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}"
-    return None, "the stored Earth Engine credential"
+        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}", f"{path}:{email}"
+    return None, "the stored Earth Engine credential", "stored"
 
 
 def initialize(api_url: str, project: str | None) -> None:
@@ -48,8 +51,8 @@ def initialize(api_url: str, project: str | None) -> None:
     import ee
 
     with _LOCK:
-        credentials, origin = _credentials()
-        wanted = (api_url, project, origin)
+        credentials, origin, fingerprint = _credentials()
+        wanted = (api_url, project, fingerprint)
         if _READY == wanted:
             return
         try:

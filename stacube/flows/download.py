@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
+import os
 import queue
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +29,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
+from ..catalog.earthengine import HREF_SCHEME
 from ..cube import Cube
 from ..errors import ROIError, TOIError
 from ..grid import PatchIndex, roi_geometry
@@ -93,13 +97,20 @@ def existing_limits(names: set[str]) -> set[str]:
     return found
 
 
-def source_limits(asset_keys: Sequence[str], patch: PatchIndex) -> list[str]:
+def source_limits(asset_keys: Sequence[str], patch: PatchIndex, earthengine_host: str | None = None) -> list[str]:
     """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
 
-    Cap a source across every flow run with ``prefect gcl create stacube-source-<host> --limit N``.
+    Earth Engine bands (``earthengine://`` hrefs) count against the Earth Engine endpoint's host.
+    Cap a source across every flow run with ``prefect gcl create stacube-source-<host> --limit N``
+    (for Earth Engine, stay under the 40 concurrent requests a project gets).
     """
-    hosts = {urlparse(item.assets[key].href).hostname or "local"
-             for item in patch.items for key in asset_keys if key in item.assets}
+    hosts = set()
+    for item in patch.items:
+        for key in asset_keys:
+            if key in item.assets:
+                href = item.assets[key].href
+                hosts.add(earthengine_host if href.startswith(HREF_SCHEME) and earthengine_host
+                          else urlparse(href).hostname or "local")
     return sorted(f"stacube-source-{host}" for host in hosts)
 
 
@@ -204,6 +215,29 @@ def toi_to_parameter(toi: Any) -> Any:
     return text(toi)
 
 
+def use_earthengine_secret(block_name: str) -> None:
+    """Make the Prefect Secret block ``block_name`` this process's Earth Engine credential.
+
+    The block holds an OAuth access token or a service-account key (JSON); a key is written to a
+    file only this user can read. The value goes to the environment ``stacube.ee_client`` reads,
+    never to a log line.
+    """
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block_name).get()
+    key = value if isinstance(value, dict) else None
+    if key is None and isinstance(value, str) and value.lstrip().startswith("{"):
+        key = json.loads(value)
+    if key is not None:
+        fd, path = tempfile.mkstemp(prefix="stacube-ee-key-", suffix=".json")
+        with os.fdopen(fd, "w") as out:  # mkstemp creates it 0600
+            json.dump(key, out)
+        os.environ["STACUBE_EE_KEY_FILE"] = path
+        os.environ.pop("STACUBE_EE_TOKEN", None)
+    else:
+        os.environ["STACUBE_EE_TOKEN"] = str(value)
+
+
 def run_start() -> pd.Timestamp:
     """When this flow run was meant to start: a rolling TOI of a late or retried scheduled run keeps its window."""
     return pd.Timestamp(runtime.flow_run.scheduled_start_time)
@@ -254,21 +288,25 @@ MAX_THREADS = 64  # the thread task runner's ceiling; the ``concurrency`` parame
 @flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
              message: str | None = None, concurrency: int = 8, retries: int = 3,
-             patches_per_task: int | None = None) -> dict[str, Any]:
+             patches_per_task: int | None = None, earthengine_secret: str | None = None) -> dict[str, Any]:
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
     ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
     reading ``patches_per_task`` patches (default: one, more for runs of thousands of patches); a
-    failing task is retried ``retries`` times with exponential backoff.
+    failing task is retried ``retries`` times with exponential backoff. ``earthengine_secret`` names a
+    Prefect Secret block with the Earth Engine credential (a token or a service-account key).
     """
     logger = get_run_logger()
+    if earthengine_secret:
+        use_earthengine_secret(earthengine_secret)
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     plan = cube.plan(roi_from_parameter(roi), toi_from_parameter(toi, now=run_start()))
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
     runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
-                           limits=functools.partial(source_limits, list(cube.spec.source.assets.values())))
+                           limits=functools.partial(source_limits, list(cube.spec.source.assets.values()),
+                                                    earthengine_host=urlparse(cube.spec.source.api_url).hostname))
     report = cube._download(plan, runner, message, extra_metadata=flow_run)
     logger.info("%s", report)
     if report.snapshot_id:

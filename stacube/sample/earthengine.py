@@ -150,6 +150,7 @@ class EarthEngineEmulator:
         self.refuse_every_other = refuse_every_other
         self.latency_ms = latency_ms
         self.requests: list[str] = []
+        self.authorizations: set[str] = set()  # Authorization headers seen (tests check credentials arrive)
         self.pixel_requests = 0
         self.refused = 0
         self.url = ""
@@ -319,6 +320,7 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(parsed.query)
             path = unquote(parsed.path)
             emulator.requests.append(f"GET {path}")
+            emulator.authorizations.add(self.headers.get("Authorization", ""))
             if path == "/$discovery/rest":
                 return self._json(200, _discovery_document(emulator.url))
             resource = re.sub(r"^/v1\w*/", "", path)
@@ -337,6 +339,7 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = unquote(urlparse(self.path).path)
             emulator.requests.append(f"POST {path}")
+            emulator.authorizations.add(self.headers.get("Authorization", ""))
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             resource = re.sub(r"^/v1\w*/", "", path)
             if emulator.latency_ms:

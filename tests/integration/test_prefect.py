@@ -174,7 +174,7 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
         outcome = on_dask(str(cube.url), roi_to_parameter(zone[0:512, 0:768]), None, str(cube.catalog_dir))
-    assert len(outcome["patches_written"]) == 6
+    assert len(outcome["patches_written"]) == 4
     assert cube.history().snapshot[0] == outcome["snapshot_id"]
     local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
     np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
@@ -272,3 +272,45 @@ def test_a_source_concurrency_limit_caps_patch_reads_across_tasks():
     assert ids == [p.id for p in patches] and most == 1
     _, unlimited = run(["stacube-source-nobody-created"])  # a limit nobody created holds nothing back
     assert unlimited > 1
+
+
+def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(tmp_path, monkeypatch):
+    import json
+
+    import httpx
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL
+
+    from stacube import CubeSpec, EarthEngineSource, Variable
+    from stacube.flows import download
+    from stacube.flows.download import roi_to_parameter
+    from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
+
+    from .test_earthengine import COLLECTION, _image, _patch_grid
+
+    ee = pytest.importorskip("ee")
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", lambda: {})
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("STACUBE_EE_TOKEN", raising=False)
+    planted = "planted-secret-7f3a9c"
+    Secret(value=planted).save("stacube-test-ee", overwrite=True)
+    with serve_earthengine(EarthEngineEmulator([_image("2024-06-06", c) for c in (0, 1)])) as emulator:
+        zone = _patch_grid(500000.0, 5200000.0, (64, 160))
+        spec = CubeSpec(name="ee", zones=[zone], chunks=(32, 64), variables={"red": Variable("uint16", nodata=0)},
+                        source=EarthEngineSource(COLLECTION, {"red": "B4"}, project="test-project",
+                                                 api_url=emulator.url))
+        cube = Cube.create(tmp_path / "ee", spec, catalog_dir=tmp_path / "catalog")
+        outcome = download(str(cube.url), roi_to_parameter(zone[0:48, 0:128]), None, str(tmp_path / "catalog"),
+                           earthengine_secret="stacube-test-ee")
+        assert f"Bearer {planted}" in emulator.authorizations  # the block's token reached Earth Engine
+    assert len(outcome["patches_written"]) == 4
+    meta = cube.repo.lookup_snapshot(outcome["snapshot_id"]).metadata
+    api = PREFECT_API_URL.value()
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [outcome["flow_run_id"]]}},
+                                                   "limit": 200}).raise_for_status().text
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 50}).raise_for_status().text
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}).raise_for_status().text
+    catalog = [p.read_bytes().decode("latin-1") for p in (tmp_path / "catalog").rglob("*") if p.is_file()]
+    for text in [json.dumps(meta), logs, artifacts, runs, json.dumps(outcome), *catalog]:
+        assert planted not in text
+    assert "Finished" in logs or "patches under the ROI" in logs  # the logs were really read

@@ -38,3 +38,19 @@ def test_rois_round_trip_through_parameters():
 @pytest.mark.parametrize(("patches", "concurrency", "size"), [(1, 8, 1), (128, 8, 1), (129, 8, 2), (50_000, 8, 391)])
 def test_small_runs_get_a_task_per_patch_and_large_runs_batches(patches, concurrency, size):
     assert download.batch_size(patches, concurrency) == size
+
+
+def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included():
+    import pystac
+
+    from stacube.grid import PatchIndex
+
+    def item(item_id, href):
+        found = pystac.Item(item_id, None, None, pd.Timestamp("2024-01-01").to_pydatetime(), {})
+        found.add_asset("B4", pystac.Asset(href))
+        return found
+
+    patch = PatchIndex("z", 0, 0, None, items=(item("a", "https://data.example.org/a.tif"),
+                                               item("b", "earthengine://COPERNICUS/S2/b")))
+    assert download.source_limits(["B4"], patch, earthengine_host="earthengine.googleapis.com") == [
+        "stacube-source-data.example.org", "stacube-source-earthengine.googleapis.com"]
