@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import icechunk
+import numpy as np
 import zarr
 
+from .errors import StacubeError
 from .grid import PatchIndex
 from .layout import FILLED
 from .spec import CubeSpec
@@ -31,8 +33,13 @@ def _rank(stamp: int) -> tuple[int, int]:
     return (2 if stamp > 0 else 1 if stamp < 0 else 0, abs(int(stamp)))
 
 
-def _cells(changes: dict[str, list[list[int]]], path: str) -> set[tuple[int, ...]]:
-    return {tuple(c) for c in changes.get(path, [])}
+def _cell_sets(changes: dict[str, list[list[int]]]) -> dict[str, set[tuple[int, ...]]]:
+    return {path: {tuple(c) for c in cells} for path, cells in changes.items()}
+
+
+def _stamps(array: zarr.Array, cells: list[tuple[int, ...]]) -> list[int]:
+    """The filled-record values at ``cells``, in one read."""
+    return array.get_coordinate_selection(tuple(np.array(cells).T)).tolist() if cells else []
 
 
 def _copy_chunk(source: zarr.Group | None, target: zarr.Group, name: str, cell: tuple[int, ...]) -> None:
@@ -46,36 +53,44 @@ def _copy_chunk(source: zarr.Group | None, target: zarr.Group, name: str, cell: 
         zarr.core.sync.sync(target.store.delete(key))
 
 
-def settle(repo: icechunk.Repository, session: icechunk.Session, spec: CubeSpec, patches: Sequence[PatchIndex],
-           theirs_from: str, theirs_to: str) -> dict[str, str]:
+def settle(repo: icechunk.Repository, session: icechunk.Session, spec: CubeSpec,
+           theirs_from: str, theirs_to: str) -> dict[str, list[tuple[int, ...]]]:
     """Settle the patches this session and the commits ``theirs_from..theirs_to`` both wrote.
 
     Where the other run wins, this session's chunks of that patch are made equal to the other run's
     (or to the base, for chunks only this run wrote), so that rebasing with "ours" keeps the winner.
-    Returns patch id -> "this run" or "other run".
+    Returns the settled cells per zone.
     """
-    ours = session.status().updated_chunks
-    theirs = repo.diff(from_snapshot_id=theirs_from, to_snapshot_id=theirs_to).updated_chunks
-    ids = {(p.zone, p.cell): p.id for p in patches}
+    ours = _cell_sets(session.status().updated_chunks)
+    theirs = _cell_sets(repo.diff(from_snapshot_id=theirs_from, to_snapshot_id=theirs_to).updated_chunks)
     mine = zarr.open_group(session.store, mode="r+")
     other = zarr.open_group(repo.readonly_session(snapshot_id=theirs_to).store, mode="r")
     base = zarr.open_group(repo.readonly_session(snapshot_id=theirs_from).store, mode="r")
-    names = [*spec.variables, FILLED]
-    decisions: dict[str, str] = {}
+    settled: dict[str, list[tuple[int, ...]]] = {}
     for zone in spec.zones:
         filled_path = f"/{zone}/{FILLED}"
-        for cell in sorted(_cells(ours, filled_path) & _cells(theirs, filled_path)):
-            our_stamp = int(mine[zone][FILLED][cell])
-            their_stamp = int(other[zone][FILLED][cell])
+        cells = sorted(ours.get(filled_path, set()) & theirs.get(filled_path, set()))
+        if not cells:
+            continue
+        settled[zone] = cells
+        mine_zone, other_zone, base_zone = mine[zone], other[zone], base[zone]
+        paths = {name: f"/{zone}/{name}" for name in [*spec.variables, FILLED]}
+        for cell, our_stamp, their_stamp in zip(cells, _stamps(mine_zone[FILLED], cells),
+                                                _stamps(other_zone[FILLED], cells), strict=True):
             theirs_win = _rank(their_stamp) > _rank(our_stamp)
-            for name in names:
-                path = f"/{zone}/{name}"
-                if theirs_win and cell in _cells(ours, path):
-                    _copy_chunk(other[zone], mine[zone], name, cell)
-                elif not theirs_win and cell in _cells(theirs, path) and cell not in _cells(ours, path):
-                    _copy_chunk(base[zone], mine[zone], name, cell)
-            decisions[ids.get((zone, cell), f"{zone}/{cell}")] = "other run" if theirs_win else "this run"
-    return decisions
+            for name, path in paths.items():
+                wrote_it, they_wrote_it = cell in ours.get(path, ()), cell in theirs.get(path, ())
+                if theirs_win and wrote_it:
+                    _copy_chunk(other_zone, mine_zone, name, cell)
+                elif not theirs_win and they_wrote_it and not wrote_it:
+                    _copy_chunk(base_zone, mine_zone, name, cell)
+    return settled
+
+
+def _common_base(repo: icechunk.Repository, base: str, tip: str) -> str:
+    """``base`` if the branch still descends from it; after a rollback, the newest snapshot both share."""
+    mine = {info.id for info in repo.ancestry(snapshot_id=base)}
+    return next(info.id for info in repo.ancestry(snapshot_id=tip) if info.id in mine)
 
 
 def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Session, spec: CubeSpec,
@@ -86,24 +101,40 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
         return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
     except icechunk.RebaseFailedError:
         base = session.snapshot_id  # commits up to here rebased cleanly; settle from here on
-    decisions: dict[str, str] = {}
+    settled: dict[str, set[tuple[int, ...]]] = {}
     keep_ours = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
     for _ in range(tries):
         tip = repo.lookup_branch(BRANCH)
-        decisions.update(settle(repo, session, spec, patches, base, tip))
-        session.rebase(keep_ours)
+        try:
+            found = settle(repo, session, spec, base, tip)
+        except icechunk.IcechunkError:  # rolled back meanwhile: the tip no longer descends from base
+            found = settle(repo, session, spec, _common_base(repo, base, tip), tip)
+        for zone, cells in found.items():
+            settled.setdefault(zone, set()).update(cells)
+        try:
+            session.rebase(keep_ours)
+        except icechunk.RebaseFailedError as err:
+            raise StacubeError(f"the cube's structure changed under this run ({err}); nothing was committed") from err
         base = tip
         if session.snapshot_id != tip:  # yet another run committed while we settled: settle it too
             continue
-        metadata[key]["overlap"] = {
-            "rule": RULE,
-            "kept_this_run": sorted(p for p, who in decisions.items() if who == "this run"),
-            "kept_other_run": sorted(p for p, who in decisions.items() if who == "other run"),
-        }
-        log.warning("%d patch(es) were also written by a concurrent run; settled: %s", len(decisions), decisions)
+        metadata[key]["overlap"] = _outcome(session, settled, patches, metadata[key]["stamp"])
+        log.warning("patches also written by a concurrent run, settled: %s", metadata[key]["overlap"])
         try:
             return session.commit(message, metadata=metadata)
         except icechunk.ConflictError:
             continue
-    raise RuntimeError(f"could not commit after settling overlaps with concurrent runs {tries} times")
+    raise StacubeError(f"could not commit after settling overlaps with concurrent runs {tries} times")
 
+
+def _outcome(session: icechunk.Session, settled: dict[str, set[tuple[int, ...]]], patches: Sequence[PatchIndex],
+             stamp: int) -> dict[str, Any]:
+    """Which settled patches kept this run's data: judged from the final record, not from each pass."""
+    ids = {(p.zone, p.cell): p.id for p in patches}
+    root = zarr.open_group(session.store, mode="r")
+    kept_ours, kept_theirs = [], []
+    for zone, cells in settled.items():
+        ordered = sorted(cells)
+        for cell, value in zip(ordered, _stamps(root[zone][FILLED], ordered), strict=True):
+            (kept_ours if abs(int(value)) == stamp else kept_theirs).append(ids.get((zone, cell), f"{zone}/{cell}"))
+    return {"rule": RULE, "kept_this_run": sorted(kept_ours), "kept_other_run": sorted(kept_theirs)}

@@ -118,6 +118,7 @@ def execute_run(
     report.patches_already_filled += len(patches) - len(still_missing)
     patches = still_missing
     if not patches:
+        report.seconds = time.perf_counter() - started
         return report
     with_data = [p for p in patches if p.items]
 

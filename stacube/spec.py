@@ -85,6 +85,13 @@ class Variable:
         return cls(data["dtype"], nodata=nodata, units=data.get("units"), resampling=data.get("resampling", "nearest"))
 
 
+def _check_lag(publication_lag: str) -> None:
+    try:
+        pd.Timedelta(publication_lag)
+    except ValueError as err:
+        raise SpecError(f"publication_lag {publication_lag!r} is not a pandas Timedelta") from err
+
+
 @dataclass(frozen=True)
 class StacSource:
     """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it."""
@@ -98,10 +105,7 @@ class StacSource:
     kind: str = field(default="stac", init=False)
 
     def __post_init__(self) -> None:
-        try:
-            pd.Timedelta(self.publication_lag)
-        except ValueError as err:
-            raise SpecError(f"publication_lag {self.publication_lag!r} is not a pandas Timedelta") from err
+        _check_lag(self.publication_lag)
 
     @property
     def lag(self) -> pd.Timedelta:
@@ -151,10 +155,7 @@ class EarthEngineSource:
     kind: str = field(default="earthengine", init=False)
 
     def __post_init__(self) -> None:
-        try:
-            pd.Timedelta(self.publication_lag)
-        except ValueError as err:
-            raise SpecError(f"publication_lag {self.publication_lag!r} is not a pandas Timedelta") from err
+        _check_lag(self.publication_lag)
         if not 1 <= int(self.max_concurrency) <= 40:
             raise SpecError(f"max_concurrency {self.max_concurrency!r} must be 1 to 40 (Earth Engine's project cap)")
 

@@ -31,7 +31,7 @@ from prefect.tasks import exponential_backoff
 
 from ..catalog.earthengine import HREF_SCHEME
 from ..cube import Cube
-from ..errors import ROIError, TOIError
+from ..errors import PatchReadError, ROIError, TOIError
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
 from ..runners import describe_failure, is_permanent
@@ -164,9 +164,14 @@ class PrefectRunner:
                 results[i] = future.result()
             except Exception as error:
                 _cancel_unstarted(in_flight.values())
-                failed = next((p for p in batches[i] if p.id == getattr(error, "stacube_patch_id", None)),
-                              batches[i][0])
                 attempts = 1 if is_permanent(error) else self.retries + 1
+                failed_id = getattr(error, "stacube_patch_id", None)
+                failed = next((p for p in batches[i] if p.id == failed_id), None)
+                if failed is None:  # not a patch's read (a lost worker, a concurrency slot): name the batch
+                    ids = ", ".join(p.id for p in batches[i][:5]) + (" ..." if len(batches[i]) > 5 else "")
+                    raise PatchReadError(f"a task of {len(batches[i])} patch(es) ({ids}) failed after {attempts} "
+                                         f"attempt(s): {type(error).__name__}: {error}", batches[i][0].id,
+                                         []) from error
                 raise describe_failure(failed, error, attempts) from error
             following = next(waiting, None)
             if following is not None:
@@ -175,7 +180,8 @@ class PrefectRunner:
 
 
 def _cancel_unstarted(futures: Any) -> None:
-    """Cancel submitted task runs still queued in the task runner (threads or Dask); running ones finish."""
+    """Cancel the task runs still in flight: queued ones never start (threads), and on Dask running ones
+    are dropped too; a thread already reading its patch finishes, and its fork is discarded."""
     for future in futures:
         wrapped = getattr(future, "wrapped_future", None)
         if wrapped is not None and not wrapped.done():

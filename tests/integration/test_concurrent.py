@@ -74,7 +74,8 @@ class _Shifted:
 
     def read(self, patch):
         data = self.backend.read(patch)
-        return {**data, "dem": data["dem"] + self.offset}
+        mask = np.where(data["datamask"] != 0, int(self.offset // 100) + 1, 0).astype("uint8")
+        return {**data, "dem": data["dem"] + self.offset, "datamask": mask}
 
 
 def _prepare(cube, roi, offset=0.0, empty=False):
@@ -145,7 +146,10 @@ def test_same_patch_written_by_two_runs_keeps_the_later_run_whichever_commits_fi
             settled = _meta(cube, early_report)["overlap"]
             assert settled["kept_other_run"] == [late[0][0].id] and settled["kept_this_run"] == []
         tile = cube.load(roi, offline=True)
-        np.testing.assert_array_equal(tile.dem.values, reference[0] + 200.0)  # the later run's values
+        np.testing.assert_array_equal(tile.dem.values, reference[0] + 200.0)  # the later run's values...
+        assert set(np.unique(tile.datamask.values)) <= {0, 3}  # ...for every variable...
+        root, _ = cube._root()
+        assert root[late[0][0].zone]["filled"][late[0][0].cell] == _meta(cube, late_report)["stamp"]  # ...and record
         state = cube.state()
         assert len(state) == 1
         outcomes.append(tile.dem.values)
