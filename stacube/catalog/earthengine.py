@@ -46,15 +46,17 @@ def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
     if not asset.get("bands"):
         raise CatalogError(f"Earth Engine image {asset_id!r} has no bands")
     start = pd.Timestamp(asset["startTime"]).tz_convert("UTC")
+    # Earth Engine's endTime is exclusive, STAC's end_datetime inclusive: an annual image ends the
+    # microsecond before the next year starts, so a search for that next year does not find it.
     end = pd.Timestamp(asset.get("endTime") or asset["startTime"]).tz_convert("UTC")
+    end = max(start, end - pd.Timedelta(microseconds=1))
     footprint = Geometry(asset["geometry"], "EPSG:4326")
     item = pystac.Item(
         id=asset_id.rsplit("/", 1)[-1],
         geometry=asset["geometry"],
         bbox=list(footprint.boundingbox),
         datetime=start.to_pydatetime(),
-        properties={"start_datetime": start.isoformat().replace("+00:00", "Z"),
-                    "end_datetime": end.isoformat().replace("+00:00", "Z"),
+        properties={"start_datetime": _rfc3339(start), "end_datetime": _rfc3339(end),
                     "earthengine:id": asset_id, **_plain(asset.get("properties", {}))},
         collection=collection,
         stac_extensions=[PROJECTION, RASTER],
@@ -82,7 +84,7 @@ def _plain(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_images(collection_id: str, window: Window, page_size: int = 1000) -> list[dict[str, Any]]:
-    """Every image of ``collection_id`` in ``window`` (paged ``listImages``: time span and region filters)."""
+    """Every image of ``collection_id`` whose time span and footprint meet ``window`` (paged ``listImages``)."""
     import ee
 
     west, south, east, north = window.bbox
@@ -90,10 +92,13 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
                               "region": {"type": "Polygon", "coordinates": [[[west, south], [east, south],
                                                                              [east, north], [west, north],
                                                                              [west, south]]]}}
-    if window.start is not None:
-        params["startTime"] = _rfc3339(window.start)
+    overlaps = []  # images whose time span meets the window (an annual image ends where the year does)
     if window.end is not None:
-        params["endTime"] = _rfc3339(window.end)
+        overlaps.append(f'startTime < "{_rfc3339(window.end)}"')
+    if window.start is not None:
+        overlaps.append(f'endTime > "{_rfc3339(window.start)}"')
+    if overlaps:
+        params["filter"] = " AND ".join(overlaps)
     images: list[dict[str, Any]] = []
     while True:
         try:

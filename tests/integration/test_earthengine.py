@@ -229,3 +229,33 @@ def test_an_roi_across_the_antimeridian_loads_both_sides(emulator, tmp_path, mon
     assert ((got != 0) != (expected != 0)).mean() < 0.001 and (got != expected).mean() < 0.005
     left, right = tile.red.values[:, : roi.shape.x // 3], tile.red.values[:, -roi.shape.x // 3 :]
     assert (left != 0).mean() > 0.5 and (right != 0).mean() > 0.5  # data on both sides of 180 degrees
+
+
+def test_the_alphaearth_dataset_loads_across_a_utm_border(emulator, tmp_path, monkeypatch):
+    from odc.geo.geobox import GeoBox
+
+    from stacube import Cube
+    from stacube.datasets import alphaearth_spec
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
+    spec = alphaearth_spec((11.995, 47.5, 12.005, 47.505), project="test-project", api_url=emulator.url,
+                           collection="TEST/EMBEDDINGS", chunks=(32, 32), years=[2019, 2020])
+    rng = np.random.default_rng(3)
+    images = []
+    for zone in spec.zones.values():  # one image per UTM zone and year, covering the zone's grid
+        for year in (2019, 2020):
+            bands = {f"A{i:02d}": rng.random(zone.shape.yx, dtype="float32") for i in range(64)}
+            images.append(EmulatedImage(f"TEST/EMBEDDINGS/{zone.crs.epsg}_{year}", pd.Timestamp(f"{year}-01-01"),
+                                        pd.Timestamp(f"{year + 1}-01-01"), str(zone.crs), zone.transform, bands))
+            emulator.add(images[-1])
+    roi = GeoBox.from_bbox((11.996, 47.501, 12.004, 47.504), "EPSG:4326", resolution=0.0001)  # across 12 E
+    cube = Cube.create(tmp_path / "alphaearth", spec, catalog_dir=tmp_path / "catalog")
+    tile = cube.load(roi, toi="2020", variables=["a00", "a63"])
+    assert list(tile.data_vars) == ["a00", "a63"] and tile.time.dt.year.values.tolist() == [2020]
+    expected = np.full(roi.shape.yx, np.nan, dtype="float32")
+    for image in reversed([i for i in images if i.start.year == 2020]):  # zones in spec order: the first wins
+        part = _reference([image], "A63", roi, np.nan)
+        np.copyto(expected, part, where=~np.isnan(part))
+    got = tile.a63.values[0]
+    assert not np.isnan(got).any() and not np.isnan(expected).any()  # both UTM zones filled their side
+    assert (got != expected).mean() < 0.005  # nearest neighbour, up to GDAL's approximate transformer

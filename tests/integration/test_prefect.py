@@ -283,6 +283,7 @@ def test_a_source_concurrency_limit_caps_patch_reads_across_tasks():
 
 def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(tmp_path, monkeypatch):
     import json
+    import time
 
     import httpx
     from prefect.blocks.system import Secret
@@ -313,11 +314,15 @@ def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(
     assert len(outcome["patches_written"]) == 4
     meta = cube.repo.lookup_snapshot(outcome["snapshot_id"]).metadata
     api = PREFECT_API_URL.value()
-    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [outcome["flow_run_id"]]}},
-                                                   "limit": 200}).raise_for_status().text
+    query = {"logs": {"flow_run_id": {"any_": [outcome["flow_run_id"]]}}, "limit": 200}
+    for _ in range(100):  # run logs reach the API in batches, every few seconds
+        logs = httpx.post(f"{api}/logs/filter", json=query).raise_for_status().text
+        if "patches under the ROI" in logs:
+            break
+        time.sleep(0.2)
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 50}).raise_for_status().text
     runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}).raise_for_status().text
     catalog = [p.read_bytes().decode("latin-1") for p in (tmp_path / "catalog").rglob("*") if p.is_file()]
     for text in [json.dumps(meta), logs, artifacts, runs, json.dumps(outcome), *catalog]:
         assert planted not in text
-    assert "Finished" in logs or "patches under the ROI" in logs  # the logs were really read
+    assert "patches under the ROI" in logs  # the run's logs were really read

@@ -1,0 +1,41 @@
+"""Google's AlphaEarth annual satellite embeddings (Earth Engine), 64 float32 bands a year, per UTM zone.
+
+Source: the Earth Engine ImageCollection ``GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL`` (bands A00-A63,
+one image per year and UTM tile, 10 m, 2017-2024). The cube keeps each UTM zone on its own grid,
+so pixels are never resampled on write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ..spec import EARTH_ENGINE_URL, CubeSpec, EarthEngineSource, Variable
+from ..zones import utm_zones
+
+ALPHAEARTH_COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
+BANDS = [f"A{i:02d}" for i in range(64)]
+YEARS = range(2017, 2025)
+
+
+def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | None = None,
+                    years: Sequence[int] = YEARS, resolution: float = 10.0, chunks: tuple[int, int] = (512, 512),
+                    api_url: str = EARTH_ENGINE_URL, collection: str = ALPHAEARTH_COLLECTION) -> CubeSpec:
+    """A cube of the embeddings over ``bbox`` (lon/lat; west > east crosses 180 degrees), one zone per UTM zone.
+
+    Variables are the bands in lower case (``a00`` ... ``a63``), float32 with NaN where no image is;
+    the time axis has one step per year (``YS``).
+    """
+    years = list(years)
+    if not years or years != list(range(years[0], years[0] + len(years))):
+        raise ValueError(f"years must be consecutive, got {years!r}")
+    return CubeSpec(
+        name="alphaearth",
+        zones=utm_zones(bbox, resolution),
+        chunks=chunks,
+        variables={band.lower(): Variable("float32") for band in BANDS},
+        time=pd.date_range(f"{years[0]}-01-01", periods=len(years), freq="YS"),
+        source=EarthEngineSource(collection, {band.lower(): band for band in BANDS}, project=project,
+                                 api_url=api_url, publication_lag="365D"),
+    )
