@@ -5,6 +5,10 @@ service-account key file named by ``STACUBE_EE_KEY_FILE`` or ``GOOGLE_APPLICATIO
 or from the credential ``earthengine authenticate`` stored for the user. They are never written to
 logs, errors, commit metadata or the catalog: errors name the variable or the file, not its content.
 Prefect flows may fill these variables from a Secret block before the first request.
+
+Every request has a deadline (``STACUBE_EE_DEADLINE_S``, default 300 s): a service that stops
+answering fails the patch, to be retried, instead of hanging the run. The client itself retries a
+429, a 5xx or a timeout ``STACUBE_EE_MAX_RETRIES`` times (default 5) with random exponential backoff.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from .errors import CatalogError
 
 _LOCK = threading.Lock()
-_READY: tuple[str, str | None, str] | None = None  # (api_url, project, credential fingerprint) initialised
+_READY: tuple[Any, ...] | None = None  # (api_url, project, credential, deadline, retries) initialised
 
 
 def _credentials() -> tuple[Any, str, str]:
@@ -52,15 +56,32 @@ def initialize(api_url: str, project: str | None) -> None:
 
     with _LOCK:
         credentials, origin, fingerprint = _credentials()
-        wanted = (api_url, project, fingerprint)
+        wanted = (api_url, project, fingerprint, deadline_seconds(), os.environ.get("STACUBE_EE_MAX_RETRIES"))
         if _READY == wanted:
             return
         try:
             ee.Initialize(credentials=credentials, project=project, url=api_url)
+            ee.data.setDeadline(1000 * deadline_seconds())
+            ee.data.setMaxRetries(_env_number("STACUBE_EE_MAX_RETRIES", 5, int))
         except Exception as err:  # noqa: BLE001 - the client raises many kinds; the message names what was tried
             raise CatalogError(f"cannot start Earth Engine at {api_url} for project {project!r} with {origin}: "
                                f"{type(err).__name__}: {_without_secrets(str(err))}") from None
         _READY = wanted
+
+
+def _env_number(name: str, default: float, kind: type = float) -> Any:
+    value = os.environ.get(name, str(default))
+    try:
+        number = kind(value)
+    except ValueError:
+        raise CatalogError(f"{name}={value!r} is not a number") from None
+    if number < 0:
+        raise CatalogError(f"{name}={value!r} must not be negative")
+    return number
+
+
+def deadline_seconds() -> float:
+    return _env_number("STACUBE_EE_DEADLINE_S", 300.0) or 300.0
 
 
 def _without_secrets(text: str) -> str:

@@ -259,3 +259,26 @@ def test_the_alphaearth_dataset_loads_across_a_utm_border(emulator, tmp_path, mo
     got = tile.a63.values[0]
     assert not np.isnan(got).any() and not np.isnan(expected).any()  # both UTM zones filled their side
     assert (got != expected).mean() < 0.005  # nearest neighbour, up to GDAL's approximate transformer
+
+
+def test_a_service_that_stops_answering_fails_the_read_at_the_deadline(emulator, tmp_path, monkeypatch):
+    import time
+
+    from stacube import Cube, CubeSpec, EarthEngineSource, PatchReadError, Variable
+    from stacube.runners import LocalRunner
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
+    monkeypatch.setenv("STACUBE_EE_DEADLINE_S", "0.3")
+    monkeypatch.setenv("STACUBE_EE_MAX_RETRIES", "1")  # the client's own retry, once
+    zone = _patch_grid(500000.0, 5200000.0, (32, 64))
+    spec = CubeSpec(name="ee", zones=[zone], chunks=(32, 64), variables={"red": Variable("uint16", nodata=0)},
+                    time=pd.date_range("2024-06-06", periods=1, freq="D"),
+                    source=EarthEngineSource(COLLECTION, {"red": "B4"}, project="test-project", api_url=emulator.url))
+    cube = Cube.create(tmp_path / "ee", spec, catalog_dir=tmp_path / "catalog")
+    before = cube.history().snapshot.iloc[0]
+    emulator.latency_ms = 5000  # every pixel request now hangs far past the deadline
+    started = time.perf_counter()
+    with pytest.raises(PatchReadError, match=r"epsg32633/20240606T000000/y0x0 failed after 2 attempt"):
+        cube.download(zone, runner=LocalRunner(retries=1, backoff=0.01, progress=False))
+    assert time.perf_counter() - started < 15  # deadlines and retries included: never 5 s a request
+    assert cube.history().snapshot.iloc[0] == before  # nothing committed
