@@ -92,6 +92,26 @@ def _duckdb() -> rustac.DuckdbClient:
         return _DUCKDB
 
 
+def _has_time_ranges(part: Path) -> bool:
+    """Whether a part's Items carry start/end_datetime columns (read from the Parquet schema only)."""
+    return {"start_datetime", "end_datetime"} <= set(pq.read_schema(part).names)
+
+
+def _overlap_filter(datetime: str) -> dict[str, Any]:
+    """CQL2-JSON: Items whose [start_datetime, end_datetime], or whose datetime, meets ``start/end``."""
+    start, _, end = datetime.partition("/")
+    end = end or start
+    ranged, instant = [], []
+    if end not in ("", ".."):
+        ranged.append({"op": "<=", "args": [{"property": "start_datetime"}, {"timestamp": end}]})
+        instant.append({"op": "<=", "args": [{"property": "datetime"}, {"timestamp": end}]})
+    if start not in ("", ".."):
+        ranged.append({"op": ">=", "args": [{"property": "end_datetime"}, {"timestamp": start}]})
+        instant.append({"op": ">=", "args": [{"property": "datetime"}, {"timestamp": start}]})
+    return {"op": "or", "args": [{"op": "and", "args": ranged} if len(ranged) > 1 else ranged[0],
+                                 {"op": "and", "args": instant} if len(instant) > 1 else instant[0]]}
+
+
 def default_catalog_root() -> Path:
     """Where catalogs live unless told: $STACUBE_CATALOG_DIR, else the user's cache folder."""
     env = os.environ.get("STACUBE_CATALOG_DIR")
@@ -199,19 +219,36 @@ class LocalCatalog:
         filter: Mapping[str, Any] | None = None,
     ) -> list[pystac.Item]:
         """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter."""
-        if not self._parts:
+        parts = self._parts
+        if not parts:
             return []
         kwargs: dict[str, Any] = {}
         if bbox is not None:
             kwargs["bbox"] = list(bbox)
         if intersects is not None:
             kwargs["intersects"] = intersects
-        if datetime is not None:
-            kwargs["datetime"] = datetime
         if filter:
             kwargs["filter"] = dict(filter)
+        everything = str(self.folder / "items" / "part-*.parquet")
+        if datetime is None or set(datetime.split("/")) <= {"..", ""}:
+            return self._search(everything, kwargs)
+        ranged = [_has_time_ranges(p) for p in parts]
+        if not any(ranged):  # instants only: rustac's datetime search is exact for them
+            return self._search(everything, {**kwargs, "datetime": datetime})
+        # Items with start/end_datetime must meet the query interval, not lie inside it (which is what
+        # rustac's datetime search asks): a monthly composite belongs to every day of its month.
+        overlap = _overlap_filter(datetime)
+        by_overlap = {**kwargs, "filter": {"op": "and", "args": [kwargs["filter"], overlap]} if filter else overlap}
+        if all(ranged):
+            return self._search(everything, by_overlap)
+        found: list[pystac.Item] = []  # parts of both kinds: each asked its own way
+        for part, has_ranges in zip(parts, ranged, strict=True):
+            found += self._search(str(part), by_overlap if has_ranges else {**kwargs, "datetime": datetime})
+        return found
+
+    def _search(self, href: str, kwargs: dict[str, Any]) -> list[pystac.Item]:
         try:
-            found = _duckdb().search(str(self.folder / "items" / "part-*.parquet"), **kwargs)
+            found = _duckdb().search(href, **kwargs)
         except rustac.RustacError as err:
             raise CatalogError(f"searching the local catalog {self.folder} failed: {err}") from err
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]

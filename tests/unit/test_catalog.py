@@ -97,3 +97,36 @@ def test_windows_synced_piece_by_piece_cover_the_whole_request(tmp_path):
     assert catalog.covers(Window((0.5, 0.2, 1.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-02-20")))
     assert not catalog.covers(Window((0.5, 0.2, 1.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-03-20")))
     assert not catalog.covers(Window((0.5, 0.2, 2.5, 0.8), pd.Timestamp("2024-01-10"), pd.Timestamp("2024-02-20")))
+
+
+def test_items_with_a_time_range_are_found_by_any_interval_they_meet(tmp_path):
+    import datetime as dt
+
+    import pystac
+
+    from stacube.catalog import LocalCatalog
+
+    def item(item_id, start=None, end=None, when=None):
+        props = {"start_datetime": start, "end_datetime": end} if start else {}
+        return pystac.Item(item_id, {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+                           [0, 0, 1, 1], when, props, collection="c").to_dict()
+
+    ranged = LocalCatalog(tmp_path / "a", "http://x", "c")
+    ranged.append([item("june", "2024-06-01T00:00:00Z", "2024-06-30T23:59:59Z")])
+    instants = LocalCatalog(tmp_path / "b", "http://x", "c")
+    instants.append([item("tenth", when=dt.datetime(2024, 6, 10, 10, tzinfo=dt.UTC))])
+    mixed = LocalCatalog(tmp_path / "c", "http://x", "c")
+    mixed.append([item("june", "2024-06-01T00:00:00Z", "2024-06-30T23:59:59Z")])
+    mixed.append([item("tenth", when=dt.datetime(2024, 6, 10, 10, tzinfo=dt.UTC))])
+
+    def ids(catalog, query):
+        return sorted(i.id for i in catalog.search(datetime=query))
+
+    day = "2024-06-10T00:00:00Z/2024-06-10T23:59:59Z"
+    assert ids(ranged, day) == ["june"]  # a monthly composite belongs to each of its days
+    assert ids(ranged, "2024-05-20T00:00:00Z/2024-06-02T00:00:00Z") == ["june"]  # and to intervals it only meets
+    assert ids(ranged, "2024-07-01T00:00:00Z/2024-07-02T00:00:00Z") == []
+    assert ids(instants, day) == ["tenth"] and ids(instants, "2024-06-11T00:00:00Z/2024-06-12T00:00:00Z") == []
+    assert ids(mixed, day) == ["june", "tenth"]
+    assert ids(mixed, "2024-06-20T00:00:00Z/2024-06-21T00:00:00Z") == ["june"]
+    assert ids(mixed, "../..") == ["june", "tenth"]
