@@ -21,7 +21,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.warp import rio_reproject
 
-from ..catalog.earthengine import HREF_SCHEME
+from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
 from ..errors import ItemError
 from ..grid import PatchIndex
 from ..spec import CubeSpec
@@ -53,13 +53,6 @@ def request_windows(shape: tuple[int, int], bytes_per_pixel: int, max_bytes: int
             for y in range(0, ny, height) for x in range(0, nx, width)]
 
 
-def _grid(geobox: GeoBox) -> dict[str, Any]:
-    t = geobox.transform
-    return {"dimensions": {"width": geobox.shape.x, "height": geobox.shape.y}, "crsCode": str(geobox.crs),
-            "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": t.c,
-                                "shearY": t.d, "scaleY": t.e, "translateY": t.f}}
-
-
 def asset_id(item: pystac.Item, band: str) -> str:
     href = item.assets[band].href
     if not href.startswith(HREF_SCHEME):
@@ -88,16 +81,16 @@ def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: An
     if not items:
         return out
     ids = [asset_id(item, band) for item in items]
+    if len(ids) == 1:
+        request, fetch = {"assetId": ids[0], "fileFormat": "NPY", "bandIds": [band]}, ee.data.getPixels
+    else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
+        images = ee.ImageCollection([ee.Image(i) for i in reversed(ids)])
+        request = {"expression": images.mosaic().select([band]).unmask(nodata), "fileFormat": "NPY"}
+        fetch = ee.data.computePixels
     for window in request_windows(geobox.shape.yx, np.dtype(dtype).itemsize, max_bytes=MAX_REQUEST_BYTES):
         part = geobox[window]
         with _slots:
-            if len(ids) == 1:
-                payload = ee.data.getPixels({"assetId": ids[0], "fileFormat": "NPY", "bandIds": [band],
-                                             "grid": _grid(part)})
-            else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
-                images = ee.ImageCollection([ee.Image(i) for i in reversed(ids)])
-                expression = images.mosaic().select([band]).unmask(nodata)
-                payload = ee.data.computePixels({"expression": expression, "fileFormat": "NPY", "grid": _grid(part)})
+            payload = fetch({**request, "grid": grid_from_geobox(part)})
         values = _decode(payload, band).astype(dtype, copy=False)
         if len(ids) == 1:
             values = np.where(_footprint_mask(items[0], band, part), values, np.asarray(nodata, dtype=dtype))

@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pystac
+from affine import Affine
+from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from ..errors import CatalogError
-from .local import DEFAULT_LAG, LocalCatalog, Window
+from .local import DEFAULT_LAG, LocalCatalog, Window, rfc3339
 
 HREF_SCHEME = "earthengine://"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -40,6 +42,22 @@ def numpy_dtype(data_type: dict[str, Any]) -> str:
     return "int64"
 
 
+def grid_from_geobox(geobox: GeoBox) -> dict[str, Any]:
+    """Earth Engine's PixelGrid (CRS code, affine transform, dimensions) for a GeoBox."""
+    t = geobox.transform
+    return {"crsCode": str(geobox.crs), "dimensions": {"width": geobox.shape.x, "height": geobox.shape.y},
+            "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": t.c,
+                                "shearY": t.d, "scaleY": t.e, "translateY": t.f}}
+
+
+def geobox_from_grid(grid: dict[str, Any]) -> GeoBox:
+    """The GeoBox of an Earth Engine PixelGrid."""
+    t, dims = grid["affineTransform"], grid["dimensions"]
+    transform = Affine(t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
+                       t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0))
+    return GeoBox((int(dims["height"]), int(dims["width"])), transform, grid["crsCode"])
+
+
 def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
     """One Earth Engine image (an EarthEngineAsset from ``listImages``) as a STAC Item."""
     asset_id = asset.get("id") or asset["name"].split("/assets/", 1)[-1]
@@ -56,21 +74,18 @@ def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
         geometry=asset["geometry"],
         bbox=list(footprint.boundingbox),
         datetime=start.to_pydatetime(),
-        properties={"start_datetime": _rfc3339(start), "end_datetime": _rfc3339(end),
+        properties={"start_datetime": rfc3339(start), "end_datetime": rfc3339(end),
                     "earthengine:id": asset_id, **_plain(asset.get("properties", {}))},
         collection=collection,
         stac_extensions=[PROJECTION, RASTER],
     )
     for band in asset["bands"]:
-        grid = band.get("grid", {})
-        t = grid.get("affineTransform", {})
-        dims = grid.get("dimensions", {})
+        grid = geobox_from_grid(band["grid"])
         extra = {
             "earthengine:band": band["id"],
-            "proj:code": grid.get("crsCode"),
-            "proj:transform": [t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
-                               t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0)],
-            "proj:shape": [int(dims.get("height", 0)), int(dims.get("width", 0))],
+            "proj:code": str(grid.crs),
+            "proj:transform": list(grid.transform)[:6],
+            "proj:shape": list(grid.shape.yx),
             "raster:bands": [{"data_type": numpy_dtype(band.get("dataType", {}))}],
         }
         item.add_asset(band["id"], pystac.Asset(href=f"{HREF_SCHEME}{asset_id}", roles=["data"], extra_fields=extra))
@@ -94,9 +109,9 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
                                                                              [west, south]]]}}
     overlaps = []  # images whose time span meets the window (an annual image ends where the year does)
     if window.end is not None:
-        overlaps.append(f'startTime < "{_rfc3339(window.end)}"')
+        overlaps.append(f'startTime < "{rfc3339(window.end)}"')
     if window.start is not None:
-        overlaps.append(f'endTime > "{_rfc3339(window.start)}"')
+        overlaps.append(f'endTime > "{rfc3339(window.start)}"')
     if overlaps:
         params["filter"] = " AND ".join(overlaps)
     images: list[dict[str, Any]] = []
@@ -110,12 +125,6 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
         if not token:
             return images
         params["pageToken"] = token
-
-
-def _rfc3339(stamp: pd.Timestamp) -> str:
-    stamp = pd.Timestamp(stamp)
-    stamp = stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window,

@@ -48,7 +48,7 @@ class Window:
     def datetime_query(self) -> str | None:
         if self.start is None or self.end is None:
             return None
-        return f"{_rfc3339(self.start)}/{_rfc3339(self.end - pd.Timedelta(microseconds=1))}"
+        return f"{rfc3339(self.start)}/{rfc3339(self.end - pd.Timedelta(microseconds=1))}"
 
     def to_json(self) -> dict[str, Any]:
         def iso(stamp: pd.Timestamp | None) -> str | None:
@@ -65,7 +65,8 @@ class Window:
         return cls(tuple(data["bbox"]), stamp("start"), stamp("end"), stamp("synced_at"))
 
 
-def _rfc3339(stamp: pd.Timestamp) -> str:
+def rfc3339(stamp: pd.Timestamp) -> str:
+    """A UTC RFC 3339 timestamp with microseconds (naive stamps are taken as UTC)."""
     stamp = pd.Timestamp(stamp)
     if stamp.tz is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)

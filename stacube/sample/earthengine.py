@@ -27,6 +27,9 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
+from ..catalog.earthengine import geobox_from_grid, grid_from_geobox
+from ..catalog.local import rfc3339
+
 PUBLIC_PROJECT = "earthengine-public"
 
 
@@ -56,27 +59,19 @@ class EmulatedImage:
 
     def asset(self) -> dict[str, Any]:
         """The image as the REST API's EarthEngineAsset."""
-        height, width = self.shape
-        t = self.transform
-        grid = {"crsCode": self.crs, "dimensions": {"width": width, "height": height},
-                "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": t.c,
-                                    "shearY": t.d, "scaleY": t.e, "translateY": t.f}}
+        grid = grid_from_geobox(GeoBox(self.shape, self.transform, self.crs))
         return {
             "type": "IMAGE",
             "name": f"projects/{PUBLIC_PROJECT}/assets/{self.asset_id}",
             "id": self.asset_id,
-            "startTime": _rfc3339(self.start),
-            "endTime": _rfc3339(self.end),
+            "startTime": rfc3339(self.start),
+            "endTime": rfc3339(self.end),
             "geometry": self.footprint.json,
             "bands": [{"id": name, "dataType": _data_type(values.dtype), "grid": grid}
                       for name, values in self.bands.items()],
             "properties": dict(self.properties),
             "sizeBytes": str(sum(v.nbytes for v in self.bands.values())),
         }
-
-
-def _rfc3339(stamp: pd.Timestamp) -> str:
-    return pd.Timestamp(stamp).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _data_type(dtype: np.dtype) -> dict[str, Any]:
@@ -191,13 +186,6 @@ class EarthEngineEmulator:
 
 
 Rendered = dict[str, tuple[np.ndarray, np.ndarray]]  # band -> (values, mask) on the requested grid
-
-
-def _grid(grid: dict[str, Any]) -> GeoBox:
-    t, dims = grid["affineTransform"], grid["dimensions"]
-    transform = Affine(t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
-                       t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0))
-    return GeoBox((int(dims["height"]), int(dims["width"])), transform, grid["crsCode"])
 
 
 def warp_nearest(values: np.ndarray, src: GeoBox, dst: GeoBox) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +336,7 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
                 return self._json(429, {"error": {"code": 429, "message": "Too many concurrent requests.",
                                                   "status": "RESOURCE_EXHAUSTED"}})
             try:
-                dst = _grid(body["grid"])
+                dst = geobox_from_grid(body["grid"])
                 if max(dst.shape.yx) > MAX_GRID_SIDE:
                     return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
                                       f"Grid dimensions must be at most {MAX_GRID_SIDE} per side."}})
