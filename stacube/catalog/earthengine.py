@@ -10,6 +10,7 @@ crosses into stacube.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -128,11 +129,14 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
 
 
 def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window,
-                            lag: pd.Timedelta = DEFAULT_LAG) -> int:
-    """Convert the images of ``window`` into the local catalog unless it is covered; returns how many were new."""
-    if catalog.covers(window, lag):
-        return 0
-    items = [image_to_item(image, catalog.collection).to_dict() for image in list_images(collection_id, window)]
-    added = catalog.append(items)
-    catalog.record_window(window)
-    return added
+                            lag: pd.Timedelta = DEFAULT_LAG, connect: Callable[[], None] | None = None) -> int:
+    """Convert the images of ``window`` into the local catalog unless it is covered; returns how many were new.
+
+    ``connect`` (initialising the client) runs only when Earth Engine is really asked.
+    """
+    def converted() -> list[dict[str, Any]]:
+        if connect is not None:
+            connect()
+        return [image_to_item(image, catalog.collection).to_dict() for image in list_images(collection_id, window)]
+
+    return catalog.sync(window, lag, converted)

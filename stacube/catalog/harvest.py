@@ -63,12 +63,8 @@ def harvest(
 def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool = False,
                 lag: pd.Timedelta = DEFAULT_LAG) -> int:
     """Bring ``window`` into the local catalog unless already covered; returns how many Items were new."""
-    if catalog.covers(window, lag):
-        return 0
-    items = harvest(catalog.source_url, catalog.collection, window, allow_local_hrefs)
-    added = catalog.append(items)
-    catalog.record_window(window)
-    return added
+    return catalog.sync(window, lag, lambda: harvest(catalog.source_url, catalog.collection, window,
+                                                     allow_local_hrefs))
 
 
 def split_window(window: Window, degrees: float = 1.0, period: pd.Timedelta | str = "31D") -> list[Window]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,8 +94,10 @@ def _duckdb() -> rustac.DuckdbClient:
         return _DUCKDB
 
 
+@functools.lru_cache(maxsize=4096)
 def _has_time_ranges(part: Path) -> bool:
-    """Whether a part's Items carry start/end_datetime columns (read from the Parquet schema only)."""
+    """Whether a part's Items carry start/end_datetime columns (read from the Parquet schema only;
+    parts are written once under unique names, so the answer is cached)."""
     return {"start_datetime", "end_datetime"} <= set(pq.read_schema(part).names)
 
 
@@ -202,6 +205,17 @@ class LocalCatalog:
             rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
             os.replace(tmp, final)
             return len(new)
+
+    def sync(self, window: Window, lag: pd.Timedelta, fetch: Callable[[], Iterable[dict[str, Any]]]) -> int:
+        """Add what ``fetch`` returns for ``window`` unless earlier syncs cover it, then record the window.
+
+        The one sync mechanism every source kind uses; returns how many Items were new.
+        """
+        if self.covers(window, lag):
+            return 0
+        added = self.append(fetch())
+        self.record_window(window)
+        return added
 
     def record_window(self, window: Window) -> None:
         """Remember that ``window`` was synced now."""

@@ -14,8 +14,6 @@ def sync_source(source: Any, catalog: LocalCatalog, window: Window) -> int:
         from ..ee_client import initialize
         from .earthengine import sync_earthengine_window
 
-        if catalog.covers(window, source.lag):
-            return 0
-        initialize(source.api_url, source.project)
-        return sync_earthengine_window(catalog, source.collection, window, source.lag)
+        return sync_earthengine_window(catalog, source.collection, window, source.lag,
+                                       connect=lambda: initialize(source.api_url, source.project))
     return sync_window(catalog, window, source.allow_local_hrefs, source.lag)
