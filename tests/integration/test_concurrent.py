@@ -134,7 +134,6 @@ def test_same_patch_written_by_two_runs_keeps_the_later_run_whichever_commits_fi
     zone = sample_layout.extent_geobox()
     roi = zone[0:256, 0:256]  # one patch
     reference, _ = odc_reference(items_of(api.url), roi)
-    outcomes = []
     for order in ("earlier run commits first", "later run commits first"):
         cube = Cube.create(tmp_path / order, dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
         early, late = _prepare(cube, roi, offset=100.0), _prepare(cube, roi, offset=200.0)
@@ -147,13 +146,11 @@ def test_same_patch_written_by_two_runs_keeps_the_later_run_whichever_commits_fi
             assert settled["kept_other_run"] == [late[0][0].id] and settled["kept_this_run"] == []
         tile = cube.load(roi, offline=True)
         np.testing.assert_array_equal(tile.dem.values, reference[0] + 200.0)  # the later run's values...
-        assert set(np.unique(tile.datamask.values)) <= {0, 3}  # ...for every variable...
+        assert 3 in tile.datamask.values and set(np.unique(tile.datamask.values)) <= {0, 3}  # ...every variable...
         root, _ = cube._root()
         assert root[late[0][0].zone]["filled"][late[0][0].cell] == _meta(cube, late_report)["stamp"]  # ...and record
         state = cube.state()
         assert len(state) == 1
-        outcomes.append(tile.dem.values)
-    np.testing.assert_array_equal(outcomes[0], outcomes[1])
 
 
 def test_a_run_that_found_a_patch_empty_never_replaces_data(servers, sample_layout, tmp_path):

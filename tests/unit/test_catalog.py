@@ -104,8 +104,6 @@ def test_items_with_a_time_range_are_found_by_any_interval_they_meet(tmp_path):
 
     import pystac
 
-    from stacube.catalog import LocalCatalog
-
     def item(item_id, start=None, end=None, when=None):
         props = {"start_datetime": start, "end_datetime": end} if start else {}
         return pystac.Item(item_id, {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
