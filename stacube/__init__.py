@@ -2,6 +2,7 @@
 
 from .cube import Cube
 from .errors import (
+    AssetReadError,
     CatalogError,
     CubeExistsError,
     CubeNotFoundError,
@@ -20,6 +21,7 @@ from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssetReadError",
     "CatalogError",
     "Cube",
     "CubeChangedError",

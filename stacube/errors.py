@@ -42,6 +42,14 @@ class ItemError(StacubeError, ValueError):
     """A catalog Item lacks what the cube needs (an asset, projection info)."""
 
 
+class AssetReadError(StacubeError):
+    """One asset of an Item could not be read; names its URL so the user can check that file."""
+
+    def __init__(self, url: str, error: BaseException):
+        super().__init__(f"{url}: {type(error).__name__}: {error}")
+        self.url = url
+
+
 class PatchReadError(StacubeError):
     """A patch could not be read from its source after retries; names the patch and the URL."""
 

@@ -14,8 +14,9 @@ import numpy as np
 import odc.stac
 import pystac
 import rasterio.cache
+import rasterio.errors
 
-from ..errors import ItemError
+from ..errors import AssetReadError, ItemError
 from ..grid import PatchIndex
 from ..spec import CubeSpec
 from .base import PatchData
@@ -61,6 +62,17 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
     out = values.astype(dtype, copy=True)
     out[invalid] = nodata
     return out
+
+
+def _first_unreadable(hrefs: list[str]) -> str | None:
+    """The first asset GDAL cannot open, so a failed patch names its file (odc-stac's error does not)."""
+    for href in hrefs:
+        try:
+            with rasterio.Env(GDAL_HTTP_MAX_RETRY="0"), rasterio.open(href):
+                pass
+        except (rasterio.errors.RasterioError, OSError):
+            return href
+    return None
 
 
 class StacBackend:
@@ -110,12 +122,16 @@ class StacBackend:
                     nodata=fill,
                     fail_on_error=True,
                 )
-            except Exception:
+            except Exception as error:
+                hrefs = [item.assets[asset].href for item in patch.items]
+                broken = _first_unreadable(hrefs)
                 # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
                 # instead of the truncated or corrupt bytes that made this attempt fail.
-                for item in patch.items:
-                    rasterio.cache.invalidate(item.assets[asset].href)
-                raise
+                for href in hrefs:
+                    rasterio.cache.invalidate(href)
+                if broken is None:
+                    raise
+                raise AssetReadError(broken, error) from error
             band = loaded[asset]
             values = band.values[0] if "time" in band.dims else band.values
             out[name] = to_cube_nodata(values, band.attrs.get("nodata"), var.numpy_dtype, var.nodata)
