@@ -25,15 +25,30 @@ _LOCK = threading.Lock()
 _READY: tuple[Any, ...] | None = None  # (api_url, project, credential, deadline, retries) initialised
 
 
-def _credentials() -> tuple[Any, str, str]:
-    """The credentials to use, a label naming their origin (never their content), and a fingerprint
-    that changes when they do (so a refreshed token re-initialises the client)."""
+def _fingerprint() -> str:
+    """A value that changes when the credentials do (a refreshed token, another key file), cheap to
+    compute on every read: the credentials themselves are built only when it changes."""
+    token = os.environ.get("STACUBE_EE_TOKEN")
+    if token:
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()
+    for variable in ("STACUBE_EE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        path = os.environ.get(variable)
+        if path:
+            try:
+                changed = os.stat(path).st_mtime_ns
+            except OSError:
+                changed = -1
+            return f"{variable}:{path}:{changed}"
+    return "stored"
+
+
+def _credentials() -> tuple[Any, str]:
+    """The credentials to use and a label naming their origin (never their content)."""
     token = os.environ.get("STACUBE_EE_TOKEN")
     if token:
         import google.oauth2.credentials
 
-        fingerprint = hashlib.sha256(token.encode()).hexdigest()
-        return google.oauth2.credentials.Credentials(token=token), "STACUBE_EE_TOKEN", fingerprint
+        return google.oauth2.credentials.Credentials(token=token), "STACUBE_EE_TOKEN"
     for variable in ("STACUBE_EE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
         path = os.environ.get(variable)
         if not path:
@@ -45,20 +60,23 @@ def _credentials() -> tuple[Any, str, str]:
         except (OSError, ValueError, KeyError) as err:
             raise CatalogError(f"{variable} names {path!r}, which is not a readable service-account key file "
                                f"({type(err).__name__})") from None
-        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}", f"{path}:{email}"
-    return None, "the stored Earth Engine credential", "stored"
+        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}"
+    return None, "the stored Earth Engine credential"
 
 
 def initialize(api_url: str, project: str | None) -> None:
-    """Initialise ``ee`` for ``api_url`` and ``project`` unless this process already did."""
+    """Initialise ``ee`` for ``api_url`` and ``project`` unless this process already did with these
+    credentials. Called before every patch read: the usual path is one comparison, no lock."""
     global _READY
+    wanted = (api_url, project, _fingerprint(), deadline_seconds(), os.environ.get("STACUBE_EE_MAX_RETRIES"))
+    if _READY == wanted:
+        return
     import ee
 
     with _LOCK:
-        credentials, origin, fingerprint = _credentials()
-        wanted = (api_url, project, fingerprint, deadline_seconds(), os.environ.get("STACUBE_EE_MAX_RETRIES"))
         if _READY == wanted:
             return
+        credentials, origin = _credentials()
         try:
             ee.Initialize(credentials=credentials, project=project, url=api_url)
             ee.data.setDeadline(1000 * deadline_seconds())

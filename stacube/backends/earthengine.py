@@ -2,17 +2,18 @@
 
 One stored image: ``getPixels`` on the patch grid (pixels outside the image's footprint become the
 cube's nodata). Several images: ``computePixels`` of their mosaic, first Item on top in the
-catalog's (datetime, id) order like the STAC backend, unmasked to the cube's nodata. Requests are
-cut to stay within Earth Engine's limits (48 MB uncompressed counting one mask byte per pixel, at
-most 32768 px per side); the ``ee`` client retries 429 and 5xx with exponential backoff, and at most
-``max_concurrency`` requests per process are in flight (a project gets 40).
+catalog's (datetime, id) order like the STAC backend, unmasked to the cube's nodata. A request asks
+for all of a patch's bands at once and is cut to stay within Earth Engine's limits (48 MB
+uncompressed counting one mask byte per pixel, at most 32768 px per side); the ``ee`` client
+retries 429 and 5xx with exponential backoff, and at most ``max_concurrency`` requests per process
+and endpoint are in flight (a project gets 40).
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,20 +31,30 @@ MAX_REQUEST_BYTES = 48 * 1024 * 1024
 MAX_GRID_SIDE = 32768
 DEFAULT_MAX_CONCURRENCY = 16
 
-_slots = threading.BoundedSemaphore(DEFAULT_MAX_CONCURRENCY)
+_slots: dict[tuple[str, str | None, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
 
 
-def set_max_concurrency(requests: int) -> None:
-    """Cap the pixel requests in flight from this process (Prefect flows add a global limit on top)."""
-    global _slots
-    _slots = threading.BoundedSemaphore(max(1, requests))
+def request_slots(api_url: str, project: str | None,
+                  limit: int = DEFAULT_MAX_CONCURRENCY) -> threading.BoundedSemaphore:
+    """The process-wide cap on pixel requests in flight to one endpoint and project.
+
+    Looked up at read time rather than set when a backend is built, so it also holds on Dask workers,
+    which receive a pickled backend. Prefect flows add a cap across processes on top.
+    """
+    key = (api_url, project, max(1, int(limit)))
+    with _slots_lock:
+        if key not in _slots:
+            _slots[key] = threading.BoundedSemaphore(key[2])
+        return _slots[key]
 
 
 def request_windows(shape: tuple[int, int], bytes_per_pixel: int, max_bytes: int = MAX_REQUEST_BYTES,
                     max_side: int = MAX_GRID_SIDE) -> list[tuple[slice, slice]]:
     """Windows covering ``shape`` such that each request stays within Earth Engine's limits.
 
-    A request counts its band bytes plus one mask byte per pixel; rows are kept whole when they fit.
+    A request counts its band bytes (all bands asked for) plus one mask byte per pixel; rows are kept
+    whole when they fit.
     """
     ny, nx = shape
     max_pixels = max(1, max_bytes // (bytes_per_pixel + 1))
@@ -60,42 +71,87 @@ def asset_id(item: pystac.Item, band: str) -> str:
     return href[len(HREF_SCHEME):]
 
 
-def _footprint_mask(item: pystac.Item, band: str, dst: GeoBox) -> np.ndarray:
-    """Where the image's own grid (``proj:*`` of the band's asset) covers ``dst``."""
+def _source_grid(item: pystac.Item, band: str) -> tuple:
     fields = item.assets[band].extra_fields
-    src = GeoBox(tuple(fields["proj:shape"]), Affine(*fields["proj:transform"][:6]), fields["proj:code"])
+    return tuple(fields["proj:shape"]), tuple(fields["proj:transform"][:6]), fields["proj:code"]
+
+
+def _footprint_mask(grid: tuple, dst: GeoBox) -> np.ndarray:
+    """Where an image's own grid (shape, transform, CRS from the band's ``proj:*``) covers ``dst``."""
+    shape, transform, crs = grid
+    src = GeoBox(shape, Affine(*transform), crs)
     covered = np.zeros(dst.shape.yx, dtype="uint8")
     rio_reproject(np.ones(src.shape.yx, dtype="uint8"), covered, src, dst, "nearest", src_nodata=None, dst_nodata=0)
     return covered.astype(bool)
 
 
-def _decode(payload: bytes, band: str) -> np.ndarray:
-    return np.load(io.BytesIO(payload), allow_pickle=False)[band]
+def _source_itemsize(items: Sequence[pystac.Item], band: str, dtype: np.dtype) -> int:
+    """Bytes a pixel of ``band`` weighs in Earth Engine's answer: the source's type or the cube's, if wider."""
+    sizes = [np.dtype(dtype).itemsize]
+    for item in items:
+        for declared in item.assets[band].extra_fields.get("raster:bands", []):
+            if declared.get("data_type"):
+                sizes.append(np.dtype(declared["data_type"]).itemsize)
+    return max(sizes)
+
+
+def _same_nodata_groups(wanted: Mapping[str, tuple[np.dtype, Any]]) -> list[list[str]]:
+    """Bands that share a nodata value (NaN equals NaN): one mosaic request can unmask each group."""
+    groups: dict[Any, list[str]] = {}
+    for band, (_, nodata) in wanted.items():
+        key = "nan" if isinstance(nodata, float) and np.isnan(nodata) else nodata
+        groups.setdefault(key, []).append(band)
+    return list(groups.values())
+
+
+def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any]], geobox: GeoBox,
+               slots: threading.BoundedSemaphore | None = None) -> dict[str, np.ndarray]:
+    """The bands of ``wanted`` (band -> (dtype, nodata)) of the mosaic of ``items`` (first on top) on
+    ``geobox``; pixels no image covers get the band's nodata.
+
+    One request per window asks for every band at once (a 64-band embedding is one request, not 64),
+    windows sized by the sum of the bands' bytes. A mosaic is unmasked to the nodata of its bands,
+    so bands with different nodata values go in separate requests.
+    """
+    import ee
+
+    wanted = {band: (np.dtype(dtype), nodata) for band, (dtype, nodata) in wanted.items()}
+    out = {band: np.full(geobox.shape.yx, nodata, dtype=dtype) for band, (dtype, nodata) in wanted.items()}
+    if not items or not wanted:
+        return out
+    slots = slots or request_slots("", None)
+    first = next(iter(wanted))
+    ids = [asset_id(item, first) for item in items]
+    if len(ids) == 1:  # one stored image: getPixels, then nodata outside its footprint
+        requests = [(list(wanted), {"assetId": ids[0], "fileFormat": "NPY", "bandIds": list(wanted)},
+                     ee.data.getPixels)]
+    else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
+        mosaic = ee.ImageCollection([ee.Image(i) for i in reversed(ids)]).mosaic()
+        requests = [(group, {"expression": mosaic.select(group).unmask(wanted[group[0]][1]), "fileFormat": "NPY"},
+                     ee.data.computePixels) for group in _same_nodata_groups(wanted)]
+    for bands, request, fetch in requests:
+        weight = sum(_source_itemsize(items, band, wanted[band][0]) for band in bands)
+        for window in request_windows(geobox.shape.yx, weight, max_bytes=MAX_REQUEST_BYTES):
+            part = geobox[window]
+            with slots:
+                payload = fetch({**request, "grid": grid_from_geobox(part)})
+            answer = np.load(io.BytesIO(payload), allow_pickle=False)
+            footprints: dict[tuple, np.ndarray] = {}
+            for band in bands:
+                dtype, nodata = wanted[band]
+                values = answer[band].astype(dtype, copy=False)
+                if len(ids) == 1:
+                    grid = _source_grid(items[0], band)
+                    if grid not in footprints:
+                        footprints[grid] = _footprint_mask(grid, part)
+                    values = np.where(footprints[grid], values, np.asarray(nodata, dtype=dtype))
+                out[band][window] = values
+    return out
 
 
 def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: Any, nodata: Any) -> np.ndarray:
-    """``band`` of the mosaic of ``items`` (first on top) on ``geobox``, uncovered pixels set to ``nodata``."""
-    import ee
-
-    out = np.full(geobox.shape.yx, nodata, dtype=dtype)
-    if not items:
-        return out
-    ids = [asset_id(item, band) for item in items]
-    if len(ids) == 1:
-        request, fetch = {"assetId": ids[0], "fileFormat": "NPY", "bandIds": [band]}, ee.data.getPixels
-    else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
-        images = ee.ImageCollection([ee.Image(i) for i in reversed(ids)])
-        request = {"expression": images.mosaic().select([band]).unmask(nodata), "fileFormat": "NPY"}
-        fetch = ee.data.computePixels
-    for window in request_windows(geobox.shape.yx, np.dtype(dtype).itemsize, max_bytes=MAX_REQUEST_BYTES):
-        part = geobox[window]
-        with _slots:
-            payload = fetch({**request, "grid": grid_from_geobox(part)})
-        values = _decode(payload, band).astype(dtype, copy=False)
-        if len(ids) == 1:
-            values = np.where(_footprint_mask(items[0], band, part), values, np.asarray(nodata, dtype=dtype))
-        out[window] = values
-    return out
+    """One band of the mosaic of ``items`` on ``geobox`` (see ``read_bands``)."""
+    return read_bands(items, {band: (dtype, nodata)}, geobox)[band]
 
 
 class EarthEngineBackend:
@@ -104,7 +160,6 @@ class EarthEngineBackend:
     def __init__(self, spec: CubeSpec):
         self.spec = spec
         self.source = spec.source
-        set_max_concurrency(self.source.max_concurrency)
 
     def check_items(self, items: list[pystac.Item]) -> None:
         for item in items:
@@ -121,9 +176,10 @@ class EarthEngineBackend:
     def read(self, patch: PatchIndex) -> dict[str, np.ndarray]:
         from ..ee_client import initialize
 
-        initialize(self.source.api_url, self.source.project)  # once per process (also on Dask workers)
-        out = {}
-        for name, band in self.source.bands.items():
-            variable = self.spec.variables[name]
-            out[name] = read_band(patch.items, band, patch.geobox, variable.numpy_dtype, variable.nodata)
-        return out
+        source = self.source
+        initialize(source.api_url, source.project)  # once per process (also on Dask workers)
+        wanted = {band: (self.spec.variables[name].numpy_dtype, self.spec.variables[name].nodata)
+                  for name, band in source.bands.items()}
+        slots = request_slots(source.api_url, source.project, source.max_concurrency)
+        bands = read_bands(patch.items, wanted, patch.geobox, slots)
+        return {name: bands[band] for name, band in source.bands.items()}

@@ -254,7 +254,17 @@ def test_the_alphaearth_dataset_loads_across_a_utm_border(emulator, tmp_path, mo
             emulator.add(images[-1])
     roi = GeoBox.from_bbox((11.996, 47.501, 12.004, 47.504), "EPSG:4326", resolution=0.0001)  # across 12 E
     cube = Cube.create(tmp_path / "alphaearth", spec, catalog_dir=tmp_path / "catalog")
+    emulator.requests.clear()
+    import stacube.ee_client
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "alphaearth-token")  # new to this process: credentials built once
+    built = []
+    monkeypatch.setattr(stacube.ee_client, "_credentials",
+                        lambda real=stacube.ee_client._credentials: built.append(1) or real())
     tile = cube.load(roi, toi="2020", variables=["a00", "a63"])
+    pixel_requests = [r for r in emulator.requests if r.endswith(("computePixels", "getPixels"))]
+    assert len(pixel_requests) == cube.history().patches_written.iloc[0] > 1  # 64 bands: one request a patch
+    assert len(built) == 1  # not once a patch
     assert list(tile.data_vars) == ["a00", "a63"] and tile.time.dt.year.values.tolist() == [2020]
     expected = np.full(roi.shape.yx, np.nan, dtype="float32")
     for image in reversed([i for i in images if i.start.year == 2020]):  # zones in spec order: the first wins
