@@ -40,10 +40,11 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
         group = root.create_group(zone_name)
         group.attrs["crs"] = str(geobox.crs)
         ny, nx = geobox.shape
-        coords = geobox.coords
+        # odc-geo names a geographic grid's axes latitude/longitude; a cube calls every grid's axes y/x
+        coords = dict(zip(("y", "x"), (geobox.coords[dim].values for dim in geobox.dimensions), strict=True))
         for axis, size in (("y", ny), ("x", nx)):
             arr = group.create_array(axis, shape=(size,), chunks=(size,), dtype="float64", dimension_names=(axis,))
-            arr[:] = coords[axis].values
+            arr[:] = coords[axis]
             arr.attrs.update({"units": str(geobox.crs.units[0] if axis == "x" else geobox.crs.units[1]),
                               "standard_name": "projection_x_coordinate" if axis == "x" else "projection_y_coordinate"})
         ref = group.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0)

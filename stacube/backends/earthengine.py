@@ -1,12 +1,14 @@
 """Read a patch's pixels from Earth Engine for the Items converted from its images.
 
-One stored image: ``getPixels`` on the patch grid (pixels outside the image's footprint become the
-cube's nodata). Several images: ``computePixels`` of their mosaic, first Item on top in the
-catalog's (datetime, id) order like the STAC backend, unmasked to the cube's nodata. A request asks
-for all of a patch's bands at once and is cut to stay within Earth Engine's limits (48 MB
-uncompressed counting one mask byte per pixel, at most 32768 px per side); the ``ee`` client
-retries 429 and 5xx with exponential backoff, and at most ``max_concurrency`` requests per process
-and endpoint are in flight (a project gets 40).
+One stored image: ``getPixels`` on the patch grid for bands whose nodata is 0 (Earth Engine sends
+masked pixels as 0; pixels outside the image's footprint become nodata), otherwise ``computePixels``
+of the image unmasked to the band's nodata, so no masked pixel reads as a 0. Several images:
+``computePixels`` of their mosaic, first Item on top in the catalog's (datetime, id) order like the
+STAC backend, unmasked to the cube's nodata. A request asks for all of a patch's bands that share a
+nodata value at once and is cut to stay within Earth Engine's limits (48 MB uncompressed counting
+one mask byte per pixel, at most 32768 px per side); the ``ee`` client retries 429 and 5xx with
+exponential backoff, and at most ``max_concurrency`` requests per process and endpoint are in
+flight (a project gets 40).
 """
 
 from __future__ import annotations
@@ -122,14 +124,21 @@ def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any
     slots = slots or request_slots("", None)
     first = next(iter(wanted))
     ids = [asset_id(item, first) for item in items]
-    if len(ids) == 1:  # one stored image: getPixels, then nodata outside its footprint
-        requests = [(list(wanted), {"assetId": ids[0], "fileFormat": "NPY", "bandIds": list(wanted)},
-                     ee.data.getPixels)]
+    requests = []  # (bands, request, fetch, whether pixels outside the image's footprint must be masked)
+    if len(ids) == 1:
+        image = ee.Image(ids[0])
+        for group in _same_nodata_groups(wanted):
+            if wanted[group[0]][1] == 0:  # getPixels sends masked pixels as 0: right where nodata is 0
+                requests.append((group, {"assetId": ids[0], "fileFormat": "NPY", "bandIds": group},
+                                 ee.data.getPixels, True))
+            else:  # anything else must be unmasked by Earth Engine, or masked pixels would read as 0
+                requests.append((group, {"expression": image.select(group).unmask(wanted[group[0]][1]),
+                                         "fileFormat": "NPY"}, ee.data.computePixels, False))
     else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
         mosaic = ee.ImageCollection([ee.Image(i) for i in reversed(ids)]).mosaic()
         requests = [(group, {"expression": mosaic.select(group).unmask(wanted[group[0]][1]), "fileFormat": "NPY"},
-                     ee.data.computePixels) for group in _same_nodata_groups(wanted)]
-    for bands, request, fetch in requests:
+                     ee.data.computePixels, False) for group in _same_nodata_groups(wanted)]
+    for bands, request, fetch, outside_footprint in requests:
         weight = sum(_source_itemsize(items, band, wanted[band][0]) for band in bands)
         for window in request_windows(geobox.shape.yx, weight, max_bytes=MAX_REQUEST_BYTES):
             part = geobox[window]
@@ -140,7 +149,7 @@ def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any
             for band in bands:
                 dtype, nodata = wanted[band]
                 values = answer[band].astype(dtype, copy=False)
-                if len(ids) == 1:
+                if outside_footprint:
                     grid = _source_grid(items[0], band)
                     if grid not in footprints:
                         footprints[grid] = _footprint_mask(grid, part)

@@ -1,11 +1,12 @@
 """Earth Engine images as STAC Items: how an Earth Engine collection enters the local catalog.
 
-Each image becomes one Item (id: the image's last path part; ``start_datetime``/``end_datetime``
-from its time span; footprint geometry), with one asset per band whose href is the image's asset id
-as ``earthengine://<asset id>``, and the band's native projection (``proj:code``, ``proj:transform``,
-``proj:shape``) and data type (``raster:bands``) on the asset: Earth Engine bands of one image may
-sit on different grids. The backend reads pixels from those assets; nothing else of Earth Engine
-crosses into stacube.
+The source is an ImageCollection or a single Image. Each image becomes one Item (id: the image's
+last path part; ``start_datetime``/``end_datetime`` from its time span, or its update time for an
+image without one; footprint geometry), with one asset per band whose href is the image's asset id
+as ``earthengine://<asset id>``, and the band's native projection (``proj:code``,
+``proj:transform``, ``proj:shape``) and data type (``raster:bands``) on the asset: Earth Engine
+bands of one image may sit on different grids. The backend reads pixels from those assets; nothing
+else of Earth Engine crosses into stacube.
 """
 
 from __future__ import annotations
@@ -64,10 +65,15 @@ def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
     asset_id = asset.get("id") or asset["name"].split("/assets/", 1)[-1]
     if not asset.get("bands"):
         raise CatalogError(f"Earth Engine image {asset_id!r} has no bands")
-    start = pd.Timestamp(asset["startTime"]).tz_convert("UTC")
+    # An image without a time of its own (a DEM, a trend over decades) is dated by its last update:
+    # STAC needs a datetime, and a spatial-only cube never searches by time.
+    stamp = asset.get("startTime") or asset.get("updateTime")
+    if not stamp:
+        raise CatalogError(f"Earth Engine image {asset_id!r} has neither startTime nor updateTime")
+    start = pd.Timestamp(stamp).tz_convert("UTC")
     # Earth Engine's endTime is exclusive, STAC's end_datetime inclusive: an annual image ends the
     # microsecond before the next year starts, so a search for that next year does not find it.
-    end = pd.Timestamp(asset.get("endTime") or asset["startTime"]).tz_convert("UTC")
+    end = pd.Timestamp(asset.get("endTime") or stamp).tz_convert("UTC")
     end = max(start, end - pd.Timedelta(microseconds=1))
     footprint = Geometry(asset["geometry"], "EPSG:4326")
     item = pystac.Item(
@@ -100,9 +106,21 @@ def _plain(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_images(collection_id: str, window: Window, page_size: int = 1000) -> list[dict[str, Any]]:
-    """Every image of ``collection_id`` whose time span and footprint meet ``window`` (paged ``listImages``)."""
+    """Every image of ``collection_id`` whose time span and footprint meet ``window`` (paged ``listImages``).
+
+    ``collection_id`` may also name a single Image: it is then the only image, if it meets ``window``.
+    """
     import ee
 
+    try:
+        asset = ee.data.getAsset(collection_id)
+    except ee.EEException as err:
+        raise CatalogError(f"Earth Engine asset {collection_id!r} cannot be read: {err}") from err
+    if asset.get("type") == "IMAGE":
+        return [asset] if _meets(asset, window) else []
+    if asset.get("type") != "IMAGE_COLLECTION":
+        raise CatalogError(f"Earth Engine asset {collection_id!r} is a {asset.get('type')}, "
+                           f"not an Image or ImageCollection")
     west, south, east, north = window.bbox
     params: dict[str, Any] = {"parent": collection_id, "pageSize": page_size,
                               "region": {"type": "Polygon", "coordinates": [[[west, south], [east, south],
@@ -126,6 +144,23 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
         if not token:
             return images
         params["pageToken"] = token
+
+
+def _meets(image: dict[str, Any], window: Window) -> bool:
+    """Whether a single image's footprint and time span (if it has one) meet ``window``."""
+    west, south, east, north = window.bbox
+    box = Geometry({"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
+                                                         [west, north], [west, south]]]}, "EPSG:4326")
+    if image.get("geometry") and not Geometry(image["geometry"], "EPSG:4326").intersects(box):
+        return False
+    if image.get("startTime") is None:
+        return True
+    def utc(stamp: str) -> pd.Timestamp:
+        return pd.Timestamp(stamp).tz_convert("UTC").tz_localize(None)
+
+    start, end = utc(image["startTime"]), utc(image.get("endTime") or image["startTime"])
+    # the rule of the collection filter above: startTime < window end and endTime > window start
+    return (window.end is None or start < window.end) and (window.start is None or end > window.start)
 
 
 def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: Window,

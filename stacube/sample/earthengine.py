@@ -38,12 +38,13 @@ class EmulatedImage:
     """One Earth Engine image: an asset id (``COLLECTION/IMAGE``), a time span, a grid and bands."""
 
     asset_id: str
-    start: pd.Timestamp
-    end: pd.Timestamp
+    start: pd.Timestamp | None  # None: an image without a time (a DEM, a trend), dated by updateTime
+    end: pd.Timestamp | None
     crs: str
     transform: Affine
     bands: dict[str, np.ndarray]
     properties: dict[str, Any] = field(default_factory=dict)
+    masked: dict[str, np.ndarray] = field(default_factory=dict)  # band -> True where the image masks a pixel
 
     @property
     def collection(self) -> str:
@@ -64,8 +65,8 @@ class EmulatedImage:
             "type": "IMAGE",
             "name": f"projects/{PUBLIC_PROJECT}/assets/{self.asset_id}",
             "id": self.asset_id,
-            "startTime": rfc3339(self.start),
-            "endTime": rfc3339(self.end),
+            **({"startTime": rfc3339(self.start), "endTime": rfc3339(self.end)} if self.start is not None else {}),
+            "updateTime": "2024-01-01T00:00:00Z",
             "geometry": self.footprint.json,
             "bands": [{"id": name, "dataType": _data_type(values.dtype), "grid": grid}
                       for name, values in self.bands.items()],
@@ -95,6 +96,8 @@ def matches(image: EmulatedImage, query: str | None) -> bool:
         if found := _CLAUSE.match(clause):
             key, op, value = found.groups()
             left = image.start if key == "startTime" else image.end
+            if left is None:  # an image without a time fails every time filter
+                return False
             right = pd.Timestamp(value).tz_localize(None) if pd.Timestamp(value).tz is None \
                 else pd.Timestamp(value).tz_convert("UTC").tz_localize(None)
             if not {">=": left >= right, "<=": left <= right, ">": left > right, "<": left < right,
@@ -166,7 +169,7 @@ class EarthEngineEmulator:
     def list_assets(self, parent: str, query: str | None, page_size: int | None, token: str | None) -> dict:
         collection = _asset_id(parent)
         found = sorted((i for i in self.images.values() if i.collection == collection and matches(i, query)),
-                       key=lambda i: (i.start, i.asset_id))
+                       key=lambda i: (i.start or pd.Timestamp.min, i.asset_id))
         offset = int(token or 0)
         size = min(page_size or self.page_size, self.page_size)
         page = found[offset : offset + size]
@@ -205,7 +208,12 @@ def warp_nearest(values: np.ndarray, src: GeoBox, dst: GeoBox) -> tuple[np.ndarr
 def _render_image(image: EmulatedImage, dst: GeoBox) -> Rendered:
     """The image's bands on ``dst``, nearest neighbour (Earth Engine's default), masked outside the image."""
     src = GeoBox(image.shape, image.transform, image.crs)
-    return {name: warp_nearest(values, src, dst) for name, values in image.bands.items()}
+    rendered = {name: warp_nearest(values, src, dst) for name, values in image.bands.items()}
+    for name, masked in image.masked.items():
+        values, covered = rendered[name]
+        hidden, _ = warp_nearest(masked.astype("uint8"), src, dst)
+        rendered[name] = values, covered & (hidden == 0)
+    return rendered
 
 
 def evaluate(emulator: EarthEngineEmulator, graph: dict[str, Any], dst: GeoBox) -> Rendered:

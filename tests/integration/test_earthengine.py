@@ -296,3 +296,71 @@ def test_a_service_that_stops_answering_fails_the_read_at_the_deadline(emulator,
         cube.download(zone, runner=LocalRunner(retries=1, backoff=0.01, progress=False))
     assert time.perf_counter() - started < 15  # deadlines and retries included: never 5 s a request
     assert cube.history().snapshot.iloc[0] == before  # nothing committed
+
+
+def test_a_single_image_without_time_is_a_source_and_its_masked_pixels_stay_nodata(emulator, tmp_path, monkeypatch):
+    from stacube import Cube, CubeSpec, EarthEngineSource, Variable
+    from stacube.catalog.earthengine import list_images
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
+    rng = np.random.default_rng(11)
+    elevation = rng.uniform(-5.0, 900.0, (40, 50)).astype("float32")
+    lakes = np.zeros((40, 50), bool)
+    lakes[10:20, 5:25] = True  # masked inside the image: must read as NaN, never as 0 m
+    dem = EmulatedImage("TEST/DEM/v1_mosaic", None, None, "EPSG:32633", Affine(20.0, 0.0, 500000.0, 0.0, -20.0,
+                        5200000.0), {"elevation": elevation}, masked={"elevation": lakes})
+    emulator.add(dem)
+    assert [i["id"] for i in list_images("TEST/DEM/v1_mosaic", Window((14.0, 46.0, 16.0, 48.0)))] == [dem.asset_id]
+    assert list_images("TEST/DEM/v1_mosaic", Window((100.0, 10.0, 101.0, 11.0))) == []  # elsewhere: no image
+    zone = _patch_grid(499800.0, 5200200.0, (60, 70), resolution=20.0)  # wider than the image on every side
+    spec = CubeSpec(name="dem", zones=[zone], chunks=(32, 32), variables={"dem": Variable("float32", units="m")},
+                    source=EarthEngineSource("TEST/DEM/v1_mosaic", {"dem": "elevation"}, project="test-project",
+                                             api_url=emulator.url))
+    cube = Cube.create(tmp_path / "dem", spec, catalog_dir=tmp_path / "catalog")
+    tile = cube.load(zone)
+    expected = np.full(zone.shape.yx, np.nan, dtype="float32")
+    expected[10:50, 10:60] = np.where(lakes, np.nan, elevation)  # the image sits 10 px in from the zone's corner
+    np.testing.assert_array_equal(tile.dem.values, expected)
+    item = next(iter(cube.catalog.search()))
+    assert item.id == "v1_mosaic" and pd.Timestamp(item.properties["start_datetime"]) == pd.Timestamp(
+        "2024-01-01T00:00:00Z")  # no time of its own: dated by its last update
+    assert any(r.endswith("image:computePixels") for r in emulator.requests)  # NaN nodata: unmasked by EE
+
+
+def test_the_tctrend_dataset_loads_its_global_grid_from_tiles(emulator, tmp_path, monkeypatch):
+    from odc.geo.geobox import GeoBox
+
+    from stacube import Cube
+    from stacube.datasets import tctrend_grid, tctrend_slopes, tctrend_spec
+
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
+    grid = tctrend_grid()
+    assert grid.crs.epsg == 4326 and grid.resolution.x == pytest.approx(30 / 111319.49079327357)
+    assert grid.extent.boundingbox.left == -180 and grid.extent.boundingbox.top == 90
+    rng = np.random.default_rng(5)
+    row, col = grid.shape.y // 2 - 5000, grid.shape.x // 2 + 40000  # near 18.5 N, 10.8 E
+    tiles = []
+    for k in (0, 1):  # two tiles side by side, on the global grid as Earth Engine exported them
+        part = grid[row : row + 60, col + k * 80 : col + k * 80 + 80]
+        bands = {band: rng.integers(1, 256, part.shape.yx, dtype="uint8") for band in ("TCB_slope", "TCG_slope",
+                                                                                         "TCW_slope")}
+        tiles.append(EmulatedImage(f"TEST/TCTREND/TCTrend_SR_tile{k}", None, None, "EPSG:4326", part.transform,
+                                   bands))
+        emulator.add(tiles[-1])
+    spec = tctrend_spec(project="test-project", api_url=emulator.url, chunks=(64, 64), collection="TEST/TCTREND")
+    assert spec.time is None and list(spec.variables) == ["tcb", "tcg", "tcw"]
+    cube = Cube.create(tmp_path / "tctrend", spec, catalog_dir=tmp_path / "catalog")
+    roi = grid[row + 10 : row + 50, col + 40 : col + 130]  # across both tiles, on the cube's own grid
+    tile = cube.load(roi)
+    for name, band in (("tcb", "TCB_slope"), ("tcw", "TCW_slope")):
+        expected = np.concatenate([t.bands[band] for t in tiles], axis=1)[10:50, 40:130]
+        np.testing.assert_array_equal(tile[name].values, expected)
+    coarse = GeoBox.from_bbox(roi.extent.boundingbox, "EPSG:4326", shape=(20, 45))  # a user's own grid
+    assert (cube.load(coarse).tcg.values > 0).all()
+    slopes = tctrend_slopes(tile)
+    raw = tile.tcb.values.astype("float64")
+    np.testing.assert_allclose(slopes.tcb.values, raw / 255 * 0.24 - 0.12, atol=1e-6)  # 255: +0.12 a decade
+    holed = tile.copy(deep=True)
+    holed.tcb.values[0, 0] = 0  # nodata
+    decoded = tctrend_slopes(holed).tcb.values
+    assert np.isnan(decoded[0, 0]) and not np.isnan(decoded[0, 1:]).any()

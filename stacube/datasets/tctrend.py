@@ -1,0 +1,63 @@
+"""TCTrend: Landsat Tasseled Cap trends 2000-2019 (Nitze et al., AWI), on one global EPSG:4326 grid.
+
+Source: the Earth Engine ImageCollection ``users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS``, the
+layer of the "HotSpot TCVIS" viewer: 10 x 5 degree tiles exported at a 30 m scale without a CRS,
+hence on Earth Engine's default EPSG:4326 grid (30 m at the equator, 1/3711.7 degree). Bands
+``TCB_slope``, ``TCG_slope`` and ``TCW_slope`` hold the July-August trends of Tasseled Cap
+brightness, greenness and wetness as 8-bit values: ``value / 255 * 0.24 - 0.12`` is the change per
+decade in reflectance units, clipped to +-0.12. ``tctrend_slopes`` decodes a loaded Tile.
+
+The cube is spatial-only (one trend for the whole period). Variables are uint8 with nodata 0: Earth
+Engine sends masked pixels as 0, and the source's own scaling clips the steepest declines (below
+-0.119 per decade) to 0 too, so 0 is "no usable trend" either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from ..spec import EARTH_ENGINE_URL, CubeSpec, EarthEngineSource, Variable
+
+TCTREND_COLLECTION = "users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS"
+BANDS = ("TCB_slope", "TCG_slope", "TCW_slope")
+# Earth Engine's degrees for a 30 m scale: 30 m over the length of a degree on the WGS84 equator.
+PIXEL_DEGREES = 30.0 / (2 * math.pi * 6378137.0 / 360.0)
+SLOPE_RANGE = 0.12  # the 8-bit values span -0.12 to +0.12 per decade
+
+
+def tctrend_grid() -> GeoBox:
+    """The global grid: EPSG:4326 at Earth Engine's 30 m scale from (-180, 90), whole pixels inside +-180, +-90."""
+    shape = (math.floor(180.0 / PIXEL_DEGREES), math.floor(360.0 / PIXEL_DEGREES))
+    return GeoBox(shape, Affine(PIXEL_DEGREES, 0.0, -180.0, 0.0, -PIXEL_DEGREES, 90.0), "EPSG:4326")
+
+
+def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048, 2048),
+                 api_url: str = EARTH_ENGINE_URL, collection: str = TCTREND_COLLECTION) -> CubeSpec:
+    """A spatial-only cube of the three trend bands on the global grid (variables ``tcb``, ``tcg``, ``tcw``).
+
+    The grid is global; only the patches under the ROIs you load are ever fetched.
+    """
+    return CubeSpec(
+        name="tctrend",
+        zones=[tctrend_grid()],
+        chunks=chunks,
+        variables={band.split("_")[0].lower(): Variable("uint8", nodata=0) for band in BANDS},
+        time=None,
+        source=EarthEngineSource(collection, {band.split("_")[0].lower(): band for band in BANDS}, project=project,
+                                 api_url=api_url, publication_lag="0D"),
+    )
+
+
+def tctrend_slopes(tile: xr.Dataset) -> xr.Dataset:
+    """The trends of a loaded Tile as float32 change per decade, NaN where the cube holds no data."""
+    out = xr.Dataset(attrs=tile.attrs)
+    for name in ("tcb", "tcg", "tcw"):
+        if name in tile:
+            raw = tile[name]
+            slope = (raw.astype("float32") / 255.0 * (2 * SLOPE_RANGE) - SLOPE_RANGE).where(raw != 0)
+            out[name] = slope.assign_attrs(units="reflectance per decade")
+    return out
