@@ -149,6 +149,7 @@ class EarthEngineEmulator:
         self.latency_ms = latency_ms
         self.requests: list[str] = []
         self.authorizations: set[str] = set()  # Authorization headers seen (tests check credentials arrive)
+        self.token_grants: list[str] = []  # service-account JWTs exchanged at /token
         self.pixel_requests = 0
         self.refused = 0
         self.url = ""
@@ -311,6 +312,14 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
         def _error(self, status: int, message: str) -> None:
             self._json(status, {"error": {"code": status, "message": message, "status": "NOT_FOUND"}})
 
+        def _token(self, form: dict[str, list[str]]) -> None:
+            """A service account's signed JWT in, an access token out (the JWT is kept for tests to read)."""
+            if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"] or "assertion" not in form:
+                return self._json(400, {"error": "invalid_grant"})
+            emulator.token_grants.append(form["assertion"][0])
+            return self._json(200, {"access_token": f"access-{len(emulator.token_grants)}", "expires_in": 3600,
+                                    "token_type": "Bearer"})
+
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = parse_qs(parsed.query)
@@ -336,7 +345,10 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlparse(self.path).path)
             emulator.requests.append(f"POST {path}")
             emulator.authorizations.add(self.headers.get("Authorization", ""))
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if path == "/token":  # Google's OAuth token endpoint, for service-account keys that name it
+                return self._token(parse_qs(raw.decode()))
+            body = json.loads(raw or b"{}")
             resource = re.sub(r"^/v1\w*/", "", path)
             if emulator.latency_ms:
                 time.sleep(emulator.latency_ms / 1000)

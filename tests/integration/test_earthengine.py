@@ -364,3 +364,47 @@ def test_the_tctrend_dataset_loads_its_global_grid_from_tiles(emulator, tmp_path
     holed.tcb.values[0, 0] = 0  # nodata
     decoded = tctrend_slopes(holed).tcb.values
     assert np.isnan(decoded[0, 0]) and not np.isnan(decoded[0, 1:]).any()
+
+
+def test_a_service_account_key_file_is_exchanged_for_a_token_and_never_shown(emulator, tmp_path, monkeypatch,
+                                                                              caplog):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from stacube import Cube, CubeSpec, EarthEngineSource, Variable
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps({"type": "service_account", "project_id": "test-project",
+                                    "private_key_id": "k1", "private_key": pem,
+                                    "client_email": "cube-bot@test-project.iam.gserviceaccount.com",
+                                    "client_id": "1", "token_uri": f"{emulator.url}/token"}))
+    monkeypatch.delenv("STACUBE_EE_TOKEN", raising=False)
+    monkeypatch.setenv("STACUBE_EE_KEY_FILE", str(key_file))
+    zone = _patch_grid(500000.0, 5200000.0, (32, 64))
+    spec = CubeSpec(name="ee", zones=[zone], chunks=(32, 64), variables={"red": Variable("uint16", nodata=0)},
+                    time=pd.date_range("2024-06-06", periods=1, freq="D"),
+                    source=EarthEngineSource(COLLECTION, {"red": "B4"}, project="test-project", api_url=emulator.url))
+    cube = Cube.create(tmp_path / "ee", spec, catalog_dir=tmp_path / "catalog")
+    tile = cube.load(zone, toi="2024-06-06")
+    assert (tile.red.values != 0).any()
+    assert len(emulator.token_grants) == 1  # the key was exchanged once, for the whole run
+    claims = json.loads(base64.urlsafe_b64decode(emulator.token_grants[0].split(".")[1] + "=="))
+    assert claims["iss"] == "cube-bot@test-project.iam.gserviceaccount.com"
+    assert "Bearer access-1" in emulator.authorizations  # Earth Engine was asked with the exchanged token
+    secret_line = pem.splitlines()[1]
+    meta = cube.repo.lookup_snapshot(tile.attrs["stacube_snapshot"]).metadata
+    assert secret_line not in json.dumps(meta) and secret_line not in caplog.text
+    assert not any(secret_line in p.read_bytes().decode("latin-1")
+                   for p in (tmp_path / "catalog").rglob("*") if p.is_file())
+    key_file.write_text("{not json")  # a broken key names the variable and the file, not the content
+    key_file.touch()
+    from stacube.ee_client import initialize
+    from stacube.errors import CatalogError
+
+    with pytest.raises(CatalogError, match=r"STACUBE_EE_KEY_FILE names .*sa\.json.*not a readable"):
+        initialize(emulator.url, "test-project")
