@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -21,10 +22,10 @@ from odc.geo.geom import Geometry
 from . import history
 from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
-from .errors import SpecError, UnknownVariableError
+from .errors import SpecError, StacubeError, TOIError, UnknownVariableError
 from .grid import patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
-from .plan import Plan, attach_items, lonlat_footprint, plan_patches, zone_grids
+from .plan import Plan, attach_items, lonlat_footprint, plan_patches, steps_with_data, zone_grids
 from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
@@ -100,6 +101,17 @@ class Cube:
             return self.repo.readonly_session(branch=BRANCH)
         return self.repo.readonly_session(snapshot_id=history.resolve(self.repo, at))
 
+    def _spec_in(self, root: zarr.Group, at: str | None) -> CubeSpec:
+        """The spec stored with the version under ``root``: its time axis may have grown (another
+        process extended it) or be shorter (an old version). The branch's becomes this Cube's."""
+        stored = root.attrs[SPEC_ATTR]
+        if stored.get("time") == self.spec.time_json():
+            return self.spec
+        spec = CubeSpec.from_json(stored)
+        if at is None:
+            self.spec = spec
+        return spec
+
     def _variables(self, variables: str | Sequence[str] | None) -> list[str]:
         if variables is None:
             return list(self.spec.variables)
@@ -114,9 +126,9 @@ class Cube:
     def plan(self, roi: GeoBox | Geometry, toi: Any = None) -> Plan:
         """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI."""
         geometry = roi_geometry(roi)
-        steps = select_steps(self.spec.time, toi)
         root, _ = self._root()
-        return plan_patches(self.spec, root, geometry, steps)
+        spec = self._spec_in(root, None)
+        return plan_patches(spec, root, geometry, select_steps(spec.time, toi))
 
     def _runner(self, runner: Runner | str | None, concurrency: int | None, progress: bool | None) -> Runner:
         if runner is None or runner == "local":
@@ -151,16 +163,21 @@ class Cube:
 
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,
-             runner: Runner | str | None = None, progress: bool | None = None) -> xr.Dataset:
+             runner: Runner | str | None = None, progress: bool | None = None,
+             empty_steps: bool = False) -> xr.Dataset:
         """The Tile for ROI x TOI, downloading missing patches first (unless ``offline`` or ``at``).
 
-        Offline, missing patches come back as nodata and are listed in ``attrs['missing_patches']``.
+        Time steps that no Item fed under the ROI (no acquisition that day) are left out, as
+        odc-stac does, so a TOI of days without acquisitions gives an empty time axis;
+        ``empty_steps=True`` keeps every step of the TOI. Offline, missing patches come back as
+        nodata (their steps kept) and are listed in ``attrs['missing_patches']``.
         """
         names = self._variables(variables)
         geometry = roi_geometry(roi)
-        steps = select_steps(self.spec.time, toi)
         root, snapshot = self._root(at)
-        plan = plan_patches(self.spec, root, geometry, steps)
+        spec = self._spec_in(root, at)
+        steps = select_steps(spec.time, toi)
+        plan = plan_patches(spec, root, geometry, steps)
         report = None
         if plan.missing and not offline and at is None:
             if runner == "prefect":
@@ -170,7 +187,10 @@ class Cube:
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]
-        tile = read_tile(self.spec, root, roi, geometry, steps, names)
+        if steps is not None and not empty_steps:
+            with_data = steps_with_data(root, plan.patches)
+            steps = [step for step in steps if step in with_data]
+        tile = read_tile(spec, root, roi, geometry, steps, names)
         tile.attrs["stacube_cube"] = self.url
         tile.attrs["stacube_snapshot"] = snapshot
         tile.attrs["missing_patches"] = [p.id for p in plan.missing]
@@ -183,6 +203,48 @@ class Cube:
         if report is not None:
             tile.attrs["stacube_run"] = report.run_id
         return tile
+
+    def extend_time(self, until: Any) -> str | None:
+        """Grow the time axis at its end so that it reaches ``until`` (anything pandas reads as a time).
+
+        Nothing already in the cube is rewritten: the arrays grow along time and the new steps start
+        unfilled. One snapshot; returns its id, or None when the axis already reaches ``until``.
+        """
+        from .timeaxis import toi_intervals
+
+        if self.spec.time is None:
+            raise TOIError(f"cube {self.spec.name!r} has no time axis to extend")
+        try:
+            end = toi_intervals(until)[-1][1]
+        except (TypeError, ValueError, OverflowError) as err:
+            raise TOIError(f"cannot extend the time axis to {until!r}: {err}") from err
+        for _ in range(10):  # on S3 there is no lock: a run committing meanwhile means starting again
+            with commit_lock(self.url):
+                session = self.repo.writable_session(BRANCH)
+                root = zarr.open_group(session.store, mode="r+")
+                current = CubeSpec.from_json(root.attrs[SPEC_ATTR])  # another process may have grown it
+                axis = pd.date_range(current.time[0], end, freq=current.time.freq)
+                if len(axis) <= len(current.time):
+                    self.spec = current
+                    return None
+                grown = dataclasses.replace(current, time=axis)
+                for zone in grown.zones:
+                    group = root[zone]
+                    for name in [*grown.variables, FILLED]:
+                        group[name].resize((len(axis), *group[name].shape[1:]))
+                    group["time"].resize((len(axis),))
+                    group["time"][:] = axis.values.astype("datetime64[us]").astype("int64")
+                root.attrs[SPEC_ATTR] = grown.to_json()
+                try:
+                    snapshot = session.commit(
+                        f"stacube: extend the time axis of {grown.name!r} to {axis[-1]:%Y-%m-%d %H:%M} "
+                        f"({len(axis)} steps)", metadata={METADATA_KEY: {"event": "extend_time", "steps": len(axis)}})
+                except icechunk.ConflictError:
+                    continue
+            self.spec = grown
+            log.info("cube %s: time axis now %s .. %s (%d steps)", grown.name, axis[0], axis[-1], len(axis))
+            return snapshot
+        raise StacubeError(f"could not extend the time axis of {self.spec.name!r}: the cube kept changing")
 
     # --- what the cube holds --------------------------------------------------------------
     def _runs(self) -> dict[int, dict[str, Any]]:
@@ -202,17 +264,18 @@ class Cube:
         import geopandas as gpd  # only here: it adds half a second to `import stacube`
 
         root, _ = self._root(at)
+        spec = self._spec_in(root, at)
         runs = self._runs()
         rows = []
-        for grid in zone_grids(self.spec):
+        for grid in zone_grids(spec):
             filled = root[grid.name][FILLED]
             cells = initialized_chunks(root.store.session, f"/{grid.name}/{FILLED}")
             if not cells:
                 continue
             stamps = filled.get_coordinate_selection(tuple(np.array(cells).T))
             for cell, stamp in zip(cells, stamps.tolist(), strict=True):
-                step, (iy, ix) = (cell[0], cell[1:]) if self.spec.time is not None else (None, cell)
-                when = self.spec.time[step] if step is not None else None
+                step, (iy, ix) = (cell[0], cell[1:]) if spec.time is not None else (None, cell)
+                when = spec.time[step] if step is not None else None
                 run = runs.get(abs(stamp), {})
                 rows.append({
                     "id": patch_id(grid.name, iy, ix, when),

@@ -74,6 +74,18 @@ def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex
     return missing
 
 
+def steps_with_data(root: zarr.Group, patches: Sequence[PatchIndex]) -> set[int]:
+    """The time steps of ``patches`` that a Tile should show: some patch has data or is not filled yet.
+
+    A step whose patches all came out empty (no Item fed them: no acquisition that day) is dropped.
+    """
+    keep: set[int] = set()
+    for zone, in_zone in by_zone(patches).items():
+        stamps = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
+        keep.update(p.time_index for p, stamp in zip(in_zone, stamps.tolist(), strict=True) if stamp >= 0)
+    return keep
+
+
 def lonlat_bounds(footprint: Geometry) -> tuple[float, float, float, float]:
     """Lon/lat bounds of a projected footprint that stay right at the poles and across the antimeridian.
 
@@ -148,27 +160,75 @@ def attach_items(
     if not patches:
         return []
     window = search_window(patches)
+    if spec.group_by == "solar_day" and window.start is not None:
+        # a solar day is a UTC day shifted by up to 12 h either way: ask for the days around it too
+        window = Window(window.bbox, window.start - SOLAR_SLACK, window.end + SOLAR_SLACK)
     if sync:
         sync_source(spec.source, catalog, window)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
-    times = np.array([_item_time(item) for item in items], dtype="datetime64[us]")
-    trees = {}
+    times = np.array([_grouping_time(item, spec.group_by) for item in items], dtype="datetime64[us]")
+    feeds = _zone_items(spec, items)
+    trees: dict[str, shapely.STRtree] = {}
     out = []
     for patch in patches:
-        if not items:
+        candidates = feeds[patch.zone]
+        if not candidates:
             out.append(patch.with_items(()))
             continue
         if patch.zone not in trees:
-            trees[patch.zone] = shapely.STRtree(_footprints_in(spec.zones[patch.zone].crs, items))
+            trees[patch.zone] = shapely.STRtree(_footprints_in(spec.zones[patch.zone].crs,
+                                                               [items[i] for i in candidates]))
+        tree = trees[patch.zone]
         footprint = patch.geobox.extent.geom
-        hits = [h for h in trees[patch.zone].query(footprint, predicate="intersects")
-                if trees[patch.zone].geometries[h].intersection(footprint).area > 0]
+        hits = [candidates[h] for h in tree.query(footprint, predicate="intersects")
+                if tree.geometries[h].intersection(footprint).area > 0]
         if patch.time_range is not None:
             start, end = (np.datetime64(t.to_datetime64(), "us") for t in patch.time_range)
             hits = [h for h in hits if start <= times[h] < end]
         chosen = sorted((items[h] for h in hits), key=lambda it: (_item_time(it), it.id))
         out.append(patch.with_items(tuple(chosen)))
     return out
+
+
+SOLAR_SLACK = pd.Timedelta(hours=12)
+
+
+def native_crs(item: pystac.Item, assets: Sequence[str] = ()) -> CRS | None:
+    """The CRS an Item's rasters are stored in (``proj:code``/``proj:epsg`` of the Item or its assets)."""
+    for fields in [item.properties] + [item.assets[a].extra_fields for a in assets if a in item.assets]:
+        code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
+        if code:
+            try:
+                return CRS(code)
+            except Exception:  # noqa: BLE001 - an unknown code: the Item is matched by footprint only
+                return None
+    return None
+
+
+def _zone_items(spec: CubeSpec, items: Sequence[pystac.Item]) -> dict[str, list[int]]:
+    """Which Items may feed each zone: an Item stored in the CRS of some zone feeds only the zones of
+    that CRS (a zone keeps its data on its native grid, never resampled from a neighbour's CRS); an
+    Item in a CRS no zone has feeds every zone it meets, resampled."""
+    zone_crs = {name: geobox.crs for name, geobox in spec.zones.items()}
+    assets = list(spec.source.assets.values())
+    feeds: dict[str, list[int]] = {name: [] for name in zone_crs}
+    for index, item in enumerate(items):
+        crs = native_crs(item, assets)
+        homes = [name for name, zcrs in zone_crs.items() if crs is not None and zcrs == crs]
+        for name in homes or zone_crs:
+            feeds[name].append(index)
+    return feeds
+
+
+def _grouping_time(item: pystac.Item, group_by: str) -> np.datetime64:
+    """The time that puts an Item in a step: its UTC time, or its local solar time (by centroid longitude)."""
+    when = _item_time(item)
+    if group_by != "solar_day":
+        return when
+    # odc-stac's rule (whole hours, truncated towards zero) at the Item's own centroid, so that an Item
+    # falls on the same day whatever ROI asks for it (odc-stac takes the longitude of the load's centre)
+    longitude = shapely.geometry.shape(item.geometry).centroid.x if item.geometry else 0.0
+    return when + np.timedelta64(int(longitude / 15), "h")
 
 
 def _item_time(item: pystac.Item) -> np.datetime64:

@@ -58,7 +58,7 @@ def read_tile(
     dst = output_geobox(spec, roi, geometry)
     lead = (len(steps),) if steps is not None else ()
     out: dict[str, np.ndarray] = {}
-    for grid in zone_grids(spec):
+    for grid in zone_grids(spec) if steps is None or steps else []:  # no steps: an empty time axis
         info = compute_reproject_roi(grid.geobox, dst)
         if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
             continue

@@ -223,6 +223,9 @@ def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
     return pd.date_range(index[0], periods=len(index), freq=freq)
 
 
+GROUP_BY = ("time", "solar_day")
+
+
 @dataclass(frozen=True)
 class CubeSpec:
     """Everything that defines a cube. Stored inside the cube, so ``Cube.open`` needs nothing else."""
@@ -233,6 +236,10 @@ class CubeSpec:
     source: StacSource | EarthEngineSource
     chunks: tuple[int, int] = (2048, 2048)
     time: pd.DatetimeIndex | None = None
+    # Which step an Item belongs to: "time" (its UTC datetime falls in the step) or "solar_day" (its
+    # local solar day, UTC time + centroid longitude / 15 h, as odc-stac groups: one satellite pass
+    # is one day even where it crosses midnight UTC). "solar_day" needs a daily time axis.
+    group_by: str = "time"
 
     def __post_init__(self) -> None:
         check_name("cube", self.name)
@@ -262,6 +269,11 @@ class CubeSpec:
         object.__setattr__(self, "chunks", chunks)
         if self.time is not None:
             object.__setattr__(self, "time", _regular_time_axis(self.time))
+        if self.group_by not in GROUP_BY:
+            raise SpecError(f"group_by {self.group_by!r} is not one of {GROUP_BY}")
+        if self.group_by == "solar_day" and (self.time is None or self.time.freqstr != "D"):
+            raise SpecError(f"group_by='solar_day' needs a daily time axis (freq 'D'), "
+                            f"got {self.time.freqstr if self.time is not None else 'no time axis'}")
         missing = set(self.variables) - set(self.source.assets)
         extra = set(self.source.assets) - set(self.variables)
         if missing or extra:
@@ -274,10 +286,14 @@ class CubeSpec:
     def has_time(self) -> bool:
         return self.time is not None
 
+    def time_json(self) -> dict[str, Any] | None:
+        """The time axis as stored: start, number of steps and frequency."""
+        if self.time is None:
+            return None
+        return {"start": self.time[0].isoformat(), "periods": len(self.time), "freq": self.time.freqstr}
+
     def to_json(self) -> dict[str, Any]:
-        time = None
-        if self.time is not None:
-            time = {"start": self.time[0].isoformat(), "periods": len(self.time), "freq": self.time.freqstr}
+        time = self.time_json()
         return {
             "spec_version": SPEC_VERSION,
             "name": self.name,
@@ -285,6 +301,7 @@ class CubeSpec:
             "zones": {k: _geobox_to_json(g) for k, g in self.zones.items()},
             "chunks": list(self.chunks),
             "time": time,
+            "group_by": self.group_by,
             "source": self.source.to_json(),
         }
 
@@ -304,4 +321,5 @@ class CubeSpec:
             chunks=tuple(data["chunks"]),
             time=pd.date_range(time["start"], periods=time["periods"], freq=time["freq"]) if time else None,
             source=source_cls.from_json(source),
+            group_by=data.get("group_by", "time"),
         )

@@ -81,7 +81,8 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
         hits = np.nonzero((starts <= end.to_datetime64()) & (ends > start.to_datetime64()))[0]
         selected.update(int(h) for h in hits)
     if not selected:
-        raise TOIError(f"TOI {toi!r} is outside the time axis {_describe(axis)}")
+        hint = "; Cube.extend_time() grows the axis at its end" if intervals[-1][0] >= ends[-1] else ""
+        raise TOIError(f"TOI {toi!r} is outside the time axis {_describe(axis)}{hint}")
     return sorted(selected)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import odc.stac
+import pandas as pd
 import pystac_client
 import pytest
 from odc.geo.geobox import GeoBox
@@ -152,11 +153,17 @@ def test_time_series_cube_matches_odc_stac_per_step(time_servers, tmp_path):
     cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
     roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
     tile = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"))
-    assert list(tile.time.dt.strftime("%Y-%m-%d").values) == ["2021-06-02", "2021-06-03", "2021-06-04", "2021-06-05"]
+    # days without acquisitions (06-02, 06-04) are left out, as odc-stac leaves them out
+    assert list(tile.time.dt.strftime("%Y-%m-%d").values) == ["2021-06-03", "2021-06-05"]
     dem, _ = odc_reference(items_of(api.url, "sample-series"), roi, groupby="time")
-    np.testing.assert_array_equal(tile.dem.values[1], dem[1])  # 06-03
-    np.testing.assert_array_equal(tile.dem.values[3], dem[2])  # 06-05
-    assert np.isnan(tile.dem.values[[0, 2]]).all()  # days without acquisitions hold nodata
+    np.testing.assert_array_equal(tile.dem.values[0], dem[1])  # 06-03
+    np.testing.assert_array_equal(tile.dem.values[1], dem[2])  # 06-05
+    every = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"), empty_steps=True)
+    assert list(every.time.dt.strftime("%d").values) == ["02", "03", "04", "05"]
+    assert np.isnan(every.dem.values[[0, 2]]).all()  # kept on request: nodata
+    np.testing.assert_array_equal(every.dem.values[[1, 3]], tile.dem.values)
+    nothing = cube.load(roi, toi=["2021-06-02", "2021-06-04"])  # only days without acquisitions
+    assert nothing.sizes["time"] == 0 and nothing.dem.shape == (0, *roi.shape.yx)
     state = cube.state()
     assert set(state[~state.has_data].time.dt.strftime("%m-%d")) == {"06-02", "06-04"}
     from stacube import TOIError
@@ -256,3 +263,36 @@ def test_recent_steps_without_items_stay_unfilled_until_the_source_settles(time_
     window = cube.catalog.windows()[-1]
     assert not window.settled(spec.source.lag)  # so the next load asks the API again
     assert not cube.catalog.covers(window, spec.source.lag)
+
+
+def test_a_time_axis_grows_at_its_end_without_rewriting_the_cube(time_servers, tmp_path):
+    from stacube import CubeSpec, StacSource, TOIError, Variable
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(name="growing", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=3, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "growing", spec, catalog_dir=tmp_path / "cat")
+    stale = Cube.open(tmp_path / "growing", catalog_dir=tmp_path / "cat")  # opened before the axis grows
+    roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
+    first = cube.load(roi, toi="2021-06-03")
+    before = cube.history().snapshot.iloc[0]
+    with pytest.raises(TOIError, match=r"'2021-06-05' is outside the time axis .*extend_time"):
+        cube.load(roi, toi="2021-06-05")
+    grown = cube.extend_time("2021-06-07")
+    assert grown is not None and len(cube.spec.time) == 7 and cube.extend_time("2021-06-06") is None
+    assert cube.history().snapshot.iloc[1] == before  # one snapshot on top, nothing else changed
+    tile = stale.load(roi, toi="2021-06-05")  # the stale Cube object reads the grown axis from the cube
+    assert list(tile.time.dt.strftime("%d").values) == ["05"]
+    dem, _ = odc_reference(items_of(api.url, "sample-series"), roi, groupby="time")
+    np.testing.assert_array_equal(tile.dem.values[0], dem[2])  # 06-05, as odc-stac reads it
+    again = cube.load(roi, toi="2021-06-03", offline=True)
+    np.testing.assert_array_equal(again.dem.values, first.dem.values)  # what was there is untouched
+    assert len(Cube.open(tmp_path / "growing").spec.time) == 7
+    old = cube.load(roi, toi="2021-06-03", at=before)  # an old version keeps its own, shorter axis
+    np.testing.assert_array_equal(old.dem.values, first.dem.values)
+    with pytest.raises(TOIError, match="outside the time axis"):
+        cube.load(roi, toi="2021-06-05", at=before)
+    assert cube.state().time.max() == pd.Timestamp("2021-06-05")
