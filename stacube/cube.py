@@ -188,7 +188,7 @@ class Cube:
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]
         if steps is not None and not empty_steps:
-            with_data = steps_with_data(root, plan.patches)
+            with_data = steps_with_data(root, names, plan.patches)
             steps = [step for step in steps if step in with_data]
         tile = read_tile(spec, root, roi, geometry, steps, names)
         tile.attrs["stacube_cube"] = self.url

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import icechunk
 import numpy as np
 import pandas as pd
 import pystac
@@ -16,7 +17,7 @@ from pyproj import Transformer
 
 from .catalog import LocalCatalog, Window, sync_source
 from .errors import ROIError
-from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
+from .grid import PatchIndex, ZoneGrid
 from .layout import FILLED
 from .spec import CubeSpec
 from .timeaxis import step_range
@@ -46,10 +47,10 @@ def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None
 def iter_patches(spec: CubeSpec, roi: Geometry, steps: Sequence[int] | None) -> Iterator[PatchIndex]:
     """Every patch under ROI x TOI; a generator bounded by the ROI, never the whole grid."""
     for grid in zone_grids(spec):
-        chunks = list(grid.chunks_under(roi))
+        boxes = {(iy, ix): grid.chunk_geobox(iy, ix) for iy, ix in grid.chunks_under(roi)}  # once, not per step
         for step, period in _steps(spec, steps):
-            for iy, ix in chunks:
-                yield PatchIndex(grid.name, iy, ix, grid.chunk_geobox(iy, ix), step, period)
+            for (iy, ix), box in boxes.items():
+                yield PatchIndex(grid.name, iy, ix, box, step, period)
 
 
 def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequence[int] | None) -> Plan:
@@ -65,24 +66,29 @@ def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequenc
     return plan
 
 
+def _initialized(root: zarr.Group, zone: str, array: str, patch: PatchIndex) -> bool:
+    """Whether the patch's chunk of ``array`` exists, asked of Icechunk's manifest (a few microseconds:
+    a year of daily patches is planned without reading a chunk)."""
+    session = root.store.session
+    return session.chunk_type(f"/{zone}/{array}", list(patch.cell)) != icechunk.ChunkType.uninitialized
+
+
 def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
-    """The ``patches`` that the filled record under ``root`` does not hold yet."""
-    missing = []
-    for zone, in_zone in by_zone(patches).items():
-        flags = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
-        missing.extend(p for p, flag in zip(in_zone, flags.tolist(), strict=True) if flag == 0)
-    return missing
+    """The ``patches`` that the filled record under ``root`` does not hold yet (its chunk was never written)."""
+    return [p for p in patches if not _initialized(root, p.zone, FILLED, p)]
 
 
-def steps_with_data(root: zarr.Group, patches: Sequence[PatchIndex]) -> set[int]:
-    """The time steps of ``patches`` that a Tile should show: some patch has data or is not filled yet.
-
-    A step whose patches all came out empty (no Item fed them: no acquisition that day) is dropped.
-    """
+def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequence[PatchIndex]) -> set[int]:
+    """The time steps of ``patches`` that a Tile should show: a patch holds pixels of some variable,
+    or is not filled yet. A step whose patches all came out empty (no Item fed them: no acquisition
+    that day) is dropped."""
     keep: set[int] = set()
-    for zone, in_zone in by_zone(patches).items():
-        stamps = root[zone][FILLED].get_coordinate_selection(cell_selection(in_zone))
-        keep.update(p.time_index for p, stamp in zip(in_zone, stamps.tolist(), strict=True) if stamp >= 0)
+    for patch in patches:
+        if patch.time_index in keep:
+            continue
+        if not _initialized(root, patch.zone, FILLED, patch) or any(
+                _initialized(root, patch.zone, name, patch) for name in variables):
+            keep.add(patch.time_index)
     return keep
 
 
