@@ -53,6 +53,32 @@ def _copy_chunk(source: zarr.Group | None, target: zarr.Group, name: str, cell: 
         zarr.core.sync.sync(target.store.delete(key))
 
 
+def _replay_on_tip(repo: icechunk.Repository, session: icechunk.Session,
+                   spec: CubeSpec) -> tuple[icechunk.Session, dict[str, list[tuple[int, ...]]]]:
+    """A fresh session at the branch tip holding this session's patches, settled by the same rule:
+    where the tip already holds a patch that ranks higher, the tip's is kept. Returns the session
+    and the cells that both had written."""
+    ours = _cell_sets(session.status().updated_chunks)
+    fresh = repo.writable_session(BRANCH)
+    mine = zarr.open_group(session.store, mode="r")
+    target = zarr.open_group(fresh.store, mode="r+")
+    settled: dict[str, list[tuple[int, ...]]] = {}
+    for zone in spec.zones:
+        cells = sorted(ours.get(f"/{zone}/{FILLED}", set()))
+        if not cells:
+            continue
+        for cell, our_stamp, tip_stamp in zip(cells, _stamps(mine[zone][FILLED], cells),
+                                              _stamps(target[zone][FILLED], cells), strict=True):
+            if tip_stamp != 0:
+                settled.setdefault(zone, []).append(cell)
+            if _rank(tip_stamp) > _rank(our_stamp):
+                continue
+            for name in [*spec.variables, FILLED]:
+                if cell in ours.get(f"/{zone}/{name}", ()) or tip_stamp != 0:
+                    _copy_chunk(mine[zone], target[zone], name, cell)
+    return fresh, settled
+
+
 def settle(repo: icechunk.Repository, session: icechunk.Session, spec: CubeSpec,
            theirs_from: str, theirs_to: str) -> dict[str, list[tuple[int, ...]]]:
     """Settle the patches this session and the commits ``theirs_from..theirs_to`` both wrote.
@@ -103,6 +129,7 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
         base = session.snapshot_id  # commits up to here rebased cleanly; settle from here on
     settled: dict[str, set[tuple[int, ...]]] = {}
     keep_ours = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
+    replays = 0
     for _ in range(tries):
         tip = repo.lookup_branch(BRANCH)
         try:
@@ -114,7 +141,22 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
         try:
             session.rebase(keep_ours)
         except icechunk.RebaseFailedError as err:
-            raise StacubeError(f"the cube's structure changed under this run ({err}); nothing was committed") from err
+            # The cube's structure changed under this run (its time axis grew): no rebase carries chunks
+            # across an array's new shape, so this run's patches are copied onto the new tip instead.
+            if replays >= 3:
+                raise StacubeError(f"the cube's structure kept changing under this run ({err}); "
+                                   "nothing was committed") from err
+            replays += 1
+            session, found = _replay_on_tip(repo, session, spec)
+            for zone, cells in found.items():
+                settled.setdefault(zone, set()).update(cells)
+            base = session.snapshot_id
+            if not settled:
+                try:
+                    return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
+                except icechunk.RebaseFailedError:
+                    continue
+            tip = base
         base = tip
         if session.snapshot_id != tip:  # yet another run committed while we settled: settle it too
             continue

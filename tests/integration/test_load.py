@@ -296,3 +296,32 @@ def test_a_time_axis_grows_at_its_end_without_rewriting_the_cube(time_servers, t
     with pytest.raises(TOIError, match="outside the time axis"):
         cube.load(roi, toi="2021-06-05", at=before)
     assert cube.state().time.max() == pd.Timestamp("2021-06-05")
+
+
+def test_a_run_in_flight_while_the_time_axis_grows_still_lands(time_servers, tmp_path):
+    from stacube import CubeSpec, StacSource, Variable
+    from stacube.runners import LocalRunner
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(name="racing", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=3, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "racing", spec, catalog_dir=tmp_path / "cat")
+    other = Cube.open(tmp_path / "racing", catalog_dir=tmp_path / "cat")
+
+    class GrowsMidRun(LocalRunner):
+        def map(self, task, patches):  # the patches are written; before the commit, another process grows the axis
+            done = super().map(task, patches)
+            other.extend_time("2021-06-07")
+            return done
+
+    roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
+    report = cube.download(roi, toi="2021-06-03", runner=GrowsMidRun(progress=False))
+    assert report.patches_written and len(cube.history()) == 4  # initial, create, grow, this run
+    assert cube.history().message.iloc[1].startswith("stacube: extend the time axis")
+    tile = cube.load(roi, toi="2021-06-03", offline=True)
+    dem, _ = odc_reference(items_of(api.url, "sample-series"), roi, groupby="time")
+    np.testing.assert_array_equal(tile.dem.values[0], dem[1])  # 06-03 landed on the grown cube
+    assert len(Cube.open(tmp_path / "racing").spec.time) == 7
