@@ -1,0 +1,42 @@
+"""Which day an Item belongs to: its UTC day, or its local solar day (odc-stac's rule at the Item)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+from odc.geo.geobox import GeoBox
+
+from stacube import CubeSpec, SpecError, StacSource, Variable
+from stacube.plan import _grouping_time
+
+
+def _item(when: str, west: float, east: float) -> pystac.Item:
+    geometry = {"type": "Polygon", "coordinates": [[[west, 50], [east, 50], [east, 51], [west, 51], [west, 50]]]}
+    return pystac.Item("i", geometry, [west, 50, east, 51], pd.Timestamp(when).to_pydatetime(), {})
+
+
+@pytest.mark.parametrize(("when", "west", "east", "utc_day", "solar_day"), [
+    ("2024-06-05T23:30:00", 149.0, 151.0, "2024-06-05", "2024-06-06"),  # +10 h: tomorrow, locally
+    ("2024-06-06T00:30:00", -171.0, -169.0, "2024-06-06", "2024-06-05"),  # -11 h: yesterday, locally
+    ("2024-06-05T10:30:00", 11.0, 13.0, "2024-06-05", "2024-06-05"),  # Europe at 10:30: the same day
+    ("2024-06-05T23:30:00", 7.0, 7.4, "2024-06-05", "2024-06-05"),  # +0.48 h truncates to 0, as odc-stac does
+])
+def test_an_item_falls_on_its_local_solar_day(when, west, east, utc_day, solar_day):
+    item = _item(when, west, east)
+    assert str(_grouping_time(item, "time").astype("datetime64[D]")) == utc_day
+    assert str(_grouping_time(item, "solar_day").astype("datetime64[D]")) == solar_day
+    assert _grouping_time(item, "time").dtype == np.dtype("datetime64[us]")
+
+
+def test_solar_days_need_a_daily_axis():
+    zone = GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32633", resolution=10)
+    source = StacSource(api_url="http://127.0.0.1:1", collection="c", assets={"v": "v"})
+    args = dict(name="c", zones=[zone], variables={"v": Variable("uint16", nodata=0)}, source=source)
+    with pytest.raises(SpecError, match=r"solar_day.*daily"):
+        CubeSpec(**args, time=pd.date_range("2024-01-01", periods=3, freq="MS"), group_by="solar_day")
+    with pytest.raises(SpecError, match="group_by 'week'"):
+        CubeSpec(**args, time=pd.date_range("2024-01-01", periods=3, freq="D"), group_by="week")
+    spec = CubeSpec(**args, time=pd.date_range("2024-01-01", periods=3, freq="D"), group_by="solar_day")
+    assert CubeSpec.from_json(spec.to_json()).group_by == "solar_day"
