@@ -265,16 +265,25 @@ def test_recent_steps_without_items_stay_unfilled_until_the_source_settles(time_
     assert not cube.catalog.covers(window, spec.source.lag)
 
 
+def _three_day_cube(path, catalog_dir, api_url: str) -> Cube:
+    """A cube over the time sample whose axis covers only 2021-06-01..03."""
+    from stacube import CubeSpec, StacSource, Variable
+
+    from ..conftest import TIME_LAYOUT
+
+    spec = CubeSpec(name="days", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=3, freq="D"),
+                    source=StacSource(api_url=api_url, collection="sample-series", assets={"dem": "dem"}))
+    return Cube.create(path, spec, catalog_dir=catalog_dir)
+
+
 def test_a_time_axis_grows_at_its_end_without_rewriting_the_cube(time_servers, tmp_path):
-    from stacube import CubeSpec, StacSource, TOIError, Variable
+    from stacube import TOIError
 
     from ..conftest import TIME_LAYOUT
 
     _, api = time_servers
-    spec = CubeSpec(name="growing", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
-                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=3, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
-    cube = Cube.create(tmp_path / "growing", spec, catalog_dir=tmp_path / "cat")
+    cube = _three_day_cube(tmp_path / "growing", tmp_path / "cat", api.url)
     stale = Cube.open(tmp_path / "growing", catalog_dir=tmp_path / "cat")  # opened before the axis grows
     roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
     first = cube.load(roi, toi="2021-06-03")
@@ -299,16 +308,12 @@ def test_a_time_axis_grows_at_its_end_without_rewriting_the_cube(time_servers, t
 
 
 def test_a_run_in_flight_while_the_time_axis_grows_still_lands(time_servers, tmp_path):
-    from stacube import CubeSpec, StacSource, Variable
     from stacube.runners import LocalRunner
 
     from ..conftest import TIME_LAYOUT
 
     _, api = time_servers
-    spec = CubeSpec(name="racing", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
-                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=3, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
-    cube = Cube.create(tmp_path / "racing", spec, catalog_dir=tmp_path / "cat")
+    cube = _three_day_cube(tmp_path / "racing", tmp_path / "cat", api.url)
     other = Cube.open(tmp_path / "racing", catalog_dir=tmp_path / "cat")
 
     class GrowsMidRun(LocalRunner):
