@@ -9,6 +9,7 @@ variable's nodata, so an Item's nodata border never counts as data.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import odc.stac
@@ -101,38 +102,61 @@ class StacBackend:
                     )
 
     def read(self, patch: PatchIndex) -> PatchData:
+        """The patch's variables, read with as few ``odc.stac.load`` calls as their nodata allows (one
+        for a source that declares nodata for every asset): each call has a set-up cost."""
         out: PatchData = {}
-        for name, var in self.spec.variables.items():
-            asset = self.assets[name]
-            # GDAL has no boolean type: masks are read as uint8 and cast back below.
-            dtype = "uint8" if var.numpy_dtype.kind == "b" else var.dtype
-            # Where the Items declare nodata, odc-stac reads it as the source's nodata and fills with it
-            # (mapped to the cube's nodata below). Where they do not, the file's nodata still counts,
-            # and pixels no Item reaches are filled with the cube's nodata rather than 0.
-            declared = _declared_nodata(patch.items, asset)
-            fill = None if declared is not None else (int(var.nodata) if var.numpy_dtype.kind == "b" else var.nodata)
-            try:
-                loaded = odc.stac.load(
-                    list(patch.items),
-                    bands=[asset],
-                    geobox=patch.geobox,
-                    groupby=_single_group,
-                    resampling=var.resampling,
-                    dtype=dtype,
-                    nodata=fill,
-                    fail_on_error=True,
-                )
-            except Exception as error:
-                hrefs = [item.assets[asset].href for item in patch.items]
-                broken = _first_unreadable(hrefs)
-                # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
-                # instead of the truncated or corrupt bytes that made this attempt fail.
-                for href in hrefs:
-                    rasterio.cache.invalidate(href)
-                if broken is None:
-                    raise
-                raise AssetReadError(broken, error) from error
-            band = loaded[asset]
-            values = band.values[0] if "time" in band.dims else band.values
-            out[name] = to_cube_nodata(values, band.attrs.get("nodata"), var.numpy_dtype, var.nodata)
+        for group in self._load_groups(patch):
+            loaded = self._load(patch, group)
+            for name, asset in group.items():
+                var = self.spec.variables[name]
+                band = loaded[asset]
+                values = band.values[0] if "time" in band.dims else band.values
+                out[name] = to_cube_nodata(values, band.attrs.get("nodata"), var.numpy_dtype, var.nodata)
         return out
+
+    def _fill(self, patch: PatchIndex, name: str) -> float | int | None:
+        """The value odc-stac fills with: none where the Items declare nodata (odc-stac then uses the
+        source's), else the cube's nodata, so pixels no Item reaches never read as 0."""
+        var = self.spec.variables[name]
+        if _declared_nodata(patch.items, self.assets[name]) is not None:
+            return None
+        return int(var.nodata) if var.numpy_dtype.kind == "b" else var.nodata
+
+    def _load_groups(self, patch: PatchIndex) -> list[dict[str, str]]:
+        """Variables (name -> asset) that one load can read: the same fill value, each asset once."""
+        groups: list[tuple[Any, dict[str, str]]] = []
+        for name, asset in self.assets.items():
+            fill = self._fill(patch, name)
+            key = "nan" if isinstance(fill, float) and np.isnan(fill) else fill
+            group = next((g for k, g in groups if k == key and asset not in g.values()), None)
+            if group is None:
+                groups.append((key, group := {}))
+            group[name] = asset
+        return [group for _, group in groups]
+
+    def _load(self, patch: PatchIndex, group: dict[str, str]):
+        first = next(iter(group))
+        variables = {asset: self.spec.variables[name] for name, asset in group.items()}
+        # GDAL has no boolean type: masks are read as uint8 and cast back by to_cube_nodata.
+        dtypes = {asset: "uint8" if var.numpy_dtype.kind == "b" else var.dtype for asset, var in variables.items()}
+        try:
+            return odc.stac.load(
+                list(patch.items),
+                bands=list(group.values()),
+                geobox=patch.geobox,
+                groupby=_single_group,
+                resampling={asset: var.resampling for asset, var in variables.items()},
+                dtype=dtypes,
+                nodata=self._fill(patch, first),
+                fail_on_error=True,
+            )
+        except Exception as error:
+            hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
+            broken = _first_unreadable(hrefs)
+            # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
+            # instead of the truncated or corrupt bytes that made this attempt fail.
+            for href in hrefs:
+                rasterio.cache.invalidate(href)
+            if broken is None:
+                raise
+            raise AssetReadError(broken, error) from error
