@@ -7,7 +7,9 @@ resampling method. Zone overlap rule: zones are taken in spec order and the firs
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -65,11 +67,18 @@ def read_tile(
         group = root[grid.name]
         src_box = grid.geobox[info.roi_src]
         covers_tile = info.paste_ok and dst[info.roi_dst].shape == dst.shape
+        selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
+
+        def window(name: str, group=group, selection=selection, info=info, src_box=src_box) -> np.ndarray:
+            values = group[name].get_orthogonal_selection(selection)
+            return values if info.paste_ok else _reproject(values, src_box, dst[info.roi_dst], spec.variables[name])
+
+        # Variables read and warped side by side: decoding and GDAL's warp release the GIL.
+        with ThreadPoolExecutor(max_workers=min(len(variables), os.cpu_count() or 1)) as pool:
+            pieces = dict(zip(variables, pool.map(window, variables), strict=True))
         for name in variables:
             variable = spec.variables[name]
-            selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
-            values = group[name].get_orthogonal_selection(selection)
-            piece = values if info.paste_ok else _reproject(values, src_box, dst[info.roi_dst], variable)
+            piece = pieces.pop(name)
             if name not in out and covers_tile:
                 out[name] = piece  # one zone covers the whole Tile on its own grid: no copy at all
                 continue

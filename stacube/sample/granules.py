@@ -132,28 +132,29 @@ def _origin(crs: str, lon: float, lat: float, dx: float = 0.0) -> tuple[float, f
 BORDERS = (12.0, 18.0)  # the 32N/33N and 33N/34N zone borders
 
 
-def border_granules(lat: float = 47.0) -> list[Granule]:
+def border_granules(lat: float = 47.0, size: int = 128) -> list[Granule]:
     """Granules in 32N, 33N and 34N near ``lat``: each zone border has a granule of the western zone
     reaching 380 m past it and one of the eastern zone reaching 380 m back; 33N also has two
-    overlapping granules of one pass, three seconds apart. Three days; cloud cover 8-75 %."""
-    size_m = 1280.0
+    overlapping granules of one pass, three seconds apart. Three days; cloud cover 8-75 %.
+    ``size`` (pixels at 10 m) makes larger granules for benchmarks; the overlaps stay as they are."""
+    size_m = size * 10.0
 
     def pair(border: float, west_epsg: str, east_epsg: str, tiles: tuple[str, str], day: str, time: str,
              clouds: tuple[float, float]) -> list[Granule]:
         when = pd.Timestamp(f"{day}T{time}")
         stamp = when.strftime("%Y%m%d")
         return [Granule(f"S2A_{tiles[0]}_{stamp}_0_L2A", west_epsg, _origin(west_epsg, border, lat, 380 - size_m),
-                        when, clouds[0]),
+                        when, clouds[0], size),
                 Granule(f"S2A_{tiles[1]}_{stamp}_0_L2A", east_epsg, _origin(east_epsg, border, lat, -380),
-                        when + pd.Timedelta(seconds=3), clouds[1])]
+                        when + pd.Timedelta(seconds=3), clouds[1], size)]
 
     def same_pass(day: str, clouds: tuple[float, float]) -> list[Granule]:
         when = pd.Timestamp(f"{day}T10:30:21")
         stamp = when.strftime("%Y%m%d")
         return [Granule(f"S2B_33TVN_{stamp}_0_L2A", "EPSG:32633", _origin("EPSG:32633", 15.0, lat, -900), when,
-                        clouds[0]),
+                        clouds[0], size),
                 Granule(f"S2B_33TWN_{stamp}_0_L2A", "EPSG:32633", _origin("EPSG:32633", 15.0, lat, -300),
-                        when + pd.Timedelta(seconds=3), clouds[1])]
+                        when + pd.Timedelta(seconds=3), clouds[1], size)]
 
     return [
         *pair(12.0, "EPSG:32632", "EPSG:32633", ("32TQT", "33TTN"), "2024-06-05", "10:20:11", (12.0, 30.5)),
