@@ -61,7 +61,7 @@ def _credentials() -> tuple[Any, str]:
             raise CatalogError(f"{variable} names {path!r}, which is not a readable service-account key file "
                                f"({type(err).__name__})") from None
         return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}"
-    return None, "the stored Earth Engine credential"
+    return "persistent", "the stored Earth Engine credential"  # ee reads ~/.config/earthengine/credentials
 
 
 def initialize(api_url: str, project: str | None) -> None:

@@ -313,10 +313,15 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
             self._json(status, {"error": {"code": status, "message": message, "status": "NOT_FOUND"}})
 
         def _token(self, form: dict[str, list[str]]) -> None:
-            """A service account's signed JWT in, an access token out (the JWT is kept for tests to read)."""
-            if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"] or "assertion" not in form:
+            """A service account's signed JWT, or a stored user credential's refresh token, in; an access
+            token out (what was granted is kept for tests to read)."""
+            grant = form.get("grant_type", [""])[0]
+            if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer" and "assertion" in form:
+                emulator.token_grants.append(form["assertion"][0])
+            elif grant == "refresh_token" and "refresh_token" in form:
+                emulator.token_grants.append(form["refresh_token"][0])
+            else:
                 return self._json(400, {"error": "invalid_grant"})
-            emulator.token_grants.append(form["assertion"][0])
             return self._json(200, {"access_token": f"access-{len(emulator.token_grants)}", "expires_in": 3600,
                                     "token_type": "Bearer"})
 

@@ -408,3 +408,22 @@ def test_a_service_account_key_file_is_exchanged_for_a_token_and_never_shown(emu
 
     with pytest.raises(CatalogError, match=r"STACUBE_EE_KEY_FILE names .*sa\.json.*not a readable"):
         initialize(emulator.url, "test-project")
+
+
+def test_the_credential_stored_by_earthengine_authenticate_is_used_when_nothing_else_is_named(emulator, tmp_path,
+                                                                                              monkeypatch):
+    from stacube.catalog.earthengine import list_images
+    from stacube.ee_client import initialize
+
+    stored = tmp_path / "home" / ".config" / "earthengine" / "credentials"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps({"refresh_token": "stored-refresh-token-42", "project": "test-project"}))
+    for variable in ("STACUBE_EE_TOKEN", "STACUBE_EE_KEY_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ee.oauth, "TOKEN_URI", f"{emulator.url}/token")  # Google's token endpoint, on loopback
+    initialize(emulator.url, "test-project")
+    window = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-30"))
+    assert len(list_images(COLLECTION, window)) == 6
+    assert emulator.token_grants == ["stored-refresh-token-42"]  # the stored refresh token was exchanged...
+    assert any(a.startswith("Bearer access-") for a in emulator.authorizations)  # ...for the token EE saw
