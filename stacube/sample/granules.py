@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,13 +109,15 @@ def _item(granule: Granule, collection: str) -> pystac.Item:
     return item
 
 
-def generate_sentinel2(folder: str | Path, granules: Sequence[Granule], collection: str = "sentinel-2-l2a") -> Path:
-    """Write each granule's COGs and one ``items.json`` (relative hrefs, as ``serve_sample`` expects)."""
+def generate_sentinel2(folder: str | Path, granules: Sequence[Granule], collection: str = "sentinel-2-l2a",
+                       bands: Callable[[Granule], dict[str, np.ndarray]] = granule_bands) -> Path:
+    """Write each granule's COGs (pixels from ``bands``) and one ``items.json`` (relative hrefs, as
+    ``serve_sample`` expects)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     features = []
     for granule in granules:
-        for asset, values in granule_bands(granule).items():
+        for asset, values in bands(granule).items():
             band, resolution, _ = S2_ASSETS[asset]
             _write_cog(folder / f"{granule.id}_{band}.tif", values, granule.geobox(resolution), 0)
         features.append(_item(granule, collection).to_dict(include_self_link=False))

@@ -1,0 +1,63 @@
+"""Group parcels the way Sentinel-2 is tiled, so that work is done per group, never for all at once.
+
+A group is the parcels whose representative point lies in one 100 km square of one UTM zone (the
+grid MGRS tiles follow), cut into parts of at most ``max_size`` parcels along a Z-order curve, so a
+part stays spatially compact: its pixels come from a few cube chunks. Group ids read
+``32N-6-52-0``: zone and hemisphere, the square's column and row (x and y in 100 km), the part.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+from pyproj import Transformer
+
+
+def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The EPSG code of the UTM zone of each point (326xx north, 327xx south)."""
+    zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(int) + 1, 1, 60)
+    return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
+
+
+def _z_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Interleaved bits of 16-bit x and y: points close on the ground are close in this order."""
+    def spread(v: np.ndarray) -> np.ndarray:
+        v = v.astype(np.uint64) & 0xFFFF
+        v = (v | (v << 8)) & 0x00FF00FF
+        v = (v | (v << 4)) & 0x0F0F0F0F
+        v = (v | (v << 2)) & 0x33333333
+        return (v | (v << 1)) & 0x55555555
+
+    return spread(x) | (spread(y) << np.uint64(1))
+
+
+def assign_groups(parcels: gpd.GeoDataFrame, max_size: int = 2000) -> gpd.GeoDataFrame:
+    """``parcels`` (EPSG:4326) with ``utm_zone`` (EPSG code) and ``group_id`` columns added."""
+    if max_size < 1:
+        raise ValueError(f"max_size {max_size!r} must be at least 1")
+    out = parcels.copy()
+    if out.empty:
+        out["utm_zone"], out["group_id"] = np.array([], dtype=int), np.array([], dtype=object)
+        return out
+    points = out.geometry.representative_point()
+    lon, lat = points.x.to_numpy(), points.y.to_numpy()
+    epsg = utm_epsg(lon, lat)
+    x, y = np.empty(len(out)), np.empty(len(out))
+    for code in np.unique(epsg):
+        here = epsg == code
+        x[here], y[here] = Transformer.from_crs("EPSG:4326", f"EPSG:{code}", always_xy=True).transform(
+            lon[here], lat[here])
+    col, row = np.floor(x / 100_000).astype(int), np.floor(y / 100_000).astype(int)
+    square = [f"{code % 100:02d}{'N' if code < 32700 else 'S'}-{c}-{r}" for code, c, r in zip(epsg, col, row,
+                                                                                               strict=True)]
+    cell = _z_order((x - col * 100_000) / 100_000 * 65535, (y - row * 100_000) / 100_000 * 65535)
+    order = np.lexsort((out["parcel_id"].to_numpy(), cell, np.asarray(square)))
+    group = np.empty(len(out), dtype=object)
+    position: dict[str, int] = {}
+    for index in order:
+        n = position.get(square[index], 0)
+        group[index] = f"{square[index]}-{n // max_size}"
+        position[square[index]] = n + 1
+    out["utm_zone"] = epsg
+    out["group_id"] = group
+    return out

@@ -1,0 +1,91 @@
+"""Farm parcels in: read a vector file, keep a stable id, repair what can be repaired, report the rest.
+
+One bad parcel never fails an import: a geometry that ``make_valid`` turns into a polygon is kept
+(repaired), anything else (no geometry, no area, a duplicate or missing id) goes into the rejected
+report with its reason. Parcels come out in EPSG:4326 with their UTM zone and group.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+from .groups import assign_groups
+
+
+@dataclass
+class ParcelImport:
+    """What an import kept (``parcels``: parcel_id, geometry, repaired, utm_zone, group_id) and what it
+    rejected (``rejected``: parcel_id, reason)."""
+
+    parcels: gpd.GeoDataFrame
+    rejected: pd.DataFrame
+
+    def __repr__(self) -> str:
+        repaired = int(self.parcels["repaired"].sum()) if len(self.parcels) else 0
+        return (f"<ParcelImport: {len(self.parcels)} parcels ({repaired} repaired) in "
+                f"{self.parcels['group_id'].nunique() if len(self.parcels) else 0} groups, "
+                f"{len(self.rejected)} rejected>")
+
+
+def _polygonal(geometry: shapely.Geometry | None) -> shapely.Geometry | None:
+    """The polygonal part of a geometry (after repair), or None if it has no area."""
+    if geometry is None or geometry.is_empty:
+        return None
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry if geometry.area > 0 else None
+    if geometry.geom_type == "GeometryCollection":
+        parts = [g for g in geometry.geoms if g.geom_type in ("Polygon", "MultiPolygon") and g.area > 0]
+        return shapely.union_all(parts) if parts else None
+    return None
+
+
+def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int = 2000) -> ParcelImport:
+    """Validate, repair and group parcels already in memory (any CRS; ``id_column`` names the stable id)."""
+    if id_column not in frame.columns:
+        raise KeyError(f"no parcel id column {id_column!r}; the columns are {list(frame.columns)}")
+    if frame.crs is None:
+        raise ValueError("the parcels have no CRS; set one (for example frame.set_crs('EPSG:4326'))")
+    rejected: list[dict[str, str]] = []
+    ids = frame[id_column]
+    duplicated = ids.duplicated(keep=False) & ids.notna()
+    kept_rows = []
+    for index, row in frame.iterrows():
+        parcel_id = row[id_column]
+        if pd.isna(parcel_id) or str(parcel_id).strip() == "":
+            rejected.append({"parcel_id": f"row {index}", "reason": f"no value in {id_column!r}"})
+            continue
+        if duplicated[index]:
+            rejected.append({"parcel_id": str(parcel_id), "reason": f"duplicate {id_column} {parcel_id!r}"})
+            continue
+        original = row.geometry if isinstance(row.geometry, shapely.Geometry) else None  # a missing one may be NaN
+        geometry = original
+        repaired = False
+        if geometry is not None and not geometry.is_valid:
+            geometry, repaired = shapely.make_valid(geometry), True
+        geometry = _polygonal(geometry)
+        if geometry is None:
+            what = "no geometry" if original is None or original.is_empty else \
+                f"a {original.geom_type} without area" + (" after repair" if repaired else "")
+            rejected.append({"parcel_id": str(parcel_id), "reason": what})
+            continue
+        kept_rows.append({"parcel_id": str(parcel_id), "geometry": geometry, "repaired": repaired})
+    kept = gpd.GeoDataFrame(kept_rows, columns=["parcel_id", "geometry", "repaired"], geometry="geometry",
+                            crs=frame.crs).to_crs("EPSG:4326")
+    kept = assign_groups(kept, max_group_size)
+    return ParcelImport(kept, pd.DataFrame(rejected, columns=["parcel_id", "reason"]))
+
+
+def read_parcels(path: str | os.PathLike, id_column: str, *, layer: str | None = None,
+                 max_group_size: int = 2000) -> ParcelImport:
+    """Parcels from GeoParquet, GeoPackage or Shapefile (by extension), validated, repaired and grouped."""
+    path = os.fspath(path)
+    if path.lower().endswith((".parquet", ".geoparquet")):
+        frame = gpd.read_parquet(path)
+    else:
+        frame = gpd.read_file(path, layer=layer)
+    return clean_parcels(frame, id_column, max_group_size)

@@ -1,0 +1,163 @@
+"""Where parcels and their time series live: one DuckDB file by default, in its own schema.
+
+``duckdb:///path/fields.duckdb`` (or a plain path) opens or creates the file. Tables live in the
+``stacube_fields`` schema, never the default one, so the file can be shared with other tools.
+Parcels keep their geometry as WKB plus its bounding box (for queries without a spatial
+extension); observations are keyed by (parcel, date), so writing a date again replaces it and a
+re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+SCHEMA = "stacube_fields"
+OBSERVATION_COLUMNS = ["parcel_id", "date", "ndvi_mean", "ndvi_median", "ndvi_std", "ndmi_mean", "ndmi_median",
+                       "ndmi_std", "valid_pixels", "total_pixels", "valid_fraction", "usable", "reason", "run_id"]
+
+_TABLES = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.parcels (
+    parcel_id VARCHAR PRIMARY KEY, group_id VARCHAR NOT NULL, utm_zone INTEGER NOT NULL, geometry BLOB NOT NULL,
+    minx DOUBLE, miny DOUBLE, maxx DOUBLE, maxy DOUBLE, repaired BOOLEAN, watched BOOLEAN NOT NULL,
+    updated_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.observations (
+    parcel_id VARCHAR NOT NULL, date DATE NOT NULL,
+    ndvi_mean DOUBLE, ndvi_median DOUBLE, ndvi_std DOUBLE, ndmi_mean DOUBLE, ndmi_median DOUBLE, ndmi_std DOUBLE,
+    valid_pixels INTEGER NOT NULL, total_pixels INTEGER NOT NULL, valid_fraction DOUBLE NOT NULL,
+    usable BOOLEAN NOT NULL, reason VARCHAR, run_id VARCHAR, PRIMARY KEY (parcel_id, date));
+"""
+
+
+def database_path(url: str | os.PathLike) -> Path:
+    """The file a ``duckdb:///path`` URL (or a plain path) names."""
+    text = os.fspath(url)
+    if text.startswith("duckdb://"):
+        text = text[len("duckdb://"):]
+    elif "://" in text:
+        raise ValueError(f"unsupported parcel store URL {os.fspath(url)!r}; use duckdb:///path/to/fields.duckdb")
+    if not text:
+        raise ValueError("the parcel store URL names no file: duckdb:///path/to/fields.duckdb")
+    return Path(text)
+
+
+class ParcelStore:
+    """Parcels (watched or not) and their per-date NDVI/NDMI statistics in one DuckDB file."""
+
+    def __init__(self, url: str | os.PathLike):
+        import duckdb
+
+        self.path = database_path(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(str(self.path))
+        self._lock = threading.Lock()
+        self._db.execute(_TABLES)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ParcelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- parcels ----------------------------------------------------------------------------
+    def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
+        """Insert or update parcels (EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone``); an existing
+        parcel keeps whether it is watched. Returns how many were written."""
+        if parcels.crs is None or parcels.crs.to_epsg() != 4326:
+            raise ValueError(f"parcels must be in EPSG:4326, got {parcels.crs}")
+        bounds = parcels.geometry.bounds
+        rows = pd.DataFrame({
+            "parcel_id": parcels["parcel_id"].astype(str), "group_id": parcels["group_id"].astype(str),
+            "utm_zone": parcels["utm_zone"].astype(int), "geometry": shapely.to_wkb(parcels.geometry.values),
+            "minx": bounds.minx, "miny": bounds.miny, "maxx": bounds.maxx, "maxy": bounds.maxy,
+            "repaired": parcels.get("repaired", pd.Series(False, index=parcels.index)).astype(bool),
+            "watched": watched,
+        })
+        with self._lock:
+            self._db.register("incoming", rows)
+            self._db.execute(f"""
+                INSERT INTO {SCHEMA}.parcels (parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy,
+                                              repaired, watched)
+                SELECT parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy, repaired, watched FROM incoming
+                ON CONFLICT (parcel_id) DO UPDATE SET group_id = excluded.group_id, utm_zone = excluded.utm_zone,
+                    geometry = excluded.geometry, minx = excluded.minx, miny = excluded.miny, maxx = excluded.maxx,
+                    maxy = excluded.maxy, repaired = excluded.repaired, updated_at = now()""")
+            self._db.unregister("incoming")
+        return len(rows)
+
+    def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
+        """Watch (or stop watching) parcels; returns how many exist among ``parcel_ids``."""
+        ids = pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]})
+        with self._lock:
+            self._db.register("chosen", ids)
+            found = self._db.execute(f"SELECT count(*) FROM {SCHEMA}.parcels WHERE parcel_id IN "
+                                     "(SELECT parcel_id FROM chosen)").fetchone()[0]
+            self._db.execute(f"UPDATE {SCHEMA}.parcels SET watched = ?, updated_at = now() "
+                             "WHERE parcel_id IN (SELECT parcel_id FROM chosen)", [watched])
+            self._db.unregister("chosen")
+        return int(found)
+
+    def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
+        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326."""
+        where, params = [], []
+        if watched_only:
+            where.append("watched")
+        if group_id is not None:
+            where.append("group_id = ?")
+            params.append(group_id)
+        sql = (f"SELECT parcel_id, group_id, utm_zone, watched, repaired, geometry FROM {SCHEMA}.parcels"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY parcel_id")
+        with self._lock:
+            frame = self._db.execute(sql, params).df()
+        geometry = shapely.from_wkb(frame.pop("geometry").map(bytes).to_numpy()) if len(frame) else []
+        return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index, crs="EPSG:4326"))
+
+    def groups(self, watched_only: bool = True) -> pd.DataFrame:
+        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box."""
+        with self._lock:
+            return self._db.execute(f"""
+                SELECT group_id, any_value(utm_zone) AS utm_zone, count(*) AS parcels,
+                       min(minx) AS minx, min(miny) AS miny, max(maxx) AS maxx, max(maxy) AS maxy
+                FROM {SCHEMA}.parcels {"WHERE watched" if watched_only else ""}
+                GROUP BY group_id ORDER BY group_id""").df()
+
+    # --- observations -----------------------------------------------------------------------
+    def write_observations(self, rows: pd.DataFrame) -> int:
+        """Insert or replace per-parcel, per-date statistics (columns ``OBSERVATION_COLUMNS``)."""
+        if rows.empty:
+            return 0
+        missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
+        if missing:
+            raise ValueError(f"observations lack columns {sorted(missing)}")
+        frame = rows[OBSERVATION_COLUMNS].copy()
+        frame["date"] = pd.to_datetime(frame["date"]).dt.date
+        columns = ", ".join(OBSERVATION_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in OBSERVATION_COLUMNS[2:])
+        with self._lock:
+            self._db.register("incoming", frame)
+            self._db.execute(f"INSERT INTO {SCHEMA}.observations ({columns}) SELECT {columns} FROM incoming "
+                             f"ON CONFLICT (parcel_id, date) DO UPDATE SET {updates}")
+            self._db.unregister("incoming")
+        return len(frame)
+
+    def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The stored statistics, ordered by parcel and date."""
+        sql = f"SELECT * FROM {SCHEMA}.observations"
+        with self._lock:
+            if parcel_ids is not None:
+                self._db.register("chosen", pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]}))
+                sql += " WHERE parcel_id IN (SELECT parcel_id FROM chosen)"
+            frame = self._db.execute(sql + " ORDER BY parcel_id, date").df()
+            if parcel_ids is not None:
+                self._db.unregister("chosen")
+        return frame

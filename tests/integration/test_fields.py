@@ -1,0 +1,132 @@
+"""Field pipelines on a synthetic season: parcels in, NDVI/NDMI per parcel and date out, checked by numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio.features
+
+from stacube import Cube
+from stacube.fields import IndexSettings, ParcelStore, clean_parcels, compute_group, group_geobox, read_parcels
+from stacube.sample.season import Season, ndvi_of, season_bands, season_parcels
+from stacube.sample.servers import serve_sample
+
+SEASON = slice("2024-05-01", "2024-06-30")
+
+
+@pytest.fixture(scope="module")
+def season_api(tmp_path_factory):
+    from stacube.sample.granules import generate_sentinel2
+
+    folder = generate_sentinel2(tmp_path_factory.mktemp("season"), Season().granules(), bands=season_bands)
+    with serve_sample(folder) as (_files, api):
+        yield api
+
+
+@pytest.fixture
+def season(season_api, tmp_path):
+    """A Sentinel-2 cube over the season, the parcels imported into a DuckDB store, every group computed."""
+    from stacube.datasets import sentinel2_l2a_spec
+
+    spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-06-30", api_url=season_api.url,
+                              chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
+    cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
+    store = ParcelStore(f"duckdb:///{tmp_path}/fields.duckdb")
+    store.add_parcels(clean_parcels(season_parcels(), "parcel_id").parcels)
+    for group_id in store.groups().group_id:
+        compute_group(cube, store, group_id, SEASON, run_id="first")
+    yield cube, store
+    store.close()
+
+
+def test_parcels_are_repaired_or_rejected_never_failing_the_import(tmp_path):
+    frame = season_parcels()
+    broken = pd.concat([frame, frame.iloc[[0]], frame.iloc[[1]].assign(parcel_id=None),
+                        frame.iloc[[2]].assign(parcel_id="EMPTY", geometry=None)], ignore_index=True)
+    broken.to_file(tmp_path / "parcels.gpkg", driver="GPKG")
+    broken.to_parquet(tmp_path / "parcels.parquet")
+    for path in (tmp_path / "parcels.gpkg", tmp_path / "parcels.parquet"):
+        imported = read_parcels(path, "parcel_id", max_group_size=10)
+        kept = imported.parcels.set_index("parcel_id")
+        assert len(kept) == 24 and "P00" not in kept.index  # P00 appears twice: both rejected
+        assert kept.loc["BOWTIE", "repaired"] and kept.loc["BOWTIE"].geometry.is_valid
+        assert kept.loc["BOWTIE"].geometry.area > 0
+        reasons = dict(zip(imported.rejected.parcel_id, imported.rejected.reason, strict=True))
+        assert reasons["P00"].startswith("duplicate") and reasons["EMPTY"] == "no geometry"
+        assert any(r.startswith("no value in 'parcel_id'") for r in reasons.values())
+        assert kept.loc["P02", "utm_zone"] == 32632 and kept.loc["P05", "utm_zone"] == 32633
+        assert kept.groupby("group_id").size().max() <= 10  # bounded groups
+        assert kept.loc["P02", "group_id"].startswith("32N-") and kept.loc["P05", "group_id"].startswith("33N-")
+
+
+def _independent(tile, geometry, settings: IndexSettings) -> list[dict]:
+    """NDVI/NDMI of one parcel on every date of ``tile``, by masking with the parcel's own geometry."""
+    geobox = tile.odc.geobox
+    inside = rasterio.features.geometry_mask([geometry], out_shape=geobox.shape.yx, transform=geobox.transform,
+                                             invert=True)
+    out = []
+    for step in range(tile.sizes["time"]):
+        red, nir, swir, scl = (tile[v].values[step][inside] for v in ("B04", "B08", "B11", "SCL"))
+        ok = ~np.isin(scl, settings.masked_classes) & (red > 0) & (nir > 0) & (swir > 0)
+        r, n, s = (b[ok] * 0.0001 - 0.1 for b in (red, nir, swir))
+        ndvi, ndmi = (n - r) / (n + r), (n - s) / (n + s)
+        out.append({"date": pd.Timestamp(tile.time.values[step]), "total": int(inside.sum()), "valid": int(ok.sum()),
+                    "ndvi_mean": ndvi.mean() if ok.any() else np.nan,
+                    "ndvi_median": np.median(ndvi) if ok.any() else np.nan,
+                    "ndvi_std": ndvi.std() if ok.any() else np.nan,
+                    "ndmi_mean": ndmi.mean() if ok.any() else np.nan})
+    return out
+
+
+def test_indices_equal_an_independent_numpy_computation_on_the_same_pixels(season):
+    cube, store = season
+    settings = IndexSettings()
+    observed = store.observations().set_index(["parcel_id", "date"])
+    parcels = store.parcels()
+    checked = usable = clouded = 0
+    for group in store.groups().itertuples():
+        members = parcels[parcels.group_id == group.group_id]
+        roi = group_geobox(cube, tuple(members.total_bounds), group.utm_zone)
+        tile = cube.load(roi, SEASON, variables=settings.variables, offline=True)
+        assert tile.sizes["time"] == len(Season().days)  # every acquisition, no empty day
+        for parcel in members.itertuples():
+            geometry = members.loc[[parcel.Index]].to_crs(roi.crs).geometry.iloc[0]
+            for want in _independent(tile, geometry, settings):
+                got = observed.loc[(parcel.parcel_id, want["date"])]
+                assert got.total_pixels == want["total"] > 100 and got.valid_pixels == want["valid"]
+                for column in ("ndvi_mean", "ndvi_median", "ndvi_std", "ndmi_mean"):
+                    np.testing.assert_allclose(got[column], want[column], rtol=1e-9, atol=1e-12, equal_nan=True)
+                assert got.usable == (want["valid"] / want["total"] >= settings.min_valid_fraction)
+                if got.usable:
+                    usable += 1
+                    index = list(season_parcels().parcel_id).index(parcel.parcel_id)
+                    assert abs(got.ndvi_median - ndvi_of(index, want["date"].dayofyear)) < 0.05  # its phenology
+                else:
+                    clouded += got.reason == "clouds"
+                checked += 1
+    assert checked == 25 * len(Season().days) and usable > 150 and clouded > 5
+
+
+def test_a_parcel_across_the_zone_border_gets_pixels_from_both_zones(season):
+    _cube, store = season
+    parcel = store.parcels().set_index("parcel_id").loc["P03"]
+    west, _, east, _ = parcel.geometry.bounds
+    assert west < 12.0 < east
+    rows = store.observations(["P03"])
+    assert (rows.total_pixels - 300).abs().max() <= 30  # 200 m x 150 m at 10 m
+    assert rows.valid_fraction.max() > 0.95  # on a clear day both halves hold data, not just its own zone's
+
+
+def test_a_week_without_acquisition_is_recorded_and_rerunning_changes_nothing(season):
+    cube, store = season
+    before = store.observations().drop(columns="run_id")
+    for group_id in store.groups().group_id:
+        compute_group(cube, store, group_id, SEASON, run_id="again")
+    after = store.observations().drop(columns="run_id")
+    pd.testing.assert_frame_equal(after, before)  # idempotent
+    group_id = store.groups().group_id.iloc[0]
+    rows = compute_group(cube, store, group_id, slice("2024-05-20", "2024-05-26"))
+    assert (rows.reason == "no acquisition").all() and not rows.usable.any()
+    stored = store.observations().query("date == @pd.Timestamp('2024-05-20')")
+    assert len(stored) == len(rows) and (stored.reason == "no acquisition").all()
