@@ -5,8 +5,8 @@ most ``--group`` parcels, as the pipeline does; each group's rasters (B04, B08, 
 drifting cloud) are made for ``--dates`` acquisitions. stacube computes NDVI and NDMI mean, median,
 std and valid count per parcel and date (``parcel_statistics``); exactextract computes mean,
 median, stdev and count of the same NDVI and NDMI rasters (cloud-masked to NaN) over the same
-parcels. Only the statistics are timed (rasters are made before the clock starts). Peak memory is
-the process's, sampled per size: flat in the number of parcels means it does not grow with them.
+parcels. Only the statistics are timed (rasters are made before the clock starts). Each size runs
+in a fresh process: its peak RSS (both tools), and stacube's own traced peak for one group.
 
     .venv/bin/python bench/parcels.py [--parcels 100000] [--dates 12] [--group 2000]
 """
@@ -14,7 +14,9 @@ the process's, sampled per size: flat in the number of parcels means it does not
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -96,9 +98,12 @@ def _peak_mb() -> float:
 
 
 def run(total: int, dates: int, group: int) -> dict:
+    """One size, in this (fresh) process: times of both, peak RSS, and stacube's own traced peak per group."""
+    import tracemalloc
+
     from stacube.fields import parcel_statistics
 
-    ours = theirs = 0.0
+    ours = theirs = traced = 0.0
     done = 0
     for start in range(0, total, group):
         count = min(group, total - start)
@@ -107,11 +112,17 @@ def run(total: int, dates: int, group: int) -> dict:
         started = time.perf_counter()
         rows = parcel_statistics(tile, parcels)
         ours += time.perf_counter() - started
+        if start == 0:  # stacube's own allocations for one group, outside the timing
+            tracemalloc.start()
+            parcel_statistics(tile, parcels)
+            traced = tracemalloc.get_traced_memory()[1] / 1e6
+            tracemalloc.stop()
         started = time.perf_counter()
         _exactextract(tile, parcels)
         theirs += time.perf_counter() - started
         done += len(rows)
-    return {"parcel_dates": done, "ours_s": ours, "exactextract_s": theirs, "peak_mb": _peak_mb()}
+    return {"parcel_dates": done, "ours_s": ours, "exactextract_s": theirs, "peak_mb": _peak_mb(),
+            "traced_mb": traced}
 
 
 def main() -> None:
@@ -119,17 +130,23 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=100_000)
     parser.add_argument("--dates", type=int, default=12)
     parser.add_argument("--group", type=int, default=2000)
+    parser.add_argument("--only", type=int, help=argparse.SUPPRESS)  # one size, in a fresh process
     args = parser.parse_args()
+    if args.only:
+        print(json.dumps(run(args.only, args.dates, args.group)))
+        return
     print(f"parcels of 200 m x 150 m at 10 m (~300 px), {args.dates} dates, groups of {args.group}; "
           "NDVI and NDMI mean, median, std and count per parcel and date")
     print(f"{'parcels':>9}{'parcel-dates':>14}{'stacube /s':>12}{'exactextract /s':>17}{'speed-up':>10}"
-          f"{'peak RSS MB':>13}")
+          f"{'peak RSS MB':>13}{'stacube MB/group':>18}")
     for total in sorted({max(args.group, args.parcels // 10), args.parcels // 2, args.parcels}):
-        figures = run(total, args.dates, args.group)
+        done = subprocess.run([sys.executable, __file__, "--only", str(total), "--dates", str(args.dates),
+                               "--group", str(args.group)], capture_output=True, text=True, check=True)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
         ours = figures["parcel_dates"] / figures["ours_s"]
         theirs = figures["parcel_dates"] / figures["exactextract_s"]
         print(f"{total:9d}{figures['parcel_dates']:14d}{ours:12.0f}{theirs:17.0f}{ours / theirs:9.1f}x"
-              f"{figures['peak_mb']:13.0f}")
+              f"{figures['peak_mb']:13.0f}{figures['traced_mb']:18.1f}")
 
 
 if __name__ == "__main__":
