@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import box
+from odc.geo.geom import Geometry, box, unary_union
 
 from ..cube import Cube
 from ..timeaxis import toi_intervals
@@ -21,6 +21,14 @@ from .indices import IndexSettings, no_acquisition, parcel_statistics
 from .store import ParcelStore
 
 log = logging.getLogger(__name__)
+
+
+def groups_area(store: ParcelStore) -> Geometry:
+    """The lon/lat boxes of every watched group, as one geometry: what an ingest downloads."""
+    boxes = [box(g.minx, g.miny, g.maxx, g.maxy, "EPSG:4326") for g in store.groups().itertuples()]
+    if not boxes:
+        raise ValueError("no watched parcels: nothing to ingest")
+    return unary_union(boxes)
 
 
 def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], utm_epsg: int) -> GeoBox:
@@ -33,11 +41,12 @@ def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], 
 
 
 def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, settings: IndexSettings | None = None,
-                  run_id: str | None = None) -> pd.DataFrame:
+                  run_id: str | None = None, offline: bool = False) -> pd.DataFrame:
     """NDVI/NDMI of the watched parcels of ``group_id`` for every acquisition in ``toi``, stored and returned.
 
     A period without any acquisition over the group is stored as one "no acquisition" row per parcel,
-    dated at the period's start.
+    dated at the period's start. ``offline`` reads only what the cube holds (the ingest flow has
+    downloaded it, as one commit), never downloading per group.
     """
     settings = settings or IndexSettings()
     run_id = run_id or uuid.uuid4().hex
@@ -46,7 +55,7 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, setti
         return pd.DataFrame()
     bounds = tuple(parcels.total_bounds)
     roi = group_geobox(cube, bounds, int(parcels["utm_zone"].iloc[0]))
-    tile = cube.load(roi, toi, variables=settings.variables)
+    tile = cube.load(roi, toi, variables=settings.variables, offline=offline)
     if tile.sizes.get("time", 0) == 0:
         rows = no_acquisition(parcels, toi_intervals(toi)[0][0], run_id)
     else:

@@ -130,3 +130,38 @@ def test_a_week_without_acquisition_is_recorded_and_rerunning_changes_nothing(se
     assert (rows.reason == "no acquisition").all() and not rows.usable.any()
     stored = store.observations().query("date == @pd.Timestamp('2024-05-20')")
     assert len(stored) == len(rows) and (stored.reason == "no acquisition").all()
+
+
+def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_group(season_api, tmp_path):
+    pytest.importorskip("prefect")
+    import shapely
+    from prefect.testing.utilities import prefect_test_harness
+
+    from stacube.datasets import sentinel2_l2a_spec
+    from stacube.flows.fields import indices, ingest
+
+    spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=season_api.url,
+                              chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
+    cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
+    store_url = f"duckdb:///{tmp_path}/fields.duckdb"
+    parcels = clean_parcels(season_parcels(), "parcel_id").parcels
+    far = clean_parcels(season_parcels().iloc[:1].assign(parcel_id="FAR", geometry=[shapely.box(100, 10, 100.01,
+                                                                                                   10.01)]),
+                        "parcel_id").parcels  # a watched parcel no cube zone covers: its group must fail alone
+    with ParcelStore(store_url) as store:
+        store.add_parcels(pd.concat([parcels, far]))
+        far_group = store.parcels().set_index("parcel_id").loc["FAR", "group_id"]
+    before = len(cube.history())
+    with prefect_test_harness():
+        report = ingest(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
+                        str(tmp_path / "catalog"))
+        assert report["patches_written"]
+        state = indices(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
+                        str(tmp_path / "catalog"), return_state=True)
+    grown = Cube.open(tmp_path / "s2", catalog_dir=tmp_path / "catalog")
+    assert grown.spec.time[-1] >= pd.Timestamp("2024-06-30") and len(grown.history()) == before + 2  # grow + ingest
+    assert state.is_failed() and far_group in str(state.message or state.result(raise_on_failure=False))
+    with ParcelStore(store_url) as store:
+        observed = store.observations()
+    assert set(observed.parcel_id) == set(parcels.parcel_id)  # every other group was computed
+    assert len(observed) == len(parcels) * len(Season().days) and observed.usable.sum() > 150

@@ -1,0 +1,91 @@
+"""Field pipeline flows: weekly ingest of new Sentinel-2 data under the watched parcels, then indices.
+
+``ingest`` grows the cube's time axis to the period, and downloads the patches under the watched
+groups (not whole granules) as ONE commit, through the download flow. ``indices`` computes NDVI and
+NDMI per parcel and acquisition, one task per group, reading only what the cube holds; one failing
+group never stops the others, and the run fails at the end naming every group that failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from ..cube import Cube
+from ..fields import IndexSettings, ParcelStore, compute_group
+from ..fields.run import groups_area
+from ..timeaxis import toi_intervals
+from .download import download, roi_to_parameter, run_start, toi_from_parameter, toi_to_parameter
+
+
+@flow(name="stacube-fields-ingest")
+def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
+           concurrency: int = 8, retries: int = 3) -> dict[str, Any]:
+    """Download the period's Sentinel-2 patches under every watched group into the cube (one commit).
+
+    ``toi`` defaults to the last 7 days before the scheduled start; the cube's time axis is grown to
+    reach the period's end first.
+    """
+    logger = get_run_logger()
+    period = toi_from_parameter(toi if toi is not None else {"last": "7D"}, now=run_start())
+    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    end = toi_intervals(period)[-1][1]
+    if cube.spec.time is not None and cube.spec.time[-1] < end.floor("D"):
+        cube.extend_time(end)
+        logger.info("time axis of %s grown to %s", cube_url, cube.spec.time[-1])
+    with ParcelStore(store_url) as store:
+        area = groups_area(store)
+        groups = len(store.groups())
+    logger.info("ingest %s for %d watched groups", period, groups)
+    return download(cube_url, roi_to_parameter(area), toi_to_parameter(period), catalog_dir,
+                    message=f"stacube: ingest {groups} parcel groups", concurrency=concurrency, retries=retries)
+
+
+@task(name="group-indices", task_run_name="indices {group_id}", retries=2, retry_delay_seconds=[1, 5],
+      cache_policy=NO_CACHE)
+def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: Any,
+                       settings: IndexSettings, run_id: str) -> dict[str, Any]:
+    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    with ParcelStore(store_url) as store:
+        rows = compute_group(cube, store, group_id, toi, settings, run_id, offline=True)
+    return {"group_id": group_id, "rows": len(rows), "usable": int(rows["usable"].sum()) if len(rows) else 0,
+            "no_acquisition": int((rows["reason"] == "no acquisition").sum()) if len(rows) else 0}
+
+
+@flow(name="stacube-fields-indices", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
+            min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None) -> dict[str, Any]:
+    """NDVI/NDMI per watched parcel and acquisition of the period (default: the last 7 days), per group."""
+    from prefect import runtime
+
+    logger = get_run_logger()
+    period = toi_from_parameter(toi if toi is not None else {"last": "7D"}, now=run_start())
+    settings = IndexSettings(min_valid_fraction=min_valid_fraction,
+                             **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
+    with ParcelStore(store_url) as store:
+        group_ids = list(store.groups().group_id)
+    run_id = str(runtime.flow_run.id)
+    futures = [group_indices_task.submit(cube_url, store_url, catalog_dir, g, period, settings, run_id)
+               for g in group_ids]
+    done, failed = [], []
+    for group_id, future in zip(group_ids, futures, strict=True):
+        try:
+            done.append(future.result())
+        except Exception as error:  # noqa: BLE001 - one group's failure is reported, the others go on
+            failed.append((group_id, f"{type(error).__name__}: {error}"))
+            logger.error("group %s failed for %s: %s", group_id, period, error)
+    table = pd.DataFrame(done, columns=["group_id", "rows", "usable", "no_acquisition"])
+    lines = ["| group | parcel-dates | usable | no acquisition |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r.group_id} | {r.rows} | {r.usable} | {r.no_acquisition} |" for r in table.itertuples()]
+    lines += [f"| {g} | failed: {why} | | |" for g, why in failed]
+    create_markdown_artifact("\n".join(lines), key="stacube-fields-indices",
+                             description=f"NDVI/NDMI for {period} into {store_url}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(group_ids)} groups failed for {period}: "
+                           + "; ".join(f"{g} ({why})" for g, why in failed))
+    return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum())}
