@@ -89,3 +89,31 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
         raise RuntimeError(f"{len(failed)} of {len(group_ids)} groups failed for {period}: "
                            + "; ".join(f"{g} ({why})" for g, why in failed))
     return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum())}
+
+
+@flow(name="stacube-fields-publish")
+def publish(store_url: str, out_dir: str, name: str | None = None, sample: int = 6) -> dict[str, Any]:
+    """Weekly NDVI/NDMI per watched parcel (gaps interpolated and flagged) as GeoParquet and CSV, with
+    an artifact holding the counts and a plot of a sample of parcels."""
+    import base64
+
+    from ..fields.publish import export_series, plot_sample, weekly_series
+
+    logger = get_run_logger()
+    name = name or f"parcel-series-{run_start():%Y%m%d}"
+    with ParcelStore(store_url) as store:
+        parcels = store.parcels()
+        observations = store.observations(list(parcels.parcel_id))
+    series = weekly_series(observations)
+    paths = export_series(series, parcels, out_dir, name)
+    png = plot_sample(series, f"{out_dir}/{name}.png", parcels=sample) if len(series) else None
+    filled = int(series["filled"].sum()) if len(series) else 0
+    lines = [f"**{series['parcel_id'].nunique() if len(series) else 0}** of {len(parcels)} watched parcels, "
+             f"{len(series)} parcel-weeks, {filled} filled by interpolation",
+             f"files: `{paths['geoparquet']}`, `{paths['csv']}`"]
+    if png is not None:
+        lines.append(f"![sample](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})")
+    create_markdown_artifact("\n\n".join(lines), key="stacube-fields-publish", description=f"published {name}")
+    logger.info("published %d parcel-weeks (%d filled) to %s", len(series), filled, out_dir)
+    return {"parcel_weeks": len(series), "filled": filled, **{k: str(v) for k, v in paths.items()},
+            "png": str(png) if png else None}

@@ -138,7 +138,7 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
     from prefect.testing.utilities import prefect_test_harness
 
     from stacube.datasets import sentinel2_l2a_spec
-    from stacube.flows.fields import indices, ingest
+    from stacube.flows.fields import indices, ingest, publish
 
     spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=season_api.url,
                               chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
@@ -158,6 +158,9 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
         assert report["patches_written"]
         state = indices(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
                         str(tmp_path / "catalog"), return_state=True)
+        published = publish(store_url, str(tmp_path / "published"), name="season")
+    assert published["parcel_weeks"] > len(parcels) * 5 and published["filled"] >= len(parcels)  # the empty week
+    assert all((tmp_path / "published" / f"season.{ext}").is_file() for ext in ("parquet", "csv", "png"))
     grown = Cube.open(tmp_path / "s2", catalog_dir=tmp_path / "catalog")
     assert grown.spec.time[-1] >= pd.Timestamp("2024-06-30") and len(grown.history()) == before + 2  # grow + ingest
     assert state.is_failed() and far_group in str(state.message or state.result(raise_on_failure=False))
@@ -165,3 +168,34 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
         observed = store.observations()
     assert set(observed.parcel_id) == set(parcels.parcel_id)  # every other group was computed
     assert len(observed) == len(parcels) * len(Season().days) and observed.usable.sum() > 150
+
+
+def test_published_weekly_series_fill_the_empty_week_and_are_written_as_files(season, tmp_path):
+    import geopandas as gpd
+    from PIL import Image
+
+    from stacube.fields.publish import export_series, plot_sample, weekly_series
+
+    _cube, store = season
+    observations = store.observations()
+    series = weekly_series(observations)
+    gap = series[series.week == pd.Timestamp("2024-05-20")]
+    assert len(gap) == series.parcel_id.nunique() and gap.filled.all() and (gap.acquisitions == 0).all()
+    for row in gap.itertuples():  # linear in time between the neighbouring weeks
+        around = series[(series.parcel_id == row.parcel_id)].set_index("week").ndvi
+        before, after = around.get(pd.Timestamp("2024-05-13")), around.get(pd.Timestamp("2024-05-27"))
+        if before is not None and after is not None:
+            assert row.ndvi == pytest.approx((before + after) / 2)
+    measured = series[~series.filled].iloc[0]
+    usable = observations[(observations.parcel_id == measured.parcel_id) & observations.usable]
+    same_week = usable[pd.to_datetime(usable.date).dt.to_period("W-SUN").dt.start_time == measured.week]
+    assert measured.ndvi == pytest.approx(same_week.ndvi_mean.mean()) and measured.acquisitions == len(same_week)
+    paths = export_series(series, store.parcels(), tmp_path / "out")
+    table = gpd.read_parquet(paths["geoparquet"])
+    assert len(table) == len(series) and table.crs.to_epsg() == 4326 and table.geometry.notna().all()
+    assert len(pd.read_csv(paths["csv"])) == len(series)
+    png = plot_sample(series, tmp_path / "out" / "sample.png")
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert image.shape == (400, 800, 3)
+    assert (image.min(axis=2) < 200).mean() > 0.02  # axes, lines and labels: not blank
+    assert (np.abs(image.astype(int) - (31, 119, 180)).sum(axis=2) < 30).sum() > 50  # the first series' blue
