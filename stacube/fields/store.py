@@ -49,7 +49,62 @@ def database_path(url: str | os.PathLike) -> Path:
 
 
 class ParcelStore:
-    """Parcels (watched or not) and their per-date NDVI/NDMI statistics in one DuckDB file."""
+    """Parcels (watched or not) and their per-date NDVI/NDMI statistics; the URL chooses where:
+    ``duckdb:///path`` (or a path) for one embedded file, ``postgresql+asyncpg://...`` for a
+    PostgreSQL/PostGIS server. Both keep the same tables in the ``stacube_fields`` schema."""
+
+    def __new__(cls, url: str | os.PathLike):
+        if cls is ParcelStore:
+            if os.fspath(url).startswith(("postgresql", "postgres:")):
+                from .postgres import PostgresParcelStore
+
+                cls = PostgresParcelStore
+            else:
+                cls = DuckDBParcelStore
+        return super().__new__(cls)
+
+    def __enter__(self) -> ParcelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
+    """Parcels as rows to store: WKB geometry and its bounding box."""
+    if parcels.crs is None or parcels.crs.to_epsg() != 4326:
+        raise ValueError(f"parcels must be in EPSG:4326, got {parcels.crs}")
+    bounds = parcels.geometry.bounds
+    return pd.DataFrame({
+        "parcel_id": parcels["parcel_id"].astype(str), "group_id": parcels["group_id"].astype(str),
+        "utm_zone": parcels["utm_zone"].astype(int), "geometry": shapely.to_wkb(parcels.geometry.values),
+        "minx": bounds.minx, "miny": bounds.miny, "maxx": bounds.maxx, "maxy": bounds.maxy,
+        "repaired": parcels.get("repaired", pd.Series(False, index=parcels.index)).astype(bool),
+        "watched": watched,
+    })
+
+
+def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Observations as rows to store, checked for columns; dates as dates."""
+    missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
+    if missing:
+        raise ValueError(f"observations lack columns {sorted(missing)}")
+    frame = rows[OBSERVATION_COLUMNS].copy()
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    return frame
+
+
+def parcels_frame(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Stored parcel rows (geometry as WKB) as a GeoDataFrame in EPSG:4326."""
+    geometry = shapely.from_wkb(frame.pop("geometry").map(bytes).to_numpy()) if len(frame) else []
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index, crs="EPSG:4326"))
+
+
+class DuckDBParcelStore(ParcelStore):
+    """The embedded store: one DuckDB file."""
 
     def __init__(self, url: str | os.PathLike):
         import duckdb
@@ -63,26 +118,11 @@ class ParcelStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> ParcelStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- parcels ----------------------------------------------------------------------------
     def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
         """Insert or update parcels (EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone``); an existing
         parcel keeps whether it is watched. Returns how many were written."""
-        if parcels.crs is None or parcels.crs.to_epsg() != 4326:
-            raise ValueError(f"parcels must be in EPSG:4326, got {parcels.crs}")
-        bounds = parcels.geometry.bounds
-        rows = pd.DataFrame({
-            "parcel_id": parcels["parcel_id"].astype(str), "group_id": parcels["group_id"].astype(str),
-            "utm_zone": parcels["utm_zone"].astype(int), "geometry": shapely.to_wkb(parcels.geometry.values),
-            "minx": bounds.minx, "miny": bounds.miny, "maxx": bounds.maxx, "maxy": bounds.maxy,
-            "repaired": parcels.get("repaired", pd.Series(False, index=parcels.index)).astype(bool),
-            "watched": watched,
-        })
+        rows = parcel_rows(parcels, watched)
         with self._lock:
             self._db.register("incoming", rows)
             self._db.execute(f"""
@@ -118,15 +158,13 @@ class ParcelStore:
         sql = (f"SELECT parcel_id, group_id, utm_zone, watched, repaired, geometry FROM {SCHEMA}.parcels"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY parcel_id")
         with self._lock:
-            frame = self._db.execute(sql, params).df()
-        geometry = shapely.from_wkb(frame.pop("geometry").map(bytes).to_numpy()) if len(frame) else []
-        return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index, crs="EPSG:4326"))
+            return parcels_frame(self._db.execute(sql, params).df())
 
     def groups(self, watched_only: bool = True) -> pd.DataFrame:
         """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box."""
         with self._lock:
             return self._db.execute(f"""
-                SELECT group_id, any_value(utm_zone) AS utm_zone, count(*) AS parcels,
+                SELECT group_id, min(utm_zone) AS utm_zone, count(*) AS parcels,
                        min(minx) AS minx, min(miny) AS miny, max(maxx) AS maxx, max(maxy) AS maxy
                 FROM {SCHEMA}.parcels {"WHERE watched" if watched_only else ""}
                 GROUP BY group_id ORDER BY group_id""").df()
@@ -136,11 +174,7 @@ class ParcelStore:
         """Insert or replace per-parcel, per-date statistics (columns ``OBSERVATION_COLUMNS``)."""
         if rows.empty:
             return 0
-        missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
-        if missing:
-            raise ValueError(f"observations lack columns {sorted(missing)}")
-        frame = rows[OBSERVATION_COLUMNS].copy()
-        frame["date"] = pd.to_datetime(frame["date"]).dt.date
+        frame = observation_rows(rows)
         columns = ", ".join(OBSERVATION_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in OBSERVATION_COLUMNS[2:])
         with self._lock:

@@ -101,3 +101,41 @@ def s3_endpoint():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster with PostGIS on 127.0.0.1 (Debian's packages, installed by .ci/run)."""
+    import subprocess
+    from pathlib import Path
+
+    from stacube.sample.servers import free_port
+
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not binaries:
+        raise RuntimeError("PostgreSQL is not installed: .ci/run installs postgresql and postgresql-*-postgis-3")
+    bin_dir = binaries[-1].parent
+    import tempfile
+
+    # not under pytest's folder: that one is private to root, and the cluster may run as another user
+    root = Path(tempfile.mkdtemp(prefix="stacube-postgres-"))
+    data, sockets = root / "data", root / "run"
+    sockets.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the cluster as the packages' postgres user
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "stacube", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "stacube",
+                        "fields"], check=True, capture_output=True)
+        yield f"postgresql+asyncpg://stacube@127.0.0.1:{port}/fields"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

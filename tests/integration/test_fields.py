@@ -24,15 +24,31 @@ def season_api(tmp_path_factory):
         yield api
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store_url(request, tmp_path):
+    """The same suite on the embedded store and on PostgreSQL/PostGIS (a fresh database each)."""
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path}/fields.duckdb"
+    import subprocess
+    import uuid
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"fields_{uuid.uuid4().hex[:8]}"
+    host, port = server.split("@")[1].split("/")[0].split(":")
+    subprocess.run(["psql", "-h", host, "-p", port, "-U", "stacube", "-d", "fields", "-c", f"CREATE DATABASE {name}"],
+                   check=True, capture_output=True)
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture
-def season(season_api, tmp_path):
-    """A Sentinel-2 cube over the season, the parcels imported into a DuckDB store, every group computed."""
+def season(season_api, store_url, tmp_path):
+    """A Sentinel-2 cube over the season, the parcels imported into a store, every group computed."""
     from stacube.datasets import sentinel2_l2a_spec
 
     spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-06-30", api_url=season_api.url,
                               chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
     cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
-    store = ParcelStore(f"duckdb:///{tmp_path}/fields.duckdb")
+    store = ParcelStore(store_url)
     store.add_parcels(clean_parcels(season_parcels(), "parcel_id").parcels)
     for group_id in store.groups().group_id:
         compute_group(cube, store, group_id, SEASON, run_id="first")

@@ -1,0 +1,172 @@
+"""The parcel store on PostgreSQL with PostGIS, for scale: SQLAlchemy's asyncio engine over asyncpg.
+
+The same tables as the DuckDB store, in the same ``stacube_fields`` schema; geometries are PostGIS
+geometries (EPSG:4326, GiST-indexed) and observations are partitioned by month, each month's
+partition created when the first row for it arrives. Calls are synchronous for the caller: the
+engine runs on an event loop of its own thread, so the store also works inside a notebook's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from .store import (
+    OBSERVATION_COLUMNS,
+    SCHEMA,
+    ParcelStore,
+    observation_rows,
+    parcel_rows,
+    parcels_frame,
+)
+
+_TABLES = [
+    "CREATE EXTENSION IF NOT EXISTS postgis",
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.parcels (
+        parcel_id TEXT PRIMARY KEY, group_id TEXT NOT NULL, utm_zone INTEGER NOT NULL,
+        geometry geometry(Geometry, 4326) NOT NULL, minx DOUBLE PRECISION, miny DOUBLE PRECISION,
+        maxx DOUBLE PRECISION, maxy DOUBLE PRECISION, repaired BOOLEAN, watched BOOLEAN NOT NULL,
+        updated_at TIMESTAMPTZ DEFAULT now())""",
+    f"CREATE INDEX IF NOT EXISTS parcels_group ON {SCHEMA}.parcels (group_id)",
+    f"CREATE INDEX IF NOT EXISTS parcels_geometry ON {SCHEMA}.parcels USING gist (geometry)",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.observations (
+        parcel_id TEXT NOT NULL, date DATE NOT NULL,
+        ndvi_mean DOUBLE PRECISION, ndvi_median DOUBLE PRECISION, ndvi_std DOUBLE PRECISION,
+        ndmi_mean DOUBLE PRECISION, ndmi_median DOUBLE PRECISION, ndmi_std DOUBLE PRECISION,
+        valid_pixels INTEGER NOT NULL, total_pixels INTEGER NOT NULL, valid_fraction DOUBLE PRECISION NOT NULL,
+        usable BOOLEAN NOT NULL, reason TEXT, run_id TEXT, PRIMARY KEY (parcel_id, date)) PARTITION BY RANGE (date)""",
+]
+
+
+class PostgresParcelStore(ParcelStore):
+    """Parcels and observations on a PostgreSQL/PostGIS server (``postgresql+asyncpg://user@host/db``)."""
+
+    def __init__(self, url: str | os.PathLike):
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        url = os.fspath(url)
+        if url.startswith("postgres://"):
+            url = "postgresql+asyncpg://" + url[len("postgres://"):]
+        elif url.startswith("postgresql://"):
+            url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stacube-postgres", daemon=True)
+        self._thread.start()
+        self._engine = create_async_engine(url, pool_size=4)
+        self._months: set[str] = set()
+        self._run(self._create())
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _execute(self, sql: str, params: Any = None, fetch: bool = False) -> Any:
+        from sqlalchemy import text
+
+        async with self._engine.begin() as connection:
+            result = await connection.execute(text(sql), params) if params is not None else \
+                await connection.execute(text(sql))
+            return [dict(row._mapping) for row in result] if fetch else result.rowcount
+
+    async def _create(self) -> None:
+        from sqlalchemy import text
+
+        async with self._engine.begin() as connection:
+            for statement in _TABLES:
+                await connection.execute(text(statement))
+
+    def close(self) -> None:
+        self._run(self._engine.dispose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    # --- parcels ----------------------------------------------------------------------------
+    def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
+        rows = parcel_rows(parcels, watched)
+        if rows.empty:
+            return 0
+        self._run(self._execute(f"""
+            INSERT INTO {SCHEMA}.parcels (parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy,
+                                          repaired, watched)
+            VALUES (:parcel_id, :group_id, :utm_zone, ST_GeomFromWKB(:geometry, 4326), :minx, :miny, :maxx, :maxy,
+                    :repaired, :watched)
+            ON CONFLICT (parcel_id) DO UPDATE SET group_id = excluded.group_id, utm_zone = excluded.utm_zone,
+                geometry = excluded.geometry, minx = excluded.minx, miny = excluded.miny, maxx = excluded.maxx,
+                maxy = excluded.maxy, repaired = excluded.repaired, updated_at = now()""",
+            rows.to_dict("records")))
+        return len(rows)
+
+    def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
+        ids = [str(p) for p in parcel_ids]
+        return int(self._run(self._execute(
+            f"UPDATE {SCHEMA}.parcels SET watched = :watched, updated_at = now() WHERE parcel_id = ANY(:ids)",
+            {"watched": watched, "ids": ids})))
+
+    def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
+        where, params = [], {}
+        if watched_only:
+            where.append("watched")
+        if group_id is not None:
+            where.append("group_id = :group_id")
+            params["group_id"] = group_id
+        rows = self._run(self._execute(
+            f"SELECT parcel_id, group_id, utm_zone, watched, repaired, ST_AsBinary(geometry) AS geometry "
+            f"FROM {SCHEMA}.parcels" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY parcel_id",
+            params, fetch=True))
+        columns = ["parcel_id", "group_id", "utm_zone", "watched", "repaired", "geometry"]
+        return parcels_frame(pd.DataFrame(rows, columns=columns))
+
+    def groups(self, watched_only: bool = True) -> pd.DataFrame:
+        rows = self._run(self._execute(f"""
+            SELECT group_id, min(utm_zone) AS utm_zone, count(*) AS parcels,
+                   min(minx) AS minx, min(miny) AS miny, max(maxx) AS maxx, max(maxy) AS maxy
+            FROM {SCHEMA}.parcels {"WHERE watched" if watched_only else ""}
+            GROUP BY group_id ORDER BY group_id""", {}, fetch=True))
+        return pd.DataFrame(rows, columns=["group_id", "utm_zone", "parcels", "minx", "miny", "maxx", "maxy"])
+
+    # --- observations -----------------------------------------------------------------------
+    async def _partitions(self, months: Sequence[pd.Period]) -> None:
+        for month in months:
+            name = f"observations_{month.year}{month.month:02d}"
+            if name in self._months:
+                continue
+            await self._execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{name} PARTITION OF {SCHEMA}.observations "
+                f"FOR VALUES FROM ('{month.start_time:%Y-%m-%d}') TO ('{(month + 1).start_time:%Y-%m-%d}')")
+            self._months.add(name)
+
+    def write_observations(self, rows: pd.DataFrame) -> int:
+        if rows.empty:
+            return 0
+        frame = observation_rows(rows)
+        months = sorted({pd.Period(d, "M") for d in frame["date"]})
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        columns = ", ".join(OBSERVATION_COLUMNS)
+        values = ", ".join(f":{c}" for c in OBSERVATION_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in OBSERVATION_COLUMNS[2:])
+
+        async def write() -> None:
+            await self._partitions(months)
+            await self._execute(f"INSERT INTO {SCHEMA}.observations ({columns}) VALUES ({values}) "
+                                f"ON CONFLICT (parcel_id, date) DO UPDATE SET {updates}", records)
+
+        self._run(write())
+        return len(frame)
+
+    def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        sql, params = f"SELECT {', '.join(OBSERVATION_COLUMNS)} FROM {SCHEMA}.observations", {}
+        if parcel_ids is not None:
+            sql += " WHERE parcel_id = ANY(:ids)"
+            params["ids"] = [str(p) for p in parcel_ids]
+        rows = self._run(self._execute(sql + " ORDER BY parcel_id, date", params, fetch=True))
+        frame = pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
+        frame["date"] = pd.to_datetime(frame["date"])
+        for column in [*OBSERVATION_COLUMNS[2:8], "valid_fraction"]:
+            frame[column] = frame[column].astype("float64")
+        return frame
