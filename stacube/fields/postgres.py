@@ -19,11 +19,13 @@ import pandas as pd
 
 from .store import (
     OBSERVATION_COLUMNS,
+    QUALITY_COLUMNS,
     SCHEMA,
     ParcelStore,
     observation_rows,
     parcel_rows,
     parcels_frame,
+    quality_rows,
 )
 
 _TABLES = [
@@ -42,6 +44,9 @@ _TABLES = [
         ndmi_mean DOUBLE PRECISION, ndmi_median DOUBLE PRECISION, ndmi_std DOUBLE PRECISION,
         valid_pixels INTEGER NOT NULL, total_pixels INTEGER NOT NULL, valid_fraction DOUBLE PRECISION NOT NULL,
         usable BOOLEAN NOT NULL, reason TEXT, run_id TEXT, PRIMARY KEY (parcel_id, date)) PARTITION BY RANGE (date)""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.quality (
+        run_id TEXT NOT NULL, checked_at TIMESTAMP NOT NULL, period_start DATE, period_end DATE, kpi TEXT NOT NULL,
+        value DOUBLE PRECISION, threshold DOUBLE PRECISION, ok BOOLEAN NOT NULL, PRIMARY KEY (run_id, kpi))""",
 ]
 
 
@@ -158,6 +163,23 @@ class PostgresParcelStore(ParcelStore):
 
         self._run(write())
         return len(frame)
+
+    def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
+        frame = quality_rows(run_id, start, end, report)
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for record in records:
+            record["checked_at"] = record["checked_at"].to_pydatetime()
+        columns = ", ".join(QUALITY_COLUMNS)
+        values = ", ".join(f":{c}" for c in QUALITY_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in QUALITY_COLUMNS[1:] if c != "kpi")
+        self._run(self._execute(f"INSERT INTO {SCHEMA}.quality ({columns}) VALUES ({values}) "
+                                f"ON CONFLICT (run_id, kpi) DO UPDATE SET {updates}", records))
+        return len(frame)
+
+    def quality(self) -> pd.DataFrame:
+        rows = self._run(self._execute(f"SELECT {', '.join(QUALITY_COLUMNS)} FROM {SCHEMA}.quality "
+                                       "ORDER BY checked_at DESC, kpi", {}, fetch=True))
+        return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
 
     def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
         sql, params = f"SELECT {', '.join(OBSERVATION_COLUMNS)} FROM {SCHEMA}.observations", {}

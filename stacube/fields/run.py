@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, box, unary_union
 
 from ..cube import Cube
+from ..errors import ROIError
 from ..timeaxis import toi_intervals
 from .indices import IndexSettings, no_acquisition, parcel_statistics
 from .store import ParcelStore
@@ -35,8 +36,12 @@ def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], 
     """The window of the cube's zone in ``EPSG:utm_epsg`` (else its first zone) around lon/lat bounds."""
     zones = list(cube.spec.zones.values())
     zone = next((z for z in zones if z.crs.epsg == utm_epsg), zones[0])
-    area = box(*parcels_bounds, "EPSG:4326").to_crs(zone.crs)
-    window = zone.overlap_roi(GeoBox.from_bbox(area.boundingbox, zone.crs, resolution=zone.resolution.x))
+    area = box(*parcels_bounds, "EPSG:4326")
+    if not zone.extent.intersects(area.to_crs(zone.crs)):
+        raise ROIError(f"parcels within {tuple(round(v, 4) for v in parcels_bounds)} (lon/lat) lie outside the "
+                       f"zones of cube {cube.spec.name!r}")
+    window = zone.overlap_roi(GeoBox.from_bbox(area.to_crs(zone.crs).boundingbox, zone.crs,
+                                               resolution=zone.resolution.x))
     return zone[window]
 
 

@@ -33,7 +33,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.observations (
     ndvi_mean DOUBLE, ndvi_median DOUBLE, ndvi_std DOUBLE, ndmi_mean DOUBLE, ndmi_median DOUBLE, ndmi_std DOUBLE,
     valid_pixels INTEGER NOT NULL, total_pixels INTEGER NOT NULL, valid_fraction DOUBLE NOT NULL,
     usable BOOLEAN NOT NULL, reason VARCHAR, run_id VARCHAR, PRIMARY KEY (parcel_id, date));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.quality (
+    run_id VARCHAR NOT NULL, checked_at TIMESTAMP NOT NULL, period_start DATE, period_end DATE,
+    kpi VARCHAR NOT NULL, value DOUBLE, threshold DOUBLE, ok BOOLEAN NOT NULL, PRIMARY KEY (run_id, kpi));
 """
+QUALITY_COLUMNS = ["run_id", "checked_at", "period_start", "period_end", "kpi", "value", "threshold", "ok"]
 
 
 def database_path(url: str | os.PathLike) -> Path:
@@ -95,6 +99,17 @@ def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
     frame = rows[OBSERVATION_COLUMNS].copy()
     frame["date"] = pd.to_datetime(frame["date"]).dt.date
     return frame
+
+
+def quality_rows(run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> pd.DataFrame:
+    """A quality report (``stacube.fields.quality``) as rows to store."""
+    frame = report[["kpi", "value", "threshold", "ok"]].copy()
+    frame.insert(0, "period_end", pd.Timestamp(end).date())
+    frame.insert(0, "period_start", pd.Timestamp(start).date())
+    frame.insert(0, "checked_at", pd.Timestamp.now(tz="UTC").tz_localize(None))
+    frame.insert(0, "run_id", str(run_id))
+    frame["ok"] = frame["ok"].astype(bool)
+    return frame[QUALITY_COLUMNS]
 
 
 def parcels_frame(frame: pd.DataFrame) -> gpd.GeoDataFrame:
@@ -183,6 +198,21 @@ class DuckDBParcelStore(ParcelStore):
                              f"ON CONFLICT (parcel_id, date) DO UPDATE SET {updates}")
             self._db.unregister("incoming")
         return len(frame)
+
+    def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
+        """Store a run's data-quality KPIs (one row each; writing a run again replaces them)."""
+        frame = quality_rows(run_id, start, end, report)
+        columns = ", ".join(QUALITY_COLUMNS)
+        with self._lock:
+            self._db.register("incoming", frame)
+            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.quality ({columns}) SELECT {columns} FROM incoming")
+            self._db.unregister("incoming")
+        return len(frame)
+
+    def quality(self) -> pd.DataFrame:
+        """Every stored KPI, newest run first."""
+        with self._lock:
+            return self._db.execute(f"SELECT * FROM {SCHEMA}.quality ORDER BY checked_at DESC, kpi").df()
 
     def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """The stored statistics, ordered by parcel and date."""

@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..cube import Cube
 from ..fields import IndexSettings, ParcelStore, compute_group
+from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import groups_area
 from ..timeaxis import toi_intervals
 from .download import download, roi_to_parameter, run_start, toi_from_parameter, toi_to_parameter
@@ -59,8 +60,11 @@ def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, g
 
 @flow(name="stacube-fields-indices", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
-            min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None) -> dict[str, Any]:
-    """NDVI/NDMI per watched parcel and acquisition of the period (default: the last 7 days), per group."""
+            min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None,
+            min_parcels_covered: float = 0.5, min_cloud_free_fraction: float = 0.2, max_stale_parcels: float = 0.5,
+            stale_weeks: int = 4) -> dict[str, Any]:
+    """NDVI/NDMI per watched parcel and acquisition of the period (default: the last 7 days), per group;
+    then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold."""
     from prefect import runtime
 
     logger = get_run_logger()
@@ -80,15 +84,29 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
             failed.append((group_id, f"{type(error).__name__}: {error}"))
             logger.error("group %s failed for %s: %s", group_id, period, error)
     table = pd.DataFrame(done, columns=["group_id", "rows", "usable", "no_acquisition"])
+    (start, _), (_, end) = toi_intervals(period)[0], toi_intervals(period)[-1]
+    thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
+    with ParcelStore(store_url) as store:
+        watched = list(store.parcels().parcel_id)
+        report = quality_report(store.observations(watched), watched, start, end, thresholds)
+        store.write_quality(run_id, start, end, report)
     lines = ["| group | parcel-dates | usable | no acquisition |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.group_id} | {r.rows} | {r.usable} | {r.no_acquisition} |" for r in table.itertuples()]
     lines += [f"| {g} | failed: {why} | | |" for g, why in failed]
+    lines += ["", "| KPI | value | threshold | |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r.kpi} | {r.value} | {r.threshold} | {'ok' if r.ok else '**BREACH**'} |"
+              for r in report.itertuples()]
     create_markdown_artifact("\n".join(lines), key="stacube-fields-indices",
                              description=f"NDVI/NDMI for {period} into {store_url}")
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(group_ids)} groups failed for {period}: "
-                           + "; ".join(f"{g} ({why})" for g, why in failed))
-    return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum())}
+    problems = [f"{len(failed)} of {len(group_ids)} groups failed for {period}: "
+                + "; ".join(f"{g} ({why})" for g, why in failed)] if failed else []
+    problems += [f"data quality: {r.message}" for r in report.itertuples() if not r.ok]
+    for problem in problems:
+        logger.error("%s", problem)
+    if problems:
+        raise RuntimeError(" | ".join(problems))
+    return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum()),
+            "quality": report[["kpi", "value", "ok"]].to_dict("records")}
 
 
 @flow(name="stacube-fields-publish")

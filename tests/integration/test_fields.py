@@ -175,11 +175,23 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
         state = indices(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
                         str(tmp_path / "catalog"), return_state=True)
         published = publish(store_url, str(tmp_path / "published"), name="season")
+        with ParcelStore(store_url) as store:
+            store.watch(["FAR"], False)  # unwatched: the next runs cover every watched parcel
+        season_toi = {"start": "2024-05-01", "end": "2024-06-30"}
+        clean = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"), return_state=True)
+        strict = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"),
+                         min_cloud_free_fraction=0.99, return_state=True)
+    assert clean.is_completed() and all(k["ok"] for k in clean.result()["quality"])
+    assert strict.is_failed() and "data quality: cloud_free_fraction" in str(strict.result(raise_on_failure=False))
+    with ParcelStore(store_url) as store:
+        kpis = store.quality()
+    assert kpis.run_id.nunique() == 3 and list(kpis[~kpis.ok].kpi) == ["cloud_free_fraction"]  # the strict run's
     assert published["parcel_weeks"] > len(parcels) * 5 and published["filled"] >= len(parcels)  # the empty week
     assert all((tmp_path / "published" / f"season.{ext}").is_file() for ext in ("parquet", "csv", "png"))
     grown = Cube.open(tmp_path / "s2", catalog_dir=tmp_path / "catalog")
     assert grown.spec.time[-1] >= pd.Timestamp("2024-06-30") and len(grown.history()) == before + 2  # grow + ingest
-    assert state.is_failed() and far_group in str(state.message or state.result(raise_on_failure=False))
+    failure = str(state.result(raise_on_failure=False))
+    assert state.is_failed() and far_group in failure and "lie outside the zones" in failure
     with ParcelStore(store_url) as store:
         observed = store.observations()
     assert set(observed.parcel_id) == set(parcels.parcel_id)  # every other group was computed
@@ -215,3 +227,25 @@ def test_published_weekly_series_fill_the_empty_week_and_are_written_as_files(se
     assert image.shape == (400, 800, 3)
     assert (image.min(axis=2) < 200).mean() > 0.02  # axes, lines and labels: not blank
     assert (np.abs(image.astype(int) - (31, 119, 180)).sum(axis=2) < 30).sum() > 50  # the first series' blue
+
+
+def test_quality_kpis_are_computed_from_the_stored_series_and_kept(season):
+    from stacube.fields.quality import QualityThresholds, quality_report
+
+    _cube, store = season
+    observed = store.observations()
+    watched = list(store.parcels().parcel_id)
+    start, end = pd.Timestamp("2024-05-01"), pd.Timestamp("2024-06-30")
+    report = quality_report(observed, watched, start, end).set_index("kpi")
+    usable = observed.usable.astype(bool)
+    assert report.loc["parcels_covered", "value"] == pytest.approx(observed[usable].parcel_id.nunique() / 25, abs=1e-4)
+    assert report.loc["cloud_free_fraction", "value"] == pytest.approx(usable.mean(), abs=1e-4)
+    recent = observed[usable & (pd.to_datetime(observed.date) > end - pd.Timedelta(weeks=4))].parcel_id.nunique()
+    assert report.loc["stale_parcels", "value"] == pytest.approx((25 - recent) / 25, abs=1e-4)
+    strict = quality_report(observed, watched, start, end, QualityThresholds(min_cloud_free_fraction=0.99))
+    assert not strict.set_index("kpi").loc["cloud_free_fraction", "ok"]
+    store.write_quality("run-a", start, end, strict)
+    store.write_quality("run-a", start, end, strict)  # again: replaced, not doubled
+    kept = store.quality()
+    assert len(kept) == 3 and set(kept.kpi) == set(report.index) and not kept.set_index("kpi").loc[
+        "cloud_free_fraction", "ok"]

@@ -1,0 +1,54 @@
+"""Data-quality KPIs of an indices run, checked against thresholds: a breach must be seen, not logged.
+
+Three figures per run, from the stored observations of the run's period and the parcels watched:
+- ``parcels_covered``: the share of watched parcels with at least one usable acquisition in the period;
+- ``cloud_free_fraction``: the share of parcel-acquisitions that were usable (periods without any
+  acquisition do not count);
+- ``stale_parcels``: the share of watched parcels without a usable acquisition in the last
+  ``stale_weeks`` weeks up to the period's end (ever stored, not just this period).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Where a KPI breaches: below a minimum, or above a maximum."""
+
+    min_parcels_covered: float = 0.5
+    min_cloud_free_fraction: float = 0.2
+    max_stale_parcels: float = 0.5
+    stale_weeks: int = 4
+
+
+def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Timestamp, end: pd.Timestamp,
+                   thresholds: QualityThresholds | None = None) -> pd.DataFrame:
+    """One row per KPI: name, value, threshold, whether it is within it, and a sentence saying so."""
+    thresholds = thresholds or QualityThresholds()
+    watched_ids = set(map(str, watched))
+    rows = observations[observations["parcel_id"].astype(str).isin(watched_ids)].copy()
+    dates = pd.to_datetime(rows["date"])
+    in_period = rows[(dates >= start) & (dates <= end)]
+    acquired = in_period[in_period["reason"] != "no acquisition"]
+    covered = in_period.loc[in_period["usable"].astype(bool), "parcel_id"].nunique()
+    recent = rows[(dates > end - pd.Timedelta(weeks=thresholds.stale_weeks)) & (dates <= end)
+                  & rows["usable"].astype(bool)]
+    n = max(len(watched_ids), 1)
+    figures = {
+        "parcels_covered": (covered / n, thresholds.min_parcels_covered, "min"),
+        "cloud_free_fraction": (float(acquired["usable"].astype(bool).mean()) if len(acquired) else 0.0,
+                                thresholds.min_cloud_free_fraction, "min"),
+        "stale_parcels": ((len(watched_ids) - recent["parcel_id"].nunique()) / n, thresholds.max_stale_parcels,
+                          "max"),
+    }
+    out = []
+    for name, (value, limit, kind) in figures.items():
+        ok = value >= limit if kind == "min" else value <= limit
+        relation = ("at least" if kind == "min" else "at most")
+        out.append({"kpi": name, "value": round(value, 4), "threshold": limit, "ok": ok,
+                    "message": f"{name} {value:.3f} {'meets' if ok else 'breaches'} {relation} {limit}"})
+    return pd.DataFrame(out)
