@@ -176,6 +176,13 @@ class PostgresParcelStore(ParcelStore):
                                 f"ON CONFLICT (run_id, kpi) DO UPDATE SET {updates}", records))
         return len(frame)
 
+    def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
+        stamp = pd.Timestamp(unwatched_before)
+        stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp
+        return int(self._run(self._execute(
+            f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
+            "WHERE NOT watched AND updated_at < :before)", {"before": stamp.to_pydatetime()})))
+
     def quality(self) -> pd.DataFrame:
         rows = self._run(self._execute(f"SELECT {', '.join(QUALITY_COLUMNS)} FROM {SCHEMA}.quality "
                                        "ORDER BY checked_at DESC, kpi", {}, fetch=True))

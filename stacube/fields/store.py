@@ -209,6 +209,16 @@ class DuckDBParcelStore(ParcelStore):
             self._db.unregister("incoming")
         return len(frame)
 
+    def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
+        """Delete the time series of parcels unwatched since before ``unwatched_before``; returns rows deleted."""
+        with self._lock:
+            sql = (f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
+                   "WHERE NOT watched AND updated_at < ?)")
+            count = self._db.execute(sql.replace("DELETE FROM", "SELECT count(*) FROM", 1),
+                                     [unwatched_before.to_pydatetime()]).fetchone()[0]
+            self._db.execute(sql, [unwatched_before.to_pydatetime()])
+        return int(count)
+
     def quality(self) -> pd.DataFrame:
         """Every stored KPI, newest run first."""
         with self._lock:

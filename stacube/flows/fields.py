@@ -135,3 +135,27 @@ def publish(store_url: str, out_dir: str, name: str | None = None, sample: int =
     logger.info("published %d parcel-weeks (%d filled) to %s", len(series), filled, out_dir)
     return {"parcel_weeks": len(series), "filled": filled, **{k: str(v) for k, v in paths.items()},
             "png": str(png) if png else None}
+
+
+@flow(name="stacube-fields-purge")
+def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir: str | None = None,
+          keep_snapshots: str = "90D", unwatched_for: str = "30D", keep_files: str = "180D") -> dict[str, Any]:
+    """Retention: expire cube snapshots older than ``keep_snapshots`` (tags kept) and garbage-collect;
+    delete the time series of parcels unwatched for ``unwatched_for``; delete published files older
+    than ``keep_files`` from ``out_dir``."""
+    from ..fields.retention import purge_files
+
+    logger = get_run_logger()
+    now = run_start().tz_convert("UTC").tz_localize(None)
+    expired = Cube.open(cube_url, catalog_dir=catalog_dir).expire(keep_snapshots, keep_tags=True)
+    with ParcelStore(store_url) as store:
+        rows = store.purge_unwatched(now - pd.Timedelta(unwatched_for))
+    files = purge_files(out_dir, pd.Timedelta(keep_files).total_seconds()) if out_dir else []
+    summary = {"snapshots_expired": expired.snapshots_expired, "bytes_freed": expired.bytes_freed,
+               "observations_deleted": rows, "files_deleted": [str(p) for p in files]}
+    create_markdown_artifact(
+        f"expired {expired.snapshots_expired} snapshots ({expired.bytes_freed / 1e6:.1f} MB freed), deleted "
+        f"{rows} observations of unwatched parcels and {len(files)} published files",
+        key="stacube-fields-purge", description=f"retention for {cube_url} and {store_url}")
+    logger.info("%s", summary)
+    return summary

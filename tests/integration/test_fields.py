@@ -154,7 +154,7 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
     from prefect.testing.utilities import prefect_test_harness
 
     from stacube.datasets import sentinel2_l2a_spec
-    from stacube.flows.fields import indices, ingest, publish
+    from stacube.flows.fields import indices, ingest, publish, purge
 
     spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=season_api.url,
                               chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
@@ -179,6 +179,13 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
             store.watch(["FAR"], False)  # unwatched: the next runs cover every watched parcel
         season_toi = {"start": "2024-05-01", "end": "2024-06-30"}
         clean = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"), return_state=True)
+        dated = publish(store_url, str(tmp_path / "published"))  # the default name: parcel-series-<date>
+        purged = purge(str(cube.url), store_url, str(tmp_path / "published"), str(tmp_path / "catalog"),
+                       keep_snapshots="3650D", unwatched_for="0D", keep_files="0D")
+    assert purged["files_deleted"] == sorted([dated["geoparquet"], dated["csv"], dated["png"]])
+    assert (tmp_path / "published" / "season.parquet").is_file()  # not a file purge manages: left alone
+    assert purged["snapshots_expired"] == 0  # nothing older than ten years
+    with prefect_test_harness():
         strict = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"),
                          min_cloud_free_fraction=0.99, return_state=True)
     assert clean.is_completed() and all(k["ok"] for k in clean.result()["quality"])
@@ -249,3 +256,14 @@ def test_quality_kpis_are_computed_from_the_stored_series_and_kept(season):
     kept = store.quality()
     assert len(kept) == 3 and set(kept.kpi) == set(report.index) and not kept.set_index("kpi").loc[
         "cloud_free_fraction", "ok"]
+
+
+def test_series_of_unwatched_parcels_are_purged_and_the_rest_kept(season):
+    _cube, store = season
+    total = len(store.observations())
+    assert store.watch(["P00", "NOPE"], False) == 1  # only existing parcels count
+    assert store.purge_unwatched(pd.Timestamp.now(tz="UTC").tz_localize(None) - pd.Timedelta("1D")) == 0  # too recent
+    deleted = store.purge_unwatched(pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta("1min"))
+    assert deleted == len(Season().days) and len(store.observations()) == total - deleted
+    assert store.observations(["P00"]).empty and "P00" not in set(store.parcels().parcel_id)
+    assert "P00" in set(store.parcels(watched_only=False).parcel_id)  # the parcel itself stays, unwatched
