@@ -73,7 +73,7 @@ def ndvi_of(parcel_index: int, day_of_year: float) -> float:
 def season_bands(granule: Granule) -> dict[str, np.ndarray]:
     """Pixels of one granule: parcels at their phenology, background at NDVI 0.2, a moving cloud."""
     parcels = season_parcels()
-    day = granule.when.dayofyear
+    day = granule.when.day_of_year
     out: dict[str, np.ndarray] = {}
     for asset, (_, resolution, dtype) in S2_ASSETS.items():
         box = granule.geobox(resolution)

@@ -117,7 +117,7 @@ def test_indices_equal_an_independent_numpy_computation_on_the_same_pixels(seaso
                 if got.usable:
                     usable += 1
                     index = list(season_parcels().parcel_id).index(parcel.parcel_id)
-                    assert abs(got.ndvi_median - ndvi_of(index, want["date"].dayofyear)) < 0.05  # its phenology
+                    assert abs(got.ndvi_median - ndvi_of(index, want["date"].day_of_year)) < 0.05  # its phenology
                 else:
                     clouded += got.reason == "clouds"
                 checked += 1
