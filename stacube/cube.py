@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from .catalog import LocalCatalog, default_catalog_root
 from .errors import SpecError, StacubeError, TOIError, UnknownVariableError
 from .grid import patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
-from .plan import Plan, attach_items, lonlat_footprint, plan_patches, steps_with_data, zone_grids
+from .plan import Plan, attach_items, lonlat_footprint, plan_cells, plan_patches, steps_with_data, zone_grids
 from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
@@ -130,9 +130,16 @@ class Cube:
         spec = self._spec_in(root, None)
         return plan_patches(spec, root, geometry, select_steps(spec.time, toi))
 
-    def _runner(self, runner: Runner | str | None, concurrency: int | None, progress: bool | None) -> Runner:
+    def plan_cells(self, cells: Iterable[tuple[str, int, int]], toi: Any = None) -> Plan:
+        """The patches of chunk cells ``(zone, row, column)`` x TOI and which the cube lacks."""
+        root, _ = self._root()
+        spec = self._spec_in(root, None)
+        return plan_cells(spec, root, cells, select_steps(spec.time, toi))
+
+    def _runner(self, runner: Runner | str | None, concurrency: int | None, progress: bool | None,
+                skip_failed: bool = False) -> Runner:
         if runner is None or runner == "local":
-            return LocalRunner(concurrency=concurrency or 8, progress=progress)
+            return LocalRunner(concurrency=concurrency or 8, progress=progress, skip_failed=skip_failed)
         if isinstance(runner, str):
             raise ValueError(f"unknown runner {runner!r}; use 'local', 'prefect' or a Runner instance")
         return runner
@@ -149,17 +156,20 @@ class Cube:
 
     def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,
                  runner: Runner | str | None = None, progress: bool | None = None,
-                 message: str | None = None) -> RunReport:
+                 message: str | None = None, skip_failed: bool = False) -> RunReport:
         """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done.
 
-        ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (task per patch).
+        ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (task per patch). A patch
+        that fails for good fails the whole run (nothing is committed), unless ``skip_failed``: then
+        the others are committed, and the failures are listed in ``report.patches_failed`` and left
+        unfilled for the next run.
         """
         if runner == "prefect":
             from .flows.download import run_download  # the public run path: Prefect only when asked
 
-            return run_download(self, aoi, toi, concurrency, message)
+            return run_download(self, aoi, toi, concurrency, message, skip_failed)
         plan = self.plan(aoi, toi)
-        return self._download(plan, self._runner(runner, concurrency, progress), message)
+        return self._download(plan, self._runner(runner, concurrency, progress, skip_failed), message)
 
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,23 @@ def patch_id(zone: str, iy: int, ix: int, time: pd.Timestamp | None = None) -> s
     if time is None:
         return f"{zone}/y{iy}x{ix}"
     return f"{zone}/{pd.Timestamp(time):%Y%m%dT%H%M%S}/y{iy}x{ix}"
+
+
+def parse_patch_id(patch: str) -> tuple[str, pd.Timestamp | None, int, int]:
+    """(zone, time or None, chunk row, chunk column) of an id made by ``patch_id``."""
+    parts = patch.split("/")
+    cell = parts[-1]
+    iy, ix = (int(v) for v in cell[1:].split("x"))
+    when = pd.Timestamp(parts[1]) if len(parts) == 3 else None
+    return parts[0], when, iy, ix
+
+
+def source_tile_name(properties: Mapping[str, Any], item_id: str) -> str:
+    """The source tile an Item is: ``32TPS`` from ``grid:code: MGRS-32TPS`` or ``s2:mgrs_tile``, else its id."""
+    code = str(properties.get("grid:code") or "")
+    if code.startswith("MGRS-"):
+        return code[len("MGRS-"):]
+    return str(properties.get("s2:mgrs_tile") or item_id)
 
 
 def roi_geometry(roi: GeoBox | Geometry) -> Geometry:

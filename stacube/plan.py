@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import icechunk
@@ -62,6 +62,30 @@ def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequenc
             f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every zone "
             f"of cube {spec.name!r}: {extents}"
         )
+    plan.missing = unfilled(root, plan.patches)
+    return plan
+
+
+def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int, int]],
+               steps: Sequence[int] | None) -> Plan:
+    """The patches of the given chunk cells (zone, row, column) x TOI, and those not yet filled.
+
+    For callers that know exactly which chunks they need (the parcel ingest: chunks under parcels),
+    where an ROI drawn around them would also catch a neighbouring zone's overlapping chunks.
+    """
+    grids = {grid.name: grid for grid in zone_grids(spec)}
+    patches = []
+    for zone, iy, ix in sorted({(str(z), int(y), int(x)) for z, y, x in cells}):
+        grid = grids.get(zone)
+        if grid is None:
+            raise ROIError(f"cell ({zone!r}, {iy}, {ix}): cube {spec.name!r} has no zone {zone!r}; "
+                           f"its zones are {sorted(grids)}")
+        rows, columns = grid.chunk_counts
+        if not (0 <= iy < rows and 0 <= ix < columns):
+            raise ROIError(f"cell ({zone!r}, {iy}, {ix}) is outside zone {zone!r} of {rows} x {columns} chunks")
+        box = grid.chunk_geobox(iy, ix)
+        patches += [PatchIndex(zone, iy, ix, box, step, period) for step, period in _steps(spec, steps)]
+    plan = Plan(patches=patches)
     plan.missing = unfilled(root, plan.patches)
     return plan
 

@@ -1,7 +1,10 @@
 """One download run: read patches concurrently, each into a fork of one session, merge, ONE commit.
 
 This is the core both runners drive (the local thread runner here, Prefect in ``stacube.flows``).
-A run is atomic: if any patch fails, nothing is committed and the cube stays at its snapshot.
+A run is atomic: if any patch fails, nothing is committed and the cube stays at its snapshot. A
+runner that skips failures (``skip_failed``) instead hands back PatchFailures: those patches are
+neither written nor recorded as filled (the next run tries them again) and are listed in the report
+and the commit metadata.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .backends import Backend
 from .grid import PatchIndex
 from .plan import unfilled
 from .resolve import commit_settling_overlaps
-from .runners import Runner
+from .runners import PatchFailure, Runner
 from .spec import CubeSpec
 from .store import BRANCH
 from .write import mark_filled, write_patch
@@ -56,6 +59,7 @@ class RunReport:
     seconds: float = 0.0
     runner: str = "local"
     patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (bytes, seconds)
+    patches_failed: dict[str, PatchFailure] = field(default_factory=dict)  # skipped failures, by patch id
 
     @property
     def patches(self) -> int:
@@ -66,6 +70,7 @@ class RunReport:
             f"run {self.run_id}: {len(self.patches_written)} patches written, {len(self.patches_empty)} without data, "
             f"{self.patches_already_filled} already filled, {self.bytes_written / 1e6:.1f} MB in {self.seconds:.2f} s"
             f" -> snapshot {self.snapshot_id}"
+            + (f"; {len(self.patches_failed)} patches FAILED and left for the next run" if self.patches_failed else "")
         )
 
 
@@ -123,7 +128,10 @@ def execute_run(
     with_data = [p for p in patches if p.items]
 
     task = PatchTask(pickle.dumps(session.fork()), spec, backend)
-    results = runner.map(task, with_data)
+    outcomes = runner.map(task, with_data)
+    failed = {r.patch_id: r for r in outcomes if isinstance(r, PatchFailure)}
+    results = [r for r in outcomes if not isinstance(r, PatchFailure)]
+    patches = [p for p in patches if p.id not in failed]
     forks = [r.fork for r in results if r.fork is not None]
     if forks:
         session.merge(*forks)
@@ -140,6 +148,7 @@ def execute_run(
     report.item_ids = sorted({item.id for p in patches for item in p.items})
     report.bytes_written = sum(r.nbytes for r in results)
     report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
+    report.patches_failed = failed
     metadata = {
         METADATA_KEY: {
             "run_id": run_id,
@@ -150,6 +159,7 @@ def execute_run(
             "patches_empty": report.patches_empty,
             "items": report.item_ids,
             "bytes": report.bytes_written,
+            **({"patches_failed": sorted(failed)} if failed else {}),
             **(extra_metadata or {}),
         }
     }

@@ -3,7 +3,8 @@
 A runner calls ``task(patch)`` for every patch with bounded concurrency, retrying a failing patch
 with exponential backoff; each attempt calls the task afresh, so each attempt writes into a fresh
 fork. If a patch still fails, remaining work is cancelled and a PatchReadError names the patch
-and the URL.
+and the URL; or, with ``skip_failed``, the patch comes back as a PatchFailure and the others go on
+(a pipeline where one corrupt granule must not hold back the rest).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from .errors import ItemError, PatchReadError
-from .grid import PatchIndex
+from .grid import PatchIndex, source_tile_name
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -54,6 +55,25 @@ def describe_failure(patch: PatchIndex, error: BaseException, attempts: int) -> 
     )
 
 
+@dataclass
+class PatchFailure:
+    """A patch that failed for good in a run that skips failures: neither written nor recorded as filled,
+    so the next run tries it again."""
+
+    patch_id: str
+    message: str
+    urls: list[str]
+    items: list[str]
+    tiles: list[str]  # the source tiles of its Items (MGRS for Sentinel-2)
+
+
+def failure_of(patch: PatchIndex, error: BaseException, attempts: int) -> PatchFailure:
+    described = describe_failure(patch, error, attempts)
+    log.warning("%s", described)
+    return PatchFailure(patch.id, str(described), described.urls, [item.id for item in patch.items],
+                        sorted({source_tile_name(item.properties, item.id) for item in patch.items}))
+
+
 class RunCancelled(Exception):
     """A patch not attempted (or not retried) because another patch of the run failed."""
 
@@ -62,7 +82,8 @@ class Runner(Protocol):
     name: str
 
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
-        """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch."""
+        """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch
+        (with ``skip_failed``, that patch's result is a PatchFailure instead)."""
 
 
 @dataclass
@@ -73,6 +94,7 @@ class LocalRunner:
     retries: int = 3
     backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
     progress: bool | None = None  # None: a bar on stderr when it is a terminal
+    skip_failed: bool = False  # a patch failing for good comes back as a PatchFailure; the run goes on
     name: str = "local"
 
     def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex, stop: threading.Event) -> R:
@@ -82,7 +104,10 @@ class LocalRunner:
             try:
                 return task(patch)
             except Exception as error:
-                if attempt == self.retries or is_permanent(error) or stop.is_set():
+                final = attempt == self.retries or is_permanent(error)
+                if final and self.skip_failed:
+                    return failure_of(patch, error, attempt + 1)  # type: ignore[return-value]
+                if final or stop.is_set():
                     stop.set()  # the run is lost: let the other patches stop early
                     raise describe_failure(patch, error, attempt + 1) from error
                 delay = self.backoff * 2**attempt * (0.5 + random.random())

@@ -52,14 +52,14 @@ def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int =
         raise ValueError("the parcels have no CRS; set one (for example frame.set_crs('EPSG:4326'))")
     rejected: list[dict[str, str]] = []
     ids = frame[id_column]
-    duplicated = ids.duplicated(keep=False) & ids.notna()
+    duplicated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()  # by position: labels may repeat
     kept_rows = []
-    for index, row in frame.iterrows():
+    for position, (index, row) in enumerate(frame.iterrows()):
         parcel_id = row[id_column]
         if pd.isna(parcel_id) or str(parcel_id).strip() == "":
             rejected.append({"parcel_id": f"row {index}", "reason": f"no value in {id_column!r}"})
             continue
-        if duplicated[index]:
+        if duplicated[position]:
             rejected.append({"parcel_id": str(parcel_id), "reason": f"duplicate {id_column} {parcel_id!r}"})
             continue
         original = row.geometry if isinstance(row.geometry, shapely.Geometry) else None  # a missing one may be NaN

@@ -8,28 +8,68 @@ zone's pixels warped in, as any Tile does). Only the patches under the group are
 from __future__ import annotations
 
 import logging
+import math
 import uuid
+from collections import defaultdict
 from typing import Any
 
+import geopandas as gpd
+import numpy as np
 import pandas as pd
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry, box, unary_union
+from odc.geo.geom import box
 
 from ..cube import Cube
-from ..errors import ROIError
+from ..errors import ROIError, StacubeError
+from ..grid import source_tile_name
+from ..plan import zone_grids
 from ..timeaxis import toi_intervals
 from .indices import IndexSettings, no_acquisition, parcel_statistics
-from .store import ParcelStore
+from .store import ParcelStore, naive_utc
 
 log = logging.getLogger(__name__)
 
 
-def groups_area(store: ParcelStore) -> Geometry:
-    """The lon/lat boxes of every watched group, as one geometry: what an ingest downloads."""
-    boxes = [box(g.minx, g.miny, g.maxx, g.maxy, "EPSG:4326") for g in store.groups().itertuples()]
-    if not boxes:
-        raise ValueError("no watched parcels: nothing to ingest")
-    return unary_union(boxes)
+Cell = tuple[str, int, int]  # (zone, chunk row, chunk column)
+
+
+def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[Cell, set[str]]:
+    """The cube's chunks under the parcels' bounding boxes, each with the groups it serves.
+
+    This is what an ingest downloads: patches under watched parcels, not whole granules nor the
+    empty land between a group's parcels. Vectorised over parcels (hundreds of thousands).
+    """
+    cells: dict[Cell, set[str]] = defaultdict(set)
+    groups = parcels["group_id"].to_numpy()
+    for grid in zone_grids(cube.spec):
+        bounds = parcels.geometry.to_crs(grid.geobox.crs).bounds.to_numpy()
+        inverse = ~grid.geobox.transform
+        cols_a, rows_a = inverse * (bounds[:, 0], bounds[:, 1])
+        cols_b, rows_b = inverse * (bounds[:, 2], bounds[:, 3])
+        r0, r1 = np.minimum(rows_a, rows_b), np.maximum(rows_a, rows_b)
+        c0, c1 = np.minimum(cols_a, cols_b), np.maximum(cols_a, cols_b)
+        ny, nx = grid.geobox.shape
+        inside = np.isfinite(r0) & (r1 > 0) & (r0 < ny) & (c1 > 0) & (c0 < nx)
+        cy, cx = grid.chunks
+        counts_y, counts_x = grid.chunk_counts
+        for i in np.flatnonzero(inside):
+            rows = range(max(0, math.floor(r0[i] / cy)), min(counts_y - 1, math.ceil(r1[i] / cy) - 1) + 1)
+            columns = range(max(0, math.floor(c0[i] / cx)), min(counts_x - 1, math.ceil(c1[i] / cx) - 1) + 1)
+            for iy in rows:
+                for ix in columns:
+                    cells[(grid.name, iy, ix)].add(str(groups[i]))
+    return dict(cells)
+
+
+def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: Any) -> list[str]:
+    """The source tiles (Sentinel-2 MGRS tiles, else Item ids) over lon/lat ``bounds`` in ``toi``, from the
+    local catalog only: what logs and failures name next to a group."""
+    (start, _), (_, end) = toi_intervals(toi)[0], toi_intervals(toi)[-1]
+    try:
+        items = cube.catalog.search(bbox=bounds, datetime=f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}")
+    except Exception:  # noqa: BLE001 - naming tiles must never turn a failure into another one
+        return []
+    return sorted({source_tile_name(item.properties, item.id) for item in items})
 
 
 def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], utm_epsg: int) -> GeoBox:
@@ -59,13 +99,44 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, setti
     if parcels.empty:
         return pd.DataFrame()
     bounds = tuple(parcels.total_bounds)
-    roi = group_geobox(cube, bounds, int(parcels["utm_zone"].iloc[0]))
-    tile = cube.load(roi, toi, variables=settings.variables, offline=offline)
-    if tile.sizes.get("time", 0) == 0:
-        rows = no_acquisition(parcels, toi_intervals(toi)[0][0], run_id)
-    else:
-        rows = parcel_statistics(tile, parcels, settings, run_id)
-    store.write_observations(rows)
-    log.info("group %s: %d parcels x %d dates, %d usable (run %s)", group_id, len(parcels),
-             tile.sizes.get("time", 0), int(rows["usable"].sum()), run_id)
+    tiles = group_tiles(cube, bounds, toi)
+    try:
+        roi = group_geobox(cube, bounds, int(parcels["utm_zone"].iloc[0]))
+        tile = cube.load(roi, toi, variables=settings.variables, offline=offline)
+        if tile.sizes.get("time", 0) == 0:
+            rows = no_acquisition(parcels, toi_intervals(toi)[0][0], run_id)
+        else:
+            rows = parcel_statistics(tile, parcels, settings, run_id)
+        store.write_observations(rows)
+    except Exception as error:
+        raise GroupError(f"group {group_id} (tiles {', '.join(tiles) or 'none in the catalog'}) for "
+                         f"{describe_toi(toi)} in run {run_id}: {type(error).__name__}: {error}") from error
+    dates = sorted({f"{d:%Y-%m-%d}" for d in pd.to_datetime(rows["date"])})
+    log.info("run %s group %s tiles %s: %d parcels x %d dates (%s), %d usable", run_id, group_id,
+             ",".join(tiles) or "-", len(parcels), tile.sizes.get("time", 0), ", ".join(dates),
+             int(rows["usable"].sum()))
     return rows
+
+
+def since_last(last: tuple[pd.Timestamp, pd.Timestamp] | None, now: pd.Timestamp, first: str = "7D") -> dict[str, str]:
+    """The next ingest's TOI: from where the last recorded one ended up to ``now``; without one, the last
+    ``first`` (a duration such as "7D")."""
+    if last is None:
+        return {"last": first}
+    return {"start": f"{last[1]:%Y-%m-%dT%H:%M:%S}", "end": f"{naive_utc(now):%Y-%m-%dT%H:%M:%S}"}
+
+
+def period_toi(period: tuple[pd.Timestamp, pd.Timestamp] | None, otherwise: str = "7D") -> dict[str, str]:
+    """A recorded run's period as a TOI (what the indices after an ingest cover); else the last ``otherwise``."""
+    if period is None:
+        return {"last": otherwise}
+    return {"start": f"{period[0]:%Y-%m-%dT%H:%M:%S}", "end": f"{period[1]:%Y-%m-%dT%H:%M:%S.%f}"}
+
+
+class GroupError(StacubeError):
+    """A group's indices could not be computed: names the group, its tiles, the period and the run."""
+
+
+def describe_toi(toi: Any) -> str:
+    (start, _), (_, end) = toi_intervals(toi)[0], toi_intervals(toi)[-1]
+    return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"

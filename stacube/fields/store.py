@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.observations (
 CREATE TABLE IF NOT EXISTS {SCHEMA}.quality (
     run_id VARCHAR NOT NULL, checked_at TIMESTAMP NOT NULL, period_start DATE, period_end DATE,
     kpi VARCHAR NOT NULL, value DOUBLE, threshold DOUBLE, ok BOOLEAN NOT NULL, PRIMARY KEY (run_id, kpi));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+    kind VARCHAR NOT NULL, target VARCHAR NOT NULL, run_id VARCHAR NOT NULL, period_start TIMESTAMP NOT NULL,
+    period_end TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL, PRIMARY KEY (kind, target, run_id));
 """
 QUALITY_COLUMNS = ["run_id", "checked_at", "period_start", "period_end", "kpi", "value", "threshold", "ok"]
 
@@ -89,6 +92,12 @@ def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
         "repaired": parcels.get("repaired", pd.Series(False, index=parcels.index)).astype(bool),
         "watched": watched,
     })
+
+
+def naive_utc(value: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp as naive UTC, how both stores keep times."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 
 
 def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -218,6 +227,21 @@ class DuckDBParcelStore(ParcelStore):
                                      [unwatched_before.to_pydatetime()]).fetchone()[0]
             self._db.execute(sql, [unwatched_before.to_pydatetime()])
         return int(count)
+
+    # --- runs -------------------------------------------------------------------------------
+    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        """Remember that a run of ``kind`` (``"ingest"``) covered ``start``..``end`` for ``target`` (a cube URL),
+        so that the next run starts where this one ended."""
+        with self._lock:
+            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.runs VALUES (?, ?, ?, ?, ?, now())",
+                             [kind, target, run_id, *(naive_utc(t).to_pydatetime() for t in (start, end))])
+
+    def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = ? AND target = ? "
+                                   "ORDER BY period_end DESC LIMIT 1", [kind, target]).fetchone()
+        return None if row is None else (pd.Timestamp(row[0]), pd.Timestamp(row[1]))
 
     def quality(self) -> pd.DataFrame:
         """Every stored KPI, newest run first."""

@@ -8,6 +8,7 @@ and deployments. Patch arrays never become Prefect results and are never hashed 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -34,7 +35,7 @@ from ..cube import Cube
 from ..errors import PatchReadError, ROIError, TOIError
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
-from ..runners import describe_failure, is_permanent
+from ..runners import PatchFailure, RunCancelled, describe_failure, failure_of, is_permanent
 
 
 def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
@@ -57,12 +58,14 @@ def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_retry_unless_permanent,
 )
 def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], label: str,
-                 limits: list[str]) -> list[Any]:
+                 limits: list[str], skip_failed: bool = False) -> list[Any]:
     """Read and write a batch of patches, one after the other. ``work`` unpickles a fresh fork per call,
     so a retried attempt starts every patch of the batch afresh.
 
     ``limits`` name Prefect global concurrency limits (one per source host) that the batch holds a
     slot of while it reads. A failing patch's id travels with the error (also across processes).
+    With ``skip_failed``, a patch failing for a reason a retry cannot fix (a corrupt file) becomes a
+    PatchFailure and the batch goes on; other errors still fail the task, to be retried.
     """
     with concurrency(limits, occupy=1, strict=False) if limits else contextlib.nullcontext():
         results = []
@@ -70,6 +73,9 @@ def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], l
             try:
                 results.append(work(patch))
             except Exception as error:
+                if skip_failed and is_permanent(error):
+                    results.append(failure_of(patch, error, 1))
+                    continue
                 error.stacube_patch_id = patch.id  # type: ignore[attr-defined]
                 raise
         return results
@@ -134,6 +140,7 @@ class PrefectRunner:
     retries: int = 3
     limits: Callable[[PatchIndex], list[str]] | None = None  # concurrency-limit names per patch
     patches_per_task: int | None = None
+    skip_failed: bool = False  # patches failing for good come back as PatchFailures; the run goes on
     name: str = "prefect"
 
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
@@ -151,7 +158,7 @@ class PrefectRunner:
         def submit(i: int) -> None:
             batch = batches[i]
             label = batch[0].id if len(batch) == 1 else f"{batch[0].id} (+{len(batch) - 1})"
-            in_flight[i] = task_.submit(work, batch, label, [n for n in names[i] if n in present])
+            in_flight[i] = task_.submit(work, batch, label, [n for n in names[i] if n in present], self.skip_failed)
             in_flight[i].add_done_callback(lambda done, i=i: finished.put((i, done)))
 
         for i in itertools.islice(waiting, max(1, self.concurrency)):
@@ -163,10 +170,17 @@ class PrefectRunner:
             try:
                 results[i] = future.result()
             except Exception as error:
-                _cancel_unstarted(in_flight.values())
                 attempts = 1 if is_permanent(error) else self.retries + 1
                 failed_id = getattr(error, "stacube_patch_id", None)
                 failed = next((p for p in batches[i] if p.id == failed_id), None)
+                if self.skip_failed:  # the whole batch is lost: each of its patches is tried again next run
+                    results[i] = [failure_of(p, error if p is failed or failed is None else RunCancelled(
+                        f"not written: patch {failed.id} of the same task failed"), attempts) for p in batches[i]]
+                    following = next(waiting, None)
+                    if following is not None:
+                        submit(following)
+                    continue
+                _cancel_unstarted(in_flight.values())
                 if failed is None:  # not a patch's read (a lost worker, a concurrency slot): name the batch
                     ids = ", ".join(p.id for p in batches[i][:5]) + (" ..." if len(batches[i]) > 5 else "")
                     raise PatchReadError(f"a task of {len(batches[i])} patch(es) ({ids}) failed after {attempts} "
@@ -276,6 +290,8 @@ def _artifact(report: RunReport, cube_url: str) -> str:
     rows = [row(pid, "written") for pid in report.patches_written]
     rows += [row(pid, "no source data") for pid in report.patches_empty]
     rows += [f"| {pid} | pending (recent, no data yet) | 0.00 | 0.00 |" for pid in report.patches_pending]
+    rows += [f"| {pid} | **FAILED**, left for the next run: {failure.message} | 0.00 | 0.00 |"
+             for pid, failure in report.patches_failed.items()]
     shown = "\n".join(rows[:ARTIFACT_ROWS])
     more = f"\n\n{len(rows) - ARTIFACT_ROWS} more patches are listed in the snapshot's metadata." \
         if len(rows) > ARTIFACT_ROWS else ""
@@ -294,44 +310,54 @@ MAX_THREADS = 64  # the thread task runner's ceiling; the ``concurrency`` parame
 @flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
              message: str | None = None, concurrency: int = 8, retries: int = 3,
-             patches_per_task: int | None = None, earthengine_secret: str | None = None) -> dict[str, Any]:
+             patches_per_task: int | None = None, earthengine_secret: str | None = None,
+             skip_failed: bool = False, cells: list[list[Any]] | None = None) -> dict[str, Any]:
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
     ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
     reading ``patches_per_task`` patches (default: one, more for runs of thousands of patches); a
     failing task is retried ``retries`` times with exponential backoff. ``earthengine_secret`` names a
     Prefect Secret block with the Earth Engine credential (a token or a service-account key).
+    ``skip_failed`` commits what could be read and lists the patches that failed for good (with their
+    Items and URLs) in ``patches_failed``, instead of failing the run. ``cells`` (``[zone, row, column]``
+    triples) names the chunks to fill instead of an ROI (``roi`` is then ignored and may be None).
     """
     logger = get_run_logger()
     if earthengine_secret:
         use_earthengine_secret(earthengine_secret)
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
-    plan = cube.plan(roi_from_parameter(roi), toi_from_parameter(toi, now=run_start()))
+    period = toi_from_parameter(toi, now=run_start())
+    plan = cube.plan_cells(cells, period) if cells is not None else cube.plan(roi_from_parameter(roi), period)
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
     runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
+                           skip_failed=skip_failed,
                            limits=functools.partial(source_limits, list(cube.spec.source.assets.values()),
                                                     earthengine_host=urlparse(cube.spec.source.api_url).hostname))
     report = cube._download(plan, runner, message, extra_metadata=flow_run)
     logger.info("%s", report)
-    if report.snapshot_id:
+    for failure in report.patches_failed.values():
+        logger.error("%s", failure.message)
+    if report.snapshot_id or report.patches_failed:
         create_markdown_artifact(_artifact(report, cube_url), key="stacube-download",
                                  description=f"stacube download into {cube_url}")
     return {"snapshot_id": report.snapshot_id, "run_id": report.run_id, "patches_written": report.patches_written,
             "patches_empty": report.patches_empty, "patches_pending": report.patches_pending,
             "patches_already_filled": report.patches_already_filled, "bytes_written": report.bytes_written,
-            "seconds": report.seconds, "patch_figures": report.patch_figures, **flow_run}
+            "seconds": report.seconds, "patch_figures": report.patch_figures,
+            "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()], **flow_run}
 
 
 def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,
-                 message: str | None) -> RunReport:
+                 message: str | None, skip_failed: bool = False) -> RunReport:
     """``Cube.download(..., runner="prefect")``: the flow, ad hoc, with the requested concurrency."""
     state = download(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir), message,
-                     concurrency=min(concurrency or 8, MAX_THREADS), return_state=True)
+                     concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed, return_state=True)
     outcome = state.result()
     fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
               "seconds")
     figures = {pid: (int(nbytes), float(seconds)) for pid, (nbytes, seconds) in outcome["patch_figures"].items()}
+    failed = {f["patch_id"]: PatchFailure(**f) for f in outcome["patches_failed"]}
     return RunReport(outcome["snapshot_id"], outcome["run_id"], runner="prefect", patch_figures=figures,
-                     **{k: outcome[k] for k in fields})
+                     patches_failed=failed, **{k: outcome[k] for k in fields})

@@ -1,9 +1,11 @@
 """Field pipeline flows: weekly ingest of new Sentinel-2 data under the watched parcels, then indices.
 
-``ingest`` grows the cube's time axis to the period, and downloads the patches under the watched
-groups (not whole granules) as ONE commit, through the download flow. ``indices`` computes NDVI and
-NDMI per parcel and acquisition, one task per group, reading only what the cube holds; one failing
-group never stops the others, and the run fails at the end naming every group that failed.
+``ingest`` grows the cube's time axis to the period (by default: since the last ingest), and
+downloads the patches under the watched parcels (not whole granules) as ONE commit, through the
+download flow; a corrupt granule is logged with its group, tile and date and tried again next week.
+``indices`` computes NDVI and NDMI per parcel and acquisition, one task per group, reading only
+what the cube holds; one failing group never stops the others, and the run fails at the end naming
+every group that failed.
 """
 
 from __future__ import annotations
@@ -19,32 +21,79 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ..cube import Cube
 from ..fields import IndexSettings, ParcelStore, compute_group
 from ..fields.quality import QualityThresholds, quality_report
-from ..fields.run import groups_area
+from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
+from ..grid import parse_patch_id
 from ..timeaxis import toi_intervals
-from .download import download, roi_to_parameter, run_start, toi_from_parameter, toi_to_parameter
+from .download import download, run_start, toi_from_parameter, toi_to_parameter
+
+INGEST = "ingest"
 
 
 @flow(name="stacube-fields-ingest")
 def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
-           concurrency: int = 8, retries: int = 3) -> dict[str, Any]:
-    """Download the period's Sentinel-2 patches under every watched group into the cube (one commit).
+           concurrency: int = 8, retries: int = 3, first_period: str = "7D") -> dict[str, Any]:
+    """Download the new Sentinel-2 patches under the watched parcels into the cube, as one commit.
 
-    ``toi`` defaults to the last 7 days before the scheduled start; the cube's time axis is grown to
-    reach the period's end first.
+    The period (``toi``) defaults to everything since the last ingest into this cube recorded in the
+    store (the first ingest: the last ``first_period``); the cube's time axis is grown to reach its
+    end. Only chunks under watched parcels are downloaded, never whole granules. A patch that cannot
+    be read (a corrupt granule) is logged with its groups, tile and date, and left for the next
+    ingest, which starts again from the earliest such date; the other patches are committed.
     """
+    from prefect import runtime
+
     logger = get_run_logger()
-    period = toi_from_parameter(toi if toi is not None else {"last": "7D"}, now=run_start())
+    now = run_start()
+    run_id = str(runtime.flow_run.id)
+    with ParcelStore(store_url) as store:
+        last = store.last_run(INGEST, cube_url)
+        parcels = store.parcels()
+    period = toi_from_parameter(toi if toi is not None else since_last(last, now, first_period), now=now)
+    (start, _), (_, end) = toi_intervals(period)[0], toi_intervals(period)[-1]
+    if parcels.empty:
+        raise ValueError(f"no watched parcels in {store_url}: nothing to ingest")
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
-    end = toi_intervals(period)[-1][1]
     if cube.spec.time is not None and cube.spec.time[-1] < end.floor("D"):
         cube.extend_time(end)
         logger.info("time axis of %s grown to %s", cube_url, cube.spec.time[-1])
+    cells = parcel_cells(cube, parcels)
+    if not cells:
+        raise ValueError(f"none of the {len(parcels)} watched parcels lies in a zone of cube {cube_url}")
+    groups = sorted({g for served in cells.values() for g in served})
+    logger.info("run %s: ingest %s..%s for %d watched groups over %d chunks", run_id, f"{start:%Y-%m-%d}",
+                f"{end:%Y-%m-%d}", len(groups), len(cells))
+    result = download(cube_url, None, toi_to_parameter(period), catalog_dir,
+                      message=f"stacube: ingest {len(groups)} parcel groups", concurrency=concurrency,
+                      retries=retries, skip_failed=True, cells=[list(cell) for cell in sorted(cells)])
+    bounds = store_groups(store_url)
+    for group_id in groups:
+        logger.info("run %s group %s tiles %s", run_id, group_id,
+                    ",".join(group_tiles(cube, bounds[group_id], period)) or "-")
+    failures = []
+    for failure in result["patches_failed"]:
+        zone, when, iy, ix = parse_patch_id(failure["patch_id"])
+        served = sorted(cells.get((zone, iy, ix), ()))
+        failures.append({"groups": served, "tiles": failure["tiles"], "date": when, "patch": failure["patch_id"],
+                         "error": failure["message"]})
+        logger.error("run %s: groups %s, tile %s, date %s: patch %s not downloaded, left for the next ingest: %s",
+                     run_id, ",".join(served), ",".join(failure["tiles"]) or "-",
+                     f"{when:%Y-%m-%d}" if when is not None else "-", failure["patch_id"], failure["message"])
+    # The next ingest starts where this one stopped being complete: the first failed or still-pending step.
+    incomplete = [f["date"] for f in failures if f["date"] is not None]
+    incomplete += [parse_patch_id(p)[1] for p in result["patches_pending"]]
+    resume = min([end, *[t for t in incomplete if t is not None]])
     with ParcelStore(store_url) as store:
-        area = groups_area(store)
-        groups = len(store.groups())
-    logger.info("ingest %s for %d watched groups", period, groups)
-    return download(cube_url, roi_to_parameter(area), toi_to_parameter(period), catalog_dir,
-                    message=f"stacube: ingest {groups} parcel groups", concurrency=concurrency, retries=retries)
+        store.record_run(INGEST, cube_url, run_id, start, resume)
+    return {**result, "failures": [{**f, "date": f"{f['date']:%Y-%m-%d}" if f["date"] is not None else None}
+                                   for f in failures],
+            "groups": groups, "chunks": len(cells), "period": [f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"],
+            "next_start": f"{resume:%Y-%m-%dT%H:%M:%S}"}
+
+
+def store_groups(store_url: str) -> dict[str, tuple[float, float, float, float]]:
+    """Lon/lat bounds of every watched group."""
+    with ParcelStore(store_url) as store:
+        return {g.group_id: (g.minx, g.miny, g.maxx, g.maxy) for g in store.groups().itertuples()}
 
 
 @task(name="group-indices", task_run_name="indices {group_id}", retries=2, retry_delay_seconds=[1, 5],
@@ -63,12 +112,17 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
             min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None,
             min_parcels_covered: float = 0.5, min_cloud_free_fraction: float = 0.2, max_stale_parcels: float = 0.5,
             stale_weeks: int = 4) -> dict[str, Any]:
-    """NDVI/NDMI per watched parcel and acquisition of the period (default: the last 7 days), per group;
+    """NDVI/NDMI per watched parcel and acquisition of the period (default: the period the last ingest
+    into the cube completed, else the last 7 days), per group;
     then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold."""
     from prefect import runtime
 
     logger = get_run_logger()
-    period = toi_from_parameter(toi if toi is not None else {"last": "7D"}, now=run_start())
+    now = run_start()
+    if toi is None:  # the new data: the period the last ingest into this cube completed
+        with ParcelStore(store_url) as store:
+            toi = period_toi(store.last_run(INGEST, cube_url))
+    period = toi_from_parameter(toi, now=now)
     settings = IndexSettings(min_valid_fraction=min_valid_fraction,
                              **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
     with ParcelStore(store_url) as store:

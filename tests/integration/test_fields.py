@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio.features
+from odc.geo.geom import box
 
 from stacube import Cube
 from stacube.fields import IndexSettings, ParcelStore, clean_parcels, compute_group, group_geobox, read_parcels
@@ -148,10 +149,9 @@ def test_a_week_without_acquisition_is_recorded_and_rerunning_changes_nothing(se
     assert len(stored) == len(rows) and (stored.reason == "no acquisition").all()
 
 
-def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_group(season_api, tmp_path):
-    pytest.importorskip("prefect")
+def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_group(season_api, prefect_api,
+                                                                                       tmp_path):
     import shapely
-    from prefect.testing.utilities import prefect_test_harness
 
     from stacube.datasets import sentinel2_l2a_spec
     from stacube.flows.fields import indices, ingest, publish, purge
@@ -168,26 +168,27 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
         store.add_parcels(pd.concat([parcels, far]))
         far_group = store.parcels().set_index("parcel_id").loc["FAR", "group_id"]
     before = len(cube.history())
-    with prefect_test_harness():
-        report = ingest(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
-                        str(tmp_path / "catalog"))
-        assert report["patches_written"]
-        state = indices(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
-                        str(tmp_path / "catalog"), return_state=True)
-        published = publish(store_url, str(tmp_path / "published"), name="season")
-        with ParcelStore(store_url) as store:
-            store.watch(["FAR"], False)  # unwatched: the next runs cover every watched parcel
-        season_toi = {"start": "2024-05-01", "end": "2024-06-30"}
-        clean = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"), return_state=True)
-        dated = publish(store_url, str(tmp_path / "published"))  # the default name: parcel-series-<date>
-        purged = purge(str(cube.url), store_url, str(tmp_path / "published"), str(tmp_path / "catalog"),
-                       keep_snapshots="3650D", unwatched_for="0D", keep_files="0D")
+    report = ingest(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
+                    str(tmp_path / "catalog"))
+    assert report["patches_written"] and not report["failures"]
+    with ParcelStore(store_url) as store:
+        assert store.last_run("ingest", str(cube.url)) == (pd.Timestamp("2024-05-01"),
+                                                            pd.Timestamp("2024-06-30T23:59:59.999999"))
+    # No TOI: the indices cover the last ingest's period (its start up to the run's start).
+    state = indices(str(cube.url), store_url, None, str(tmp_path / "catalog"), return_state=True)
+    published = publish(store_url, str(tmp_path / "published"), name="season")
+    with ParcelStore(store_url) as store:
+        store.watch(["FAR"], False)  # unwatched: the next runs cover every watched parcel
+    season_toi = {"start": "2024-05-01", "end": "2024-06-30"}
+    clean = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"), return_state=True)
+    dated = publish(store_url, str(tmp_path / "published"))  # the default name: parcel-series-<date>
+    purged = purge(str(cube.url), store_url, str(tmp_path / "published"), str(tmp_path / "catalog"),
+                   keep_snapshots="3650D", unwatched_for="0D", keep_files="0D")
     assert purged["files_deleted"] == sorted([dated["geoparquet"], dated["csv"], dated["png"]])
     assert (tmp_path / "published" / "season.parquet").is_file()  # not a file purge manages: left alone
     assert purged["snapshots_expired"] == 0  # nothing older than ten years
-    with prefect_test_harness():
-        strict = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"),
-                         min_cloud_free_fraction=0.99, return_state=True)
+    strict = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"),
+                     min_cloud_free_fraction=0.99, return_state=True)
     assert clean.is_completed() and all(k["ok"] for k in clean.result()["quality"])
     assert strict.is_failed() and "data quality: cloud_free_fraction" in str(strict.result(raise_on_failure=False))
     with ParcelStore(store_url) as store:
@@ -267,3 +268,95 @@ def test_series_of_unwatched_parcels_are_purged_and_the_rest_kept(season):
     assert deleted == len(Season().days) and len(store.observations()) == total - deleted
     assert store.observations(["P00"]).empty and "P00" not in set(store.parcels().parcel_id)
     assert "P00" in set(store.parcels(watched_only=False).parcel_id)  # the parcel itself stays, unwatched
+
+
+def _chunks_meeting(cube, parcels) -> set[tuple[str, int, int]]:
+    """Independently: every chunk of every zone whose footprint overlaps a parcel's bounding box (shapely)."""
+    import shapely
+
+    from stacube.plan import zone_grids
+
+    found = set()
+    for grid in zone_grids(cube.spec):
+        boxes = [shapely.box(*g.bounds) for g in parcels.to_crs(grid.geobox.crs).geometry]
+        rows, columns = grid.chunk_counts
+        for iy in range(rows):
+            for ix in range(columns):
+                footprint = grid.chunk_geobox(iy, ix).extent.geom
+                if any(footprint.intersection(b).area > 0 for b in boxes):
+                    found.add((grid.name, iy, ix))
+    return found
+
+
+def test_ingest_reads_only_chunks_under_parcels_and_leaves_a_corrupt_granule_for_the_next(prefect_api, tmp_path):
+    import shapely
+
+    from stacube.datasets import sentinel2_l2a_spec
+    from stacube.flows.fields import ingest
+    from stacube.grid import parse_patch_id
+    from stacube.sample.granules import generate_sentinel2
+
+    folder = generate_sentinel2(tmp_path / "granules", Season(days=("2024-05-02", "2024-05-07")).granules(),
+                                bands=season_bands)
+    broken = folder / "S2A_33TTN_20240507_1_L2A_B04.tif"
+    good = broken.read_bytes()
+    broken.write_bytes(b"this is not a TIFF " * 200)
+    parcels = clean_parcels(season_parcels(), "parcel_id").parcels
+    # A parcel 2 km east of the others, in the same group: the group's box spans chunks without parcels.
+    east = parcels.iloc[:1].assign(parcel_id="EAST", geometry=[shapely.box(12.025, 46.975, 12.027, 46.976)])
+    parcels = clean_parcels(pd.concat([parcels, east]), "parcel_id").parcels
+    assert parcels.set_index("parcel_id").loc["EAST", "group_id"] in set(parcels.group_id)
+    store_url = f"duckdb:///{tmp_path}/fields.duckdb"
+    with ParcelStore(store_url) as store:
+        store.add_parcels(parcels)
+    with serve_sample(folder) as (_files, api):
+        spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=api.url,
+                                  chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
+        cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
+        before = len(cube.history())
+        first = ingest(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-05-10"},
+                       str(tmp_path / "catalog"))
+        broken.write_bytes(good)  # the provider fixes the granule; the next ingest picks it up
+        second = ingest(str(cube.url), store_url, None, str(tmp_path / "catalog"))
+
+    expected = _chunks_meeting(cube, parcels)
+    processed = first["patches_written"] + first["patches_empty"] + [f["patch"] for f in first["failures"]]
+    cells = {(zone, iy, ix) for zone, _, iy, ix in map(parse_patch_id, processed)}
+    assert cells == expected  # exactly the chunks under parcels: not the group's whole box, not whole granules
+    groups_box = Cube.open(cube.url, catalog_dir=tmp_path / "catalog").plan(
+        box(*parcels.total_bounds, "EPSG:4326"), slice("2024-05-02", "2024-05-02"))
+    assert len(cells) < len({(p.zone, p.iy, p.ix) for p in groups_box.patches})
+    assert first["chunks"] == len(expected)
+
+    assert first["failures"], "the corrupt granule must be reported"
+    for failure in first["failures"]:  # each names the groups, the MGRS tile, the date and the file
+        assert failure["tiles"] == ["33TTN"] and failure["date"] == "2024-05-07" and failure["groups"]
+        assert "S2A_33TTN_20240507_1_L2A_B04.tif" in failure["error"]
+    failed = {f["patch"] for f in first["failures"]}
+    assert len({parse_patch_id(p)[0] for p in failed}) == 1  # the zone of 33TTN only: Items feed their own zone
+    assert any(parse_patch_id(p)[1] == pd.Timestamp("2024-05-07") for p in first["patches_written"])  # zone 32
+    assert first["snapshot_id"] and first["next_start"] == "2024-05-07T00:00:00"
+    # The next ingest starts at the failed date and fills exactly the patches that failed.
+    assert second["period"][0] == "2024-05-07" and not second["failures"]
+    again = set(second["patches_written"]) | set(second["patches_empty"])
+    assert failed <= set(second["patches_written"])
+    assert {p for p in again if parse_patch_id(p)[1] <= pd.Timestamp("2024-05-07")} == failed
+    messages = list(cube.history().message)[: len(cube.history()) - before]
+    assert sum("ingest 2 parcel groups" in m for m in messages) == 2 and len(messages) == 3  # + the axis growth
+
+
+def test_ingests_are_recorded_per_cube_and_the_next_one_starts_where_the_last_ended(store_url):
+    from stacube.fields.run import period_toi, since_last
+
+    now = pd.Timestamp("2024-07-08T06:00:00", tz="Europe/Berlin")
+    with ParcelStore(store_url) as store:
+        assert store.last_run("ingest", "cubes/a") is None
+        assert since_last(store.last_run("ingest", "cubes/a"), now) == {"last": "7D"}
+        store.record_run("ingest", "cubes/a", "r1", pd.Timestamp("2024-06-24"), pd.Timestamp("2024-07-01"))
+        store.record_run("ingest", "cubes/a", "r2", pd.Timestamp("2024-07-01"),
+                         pd.Timestamp("2024-07-08T02:00:00", tz="Europe/Berlin"))  # kept as naive UTC
+        store.record_run("ingest", "cubes/b", "r3", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-12-31"))
+        last = store.last_run("ingest", "cubes/a")
+    assert last == (pd.Timestamp("2024-07-01"), pd.Timestamp("2024-07-08T00:00:00"))
+    assert since_last(last, now) == {"start": "2024-07-08T00:00:00", "end": "2024-07-08T04:00:00"}
+    assert period_toi(last) == {"start": "2024-07-01T00:00:00", "end": "2024-07-08T00:00:00.000000"}

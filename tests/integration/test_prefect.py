@@ -13,13 +13,9 @@ from .conftest import dem_spec
 prefect = pytest.importorskip("prefect")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_api():
-    """One temporary Prefect API for this module (it takes seconds to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
+@pytest.fixture(autouse=True)
+def _prefect(prefect_api):
+    """Every test here runs against the session's temporary Prefect API."""
 
 
 def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, sample_layout, tmp_path):
