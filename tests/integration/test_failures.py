@@ -107,10 +107,19 @@ def test_a_corrupt_cog_fails_the_run_names_patch_and_url_and_commits_nothing(pri
     assert snapshot_of(cube) == before
     assert cube.state().id.tolist() == state_before.id.tolist()
     np.testing.assert_array_equal(cube.load(zone[0:256, 0:256], offline=True).dem.values, good.dem.values)
-    # Repaired, the next run completes and fills what the failed one could not.
+    # Asked to skip failures, a run commits every other patch and lists the failed ones, unfilled.
+    skipping = cube.download(zone, runner=LocalRunner(retries=1, backoff=0.01, skip_failed=True))
+    failed = set(skipping.patches_failed)
+    assert failed and all(f.urls == [f.urls[0]] and f.urls[0].endswith("tile_r3_c3_dem.tif")
+                          for f in skipping.patches_failed.values())
+    assert all("tile_r3_c3" in f.items for f in skipping.patches_failed.values())
+    assert len(skipping.patches_written) + len(skipping.patches_empty) + len(failed) == 63
+    assert not failed & set(cube.state().id)
+    assert cube.repo.lookup_snapshot(skipping.snapshot_id).metadata["stacube"]["patches_failed"] == sorted(failed)
+    # Repaired, the next run completes and fills exactly what could not be read.
     (folder / "tile_r3_c3_dem.tif").write_bytes(original)
     report = cube.download(zone)
-    assert report.patches_already_filled == 1 and len(report.patches_written) == 63  # 8 x 8 patches
+    assert set(report.patches_written) == failed and report.patches_already_filled == 64 - len(failed)
 
 
 def test_transient_server_errors_are_retried_until_the_run_completes(servers, sample_dir, tmp_path, sample_layout):

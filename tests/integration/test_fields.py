@@ -150,7 +150,7 @@ def test_a_week_without_acquisition_is_recorded_and_rerunning_changes_nothing(se
 
 
 def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_group(season_api, prefect_api,
-                                                                                       tmp_path):
+                                                                                       store_url, tmp_path):
     import shapely
 
     from stacube.datasets import sentinel2_l2a_spec
@@ -159,7 +159,6 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
     spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=season_api.url,
                               chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
     cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
-    store_url = f"duckdb:///{tmp_path}/fields.duckdb"
     parcels = clean_parcels(season_parcels(), "parcel_id").parcels
     far = clean_parcels(season_parcels().iloc[:1].assign(parcel_id="FAR", geometry=[shapely.box(100, 10, 100.01,
                                                                                                    10.01)]),
