@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import warnings
@@ -25,7 +26,16 @@ from .catalog import LocalCatalog, default_catalog_root
 from .errors import SpecError, StacubeError, TOIError, UnknownVariableError
 from .grid import patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
-from .plan import Plan, attach_items, lonlat_footprint, plan_cells, plan_patches, steps_with_data, zone_grids
+from .plan import (
+    Plan,
+    attach_items,
+    lonlat_footprint,
+    plan_cells,
+    plan_patches,
+    roi_record,
+    steps_with_data,
+    zone_grids,
+)
 from .read import read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
@@ -145,14 +155,30 @@ class Cube:
         return runner
 
     def _download(self, plan: Plan, runner: Runner, message: str | None,
-                  extra_metadata: dict[str, Any] | None = None) -> RunReport:
+                  extra_metadata: dict[str, Any] | None = None, roi: Geometry | None = None) -> RunReport:
         backend = backend_for(self.spec)
         patches = attach_items(self.spec, self.catalog, plan.missing)
+        metadata = {**({"roi": roi_record(roi)} if roi is not None else {}), **(extra_metadata or {})}
         return execute_run(
             self.repo, self.spec, patches, backend, runner,
             already_filled=len(plan.patches) - len(plan.missing), message=message,
-            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=extra_metadata,
+            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata,
         )
+
+    def rois(self, last: int = 10) -> list[Any]:
+        """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely
+        geometries (what ``plot_state`` draws). Loads served from the cube alone commit nothing, so
+        they are not among them."""
+        import shapely
+
+        found = []
+        for snap in self.repo.ancestry(branch=BRANCH):
+            roi = (snap.metadata or {}).get(METADATA_KEY, {}).get("roi")
+            if roi is not None:
+                found.append(shapely.from_geojson(json.dumps(roi)))
+                if len(found) == last:
+                    break
+        return found
 
     def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,
                  runner: Runner | str | None = None, progress: bool | None = None,
@@ -169,7 +195,8 @@ class Cube:
 
             return run_download(self, aoi, toi, concurrency, message, skip_failed)
         plan = self.plan(aoi, toi)
-        return self._download(plan, self._runner(runner, concurrency, progress, skip_failed), message)
+        return self._download(plan, self._runner(runner, concurrency, progress, skip_failed), message,
+                              roi=roi_geometry(aoi))
 
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,
@@ -193,7 +220,7 @@ class Cube:
             if runner == "prefect":
                 report = self.download(roi, toi, concurrency=concurrency, runner="prefect")
             else:
-                report = self._download(plan, self._runner(runner, concurrency, progress), None)
+                report = self._download(plan, self._runner(runner, concurrency, progress), None, roi=geometry)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]
@@ -299,6 +326,25 @@ class Cube:
         columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
         frame = pd.DataFrame(rows, columns=columns).sort_values(["zone", "time", "id"], ignore_index=True)
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
+
+    def zone_footprints(self) -> dict[str, Any]:
+        """Each zone's extent as a lon/lat shapely geometry, by zone name."""
+        return {grid.name: lonlat_footprint(grid.geobox.extent) for grid in zone_grids(self.spec)}
+
+    def plot_state(self, color_by: str = "snapshot", at: str | None = None, rois: int = 10) -> Any:
+        """A matplotlib Figure of what the cube holds: zone extents, filled patches coloured by
+        ``color_by`` ("snapshot" or "time"), patches without source data hatched, and the last ``rois``
+        ROIs that wrote to the cube. Save it with ``fig.savefig("state.png")``."""
+        from .pictures import plot_state
+
+        return plot_state(self.state(at), self.zone_footprints(), self.rois(rois) if rois else (),
+                          color_by=color_by, title=f"cube {self.spec.name!r}" + (f" at {at}" if at else ""))
+
+    def explore(self, at: str | None = None, rois: int = 10) -> Any:
+        """An interactive folium map of the same layers as ``plot_state`` (``m.save("state.html")``)."""
+        from .pictures import explore
+
+        return explore(self.state(at), self.zone_footprints(), self.rois(rois) if rois else ())
 
     # --- versions -------------------------------------------------------------------------
     def tag(self, name: str, snapshot: str | None = None) -> str:

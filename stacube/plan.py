@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import icechunk
 import numpy as np
@@ -148,6 +150,15 @@ def lonlat_footprint(footprint: Geometry) -> shapely.Geometry:
     if east - west >= 180:
         return shapely.box(west, south, east, north)
     return footprint.to_crs("EPSG:4326", resolution=footprint.geom.length / 64).geom
+
+
+def roi_record(roi: Geometry, max_points: int = 256) -> dict[str, Any]:
+    """An ROI as lon/lat GeoJSON to keep in a commit's metadata (what ``Cube.rois`` and the state picture
+    show): its outline to a micro-degree, or its convex hull when the outline is long."""
+    shape = lonlat_footprint(roi)
+    if shapely.get_num_coordinates(shape) > max_points:
+        shape = shape.convex_hull
+    return json.loads(shapely.to_geojson(shapely.set_precision(shape, 1e-6)))
 
 
 def search_window(patches: Sequence[PatchIndex]) -> Window:

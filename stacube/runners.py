@@ -93,7 +93,7 @@ class LocalRunner:
     concurrency: int = 8
     retries: int = 3
     backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
-    progress: bool | None = None  # None: a bar on stderr when it is a terminal
+    progress: bool | None = None  # None: a bar on stderr (patches, MB, rate, ETA) when it is a terminal
     skip_failed: bool = False  # a patch failing for good comes back as a PatchFailure; the run goes on
     name: str = "local"
 
@@ -121,7 +121,9 @@ class LocalRunner:
         from tqdm.auto import tqdm
 
         disable = None if self.progress is None else not self.progress  # None: tqdm shows it on a terminal only
-        bar = tqdm(total=len(patches), unit="patch", desc="download", disable=disable, leave=False)
+        bar = tqdm(total=len(patches), unit="patch", desc="download", disable=disable, leave=True,
+                   dynamic_ncols=True)
+        written = 0
         results: dict[int, R] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="stacube-patch") as pool:
             stop = threading.Event()
@@ -136,6 +138,8 @@ class LocalRunner:
                                    failed[0].exception())
                     for future in done:
                         results[futures[future]] = future.result()
+                        written += getattr(results[futures[future]], "nbytes", 0)
+                        bar.set_postfix_str(f"{written / 1e6:.1f} MB", refresh=False)
                         bar.update(1)
             except BaseException:
                 stop.set()

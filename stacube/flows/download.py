@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,9 +165,11 @@ class PrefectRunner:
         for i in itertools.islice(waiting, max(1, self.concurrency)):
             submit(i)
         results: dict[int, list[Any]] = {}
+        progress = RunProgress(len(patches))
         while in_flight:
             i, future = finished.get()
             del in_flight[i]
+            progress.done(batches[i], future)
             try:
                 results[i] = future.result()
             except Exception as error:
@@ -191,6 +194,28 @@ class PrefectRunner:
             if following is not None:
                 submit(following)
         return [r for i in range(len(batches)) for r in results[i]]
+
+
+class RunProgress:
+    """Progress of a run in the flow run's logs (a Prefect run has no terminal): patches done of the
+    total, MB written, rate and ETA, every ``every`` seconds and at the end."""
+
+    def __init__(self, total: int, every: float = 10.0):
+        self.total, self.every, self.count, self.nbytes = total, every, 0, 0
+        self.started = self.logged = time.monotonic()
+
+    def done(self, batch: Sequence[PatchIndex], future: Any) -> None:
+        self.count += len(batch)
+        with contextlib.suppress(Exception):  # a failed batch counts as done; its error is raised elsewhere
+            self.nbytes += sum(getattr(r, "nbytes", 0) for r in future.result())
+        now = time.monotonic()
+        if now - self.logged < self.every and self.count < self.total:
+            return
+        self.logged = now
+        rate = self.count / max(now - self.started, 1e-9)
+        eta = (self.total - self.count) / rate if rate else float("inf")
+        get_run_logger().info("download: %d/%d patches, %.1f MB, %.1f patches/s, ETA %.0f s", self.count,
+                              self.total, self.nbytes / 1e6, rate, eta)
 
 
 def _cancel_unstarted(futures: Any) -> None:
@@ -335,7 +360,8 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
                            skip_failed=skip_failed,
                            limits=functools.partial(source_limits, list(cube.spec.source.assets.values()),
                                                     earthengine_host=urlparse(cube.spec.source.api_url).hostname))
-    report = cube._download(plan, runner, message, extra_metadata=flow_run)
+    report = cube._download(plan, runner, message, extra_metadata=flow_run,
+                            roi=roi_geometry(roi_from_parameter(roi)) if cells is None else None)
     logger.info("%s", report)
     for failure in report.patches_failed.values():
         logger.error("%s", failure.message)

@@ -330,3 +330,18 @@ def test_a_run_in_flight_while_the_time_axis_grows_still_lands(time_servers, tmp
     dem, _ = odc_reference(items_of(api.url, "sample-series"), roi, groupby="time")
     np.testing.assert_array_equal(tile.dem.values[0], dem[1])  # 06-03 landed on the grown cube
     assert len(Cube.open(tmp_path / "racing").spec.time) == 7
+
+
+def test_an_interactive_download_shows_patches_megabytes_rate_and_eta_and_a_quiet_one_nothing(
+        servers, make_cube, sample_layout, capsys, tmp_path):
+    zone = sample_layout.extent_geobox()
+    report = make_cube(servers[1].url).download(zone[0:512, 0:512], progress=True)
+    shown = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    final = [line for line in shown if "4/4" in line]
+    assert final and final[-1].startswith("download: 100%") and "patch/s" in final[-1]
+    assert f"{report.bytes_written / 1e6:.1f} MB" in final[-1]
+    from .conftest import dem_spec
+
+    quiet = Cube.create(tmp_path / "quiet", dem_spec(servers[1].url, sample_layout), catalog_dir=tmp_path / "c2")
+    quiet.download(zone[0:512, 0:512], progress=False)
+    assert "download" not in capsys.readouterr().err

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stacube import Cube
+from stacube.plan import lonlat_footprint
 from stacube.sample.servers import serve_sample
 
 from .conftest import dem_spec
@@ -39,6 +40,15 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
     assert nbytes == 256 * 256 * 5 and seconds > 0  # float32 DEM + uint8 mask, all valid there
     assert f"| epsg3413/y1x2 | written | {nbytes / 1e6:.2f} | {seconds:.2f} |" in table
     assert sum(b for b, _ in report.patch_figures.values()) == report.bytes_written
+    # Progress goes to the flow run's logs: patches done of the total, MB, rate and ETA.
+    logs = httpx.post(f"{PREFECT_API_URL.value()}/logs/filter", json={
+        "logs": {"flow_run_id": {"any_": [meta["flow_run_id"]]}}, "limit": 200}).raise_for_status().json()
+    progress = [log["message"] for log in logs if log["message"].startswith("download: ")]
+    assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB, ")
+    assert "patches/s, ETA 0 s" in progress[-1]
+    # The ROI is kept with the commit, for pictures of the cube's state.
+    (roi,) = cube.rois()
+    assert roi.bounds == pytest.approx(lonlat_footprint(zone[0:512, 0:768].extent).bounds, abs=1e-6)
     # The same values as the local runner's.
     local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
     np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)
