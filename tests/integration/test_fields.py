@@ -359,3 +359,35 @@ def test_ingests_are_recorded_per_cube_and_the_next_one_starts_where_the_last_en
     assert last == (pd.Timestamp("2024-07-01"), pd.Timestamp("2024-07-08T00:00:00"))
     assert since_last(last, now) == {"start": "2024-07-08T00:00:00", "end": "2024-07-08T04:00:00"}
     assert period_toi(last) == {"start": "2024-07-01T00:00:00", "end": "2024-07-08T00:00:00.000000"}
+
+
+def test_parcels_import_and_run_from_the_command_line(season_api, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from stacube.cli import app
+    from stacube.datasets import sentinel2_l2a_spec
+
+    frame = season_parcels()
+    frame = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)  # P03 twice: both rejected
+    frame.to_file(tmp_path / "parcels.gpkg", layer="fields")
+    store_url = f"duckdb:///{tmp_path}/fields.duckdb"
+    runner = CliRunner()
+    imported = runner.invoke(app, ["parcels", "import", str(tmp_path / "parcels.gpkg"), "--id-column", "parcel_id",
+                                   "--store", store_url, "--layer", "fields", "--json"])
+    assert imported.exit_code == 0, imported.stderr
+    summary = json.loads(imported.stdout)
+    assert summary["imported"] == 24 and summary["groups"] == 2
+    assert [r["parcel_id"] for r in summary["rejected"]] == ["P03", "P03"]
+    spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-06-30", api_url=season_api.url,
+                              chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
+    Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
+    ran = runner.invoke(app, ["parcels", "run", str(tmp_path / "s2"), "--store", store_url, "--time",
+                              "2024-05-01/2024-05-20", "--catalog-dir", str(tmp_path / "catalog"), "--json"])
+    assert ran.exit_code == 0, ran.stderr
+    groups = json.loads(ran.stdout)["groups"]
+    assert sum(g["parcel_dates"] for g in groups) == 24 * 4  # four acquisitions in the period
+    with ParcelStore(store_url) as store:
+        observed = store.observations()
+    assert len(observed) == 24 * 4 and sum(g["usable"] for g in groups) == int(observed.usable.sum())

@@ -1,0 +1,532 @@
+"""The ``stacube`` command line: catalogs, cubes and parcels from a shell or cron.
+
+Every command prints a table for people or, with ``--json``, JSON for scripts on stdout. Errors
+print one line on stderr (what, which value, what to do) and exit with 1; ``--verbose`` adds the
+traceback. Heavy libraries are imported inside the commands, so ``stacube --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Local, versioned raster cubes built on demand from STAC and Earth Engine sources.")
+catalog_app = typer.Typer(no_args_is_help=True, help="A cube's local STAC catalog: sync, search, info.")
+cube_app = typer.Typer(no_args_is_help=True, help="Create, fill, read and version cubes.")
+parcels_app = typer.Typer(no_args_is_help=True, help="Farm parcels and their NDVI/NDMI time series.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(cube_app, name="cube")
+app.add_typer(parcels_app, name="parcels")
+
+_settings = {"verbose": False}
+
+CubeArg = Annotated[str, typer.Argument(help="The cube: a folder path or s3://bucket/prefix.", show_default=False)]
+CatalogDir = Annotated[str | None, typer.Option(help="Where the local catalogs live (default: "
+                                                "$STACUBE_CATALOG_DIR, else ~/.cache/stacube/catalogs).")]
+Bbox = Annotated[str | None, typer.Option(help="The ROI: minx,miny,maxx,maxy in --crs.")]
+Crs = Annotated[str, typer.Option(help="CRS of --bbox.")]
+Resolution = Annotated[float | None, typer.Option(help="Pixel size in --crs units: read onto this grid "
+                                                  "(default: the cube zone's own grid).")]
+Time = Annotated[str | None, typer.Option("--time", help="The TOI: 2024-06, 2024-06-01 or 2024-06-01/2024-06-30.")]
+AsJson = Annotated[bool, typer.Option("--json", help="JSON on stdout, for scripts.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False) -> None:
+    """Local, versioned raster cubes built on demand from STAC and Earth Engine sources.
+
+    Example: stacube cube download cubes/dem --bbox -45.1,70.2,-44.8,70.4 --json
+    """
+    _settings["verbose"] = verbose
+
+
+def handled(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One clear line and exit code 1 for anything a user can cause; the traceback only with --verbose."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure becomes one line (and the traceback on demand)
+            if _settings["verbose"]:
+                traceback.print_exc()
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            typer.echo(f"error: {type(error).__name__}: {message}", err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+# --- parsing ------------------------------------------------------------------------------------
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``minx,miny,maxx,maxy`` as four numbers, the min before the max."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy") from None
+    if len(values) != 4:
+        raise ValueError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy, got {len(values)}")
+    if values[0] >= values[2] or values[1] >= values[3]:
+        raise ValueError(f"--bbox {text!r}: minx must be below maxx and miny below maxy")
+    return values  # type: ignore[return-value]
+
+
+def parse_time(text: str | None) -> Any:
+    """``a/b`` as a slice from a to b (inclusive, as pandas); anything else as it is."""
+    if text is None:
+        return None
+    if "/" in text:
+        start, end = text.split("/", 1)
+        return slice(start or None, end or None)
+    return text
+
+
+def parse_roi(bbox: str | None, crs: str, resolution: float | None) -> Any:
+    from odc.geo.crs import CRS
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import box
+
+    if bbox is None:
+        raise ValueError("no ROI: give --bbox minx,miny,maxx,maxy (and --crs if it is not EPSG:4326)")
+    try:
+        the_crs = CRS(crs)
+    except Exception:  # noqa: BLE001 - pyproj's many error types all mean "not a CRS"
+        raise ValueError(f"--crs {crs!r} is not a CRS pyproj knows (try EPSG:4326 or EPSG:32633)") from None
+    values = parse_bbox(bbox)
+    if resolution is not None:
+        return GeoBox.from_bbox(values, the_crs, resolution=resolution)
+    return box(*values, the_crs)
+
+
+def _open(cube: str, catalog_dir: str | None) -> Any:
+    from . import Cube
+
+    return Cube.open(cube, catalog_dir=catalog_dir)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: timestamps as ISO text, numpy scalars as numbers, geometries as WKT."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return None if isinstance(value, float) and value != value else value
+    if hasattr(value, "wkt"):
+        return value.wkt
+    if value is pd.NaT:
+        return None
+    return str(value)
+
+
+def emit(data: Any, as_json: bool, title: str | None = None) -> None:
+    """``data`` (a dict, or a list of row dicts) as JSON or as a table on stdout."""
+    if as_json:
+        typer.echo(json.dumps(_plain(data), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if isinstance(data, dict):
+        table = Table(title=title, show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in data.items():
+            shown = value if isinstance(value, str) else json.dumps(_plain(value))
+            table.add_row(str(key), shown)
+    else:
+        rows = list(data)
+        table = Table(title=title)
+        for column in rows[0].keys() if rows else ["(none)"]:
+            table.add_column(str(column))
+        for row in rows:
+            table.add_row(*(str(_plain(v)) if v is not None else "" for v in row.values()))
+    console.print(table)
+
+
+def _frame_rows(frame: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "geometry"} for row in frame.to_dict("records")]
+
+
+def _report(report: Any) -> dict[str, Any]:
+    return {"snapshot_id": report.snapshot_id, "run_id": report.run_id,
+            "patches_written": len(report.patches_written), "patches_empty": len(report.patches_empty),
+            "patches_pending": len(report.patches_pending), "patches_already_filled": report.patches_already_filled,
+            "patches_failed": {k: f.message for k, f in report.patches_failed.items()},
+            "bytes_written": report.bytes_written, "seconds": round(report.seconds, 3)}
+
+
+# --- demo ---------------------------------------------------------------------------------------
+@app.command()
+@handled
+def demo(out: Annotated[str, typer.Option(help="Folder for the demo's outputs.")] = "demo-output") -> None:
+    """Run the whole mission on a generated sample collection served on 127.0.0.1 (no internet needed).
+
+    Example: stacube demo --out /tmp/stacube-demo
+    """
+    from .demo import main as run_demo
+
+    run_demo(["--out", out])
+
+
+# --- catalog ------------------------------------------------------------------------------------
+def _window(bbox: str | None, crs: str, time: str | None) -> Any:
+    import pandas as pd
+    from odc.geo.geom import box
+
+    from .catalog import Window
+    from .timeaxis import toi_intervals
+
+    lonlat = box(*parse_bbox(bbox), crs).to_crs("EPSG:4326").boundingbox if bbox else (-180, -90, 180, 90)
+    start = end = None
+    if time is not None:
+        intervals = toi_intervals(parse_time(time))
+        start, end = intervals[0][0], intervals[-1][1] + pd.Timedelta(1, "ns")
+    return Window(tuple(lonlat), start, end)
+
+
+@catalog_app.command("sync")
+@handled
+def catalog_sync(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
+                 catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Bring the Items of the cube's source over an area and period into its local catalog.
+
+    Only what the catalog does not hold yet is fetched; later loads there never ask the source.
+
+    Example: stacube catalog sync cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05-01/2024-05-31
+    """
+    from .catalog import sync_source
+
+    the_cube = _open(cube, catalog_dir)
+    window = _window(bbox, crs, time)
+    added = sync_source(the_cube.spec.source, the_cube.catalog, window)
+    emit({"items_added": added, "items_held": len(the_cube.catalog), "catalog": str(the_cube.catalog.folder)},
+         as_json, "catalog sync")
+
+
+@catalog_app.command("search")
+@handled
+def catalog_search(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
+                   filter: Annotated[str | None, typer.Option(help="A CQL2-JSON filter.")] = None,
+                   limit: Annotated[int, typer.Option(help="Show at most this many Items.")] = 50,
+                   catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Items of the local catalog (never the remote source) by area, period and CQL2 filter.
+
+    Example: stacube catalog search cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05
+      --filter '{"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]}'
+    """
+    the_cube = _open(cube, catalog_dir)
+    window = _window(bbox, crs, time)
+    try:
+        cql = json.loads(filter) if filter else None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--filter {filter!r} is not JSON: {error}") from None
+    items = the_cube.catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=cql)
+    rows = [{"id": i.id, "datetime": i.properties.get("datetime") or i.properties.get("start_datetime"),
+             "bbox": [round(v, 5) for v in i.bbox or []]} for i in sorted(items, key=lambda i: i.id)[:limit]]
+    if as_json:
+        emit({"matched": len(items), "items": rows}, True)
+    else:
+        emit(rows, False, f"{len(items)} Items (showing {len(rows)})")
+
+
+@catalog_app.command("info")
+@handled
+def catalog_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """What the cube's local catalog holds: where, how many Items, which windows were synced.
+
+    Example: stacube catalog info cubes/s2 --json
+    """
+    the_cube = _open(cube, catalog_dir)
+    catalog = the_cube.catalog
+    windows = [w.to_json() for w in catalog.windows()]
+    emit({"folder": str(catalog.folder), "source": catalog.source_url, "collection": catalog.collection,
+          "items": len(catalog), "windows": windows}, as_json, "catalog")
+
+
+# --- cube ---------------------------------------------------------------------------------------
+def _info(the_cube: Any) -> dict[str, Any]:
+    spec = the_cube.spec
+    return {"url": str(the_cube.url), "name": spec.name, "variables": list(spec.variables),
+            "zones": {n: f"{g.crs} {g.shape.y}x{g.shape.x} px" for n, g in spec.zones.items()},
+            "chunks": list(spec.chunks),
+            "time": None if spec.time is None else f"{spec.time[0]} .. {spec.time[-1]} ({len(spec.time)} steps)",
+            "snapshots": len(the_cube.history()), "spec": spec.to_json()}
+
+
+@cube_app.command("create")
+@handled
+def cube_create(cube: CubeArg, spec: Annotated[Path, typer.Option(help="The cube's spec as JSON (the form "
+                                                                   "CubeSpec.to_json() writes).")],
+                catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Create an empty cube from a spec file; the spec is stored inside the cube.
+
+    Example: stacube cube create cubes/dem --spec dem-spec.json
+    """
+    from . import Cube, CubeSpec
+
+    try:
+        data = json.loads(spec.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--spec {str(spec)!r}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--spec {str(spec)!r} is not JSON: {error}") from None
+    the_cube = Cube.create(cube, CubeSpec.from_json(data), catalog_dir=catalog_dir)
+    emit(_info(the_cube), as_json, "cube created")
+
+
+@cube_app.command("info")
+@handled
+def cube_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """A cube's spec, zones, time axis and number of snapshots.
+
+    Example: stacube cube info cubes/dem
+    """
+    emit(_info(_open(cube, catalog_dir)), as_json, "cube")
+
+
+@cube_app.command("download")
+@handled
+def cube_download(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
+                  concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+                  runner: Annotated[str, typer.Option(help="local (threads) or prefect (a flow run).")] = "local",
+                  skip_failed: Annotated[bool, typer.Option(help="Commit what could be read; list the rest.")]
+                  = False,
+                  catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
+    """Fill the patches under an area and period that the cube lacks, as one snapshot.
+
+    Example: stacube cube download cubes/dem --bbox -45.1,70.2,-44.8,70.4 --concurrency 16
+    """
+    the_cube = _open(cube, catalog_dir)
+    report = the_cube.download(parse_roi(bbox, crs, None), parse_time(time), concurrency=concurrency,
+                               runner=runner, progress=False if quiet else None, skip_failed=skip_failed)
+    emit(_report(report), as_json, "download")
+
+
+def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
+    """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, by ``fmt`` or the file's suffix."""
+    kind = (fmt or out.suffix.lstrip(".")).lower()
+    kind = {"tif": "cog", "tiff": "cog", "geotiff": "cog", "nc": "netcdf", "zarr": "zarr"}.get(kind, kind)
+    attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
+    tile = tile.assign_attrs(attrs) if attrs == tile.attrs else tile.copy().drop_attrs(deep=False).assign_attrs(attrs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "netcdf":
+        tile.to_netcdf(out, engine="h5netcdf")
+        return [out]
+    if kind == "zarr":
+        tile.to_zarr(out, mode="w", consolidated=False)
+        return [out]
+    if kind != "cog":
+        raise ValueError(f"unknown output format {kind!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format)")
+    if "time" in tile.dims:
+        if tile.sizes["time"] != 1:
+            raise ValueError(f"the Tile has {tile.sizes['time']} time steps and a GeoTIFF holds one: "
+                             "narrow --time to one step, or write .nc or .zarr")
+        tile = tile.isel(time=0)
+    names = list(tile.data_vars)
+    paths = [out] if len(names) == 1 else [out.with_name(f"{out.stem}_{n}{out.suffix}") for n in names]
+    for name, path in zip(names, paths, strict=True):
+        tile[name].odc.write_cog(path, overwrite=True, nodata=tile[name].attrs.get("nodata"))
+    return paths
+
+
+@cube_app.command("load")
+@handled
+def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resolution: Resolution = None,
+              time: Time = None,
+              variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: all).")]
+              = None,
+              offline: Annotated[bool, typer.Option(help="Never touch the network: missing patches are nodata.")]
+              = False,
+              at: Annotated[str | None, typer.Option(help="Read this snapshot id or tag instead of the latest.")]
+              = None,
+              out: Annotated[Path | None, typer.Option(help="Write the Tile: .tif (a COG per variable), .nc or "
+                                                       ".zarr.")] = None,
+              format: Annotated[str | None, typer.Option(help="cog, netcdf or zarr (default: from --out).")]
+              = None,
+              png: Annotated[Path | None, typer.Option(help="Also draw a quick-look PNG here.")] = None,
+              rgb: Annotated[str | None, typer.Option(help="Three variables R,G,B for the PNG (default: the "
+                                                      "first variable with a colour bar).")] = None,
+              concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+              catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
+    """Read an area and period from the cube (downloading what it lacks first) and write it.
+
+    Example: stacube cube load cubes/dem --bbox -45.1,70.2,-44.8,70.4 --out dem.tif --png dem.png
+    """
+    the_cube = _open(cube, catalog_dir)
+    tile = the_cube.load(parse_roi(bbox, crs, resolution), parse_time(time),
+                         variables=variables.split(",") if variables else None, offline=offline, at=at,
+                         concurrency=concurrency, progress=False if quiet else None)
+    written = [str(p) for p in write_tile(tile, out, format)] if out else []
+    if png is not None:
+        from .pictures import quicklook, save_figure
+
+        bands = rgb.split(",") if rgb else None
+        written.append(str(save_figure(quicklook(tile, bands, title=f"{the_cube.spec.name}"), png)))
+    emit({"variables": list(tile.data_vars), "shape": dict(tile.sizes), "crs": str(tile.odc.crs),
+          "snapshot": tile.attrs.get("stacube_snapshot"), "missing_patches": tile.attrs.get("missing_patches", []),
+          "written": written}, as_json, "tile")
+
+
+@cube_app.command("state")
+@handled
+def cube_state(cube: CubeArg, at: Annotated[str | None, typer.Option(help="A snapshot id or tag.")] = None,
+               png: Annotated[Path | None, typer.Option(help="Draw the state as a PNG here.")] = None,
+               html: Annotated[Path | None, typer.Option(help="Write an interactive map (HTML) here.")] = None,
+               color_by: Annotated[str, typer.Option(help="snapshot or time (for the PNG).")] = "snapshot",
+               catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """The filled patches: id, zone, time, whether they hold data, snapshot and run.
+
+    Example: stacube cube state cubes/dem --png state.png --html state.html
+    """
+    the_cube = _open(cube, catalog_dir)
+    state = the_cube.state(at)
+    if png is not None:
+        from .pictures import save_figure
+
+        save_figure(the_cube.plot_state(color_by=color_by, at=at), png)
+    if html is not None:
+        from .pictures import save_map
+
+        save_map(the_cube.explore(at=at), html)
+    emit(_frame_rows(state), as_json, f"{len(state)} filled patches")
+
+
+@cube_app.command("history")
+@handled
+def cube_history(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Snapshots, newest first: id, time, message, run id and patches written.
+
+    Example: stacube cube history cubes/dem --json
+    """
+    emit(_frame_rows(_open(cube, catalog_dir).history()), as_json, "history")
+
+
+@cube_app.command("tag")
+@handled
+def cube_tag(cube: CubeArg, name: Annotated[str, typer.Argument(help="The tag's name.")],
+             snapshot: Annotated[str | None, typer.Option(help="The snapshot (default: the latest).")] = None,
+             catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Name a snapshot, to load it, roll back to it and keep it through expiry.
+
+    Example: stacube cube tag cubes/dem before-reprocessing
+    """
+    snapshot_id = _open(cube, catalog_dir).tag(name, snapshot)
+    emit({"tag": name, "snapshot": snapshot_id}, as_json, "tag")
+
+
+@cube_app.command("rollback")
+@handled
+def cube_rollback(cube: CubeArg, to: Annotated[str, typer.Argument(help="A snapshot id or tag.")],
+                  if_tip: Annotated[str | None, typer.Option(help="Only if the cube is still at this snapshot.")]
+                  = None,
+                  catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Make an earlier snapshot the cube's current state (its record of filled patches too).
+
+    Example: stacube cube rollback cubes/dem before-reprocessing
+    """
+    snapshot_id = _open(cube, catalog_dir).rollback(to, if_tip=if_tip)
+    emit({"rolled_back_to": snapshot_id}, as_json, "rollback")
+
+
+@cube_app.command("expire")
+@handled
+def cube_expire(cube: CubeArg,
+                older_than: Annotated[str, typer.Option(help="Age of the snapshots to drop, e.g. 90D.")],
+                keep_tags: Annotated[bool, typer.Option(help="Keep tagged snapshots.")] = True,
+                catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """Drop snapshots older than an age and free the bytes only they used.
+
+    Example: stacube cube expire cubes/dem --older-than 90D
+    """
+    report = _open(cube, catalog_dir).expire(older_than, keep_tags=keep_tags)
+    emit({"snapshots_expired": report.snapshots_expired, "bytes_freed": report.bytes_freed,
+          "chunks_deleted": report.chunks_deleted}, as_json, "expire")
+
+
+# --- parcels ------------------------------------------------------------------------------------
+Store = Annotated[str, typer.Option(help="The parcel store: duckdb:///path/fields.duckdb or "
+                                    "postgresql+asyncpg://user@host/db.")]
+
+
+@parcels_app.command("import")
+@handled
+def parcels_import(path: Annotated[Path, typer.Argument(help="GeoParquet, GeoPackage or Shapefile.")],
+                   id_column: Annotated[str, typer.Option(help="The column with each parcel's stable id.")],
+                   store: Store,
+                   layer: Annotated[str | None, typer.Option(help="The layer of a GeoPackage.")] = None,
+                   watched: Annotated[bool, typer.Option(help="Watch the imported parcels.")] = True,
+                   as_json: AsJson = False) -> None:
+    """Import parcels: invalid geometries are repaired or rejected (with the reason), never failing the file.
+
+    Example: stacube parcels import fields.gpkg --id-column parcel_id --store duckdb:///fields.duckdb
+    """
+    from .fields import ParcelStore, read_parcels
+
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r}: no such parcel file")
+    imported = read_parcels(path, id_column, layer=layer)
+    with ParcelStore(store) as parcels:
+        written = parcels.add_parcels(imported.parcels, watched=watched)
+        groups = len(parcels.groups())
+    emit({"imported": written, "rejected": imported.rejected.to_dict("records"), "groups": groups}, as_json,
+         "parcels import")
+
+
+@parcels_app.command("run")
+@handled
+def parcels_run(cube: CubeArg, store: Store, time: Time = None,
+                offline: Annotated[bool, typer.Option(help="Use only what the cube holds.")] = False,
+                catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
+    """NDVI/NDMI of every watched parcel for each acquisition in the period, group by group, stored.
+
+    Without Prefect; the `stacube-fields-*` flows do the same on a schedule.
+
+    Example: stacube parcels run cubes/s2 --store duckdb:///fields.duckdb --time 2024-05-01/2024-05-31
+    """
+    from .fields import ParcelStore, compute_group
+
+    if time is None:
+        raise ValueError("no period: give --time, e.g. 2024-05-01/2024-05-31")
+    the_cube = _open(cube, catalog_dir)
+    rows, failed = [], {}
+    with ParcelStore(store) as parcels:
+        for group_id in parcels.groups().group_id:
+            try:
+                result = compute_group(the_cube, parcels, group_id, parse_time(time), offline=offline)
+            except Exception as error:  # noqa: BLE001 - one group's failure is reported, the others go on
+                failed[group_id] = str(error)
+                continue
+            rows.append({"group": group_id, "parcel_dates": len(result),
+                         "usable": int(result["usable"].sum()) if len(result) else 0})
+    if as_json:
+        emit({"groups": rows, "failed": failed}, True)
+    else:
+        emit(rows, False, "parcel groups")
+        for group_id, why in failed.items():
+            typer.echo(f"error: group {group_id}: {why}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # python -m stacube.cli
+    sys.exit(app())
