@@ -1,6 +1,8 @@
 """stacube: local, versioned geospatial raster cubes, built on demand from STAC and Earth Engine sources."""
 
-from .cube import Cube
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AssetReadError,
     CatalogError,
@@ -14,9 +16,27 @@ from .errors import (
     TOIError,
     UnknownVariableError,
 )
-from .history import CubeChangedError, ExpireReport, VersionNotFoundError
-from .run import RunReport
-from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
+
+if TYPE_CHECKING:
+    from .cube import Cube
+    from .history import CubeChangedError, ExpireReport, VersionNotFoundError
+    from .run import RunReport
+    from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
+
+# Imported on first use: zarr, Icechunk and xarray take over a second, which `stacube --help` and
+# the light errors module should not pay.
+_LAZY = {"Cube": ".cube", "CubeChangedError": ".history", "ExpireReport": ".history",
+         "VersionNotFoundError": ".history", "RunReport": ".run", "CubeSpec": ".spec",
+         "EarthEngineSource": ".spec", "StacSource": ".spec", "Variable": ".spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stacube' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
