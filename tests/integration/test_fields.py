@@ -63,7 +63,8 @@ def test_parcels_are_repaired_or_rejected_never_failing_the_import(tmp_path):
                         frame.iloc[[2]].assign(parcel_id="EMPTY", geometry=None)], ignore_index=True)
     broken.to_file(tmp_path / "parcels.gpkg", driver="GPKG")
     broken.to_parquet(tmp_path / "parcels.parquet")
-    for path in (tmp_path / "parcels.gpkg", tmp_path / "parcels.parquet"):
+    broken.to_file(tmp_path / "parcels.shp")
+    for path in (tmp_path / "parcels.gpkg", tmp_path / "parcels.parquet", tmp_path / "parcels.shp"):
         imported = read_parcels(path, "parcel_id", max_group_size=10)
         kept = imported.parcels.set_index("parcel_id")
         assert len(kept) == 24 and "P00" not in kept.index  # P00 appears twice: both rejected
