@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -41,9 +43,14 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
     assert f"| epsg3413/y1x2 | written | {nbytes / 1e6:.2f} | {seconds:.2f} |" in table
     assert sum(b for b, _ in report.patch_figures.values()) == report.bytes_written
     # Progress goes to the flow run's logs: patches done of the total, MB, rate and ETA.
-    logs = httpx.post(f"{PREFECT_API_URL.value()}/logs/filter", json={
-        "logs": {"flow_run_id": {"any_": [meta["flow_run_id"]]}}, "limit": 200}).raise_for_status().json()
-    progress = [log["message"] for log in logs if log["message"].startswith("download: ")]
+    progress: list[str] = []
+    for _ in range(60):  # Prefect ships logs to its API in batches, in the background
+        logs = httpx.post(f"{PREFECT_API_URL.value()}/logs/filter", json={
+            "logs": {"flow_run_id": {"any_": [meta["flow_run_id"]]}}, "limit": 200}).raise_for_status().json()
+        progress = [log["message"] for log in logs if log["message"].startswith("download: ")]
+        if progress:
+            break
+        time.sleep(0.5)
     assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB, ")
     assert "patches/s, ETA 0 s" in progress[-1]
     # The ROI is kept with the commit, for pictures of the cube's state.
