@@ -125,7 +125,7 @@ def _parcels(out: Path) -> dict[str, Path]:
     """NDVI per parcel and acquisition on a synthetic Sentinel-2 season (two UTM zones), published."""
     from .datasets import sentinel2_l2a_spec
     from .fields import ParcelStore, clean_parcels, compute_group
-    from .fields.publish import export_series, plot_sample, weekly_series
+    from .fields.publish import SERIES_COLUMNS, export_series, plot_sample, weekly_series
     from .sample.granules import generate_sentinel2
     from .sample.season import Season, season_bands, season_parcels
 
@@ -155,7 +155,7 @@ def _parcels(out: Path) -> dict[str, Path]:
     print(f"parcels: {len(parcels)} imported ({int(parcels.repaired.sum())} repaired), "
           f"{len(observations)} parcel-dates in {seconds:.1f} s, {int(observations.usable.sum())} usable "
           f"(the rest cloudy, shadowed or without an acquisition)")
-    table = series[series.parcel_id == series.parcel_id.iloc[0]][["parcel_id", "week", "ndvi", "ndmi", "acquisitions", "filled"]]
+    table = series[series.parcel_id == series.parcel_id.iloc[0]][SERIES_COLUMNS]
     print(table.to_string(index=False))
     return {"parcels": out / "fields.duckdb", "NDVI": files["csv"], "plot": png}
 
