@@ -149,3 +149,14 @@ def prefect_api():
 
     with prefect_test_harness():
         yield
+
+
+@pytest.fixture(scope="session")
+def season_api(tmp_path_factory):
+    """A synthetic Sentinel-2 season (two UTM zones, moving clouds) served for the whole session."""
+    from stacube.sample.granules import generate_sentinel2
+    from stacube.sample.season import Season, season_bands
+
+    folder = generate_sentinel2(tmp_path_factory.mktemp("season"), Season().granules(), bands=season_bands)
+    with serve_sample(folder) as (_files, api):
+        yield api

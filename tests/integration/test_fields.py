@@ -16,15 +16,6 @@ from stacube.sample.servers import serve_sample
 SEASON = slice("2024-05-01", "2024-06-30")
 
 
-@pytest.fixture(scope="module")
-def season_api(tmp_path_factory):
-    from stacube.sample.granules import generate_sentinel2
-
-    folder = generate_sentinel2(tmp_path_factory.mktemp("season"), Season().granules(), bands=season_bands)
-    with serve_sample(folder) as (_files, api):
-        yield api
-
-
 @pytest.fixture(params=["duckdb", "postgresql"])
 def store_url(request, tmp_path):
     """The same suite on the embedded store and on PostgreSQL/PostGIS (a fresh database each)."""
