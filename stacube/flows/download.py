@@ -197,12 +197,17 @@ class PrefectRunner:
 
 
 class RunProgress:
-    """Progress of a run in the flow run's logs (a Prefect run has no terminal): patches done of the
-    total, MB written, rate and ETA, every ``every`` seconds and at the end."""
+    """Progress of a run where a Prefect run shows it (it has no terminal): patches done of the total,
+    MB written, rate and ETA in the flow run's log, and a progress artifact (the UI's progress bar),
+    every ``every`` seconds and at the end."""
 
     def __init__(self, total: int, every: float = 10.0):
+        from prefect.artifacts import create_progress_artifact
+
         self.total, self.every, self.count, self.nbytes = total, every, 0, 0
         self.started = self.logged = time.monotonic()
+        self.artifact = create_progress_artifact(0.0, key="stacube-download-progress",
+                                                 description=f"stacube download: {total} patches")
 
     def done(self, batch: Sequence[PatchIndex], future: Any) -> None:
         self.count += len(batch)
@@ -216,6 +221,9 @@ class RunProgress:
         eta = (self.total - self.count) / rate if rate else float("inf")
         get_run_logger().info("download: %d/%d patches, %.1f MB, %.1f patches/s, ETA %.0f s", self.count,
                               self.total, self.nbytes / 1e6, rate, eta)
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(self.artifact, 100.0 * self.count / self.total)
 
 
 def _cancel_unstarted(futures: Any) -> None:

@@ -53,6 +53,10 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
         time.sleep(0.5)
     assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB, ")
     assert "patches/s, ETA 0 s" in progress[-1]
+    query = {"artifacts": {"key": {"any_": ["stacube-download-progress"]}, "flow_run_id": {
+        "any_": [meta["flow_run_id"]]}}, "limit": 5}
+    (bar,) = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=query).raise_for_status().json()
+    assert bar["type"] == "progress" and float(bar["data"]) == 100.0  # the UI's progress bar, full
     # The ROI is kept with the commit, for pictures of the cube's state.
     (roi,) = cube.rois()
     assert roi.bounds == pytest.approx(lonlat_footprint(zone[0:512, 0:768].extent).bounds, abs=1e-6)
