@@ -345,3 +345,19 @@ def test_an_interactive_download_shows_patches_megabytes_rate_and_eta_and_a_quie
     quiet = Cube.create(tmp_path / "quiet", dem_spec(servers[1].url, sample_layout), catalog_dir=tmp_path / "c2")
     quiet.download(zone[0:512, 0:512], progress=False)
     assert "download" not in capsys.readouterr().err
+
+
+def test_the_arcticdem_spec_reads_a_mosaic_on_its_own_grid_as_odc_stac_does(servers, sample_layout, tmp_path):
+    """The ready-made ArcticDEM cube, pointed at the sample (an EPSG:3413 mosaic at 10 m, like PGC's):
+    the whole-Arctic zone plans only the ROI, and pixels land unresampled, equal to odc-stac's."""
+    from stacube.datasets import arcticdem_spec
+
+    spec = arcticdem_spec(10, api_url=servers[1].url, collection="sample-dem")
+    assert spec.zones["epsg3413"].shape == (662940, 662940)  # the whole mosaic grid at 10 m
+    cube = Cube.create(tmp_path / "arcticdem", spec, catalog_dir=tmp_path / "catalog")
+    roi = sample_layout.extent_geobox()[300:1100, 200:1000]
+    tile = cube.load(roi)
+    dem, mask = odc_reference(items_of(servers[1].url), roi)
+    np.testing.assert_array_equal(tile.dem.values, dem[0])
+    np.testing.assert_array_equal(tile.datamask.values, mask[0])
+    assert len(cube.state()) == len(cube.plan(roi).patches) <= 4  # 2048-px patches under the ROI only

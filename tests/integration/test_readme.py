@@ -20,6 +20,7 @@ from odc.geo.geobox import GeoBox
 
 import stacube
 from stacube import Cube
+from stacube.sample.generate import SampleLayout
 
 from .conftest import dem_spec
 
@@ -45,7 +46,7 @@ def run_block(section: str, index: int, namespace: dict, edits: tuple[tuple[str,
 
 
 def test_every_block_is_run_by_a_test():
-    tested = {"Quickstart": 1, "The command line": 1, "Pictures of a cube": 1, "The API": 1,
+    tested = {"Quickstart": 1, "The command line": 1, "Pictures of a cube": 1, "The API": 2,
               "Several zones (UTM) and growing time axes": 2, "Versions: history, tags, rollback, expiry": 1,
               "Earth Engine sources": 1, "Field pipelines: parcels, NDVI and NDMI per acquisition": 1,
               # the python block here; its deployment walk-through (bash) is what test_deployment.py does
@@ -89,10 +90,14 @@ def test_the_quickstart_runs_as_pasted_and_leaves_the_cube_it_describes(tmp_path
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "missing_patches:   []" in done.stdout and "epsg3413/y2x2" in done.stdout
     cube = Cube.open(tmp_path / "cubes" / "dem.icechunk", catalog_dir=tmp_path / "catalogs")
-    assert len(cube.state()) == 9 and len(cube.history()) == 3  # init, create, one run: 9 patches
-    tile = cube.load(cube.spec.zones["epsg3413"][200:1400, 300:1500], offline=True)
+    state = cube.state()
+    assert "missing_patches:   []" in done.stdout and all(patch in done.stdout for patch in state.id)
+    assert cube.spec.source.collection == "sample-dem" and cube.spec.name == "arcticdem-10m"
+    roi = SampleLayout().extent_geobox()[200:1400, 300:1500]
+    assert len(state) == len(cube.plan(roi).patches) == 2  # the global grid's 2048-px patches under the ROI
+    assert len(cube.history()) == 3  # init, create, one run
+    tile = cube.load(roi, offline=True)
     assert np.isfinite(tile.dem.values).all() and (tile.datamask.values > 0).all()  # every pixel held
 
 
@@ -120,8 +125,12 @@ def test_the_pictures_block(season_api, in_tmp):
     assert all((in_tmp / name).stat().st_size > 10_000 for name in ("state.png", "rgb.png", "state.html"))
 
 
-def test_the_api_block(season_api, in_tmp):
-    env = run_block("The API", 0, {"path_or_s3_url": str(in_tmp / "api.icechunk"), "spec": s2_spec(season_api.url),
+def test_the_api_blocks(season_api, in_tmp):
+    from stacube.datasets import arcticdem_spec
+
+    spelled = run_block("The API", 0, {})["spec"]
+    assert spelled.to_json() == arcticdem_spec(32).to_json()  # the ready-made spec is exactly this
+    env = run_block("The API", 1, {"path_or_s3_url": str(in_tmp / "api.icechunk"), "spec": s2_spec(season_api.url),
                                    "roi": S2_ROI, "aoi": S2_ROI})
     assert env["tile"].sizes["time"] == 8 and env["report"].patches_already_filled > 0  # season: 8 acquisitions
     assert len(env["gdf"]) > 0 and len(env["df"]) == 3
