@@ -65,6 +65,9 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
     return out
 
 
+GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
+
+
 def _first_unreadable(hrefs: list[str]) -> str | None:
     """The first asset GDAL cannot open, so a failed patch names its file (odc-stac's error does not)."""
     for href in hrefs:
@@ -83,7 +86,9 @@ class StacBackend:
         self.spec = spec
         self.assets = dict(spec.source.assets)
         if not _configured.is_set():
-            odc.stac.configure_rio(cloud_defaults=True, GDAL_HTTP_MAX_RETRY="0")
+            # GDAL asks again itself on 429 and 5xx (cheap: one request, not the patch); anything else
+            # (a dropped connection, a cut-off or garbled body) fails the patch, which the runner retries.
+            odc.stac.configure_rio(cloud_defaults=True, **GDAL_HTTP_RETRIES)
             _configured.set()
 
     def check_items(self, items: list[pystac.Item]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
@@ -35,6 +36,18 @@ def _absolute_hrefs(item: dict[str, Any], allow_local: bool) -> dict[str, Any]:
     return item
 
 
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether asking again may help: a dropped or stalled connection, a cut-off or garbled page, a
+    429 or a 5xx. A 4xx (a wrong collection, a bad query) will not change."""
+    status = getattr(error, "status_code", None)
+    if isinstance(error, APIError) and status is not None:
+        return status in TRANSIENT_STATUS
+    return True
+
+
 def harvest(
     api_url: str,
     collection: str,
@@ -42,20 +55,31 @@ def harvest(
     allow_local_hrefs: bool = False,
     page_size: int = 200,
     timeout: float = 60.0,
+    attempts: int = 4,
+    backoff: float = 0.25,
 ) -> list[dict[str, Any]]:
-    """All Items of ``collection`` in ``window`` from the API, every page followed."""
-    try:
-        client = pystac_client.Client.open(api_url, timeout=timeout)
-        search = client.search(
-            collections=[collection], bbox=list(window.bbox), datetime=window.datetime_query(), limit=page_size
-        )
-        items = [_absolute_hrefs(d, allow_local_hrefs) for d in search.items_as_dicts()]
-    except CatalogError:
-        raise
-    except (APIError, OSError, ValueError) as err:
-        raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}): {err}") from err
-    except Exception as err:  # requests' exceptions and anything the client raises on a bad response
-        raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}): {err}") from err
+    """All Items of ``collection`` in ``window`` from the API, every page followed.
+
+    A transient failure (see ``_transient``) restarts the search after an exponential backoff, up to
+    ``attempts`` times: Items are appended by id, so a search read twice adds nothing twice.
+    """
+    for attempt in range(attempts):
+        try:
+            client = pystac_client.Client.open(api_url, timeout=timeout)
+            search = client.search(
+                collections=[collection], bbox=list(window.bbox), datetime=window.datetime_query(), limit=page_size
+            )
+            items = [_absolute_hrefs(d, allow_local_hrefs) for d in search.items_as_dicts()]
+            break
+        except CatalogError:
+            raise
+        except Exception as err:  # requests', the client's and JSON errors alike
+            if attempt + 1 == attempts or not _transient(err):
+                raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}) after "
+                                   f"{attempt + 1} attempt(s): {err}") from err
+            delay = backoff * 2**attempt
+            log.warning("STAC search of %s at %s failed (%s); retrying in %.2f s", collection, api_url, err, delay)
+            time.sleep(delay)
     log.info("harvested %d items of %s from %s for %s", len(items), collection, api_url, window)
     return items
 

@@ -7,6 +7,7 @@ Both are real programs started as subprocesses on 127.0.0.1 (``RangeHTTPServer``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -97,22 +98,66 @@ def start_stac_api(items_json: str | Path, port: int | None = None) -> ServerPro
     return ServerProcess(url, process)
 
 
+@dataclass(frozen=True)
+class Faults:
+    """What a fault proxy injects (see ``stacube.sample.fault_proxy``): the share of requests that fail,
+    the kinds drawn from, path parts that always fail, how long a stall lasts, the random seed."""
+
+    rate: float = 0.1
+    kinds: tuple[str, ...] = ("500", "503", "429", "reset", "stall", "truncated", "corrupt")
+    always: tuple[str, ...] = ()
+    stall_s: float = 5.0
+    seed: int = 0
+
+
+def start_fault_proxy(upstream: str, faults: Faults, port: int | None = None) -> ServerProcess:
+    """A fault-injecting proxy in front of ``upstream`` on 127.0.0.1."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stacube.sample.fault_proxy", str(port), "--upstream", upstream,
+         "--rate", str(faults.rate), "--kinds", ",".join(faults.kinds), "--always", ",".join(faults.always),
+         "--stall-s", str(faults.stall_s), "--seed", str(faults.seed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/_faults", process)
+    return ServerProcess(url, process)
+
+
+def fault_counts(proxy: ServerProcess) -> dict[str, int]:
+    """How many faults of each kind a proxy has injected so far."""
+    import json
+
+    with urllib.request.urlopen(proxy.url + "/_faults", timeout=10) as response:
+        return json.loads(response.read())
+
+
 @contextlib.contextmanager
-def serve_sample(folder: str | Path, latency_ms: float = 0.0,
-                 fail_first: int = 0) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def serve_sample(folder: str | Path, latency_ms: float = 0.0, fail_first: int = 0, faults: Faults | None = None,
+                 api_faults: Faults | None = None) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Serve a generated sample: yields (file server, STAC API) and stops both on exit.
 
     ``latency_ms`` delays every COG response, to stand in for a remote server; ``fail_first``
-    answers the first requests for each COG with 503, to stand in for a flaky one.
+    answers the first requests for each COG with 503, to stand in for a flaky one. With ``faults``,
+    a fault proxy sits in front of each (the Items point at the file proxy) and those are yielded;
+    ``api_faults`` sets the STAC API's proxy apart (default: ``faults`` with another seed).
     """
     folder = Path(folder)
-    files = start_file_server(folder, latency_ms=latency_ms, fail_first=fail_first)
-    api = None
+    started: list[ServerProcess] = []
     try:
+        files = start_file_server(folder, latency_ms=latency_ms, fail_first=fail_first)
+        started.append(files)
+        if faults is not None:
+            files = start_fault_proxy(files.url, faults)
+            started.append(files)
         served = publish_items(folder, files.url, folder / f"items-{files.url.rsplit(':', 1)[-1]}.json")
         api = start_stac_api(served)
+        started.append(api)
+        if faults is not None or api_faults is not None:
+            api = start_fault_proxy(api.url, api_faults or dataclasses.replace(faults, seed=faults.seed + 1))
+            started.append(api)
         yield files, api
     finally:
-        if api is not None:
-            api.stop()
-        files.stop()
+        for server in reversed(started):
+            server.stop()

@@ -129,7 +129,7 @@ def test_transient_server_errors_are_retried_until_the_run_completes(servers, sa
 
     zone = sample_layout.extent_geobox()
     roi = zone[0:512, 0:512]
-    with serve_sample(sample_dir, fail_first=1) as (_, flaky_api):  # every COG answers 503 once
+    with serve_sample(sample_dir, fail_first=5) as (_, flaky_api):  # 503 five times: more than GDAL asks again
         cube = Cube.create(tmp_path / "c", dem_spec(flaky_api.url, sample_layout), catalog_dir=tmp_path / "cat")
         with pytest.raises(PatchReadError, match="503"):
             cube.download(roi, runner=LocalRunner(retries=0))

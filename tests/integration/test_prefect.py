@@ -70,7 +70,7 @@ def test_transient_errors_are_retried_by_prefect(sample_dir, tmp_path, sample_la
 
     zone = sample_layout.extent_geobox()
     roi = zone[0:512, 0:512]
-    with serve_sample(sample_dir, fail_first=1) as (_, flaky_api):  # every COG answers 503 once
+    with serve_sample(sample_dir, fail_first=5) as (_, flaky_api):  # 503 five times: more than GDAL asks again
         cube = Cube.create(tmp_path / "c", dem_spec(flaky_api.url, sample_layout), catalog_dir=tmp_path / "cat")
         tile = cube.load(roi, runner="prefect")
     dem, _ = odc_reference(items_of(servers[1].url), roi)

@@ -1,0 +1,69 @@
+"""Flaky sources: a fault-injecting proxy between stacube and the STAC API and COG server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stacube import Cube, PatchReadError
+from stacube.sample.servers import Faults, fault_counts, serve_sample
+
+from .conftest import dem_spec
+
+ALL_KINDS = {"500", "503", "429", "reset", "stall", "truncated", "corrupt"}
+
+
+@pytest.fixture(scope="module")
+def clean_cube(servers, sample_layout, tmp_path_factory):
+    """The whole sample downloaded without faults: what every faulty run must end up equal to."""
+    folder = tmp_path_factory.mktemp("clean")
+    cube = Cube.create(folder / "cube", dem_spec(servers[1].url, sample_layout), catalog_dir=folder / "catalog")
+    cube.download(sample_layout.extent_geobox())
+    return cube
+
+
+def test_at_ten_percent_faults_every_run_completes_and_the_cube_equals_a_clean_one(
+        sample_dir, sample_layout, clean_cube, tmp_path):
+    zone = sample_layout.extent_geobox()
+    half_y, half_x = zone.shape.y // 2, zone.shape.x // 2
+    quarters = [zone[:half_y, :half_x], zone[:half_y, half_x:], zone[half_y:, :half_x], zone[half_y:, half_x:]]
+    with serve_sample(sample_dir, faults=Faults(rate=0.1, stall_s=2.0, seed=7)) as (files, api):
+        cube = Cube.create(tmp_path / "cube", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+        for quarter in quarters:  # four runs, default runner settings: each one completes
+            report = cube.download(quarter)
+            assert report.snapshot_id and not report.patches_failed
+        injected = fault_counts(files)
+    assert set(injected) == ALL_KINDS and sum(injected.values()) >= 30  # every kind of fault happened
+    assert list(cube.state().id) == list(clean_cube.state().id)
+    faulty, clean = cube.load(zone, offline=True), clean_cube.load(zone, offline=True)
+    for name in ("dem", "datamask"):  # array for array
+        np.testing.assert_array_equal(faulty[name].values, clean[name].values)
+
+
+def test_a_flaky_stac_api_is_asked_again_and_the_catalog_ends_up_whole(sample_dir, sample_layout, clean_cube,
+                                                                       tmp_path):
+    faults = Faults(rate=0.2, kinds=("500", "503", "429", "reset", "truncated", "corrupt"), seed=14)
+    with serve_sample(sample_dir, api_faults=faults) as (_files, api):
+        cube = Cube.create(tmp_path / "cube", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+        cube.download(sample_layout.extent_geobox())
+        injected = fault_counts(api)
+    assert sum(injected.values()) >= 1  # the search met faults and was asked again
+    assert {i.id for i in cube.catalog.search()} == {i.id for i in clean_cube.catalog.search()}  # all 16 Items
+    assert len(cube.catalog) == 16
+
+
+def test_a_source_that_always_fails_fails_the_run_naming_patch_item_and_url_and_commits_nothing(
+        sample_dir, sample_layout, tmp_path):
+    from stacube.runners import LocalRunner
+
+    with serve_sample(sample_dir, faults=Faults(rate=0.0, always=("tile_r1_c1_dem.tif",))) as (files, api):
+        cube = Cube.create(tmp_path / "cube", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+        before = cube.repo.lookup_branch("main")
+        with pytest.raises(PatchReadError) as caught:
+            cube.download(sample_layout.extent_geobox()[400:700, 400:700], runner=LocalRunner(retries=2,
+                                                                                            backoff=0.01))
+    message = str(caught.value)
+    assert "failed after 3 attempt(s)" in message and "503" in message
+    assert f"{files.url}/tile_r1_c1_dem.tif" in message and "tile_r1_c1" in message.split("items: ")[1]
+    assert caught.value.patch_id in message
+    assert cube.repo.lookup_branch("main") == before and len(cube.state()) == 0
