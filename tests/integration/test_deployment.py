@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,9 @@ def prefect_server(tmp_path):
     from stacube.sample.servers import free_port
 
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    secret = f"stacube:{uuid.uuid4().hex}"  # the server runs with authentication, as the guide says
+    env = {**os.environ, "PREFECT_SERVER_API_AUTH_STRING": secret, "PREFECT_API_AUTH_STRING": secret,
+           "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_CLI_PROMPT": "false", "NO_PROXY": "127.0.0.1,localhost", "STACUBE_PROJECT_DIR": str(ROOT)}
     server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
@@ -43,6 +47,8 @@ def prefect_server(tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
                     break
+            except urllib.error.HTTPError:
+                break  # it answered (401 without credentials): it is up
             except OSError:
                 time.sleep(0.2)
         else:
@@ -73,3 +79,11 @@ def test_a_deployed_flow_run_by_a_worker_adds_exactly_one_snapshot(prefect_serve
     meta = cube.repo.lookup_snapshot(history.snapshot[0]).metadata["stacube"]
     assert meta["flow_run_id"] == flow_run_id and meta["runner"] == "prefect"
     assert len(meta["patches"]) == 4
+    # Without the credentials the API refuses; the credentials appear in no commit metadata.
+    request = urllib.request.Request(env["PREFECT_API_URL"] + "/flow_runs/filter", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    password = env["PREFECT_API_AUTH_STRING"].split(":")[1]
+    assert all(password not in json.dumps(snap.metadata) for snap in cube.repo.ancestry(branch="main"))
