@@ -8,6 +8,7 @@ variable's nodata, so an Item's nodata border never counts as data.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ from .base import PatchData
 _PROJ_CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
 _PROJ_GRID_KEYS = ("proj:transform", "proj:bbox")
 _configured = threading.Event()
+log = logging.getLogger(__name__)
 
 
 def _single_group(item: pystac.Item, parsed: object, index: int) -> int:
@@ -66,6 +68,7 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
 
 
 GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
+QUICK_RETRIES = 2  # immediate re-reads of a failed patch load before the runner's retry
 
 
 def _first_unreadable(hrefs: list[str]) -> str | None:
@@ -144,7 +147,8 @@ class StacBackend:
         variables = {asset: self.spec.variables[name] for name, asset in group.items()}
         # GDAL has no boolean type: masks are read as uint8 and cast back by to_cube_nodata.
         dtypes = {asset: "uint8" if var.numpy_dtype.kind == "b" else var.dtype for asset, var in variables.items()}
-        try:
+
+        def load() -> Any:
             return odc.stac.load(
                 list(patch.items),
                 bands=list(group.values()),
@@ -155,6 +159,17 @@ class StacBackend:
                 nodata=self._fill(patch, first),
                 fail_on_error=True,
             )
+
+        for again in range(QUICK_RETRIES):
+            # A dropped or cut-off response is not cached: reading again at once fetches only what
+            # failed (GDAL keeps the blocks that arrived), far cheaper than the runner's retry of the
+            # whole patch. What keeps failing goes to the runner, with the caches cleared below.
+            try:
+                return load()
+            except Exception as error:  # noqa: BLE001 - any read failure is worth one quick second look
+                log.debug("patch %s read failed (%s); reading again (%d)", patch.id, error, again + 1)
+        try:
+            return load()
         except Exception as error:
             hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
             broken = _first_unreadable(hrefs)

@@ -33,10 +33,24 @@ def test_at_ten_percent_faults_every_run_completes_and_the_cube_equals_a_clean_o
             report = cube.download(quarter)
             assert report.snapshot_id and not report.patches_failed
         injected = fault_counts(files)
-    assert set(injected) == ALL_KINDS and sum(injected.values()) >= 30  # every kind of fault happened
+    assert len(injected) >= 4 and sum(injected.values()) >= 15  # faults of many kinds (each kind: below)
     assert list(cube.state().id) == list(clean_cube.state().id)
     faulty, clean = cube.load(zone, offline=True), clean_cube.load(zone, offline=True)
     for name in ("dem", "datamask"):  # array for array
+        np.testing.assert_array_equal(faulty[name].values, clean[name].values)
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_KINDS))
+def test_each_kind_of_fault_is_survived_and_leaves_the_same_values(kind, sample_dir, sample_layout, clean_cube,
+                                                                    tmp_path):
+    roi = sample_layout.extent_geobox()[0:512, 0:512]
+    with serve_sample(sample_dir, faults=Faults(rate=0.2, kinds=(kind,), stall_s=1.0, seed=11)) as (files, api):
+        cube = Cube.create(tmp_path / "cube", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+        report = cube.download(roi)
+        injected = fault_counts(files)
+    assert injected.get(kind, 0) >= 1 and report.snapshot_id and len(report.patches_written) == 4
+    faulty, clean = cube.load(roi, offline=True), clean_cube.load(roi, offline=True)
+    for name in ("dem", "datamask"):
         np.testing.assert_array_equal(faulty[name].values, clean[name].values)
 
 
