@@ -9,6 +9,7 @@ variable's nodata, so an Item's nodata border never counts as data.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -69,6 +70,26 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
 
 GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
 QUICK_RETRIES = 2  # immediate re-reads of a failed patch load before the runner's retry
+
+
+def _status_error(error: BaseException) -> bool:
+    """Whether a read failed on an HTTP 429 or 5xx answer (which GDAL itself retries)."""
+    text, seen = "", set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text += f" {error}"
+        error = error.__cause__ or error.__context__
+    return re.search(r"HTTP (?:response|error) code:? (?:429|5\d\d)", text) is not None
+
+
+def _named_in(error: BaseException, hrefs: list[str]) -> list[str]:
+    """The hrefs an error (or the errors it came from) names by URL or file name."""
+    text, seen = "", set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text += f" {error}"
+        error = error.__cause__ or error.__context__
+    return [href for href in dict.fromkeys(hrefs) if href in text or href.rsplit("/", 1)[-1] in text]
 
 
 def _first_unreadable(hrefs: list[str]) -> str | None:
@@ -160,18 +181,24 @@ class StacBackend:
                 fail_on_error=True,
             )
 
-        for again in range(QUICK_RETRIES):
-            # A dropped or cut-off response is not cached: reading again at once fetches only what
-            # failed (GDAL keeps the blocks that arrived), far cheaper than the runner's retry of the
-            # whole patch. What keeps failing goes to the runner, with the caches cleared below.
+        hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
+        for _ in range(QUICK_RETRIES):
+            # Read again at once, forgetting only the cached bytes of the files the error names (or
+            # that no longer open): GDAL keeps the good blocks of the others, so only what failed is
+            # fetched again, far cheaper than the runner's retry of the whole patch. What keeps
+            # failing goes to the runner, with every file's cache cleared below.
             try:
                 return load()
             except Exception as error:  # noqa: BLE001 - any read failure is worth one quick second look
-                log.debug("patch %s read failed (%s); reading again (%d)", patch.id, error, again + 1)
+                if _status_error(error):
+                    break  # GDAL has asked again already: a server still answering 429/5xx is the runner's
+                named = _named_in(error, hrefs) or [h for h in [_first_unreadable(hrefs)] if h] or hrefs
+                for href in named:
+                    rasterio.cache.invalidate(href)
+                log.debug("patch %s read failed (%s); reading %s again", patch.id, error, named)
         try:
             return load()
         except Exception as error:
-            hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
             broken = _first_unreadable(hrefs)
             # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
             # instead of the truncated or corrupt bytes that made this attempt fail.
