@@ -326,8 +326,8 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, by ``fmt`` or the file's suffix."""
     kind = (fmt or out.suffix.lstrip(".")).lower()
     kind = {"tif": "cog", "tiff": "cog", "geotiff": "cog", "nc": "netcdf", "zarr": "zarr"}.get(kind, kind)
-    attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
-    tile = tile.assign_attrs(attrs) if attrs == tile.attrs else tile.copy().drop_attrs(deep=False).assign_attrs(attrs)
+    tile = tile.copy()
+    tile.attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "netcdf":
         tile.to_netcdf(out, engine="h5netcdf")

@@ -28,7 +28,7 @@ SNAPSHOT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e37
 
 def snapshot_colours(state: gpd.GeoDataFrame) -> dict[str, str]:
     """A colour per snapshot, in the order snapshots first appear (the record is sorted by zone/time/id)."""
-    snapshots = [s for s in dict.fromkeys(state["snapshot"].fillna("unknown"))]
+    snapshots = list(dict.fromkeys(state["snapshot"].fillna("unknown")))
     return {snap: SNAPSHOT_COLOURS[i % len(SNAPSHOT_COLOURS)] for i, snap in enumerate(snapshots)}
 
 

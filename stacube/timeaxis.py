@@ -45,6 +45,12 @@ def _interval(value: Any) -> Interval:
     raise TypeError(f"cannot read {value!r} as a time")
 
 
+def toi_span(toi: Any) -> Interval:
+    """The first start and the last end of a TOI's intervals: the period it spans."""
+    intervals = toi_intervals(toi)
+    return intervals[0][0], intervals[-1][1]
+
+
 def toi_intervals(toi: Any) -> list[Interval]:
     """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times."""
     if isinstance(toi, slice):

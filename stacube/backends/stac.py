@@ -72,23 +72,24 @@ GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
 QUICK_RETRIES = 2  # immediate re-reads of a failed patch load before the runner's retry
 
 
-def _status_error(error: BaseException) -> bool:
-    """Whether a read failed on an HTTP 429 or 5xx answer (which GDAL itself retries)."""
+def _chain_text(error: BaseException | None) -> str:
+    """The messages of an error and of the errors it came from (GDAL's detail is often one level down)."""
     text, seen = "", set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         text += f" {error}"
         error = error.__cause__ or error.__context__
-    return re.search(r"HTTP (?:response|error) code:? (?:429|5\d\d)", text) is not None
+    return text
+
+
+def _status_error(error: BaseException) -> bool:
+    """Whether a read failed on an HTTP 429 or 5xx answer (which GDAL itself retries)."""
+    return re.search(r"HTTP (?:response|error) code:? (?:429|5\d\d)", _chain_text(error)) is not None
 
 
 def _named_in(error: BaseException, hrefs: list[str]) -> list[str]:
     """The hrefs an error (or the errors it came from) names by URL or file name."""
-    text, seen = "", set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        text += f" {error}"
-        error = error.__cause__ or error.__context__
+    text = _chain_text(error)
     return [href for href in dict.fromkeys(hrefs) if href in text or href.rsplit("/", 1)[-1] in text]
 
 

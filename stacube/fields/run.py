@@ -23,7 +23,7 @@ from ..cube import Cube
 from ..errors import ROIError, StacubeError
 from ..grid import source_tile_name
 from ..plan import zone_grids
-from ..timeaxis import toi_intervals
+from ..timeaxis import toi_span
 from .indices import IndexSettings, no_acquisition, parcel_statistics
 from .store import ParcelStore, naive_utc
 
@@ -64,7 +64,7 @@ def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[Cell, set[str]]:
 def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: Any) -> list[str]:
     """The source tiles (Sentinel-2 MGRS tiles, else Item ids) over lon/lat ``bounds`` in ``toi``, from the
     local catalog only: what logs and failures name next to a group."""
-    (start, _), (_, end) = toi_intervals(toi)[0], toi_intervals(toi)[-1]
+    start, end = toi_span(toi)
     try:
         items = cube.catalog.search(bbox=bounds, datetime=f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}")
     except Exception:  # noqa: BLE001 - naming tiles must never turn a failure into another one
@@ -104,7 +104,7 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, setti
         roi = group_geobox(cube, bounds, int(parcels["utm_zone"].iloc[0]))
         tile = cube.load(roi, toi, variables=settings.variables, offline=offline)
         if tile.sizes.get("time", 0) == 0:
-            rows = no_acquisition(parcels, toi_intervals(toi)[0][0], run_id)
+            rows = no_acquisition(parcels, toi_span(toi)[0], run_id)
         else:
             rows = parcel_statistics(tile, parcels, settings, run_id)
         store.write_observations(rows)
@@ -138,5 +138,5 @@ class GroupError(StacubeError):
 
 
 def describe_toi(toi: Any) -> str:
-    (start, _), (_, end) = toi_intervals(toi)[0], toi_intervals(toi)[-1]
+    start, end = toi_span(toi)
     return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"

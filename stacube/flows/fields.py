@@ -23,7 +23,7 @@ from ..fields import IndexSettings, ParcelStore, compute_group
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
-from ..timeaxis import toi_intervals
+from ..timeaxis import toi_span
 from .download import download, run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
@@ -48,8 +48,9 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     with ParcelStore(store_url) as store:
         last = store.last_run(INGEST, cube_url)
         parcels = store.parcels()
+        bounds = {g.group_id: (g.minx, g.miny, g.maxx, g.maxy) for g in store.groups().itertuples()}
     period = toi_from_parameter(toi if toi is not None else since_last(last, now, first_period), now=now)
-    (start, _), (_, end) = toi_intervals(period)[0], toi_intervals(period)[-1]
+    start, end = toi_span(period)
     if parcels.empty:
         raise ValueError(f"no watched parcels in {store_url}: nothing to ingest")
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
@@ -65,7 +66,6 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     result = download(cube_url, None, toi_to_parameter(period), catalog_dir,
                       message=f"stacube: ingest {len(groups)} parcel groups", concurrency=concurrency,
                       retries=retries, skip_failed=True, cells=[list(cell) for cell in sorted(cells)])
-    bounds = store_groups(store_url)
     for group_id in groups:
         logger.info("run %s group %s tiles %s", run_id, group_id,
                     ",".join(group_tiles(cube, bounds[group_id], period)) or "-")
@@ -88,12 +88,6 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
                                    for f in failures],
             "groups": groups, "chunks": len(cells), "period": [f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"],
             "next_start": f"{resume:%Y-%m-%dT%H:%M:%S}"}
-
-
-def store_groups(store_url: str) -> dict[str, tuple[float, float, float, float]]:
-    """Lon/lat bounds of every watched group."""
-    with ParcelStore(store_url) as store:
-        return {g.group_id: (g.minx, g.miny, g.maxx, g.maxy) for g in store.groups().itertuples()}
 
 
 @task(name="group-indices", task_run_name="indices {group_id}", retries=2, retry_delay_seconds=[1, 5],
@@ -138,7 +132,7 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
             failed.append((group_id, f"{type(error).__name__}: {error}"))
             logger.error("group %s failed for %s: %s", group_id, period, error)
     table = pd.DataFrame(done, columns=["group_id", "rows", "usable", "no_acquisition"])
-    (start, _), (_, end) = toi_intervals(period)[0], toi_intervals(period)[-1]
+    start, end = toi_span(period)
     thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
     with ParcelStore(store_url) as store:
         watched = list(store.parcels().parcel_id)

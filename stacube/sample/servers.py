@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shutil
 import socket
 import subprocess
@@ -127,8 +128,6 @@ def start_fault_proxy(upstream: str, faults: Faults, port: int | None = None) ->
 
 def fault_counts(proxy: ServerProcess) -> dict[str, int]:
     """How many faults of each kind a proxy has injected so far."""
-    import json
-
     with urllib.request.urlopen(proxy.url + "/_faults", timeout=10) as response:
         return json.loads(response.read())
 
