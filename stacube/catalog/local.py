@@ -184,6 +184,9 @@ class LocalCatalog:
         with open(self.folder / ".lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                # Holding the lock, any temporary file here is a dead writer's (a killed sync): drop it.
+                for leftover in [*self.folder.glob("*.tmp"), *self.folder.glob("items/*.tmp")]:
+                    leftover.unlink(missing_ok=True)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

@@ -128,3 +128,15 @@ def test_items_with_a_time_range_are_found_by_any_interval_they_meet(tmp_path):
     assert ids(mixed, day) == ["june", "tenth"]
     assert ids(mixed, "2024-06-20T00:00:00Z/2024-06-21T00:00:00Z") == ["june"]
     assert ids(mixed, "../..") == ["june", "tenth"]
+
+
+def test_a_killed_writers_temporary_files_are_dropped_by_the_next_write(tmp_path, items):
+    catalog = LocalCatalog(tmp_path, "http://127.0.0.1:9/api", "sample-dem")
+    catalog.append(items[:2])
+    half_written = catalog.folder / "items" / "part-killed.parquet.tmp"
+    half_written.write_bytes(b"PAR1 cut off")
+    stale_windows = catalog.folder / "windows-dead.tmp"
+    stale_windows.write_text("{")
+    catalog.append(items[2:4])
+    assert not half_written.exists() and not stale_windows.exists()
+    assert len(catalog) == 4 and len(catalog.search()) == 4
