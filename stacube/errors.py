@@ -38,6 +38,10 @@ class CatalogError(StacubeError):
     """The source catalog could not be searched or synced (unreachable API, bad response)."""
 
 
+class ParcelError(StacubeError, ValueError):
+    """A parcel file or frame cannot be imported as it is (no id column, no CRS)."""
+
+
 class ItemError(StacubeError, ValueError):
     """A catalog Item lacks what the cube needs (an asset, projection info)."""
 

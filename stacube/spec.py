@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,8 @@ class StacSource:
 
     def __post_init__(self) -> None:
         _check_lag(self.publication_lag)
+        if urlparse(str(self.api_url)).scheme not in ("http", "https") or not urlparse(str(self.api_url)).netloc:
+            raise SpecError(f"api_url {self.api_url!r} is not a STAC API URL (http:// or https://)")
 
     @property
     def lag(self) -> pd.Timedelta:

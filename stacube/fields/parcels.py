@@ -14,6 +14,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from ..errors import ParcelError
 from .groups import assign_groups
 
 
@@ -47,9 +48,9 @@ def _polygonal(geometry: shapely.Geometry | None) -> shapely.Geometry | None:
 def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int = 2000) -> ParcelImport:
     """Validate, repair and group parcels already in memory (any CRS; ``id_column`` names the stable id)."""
     if id_column not in frame.columns:
-        raise KeyError(f"no parcel id column {id_column!r}; the columns are {list(frame.columns)}")
+        raise ParcelError(f"no parcel id column {id_column!r}; the columns are {list(frame.columns)}")
     if frame.crs is None:
-        raise ValueError("the parcels have no CRS; set one (for example frame.set_crs('EPSG:4326'))")
+        raise ParcelError("the parcels have no CRS; set one (for example frame.set_crs('EPSG:4326'))")
     rejected: list[dict[str, str]] = []
     ids = frame[id_column]
     duplicated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()  # by position: labels may repeat
