@@ -81,3 +81,48 @@ def test_a_source_that_always_fails_fails_the_run_naming_patch_item_and_url_and_
     assert f"{files.url}/tile_r1_c1_dem.tif" in message and "tile_r1_c1" in message.split("items: ")[1]
     assert caught.value.patch_id in message
     assert cube.repo.lookup_branch("main") == before and len(cube.state()) == 0
+
+
+def test_earth_engine_behind_the_fault_proxy_completes_every_run_with_the_same_values(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from stacube import CubeSpec, EarthEngineSource, Variable
+    from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
+    from stacube.sample.servers import start_fault_proxy
+
+    from .test_earthengine import COLLECTION, _image, _patch_grid
+
+    ee = pytest.importorskip("ee")
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", lambda: {})
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("STACUBE_EE_TOKEN", "fault-test-token")
+    monkeypatch.setenv("STACUBE_EE_DEADLINE_S", "5")
+    images = [_image(day, c) for day in ("2024-06-01", "2024-06-06", "2024-06-11") for c in (0, 1)]
+    zone = _patch_grid(500000.0, 5200000.0, (64, 160))
+
+    def cube_over(api_url: str, name: str) -> Cube:
+        spec = CubeSpec(name="ee", zones=[zone], chunks=(16, 32),
+                        time=pd.date_range("2024-06-01", periods=15, freq="D"),
+                        variables={"red": Variable("uint16", nodata=0), "ndvi": Variable("float32")},
+                        source=EarthEngineSource(COLLECTION, {"red": "B4", "ndvi": "NDVI"}, project="test-project",
+                                                 api_url=api_url))
+        return Cube.create(tmp_path / name, spec, catalog_dir=tmp_path / f"{name}-catalog")
+
+    with serve_earthengine(EarthEngineEmulator(images, page_size=2)) as emulator:
+        clean = cube_over(emulator.url, "clean")
+        clean.download(zone)
+        proxy = start_fault_proxy(emulator.url, Faults(rate=0.1, stall_s=1.0, seed=5))
+        try:
+            faulty = cube_over(proxy.url, "faulty")
+            halves = [zone[:, :80], zone[:, 80:]]
+            for half in halves:  # two runs (and two catalog syncs) through the proxy: each completes
+                report = faulty.download(half)
+                assert report.snapshot_id and not report.patches_failed
+            injected = fault_counts(proxy)
+        finally:
+            proxy.stop()
+    assert sum(injected.values()) >= 5 and len(injected) >= 3, injected
+    assert list(faulty.state().id) == list(clean.state().id)
+    ours, theirs = faulty.load(zone, offline=True), clean.load(zone, offline=True)
+    for name in ("red", "ndvi"):
+        np.testing.assert_array_equal(ours[name].values, theirs[name].values)
