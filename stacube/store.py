@@ -20,6 +20,19 @@ if "ICECHUNK_LOG" not in os.environ:
     icechunk.set_logs_filter("error")
 
 BRANCH = "main"
+# Icechunk caches the manifests it reads or writes, up to 15 million chunk references by default,
+# at ~400 bytes each here. Every commit writes new manifests, so a process that commits run after
+# run (a notebook, a soak, a long-lived worker) kept every superseded manifest: +1 MB per run,
+# towards gigabytes (bench/soak.py). 250,000 references (~100 MB) still hold the current manifests
+# of a cube of ~80,000 patches of three arrays; a larger cube re-reads some per load.
+CHUNK_REFS_CACHED = 250_000
+
+
+def _config() -> icechunk.RepositoryConfig:
+    text = os.environ.get("STACUBE_CHUNK_REFS_CACHED", str(CHUNK_REFS_CACHED))
+    if not text.isdigit():
+        raise ValueError(f"STACUBE_CHUNK_REFS_CACHED={text!r} must be a whole number of chunk references")
+    return icechunk.RepositoryConfig(caching=icechunk.CachingConfig(num_chunk_refs=int(text)))
 
 
 def storage_for(url: str | os.PathLike) -> icechunk.Storage:
@@ -57,14 +70,15 @@ def create_repository(url: str | os.PathLike) -> icechunk.Repository:
         path = Path(os.fspath(url)).expanduser()
         if path.exists() and any(path.iterdir()):
             raise CubeExistsError(f"{os.fspath(url)!r} exists and is not an empty folder")
-    return icechunk.Repository.create(storage)
+    icechunk.Repository.create(storage)  # the cache bound is this process's choice: not stored in the cube
+    return icechunk.Repository.open(storage, config=_config())
 
 
 def open_repository(url: str | os.PathLike) -> icechunk.Repository:
     storage = storage_for(url)
     if not icechunk.Repository.exists(storage):
         raise CubeNotFoundError(f"no cube at {os.fspath(url)!r}; create one with Cube.create(path, spec)")
-    return icechunk.Repository.open(storage)
+    return icechunk.Repository.open(storage, config=_config())
 
 
 def initialized_chunks(session: icechunk.Session, array_path: str) -> list[tuple[int, ...]]:
