@@ -15,6 +15,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ..spec import check_name
+
 SERIES_COLUMNS = ["parcel_id", "week", "ndvi", "ndmi", "acquisitions", "filled"]
 
 
@@ -42,6 +44,7 @@ def weekly_series(observations: pd.DataFrame) -> pd.DataFrame:
 def export_series(series: pd.DataFrame, parcels: gpd.GeoDataFrame, folder: str | os.PathLike,
                   name: str = "parcel-series") -> dict[str, Path]:
     """Write ``name``.parquet (GeoParquet, with each parcel's geometry) and ``name``.csv into ``folder``."""
+    check_name("export", name)  # a file name inside ``folder``: never a path out of it
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     geometry = parcels.set_index("parcel_id").geometry
