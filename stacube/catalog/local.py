@@ -29,6 +29,7 @@ import shapely
 from shapely.geometry import box
 
 from ..errors import CatalogError
+from . import small_search
 
 
 @dataclass(frozen=True)
@@ -247,28 +248,32 @@ class LocalCatalog:
             kwargs["intersects"] = intersects
         if filter:
             kwargs["filter"] = dict(filter)
-        everything = str(self.folder / "items" / "part-*.parquet")
         if datetime is None or set(datetime.split("/")) <= {"..", ""}:
-            return self._search(everything, kwargs)
+            return self._search(parts, kwargs)
         ranged = [_has_time_ranges(p) for p in parts]
         if not any(ranged):  # instants only: rustac's datetime search is exact for them
-            return self._search(everything, {**kwargs, "datetime": datetime})
+            return self._search(parts, {**kwargs, "datetime": datetime})
         # Items with start/end_datetime must meet the query interval, not lie inside it (which is what
         # rustac's datetime search asks): a monthly composite belongs to every day of its month.
         overlap = _overlap_filter(datetime)
         by_overlap = {**kwargs, "filter": {"op": "and", "args": [kwargs["filter"], overlap]} if filter else overlap}
         if all(ranged):
-            return self._search(everything, by_overlap)
+            return self._search(parts, by_overlap)
         found: list[pystac.Item] = []  # parts of both kinds: each asked its own way
         for part, has_ranges in zip(parts, ranged, strict=True):
-            found += self._search(str(part), by_overlap if has_ranges else {**kwargs, "datetime": datetime})
+            found += self._search([part], by_overlap if has_ranges else {**kwargs, "datetime": datetime})
         return found
 
-    def _search(self, href: str, kwargs: dict[str, Any]) -> list[pystac.Item]:
-        try:
-            found = _duckdb().search(href, **kwargs)
-        except rustac.RustacError as err:
-            raise CatalogError(f"searching the local catalog {self.folder} failed: {err}") from err
+    def _search(self, parts: list[Path], kwargs: dict[str, Any]) -> list[pystac.Item]:
+        """A small catalog is searched in memory (no DuckDB to start); a large one, or a query cql2
+        cannot decide, by rustac's DuckDB client."""
+        found = small_search.search(parts, kwargs)
+        if found is None:
+            href = str(self.folder / "items" / "part-*.parquet") if parts == self._parts else str(parts[0])
+            try:
+                found = _duckdb().search(href, **kwargs)
+            except rustac.RustacError as err:
+                raise CatalogError(f"searching the local catalog {self.folder} failed: {err}") from err
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
 
     def __len__(self) -> int:

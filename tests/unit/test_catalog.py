@@ -5,8 +5,16 @@ import pytest
 from shapely.geometry import shape
 
 from stacube import CatalogError
-from stacube.catalog import LocalCatalog, Window
+from stacube.catalog import LocalCatalog, Window, small_search
 from stacube.catalog.harvest import _absolute_hrefs
+
+
+@pytest.fixture(autouse=True, params=["in-memory", "duckdb"])
+def engine(request, monkeypatch):
+    """Every catalog test runs against both search engines: in memory (small catalogs) and DuckDB."""
+    if request.param == "duckdb":
+        monkeypatch.setattr(small_search, "MAX_ITEMS", -1)
+    return request.param
 
 
 @pytest.fixture
@@ -140,3 +148,4 @@ def test_a_killed_writers_temporary_files_are_dropped_by_the_next_write(tmp_path
     catalog.append(items[2:4])
     assert not half_written.exists() and not stale_windows.exists()
     assert len(catalog) == 4 and len(catalog.search()) == 4
+
