@@ -167,12 +167,13 @@ def main() -> None:
             return values[len(values) // 2]
 
         direct = median("direct", "seconds")
-        print(f"{'':28}{'wall s':>9}{'peak RSS MB':>13}{'decoded MB/s':>14}{'vs direct':>11}")
+        print(f"{'':28}{'wall s':>9}{'range s':>15}{'peak RSS MB':>13}{'decoded MB/s':>14}{'vs direct':>11}")
         labels = {"direct": "odc.stac.load (direct)", "direct_pool": f"odc.stac.load pool={args.concurrency}",
                   "cold": "stacube cold load", "warm": "stacube warm load"}
         for name, label in labels.items():
             seconds = median(name, "seconds")
-            print(f"{label:28}{seconds:9.3f}{median(name, 'rss_mb'):13.0f}"
+            spread = sorted(r["seconds"] for r in results[name])
+            print(f"{label:28}{seconds:9.3f}{f'{spread[0]:.3f}-{spread[-1]:.3f}':>15}{median(name, 'rss_mb'):13.0f}"
                   f"{median(name, 'decoded_mb') / seconds:14.0f}{seconds / direct:10.2f}x")
         print(f"warm speed-up over direct: {direct / median('warm', 'seconds'):.1f}x (target >= 10x); "
               f"cold / direct: {median('cold', 'seconds') / direct:.2f} (target <= 1.3)")
