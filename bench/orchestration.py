@@ -5,13 +5,14 @@ the local thread runner, the Prefect flow on its thread task runner, and the Pre
 Dask LocalCluster of processes. Prints wall seconds, ms of overhead per patch and its share of
 the run time (target: under 5% at the default patch size). A temporary Prefect API serves the runs.
 
-    .venv/bin/python bench/orchestration.py [--chunks 2048] [--tile-size 1024] [--repeat 3]
+    .venv/bin/python bench/orchestration.py [--chunks 2048] [--tile-size 1024] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import random
 import shutil
 import statistics
 import sys
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--patches-per-task", type=int, default=0,
                         help="also time the Prefect flow with this many patches per task (0: skip)")
     parser.add_argument("--tiles", type=int, default=8, help="source tiles per side (8: 64 tiles, 16 patches)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per COG response (a remote server)")
     parser.add_argument("--out", default=str(ROOT / "bench-output"))
     args = parser.parse_args()
@@ -95,11 +96,13 @@ def main() -> None:
         prefect_threads()  # the first flow run registers the flow and warms the API: not a per-run cost
         timings: dict[str, list[float]] = {}
         patches = 0
+        order = random.Random(0)
         for _ in range(args.repeat):
             runs = [("local threads", local), ("prefect, threads", prefect_threads),
                     ("prefect, dask processes", prefect_dask)]
             if args.patches_per_task:
                 runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
+            order.shuffle(runs)  # no runner always follows the same one (a Dask run leaves the cores busy)
             for name, run in runs:
                 started = time.perf_counter()
                 patches = run()
