@@ -102,7 +102,7 @@ def main() -> None:
                     ("prefect, dask processes", prefect_dask)]
             if args.patches_per_task:
                 runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
-            order.shuffle(runs)  # no runner always follows the same one (a Dask run leaves the cores busy)
+            order.shuffle(runs)  # no runner always runs right after the same other one
             for name, run in runs:
                 started = time.perf_counter()
                 patches = run()

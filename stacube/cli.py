@@ -104,9 +104,9 @@ def parse_roi(bbox: str | None, crs: str, resolution: float | None) -> Any:
     except Exception:  # noqa: BLE001 - pyproj's many error types all mean "not a CRS"
         raise ValueError(f"--crs {crs!r} is not a CRS pyproj knows (try EPSG:4326 or EPSG:32633)") from None
     values = parse_bbox(bbox)
-    if resolution is not None and not resolution > 0:
-        raise ValueError(f"--resolution {resolution!r} must be a positive pixel size in {crs} units")
     if resolution is not None:
+        if not resolution > 0:
+            raise ValueError(f"--resolution {resolution!r} must be a positive pixel size in {crs} units")
         return GeoBox.from_bbox(values, the_crs, resolution=resolution)
     return box(*values, the_crs)
 

@@ -107,7 +107,8 @@ class StacSource:
 
     def __post_init__(self) -> None:
         _check_lag(self.publication_lag)
-        if urlparse(str(self.api_url)).scheme not in ("http", "https") or not urlparse(str(self.api_url)).netloc:
+        url = urlparse(str(self.api_url))
+        if url.scheme not in ("http", "https") or not url.netloc:
             raise SpecError(f"api_url {self.api_url!r} is not a STAC API URL (http:// or https://)")
 
     @property

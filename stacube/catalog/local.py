@@ -248,28 +248,28 @@ class LocalCatalog:
             kwargs["intersects"] = intersects
         if filter:
             kwargs["filter"] = dict(filter)
+        everything = str(self.folder / "items" / "part-*.parquet")
         if datetime is None or set(datetime.split("/")) <= {"..", ""}:
-            return self._search(parts, kwargs)
+            return self._search(parts, everything, kwargs)
         ranged = [_has_time_ranges(p) for p in parts]
         if not any(ranged):  # instants only: rustac's datetime search is exact for them
-            return self._search(parts, {**kwargs, "datetime": datetime})
+            return self._search(parts, everything, {**kwargs, "datetime": datetime})
         # Items with start/end_datetime must meet the query interval, not lie inside it (which is what
         # rustac's datetime search asks): a monthly composite belongs to every day of its month.
         overlap = _overlap_filter(datetime)
         by_overlap = {**kwargs, "filter": {"op": "and", "args": [kwargs["filter"], overlap]} if filter else overlap}
         if all(ranged):
-            return self._search(parts, by_overlap)
+            return self._search(parts, everything, by_overlap)
         found: list[pystac.Item] = []  # parts of both kinds: each asked its own way
         for part, has_ranges in zip(parts, ranged, strict=True):
-            found += self._search([part], by_overlap if has_ranges else {**kwargs, "datetime": datetime})
+            found += self._search([part], str(part), by_overlap if has_ranges else {**kwargs, "datetime": datetime})
         return found
 
-    def _search(self, parts: list[Path], kwargs: dict[str, Any]) -> list[pystac.Item]:
-        """A small catalog is searched in memory (no DuckDB to start); a large one, or a query cql2
-        cannot decide, by rustac's DuckDB client."""
+    def _search(self, parts: list[Path], href: str, kwargs: dict[str, Any]) -> list[pystac.Item]:
+        """``parts`` (``href`` names the same files for DuckDB): in memory when small (no DuckDB to
+        start); when large, or for a query cql2 cannot decide, with rustac's DuckDB client."""
         found = small_search.search(parts, kwargs)
         if found is None:
-            href = str(self.folder / "items" / "part-*.parquet") if parts == self._parts else str(parts[0])
             try:
                 found = _duckdb().search(href, **kwargs)
             except rustac.RustacError as err:
@@ -277,4 +277,4 @@ class LocalCatalog:
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
 
     def __len__(self) -> int:
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self._parts)
+        return small_search.item_count(self._parts)

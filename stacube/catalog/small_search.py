@@ -54,7 +54,8 @@ def expression(kwargs: dict[str, Any]) -> cql2.Expr | None:
     return cql2.Expr({"op": "and", "args": terms} if len(terms) > 1 else terms[0] if terms else True)
 
 
-def count(parts: Sequence[Path]) -> int:
+def item_count(parts: Sequence[Path]) -> int:
+    """Items in ``parts``, from the Parquet footers alone."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
 
 
@@ -66,7 +67,7 @@ def search(parts: Sequence[Path], kwargs: dict[str, Any]) -> list[dict[str, Any]
         return None
     found = []
     try:
-        if count(parts) > MAX_ITEMS:
+        if item_count(parts) > MAX_ITEMS:
             return None
         for part in parts:
             found += [item for item in rustac.read_sync(str(part))["features"] if expr.matches(item)]
