@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,8 @@ from . import history
 from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
 from .errors import SpecError, StacubeError, TOIError, UnknownVariableError
-from .grid import patch_id, roi_geometry
+from .fresh import FreshTile
+from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
 from .plan import (
     Plan,
@@ -42,6 +43,7 @@ from .runners import LocalRunner, Runner
 from .spec import CubeSpec
 from .store import BRANCH, commit_lock, create_repository, initialized_chunks, open_repository
 from .timeaxis import select_steps
+from .write import PatchWrite
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -155,14 +157,15 @@ class Cube:
         return runner
 
     def _download(self, plan: Plan, runner: Runner, message: str | None,
-                  extra_metadata: dict[str, Any] | None = None, roi: Geometry | None = None) -> RunReport:
+                  extra_metadata: dict[str, Any] | None = None, roi: Geometry | None = None,
+                  on_written: Callable[[PatchIndex, PatchWrite], None] | None = None) -> RunReport:
         backend = backend_for(self.spec)
         patches = attach_items(self.spec, self.catalog, plan.missing)
         metadata = {**({"roi": roi_record(roi)} if roi is not None else {}), **(extra_metadata or {})}
         return execute_run(
             self.repo, self.spec, patches, backend, runner,
             already_filled=len(plan.patches) - len(plan.missing), message=message,
-            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata,
+            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata, on_written=on_written,
         )
 
     def rois(self, last: int = 10) -> list[Any]:
@@ -215,19 +218,27 @@ class Cube:
         spec = self._spec_in(root, at)
         steps = select_steps(spec.time, toi)
         plan = plan_patches(spec, root, geometry, steps)
-        report = None
+        report, fresh = None, None
         if plan.missing and not offline and at is None:
             if runner == "prefect":
                 report = self.download(roi, toi, concurrency=concurrency, runner="prefect")
             else:
-                report = self._download(plan, self._runner(runner, concurrency, progress), None, roi=geometry)
+                local = self._runner(runner, concurrency, progress)
+                # A run in this process pastes what it writes straight into the Tile (no read-back).
+                if isinstance(local, LocalRunner):
+                    fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
+                report = self._download(plan, local, None, roi=geometry, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]
         if steps is not None and not empty_steps:
             with_data = steps_with_data(root, names, plan.patches)
             steps = [step for step in steps if step in with_data]
-        tile = read_tile(spec, root, roi, geometry, steps, names)
+        if fresh is not None:
+            theirs = set(report.patches_kept_from_other_run)
+            tile = fresh.finish(root, steps, stale=[p for p in plan.patches if p.id in theirs])
+        else:
+            tile = read_tile(spec, root, roi, geometry, steps, names)
         tile.attrs["stacube_cube"] = self.url
         tile.attrs["stacube_snapshot"] = snapshot
         tile.attrs["missing_patches"] = [p.id for p in plan.missing]

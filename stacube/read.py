@@ -17,7 +17,7 @@ import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from odc.geo.overlap import compute_reproject_roi
+from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 from odc.geo.xr import xr_coords
@@ -36,6 +36,12 @@ def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) ->
         if window is not None:
             return grid.geobox[window]
     raise AssertionError("planning guarantees the ROI meets a zone")
+
+
+def pastes(info: ReprojectInfo) -> bool:
+    """Whether the zone's pixels go into the Tile as they are: the same grid up to a whole-pixel shift.
+    (odc-geo also calls an integer-factor coarser grid ``paste_ok``: that one is resampled here.)"""
+    return info.paste_ok and info.read_shrink == 1
 
 
 def _reproject(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable) -> np.ndarray:
@@ -66,12 +72,13 @@ def read_tile(
             continue
         group = root[grid.name]
         src_box = grid.geobox[info.roi_src]
-        covers_tile = info.paste_ok and dst[info.roi_dst].shape == dst.shape
+        paste = pastes(info)
+        covers_tile = paste and dst[info.roi_dst].shape == dst.shape
         selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
 
-        def window(name: str, group=group, selection=selection, info=info, src_box=src_box) -> np.ndarray:
+        def window(name: str, group=group, selection=selection, info=info, src_box=src_box, paste=paste) -> np.ndarray:
             values = group[name].get_orthogonal_selection(selection)
-            return values if info.paste_ok else _reproject(values, src_box, dst[info.roi_dst], spec.variables[name])
+            return values if paste else _reproject(values, src_box, dst[info.roi_dst], spec.variables[name])
 
         # Variables read and warped side by side: decoding and GDAL's warp release the GIL.
         with ThreadPoolExecutor(max_workers=min(len(variables), os.cpu_count() or 1)) as pool:
@@ -92,6 +99,12 @@ def read_tile(
         if name not in out:
             variable = spec.variables[name]
             out[name] = np.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
+    return tile_dataset(spec, dst, steps, variables, out)
+
+
+def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, variables: Sequence[str],
+                 values: dict[str, np.ndarray]) -> xr.Dataset:
+    """The Tile as a Dataset: ``values`` per variable on ``dst`` (and the time ``steps``), with nodata and units."""
     coords = dict(xr_coords(dst))
     dims: tuple[str, ...] = ("y", "x")
     if steps is not None:
@@ -103,5 +116,5 @@ def read_tile(
         attrs = {"nodata": variable.nodata}
         if variable.units:
             attrs["units"] = variable.units
-        data_vars[name] = xr.DataArray(out[name], dims=dims, attrs=attrs)
+        data_vars[name] = xr.DataArray(values[name], dims=dims, attrs=attrs)
     return xr.Dataset(data_vars, coords=coords)

@@ -30,7 +30,7 @@ from .resolve import commit_settling_overlaps
 from .runners import PatchFailure, Runner
 from .spec import CubeSpec
 from .store import BRANCH
-from .write import mark_filled, write_patch
+from .write import PatchWrite, mark_filled, write_patch
 
 log = logging.getLogger(__name__)
 METADATA_KEY = "stacube"
@@ -60,6 +60,7 @@ class RunReport:
     runner: str = "local"
     patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (bytes, seconds)
     patches_failed: dict[str, PatchFailure] = field(default_factory=dict)  # skipped failures, by patch id
+    patches_kept_from_other_run: list[str] = field(default_factory=list)  # also written concurrently; theirs won
 
     @property
     def patches(self) -> int:
@@ -85,12 +86,16 @@ class PatchTask:
     fork_blob: bytes
     spec: CubeSpec
     backend: Backend
+    # In-process runs only: told what each patch's chunks now hold (a load pastes them into its Tile).
+    on_written: Callable[[PatchIndex, PatchWrite], None] | None = None
 
     def __call__(self, patch: PatchIndex) -> PatchResult:
         started = time.perf_counter()
         fork = pickle.loads(self.fork_blob)
-        nbytes = write_patch(fork.store, self.spec, patch, self.backend.read(patch))
-        return PatchResult(patch.id, fork if nbytes else None, nbytes, time.perf_counter() - started)
+        done = write_patch(fork.store, self.spec, patch, self.backend.read(patch))
+        if self.on_written is not None:
+            self.on_written(patch, done)
+        return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started)
 
 
 def source_label(spec: CubeSpec) -> str:
@@ -109,8 +114,11 @@ def execute_run(
     commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
     message: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    on_written: Callable[[PatchIndex, PatchWrite], None] | None = None,
 ) -> RunReport:
-    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot."""
+    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot.
+
+    ``on_written`` (for runners in this process) hears each patch's written values as they land."""
     started = time.perf_counter()
     run_id = uuid.uuid4().hex
     report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name)
@@ -127,7 +135,7 @@ def execute_run(
         return report
     with_data = [p for p in patches if p.items]
 
-    task = PatchTask(pickle.dumps(session.fork()), spec, backend)
+    task = PatchTask(pickle.dumps(session.fork()), spec, backend, on_written)
     outcomes = runner.map(task, with_data)
     failed = {r.patch_id: r for r in outcomes if isinstance(r, PatchFailure)}
     results = [r for r in outcomes if not isinstance(r, PatchFailure)]
@@ -169,6 +177,7 @@ def execute_run(
     text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
     with commit_lock():
         report.snapshot_id = commit_settling_overlaps(repo, session, spec, patches, text, metadata, METADATA_KEY)
+    report.patches_kept_from_other_run = metadata[METADATA_KEY].get("overlap", {}).get("kept_other_run", [])
     report.seconds = time.perf_counter() - started
     log.info("%s", report)
     return report

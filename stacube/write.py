@@ -9,6 +9,7 @@ so they agree unless the source changed in between.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import icechunk
@@ -43,23 +44,38 @@ def _chunk_exists(store: Any, array: zarr.Array, patch: PatchIndex) -> bool:
     return store.session.chunk_type(f"/{array.path}", list(patch.cell)) != icechunk.ChunkType.uninitialized
 
 
-def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> int:
-    """Merge ``data`` into the patch's chunk; returns the (uncompressed) bytes written, 0 if all was nodata."""
+@dataclass
+class PatchWrite:
+    """What a patch write left in its chunk: for each variable it wrote, the chunk's values; and the
+    variables that had nothing valid here in a chunk that already existed (their values not at hand).
+    A variable in neither holds nodata (nothing valid was read, and no chunk was there)."""
+
+    nbytes: int = 0
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> PatchWrite:
+    """Merge ``data`` into the patch's chunk; ``nbytes`` counts uncompressed bytes written (0: all nodata)."""
     group = zarr.open_group(store, path=patch.zone, mode="r+")
     region = _region(spec, patch)
-    written = 0
+    done = PatchWrite()
     for name, values in data.items():
         variable = spec.variables[name]
+        array = group[name]
         valid = valid_mask(values, variable)
         if not valid.any():
+            if _chunk_exists(store, array, patch):
+                done.unchanged.append(name)
             continue
-        array = group[name]
         merged = values
         if not valid.all() and _chunk_exists(store, array, patch):
             merged = np.where(valid, values, array[region])
-        array[region] = merged.astype(variable.numpy_dtype, copy=False)
-        written += merged.nbytes
-    return written
+        merged = merged.astype(variable.numpy_dtype, copy=False)
+        array[region] = merged
+        done.values[name] = merged
+        done.nbytes += merged.nbytes
+    return done
 
 
 def mark_filled(store: Any, patches: Sequence[PatchIndex], stamp: int, empty: set[str]) -> None:

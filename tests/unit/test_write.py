@@ -54,11 +54,12 @@ def test_nodata_never_overwrites_valid_data_in_any_order(tmp_path, order):
         writes[0][name], writes[1][name] = a, b
     session = repo.writable_session("main")
     for index in order:  # sequential writes to one store
-        write_patch(session.store, spec, patch, writes[index])
+        done = write_patch(session.store, spec, patch, writes[index])
     session.commit("two writes")
     group = zarr.open_group(repo.readonly_session(branch="main").store, path="epsg32633", mode="r")
     for name, value in (("f", 1.5), ("i", -7), ("u", 3), ("b", True)):
         chunk = group[name][0:32, 32:64]
+        np.testing.assert_array_equal(done.values[name], chunk)  # what the write reports is what the chunk holds
         assert chunk.dtype == np.dtype(VARIABLES[name].dtype)
         assert (chunk == value).all(), name
         untouched = group[name][0:32, 0:32]
@@ -71,8 +72,24 @@ def test_all_nodata_patch_writes_no_chunk(tmp_path):
     patch = PatchIndex("epsg32633", 1, 1, grid.chunk_geobox(1, 1))
     session = repo.writable_session("main")
     data = {name: np.full((32, 32), var.nodata, dtype=var.dtype) for name, var in VARIABLES.items()}
-    assert write_patch(session.store, spec, patch, data) == 0
+    done = write_patch(session.store, spec, patch, data)
+    assert (done.nbytes, done.values, done.unchanged) == (0, {}, [])
     assert not session.has_uncommitted_changes
+
+
+def test_a_variable_without_data_over_an_existing_chunk_is_reported_unchanged(tmp_path):
+    spec, repo = make_store(tmp_path)
+    grid = ZoneGrid("epsg32633", ZONE, spec.chunks)
+    patch = PatchIndex("epsg32633", 1, 0, grid.chunk_geobox(1, 0))
+    session = repo.writable_session("main")
+    first = {name: np.full((32, 32), 1, dtype=var.dtype) for name, var in VARIABLES.items()}
+    assert write_patch(session.store, spec, patch, first).nbytes == sum(v.nbytes for v in first.values())
+    second = {name: np.full((32, 32), var.nodata, dtype=var.dtype) for name, var in VARIABLES.items()}
+    second["u"][0, 0] = 9
+    done = write_patch(session.store, spec, patch, second)
+    assert sorted(done.unchanged) == ["b", "f", "i"]
+    assert list(done.values) == ["u"]
+    assert done.values["u"][0, 0] == 9 and (done.values["u"].ravel()[1:] == 1).all()
 
 
 def test_filled_record_marks_patches_and_empties(tmp_path):

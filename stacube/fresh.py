@@ -1,0 +1,141 @@
+"""A cold load's Tile, pasted together from the chunks its own run writes, as they are written.
+
+Without this a load would download, encode and commit its patches, then fetch and decode them all
+again to build the Tile. Here each written patch is pasted into the Tile by the worker that wrote
+it; afterwards only the cells the run did not write are read from the cube: patches filled earlier
+or by a concurrent run meanwhile, and patches where a concurrent run's data won the overlap. The
+result equals ``read_tile`` of the committed snapshot.
+
+It applies where pasting is exact: the ROI meets one zone and lies on that zone's own pixel grid.
+Any other ROI (reprojected, or spanning zones) is read back from the cube with ``read_tile``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import xarray as xr
+import zarr
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+from odc.geo.overlap import compute_reproject_roi
+from odc.geo.roi import roi_is_empty
+
+from .grid import PatchIndex, ZoneGrid
+from .plan import zone_grids
+from .read import output_geobox, pastes, tile_dataset
+from .spec import CubeSpec
+from .write import PatchWrite
+
+Cell = tuple[int | None, int, int]  # (time index or None, chunk row, chunk column)
+
+
+def _overlap(a: slice, b: slice) -> slice | None:
+    start, stop = max(a.start, b.start), min(a.stop, b.stop)
+    return slice(start, stop) if start < stop else None
+
+
+class FreshTile:
+    """The Tile of one load, filled from the load's own run and then from the cube."""
+
+    def __init__(self, spec: CubeSpec, grid: ZoneGrid, dst: GeoBox, src_window: tuple[slice, slice],
+                 steps: Sequence[int] | None, variables: Sequence[str]):
+        self.spec, self.grid, self.dst, self.variables = spec, grid, dst, list(variables)
+        self.src_window = src_window  # the Tile's pixels in the zone, equal in shape to the Tile
+        self.steps = list(steps) if steps is not None else None
+        self._position = {step: i for i, step in enumerate(self.steps or [])}
+        lead = (len(self.steps),) if self.steps is not None else ()
+        self.out = {name: np.full(lead + dst.shape.yx, spec.variables[name].nodata,
+                                  dtype=spec.variables[name].numpy_dtype) for name in self.variables}
+        self.pasted: set[Cell] = set()
+
+    @classmethod
+    def for_load(cls, spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry, steps: Sequence[int] | None,
+                 variables: Sequence[str]) -> FreshTile | None:
+        """The Tile to assemble while ``roi`` downloads, or None where pasting is not exact."""
+        if steps is not None and not steps:
+            return None
+        dst = output_geobox(spec, roi, geometry)
+        met = []
+        for grid in zone_grids(spec):
+            info = compute_reproject_roi(grid.geobox, dst)
+            if not (roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src)):
+                met.append((grid, info))
+        if len(met) != 1 or not pastes(met[0][1]) or dst[met[0][1].roi_dst].shape != dst.shape:
+            return None
+        grid, info = met[0]
+        return cls(spec, grid, dst, tuple(info.roi_src), steps, variables)
+
+    def _windows(self, iy: int, ix: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+        """The chunk's part of the Tile: (slices into the chunk, slices into the Tile), or None."""
+        chunk = self.grid.chunk_slices(iy, ix)
+        parts = [_overlap(c, w) for c, w in zip(chunk, self.src_window, strict=True)]
+        if None in parts:
+            return None
+        in_chunk = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(parts, chunk, strict=True))
+        in_tile = tuple(slice(p.start - w.start, p.stop - w.start) for p, w in zip(parts, self.src_window, strict=True))
+        return in_chunk, in_tile
+
+    def paste(self, patch: PatchIndex, written: PatchWrite) -> None:
+        """Take a patch's written values (called from the run's workers; cells never overlap)."""
+        if patch.zone != self.grid.name or (self.steps is not None and patch.time_index not in self._position):
+            return
+        if any(name in written.unchanged for name in self.variables):
+            return  # that chunk's old values are not at hand: read the cell from the cube afterwards
+        windows = self._windows(patch.iy, patch.ix)
+        if windows is None:
+            return
+        in_chunk, in_tile = windows
+        lead = (self._position[patch.time_index],) if self.steps is not None else ()
+        for name in self.variables:
+            values = written.values.get(name)
+            target = self.out[name][(*lead, *in_tile)]
+            if values is None:  # nothing valid, and no chunk: nodata, as the Tile already holds
+                target[...] = self.spec.variables[name].nodata
+            else:
+                target[...] = values[in_chunk]
+        self.pasted.add((patch.time_index, patch.iy, patch.ix))
+
+    def _cells(self) -> Iterable[tuple[int, int]]:
+        cy, cx = self.grid.chunks
+        rows, cols = self.src_window
+        for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
+            for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
+                yield iy, ix
+
+    def finish(self, root: zarr.Group, steps: Sequence[int] | None, stale: Iterable[PatchIndex] = ()) -> xr.Dataset:
+        """The Tile at the snapshot ``root``, for the ``steps`` kept (a subset of the load's steps).
+
+        ``stale`` are patches the run wrote but whose committed values came from a concurrent run."""
+        self.pasted -= {(p.time_index, p.iy, p.ix) for p in stale}
+        kept = list(steps) if steps is not None else [None]
+        reads = []
+        for iy, ix in self._cells():
+            missing = [step for step in kept if (step, iy, ix) not in self.pasted]
+            if missing:
+                reads.append((iy, ix, missing))
+        group = root[self.grid.name]
+
+        def read(job: tuple[int, int, list]) -> None:
+            iy, ix, missing = job
+            in_chunk, in_tile = self._windows(iy, ix)
+            chunk = self.grid.chunk_slices(iy, ix)
+            window = tuple(slice(c.start + s.start, c.start + s.stop) for c, s in zip(chunk, in_chunk, strict=True))
+            for name in self.variables:
+                if self.steps is None:
+                    self.out[name][in_tile] = group[name][window]
+                else:
+                    positions = [self._position[s] for s in missing]
+                    self.out[name][(positions, *in_tile)] = group[name].get_orthogonal_selection((missing, *window))
+
+        if reads:
+            with ThreadPoolExecutor(max_workers=min(len(reads), os.cpu_count() or 1)) as pool:
+                list(pool.map(read, reads))
+        out = self.out
+        if self.steps is not None and kept != self.steps:
+            positions = [self._position[s] for s in kept]
+            out = {name: values[positions] for name, values in out.items()}
+        return tile_dataset(self.spec, self.dst, steps, self.variables, out)
