@@ -48,8 +48,10 @@ class FreshTile:
         self.steps = list(steps) if steps is not None else None
         self._position = {step: i for i, step in enumerate(self.steps or [])}
         lead = (len(self.steps),) if self.steps is not None else ()
-        self.out = {name: np.full(lead + dst.shape.yx, spec.variables[name].nodata,
-                                  dtype=spec.variables[name].numpy_dtype) for name in self.variables}
+        # Not filled up front: the cells partition the Tile, and each is either pasted whole or read
+        # whole in ``finish``, so every pixel is written once (and by the worker that wrote it).
+        self.out = {name: np.empty(lead + dst.shape.yx, dtype=spec.variables[name].numpy_dtype)
+                    for name in self.variables}
         self.pasted: set[Cell] = set()
 
     @classmethod

@@ -109,7 +109,7 @@ def test_time_steps_left_out_after_the_run_are_dropped_and_the_rest_read(tmp_pat
     commit_writes(repo, spec, [(patch(spec, 1, 1, step=3), data())])
     fresh = FreshTile.for_load(spec, ROI, roi_geometry(ROI), [0, 1, 3], list(VARIABLES))
     writes = [(patch(spec, iy, ix, step=0), data()) for iy in (0, 1) for ix in (0, 1)]
-    root = commit_writes(repo, spec, writes + [(patch(spec, 0, 0, step=3), data())], fresh)
+    root = commit_writes(repo, spec, [*writes, (patch(spec, 0, 0, step=3), data())], fresh)
     kept = [0, 3]  # step 1 had no data: the load drops it
     tiles_equal(fresh.finish(root, kept), read_tile(spec, root, ROI, roi_geometry(ROI), kept, list(VARIABLES)))
 
