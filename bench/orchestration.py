@@ -17,6 +17,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,19 +95,28 @@ def main() -> None:
             return len(on_dask(str(cube.url), roi_to_parameter(aoi), None, str(catalog))["patches_written"])
 
         prefect_threads()  # the first flow run registers the flow and warms the API: not a per-run cost
+        filled = fresh()
+        filled.download(aoi)
+
+        def noop(runner: str | None) -> Callable[[], int]:
+            """A run over an AOI the cube holds already: nothing to download, only the runner's fixed cost."""
+            return lambda: filled.download(aoi, runner=runner).patches
+
         timings: dict[str, list[float]] = {}
         patches = 0
         order = random.Random(0)
         for _ in range(args.repeat):
             runs = [("local threads", local), ("prefect, threads", prefect_threads),
-                    ("prefect, dask processes", prefect_dask)]
+                    ("prefect, dask processes", prefect_dask),
+                    ("nothing to do, local", noop(None)), ("nothing to do, prefect", noop("prefect"))]
             if args.patches_per_task:
                 runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
             order.shuffle(runs)  # no runner always runs right after the same other one
             for name, run in runs:
                 started = time.perf_counter()
-                patches = run()
+                done = run()
                 timings.setdefault(name, []).append(time.perf_counter() - started)
+                patches = max(patches, done)
         cluster.close()
 
     base = statistics.median(timings["local threads"])
@@ -114,9 +124,14 @@ def main() -> None:
           f"median of {args.repeat} runs")
     print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}")
     for name, values in timings.items():
+        if name.startswith("nothing"):
+            continue
         seconds = statistics.median(values)
         extra = seconds - base
         print(f"{name:26}{seconds:9.2f}{1000 * extra / patches:19.0f}{100 * extra / seconds:13.1f}%")
+    fixed = statistics.median(timings["nothing to do, prefect"]) - statistics.median(timings["nothing to do, local"])
+    print(f"fixed cost of a flow run (an AOI already in the cube, nothing to download): {fixed:.3f} s "
+          f"(local {statistics.median(timings['nothing to do, local']):.3f} s)")
 
 
 if __name__ == "__main__":

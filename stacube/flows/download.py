@@ -383,11 +383,29 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
             "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()], **flow_run}
 
 
+def without_idle_heartbeats() -> contextlib.AbstractContextManager:
+    """Flow-run heartbeats off for an ad hoc run, unless the user set ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``.
+
+    Prefect 3.8 beats every 180 s from a thread that sleeps in 1 s steps and is joined when the flow
+    ends: each ad hoc run waited ~0.5 s for it, its whole overhead over the local runner
+    (bench/orchestration.py). Heartbeats let an automation mark a run whose process died as crashed;
+    that matters for deployments, whose worker runs keep them, not for a run in the caller's own
+    process, which sees the failure itself.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,
                  message: str | None, skip_failed: bool = False) -> RunReport:
     """``Cube.download(..., runner="prefect")``: the flow, ad hoc, with the requested concurrency."""
-    state = download(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir), message,
-                     concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed, return_state=True)
+    with without_idle_heartbeats():
+        state = download(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir),
+                         message, concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed,
+                         return_state=True)
     outcome = state.result()
     fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
               "seconds")

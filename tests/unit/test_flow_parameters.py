@@ -54,3 +54,17 @@ def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included()
                                                item("b", "earthengine://COPERNICUS/S2/b")))
     assert download.source_limits(["B4"], patch, earthengine_host="earthengine.googleapis.com") == [
         "stacube-source-data.example.org", "stacube-source-earthengine.googleapis.com"]
+
+
+def test_an_ad_hoc_flow_run_skips_heartbeats_unless_the_user_set_them():
+    """Prefect joins its heartbeat thread (1 s sleeps) when a flow ends: ~0.5 s per ad hoc run."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    without_idle_heartbeats = download.without_idle_heartbeats
+    default = get_current_settings().flows.heartbeat_frequency
+    assert default is not None  # Prefect's default (180 s): on
+    with without_idle_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == default
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), without_idle_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == 60  # the user's choice stands
