@@ -88,6 +88,11 @@ class PatchTask:
     backend: Backend
     # In-process runs only: told what each patch's chunks now hold (a load pastes them into its Tile).
     on_written: Callable[[PatchIndex, PatchWrite], None] | None = None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
+
+    def __dask_tokenize__(self) -> tuple:
+        """One token per run's task, for Dask's task keys, instead of walking the spec and the fork."""
+        return ("stacube.PatchTask", self.token)
 
     def __call__(self, patch: PatchIndex) -> PatchResult:
         started = time.perf_counter()

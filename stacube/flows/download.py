@@ -169,10 +169,10 @@ class PrefectRunner:
         while in_flight:
             i, future = finished.get()
             del in_flight[i]
-            progress.done(batches[i], future)
             try:
                 results[i] = future.result()
             except Exception as error:
+                progress.done(batches[i], [])
                 attempts = 1 if is_permanent(error) else self.retries + 1
                 failed_id = getattr(error, "stacube_patch_id", None)
                 failed = next((p for p in batches[i] if p.id == failed_id), None)
@@ -192,7 +192,8 @@ class PrefectRunner:
                 raise describe_failure(failed, error, attempts) from error
             following = next(waiting, None)
             if following is not None:
-                submit(following)
+                submit(following)  # first: a slot never waits for the bookkeeping below
+            progress.done(batches[i], results[i])
         return [r for i in range(len(batches)) for r in results[i]]
 
 
@@ -209,10 +210,10 @@ class RunProgress:
         self.artifact = create_progress_artifact(0.0, key="stacube-download-progress",
                                                  description=f"stacube download: {total} patches")
 
-    def done(self, batch: Sequence[PatchIndex], future: Any) -> None:
+    def done(self, batch: Sequence[PatchIndex], results: Sequence[Any]) -> None:
+        """A batch finished, with its results (none if it failed: it counts as done, its error is raised elsewhere)."""
         self.count += len(batch)
-        with contextlib.suppress(Exception):  # a failed batch counts as done; its error is raised elsewhere
-            self.nbytes += sum(getattr(r, "nbytes", 0) for r in future.result())
+        self.nbytes += sum(getattr(r, "nbytes", 0) for r in results)
         now = time.monotonic()
         if now - self.logged < self.every and self.count < self.total:
             return
