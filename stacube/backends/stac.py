@@ -52,19 +52,24 @@ def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int 
 
 
 def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype: np.dtype, nodata) -> np.ndarray:
-    """Cast to the cube dtype, turning the source's nodata (and NaN) into the cube's nodata."""
+    """Cast to the cube dtype, turning the source's nodata (and NaN) into the cube's nodata.
+
+    ``values`` is a freshly loaded array that the caller gives up: it is changed in place where the
+    dtype already matches (a patch's worth of copying saved per variable)."""
     if dtype.kind == "b":
         invalid = values == source_nodata if source_nodata is not None else np.zeros(values.shape, bool)
         out = values.astype(bool)
         out[invalid] = bool(nodata)
         return out
-    invalid = np.zeros(values.shape, dtype=bool)
+    invalid = None
     if source_nodata is not None and not (isinstance(source_nodata, float) and np.isnan(source_nodata)):
-        invalid |= values == source_nodata
-    if values.dtype.kind == "f":
-        invalid |= np.isnan(values)
-    out = values.astype(dtype, copy=True)
-    out[invalid] = nodata
+        invalid = values == source_nodata
+    nan_is_nodata = dtype.kind == "f" and isinstance(nodata, float) and np.isnan(nodata)
+    if values.dtype.kind == "f" and not nan_is_nodata:  # a NaN that stays NaN is the cube's nodata already
+        invalid = np.isnan(values) if invalid is None else invalid | np.isnan(values)
+    out = values.astype(dtype, copy=False)
+    if invalid is not None:
+        out[invalid] = nodata
     return out
 
 
