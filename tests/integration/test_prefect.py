@@ -134,7 +134,7 @@ def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers,
             raise
 
     with pytest.raises(PatchReadError, match=f"{failing} failed after 1 attempt"):
-        run_all(None)
+        run_all(1)
     assert len(patches) == 64 and started.count(failing) == 1  # a permanent failure is not retried
     assert at_failure[-1] <= 4  # the patches queued behind the failure never started
     started.clear()
