@@ -24,6 +24,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and every process below it (servers, Prefect API, Dask workers): a
+    steadier figure than wall time on a small machine, where all of them share the cores."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile-size", type=int, default=1024)
@@ -103,6 +119,7 @@ def main() -> None:
             return lambda: filled.download(aoi, runner=runner).patches
 
         timings: dict[str, list[float]] = {}
+        cpu_used: dict[str, list[float]] = {}
         patches = 0
         order = random.Random(0)
         for _ in range(args.repeat):
@@ -113,9 +130,10 @@ def main() -> None:
                 runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
             order.shuffle(runs)  # no runner always runs right after the same other one
             for name, run in runs:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds()
                 done = run()
                 timings.setdefault(name, []).append(time.perf_counter() - started)
+                cpu_used.setdefault(name, []).append(cpu_seconds() - cpu)
                 patches = max(patches, done)
         cluster.close()
 
@@ -123,15 +141,19 @@ def main() -> None:
     print(f"{patches} patches of {args.chunks} px, concurrency {args.concurrency}, COG latency {args.latency_ms:g} ms, "
           f"median of {args.repeat} runs")
     fixed = statistics.median(timings["nothing to do, prefect"]) - statistics.median(timings["nothing to do, local"])
-    print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}{'beyond the fixed cost':>23}")
+    base_cpu = statistics.median(cpu_used["local threads"])
+    print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}{'beyond the fixed cost':>23}"
+          f"{'CPU s (all processes)':>23}")
     for name, values in timings.items():
         if name.startswith("nothing"):
             continue
         seconds = statistics.median(values)
         extra = seconds - base
         beyond = extra - fixed if name != "local threads" else 0.0
+        cpu = statistics.median(cpu_used[name])
         print(f"{name:26}{seconds:9.2f}{1000 * extra / patches:19.0f}{100 * extra / seconds:13.1f}%"
-              f"{1000 * beyond / patches:12.0f} ms/patch{100 * beyond / seconds:5.1f}%")
+              f"{1000 * beyond / patches:12.0f} ms/patch{100 * beyond / seconds:5.1f}%"
+              f"{cpu:11.1f} ({100 * (cpu - base_cpu) / base_cpu:+.0f}%)")
     print(f"fixed cost of a flow run (an AOI already in the cube, nothing to download): {fixed:.3f} s "
           f"(local {statistics.median(timings['nothing to do, local']):.3f} s); it is the same for 1 patch or 10,000")
 

@@ -131,8 +131,8 @@ def batch_size(patches: int, concurrency: int) -> int:
     patches, or more where a run would otherwise exceed 2,000 task runs.
 
     Each task run costs Prefect CPU (its engine, state events and logs, and the API recording them),
-    which on a busy machine comes out of the run itself: 64 patches of 2048 px on two cores took
-    5-25% longer than the local runner with a task per patch, 2.3% with four (bench/orchestration.py).
+    which on a busy machine comes out of the run itself: over 64 patches of 2048 px the Prefect API
+    spent 2.6-3.2 CPU s with a task per patch, 0.85-1.0 s with four (bench/orchestration.py).
     """
     size = min(MAX_PATCHES_PER_TASK, -(-patches // (4 * max(1, concurrency))))
     return max(1, size, -(-patches // MAX_TASKS))
