@@ -155,7 +155,7 @@ def main() -> None:
               f"{1000 * beyond / patches:12.0f} ms/patch{100 * beyond / seconds:5.1f}%"
               f"{cpu:11.1f} ({100 * (cpu - base_cpu) / base_cpu:+.0f}%)")
     print(f"fixed cost of a flow run (an AOI already in the cube, nothing to download): {fixed:.3f} s "
-          f"(local {statistics.median(timings['nothing to do, local']):.3f} s); it is the same for 1 patch or 10,000")
+          f"(local {statistics.median(timings['nothing to do, local']):.3f} s); paid once per flow run")
 
 
 if __name__ == "__main__":

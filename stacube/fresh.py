@@ -21,12 +21,9 @@ import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from odc.geo.overlap import compute_reproject_roi
-from odc.geo.roi import roi_is_empty
 
 from .grid import PatchIndex, ZoneGrid
-from .plan import zone_grids
-from .read import output_geobox, pastes, tile_dataset
+from .read import output_geobox, pastes, tile_dataset, zones_met
 from .spec import CubeSpec
 from .write import PatchWrite
 
@@ -61,11 +58,7 @@ class FreshTile:
         if steps is not None and not steps:
             return None
         dst = output_geobox(spec, roi, geometry)
-        met = []
-        for grid in zone_grids(spec):
-            info = compute_reproject_roi(grid.geobox, dst)
-            if not (roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src)):
-                met.append((grid, info))
+        met = zones_met(spec, dst)
         if len(met) != 1 or not pastes(met[0][1]) or dst[met[0][1].roi_dst].shape != dst.shape:
             return None
         grid, info = met[0]
@@ -101,13 +94,6 @@ class FreshTile:
                 target[...] = values[in_chunk]
         self.pasted.add((patch.time_index, patch.iy, patch.ix))
 
-    def _cells(self) -> Iterable[tuple[int, int]]:
-        cy, cx = self.grid.chunks
-        rows, cols = self.src_window
-        for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
-            for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
-                yield iy, ix
-
     def finish(self, root: zarr.Group, steps: Sequence[int] | None, stale: Iterable[PatchIndex] = ()) -> xr.Dataset:
         """The Tile at the snapshot ``root``, for the ``steps`` kept (a subset of the load's steps).
 
@@ -115,7 +101,7 @@ class FreshTile:
         self.pasted -= {(p.time_index, p.iy, p.ix) for p in stale}
         kept = list(steps) if steps is not None else [None]
         reads = []
-        for iy, ix in self._cells():
+        for iy, ix in self.grid.chunks_in(self.src_window):
             missing = [step for step in kept if (step, iy, ix) not in self.pasted]
             if missing:
                 reads.append((iy, ix, missing))

@@ -73,13 +73,18 @@ class ZoneGrid:
         window = self.pixel_window(roi)
         if window is None:
             return
+        local = roi.to_crs(self.geobox.crs)
+        for iy, ix in self.chunks_in(window):
+            if _meets(self.chunk_geobox(iy, ix).extent, local):
+                yield iy, ix
+
+    def chunks_in(self, window: tuple[slice, slice]) -> Iterator[tuple[int, int]]:
+        """Chunk indices (iy, ix) that hold some pixel of ``window`` (rows, columns of this zone)."""
         rows, cols = window
         cy, cx = self.chunks
-        local = roi.to_crs(self.geobox.crs)
         for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
             for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
-                if _meets(self.chunk_geobox(iy, ix).extent, local):
-                    yield iy, ix
+                yield iy, ix
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 from odc.geo.xr import xr_coords
 
+from .grid import ZoneGrid
 from .plan import zone_grids
 from .spec import CubeSpec, Variable
 from .write import valid_mask
@@ -36,6 +37,16 @@ def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) ->
         if window is not None:
             return grid.geobox[window]
     raise AssertionError("planning guarantees the ROI meets a zone")
+
+
+def zones_met(spec: CubeSpec, dst: GeoBox) -> list[tuple[ZoneGrid, ReprojectInfo]]:
+    """The zones that hold pixels of the Tile ``dst``, in spec order, each with how its pixels map onto it."""
+    met = []
+    for grid in zone_grids(spec):
+        info = compute_reproject_roi(grid.geobox, dst)
+        if not (roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src)):
+            met.append((grid, info))
+    return met
 
 
 def pastes(info: ReprojectInfo) -> bool:
@@ -66,10 +77,7 @@ def read_tile(
     dst = output_geobox(spec, roi, geometry)
     lead = (len(steps),) if steps is not None else ()
     out: dict[str, np.ndarray] = {}
-    for grid in zone_grids(spec) if steps is None or steps else []:  # no steps: an empty time axis
-        info = compute_reproject_roi(grid.geobox, dst)
-        if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
-            continue
+    for grid, info in zones_met(spec, dst) if steps is None or steps else []:  # no steps: an empty time axis
         group = root[grid.name]
         src_box = grid.geobox[info.roi_src]
         paste = pastes(info)
