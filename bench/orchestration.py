@@ -1,9 +1,13 @@
 """Per-patch overhead of the Prefect runner against the local runner, on the same plan.
 
 Each run downloads the same AOI into a fresh cube (the catalog is synced once beforehand), with
-the local thread runner, the Prefect flow on its thread task runner, and the Prefect flow on a
-Dask LocalCluster of processes. Prints wall seconds, ms of overhead per patch and its share of
-the run time (target: under 5% at the default patch size). A temporary Prefect API serves the runs.
+the local thread runner, the Prefect flow on its thread task runner, the same patches mapped on a
+Dask LocalCluster of processes without Prefect, and the Prefect flow on that cluster. Prints wall
+seconds, ms of overhead per patch and its share of the run time (target: under 5% at the default
+patch size), and CPU seconds of all processes. A temporary Prefect API serves the runs.
+
+The cluster's workers run without Dask's default MALLOC_TRIM_THRESHOLD_, as the README advises
+for stacube (``--dask-malloc-trim`` keeps Dask's default, to compare).
 
     .venv/bin/python bench/orchestration.py [--chunks 2048] [--tile-size 1024] [--repeat 5]
 """
@@ -50,13 +54,17 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=8, help="source tiles per side (8: 64 tiles, 16 patches)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per COG response (a remote server)")
+    parser.add_argument("--dask-malloc-trim", action="store_true",
+                        help="keep Dask's default MALLOC_TRIM_THRESHOLD_=65536 in the workers")
     parser.add_argument("--out", default=str(ROOT / "bench-output"))
     args = parser.parse_args()
 
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry lookups off this machine
-    from distributed import LocalCluster
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # in the Dask workers too: no INFO line per task run
+    import dask
+    from distributed import Client, LocalCluster
     from prefect.logging import disable_run_logger
     from prefect.testing.utilities import prefect_test_harness
     from prefect_dask import DaskTaskRunner
@@ -102,13 +110,28 @@ def main() -> None:
             return len(download(str(cube.url), roi_to_parameter(aoi), None, str(catalog), concurrency=args.concurrency,
                                 patches_per_task=args.patches_per_task)["patches_written"])
 
+        if not args.dask_malloc_trim:
+            dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
         cluster = LocalCluster(n_workers=2, threads_per_worker=max(1, args.concurrency // 2), processes=True,
                                dashboard_address=None)
+        client = Client(cluster)
         on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+
+        class DaskWithoutPrefect:
+            """The same patch work mapped straight onto the cluster: what processes cost, Prefect aside."""
+
+            name = "dask"
+
+            def map(self, work, patches):
+                return client.gather(client.map(work, list(patches), pure=False))
+
+        def dask_alone() -> int:
+            return fresh().download(aoi, runner=DaskWithoutPrefect()).patches
 
         def prefect_dask() -> int:
             cube = fresh()
-            return len(on_dask(str(cube.url), roi_to_parameter(aoi), None, str(catalog))["patches_written"])
+            return len(on_dask(str(cube.url), roi_to_parameter(aoi), None, str(catalog),
+                               concurrency=args.concurrency)["patches_written"])
 
         prefect_threads()  # the first flow run registers the flow and warms the API: not a per-run cost
         filled = fresh()
@@ -124,7 +147,7 @@ def main() -> None:
         order = random.Random(0)
         for _ in range(args.repeat):
             runs = [("local threads", local), ("prefect, threads", prefect_threads),
-                    ("prefect, dask processes", prefect_dask),
+                    ("dask processes, no prefect", dask_alone), ("prefect, dask processes", prefect_dask),
                     ("nothing to do, local", noop(None)), ("nothing to do, prefect", noop("prefect"))]
             if args.patches_per_task:
                 runs.append((f"prefect, threads, {args.patches_per_task}/task", prefect_batched))
@@ -135,25 +158,29 @@ def main() -> None:
                 timings.setdefault(name, []).append(time.perf_counter() - started)
                 cpu_used.setdefault(name, []).append(cpu_seconds() - cpu)
                 patches = max(patches, done)
+        client.close()
         cluster.close()
 
-    base = statistics.median(timings["local threads"])
+    local = timings["local threads"]
     print(f"{patches} patches of {args.chunks} px, concurrency {args.concurrency}, COG latency {args.latency_ms:g} ms, "
-          f"median of {args.repeat} runs")
+          f"{args.repeat} rounds; shares are medians of each round's runner against that round's local run (the "
+          f"machine's drift cancels), with their range")
     fixed = statistics.median(timings["nothing to do, prefect"]) - statistics.median(timings["nothing to do, local"])
-    base_cpu = statistics.median(cpu_used["local threads"])
-    print(f"{'runner':26}{'wall s':>9}{'overhead ms/patch':>19}{'share of run':>14}{'beyond the fixed cost':>23}"
-          f"{'CPU s (all processes)':>23}")
+    print(f"{'runner':28}{'wall s':>8}{'overhead ms/patch':>19}{'share of run (range)':>26}{'beyond fixed cost':>19}"
+          f"{'CPU s, all processes':>22}{'(range)':>16}")
     for name, values in timings.items():
         if name.startswith("nothing"):
             continue
-        seconds = statistics.median(values)
-        extra = seconds - base
-        beyond = extra - fixed if name != "local threads" else 0.0
-        cpu = statistics.median(cpu_used[name])
-        print(f"{name:26}{seconds:9.2f}{1000 * extra / patches:19.0f}{100 * extra / seconds:13.1f}%"
-              f"{1000 * beyond / patches:12.0f} ms/patch{100 * beyond / seconds:5.1f}%"
-              f"{cpu:11.1f} ({100 * (cpu - base_cpu) / base_cpu:+.0f}%)")
+        extra = [t - base for t, base in zip(values, local, strict=True)]
+        shares = [100 * e / t for e, t in zip(extra, values, strict=True)]
+        cpu_shares = [100 * (c - base) / base
+                      for c, base in zip(cpu_used[name], cpu_used["local threads"], strict=True)]
+        paid = fixed if name.startswith("prefect") else 0.0  # only flow runs pay a flow run's fixed cost
+        beyond = 100 * (statistics.median(extra) - paid) / statistics.median(values)
+        print(f"{name:28}{statistics.median(values):8.2f}{1000 * statistics.median(extra) / patches:19.0f}"
+              f"{statistics.median(shares):10.1f}% ({min(shares):+.0f}..{max(shares):+.0f}%)"
+              f"{beyond:18.1f}%{statistics.median(cpu_used[name]):10.1f} ({statistics.median(cpu_shares):+.0f}%)"
+              f"{f'({min(cpu_shares):+.0f}..{max(cpu_shares):+.0f}%)':>16}")
     print(f"fixed cost of a flow run (an AOI already in the cube, nothing to download): {fixed:.3f} s "
           f"(local {statistics.median(timings['nothing to do, local']):.3f} s); paid once per flow run")
 

@@ -188,10 +188,10 @@ class Cube:
                  message: str | None = None, skip_failed: bool = False) -> RunReport:
         """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done.
 
-        ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (task per patch). A patch
-        that fails for good fails the whole run (nothing is committed), unless ``skip_failed``: then
-        the others are committed, and the failures are listed in ``report.patches_failed`` and left
-        unfilled for the next run.
+        ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (a task per patch, or per
+        batch of patches in large runs). A patch that fails for good fails the whole run (nothing is
+        committed), unless ``skip_failed``: then the others are committed, and the failures are listed
+        in ``report.patches_failed`` and left unfilled for the next run.
         """
         if runner == "prefect":
             from .flows.download import run_download  # the public run path: Prefect only when asked

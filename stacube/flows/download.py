@@ -16,7 +16,7 @@ import os
 import queue
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -125,17 +125,34 @@ MAX_PATCHES_PER_TASK = 16  # what a retried task reads again, at most (unless MA
 MAX_TASKS = 2_000  # task runs per flow run that the Prefect API and UI are asked to carry
 
 
-def batch_size(patches: int, concurrency: int) -> int:
-    """Patches per task: one while a run has at most 4 per slot of concurrency (every patch visible in
-    the UI), then batches that keep ~4 tasks per slot (the slots stay evenly busy) of at most 16
-    patches, or more where a run would otherwise exceed 2,000 task runs.
+def batch_size(patches: int, concurrency: int, out_of_process: bool = False) -> int:
+    """Patches per task.
 
-    Each task run costs Prefect CPU (its engine, state events and logs, and the API recording them),
-    which on a busy machine comes out of the run itself: over 64 patches of 2048 px the Prefect API
-    spent 2.6-3.2 CPU s with a task per patch, 0.85-1.0 s with four (bench/orchestration.py).
+    On the thread task runner: one while a run has at most 4 per slot of concurrency (every patch
+    visible in the UI), then batches that keep ~4 tasks per slot (the slots stay evenly busy) of at
+    most 16 patches. Each task run costs Prefect CPU (its engine, state events and logs, and the API
+    recording them), which on a busy machine comes out of the run itself: over 64 patches of 2048 px
+    the Prefect API spent 2.6-3.2 CPU s with a task per patch, 0.85-1.0 s with four.
+
+    ``out_of_process`` (Dask, or any task runner whose tasks run in other processes): a task run
+    costs ~0.25 CPU s there (Prefect rebuilds its settings and two API clients in the worker, and
+    serialises its context on the flow's thread), about what a 2048 px patch costs to read and write,
+    so tasks are as few as keep every slot busy: one per slot, of at most 16 patches.
+
+    Either way a run never exceeds 2,000 task runs (then batches grow past 16).
     """
-    size = min(MAX_PATCHES_PER_TASK, -(-patches // (4 * max(1, concurrency))))
+    per_slot = 1 if out_of_process else 4
+    size = min(MAX_PATCHES_PER_TASK, -(-patches // (per_slot * max(1, concurrency))))
     return max(1, size, -(-patches // MAX_TASKS))
+
+
+def tasks_leave_the_process() -> bool:
+    """Whether this flow run's task runner runs tasks outside this process (Dask, Ray): anything but
+    Prefect's thread pool."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context is not None and not isinstance(context.task_runner, ThreadPoolTaskRunner)
 
 
 @dataclass
@@ -144,7 +161,7 @@ class PrefectRunner:
 
     Tasks are submitted as earlier ones finish, so the bound holds on any task runner (threads or a
     Dask cluster), and after a patch fails for good no further task starts. ``patches_per_task``
-    batches patches into tasks (None: ``batch_size``).
+    batches patches into tasks (None: ``batch_size``, for the flow run's task runner).
     """
 
     concurrency: int = 8
@@ -157,7 +174,7 @@ class PrefectRunner:
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
-        size = self.patches_per_task or batch_size(len(patches), self.concurrency)
+        size = self.patches_per_task or batch_size(len(patches), self.concurrency, tasks_leave_the_process())
         batches = [list(patches[i : i + size]) for i in range(0, len(patches), size)]
         names = [sorted({n for p in batch for n in (self.limits(p) if self.limits else [])}) for batch in batches]
         present = existing_limits({n for batch_names in names for n in batch_names})
@@ -359,9 +376,10 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
     ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
-    reading ``patches_per_task`` patches (default: one, more for runs of thousands of patches); a
-    failing task is retried ``retries`` times with exponential backoff. ``earthengine_secret`` names a
-    Prefect Secret block with the Earth Engine credential (a token or a service-account key).
+    reading ``patches_per_task`` patches (default: ``batch_size``: one each for small runs on threads,
+    batches for larger runs and for task runners in other processes, such as Dask); a failing task is
+    retried ``retries`` times with exponential backoff. ``earthengine_secret`` names a Prefect Secret
+    block with the Earth Engine credential (a token or a service-account key).
     ``skip_failed`` commits what could be read and lists the patches that failed for good (with their
     Items and URLs) in ``patches_failed``, instead of failing the run. ``cells`` (``[zone, row, column]``
     triples) names the chunks to fill instead of an ROI (``roi`` is then ignored and may be None).
@@ -394,7 +412,8 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
             "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()], **flow_run}
 
 
-def without_idle_heartbeats() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def without_idle_heartbeats() -> Iterator[None]:
     """Flow-run heartbeats off for an ad hoc run, unless the user set ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``.
 
     Prefect 3.8 (and 3.9.1) beats every 180 s from a thread that sleeps in 1 s steps and is joined
@@ -402,12 +421,20 @@ def without_idle_heartbeats() -> contextlib.AbstractContextManager:
     1.11 s with heartbeats, 0.23 s without; bench/orchestration.py). Heartbeats let an automation
     mark a run whose process died as crashed; that matters for deployments, whose worker runs keep
     them, not for a run in the caller's own process, which sees the failure itself.
-    """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
-    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
-        return contextlib.nullcontext()
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    The settings are copied, not rebuilt: ``temporary_settings`` re-reads every settings source
+    (environment, profiles, toml files), ~40 ms per run, a fifth of a flow run's fixed cost.
+    """
+    from prefect.context import SettingsContext, get_settings_context
+
+    context = get_settings_context()
+    settings = context.settings
+    if "heartbeat_frequency" in settings.flows.model_fields_set:
+        yield
+        return
+    quiet = settings.model_copy(update={"flows": settings.flows.model_copy(update={"heartbeat_frequency": None})})
+    with SettingsContext(profile=context.profile, settings=quiet):
+        yield
 
 
 def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,

@@ -185,6 +185,8 @@ class ItemLacksEverything(RuntimeError):
 
 def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample_layout, tmp_path):
     from distributed import LocalCluster
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
     from prefect_dask import DaskTaskRunner
 
     from stacube.flows import download
@@ -195,8 +197,13 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
     zone = sample_layout.extent_geobox()
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
-        outcome = on_dask(str(cube.url), roi_to_parameter(zone[0:512, 0:768]), None, str(cube.catalog_dir))
+        outcome = on_dask(str(cube.url), roi_to_parameter(zone[0:512, 0:768]), None, str(cube.catalog_dir),
+                          concurrency=2)
     assert len(outcome["patches_written"]) == 6
+    with get_client(sync_client=True) as client:  # tasks cost more in other processes: one per slot, not per patch
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [outcome["flow_run_id"]]}))
+    names = [run.name for run in task_runs]
+    assert len(names) == 2 and all(name.startswith("patches ") and name.endswith(" (+2)") for name in names), names
     assert cube.history().snapshot[0] == outcome["snapshot_id"]
     local = Cube.create(tmp_path / "local", cube.spec, catalog_dir=tmp_path / "catalog").load(zone[0:512, 0:768])
     np.testing.assert_array_equal(cube.load(zone[0:512, 0:768], offline=True).dem.values, local.dem.values)

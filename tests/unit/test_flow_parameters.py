@@ -43,6 +43,14 @@ def test_small_runs_get_a_task_per_patch_and_large_runs_batches(patches, concurr
     assert size <= 16 or tasks <= 2_000  # a retry rereads few patches; the API carries few task runs
 
 
+@pytest.mark.parametrize(("patches", "concurrency", "size"), [
+    (1, 8, 1), (8, 8, 1), (16, 4, 4), (64, 4, 16), (65, 4, 16), (1_024, 64, 16), (50_000, 8, 25)])
+def test_task_runners_in_other_processes_get_a_task_per_slot(patches, concurrency, size):
+    assert download.batch_size(patches, concurrency, out_of_process=True) == size
+    tasks = -(-patches // size)
+    assert tasks >= min(patches, concurrency)  # every slot still gets work
+
+
 def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included():
     import pystac
 
@@ -60,14 +68,17 @@ def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included()
 
 
 def test_an_ad_hoc_flow_run_skips_heartbeats_unless_the_user_set_them():
-    """Prefect joins its heartbeat thread (1 s sleeps) when a flow ends: ~0.5 s per ad hoc run."""
+    """Prefect joins its heartbeat thread (1 s sleeps) when a flow ends: up to 1 s per ad hoc run."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
     without_idle_heartbeats = download.without_idle_heartbeats
     default = get_current_settings().flows.heartbeat_frequency
     assert default is not None  # Prefect's default (180 s): on
-    with without_idle_heartbeats():
+    before = get_current_settings()
+    with temporary_settings(updates={"api.url": "http://127.0.0.1:9/api"}), without_idle_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().api.url == "http://127.0.0.1:9/api"  # every other setting as it was
+        assert get_current_settings().flows.default_retries == before.flows.default_retries
     assert get_current_settings().flows.heartbeat_frequency == default
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), without_idle_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency == 60  # the user's choice stands
