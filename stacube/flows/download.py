@@ -125,25 +125,32 @@ MAX_PATCHES_PER_TASK = 16  # what a retried task reads again, at most (unless MA
 MAX_TASKS = 2_000  # task runs per flow run that the Prefect API and UI are asked to carry
 
 
-def batch_size(patches: int, concurrency: int, out_of_process: bool = False) -> int:
-    """Patches per task.
+def task_sizes(patches: int, concurrency: int, out_of_process: bool = False) -> list[int]:
+    """How many patches each task of a run reads, largest first.
 
-    On the thread task runner: one while a run has at most 4 per slot of concurrency (every patch
-    visible in the UI), then batches that keep ~4 tasks per slot (the slots stay evenly busy) of at
-    most 16 patches. Each task run costs Prefect CPU (its engine, state events and logs, and the API
-    recording them), which on a busy machine comes out of the run itself: over 64 patches of 2048 px
-    the Prefect API spent 2.6-3.2 CPU s with a task per patch, 0.85-1.0 s with four.
+    On the thread task runner: a task per patch while a run has at most 4 per slot of concurrency
+    (every patch visible in the UI), then ~4 tasks per slot of at most 16 patches. Each task run
+    costs Prefect CPU (its engine, state events, and the API recording them), which on a busy
+    machine comes out of the run itself: over 64 patches of 2048 px the Prefect API spent 2.6-3.2
+    CPU s with a task per patch, 0.85-1.0 s with four.
 
     ``out_of_process`` (Dask, or any task runner whose tasks run in other processes): a task run
-    costs ~0.25 CPU s there (Prefect rebuilds its settings and two API clients in the worker, and
-    serialises its context on the flow's thread), about what a 2048 px patch costs to read and write,
-    so tasks are as few as keep every slot busy: one per slot, of at most 16 patches.
+    costs ~0.25 CPU s there (Prefect rebuilds its settings and two TLS contexts in the worker, and
+    serialises its context on the flow's thread), about what a 2048 px patch costs to read and
+    write, so a run gets as few tasks as keep every slot busy: one per slot, of at most 16 patches.
 
-    Either way a run never exceeds 2,000 task runs (then batches grow past 16).
+    The task count is a whole number of rounds of ``concurrency`` tasks and the patches are dealt
+    evenly (sizes differ by at most one), so the last round is not one lone task while the other
+    slots idle. A run never exceeds 2,000 task runs (tasks then grow past 16 patches).
     """
+    slots = max(1, concurrency)
     per_slot = 1 if out_of_process else 4
-    size = min(MAX_PATCHES_PER_TASK, -(-patches // (per_slot * max(1, concurrency))))
-    return max(1, size, -(-patches // MAX_TASKS))
+    if patches <= per_slot * slots:
+        return [1] * patches
+    rounds = max(per_slot, -(-patches // (MAX_PATCHES_PER_TASK * slots)))
+    tasks = min(rounds * slots, max(slots, MAX_TASKS // slots * slots), patches)
+    size, larger = divmod(patches, tasks)
+    return [size + 1] * larger + [size] * (tasks - larger)
 
 
 def tasks_leave_the_process() -> bool:
@@ -161,7 +168,7 @@ class PrefectRunner:
 
     Tasks are submitted as earlier ones finish, so the bound holds on any task runner (threads or a
     Dask cluster), and after a patch fails for good no further task starts. ``patches_per_task``
-    batches patches into tasks (None: ``batch_size``, for the flow run's task runner).
+    batches patches into tasks (None: ``task_sizes``, for the flow run's task runner).
     """
 
     concurrency: int = 8
@@ -174,8 +181,12 @@ class PrefectRunner:
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
-        size = self.patches_per_task or batch_size(len(patches), self.concurrency, tasks_leave_the_process())
-        batches = [list(patches[i : i + size]) for i in range(0, len(patches), size)]
+        if self.patches_per_task:
+            sizes = [self.patches_per_task] * (-(-len(patches) // self.patches_per_task))
+        else:
+            sizes = task_sizes(len(patches), self.concurrency, tasks_leave_the_process())
+        starts = list(itertools.accumulate(sizes, initial=0))
+        batches = [list(patches[start : start + size]) for start, size in zip(starts, sizes, strict=False)]
         names = [sorted({n for p in batch for n in (self.limits(p) if self.limits else [])}) for batch in batches]
         present = existing_limits({n for batch_names in names for n in batch_names})
         task_ = patches_task.with_options(retries=self.retries)
@@ -376,7 +387,7 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
     ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
-    reading ``patches_per_task`` patches (default: ``batch_size``: one each for small runs on threads,
+    reading ``patches_per_task`` patches (default: ``task_sizes``: one each for small runs on threads,
     batches for larger runs and for task runners in other processes, such as Dask); a failing task is
     retried ``retries`` times with exponential backoff. ``earthengine_secret`` names a Prefect Secret
     block with the Earth Engine credential (a token or a service-account key).

@@ -35,20 +35,19 @@ def test_rois_round_trip_through_parameters():
     assert back.crs == roi.crs and back.boundingbox == roi.extent.boundingbox
 
 
-@pytest.mark.parametrize(("patches", "concurrency", "size"), [
-    (1, 8, 1), (32, 8, 1), (33, 8, 2), (64, 4, 4), (256, 8, 8), (1_000, 8, 16), (50_000, 8, 25)])
-def test_small_runs_get_a_task_per_patch_and_large_runs_batches(patches, concurrency, size):
-    assert download.batch_size(patches, concurrency) == size
-    tasks = -(-patches // size)
-    assert size <= 16 or tasks <= 2_000  # a retry rereads few patches; the API carries few task runs
-
-
-@pytest.mark.parametrize(("patches", "concurrency", "size"), [
-    (1, 8, 1), (8, 8, 1), (16, 4, 4), (64, 4, 16), (65, 4, 16), (1_024, 64, 16), (50_000, 8, 25)])
-def test_task_runners_in_other_processes_get_a_task_per_slot(patches, concurrency, size):
-    assert download.batch_size(patches, concurrency, out_of_process=True) == size
-    tasks = -(-patches // size)
-    assert tasks >= min(patches, concurrency)  # every slot still gets work
+@pytest.mark.parametrize(("patches", "concurrency", "out_of_process", "sizes"), [
+    (1, 8, False, [1]), (32, 8, False, [1] * 32),  # small runs: a task per patch
+    (33, 8, False, [2] + [1] * 31),  # not 17 tasks of 2, whose 17th would run alone
+    (64, 4, False, [4] * 16), (100, 4, False, [7] * 4 + [6] * 12),
+    (1_000, 8, False, [16] * 40 + [15] * 24), (50_000, 8, False, [25] * 2_000),
+    (3, 8, True, [1] * 3), (16, 4, True, [4] * 4), (64, 4, True, [16] * 4),
+    (100, 4, True, [13] * 4 + [12] * 4),  # two rounds of 4 tasks, not 16, 16, 16, 16 then 16, 16, 4
+])
+def test_tasks_come_in_whole_rounds_of_even_batches(patches, concurrency, out_of_process, sizes):
+    got = download.task_sizes(patches, concurrency, out_of_process)
+    assert got == sizes and sum(got) == patches
+    assert len(got) <= 2_000 and (max(got) <= 16 or len(got) == 2_000)  # a retry rereads few; the API carries few
+    assert len(got) == patches or len(got) % concurrency == 0  # every round fills every slot
 
 
 def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included():
