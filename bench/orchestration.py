@@ -118,7 +118,8 @@ def main() -> None:
         on_dask = download.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
 
         class DaskWithoutPrefect:
-            """The same patch work mapped straight onto the cluster: what processes cost, Prefect aside."""
+            """The same patch work mapped straight onto the cluster (its threads bound what runs at once):
+            what processes cost, Prefect aside."""
 
             name = "dask"
 
