@@ -28,6 +28,7 @@ from .spec import CubeSpec
 from .write import PatchWrite
 
 Cell = tuple[int | None, int, int]  # (time index or None, chunk row, chunk column)
+Window = tuple[slice, slice]  # rows, columns
 
 
 def _overlap(a: slice, b: slice) -> slice | None:
@@ -64,15 +65,15 @@ class FreshTile:
         grid, info = met[0]
         return cls(spec, grid, dst, tuple(info.roi_src), steps, variables)
 
-    def _windows(self, iy: int, ix: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
-        """The chunk's part of the Tile: (slices into the chunk, slices into the Tile), or None."""
+    def _windows(self, iy: int, ix: int) -> tuple[Window, Window, Window] | None:
+        """The chunk's part of the Tile as slices into the chunk, into the Tile and into the zone, or None."""
         chunk = self.grid.chunk_slices(iy, ix)
         parts = [_overlap(c, w) for c, w in zip(chunk, self.src_window, strict=True)]
         if None in parts:
             return None
         in_chunk = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(parts, chunk, strict=True))
         in_tile = tuple(slice(p.start - w.start, p.stop - w.start) for p, w in zip(parts, self.src_window, strict=True))
-        return in_chunk, in_tile
+        return in_chunk, in_tile, tuple(parts)
 
     def paste(self, patch: PatchIndex, written: PatchWrite) -> None:
         """Take a patch's written values (called from the run's workers; cells never overlap)."""
@@ -83,7 +84,7 @@ class FreshTile:
         windows = self._windows(patch.iy, patch.ix)
         if windows is None:
             return
-        in_chunk, in_tile = windows
+        in_chunk, in_tile, _ = windows
         lead = (self._position[patch.time_index],) if self.steps is not None else ()
         for name in self.variables:
             values = written.values.get(name)
@@ -109,9 +110,7 @@ class FreshTile:
 
         def read(job: tuple[int, int, list]) -> None:
             iy, ix, missing = job
-            in_chunk, in_tile = self._windows(iy, ix)
-            chunk = self.grid.chunk_slices(iy, ix)
-            window = tuple(slice(c.start + s.start, c.start + s.stop) for c, s in zip(chunk, in_chunk, strict=True))
+            _, in_tile, window = self._windows(iy, ix)
             for name in self.variables:
                 if self.steps is None:
                     self.out[name][in_tile] = group[name][window]

@@ -39,9 +39,11 @@ def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:
     return (patch.time_index, ys, xs) if patch.time_index is not None else (ys, xs)
 
 
-def _chunk_exists(store: Any, array: zarr.Array, patch: PatchIndex) -> bool:
-    """Whether the patch's chunk of ``array`` was ever written (asked of Icechunk's manifest)."""
-    return store.session.chunk_type(f"/{array.path}", list(patch.cell)) != icechunk.ChunkType.uninitialized
+def _chunk_exists(store: Any, name: str, patch: PatchIndex) -> bool:
+    """Whether the patch's chunk of variable ``name`` was ever written (asked of Icechunk's manifest,
+    without opening the array)."""
+    path = f"/{patch.zone}/{name}"
+    return store.session.chunk_type(path, list(patch.cell)) != icechunk.ChunkType.uninitialized
 
 
 @dataclass
@@ -62,14 +64,14 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
     done = PatchWrite()
     for name, values in data.items():
         variable = spec.variables[name]
-        array = group[name]
         valid = valid_mask(values, variable)
         if not valid.any():
-            if _chunk_exists(store, array, patch):
+            if _chunk_exists(store, name, patch):
                 done.unchanged.append(name)
             continue
+        array = group[name]
         merged = values
-        if not valid.all() and _chunk_exists(store, array, patch):
+        if not valid.all() and _chunk_exists(store, name, patch):
             merged = np.where(valid, values, array[region])
         merged = merged.astype(variable.numpy_dtype, copy=False)
         array[region] = merged
