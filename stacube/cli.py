@@ -347,8 +347,36 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     names = list(tile.data_vars)
     paths = [out] if len(names) == 1 else [out.with_name(f"{out.stem}_{n}{out.suffix}") for n in names]
     for name, path in zip(names, paths, strict=True):
-        tile[name].odc.write_cog(path, overwrite=True, nodata=tile[name].attrs.get("nodata"))
+        write_cog(tile[name], path)
     return paths
+
+
+def write_cog(variable: Any, path: Path) -> Path:
+    """One variable as a COG that carries its convention: GDAL's band scale, offset and unit, so GDAL,
+    rasterio (``src.scales``) and QGIS turn its numbers into physical values."""
+    import rasterio
+    import rasterio.shutil
+
+    attrs = variable.attrs
+    clean = variable.copy()
+    clean.attrs = {}  # CF attributes would become TIFF tags of their own
+    if attrs.get("scale_factor") is None and attrs.get("add_offset") is None and not attrs.get("units"):
+        clean.odc.write_cog(path, overwrite=True, nodata=attrs.get("nodata"))
+        return path
+    staged = path.with_name(f".{path.name}.staged.tif")
+    try:
+        clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
+        with rasterio.open(staged, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:  # re-laid out below
+            dst.scales = (float(attrs.get("scale_factor", 1.0)),)
+            dst.offsets = (float(attrs.get("add_offset", 0.0)),)
+            if attrs.get("units"):
+                dst.units = (str(attrs["units"]),)
+        # re-laid out as a COG: editing a COG's metadata in place would break its layout
+        rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE")
+    finally:
+        staged.unlink(missing_ok=True)
+        Path(f"{staged}.aux.xml").unlink(missing_ok=True)
+    return path
 
 
 @cube_app.command("load")

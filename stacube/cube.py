@@ -204,30 +204,34 @@ class Cube:
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,
              runner: Runner | str | None = None, progress: bool | None = None,
-             empty_steps: bool = False) -> xr.Dataset:
+             empty_steps: bool = False, area: GeoBox | Geometry | None = None) -> xr.Dataset:
         """The Tile for ROI x TOI, downloading missing patches first (unless ``offline`` or ``at``).
 
         Time steps that no Item fed under the ROI (no acquisition that day) are left out, as
         odc-stac does, so a TOI of days without acquisitions gives an empty time axis;
         ``empty_steps=True`` keeps every step of the TOI. Offline, missing patches come back as
-        nodata (their steps kept) and are listed in ``attrs['missing_patches']``.
+        nodata (their steps kept) and are listed in ``attrs['missing_patches']``. ``area`` (inside
+        the ROI; default the whole ROI) is what matters: only patches meeting it are downloaded,
+        counted as missing or decide which steps hold data; the rest of the Tile is what the cube holds.
         """
         names = self._variables(variables)
         geometry = roi_geometry(roi)
+        wanted = roi_geometry(area) if area is not None else geometry
         root, snapshot = self._root(at)
         spec = self._spec_in(root, at)
         steps = select_steps(spec.time, toi)
-        plan = plan_patches(spec, root, geometry, steps)
+        plan = plan_patches(spec, root, wanted, steps)
         report, fresh = None, None
         if plan.missing and not offline and at is None:
             if runner == "prefect":
-                report = self.download(roi, toi, concurrency=concurrency, runner="prefect")
+                report = self.download(area if area is not None else roi, toi, concurrency=concurrency,
+                                       runner="prefect")
             else:
                 local = self._runner(runner, concurrency, progress)
                 # A run in this process pastes what it writes straight into the Tile (no read-back).
                 if isinstance(local, LocalRunner):
                     fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
-                report = self._download(plan, local, None, roi=geometry, on_written=fresh.paste if fresh else None)
+                report = self._download(plan, local, None, roi=wanted, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]

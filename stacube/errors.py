@@ -50,8 +50,10 @@ class AssetReadError(StacubeError):
     """One asset of an Item could not be read; names its URL so the user can check that file."""
 
     def __init__(self, url: str, error: BaseException):
-        super().__init__(f"{url}: {type(error).__name__}: {error}")
-        self.url = url
+        from .signing import redact  # a signed URL or a password in one never reaches a log
+
+        super().__init__(redact(f"{url}: {type(error).__name__}: {error}"))
+        self.url = redact(url)
 
 
 class PatchReadError(StacubeError):

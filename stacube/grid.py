@@ -98,6 +98,7 @@ class PatchIndex:
     time_index: int | None = None
     time_range: tuple[pd.Timestamp, pd.Timestamp] | None = None  # [start, end)
     items: tuple = field(default=(), compare=False)
+    superseded: tuple = field(default=(), compare=False)  # Items the source's duplicate rule left out
 
     @property
     def cell(self) -> tuple[int, ...]:
@@ -108,8 +109,9 @@ class PatchIndex:
     def id(self) -> str:
         return patch_id(self.zone, self.iy, self.ix, self.time_range[0] if self.time_range else None)
 
-    def with_items(self, items: tuple) -> PatchIndex:
-        return PatchIndex(self.zone, self.iy, self.ix, self.geobox, self.time_index, self.time_range, tuple(items))
+    def with_items(self, items: tuple, superseded: tuple = ()) -> PatchIndex:
+        return PatchIndex(self.zone, self.iy, self.ix, self.geobox, self.time_index, self.time_range, tuple(items),
+                          tuple(superseded))
 
     def __dask_tokenize__(self) -> tuple:
         """What tells two patches apart, for Dask's task keys: walking the GeoBox and Items costs ms each."""

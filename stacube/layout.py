@@ -15,7 +15,7 @@ import zarr
 from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
-from .spec import CubeSpec
+from .spec import CubeSpec, Variable
 
 SPEC_ATTR = "stacube"
 # Byte-shuffled LZ4 in Blosc: rasters shrink to about a quarter here and decode at memory speed,
@@ -71,8 +71,7 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
             )
             arr.attrs.update({"nodata": _json_nodata(var.nodata), "grid_mapping": "spatial_ref",
                               "coordinates": " ".join(d for d in spatial_dims if d != "time") + " spatial_ref"})
-            if var.units:
-                arr.attrs["units"] = var.units
+            arr.attrs.update(convention_attrs(var))
         ncy, ncx = -(-ny // cy), -(-nx // cx)
         group.create_array(
             FILLED,
@@ -84,6 +83,25 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
             dimension_names=(*("time" for _ in leading), "chunk_y", "chunk_x"),
         ).attrs["description"] = "0: not filled; >0: microsecond stamp of the run that filled it; <0: filled, no data"
     return root
+
+
+AS_READ = ("as read: each Item's numbers unconverted (a cube made before stacube declared conventions; "
+           "Items of different scale or offset may be mixed)")
+
+
+def convention_attrs(variable: Variable) -> dict[str, Any]:
+    """A variable's units and convention as attributes: CF ``scale_factor``/``add_offset`` where stored
+    numbers are not physical values, so ``xr.decode_cf`` gives physical values; ``stacube_convention``
+    where the cube never declared one."""
+    attrs: dict[str, Any] = {}
+    if variable.units:
+        attrs["units"] = variable.units
+    if variable.convention is None:
+        attrs["stacube_convention"] = AS_READ
+    elif variable.scaled:
+        attrs["scale_factor"] = variable.scale_factor
+        attrs["add_offset"] = variable.add_offset
+    return attrs
 
 
 def _json_nodata(value: Any) -> Any:

@@ -147,6 +147,16 @@ def _valid(values: np.ndarray, nodata: Any) -> np.ndarray:
     return valid
 
 
+def physical(variable: xr.DataArray) -> np.ndarray:
+    """A Tile variable's values as physical quantities, by the convention it carries (CF scale_factor and
+    add_offset), as float64; nodata is left to the caller's mask."""
+    values = variable.values.astype("float64")
+    scale, offset = variable.attrs.get("scale_factor"), variable.attrs.get("add_offset")
+    if scale is not None or offset is not None:
+        values = values * float(1.0 if scale is None else scale) + float(offset or 0.0)
+    return values
+
+
 def _stretch(values: np.ndarray, valid: np.ndarray, percentile: tuple[float, float]) -> np.ndarray:
     """0..1 between the given percentiles of the valid pixels."""
     if not valid.any():
@@ -159,7 +169,8 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
               title: str | None = None, vmin: float | None = None, vmax: float | None = None,
               cmap: str = "viridis", percentile: tuple[float, float] = (2, 98)) -> Figure:
     """A Tile as a picture: one band with a colour bar (default: the first variable), or three bands as
-    RGB, each stretched between ``percentile`` of its valid pixels. Nodata stays transparent. For a
+    RGB, each stretched between ``percentile`` of its valid pixels. Values are shown as physical
+    quantities, by the convention each variable carries. Nodata stays transparent. For a
     Tile with time, ``time`` picks the step (an index or a date; default the last one)."""
     from matplotlib.figure import Figure
 
@@ -183,7 +194,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
     if len(names) == 1:
         variable = tile[names[0]]
         values = variable.values
-        shown = np.ma.masked_array(values.astype("float64"), mask=~_valid(values, variable.attrs.get("nodata")))
+        shown = np.ma.masked_array(physical(variable), mask=~_valid(values, variable.attrs.get("nodata")))
         image = ax.imshow(shown, extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         units = variable.attrs.get("units")
         fig.colorbar(image, ax=ax, shrink=0.8, label=names[0] + (f" [{units}]" if units else ""))
@@ -192,7 +203,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
         for name in names:
             values = tile[name].values
             ok = _valid(values, tile[name].attrs.get("nodata"))
-            channels.append(_stretch(values, ok, percentile))
+            channels.append(_stretch(physical(tile[name]), ok, percentile))
             valid &= ok
         rgba = np.dstack([*channels, valid.astype("float64")])
         ax.imshow(rgba, extent=extent, interpolation="nearest")

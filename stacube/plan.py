@@ -18,6 +18,7 @@ from odc.geo.geom import Geometry
 from pyproj import Transformer
 
 from .catalog import LocalCatalog, Window, sync_source
+from .duplicates import drop_duplicates
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid
 from .layout import FILLED
@@ -126,7 +127,9 @@ def lonlat_bounds(footprint: Geometry) -> tuple[float, float, float, float]:
     because Items are matched to patches exactly in the zone's own CRS afterwards.
     """
     crs = footprint.crs
-    outline = shapely.segmentize(footprint.geom.exterior, footprint.geom.exterior.length / 256)
+    hull = footprint.geom if footprint.geom.geom_type == "Polygon" else footprint.geom.convex_hull
+    ring = hull.exterior if hull.geom_type == "Polygon" else hull  # a point or a line: itself
+    outline = shapely.segmentize(ring, max(ring.length / 256, 1e-9)) if ring.length else ring
     xs, ys = np.asarray(outline.coords).T
     to_lonlat = Transformer.from_crs(crs.proj, "EPSG:4326", always_xy=True)
     lon, lat = to_lonlat.transform(xs, ys)
@@ -149,7 +152,7 @@ def lonlat_footprint(footprint: Geometry) -> shapely.Geometry:
     west, south, east, north = lonlat_bounds(footprint)
     if east - west >= 180:
         return shapely.box(west, south, east, north)
-    return footprint.to_crs("EPSG:4326", resolution=footprint.geom.length / 64).geom
+    return footprint.to_crs("EPSG:4326", resolution=max(footprint.geom.length / 64, 1e-9)).geom
 
 
 def roi_record(roi: Geometry, max_points: int = 256) -> dict[str, Any]:
@@ -196,7 +199,8 @@ def attach_items(
     """Each patch with the Items whose footprint meets it (and whose datetime falls in its step).
 
     Syncs the window from the source first unless the catalog already covers it. Items are matched
-    in each zone's own CRS, so polar and antimeridian patches find every Item they touch.
+    in each zone's own CRS, so polar and antimeridian patches find every Item they touch. The
+    source's duplicate rule then leaves out reprocessed copies (kept in ``patch.superseded``).
     """
     if not patches:
         return []
@@ -227,7 +231,8 @@ def attach_items(
             start, end = (np.datetime64(t.to_datetime64(), "us") for t in patch.time_range)
             hits = [h for h in hits if start <= times[h] < end]
         chosen = sorted((items[h] for h in hits), key=lambda it: (_item_time(it), it.id))
-        out.append(patch.with_items(tuple(chosen)))
+        kept, superseded = drop_duplicates(chosen, spec.source.duplicates)
+        out.append(patch.with_items(tuple(kept), tuple(superseded)))
     return out
 
 

@@ -2,7 +2,12 @@
 
 Where the ROI GeoBox is pixel-aligned with a zone (same CRS and resolution, whole-pixel offset),
 chunks are pasted without resampling. Otherwise each variable is reprojected with its own
-resampling method. Zone overlap rule: zones are taken in spec order and the first valid pixel wins.
+resampling method.
+
+Zones overlap (UTM zones reach past their meridians, as their source's tiles do). A Tile takes valid
+data from any zone that holds it, in this order: first the zones on the Tile's own pixel grid (their
+values as stored), then the others in spec order (west to east for ``utm_zones``), each filling only
+what the zones before it left without data.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +29,7 @@ from odc.geo.warp import rio_reproject
 from odc.geo.xr import xr_coords
 
 from .grid import ZoneGrid
+from .layout import convention_attrs
 from .plan import zone_grids
 from .spec import CubeSpec, Variable
 from .write import valid_mask
@@ -40,13 +47,14 @@ def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) ->
 
 
 def zones_met(spec: CubeSpec, dst: GeoBox) -> list[tuple[ZoneGrid, ReprojectInfo]]:
-    """The zones that hold pixels of the Tile ``dst``, in spec order, each with how its pixels map onto it."""
+    """The zones that hold pixels of the Tile ``dst``, each with how its pixels map onto it, in the order
+    they fill it: zones on the Tile's own grid first, then the others in spec order."""
     met = []
     for grid in zone_grids(spec):
         info = compute_reproject_roi(grid.geobox, dst)
         if not (roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src)):
             met.append((grid, info))
-    return met
+    return sorted(met, key=lambda found: not pastes(found[1]))  # stable: spec order within each kind
 
 
 def pastes(info: ReprojectInfo) -> bool:
@@ -121,8 +129,9 @@ def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, varia
     data_vars = {}
     for name in variables:
         variable = spec.variables[name]
-        attrs = {"nodata": variable.nodata}
-        if variable.units:
-            attrs["units"] = variable.units
+        attrs: dict[str, Any] = {"nodata": variable.nodata}
+        if variable.numpy_dtype.kind != "b":
+            attrs["_FillValue"] = variable.nodata  # what xr.decode_cf masks
+        attrs.update(convention_attrs(variable))
         data_vars[name] = xr.DataArray(values[name], dims=dims, attrs=attrs)
     return xr.Dataset(data_vars, coords=coords)

@@ -23,9 +23,11 @@ import icechunk
 import pandas as pd
 import zarr
 
+from .alignment import misaligned, warn_misaligned
 from .backends import Backend
 from .grid import PatchIndex
 from .plan import unfilled
+from .radiometry import converted_items
 from .resolve import commit_settling_overlaps
 from .runners import PatchFailure, Runner
 from .spec import CubeSpec
@@ -42,6 +44,7 @@ class PatchResult:
     fork: Any | None  # the ForkSession holding the patch's writes; None when there was nothing to write
     nbytes: int
     seconds: float
+    clipped: dict[str, int] = field(default_factory=dict)  # variable -> pixels clipped into the dtype's range
 
 
 @dataclass
@@ -61,6 +64,9 @@ class RunReport:
     patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (bytes, seconds)
     patches_failed: dict[str, PatchFailure] = field(default_factory=dict)  # skipped failures, by patch id
     patches_kept_from_other_run: list[str] = field(default_factory=list)  # also written concurrently; theirs won
+    items_superseded: list[str] = field(default_factory=list)  # reprocessed copies the duplicate rule left out
+    clipped: dict[str, dict[str, int]] = field(default_factory=dict)  # patch -> variable -> pixels clipped
+    items_misaligned: list[str] = field(default_factory=list)  # on their zone's CRS but off its pixel grid
 
     @property
     def patches(self) -> int:
@@ -97,10 +103,30 @@ class PatchTask:
     def __call__(self, patch: PatchIndex) -> PatchResult:
         started = time.perf_counter()
         fork = pickle.loads(self.fork_blob)
-        done = write_patch(fork.store, self.spec, patch, self.backend.read(patch))
+        data = self.backend.read(patch)
+        done = write_patch(fork.store, self.spec, patch, data)
         if self.on_written is not None:
             self.on_written(patch, done)
-        return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started)
+        return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started,
+                           dict(getattr(data, "clipped", {})))
+
+
+def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex],
+                      clipped: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """What the commit says about the run's values: the policy, the Items converted into each variable's
+    convention (by the convention they came in), and the pixels clipped into a dtype's range."""
+    items = {item.id: item for p in patches for item in p.items}.values()
+    record: dict[str, Any] = {"policy": spec.source.radiometry,
+                              "conventions": {name: None if v.convention is None else
+                                              {"scale_factor": v.scale_factor, "add_offset": v.add_offset}
+                                              for name, v in spec.variables.items()}}
+    converted = converted_items(spec.variables, spec.source.assets, spec.source.radiometry, items)
+    if converted:
+        record["converted"] = converted
+    if clipped:
+        record["clipped"] = clipped
+        log.warning("values outside the dtype's range were clipped: %s", clipped)
+    return record
 
 
 def source_label(spec: CubeSpec) -> str:
@@ -139,6 +165,8 @@ def execute_run(
         report.seconds = time.perf_counter() - started
         return report
     with_data = [p for p in patches if p.items]
+    report.items_misaligned = misaligned(spec.zones, spec.source.assets.values(), with_data)
+    warn_misaligned(report.items_misaligned)
 
     task = PatchTask(pickle.dumps(session.fork()), spec, backend, on_written)
     outcomes = runner.map(task, with_data)
@@ -159,6 +187,8 @@ def execute_run(
     report.patches_empty = sorted(empty - pending)
     report.patches_pending = sorted(pending)
     report.item_ids = sorted({item.id for p in patches for item in p.items})
+    report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
+    report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
     report.bytes_written = sum(r.nbytes for r in results)
     report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
     report.patches_failed = failed
@@ -172,6 +202,9 @@ def execute_run(
             "patches_empty": report.patches_empty,
             "items": report.item_ids,
             "bytes": report.bytes_written,
+            "radiometry": radiometry_record(spec, patches, report.clipped),
+            **({"items_superseded": report.items_superseded} if report.items_superseded else {}),
+            **({"items_misaligned": report.items_misaligned} if report.items_misaligned else {}),
             **({"patches_failed": sorted(failed)} if failed else {}),
             **(extra_metadata or {}),
         }

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from .errors import ItemError, PatchReadError
 from .grid import PatchIndex, source_tile_name
+from .signing import redact, redact_url
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -48,10 +49,10 @@ def describe_failure(patch: PatchIndex, error: BaseException, attempts: int) -> 
     more = "" if named or len(urls) <= 5 else f" (and {len(urls) - 5} more)"
     items = ", ".join(item.id for item in patch.items) or "none"
     return PatchReadError(
-        f"patch {patch.id} failed after {attempts} attempt(s): {type(error).__name__}: {error}; "
-        f"items: {items}; url: {', '.join(shown)}{more}",
+        redact(f"patch {patch.id} failed after {attempts} attempt(s): {type(error).__name__}: {error}; "
+               f"items: {items}; url: {', '.join(shown)}{more}"),
         patch.id,
-        named or urls,
+        [redact_url(u) for u in named or urls],
     )
 
 

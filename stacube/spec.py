@@ -15,8 +15,11 @@ from odc.geo.geobox import GeoBox
 from rasterio.transform import Affine
 
 from .errors import SpecError
+from .radiometry import Convention, check_policy
 
-SPEC_VERSION = 1
+# 2: variables declare their convention (scale_factor, add_offset) and sources their radiometry policy and
+# duplicate rule. An older stacube must not write into such a cube (it would store Items' numbers unconverted).
+SPEC_VERSION = 2
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESAMPLINGS = {"nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode", "min", "max", "med"}
 
@@ -30,12 +33,20 @@ def check_name(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Variable:
-    """One cube variable: its dtype end to end, the value that means 'no data', and how to resample it."""
+    """One cube variable: its dtype end to end, the value that means 'no data', how to resample it, and
+    how its stored numbers become physical values (CF: physical = stored * scale_factor + add_offset).
+
+    Each Item's numbers are brought into this convention when a patch is written (see
+    ``stacube.radiometry``). ``scale_factor=None`` is the convention of cubes made before stacube
+    declared one: values stored as each Item had them, never converted.
+    """
 
     dtype: str
     nodata: float | int | bool | None = None
     units: str | None = None
     resampling: str = "nearest"
+    scale_factor: float | None = 1.0
+    add_offset: float | None = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -67,23 +78,58 @@ class Variable:
         object.__setattr__(self, "nodata", nodata)
         if self.resampling not in RESAMPLINGS:
             raise SpecError(f"unknown resampling {self.resampling!r}; use one of {sorted(RESAMPLINGS)}")
+        self._check_convention(dtype)
+
+    def _check_convention(self, dtype: np.dtype) -> None:
+        if self.scale_factor is None:
+            if self.add_offset not in (None, 0, 0.0):
+                raise SpecError(f"add_offset {self.add_offset!r} needs a scale_factor")
+            object.__setattr__(self, "add_offset", None)
+            return
+        try:
+            scale, offset = float(self.scale_factor), float(0.0 if self.add_offset is None else self.add_offset)
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"scale_factor {self.scale_factor!r} and add_offset {self.add_offset!r} must be "
+                            "numbers") from err
+        if not (math.isfinite(scale) and math.isfinite(offset)) or scale == 0:
+            raise SpecError(f"scale_factor {self.scale_factor!r} must be finite and not 0, add_offset "
+                            f"{self.add_offset!r} finite")
+        if dtype.kind == "b" and (scale, offset) != (1.0, 0.0):
+            raise SpecError("a boolean variable holds no scaled values: leave scale_factor and add_offset out")
+        object.__setattr__(self, "scale_factor", scale)
+        object.__setattr__(self, "add_offset", offset)
 
     @property
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 
+    @property
+    def convention(self) -> Convention | None:
+        """How stored numbers become physical values; None for a cube that stores them as read."""
+        if self.scale_factor is None:
+            return None
+        return Convention(self.scale_factor, self.add_offset or 0.0)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether stored numbers differ from physical values (a convention other than 1 and 0)."""
+        return self.scale_factor is not None and (self.scale_factor, self.add_offset) != (1.0, 0.0)
+
     def to_json(self) -> dict[str, Any]:
         nodata = self.nodata
         if isinstance(nodata, float) and math.isnan(nodata):
             nodata = "nan"
-        return {"dtype": self.dtype, "nodata": nodata, "units": self.units, "resampling": self.resampling}
+        return {"dtype": self.dtype, "nodata": nodata, "units": self.units, "resampling": self.resampling,
+                "scale_factor": self.scale_factor, "add_offset": self.add_offset}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Variable:
         nodata = data.get("nodata")
         if nodata == "nan":
             nodata = float("nan")
-        return cls(data["dtype"], nodata=nodata, units=data.get("units"), resampling=data.get("resampling", "nearest"))
+        # A cube written before conventions were declared has neither key: its values are as read.
+        return cls(data["dtype"], nodata=nodata, units=data.get("units"), resampling=data.get("resampling", "nearest"),
+                   scale_factor=data.get("scale_factor"), add_offset=data.get("add_offset"))
 
 
 def _check_lag(publication_lag: str) -> None:
@@ -93,9 +139,37 @@ def _check_lag(publication_lag: str) -> None:
         raise SpecError(f"publication_lag {publication_lag!r} is not a pandas Timedelta") from err
 
 
+_SECRET_OPTION = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|USERPWD|HEADERS|_SAS|ACCESS_KEY|_KEY$", re.I)
+
+
+def _check_gdal_options(options: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """GDAL configuration for reading a source's assets: settings, never secrets (the spec is stored in the cube)."""
+    if not options:
+        return None
+    if not isinstance(options, Mapping):
+        raise SpecError(f"gdal_options must be a mapping of GDAL configuration options, got {type(options).__name__}")
+    out = {}
+    for key, value in options.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            raise SpecError(f"gdal_options key {key!r} is not a GDAL configuration option name")
+        if _SECRET_OPTION.search(key):
+            raise SpecError(f"gdal_options key {key!r} would store a credential in the cube's spec; set it in the "
+                            "environment of the process that reads (AWS_SECRET_ACCESS_KEY and the like) instead")
+        out[key] = str(value) if not isinstance(value, bool) else ("YES" if value else "NO")
+    return out
+
+
 @dataclass(frozen=True)
 class StacSource:
-    """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it."""
+    """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it.
+
+    ``radiometry`` names how each Item's numbers become physical values (``stacube.radiometry``),
+    ``duplicates`` which of several Items of one acquisition are read (``stacube.duplicates``).
+    ``gdal_options`` are GDAL settings for reading the assets (``AWS_NO_SIGN_REQUEST``,
+    ``AWS_REQUEST_PAYER``, an S3 endpoint), never credentials; ``signer`` signs each asset URL
+    at read time ("planetary-computer", or "module:function" taking and returning a URL), so
+    expiring tokens never reach the catalog, a commit or a log.
+    """
 
     api_url: str
     collection: str
@@ -103,13 +177,26 @@ class StacSource:
     filter: Mapping[str, Any] | None = None  # CQL2-JSON applied when searching the local catalog
     allow_local_hrefs: bool = False  # harvested Items may not point at local files unless allowed
     publication_lag: str = "3D"  # how long after a date the source may still publish Items for it
+    radiometry: str = "raster:bands"
+    duplicates: str = "keep-all"
+    gdal_options: Mapping[str, str] | None = None
+    signer: str | None = None
     kind: str = field(default="stac", init=False)
 
     def __post_init__(self) -> None:
+        from .duplicates import check_rule
+
         _check_lag(self.publication_lag)
         url = urlparse(str(self.api_url))
         if url.scheme not in ("http", "https") or not url.netloc:
             raise SpecError(f"api_url {self.api_url!r} is not a STAC API URL (http:// or https://)")
+        check_policy(self.radiometry)
+        check_rule(self.duplicates)
+        object.__setattr__(self, "gdal_options", _check_gdal_options(self.gdal_options))
+        if self.signer is not None:
+            from .signing import check_signer
+
+            check_signer(self.signer)
 
     @property
     def lag(self) -> pd.Timedelta:
@@ -124,6 +211,10 @@ class StacSource:
             "filter": dict(self.filter) if self.filter else None,
             "allow_local_hrefs": self.allow_local_hrefs,
             "publication_lag": self.publication_lag,
+            "radiometry": self.radiometry,
+            "duplicates": self.duplicates,
+            "gdal_options": dict(self.gdal_options) if self.gdal_options else None,
+            "signer": self.signer,
         }
 
     @classmethod
@@ -135,6 +226,10 @@ class StacSource:
             filter=data.get("filter"),
             allow_local_hrefs=bool(data.get("allow_local_hrefs", False)),
             publication_lag=data.get("publication_lag", "3D"),
+            radiometry=data.get("radiometry", "raster:bands"),
+            duplicates=data.get("duplicates", "keep-all"),
+            gdal_options=data.get("gdal_options"),
+            signer=data.get("signer"),
         )
 
 
@@ -156,10 +251,12 @@ class EarthEngineSource:
     api_url: str = EARTH_ENGINE_URL
     max_concurrency: int = 16  # pixel requests in flight per process (a project gets 40 in all)
     publication_lag: str = "3D"
+    radiometry: str = "raster:bands"  # "as-cube" where the images hold the cube's convention already
     kind: str = field(default="earthengine", init=False)
 
     def __post_init__(self) -> None:
         _check_lag(self.publication_lag)
+        check_policy(self.radiometry)
         if not 1 <= int(self.max_concurrency) <= 40:
             raise SpecError(f"max_concurrency {self.max_concurrency!r} must be 1 to 40 (Earth Engine's project cap)")
 
@@ -174,17 +271,21 @@ class EarthEngineSource:
 
     filter = None  # no CQL2 filter on converted Items yet
     allow_local_hrefs = False
+    duplicates = "keep-all"
+    gdal_options = None
+    signer = None
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "collection": self.collection, "bands": dict(self.bands), "project": self.project,
                 "api_url": self.api_url, "max_concurrency": self.max_concurrency,
-                "publication_lag": self.publication_lag}
+                "publication_lag": self.publication_lag, "radiometry": self.radiometry}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EarthEngineSource:
         return cls(collection=data["collection"], bands=dict(data["bands"]), project=data.get("project"),
                    api_url=data.get("api_url", EARTH_ENGINE_URL), max_concurrency=int(data.get("max_concurrency", 16)),
-                   publication_lag=data.get("publication_lag", "3D"))
+                   publication_lag=data.get("publication_lag", "3D"),
+                   radiometry=data.get("radiometry", "raster:bands"))
 
 
 SOURCE_KINDS: dict[str, Any] = {"stac": StacSource, "earthengine": EarthEngineSource}

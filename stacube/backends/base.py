@@ -1,4 +1,4 @@
-"""The backend boundary: pystac Items and an odc-geo GeoBox in, arrays in the cube's dtypes out."""
+"""The backend boundary: pystac Items and an odc-geo GeoBox in, arrays in the cube's dtypes and conventions out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ import pystac
 from ..grid import PatchIndex
 from ..spec import CubeSpec
 
-PatchData = dict[str, np.ndarray]  # variable name -> 2-D array on the patch GeoBox, cube dtype and nodata
+
+class PatchData(dict[str, np.ndarray]):
+    """Variable name -> 2-D array on the patch GeoBox, in the cube's dtype, nodata and convention.
+
+    ``clipped`` counts, per variable, the pixels whose converted values lay outside what the dtype
+    holds and were clipped into it (they go into the commit metadata)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clipped: dict[str, int] = {}
 
 
 class Backend(Protocol):

@@ -27,7 +27,9 @@ from odc.geo.warp import rio_reproject
 from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
 from ..errors import ItemError
 from ..grid import PatchIndex
+from ..radiometry import IDENTITY, RadiometryError, item_convention, same
 from ..spec import CubeSpec
+from .base import PatchData
 
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
 MAX_GRID_SIDE = 32768
@@ -181,8 +183,16 @@ class EarthEngineBackend:
                 if not asset.href.startswith(HREF_SCHEME) or missing:
                     raise ItemError(f"Item {item.id} band {band!r} is not a converted Earth Engine band "
                                     f"(href {asset.href!r}, missing {missing})")
+                target = self.spec.variables[variable].convention
+                convention = item_convention(item, band, self.source.radiometry, target or IDENTITY)
+                if target is not None and not same(convention, target):
+                    # Earth Engine mosaics and casts on its side: Items are read in the cube's convention only.
+                    raise RadiometryError(
+                        f"Item {item.id} band {band!r} holds values with {convention}, but variable {variable!r} "
+                        f"declares {target}: an Earth Engine cube stores its images' numbers as they are; declare "
+                        "the images' convention on the variable, or radiometry='as-cube' on the source")
 
-    def read(self, patch: PatchIndex) -> dict[str, np.ndarray]:
+    def read(self, patch: PatchIndex) -> PatchData:
         from ..ee_client import initialize
 
         source = self.source
@@ -191,4 +201,4 @@ class EarthEngineBackend:
                   for name, band in source.bands.items()}
         slots = request_slots(source.api_url, source.project, source.max_concurrency)
         bands = read_bands(patch.items, wanted, patch.geobox, slots)
-        return {name: bands[band] for name, band in source.bands.items()}
+        return PatchData({name: bands[band] for name, band in source.bands.items()})

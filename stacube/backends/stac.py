@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,10 @@ import rasterio.errors
 
 from ..errors import AssetReadError, ItemError
 from ..grid import PatchIndex
+from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, same
+from ..signing import redact, resolve_signer
 from ..spec import CubeSpec
+from ..write import valid_mask
 from .base import PatchData
 
 _PROJ_CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
@@ -33,6 +37,11 @@ log = logging.getLogger(__name__)
 def _single_group(item: pystac.Item, parsed: object, index: int) -> int:
     """Every Item of a patch goes into one pixel plane (the patch is one time step already)."""
     return 0
+
+
+def _each_item(item: pystac.Item, parsed: object, index: int) -> int:
+    """A pixel plane per Item, in the order given (odc-stac sorts planes by this key)."""
+    return index
 
 
 def _has_any(item: pystac.Item, asset: pystac.Asset, keys: tuple[str, ...]) -> bool:
@@ -49,6 +58,30 @@ def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int 
         if fields.get("nodata") is not None:
             return fields["nodata"]
     return None
+
+
+def _declared_dtype(items: tuple[pystac.Item, ...], asset: str) -> str | None:
+    """The data type the Items declare for ``asset`` (raster:bands or STAC 1.1 bands), if any."""
+    for item in items:
+        fields = item.assets[asset].extra_fields
+        for band in fields.get("raster:bands", []) + fields.get("bands", []):
+            declared = band.get("data_type")
+            if declared:
+                try:
+                    return np.dtype(declared).name
+                except TypeError:
+                    return None
+    return None
+
+
+def source_invalid(values: np.ndarray, source_nodata: float | int | None) -> np.ndarray:
+    """Pixels that hold no data in the source: its declared nodata, and NaN."""
+    invalid = np.zeros(values.shape, bool)
+    if source_nodata is not None and not (isinstance(source_nodata, float) and np.isnan(source_nodata)):
+        invalid |= values == source_nodata
+    if values.dtype.kind == "f":
+        invalid |= np.isnan(values)
+    return invalid
 
 
 def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype: np.dtype, nodata) -> np.ndarray:
@@ -98,11 +131,13 @@ def _named_in(error: BaseException, hrefs: list[str]) -> list[str]:
     return [href for href in dict.fromkeys(hrefs) if href in text or href.rsplit("/", 1)[-1] in text]
 
 
-def _first_unreadable(hrefs: list[str]) -> str | None:
-    """The first asset GDAL cannot open, so a failed patch names its file (odc-stac's error does not)."""
+def _first_unreadable(hrefs: list[str], opened: Callable[[str], str] = str,
+                      options: dict[str, str] | None = None) -> str | None:
+    """The first asset GDAL cannot open, so a failed patch names its file (odc-stac's error does not).
+    ``opened`` gives the URL GDAL opens for an href (signed), ``options`` the source's GDAL settings."""
     for href in hrefs:
         try:
-            with rasterio.Env(GDAL_HTTP_MAX_RETRY="0"), rasterio.open(href):
+            with rasterio.Env(GDAL_HTTP_MAX_RETRY="0", **(options or {})), rasterio.open(opened(href)):
                 pass
         except (rasterio.errors.RasterioError, OSError):
             return href
@@ -115,6 +150,9 @@ class StacBackend:
     def __init__(self, spec: CubeSpec):
         self.spec = spec
         self.assets = dict(spec.source.assets)
+        self.policy = spec.source.radiometry
+        self.gdal_options = dict(spec.source.gdal_options or {})
+        self.signer = resolve_signer(spec.source.signer)
         if not _configured.is_set():
             # GDAL asks again itself on 429 and 5xx (cheap: one request, not the patch); anything else
             # (a dropped connection, a cut-off or garbled body) fails the patch, which the runner retries.
@@ -135,19 +173,59 @@ class StacBackend:
                         f"Item {item.id!r} asset {key!r} lacks projection info "
                         f"(one of {_PROJ_CRS_KEYS} and one of {_PROJ_GRID_KEYS})"
                     )
+                variable_spec = self.spec.variables[variable]
+                target = variable_spec.convention
+                if target is not None:
+                    source = item_convention(item, key, self.policy, target)
+                    check_precision(item, key, variable, source, target, variable_spec.numpy_dtype)
+
+    def conventions(self, patch: PatchIndex, name: str) -> list[Convention]:
+        """How each of the patch's Items turns its numbers for variable ``name`` into physical values."""
+        target = self.spec.variables[name].convention or IDENTITY
+        return [item_convention(item, self.assets[name], self.policy, target) for item in patch.items]
 
     def read(self, patch: PatchIndex) -> PatchData:
-        """The patch's variables, read with as few ``odc.stac.load`` calls as their nodata allows (one
-        for a source that declares nodata for every asset): each call has a set-up cost."""
-        out: PatchData = {}
+        """The patch's variables in the cube's dtype and convention, read with as few ``odc.stac.load``
+        calls as their nodata allows (one for a source that declares nodata for every asset): each
+        call has a set-up cost. Where the Items of a patch differ in convention, each Item is read
+        into a plane of its own and converted before the planes are mosaicked (first valid wins)."""
+        out = PatchData()
         for group in self._load_groups(patch):
-            loaded = self._load(patch, group)
+            conventions = {name: self.conventions(patch, name) for name in group}
+            per_item = any(not all(same(c, found[0]) for c in found) for found in conventions.values())
+            loaded = self._load(patch, group, per_item, conventions)
             for name, asset in group.items():
-                var = self.spec.variables[name]
                 band = loaded[asset]
-                values = band.values[0] if "time" in band.dims else band.values
-                out[name] = to_cube_nodata(values, band.attrs.get("nodata"), var.numpy_dtype, var.nodata)
+                planes = band.values if "time" in band.dims else band.values[np.newaxis]
+                out[name], clipped = self._to_cube(planes, band.attrs.get("nodata"), name,
+                                                   conventions[name] if per_item else conventions[name][:1])
+                if clipped:
+                    out.clipped[name] = clipped
         return out
+
+    def _to_cube(self, planes: np.ndarray, source_nodata: Any, name: str,
+                 conventions: list[Convention]) -> tuple[np.ndarray, int]:
+        """Planes (one, or one per Item in mosaic order) in the cube's convention, mosaicked first valid
+        wins; and how many of the pixels kept had to be clipped into the dtype's range."""
+        variable = self.spec.variables[name]
+        target = variable.convention
+        result, clipped = None, 0
+        for plane, convention in zip(planes, conventions, strict=True):
+            clip_mask = None
+            if target is None or same(convention, target) or variable.numpy_dtype.kind == "b":
+                converted = to_cube_nodata(plane, source_nodata, variable.numpy_dtype, variable.nodata)
+            else:
+                valid = ~source_invalid(plane, source_nodata)
+                converted, clip_mask = convert(plane, valid, convention, target, variable.numpy_dtype,
+                                               variable.nodata)
+            if result is None:
+                result, taken = converted, None
+            else:
+                taken = ~valid_mask(result, variable) & valid_mask(converted, variable)
+                result[taken] = converted[taken]
+            if clip_mask is not None:
+                clipped += int(np.count_nonzero(clip_mask if taken is None else clip_mask & taken))
+        return result, clipped
 
     def _fill(self, patch: PatchIndex, name: str) -> float | int | None:
         """The value odc-stac fills with: none where the Items declare nodata (odc-stac then uses the
@@ -169,23 +247,37 @@ class StacBackend:
             group[name] = asset
         return [group for _, group in groups]
 
-    def _load(self, patch: PatchIndex, group: dict[str, str]):
+    def _load_dtype(self, patch: PatchIndex, name: str, conventions: list[Convention]) -> str:
+        """What odc-stac reads a variable as: the cube's dtype where the Items already hold the cube's
+        convention, else the source's own (``raster:bands`` data_type), so no value is cut before it
+        is converted. GDAL has no boolean type: masks are read as uint8 and cast back."""
+        variable = self.spec.variables[name]
+        if variable.numpy_dtype.kind == "b":
+            return "uint8"
+        target = variable.convention
+        if target is None or all(same(c, target) for c in conventions):
+            return variable.dtype
+        return _declared_dtype(patch.items, self.assets[name]) or "float64"
+
+    def _load(self, patch: PatchIndex, group: dict[str, str], per_item: bool,
+              conventions: dict[str, list[Convention]]):
         first = next(iter(group))
         variables = {asset: self.spec.variables[name] for name, asset in group.items()}
-        # GDAL has no boolean type: masks are read as uint8 and cast back by to_cube_nodata.
-        dtypes = {asset: "uint8" if var.numpy_dtype.kind == "b" else var.dtype for asset, var in variables.items()}
+        dtypes = {asset: self._load_dtype(patch, name, conventions[name]) for name, asset in group.items()}
 
         def load() -> Any:
-            return odc.stac.load(
-                list(patch.items),
-                bands=list(group.values()),
-                geobox=patch.geobox,
-                groupby=_single_group,
-                resampling={asset: var.resampling for asset, var in variables.items()},
-                dtype=dtypes,
-                nodata=self._fill(patch, first),
-                fail_on_error=True,
-            )
+            with rasterio.Env(**self.gdal_options):
+                return odc.stac.load(
+                    list(patch.items),
+                    bands=list(group.values()),
+                    geobox=patch.geobox,
+                    groupby=_each_item if per_item else _single_group,
+                    resampling={asset: var.resampling for asset, var in variables.items()},
+                    dtype=dtypes,
+                    nodata=self._fill(patch, first),
+                    fail_on_error=True,
+                    patch_url=self.signer,
+                )
 
         hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
         for _ in range(QUICK_RETRIES):
@@ -198,18 +290,32 @@ class StacBackend:
             except Exception as error:  # noqa: BLE001 - any read failure is worth one quick second look
                 if _status_error(error):
                     break  # GDAL has asked again already: a server still answering 429/5xx is the runner's
-                named = _named_in(error, hrefs) or [h for h in [_first_unreadable(hrefs)] if h] or hrefs
+                named = _named_in(error, hrefs) or [h for h in [self._unreadable(hrefs)] if h] or hrefs
                 for href in named:
-                    rasterio.cache.invalidate(href)
-                log.debug("patch %s read failed (%s); reading %s again", patch.id, error, named)
+                    self._forget(href)
+                log.debug("patch %s read failed (%s); reading %s again", patch.id, redact(str(error)), named)
         try:
             return load()
         except Exception as error:
-            broken = _first_unreadable(hrefs)
+            broken = self._unreadable(hrefs)
             # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
             # instead of the truncated or corrupt bytes that made this attempt fail.
             for href in hrefs:
-                rasterio.cache.invalidate(href)
+                self._forget(href)
             if broken is None:
-                raise
-            raise AssetReadError(broken, error) from error
+                if self.signer is None:
+                    raise
+                raise AssetReadError(redact(", ".join(dict.fromkeys(hrefs))), error) from None
+            raise AssetReadError(broken, error) from (error if self.signer is None else None)
+
+    def _opened(self, href: str) -> str:
+        """The URL GDAL opens for ``href``: signed at this moment where the source signs."""
+        return self.signer(href) if self.signer is not None else href
+
+    def _unreadable(self, hrefs: list[str]) -> str | None:
+        return _first_unreadable(hrefs, self._opened, self.gdal_options)
+
+    def _forget(self, href: str) -> None:
+        rasterio.cache.invalidate(href)
+        if self.signer is not None:
+            rasterio.cache.invalidate(self._opened(href))

@@ -6,6 +6,14 @@ assets ``dem`` (float32 metres, nodata -9999 in the files, NaN here) and ``datam
 the DEM holds data). The cube's one zone is the mosaics' whole grid, so every cube of one resolution
 shares pixel edges with the source and with every other such cube (no resampling on write); the
 zone is large but nothing is stored or planned outside the ROIs asked for.
+
+The grid is PGC's published tile index: 100 km tiles (rows 07-81, columns 01-74) counted from
+(-4,000,000, -4,000,000), each file buffered by 100 m, so the tiles span x -4,000,100 to 3,400,100 m
+and y -3,400,100 to 4,100,100 m ("PGC_ArcticDEM_latest_Tile_Index": Full Extent XMin -4000100,
+YMin -3400100, XMax 3400100, YMax 4100100). That reaches Kodiak, Kamchatka's southern cape and
+Cape Farewell. Pixel edges lie on multiples of the resolution at every resolution: the 2 m and 10 m
+files start 100 m outside their tile, the 32 m files 96 m (pgcdemtools snaps them onto the 32 m
+lattice), and the grid here is snapped outward to whole pixels.
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ from ..spec import CubeSpec, StacSource, Variable
 
 PGC_STAC = "https://stac.pgc.umn.edu/api/v1/"
 RESOLUTIONS = (2, 10, 32)
-# The mosaics' extent in EPSG:3413 (metres); the grid snaps it outward to whole pixels, so pixel edges lie
-# at multiples of the resolution, shared by every resolution that divides another.
-EXTENT = (-3314693.24, -3314693.24, 3314693.24, 3314693.24)
+# The published tiles' extent in EPSG:3413 (metres, 100 m tile buffer included); the grid snaps it outward to
+# whole pixels, so pixel edges lie at multiples of the resolution, as the files' do.
+EXTENT = (-4000100.0, -3400100.0, 3400100.0, 4100100.0)
 
 
 def arcticdem_collection(resolution: int) -> str:
@@ -35,13 +43,20 @@ def arcticdem_grid(resolution: int = 32) -> GeoBox:
 
 
 def arcticdem_spec(resolution: int = 32, *, chunks: tuple[int, int] = (2048, 2048), api_url: str = PGC_STAC,
-                   collection: str | None = None) -> CubeSpec:
-    """A spatial-only cube of ArcticDEM (``dem`` in metres, ``datamask``) on the mosaics' own grid."""
+                   collection: str | None = None, assets: dict[str, str] | None = None,
+                   resampling: dict[str, str] | None = None) -> CubeSpec:
+    """A spatial-only cube of ArcticDEM (``dem`` in metres, ``datamask``) on the mosaics' own grid.
+
+    ``assets`` maps the variables to other asset keys, ``resampling`` sets a variable's resampling
+    (both "nearest" by default: the cube is on the source's grid)."""
+    keys = {"dem": "dem", "datamask": "datamask", **dict(assets or {})}
+    methods = {"dem": "nearest", "datamask": "nearest", **dict(resampling or {})}
     return CubeSpec(
         name=f"arcticdem-{resolution}m",
         zones={"epsg3413": arcticdem_grid(resolution)},
         chunks=chunks,
-        variables={"dem": Variable("float32", units="m"), "datamask": Variable("uint8", nodata=0)},
+        variables={"dem": Variable("float32", units="m", resampling=methods["dem"]),
+                   "datamask": Variable("uint8", nodata=0, resampling=methods["datamask"])},
         source=StacSource(api_url=api_url, collection=collection or arcticdem_collection(resolution),
-                          assets={"dem": "dem", "datamask": "datamask"}),
+                          assets={"dem": keys["dem"], "datamask": keys["datamask"]}),
     )

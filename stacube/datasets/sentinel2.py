@@ -1,12 +1,34 @@
-"""Sentinel-2 L2A from Earth Search: a daily, multi-zone cube on each UTM zone's native 10 m grid.
+"""Sentinel-2 L2A: a daily, multi-zone cube on each UTM zone's native grid, from Earth Search or
+Planetary Computer.
 
-Source: the public STAC API at Earth Search (Element 84), collection ``sentinel-2-l2a``, whose
-granules are Cloud-Optimized GeoTIFFs in the UTM zone of their MGRS tile. Each UTM zone the bbox
-touches is a zone of the cube, fed only by the granules stored in it, so 10 m bands are never
-resampled on write. 20 m bands (B11, B12) are brought to 10 m bilinearly; the scene classification
-(SCL) by nearest neighbour, since its values are classes. Pixel values stay the file's digital
-numbers (uint16; reflectance = DN * 0.0001 - 0.1 from processing baseline 04.00, as each asset's
-``raster:bands`` says), nodata 0.
+Sources (``provider``):
+
+``earth-search``
+    Element 84's public STAC API, collection ``sentinel-2-l2a`` (or the reprocessed
+    ``sentinel-2-c1-l2a``, which Element 84 recommend), assets ``blue``, ``red``, ``nir``, ... as
+    Cloud-Optimized GeoTIFFs in the UTM zone of their MGRS tile.
+``planetary-computer``
+    Microsoft's STAC API, collection ``sentinel-2-l2a``, assets ``B02``, ``B04``, ``B08``, ...; asset
+    URLs are signed at read time with ``planetary_computer.sign`` (``pip install planetary-computer``),
+    never stored signed.
+
+Each UTM zone the bbox touches is a zone of the cube, reaching as far past its meridians as MGRS
+tiles do (``zones.MGRS_REACH``), fed only by the granules stored in it, so pixels are never
+resampled on write and nothing a zone's own granules hold is lost at a border. Bands coarser than
+``resolution`` are brought to it bilinearly, the scene classification (SCL) by nearest neighbour
+(its values are classes); ``resampling`` overrides either per band.
+
+Values: reflectance bands are uint16, nodata 0, in one convention for the whole cube, CF
+``scale_factor=0.0001``, ``add_offset=-0.1`` (``xr.decode_cf(tile)`` gives reflectance). Granules
+from before processing baseline 04.00 (acquired before 2022-01-25) store reflectance as DN * 0.0001,
+later ones as DN * 0.0001 - 0.1; each granule is brought into the cube's convention from its own
+``s2:processing_baseline`` (the ``sentinel-2-baseline`` radiometry policy: Earth Search's declared
+offsets and ``earthsearch:boa_offset_applied`` flag do not always match its pixels, and Planetary
+Computer declares none). An old granule's DN therefore gains 1000; the few saturated values that
+would pass 65535 are clipped there and counted in the commit. SCL keeps its classes, nodata 0.
+
+Reprocessed copies of one acquisition (Earth Search's ``..._0_L2A`` and ``..._1_L2A``) are read once:
+the newest processing wins (the ``newest-processing`` duplicate rule); the commit lists the others.
 
 Time: one step per day, with each granule on its local solar day (``group_by="solar_day"``), so
 the granules of one pass fall on one day even where it crosses midnight UTC; granules of one day
@@ -17,18 +39,29 @@ days are published. ``eo:cloud_cover`` filters the granules (default: below 60 %
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from ..radiometry import S2_OFFSET, S2_SCALE
 from ..spec import CubeSpec, StacSource, Variable
-from ..zones import utm_zones
+from ..zones import MGRS_REACH, utm_zones
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
 SENTINEL2_COLLECTION = "sentinel-2-l2a"
-# cube variable -> (Earth Search asset key, native resolution in metres)
-BANDS = {"B02": ("blue", 10), "B03": ("green", 10), "B04": ("red", 10), "B08": ("nir", 10),
-         "B11": ("swir16", 20), "B12": ("swir22", 20), "SCL": ("scl", 20)}
+SENTINEL2_C1_COLLECTION = "sentinel-2-c1-l2a"
+NATIVE_RESOLUTION = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B11": 20, "B12": 20, "SCL": 20}
+# cube variable -> asset key, per provider
+ASSET_KEYS = {
+    "earth-search": {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16", "B12": "swir22",
+                     "SCL": "scl"},
+    "planetary-computer": {band: band for band in NATIVE_RESOLUTION},
+}
+PROVIDERS = {"earth-search": (EARTH_SEARCH, SENTINEL2_COLLECTION, None),
+             "planetary-computer": (PLANETARY_COMPUTER, SENTINEL2_COLLECTION, "planetary-computer")}
+BANDS = {band: (ASSET_KEYS["earth-search"][band], resolution) for band, resolution in NATIVE_RESOLUTION.items()}
 
 
 def cloud_cover_below(percent: float) -> dict[str, Any]:
@@ -38,32 +71,45 @@ def cloud_cover_below(percent: float) -> dict[str, Any]:
 
 def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "2017-01-01", end: Any = None, *,
                        max_cloud_cover: float | None = 60.0, chunks: tuple[int, int] = (1024, 1024),
-                       api_url: str = EARTH_SEARCH, collection: str = SENTINEL2_COLLECTION,
-                       bands: tuple[str, ...] = tuple(BANDS)) -> CubeSpec:
+                       provider: str = "earth-search", api_url: str | None = None, collection: str | None = None,
+                       bands: tuple[str, ...] = tuple(NATIVE_RESOLUTION), resolution: float = 10.0,
+                       assets: Mapping[str, str] | None = None, resampling: Mapping[str, str] | None = None,
+                       reach: float = MGRS_REACH) -> CubeSpec:
     """A cube of Sentinel-2 L2A over ``bbox`` (lon/lat; west > east crosses 180 degrees), daily from
-    ``start`` to ``end`` (default: today, UTC), one zone per UTM zone at 10 m.
+    ``start`` to ``end`` (default: today, UTC), one zone per UTM zone at ``resolution`` metres.
 
-    ``bands`` picks a subset of B02, B03, B04, B08, B11, B12 and SCL; ``max_cloud_cover=None``
-    keeps every granule.
+    ``provider`` is "earth-search" or "planetary-computer" (``api_url`` and ``collection`` override
+    its defaults, e.g. ``collection="sentinel-2-c1-l2a"``); ``bands`` picks a subset of B02, B03,
+    B04, B08, B11, B12 and SCL; ``assets`` maps bands to other asset keys; ``resampling`` sets a
+    band's resampling; ``max_cloud_cover=None`` keeps every granule.
     """
-    unknown = sorted(set(bands) - set(BANDS))
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown Sentinel-2 provider {provider!r}; choose from {list(PROVIDERS)}")
+    unknown = sorted(set(bands) - set(NATIVE_RESOLUTION))
     if unknown:
-        raise ValueError(f"unknown Sentinel-2 bands {unknown}; choose from {list(BANDS)}")
+        raise ValueError(f"unknown Sentinel-2 bands {unknown}; choose from {list(NATIVE_RESOLUTION)}")
+    default_url, default_collection, signer = PROVIDERS[provider]
+    keys = {**ASSET_KEYS[provider], **dict(assets or {})}
     end = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() if end is None else pd.Timestamp(end)
     variables = {}
     for band in bands:
-        _, resolution = BANDS[band]
+        coarser = NATIVE_RESOLUTION[band] > resolution
         if band == "SCL":
-            variables[band] = Variable("uint8", nodata=0, resampling="nearest")
+            method = (resampling or {}).get(band, "nearest")
+            variables[band] = Variable("uint8", nodata=0, resampling=method)
         else:
-            variables[band] = Variable("uint16", nodata=0, resampling="bilinear" if resolution > 10 else "nearest")
+            method = (resampling or {}).get(band, "bilinear" if coarser else "nearest")
+            variables[band] = Variable("uint16", nodata=0, units="1", resampling=method, scale_factor=S2_SCALE,
+                                       add_offset=S2_OFFSET)
     return CubeSpec(
         name="sentinel-2-l2a",
-        zones=utm_zones(bbox, 10.0),
+        zones=utm_zones(bbox, resolution, reach=reach),
         chunks=chunks,
         variables=variables,
         time=pd.date_range(pd.Timestamp(start).normalize(), end.normalize(), freq="D"),
         group_by="solar_day",
-        source=StacSource(api_url=api_url, collection=collection, assets={band: BANDS[band][0] for band in bands},
-                          filter=cloud_cover_below(max_cloud_cover) if max_cloud_cover is not None else None),
+        source=StacSource(api_url=api_url or default_url, collection=collection or default_collection,
+                          assets={band: keys[band] for band in bands},
+                          filter=cloud_cover_below(max_cloud_cover) if max_cloud_cover is not None else None,
+                          radiometry="sentinel-2-baseline", duplicates="newest-processing", signer=signer),
     )

@@ -5,7 +5,9 @@ layer of the "HotSpot TCVIS" viewer: 10 x 5 degree tiles exported at a 30 m scal
 hence on Earth Engine's default EPSG:4326 grid (30 m at the equator, 1/3711.7 degree). Bands
 ``TCB_slope``, ``TCG_slope`` and ``TCW_slope`` hold the July-August trends of Tasseled Cap
 brightness, greenness and wetness as 8-bit values: ``value / 255 * 0.24 - 0.12`` is the change per
-decade in reflectance units, clipped to +-0.12. ``tctrend_slopes`` decodes a loaded Tile.
+decade in reflectance units, clipped to +-0.12. The cube declares that as its variables' convention
+(CF ``scale_factor`` 0.24 / 255, ``add_offset`` -0.12; the images hold it already, radiometry
+"as-cube"), so ``xr.decode_cf(tile)`` or ``tctrend_slopes`` gives the trends.
 
 The cube is spatial-only (one trend for the whole period). Variables are uint8 with nodata 0: Earth
 Engine sends masked pixels as 0, and the source's own scaling clips the steepest declines (below
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -45,19 +48,25 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
         name="tctrend",
         zones=[tctrend_grid()],
         chunks=chunks,
-        variables={band.split("_")[0].lower(): Variable("uint8", nodata=0) for band in BANDS},
+        variables={band.split("_")[0].lower(): Variable("uint8", nodata=0, units="reflectance per decade",
+                                                        scale_factor=2 * SLOPE_RANGE / 255, add_offset=-SLOPE_RANGE)
+                   for band in BANDS},
         time=None,
         source=EarthEngineSource(collection, {band.split("_")[0].lower(): band for band in BANDS}, project=project,
-                                 api_url=api_url, publication_lag="0D"),
+                                 api_url=api_url, publication_lag="0D", radiometry="as-cube"),
     )
 
 
 def tctrend_slopes(tile: xr.Dataset) -> xr.Dataset:
-    """The trends of a loaded Tile as float32 change per decade, NaN where the cube holds no data."""
+    """The trends of a loaded Tile as float32 change per decade, NaN where the cube holds no data, by the
+    convention the Tile carries (a cube made before conventions were declared: the source's, stated above)."""
     out = xr.Dataset(attrs=tile.attrs)
     for name in ("tcb", "tcg", "tcw"):
         if name in tile:
             raw = tile[name]
-            slope = (raw.astype("float32") / 255.0 * (2 * SLOPE_RANGE) - SLOPE_RANGE).where(raw != 0)
+            scale = float(raw.attrs.get("scale_factor", 2 * SLOPE_RANGE / 255))
+            offset = float(raw.attrs.get("add_offset", -SLOPE_RANGE))
+            slope = (raw.astype("float32") * np.float32(scale) + np.float32(offset)).where(raw != raw.attrs.get(
+                "nodata", 0))
             out[name] = slope.assign_attrs(units="reflectance per decade")
     return out

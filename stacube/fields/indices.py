@@ -7,7 +7,14 @@ data, saturated, cloud shadow, cloud medium and high probability, thin cirrus, s
 are nodata are left out; statistics are grouped with ``np.bincount`` and one sort, never a loop
 over parcels. A parcel-date whose valid fraction is below the threshold is kept as "no usable
 data" with its reason: "clouds" (masked by cloud, shadow or snow classes), "nodata" (outside the
-granule, defective pixels) or "smaller than a pixel".
+granule, defective pixels) or "smaller than a pixel" (no pixel centre inside the parcel, after the
+optional inward buffer that leaves mixed edge pixels out).
+
+Reflectance comes from the Tile's own convention (CF ``scale_factor``/``add_offset``, which the cube
+declares and every Tile carries), never from a constant: a cube that holds Sentinel-2 of several
+processing baselines has them in one convention already. A cube made before conventions were
+declared holds each Item's numbers as read; its indices need ``IndexSettings(scale=..., offset=...)``
+that hold for all its Items, and are refused without them.
 """
 
 from __future__ import annotations
@@ -21,14 +28,20 @@ import rasterio.features
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from ..radiometry import RadiometryError
+
 DEFAULT_MASKED_CLASSES = (0, 1, 3, 8, 9, 10, 11)
 CLOUD_CLASSES = (3, 8, 9, 10, 11)  # shadow, cloud medium and high probability, cirrus, snow
 
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """How to read the bands and what to mask. Reflectance = DN * scale + offset (Earth Search's
-    Sentinel-2 L2A from processing baseline 04.00: 0.0001 and -0.1)."""
+    """Which bands to read, what to mask, and how far inside each parcel to look.
+
+    ``inward_buffer_m`` shrinks every parcel by that many metres before its pixels are chosen, so
+    pixels mixing the field with its border are left out. ``scale``/``offset`` (reflectance = stored *
+    scale + offset) are only for cubes that declare no convention of their own (made before stacube
+    declared them); a cube's declared convention always wins and may not be contradicted."""
 
     red: str = "B04"
     nir: str = "B08"
@@ -36,19 +49,60 @@ class IndexSettings:
     scl: str = "SCL"
     masked_classes: tuple[int, ...] = DEFAULT_MASKED_CLASSES
     min_valid_fraction: float = 0.3
-    scale: float = 0.0001
-    offset: float = -0.1
+    inward_buffer_m: float = 0.0
+    scale: float | None = None
+    offset: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.inward_buffer_m >= 0 and np.isfinite(self.inward_buffer_m)):
+            raise ValueError(f"inward_buffer_m {self.inward_buffer_m!r} must be a distance in metres, 0 or more")
 
     @property
     def variables(self) -> list[str]:
         return [self.red, self.nir, self.swir, self.scl]
 
 
-def rasterize_parcels(geometries: gpd.GeoSeries, geobox: GeoBox) -> np.ndarray:
-    """Parcel index + 1 for each pixel of ``geobox`` whose centre lies in a parcel, 0 elsewhere."""
-    shapes = ((geometry, index + 1) for index, geometry in enumerate(geometries.to_crs(geobox.crs)))
+def rasterize_parcels(geometries: gpd.GeoSeries, geobox: GeoBox, inward_buffer_m: float = 0.0) -> np.ndarray:
+    """Parcel index + 1 for each pixel of ``geobox`` whose centre lies in a parcel (shrunk by
+    ``inward_buffer_m`` metres first), 0 elsewhere."""
+    local = geometries.to_crs(geobox.crs)
+    if inward_buffer_m:
+        if not geobox.crs.projected or geobox.crs.units[0] not in ("metre", "m"):
+            raise ValueError(f"an inward buffer in metres needs a Tile on a metric grid, not {geobox.crs}")
+        local = local.buffer(-inward_buffer_m)
+    shapes = [(geometry, index + 1) for index, geometry in enumerate(local)
+              if geometry is not None and not geometry.is_empty]
+    if not shapes:
+        return np.zeros(geobox.shape.yx, dtype="int32")
     return rasterio.features.rasterize(shapes, out_shape=geobox.shape.yx, transform=geobox.transform, fill=0,
                                        dtype="int32")
+
+
+def reflectance_convention(tile: xr.Dataset, name: str, settings: IndexSettings) -> tuple[float, float]:
+    """(scale, offset) that turn ``tile[name]``'s numbers into reflectance: the Tile's declared convention,
+    or for a cube that declares none, the settings' (refused without them)."""
+    attrs = tile[name].attrs
+    if "stacube_convention" in attrs:  # a cube made before conventions: each Item's numbers as read
+        if settings.scale is None or settings.offset is None:
+            raise RadiometryError(
+                f"variable {name!r} of this cube holds each Item's numbers as read, in no declared convention "
+                "(the cube was made before stacube declared them), so reflectance cannot be known from it; pass "
+                "IndexSettings(scale=..., offset=...) that hold for every Item in it, or rebuild the cube")
+        return float(settings.scale), float(settings.offset)
+    scale, offset = float(attrs.get("scale_factor", 1.0)), float(attrs.get("add_offset", 0.0))
+    if (settings.scale is not None and not np.isclose(settings.scale, scale)) or \
+            (settings.offset is not None and not np.isclose(settings.offset, offset)):
+        raise RadiometryError(f"variable {name!r} declares reflectance = stored * {scale:g} + {offset:g}; "
+                              f"IndexSettings(scale={settings.scale}, offset={settings.offset}) contradicts it")
+    return scale, offset
+
+
+def _is_nodata(values: np.ndarray, nodata) -> np.ndarray:
+    if nodata is None:
+        return np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    if isinstance(nodata, float) and np.isnan(nodata):
+        return np.isnan(values)
+    return (values == nodata) | (np.isnan(values) if values.dtype.kind == "f" else False)
 
 
 def _grouped_median(groups: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -80,7 +134,10 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
     the parcel's pixels, the valid fraction, whether it is usable and why not."""
     settings = settings or IndexSettings()
     geobox = tile.odc.geobox
-    ids = rasterize_parcels(parcels.geometry, geobox).ravel()
+    conventions = {name: reflectance_convention(tile, name, settings) for name in (settings.red, settings.nir,
+                                                                                  settings.swir)}
+    nodata_of = {name: tile[name].attrs.get("nodata", 0) for name in (settings.red, settings.nir, settings.swir)}
+    ids = rasterize_parcels(parcels.geometry, geobox, settings.inward_buffer_m).ravel()
     inside = ids > 0
     groups = ids[inside] - 1
     n = len(parcels)
@@ -95,9 +152,11 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
 
         scl = band(settings.scl)
         dn = {name: band(name) for name in (settings.red, settings.nir, settings.swir)}
-        red, nir, swir = (dn[name].astype("float64") * settings.scale + settings.offset
+        red, nir, swir = (dn[name].astype("float64") * conventions[name][0] + conventions[name][1]
                           for name in (settings.red, settings.nir, settings.swir))
-        valid = ~np.isin(scl, masked) & (dn[settings.red] != 0) & (dn[settings.nir] != 0) & (dn[settings.swir] != 0)
+        valid = ~np.isin(scl, masked)
+        for name in (settings.red, settings.nir, settings.swir):
+            valid &= ~_is_nodata(dn[name], nodata_of[name])
         valid &= (nir + red != 0) & (nir + swir != 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ndvi = (nir - red) / (nir + red)

@@ -16,8 +16,10 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import box
+from odc.geo.geom import Geometry, box
 
 from ..cube import Cube
 from ..errors import ROIError, StacubeError
@@ -73,16 +75,21 @@ def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: Any)
 
 
 def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], utm_epsg: int) -> GeoBox:
-    """The window of the cube's zone in ``EPSG:utm_epsg`` (else its first zone) around lon/lat bounds."""
+    """The Tile for a group: the pixels of the cube's zone in ``EPSG:utm_epsg`` (else its first zone) that
+    cover lon/lat bounds, on that zone's own grid wherever its pixel edges lie, reaching past the zone's
+    extent where the parcels do (those pixels come from the zones that hold them)."""
     zones = list(cube.spec.zones.values())
     zone = next((z for z in zones if z.crs.epsg == utm_epsg), zones[0])
-    area = box(*parcels_bounds, "EPSG:4326")
-    if not zone.extent.intersects(area.to_crs(zone.crs)):
+    area = box(*parcels_bounds, "EPSG:4326").to_crs(zone.crs, resolution=0.0005)
+    if not any(z.extent.intersects(area.to_crs(z.crs)) for z in zones):
         raise ROIError(f"parcels within {tuple(round(v, 4) for v in parcels_bounds)} (lon/lat) lie outside the "
                        f"zones of cube {cube.spec.name!r}")
-    window = zone.overlap_roi(GeoBox.from_bbox(area.to_crs(zone.crs).boundingbox, zone.crs,
-                                               resolution=zone.resolution.x))
-    return zone[window]
+    inverse = ~zone.transform
+    x0, y0, x1, y1 = area.boundingbox
+    cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+    r0, c0 = math.floor(min(rows)), math.floor(min(cols))
+    r1, c1 = max(math.ceil(max(rows)), r0 + 1), max(math.ceil(max(cols)), c0 + 1)
+    return GeoBox((r1 - r0, c1 - c0), zone.transform * Affine.translation(c0, r0), zone.crs)
 
 
 def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, settings: IndexSettings | None = None,
@@ -102,7 +109,10 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, setti
     tiles = group_tiles(cube, bounds, toi)
     try:
         roi = group_geobox(cube, bounds, int(parcels["utm_zone"].iloc[0]))
-        tile = cube.load(roi, toi, variables=settings.variables, offline=offline)
+        # Planned over the parcels themselves: the chunks an ingest fetched (those under parcels), so a
+        # neighbouring zone's chunks in the Tile's corners that no parcel meets never count as missing.
+        area = Geometry(shapely.union_all(parcels.geometry.values), "EPSG:4326")
+        tile = cube.load(roi, toi, variables=settings.variables, offline=offline, area=area)
         if tile.sizes.get("time", 0) == 0:
             rows = no_acquisition(parcels, toi_span(toi)[0], run_id)
         else:

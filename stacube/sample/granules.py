@@ -48,6 +48,7 @@ class Granule:
     when: pd.Timestamp
     cloud_cover: float
     size: int = 128  # pixels a side at 10 m
+    baseline: str = "05.10"  # s2:processing_baseline: from "04.00" on, reflectance = DN * 0.0001 - 0.1
 
     def geobox(self, resolution: float = 10.0) -> GeoBox:
         n = int(self.size * 10 / resolution)
@@ -96,16 +97,20 @@ def _item(granule: Granule, collection: str) -> pystac.Item:
         properties={"proj:code": granule.crs, "eo:cloud_cover": granule.cloud_cover,
                     "platform": "sentinel-2b" if "S2B" in granule.id else "sentinel-2a",
                     "constellation": "sentinel-2", "mgrs:utm_zone": zone,
-                    "s2:mgrs_tile": granule.id.split("_")[1], "grid:code": f"MGRS-{granule.id.split('_')[1]}"},
+                    "s2:mgrs_tile": granule.id.split("_")[1], "grid:code": f"MGRS-{granule.id.split('_')[1]}",
+                    "s2:processing_baseline": granule.baseline},
     )
+    offset = -0.1 if tuple(int(v) for v in granule.baseline.split(".")) >= (4, 0) else 0.0
     for asset, (band, resolution, dtype) in S2_ASSETS.items():
         box = granule.geobox(resolution)
+        raster = {"data_type": dtype, "nodata": 0, "spatial_resolution": resolution}
+        if asset != "scl":  # Earth Search declares the reflectance convention on the reflectance bands
+            raster.update(scale=0.0001, offset=offset)
         item.add_asset(asset, pystac.Asset(
             href=f"{granule.id}_{band}.tif", media_type="image/tiff; application=geotiff; profile=cloud-optimized",
             roles=["data"],
             extra_fields={"proj:shape": list(box.shape.yx), "proj:transform": list(box.transform)[:6],
-                          "raster:bands": [{"data_type": dtype, "nodata": 0, "spatial_resolution": resolution}],
-                          "eo:bands": [{"name": band}]}))
+                          "raster:bands": [raster], "eo:bands": [{"name": band}]}))
     return item
 
 

@@ -76,9 +76,11 @@ def test_download_history_load_in_three_formats_tag_and_rollback(cli_cube, sampl
             np.testing.assert_array_equal(cog.read(1), expected[name].values)
     as_json("cube", "load", url, *where, "--offline", "--out", tmp_path / "tile.nc")
     as_json("cube", "load", url, *where, "--offline", "--out", tmp_path / "tile.zarr", "--variables", "dem")
-    with xr.open_dataset(tmp_path / "tile.nc", engine="h5netcdf") as nc:
-        np.testing.assert_array_equal(nc.dem.values, expected.dem.values)
-        np.testing.assert_array_equal(nc.datamask.values, expected.datamask.values)
+    with xr.open_dataset(tmp_path / "tile.nc", engine="h5netcdf") as nc:  # CF-decoded: nodata masked
+        decoded = xr.decode_cf(expected)
+        np.testing.assert_array_equal(nc.dem.values, decoded.dem.values)
+        np.testing.assert_array_equal(nc.datamask.values, decoded.datamask.values)
+        assert np.isnan(nc.datamask.values).any() and nc.datamask.encoding["_FillValue"] == 0
     with xr.open_zarr(tmp_path / "tile.zarr", consolidated=False) as zarr_tile:
         assert list(zarr_tile.data_vars) == ["dem"]
         np.testing.assert_array_equal(zarr_tile.dem.values, expected.dem.values)

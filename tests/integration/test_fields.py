@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio.features
-from odc.geo.geom import box
+import shapely
+from odc.geo.geom import Geometry, box
 
 from stacube import Cube
 from stacube.fields import IndexSettings, ParcelStore, clean_parcels, compute_group, group_geobox, read_parcels
@@ -97,7 +98,10 @@ def test_indices_equal_an_independent_numpy_computation_on_the_same_pixels(seaso
     for group in store.groups().itertuples():
         members = parcels[parcels.group_id == group.group_id]
         roi = group_geobox(cube, tuple(members.total_bounds), group.utm_zone)
-        tile = cube.load(roi, SEASON, variables=settings.variables, offline=True)
+        assert roi.crs.epsg == group.utm_zone  # the group's own zone's grid
+        # what compute_group fetched: the patches under its parcels
+        area = Geometry(shapely.union_all(members.geometry.values), "EPSG:4326")
+        tile = cube.load(roi, SEASON, variables=settings.variables, offline=True, area=area)
         assert tile.sizes["time"] == len(Season().days)  # every acquisition, no empty day
         for parcel in members.itertuples():
             geometry = members.loc[[parcel.Index]].to_crs(roi.crs).geometry.iloc[0]

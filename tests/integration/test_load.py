@@ -372,7 +372,7 @@ def test_the_arcticdem_spec_reads_a_mosaic_on_its_own_grid_as_odc_stac_does(serv
     from stacube.datasets import arcticdem_spec
 
     spec = arcticdem_spec(10, api_url=servers[1].url, collection="sample-dem")
-    assert spec.zones["epsg3413"].shape == (662940, 662940)  # the whole mosaic grid at 10 m
+    assert spec.zones["epsg3413"].shape == (750020, 740020)  # PGC's published tiles at 10 m (100 m buffer)
     cube = Cube.create(tmp_path / "arcticdem", spec, catalog_dir=tmp_path / "catalog")
     roi = sample_layout.extent_geobox()[300:1100, 200:1000]
     tile = cube.load(roi)

@@ -13,7 +13,39 @@ def test_arcticdem_reads_pgc_mosaics_on_a_grid_of_whole_pixels(resolution):
     grid = spec.zones["epsg3413"]
     assert grid.crs.epsg == 3413 and grid.resolution.x == resolution
     assert grid.transform.c % resolution == 0 and grid.transform.f % resolution == 0  # edges on whole pixels
-    assert grid.extent.boundingbox.left <= -3314693.24 and grid.extent.boundingbox.right >= 3314693.24
+    # PGC's published tile index: x -4,000,100 .. 3,400,100, y -3,400,100 .. 4,100,100 (100 m tile buffer)
+    bounds = grid.extent.boundingbox
+    assert bounds.left <= -4_000_100 and bounds.bottom <= -3_400_100
+    assert bounds.right >= 3_400_100 and bounds.top >= 4_100_100
+    assert bounds.right - bounds.left < 7_400_200 + 2 * resolution  # snapped outward by less than a pixel
+
+
+# Tiles at the published grid's edges (PGC tile naming: row, column from (-4e6, -4e6), 100 km, 100 m buffer)
+EDGE_PLACES = {
+    "Cape Farewell, Greenland (tile 07_41)": (-43.91, 59.78),
+    "Kodiak Island, Alaska": (-153.4, 57.5),
+    "Cape Lopatka, Kamchatka (tile 81_24)": (156.66, 50.87),
+}
+
+
+@pytest.mark.parametrize("place", EDGE_PLACES)
+def test_places_at_the_edge_of_the_published_tiles_are_inside_the_arcticdem_zone(place):
+    from odc.geo.geom import point
+
+    lon, lat = EDGE_PLACES[place]
+    grid = arcticdem_grid(32)
+    assert grid.extent.contains(point(lon, lat, "EPSG:4326").to_crs("EPSG:3413")), place
+
+
+def test_a_32m_tile_file_lies_on_the_32m_grid():
+    """pgcdemtools snaps the 32 m files onto multiples of 32 (tile 58_05 starts at x -3,600,096)."""
+    from affine import Affine
+
+    from stacube.alignment import on_grid
+
+    assert on_grid(arcticdem_grid(32), Affine(32.0, 0.0, -3_600_096.0, 0.0, -32.0, 1_800_096.0))
+    assert on_grid(arcticdem_grid(10), Affine(10.0, 0.0, -3_600_100.0, 0.0, -10.0, 1_800_100.0))
+    assert not on_grid(arcticdem_grid(32), Affine(32.0, 0.0, -3_600_100.0, 0.0, -32.0, 1_800_100.0))
 
 
 def test_arcticdem_refuses_a_resolution_pgc_does_not_publish():

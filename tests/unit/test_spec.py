@@ -97,3 +97,54 @@ def test_an_earth_engine_source_round_trips_and_names_bad_values():
         EarthEngineSource("X/Y", {"a": "b"}, max_concurrency=41)
     with pytest.raises(SpecError, match="'soon'"):
         EarthEngineSource("X/Y", {"a": "b"}, publication_lag="soon")
+
+
+def test_a_variable_declares_its_convention_and_keeps_it_through_json():
+    variable = Variable("uint16", nodata=0, units="1", scale_factor=0.0001, add_offset=-0.1)
+    again = Variable.from_json(variable.to_json())
+    assert (again.scale_factor, again.add_offset) == (0.0001, -0.1) and again.scaled
+    assert not Variable("float32").scaled and Variable("float32").convention.scale == 1.0
+    for bad in ({"scale_factor": 0}, {"scale_factor": float("inf")}, {"scale_factor": "x"},
+                {"scale_factor": None, "add_offset": 1.0}):
+        with pytest.raises(SpecError, match="scale_factor"):
+            Variable("uint16", nodata=0, **bad)
+    with pytest.raises(SpecError, match="boolean"):
+        Variable("bool", scale_factor=2.0)
+
+
+def test_a_cube_made_before_conventions_reads_as_stored_as_read():
+    legacy = spec().to_json()
+    legacy["spec_version"] = 1
+    for variable in legacy["variables"].values():
+        del variable["scale_factor"], variable["add_offset"]
+    for key in ("radiometry", "duplicates", "gdal_options", "signer"):
+        del legacy["source"][key]
+    old = CubeSpec.from_json(legacy)
+    assert old.variables["dem"].convention is None and old.source.radiometry == "raster:bands"
+    assert old.to_json()["variables"]["dem"]["scale_factor"] is None  # stays "as read" when saved again
+    newer = spec().to_json() | {"spec_version": 99}
+    with pytest.raises(SpecError, match="newer stacube"):
+        CubeSpec.from_json(newer)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"radiometry": "guess"}, "unknown radiometry policy 'guess'"),
+    ({"duplicates": "oldest"}, "unknown duplicate rule 'oldest'"),
+    ({"gdal_options": {"AWS_SECRET_ACCESS_KEY": "s3cr3t"}}, "'AWS_SECRET_ACCESS_KEY' would store a credential"),
+    ({"gdal_options": {"GDAL_HTTP_HEADERS": "Authorization: x"}}, "'GDAL_HTTP_HEADERS' would store a credential"),
+    ({"gdal_options": {"aws nope": "1"}}, "not a GDAL configuration option"),
+    ({"signer": "not a function"}, "neither one of"),
+])
+def test_a_source_refuses_unknown_rules_and_credentials(kwargs, message):
+    with pytest.raises(SpecError, match=message) as caught:
+        StacSource(api_url="http://127.0.0.1:1", collection="c", assets={"a": "a"}, **kwargs)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_source_options_round_trip():
+    source = StacSource(api_url="http://127.0.0.1:1", collection="c", assets={"a": "a"},
+                        radiometry="sentinel-2-baseline", duplicates="newest-processing",
+                        gdal_options={"AWS_NO_SIGN_REQUEST": True, "AWS_REQUEST_PAYER": "requester"},
+                        signer="planetary-computer")
+    again = StacSource.from_json(source.to_json())
+    assert again == source and again.gdal_options == {"AWS_NO_SIGN_REQUEST": "YES", "AWS_REQUEST_PAYER": "requester"}

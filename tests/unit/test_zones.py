@@ -35,3 +35,27 @@ def test_the_alphaearth_spec_has_64_float_bands_a_year_per_utm_zone():
     assert spec.source.collection == ALPHAEARTH_COLLECTION and spec.source.bands["a00"] == "A00"
     assert [t.year for t in spec.time] == list(range(2017, 2025))
     assert CubeSpec.from_json(spec.to_json()).to_json() == spec.to_json()
+
+
+def test_zones_reach_past_their_meridians_as_far_as_mgrs_tiles_do():
+    from stacube.zones import MGRS_REACH
+
+    west, east = utm_zones((17.95, 46.95, 18.05, 47.05), 10.0, reach=MGRS_REACH)  # astride 18 E
+    assert (str(west.crs), str(east.crs)) == ("EPSG:32633", "EPSG:32634")
+    # both zones hold the whole bbox now: each keeps what its own granules hold past the meridian
+    for zone in (west, east):
+        assert _lonlat(zone).left == pytest.approx(17.95, abs=0.01) and _lonlat(zone).right == pytest.approx(18.05,
+                                                                                                             abs=0.01)
+    # a bbox just east of 18 E still gets zone 33N, whose granules reach 30-100 km into 34N
+    near = utm_zones((18.3, 46.95, 18.4, 47.05), 10.0, reach=MGRS_REACH)
+    assert [str(z.crs) for z in near] == ["EPSG:32633", "EPSG:32634"]
+    far = utm_zones((19.5, 46.95, 19.6, 47.05), 10.0, reach=MGRS_REACH)  # ~115 km past 18 E at 47 N
+    assert [str(z.crs) for z in far] == ["EPSG:32634"]
+    assert [str(z.crs) for z in utm_zones((18.3, 46.95, 18.4, 47.05), 10.0)] == ["EPSG:32634"]  # no reach: as before
+
+
+def test_zones_anchored_on_a_source_grid_put_their_pixel_edges_where_the_source_does():
+    (zone,) = utm_zones((-102.5, 40.0, -102.4, 40.1), 30.0, anchor=(0.5, 0.5))  # Landsat: 15 m off multiples of 30
+    assert zone.transform.c % 30 == 15 and zone.transform.f % 30 == 15
+    with pytest.raises(SpecError, match="anchor"):
+        utm_zones((-102.5, 40.0, -102.4, 40.1), 30.0, anchor=(1.5, 0))

@@ -1,0 +1,83 @@
+"""Which of several Items of one acquisition feed a patch: a source's duplicate rule.
+
+Providers republish acquisitions when they reprocess them: Earth Search holds
+``S2B_33TYN_20220302_0_L2A`` and ``S2B_33TYN_20220302_1_L2A``, the same granule at the same instant
+under two processing baselines. Mosaicking both by (datetime, id) lets the stale one win, so a
+source names a rule:
+
+``keep-all``
+    every Item is read (the mosaic rule decides between them);
+``newest-processing``
+    Items of the same platform, tile and datetime are one acquisition, and only the newest
+    processing of it is read: the highest ``s2:processing_baseline`` (or ``processing:version``),
+    then the latest ``updated``, then the greatest id. The Sentinel-2 presets use it.
+
+Superseded Items are listed in the commit metadata of the run that left them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import pystac
+
+from .errors import SpecError
+from .grid import source_tile_name
+
+RULES = ("keep-all", "newest-processing")
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise SpecError(f"unknown duplicate rule {rule!r}; use one of {list(RULES)}")
+    return rule
+
+
+def _version(text: Any) -> tuple[int, ...]:
+    """A processing version as numbers ("05.09" -> (5, 9)); nothing readable sorts first."""
+    parts = []
+    for part in str(text or "").replace("-", ".").split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def _updated(item: pystac.Item) -> pd.Timestamp:
+    value = item.properties.get("updated")
+    try:
+        stamp = pd.Timestamp(value) if value else None
+    except (TypeError, ValueError):
+        stamp = None
+    if stamp is None or pd.isna(stamp):
+        return pd.Timestamp.min.tz_localize("UTC")
+    return stamp.tz_convert("UTC") if stamp.tz is not None else stamp.tz_localize("UTC")
+
+
+def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None]:
+    """What makes two Items one acquisition: platform, source tile, datetime."""
+    properties = item.properties
+    when = item.datetime.isoformat() if item.datetime else properties.get("start_datetime")
+    return properties.get("platform"), source_tile_name(properties, item.id), when
+
+
+def newness(item: pystac.Item) -> tuple:
+    """Order of preference between reprocessings of one acquisition: greater is newer."""
+    properties = item.properties
+    version = properties.get("s2:processing_baseline", properties.get("processing:version"))
+    return _version(version), _updated(item), item.id
+
+
+def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pystac.Item], list[pystac.Item]]:
+    """The Items to read under ``rule``, in the order given, and the ones it superseded."""
+    if rule == "keep-all" or len(items) < 2:
+        return list(items), []
+    newest: dict[tuple, pystac.Item] = {}
+    for item in items:
+        key = acquisition(item)
+        if key not in newest or newness(item) > newness(newest[key]):
+            newest[key] = item
+    winners = {id(item) for item in newest.values()}
+    return [i for i in items if id(i) in winners], [i for i in items if id(i) not in winners]

@@ -1,0 +1,215 @@
+"""How an Item's numbers become a cube variable's: per-Item scale and offset, into the cube's convention.
+
+A cube variable declares its convention the CF way (``scale_factor``, ``add_offset``: physical =
+stored * scale_factor + add_offset). Each Item says how its own numbers become physical values,
+normally in its assets' ``raster:bands`` (``scale``, ``offset``). When a patch is written, every
+Item's numbers are brought into the variable's convention from the Item's own metadata, before the
+Items are mosaicked, so one cube can hold Items of several conventions (Sentinel-2 before and after
+processing baseline 04.00) and mean the same thing everywhere.
+
+Where a catalog's metadata is known to be unreliable, a source names a policy instead:
+
+``raster:bands``
+    the asset's declared ``scale``/``offset`` (STAC raster extension, or STAC 1.1 ``bands``);
+    none declared means scale 1, offset 0, as the raster extension defines.
+``sentinel-2-baseline``
+    Sentinel-2 L2A surface reflectance bands from ``s2:processing_baseline``: scale 0.0001, and
+    offset -0.1 from baseline 04.00 on (ESA's BOA_ADD_OFFSET, acquisitions from 2022-01-25), 0
+    before. Other assets (SCL, AOT, WVP) keep their declared convention. Earth Search's
+    ``sentinel-2-l2a`` declares offsets and an ``earthsearch:boa_offset_applied`` flag that do
+    not always match the pixels (Element84/earth-search#66 and #71); the baseline is what the
+    pixels were made with, so it decides.
+``as-cube``
+    the Items' numbers are in the cube's convention already (a preset that knows its source, such
+    as an Earth Engine collection whose scaling is documented, not declared).
+
+Values the conversion pushes outside what the variable's dtype can hold (other than its nodata)
+are clipped to the nearest value it can hold, and counted: the commit metadata lists the count
+per patch and variable, so nothing is changed without a word.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pystac
+
+from .errors import ItemError
+
+POLICIES = ("raster:bands", "sentinel-2-baseline", "as-cube")
+# Sentinel-2 L2A surface reflectance bands: Earth Search keys, Planetary Computer / ESA band names.
+S2_REFLECTANCE = frozenset({
+    "coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09", "swir16",
+    "swir22", "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+})
+S2_SCALE, S2_OFFSET, S2_OFFSET_BASELINE = 0.0001, -0.1, (4, 0)
+
+
+class RadiometryError(ItemError):
+    """An Item's numbers cannot be brought into a variable's convention (unknown, or precision lost)."""
+
+
+@dataclass(frozen=True)
+class Convention:
+    """physical = stored * scale + offset."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def __str__(self) -> str:
+        return f"scale={self.scale:g} offset={self.offset:g}"
+
+
+IDENTITY = Convention()
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        from .errors import SpecError
+
+        raise SpecError(f"unknown radiometry policy {policy!r}; use one of {list(POLICIES)}")
+    return policy
+
+
+def declared(asset: pystac.Asset) -> Convention:
+    """The scale and offset an asset declares (raster extension, STAC 1.1 bands, or the asset itself)."""
+    fields = asset.extra_fields
+    for band in [*fields.get("raster:bands", []), *fields.get("bands", [])][:1]:
+        scale = band.get("scale", band.get("raster:scale"))
+        offset = band.get("offset", band.get("raster:offset"))
+        return Convention(1.0 if scale is None else float(scale), 0.0 if offset is None else float(offset))
+    scale, offset = fields.get("raster:scale", fields.get("scale")), fields.get("raster:offset", fields.get("offset"))
+    return Convention(1.0 if scale is None else float(scale), 0.0 if offset is None else float(offset))
+
+
+def processing_baseline(item: pystac.Item) -> tuple[int, int] | None:
+    """``s2:processing_baseline`` ("04.00", "5.09") as (major, minor), or None."""
+    text = item.properties.get("s2:processing_baseline")
+    if text is None:
+        return None
+    try:
+        major, _, minor = str(text).partition(".")
+        return int(major), int(minor or 0)
+    except ValueError:
+        return None
+
+
+def _is_s2_reflectance(key: str, asset: pystac.Asset) -> bool:
+    names = {key} | {b.get("name") for b in asset.extra_fields.get("eo:bands", []) + asset.extra_fields.get("bands", [])
+                     if isinstance(b, Mapping)}
+    return bool(names & S2_REFLECTANCE)
+
+
+def item_convention(item: pystac.Item, key: str, policy: str, cube: Convention) -> Convention:
+    """How Item ``item``'s asset ``key`` turns its numbers into physical values, under ``policy``."""
+    if policy == "as-cube":
+        return cube
+    asset = item.assets[key]
+    if policy == "sentinel-2-baseline" and _is_s2_reflectance(key, asset):
+        baseline = processing_baseline(item)
+        if baseline is None:
+            raise RadiometryError(
+                f"Item {item.id!r} has no usable s2:processing_baseline "
+                f"({item.properties.get('s2:processing_baseline')!r}): the 'sentinel-2-baseline' policy cannot "
+                f"tell whether asset {key!r} carries the -0.1 reflectance offset")
+        return Convention(S2_SCALE, S2_OFFSET if baseline >= S2_OFFSET_BASELINE else 0.0)
+    return declared(asset)
+
+
+def check_precision(item: pystac.Item, key: str, variable_name: str, source: Convention, target: Convention,
+                    dtype: np.dtype) -> None:
+    """Refuse a conversion that would round an integer variable more coarsely than the Item's own steps."""
+    if dtype.kind in "iu" and target.scale > abs(source.scale) * (1 + 1e-9):
+        raise RadiometryError(
+            f"Item {item.id!r} asset {key!r} holds steps of {source.scale:g} ({source}), but variable "
+            f"{variable_name!r} ({dtype}) stores steps of {target.scale:g} ({target}): its values would be rounded "
+            f"away. Declare scale_factor={source.scale:g} on the variable, or a float dtype")
+
+
+def _valid_range(dtype: np.dtype, nodata: float | int) -> tuple[float, float]:
+    """The smallest and largest values a variable holds as data (its nodata at an end is left out)."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = int(info.min), int(info.max)
+        if nodata == low:
+            low += 1
+        elif nodata == high:
+            high -= 1
+        return low, high
+    info = np.finfo(dtype)
+    return float(info.min), float(info.max)
+
+
+def _integer_shift(source: Convention, target: Convention) -> int | None:
+    """Where the scales agree and the offsets differ by whole steps, the shift in steps (exact integer work)."""
+    if not math.isclose(source.scale, target.scale, rel_tol=1e-12):
+        return None
+    steps = (source.offset - target.offset) / target.scale
+    shift = round(steps)
+    return shift if abs(steps - shift) < 1e-6 else None
+
+
+def convert(values: np.ndarray, valid: np.ndarray, source: Convention, target: Convention, dtype: np.dtype,
+            nodata: float | int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``values`` (valid where ``valid``) from ``source`` into ``target``'s convention as ``dtype``, and the
+    valid pixels that had to be clipped into the dtype's range (None: none). Invalid pixels become ``nodata``."""
+    low, high = _valid_range(dtype, nodata)
+    shift = _integer_shift(source, target) if dtype.kind in "iu" and values.dtype.kind in "iu" else None
+    if shift is not None:
+        work = values.astype(np.int64) + shift
+    else:
+        ratio, steps = source.scale / target.scale, (source.offset - target.offset) / target.scale
+        work = values.astype(np.float64) * ratio + steps
+        if dtype.kind in "iu":
+            work = np.rint(work)
+    clipped = valid & ((work < low) | (work > high))
+    if clipped.any():
+        np.clip(work, low, high, out=work)
+    else:
+        clipped = None
+    if dtype.kind in "iu" and low <= nodata <= high:
+        # a value that lands on nodata in the middle of the range would vanish: one step up keeps it data
+        lands = valid & (work == nodata)
+        if lands.any():
+            work[lands] = nodata + 1 if nodata + 1 <= high else nodata - 1
+            clipped = lands if clipped is None else clipped | lands
+    out = work.astype(dtype)
+    out[~valid] = nodata
+    return out, clipped
+
+
+def same(a: Convention, b: Convention) -> bool:
+    return math.isclose(a.scale, b.scale, rel_tol=1e-12) and math.isclose(a.offset, b.offset, rel_tol=1e-12,
+                                                                          abs_tol=1e-15)
+
+
+def summarize(conventions: Iterable[tuple[str, str, Convention]]) -> dict[str, dict[str, list[str]]]:
+    """Per variable, the Items read in each convention: ``{"B04": {"scale=0.0001 offset=0": [ids]}}``."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for variable, item_id, convention in conventions:
+        ids = out.setdefault(variable, {}).setdefault(str(convention), [])
+        if item_id not in ids:
+            ids.append(item_id)
+    return out
+
+
+def converted_items(variables: Mapping, assets: Mapping[str, str], policy: str,
+                    items: Iterable[pystac.Item]) -> dict[str, dict[str, list[str]]]:
+    """For the commit metadata: per variable with a declared convention, the Items whose numbers were
+    converted into it, grouped by the convention they came in."""
+    items = list(items)
+    found = []
+    for name, variable in variables.items():
+        target = variable.convention
+        if target is None or variable.numpy_dtype.kind == "b":
+            continue
+        for item in items:
+            if assets[name] not in item.assets:
+                continue
+            source = item_convention(item, assets[name], policy, target)
+            if not same(source, target):
+                found.append((name, item.id, source))
+    return summarize(found)
