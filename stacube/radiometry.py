@@ -13,12 +13,24 @@ Where a catalog's metadata is known to be unreliable, a source names a policy in
     the asset's declared ``scale``/``offset`` (STAC raster extension, or STAC 1.1 ``bands``);
     none declared means scale 1, offset 0, as the raster extension defines.
 ``sentinel-2-baseline``
-    Sentinel-2 L2A surface reflectance bands from ``s2:processing_baseline``: scale 0.0001, and
-    offset -0.1 from baseline 04.00 on (ESA's BOA_ADD_OFFSET, acquisitions from 2022-01-25), 0
-    before. Other assets (SCL, AOT, WVP) keep their declared convention. Earth Search's
-    ``sentinel-2-l2a`` declares offsets and an ``earthsearch:boa_offset_applied`` flag that do
-    not always match the pixels (Element84/earth-search#66 and #71); the baseline is what the
-    pixels were made with, so it decides.
+    Sentinel-2 L2A surface reflectance bands as ESA makes them, from ``s2:processing_baseline``:
+    scale 0.0001, and offset -0.1 from baseline 04.00 on (ESA's BOA_ADD_OFFSET, from 2022-01-25,
+    and every reprocessed Collection-1 product, whatever its acquisition date), 0 before. For
+    Planetary Computer (which declares no scale or offset) and Earth Search's reprocessed
+    ``sentinel-2-c1-l2a``. Other assets (SCL, AOT, WVP) keep their declared convention.
+``earth-search-l2a``
+    Earth Search's ``sentinel-2-l2a`` (Collection 0), whose metadata is known to be wrong: every
+    Item declares offset -0.1, but Element 84 subtracted the offset from the pixels of newer scenes
+    while making the COGs and set ``earthsearch:boa_offset_applied`` (cirrus-geo/cirrus-earth-search#21;
+    "I think the boa_offset_applied is the truth", Element84/earth-search#9). So: baseline before
+    04.00, offset 0; flag true, offset 0 (the pixels were shifted already); flag false or missing
+    from 04.00 on, the flag is not to be trusted either way (raw pixels in earth-search#66,
+    shifted ones in cirrus-earth-search#33 and earth-search#71), and the pixels decide, patch by
+    patch: raw pixels of baseline 04.00 hold DN 1000 and more for any non-negative reflectance, so
+    if the 5th percentile of the Item's valid reflectance DN in the patch is below 900, it was
+    shifted (offset 0), else it is raw (offset -0.1). Each such decision, with its percentile, is
+    listed in the commit metadata; with too few pixels to judge, the flag's reading (-0.1) is
+    kept and the commit says so. Element 84 recommend ``sentinel-2-c1-l2a`` instead.
 ``as-cube``
     the Items' numbers are in the cube's convention already (a preset that knows its source, such
     as an Earth Engine collection whose scaling is documented, not declared).
@@ -32,20 +44,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pystac
 
 from .errors import ItemError
 
-POLICIES = ("raster:bands", "sentinel-2-baseline", "as-cube")
+POLICIES = ("raster:bands", "sentinel-2-baseline", "earth-search-l2a", "as-cube")
 # Sentinel-2 L2A surface reflectance bands: Earth Search keys, Planetary Computer / ESA band names.
 S2_REFLECTANCE = frozenset({
     "coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09", "swir16",
     "swir22", "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
 })
 S2_SCALE, S2_OFFSET, S2_OFFSET_BASELINE = 0.0001, -0.1, (4, 0)
+SHIFTED_BELOW_DN, SHIFTED_PERCENTILE, MIN_PIXELS_TO_JUDGE = 900, 5, 256
 
 
 class RadiometryError(ItemError):
@@ -54,10 +67,12 @@ class RadiometryError(ItemError):
 
 @dataclass(frozen=True)
 class Convention:
-    """physical = stored * scale + offset."""
+    """physical = stored * scale + offset. ``check_pixels``: a guess that the Item's pixels must confirm
+    (``earth-search-l2a``'s untrustworthy flag), see ``judge_offset``."""
 
     scale: float = 1.0
     offset: float = 0.0
+    check_pixels: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"scale={self.scale:g} offset={self.offset:g}"
@@ -108,15 +123,35 @@ def item_convention(item: pystac.Item, key: str, policy: str, cube: Convention) 
     if policy == "as-cube":
         return cube
     asset = item.assets[key]
-    if policy == "sentinel-2-baseline" and _is_s2_reflectance(key, asset):
+    if policy in ("sentinel-2-baseline", "earth-search-l2a") and _is_s2_reflectance(key, asset):
         baseline = processing_baseline(item)
+        applied = item.properties.get("earthsearch:boa_offset_applied")
+        if policy == "earth-search-l2a" and applied is True:
+            return Convention(S2_SCALE, 0.0)  # Element 84 subtracted the offset from these pixels
         if baseline is None:
             raise RadiometryError(
                 f"Item {item.id!r} has no usable s2:processing_baseline "
-                f"({item.properties.get('s2:processing_baseline')!r}): the 'sentinel-2-baseline' policy cannot "
+                f"({item.properties.get('s2:processing_baseline')!r}): the {policy!r} policy cannot "
                 f"tell whether asset {key!r} carries the -0.1 reflectance offset")
-        return Convention(S2_SCALE, S2_OFFSET if baseline >= S2_OFFSET_BASELINE else 0.0)
+        if baseline < S2_OFFSET_BASELINE:
+            return Convention(S2_SCALE, 0.0)
+        return Convention(S2_SCALE, S2_OFFSET, check_pixels=policy == "earth-search-l2a")
     return declared(asset)
+
+
+def judge_offset(values: list[np.ndarray]) -> tuple[Convention | None, str]:
+    """Whether an Earth Search Item's raw-looking pixels (baseline 04.00 on, flag not true) are in fact
+    shifted: ``values`` are its valid DN in the patch, per reflectance variable. Returns the convention
+    the pixels show (None: too few to judge) and the evidence, for the commit."""
+    pooled = np.concatenate([np.ravel(v) for v in values]) if values else np.array([])
+    if pooled.size < MIN_PIXELS_TO_JUDGE:
+        return None, f"{pooled.size} valid pixels, too few to judge: read as the flag says (offset -0.1)"
+    low = float(np.percentile(pooled, SHIFTED_PERCENTILE))
+    if low < SHIFTED_BELOW_DN:
+        return Convention(S2_SCALE, 0.0), (f"pixels already shifted, read with offset 0: 5th percentile DN "
+                                           f"{low:g} < {SHIFTED_BELOW_DN} over {pooled.size} pixels")
+    return Convention(S2_SCALE, S2_OFFSET), (f"raw pixels, read with offset -0.1: 5th percentile DN {low:g} "
+                                             f">= {SHIFTED_BELOW_DN} over {pooled.size} pixels")
 
 
 def check_precision(item: pystac.Item, key: str, variable_name: str, source: Convention, target: Convention,

@@ -45,6 +45,7 @@ class PatchResult:
     nbytes: int
     seconds: float
     clipped: dict[str, int] = field(default_factory=dict)  # variable -> pixels clipped into the dtype's range
+    judged: dict[str, str] = field(default_factory=dict)  # Item -> how its pixels decided its convention
 
 
 @dataclass
@@ -66,6 +67,7 @@ class RunReport:
     patches_kept_from_other_run: list[str] = field(default_factory=list)  # also written concurrently; theirs won
     items_superseded: list[str] = field(default_factory=list)  # reprocessed copies the duplicate rule left out
     clipped: dict[str, dict[str, int]] = field(default_factory=dict)  # patch -> variable -> pixels clipped
+    judged: dict[str, dict[str, str]] = field(default_factory=dict)  # patch -> Item -> what its pixels decided
     items_misaligned: list[str] = field(default_factory=list)  # on their zone's CRS but off its pixel grid
 
     @property
@@ -108,13 +110,14 @@ class PatchTask:
         if self.on_written is not None:
             self.on_written(patch, done)
         return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started,
-                           dict(getattr(data, "clipped", {})))
+                           dict(getattr(data, "clipped", {})), dict(getattr(data, "judged", {})))
 
 
-def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex],
-                      clipped: dict[str, dict[str, int]]) -> dict[str, Any]:
+def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: dict[str, dict[str, int]],
+                      judged: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """What the commit says about the run's values: the policy, the Items converted into each variable's
-    convention (by the convention they came in), and the pixels clipped into a dtype's range."""
+    convention (by the convention their metadata gives), the pixels clipped into a dtype's range, and
+    where Items' pixels had to decide a convention their metadata left open (per patch and Item)."""
     items = {item.id: item for p in patches for item in p.items}.values()
     record: dict[str, Any] = {"policy": spec.source.radiometry,
                               "conventions": {name: None if v.convention is None else
@@ -126,6 +129,9 @@ def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex],
     if clipped:
         record["clipped"] = clipped
         log.warning("values outside the dtype's range were clipped: %s", clipped)
+    if judged:
+        record["judged_from_pixels"] = judged
+        log.warning("conventions decided from the pixels where the metadata is unreliable: %s", judged)
     return record
 
 
@@ -189,6 +195,7 @@ def execute_run(
     report.item_ids = sorted({item.id for p in patches for item in p.items})
     report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
     report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
+    report.judged = {r.patch_id: r.judged for r in results if r.judged}
     report.bytes_written = sum(r.nbytes for r in results)
     report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
     report.patches_failed = failed
@@ -202,7 +209,7 @@ def execute_run(
             "patches_empty": report.patches_empty,
             "items": report.item_ids,
             "bytes": report.bytes_written,
-            "radiometry": radiometry_record(spec, patches, report.clipped),
+            "radiometry": radiometry_record(spec, patches, report.clipped, report.judged),
             **({"items_superseded": report.items_superseded} if report.items_superseded else {}),
             **({"items_misaligned": report.items_misaligned} if report.items_misaligned else {}),
             **({"patches_failed": sorted(failed)} if failed else {}),

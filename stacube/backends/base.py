@@ -16,11 +16,13 @@ class PatchData(dict[str, np.ndarray]):
     """Variable name -> 2-D array on the patch GeoBox, in the cube's dtype, nodata and convention.
 
     ``clipped`` counts, per variable, the pixels whose converted values lay outside what the dtype
-    holds and were clipped into it (they go into the commit metadata)."""
+    holds and were clipped into it; ``judged`` says, per Item, how its pixels decided a convention its
+    metadata left open. Both go into the commit metadata."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.clipped: dict[str, int] = {}
+        self.judged: dict[str, str] = {}
 
 
 class Backend(Protocol):

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import rasterio.errors
 
 from ..errors import AssetReadError, ItemError
 from ..grid import PatchIndex
-from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, same
+from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
 from ..signing import redact, resolve_signer
 from ..spec import CubeSpec
 from ..write import valid_mask
@@ -192,16 +193,40 @@ class StacBackend:
         out = PatchData()
         for group in self._load_groups(patch):
             conventions = {name: self.conventions(patch, name) for name in group}
-            per_item = any(not all(same(c, found[0]) for c in found) for found in conventions.values())
+            to_judge = any(c.check_pixels for found in conventions.values() for c in found)
+            per_item = to_judge or any(not all(same(c, found[0]) for c in found) for found in conventions.values())
             loaded = self._load(patch, group, per_item, conventions)
+            planes = {}
             for name, asset in group.items():
                 band = loaded[asset]
-                planes = band.values if "time" in band.dims else band.values[np.newaxis]
-                out[name], clipped = self._to_cube(planes, band.attrs.get("nodata"), name,
+                values = band.values if "time" in band.dims else band.values[np.newaxis]
+                planes[name] = (values, band.attrs.get("nodata"))
+            if to_judge:
+                self._judge(patch, planes, conventions, out.judged)
+            for name in group:
+                values, source_nodata = planes[name]
+                out[name], clipped = self._to_cube(values, source_nodata, name,
                                                    conventions[name] if per_item else conventions[name][:1])
                 if clipped:
                     out.clipped[name] = clipped
         return out
+
+    def _judge(self, patch: PatchIndex, planes: dict[str, tuple[np.ndarray, Any]],
+               conventions: dict[str, list[Convention]], judged: dict[str, str]) -> None:
+        """Settle, from each Item's own pixels, the conventions its metadata left open (``check_pixels``)."""
+        for index, item in enumerate(patch.items):
+            names = [name for name in planes if conventions[name][index].check_pixels]
+            if not names:
+                continue
+            valid = []
+            for name in names:
+                values, source_nodata = planes[name]
+                plane = values[index]
+                valid.append(plane[~source_invalid(plane, source_nodata)])
+            found, evidence = judge_offset(valid)
+            judged[item.id] = evidence
+            for name in names:
+                conventions[name][index] = found or replace(conventions[name][index], check_pixels=False)
 
     def _to_cube(self, planes: np.ndarray, source_nodata: Any, name: str,
                  conventions: list[Convention]) -> tuple[np.ndarray, int]:

@@ -19,12 +19,15 @@ resampled on write and nothing a zone's own granules hold is lost at a border. B
 (its values are classes); ``resampling`` overrides either per band.
 
 Values: reflectance bands are uint16, nodata 0, in one convention for the whole cube, CF
-``scale_factor=0.0001``, ``add_offset=-0.1`` (``xr.decode_cf(tile)`` gives reflectance). Granules
-from before processing baseline 04.00 (acquired before 2022-01-25) store reflectance as DN * 0.0001,
-later ones as DN * 0.0001 - 0.1; each granule is brought into the cube's convention from its own
-``s2:processing_baseline`` (the ``sentinel-2-baseline`` radiometry policy: Earth Search's declared
-offsets and ``earthsearch:boa_offset_applied`` flag do not always match its pixels, and Planetary
-Computer declares none). An old granule's DN therefore gains 1000; the few saturated values that
+``scale_factor=0.0001``, ``add_offset=-0.1`` (``xr.decode_cf(tile)`` gives reflectance). ESA's
+granules from before processing baseline 04.00 store reflectance as DN * 0.0001, later ones (and
+every reprocessed Collection-1 granule) as DN * 0.0001 - 0.1; each granule is brought into the
+cube's convention from its own ``s2:processing_baseline`` (radiometry policy
+``sentinel-2-baseline``: Planetary Computer declares no offsets, Earth Search's Collection 1 declares
+them right). Earth Search's older ``sentinel-2-l2a`` holds some granules with the offset already
+subtracted by Element 84 and declares -0.1 on all of them; its policy ``earth-search-l2a`` follows
+``earthsearch:boa_offset_applied`` and, where that flag is known to be unreliable, the pixels (see
+``stacube.radiometry``). A granule without the offset gains 1000 DN; the few saturated values that
 would pass 65535 are clipped there and counted in the commit. SCL keeps its classes, nodata 0.
 
 Reprocessed copies of one acquisition (Earth Search's ``..._0_L2A`` and ``..._1_L2A``) are read once:
@@ -62,6 +65,12 @@ ASSET_KEYS = {
 PROVIDERS = {"earth-search": (EARTH_SEARCH, SENTINEL2_COLLECTION, None),
              "planetary-computer": (PLANETARY_COMPUTER, SENTINEL2_COLLECTION, "planetary-computer")}
 BANDS = {band: (ASSET_KEYS["earth-search"][band], resolution) for band, resolution in NATIVE_RESOLUTION.items()}
+
+
+def radiometry_policy(provider: str, collection: str) -> str:
+    """Earth Search's Collection 0 (``sentinel-2-l2a``) needs its own rule; ESA's numbers elsewhere."""
+    return "earth-search-l2a" if provider == "earth-search" and collection == SENTINEL2_COLLECTION \
+        else "sentinel-2-baseline"
 
 
 def cloud_cover_below(percent: float) -> dict[str, Any]:
@@ -111,5 +120,6 @@ def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "20
         source=StacSource(api_url=api_url or default_url, collection=collection or default_collection,
                           assets={band: keys[band] for band in bands},
                           filter=cloud_cover_below(max_cloud_cover) if max_cloud_cover is not None else None,
-                          radiometry="sentinel-2-baseline", duplicates="newest-processing", signer=signer),
+                          radiometry=radiometry_policy(provider, collection or default_collection),
+                          duplicates="newest-processing", signer=signer),
     )

@@ -4,8 +4,11 @@ Multi-zone cubes must be tested where real collections are awkward: granules tha
 their UTM zone's edge, two granules of one pass on one day, passes near the date line. These are
 small (128 px at 10 m) but shaped like Earth Search's ``sentinel-2-l2a``: the same asset keys,
 10 m and 20 m assets with their own ``proj:shape``/``proj:transform``, ``proj:code`` per Item,
-``eo:cloud_cover``, nodata 0 with a nodata edge. Values are smooth functions of position that
-differ per band and per granule, so mosaic order shows.
+``eo:cloud_cover``, nodata 0 with a nodata edge, and its radiometry: every reflectance asset
+declares scale 0.0001 and offset -0.1, while the pixels of a granule of baseline 04.00 or later
+flagged ``earthsearch:boa_offset_applied`` hold DN - 1000 (clamped at 1), as Element 84 wrote
+them. Values are smooth functions of position that differ per band and per granule, so mosaic
+order shows; ``bands`` functions give ESA's DN, before that shift.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ class Granule:
     cloud_cover: float
     size: int = 128  # pixels a side at 10 m
     baseline: str = "05.10"  # s2:processing_baseline: from "04.00" on, reflectance = DN * 0.0001 - 0.1
+    offset_applied: bool | None = True  # earthsearch:boa_offset_applied (None: the property is absent)
+
+    @property
+    def shifted(self) -> bool:
+        """Whether Element 84 subtracted the offset from the pixels (what the flag claims here)."""
+        return bool(self.offset_applied) and tuple(int(v) for v in self.baseline.split(".")) >= (4, 0)
 
     def geobox(self, resolution: float = 10.0) -> GeoBox:
         n = int(self.size * 10 / resolution)
@@ -98,20 +107,28 @@ def _item(granule: Granule, collection: str) -> pystac.Item:
                     "platform": "sentinel-2b" if "S2B" in granule.id else "sentinel-2a",
                     "constellation": "sentinel-2", "mgrs:utm_zone": zone,
                     "s2:mgrs_tile": granule.id.split("_")[1], "grid:code": f"MGRS-{granule.id.split('_')[1]}",
-                    "s2:processing_baseline": granule.baseline},
+                    "s2:processing_baseline": granule.baseline,
+                    **({} if granule.offset_applied is None else
+                       {"earthsearch:boa_offset_applied": granule.offset_applied})},
     )
-    offset = -0.1 if tuple(int(v) for v in granule.baseline.split(".")) >= (4, 0) else 0.0
     for asset, (band, resolution, dtype) in S2_ASSETS.items():
         box = granule.geobox(resolution)
         raster = {"data_type": dtype, "nodata": 0, "spatial_resolution": resolution}
-        if asset != "scl":  # Earth Search declares the reflectance convention on the reflectance bands
-            raster.update(scale=0.0001, offset=offset)
+        if asset != "scl":  # Earth Search declares scale and offset -0.1 on every reflectance asset, always
+            raster.update(scale=0.0001, offset=-0.1)
         item.add_asset(asset, pystac.Asset(
             href=f"{granule.id}_{band}.tif", media_type="image/tiff; application=geotiff; profile=cloud-optimized",
             roles=["data"],
             extra_fields={"proj:shape": list(box.shape.yx), "proj:transform": list(box.transform)[:6],
                           "raster:bands": [raster], "eo:bands": [{"name": band}]}))
     return item
+
+
+def as_published(dn: np.ndarray) -> np.ndarray:
+    """ESA's DN as Element 84 published a flagged granule: the 1000 DN offset subtracted, clamped at 1
+    (0 stays nodata)."""
+    shifted = np.clip(dn.astype("int32") - 1000, 1, None)
+    return np.where(dn == 0, 0, shifted).astype(dn.dtype)
 
 
 def generate_sentinel2(folder: str | Path, granules: Sequence[Granule], collection: str = "sentinel-2-l2a",
@@ -124,6 +141,8 @@ def generate_sentinel2(folder: str | Path, granules: Sequence[Granule], collecti
     for granule in granules:
         for asset, values in bands(granule).items():
             band, resolution, _ = S2_ASSETS[asset]
+            if granule.shifted and asset != "scl":
+                values = as_published(values)
             _write_cog(folder / f"{granule.id}_{band}.tif", values, granule.geobox(resolution), 0)
         features.append(_item(granule, collection).to_dict(include_self_link=False))
     (folder / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))

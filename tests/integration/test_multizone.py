@@ -157,6 +157,8 @@ def _s2_expected(cube: Cube, items, roi: GeoBox) -> dict[str, dict[str, np.ndarr
             day = solar[np.datetime64(when, "ns")]
             for asset, name in assets.items():
                 values = np.where(inside, loaded[asset].values[index], 0)
+                if name != "SCL":  # flagged granules hold DN - 1000; the cube stores ESA's DN (offset -0.1)
+                    values = np.where(values != 0, values.astype("int32") + 1000, 0).astype(values.dtype)
                 if name not in out.setdefault(day, {}):
                     out[day][name] = values.copy()
                 else:  # a later zone fills only what earlier zones left empty
