@@ -25,12 +25,14 @@ Where a catalog's metadata is known to be unreliable, a source names a policy in
     "I think the boa_offset_applied is the truth", Element84/earth-search#9). So: baseline before
     04.00, offset 0; flag true, offset 0 (the pixels were shifted already); flag false or missing
     from 04.00 on, the flag is not to be trusted either way (raw pixels in earth-search#66,
-    shifted ones in cirrus-earth-search#33 and earth-search#71), and the pixels decide, patch by
-    patch: raw pixels of baseline 04.00 hold DN 1000 and more for any non-negative reflectance, so
-    if the 5th percentile of the Item's valid reflectance DN in the patch is below 900, it was
-    shifted (offset 0), else it is raw (offset -0.1). Each such decision, with its percentile, is
-    listed in the commit metadata; with too few pixels to judge, the flag's reading (-0.1) is
-    kept and the commit says so. Element 84 recommend ``sentinel-2-c1-l2a`` instead.
+    shifted ones in cirrus-earth-search#33 and earth-search#71), and the pixels decide, once per
+    Item from a decimated read of its whole granule (a COG's overview): raw pixels of baseline
+    04.00 hold DN 1000 and more for any non-negative reflectance, while a granule's dark surfaces
+    (water; vegetation in the visible bands) sit far below 1000 once shifted. If the 5th
+    percentile of the Item's valid reflectance DN is below 900, it was shifted (offset 0), else it
+    is raw (offset -0.1). Each decision, with its percentile, is listed in the commit metadata;
+    with too few pixels to judge, the flag's reading (-0.1) is kept and the commit says so.
+    Element 84 recommend ``sentinel-2-c1-l2a`` instead.
 ``as-cube``
     the Items' numbers are in the cube's convention already (a preset that knows its source, such
     as an Earth Engine collection whose scaling is documented, not declared).
@@ -141,7 +143,8 @@ def item_convention(item: pystac.Item, key: str, policy: str, cube: Convention) 
 
 def judge_offset(values: list[np.ndarray]) -> tuple[Convention | None, str]:
     """Whether an Earth Search Item's raw-looking pixels (baseline 04.00 on, flag not true) are in fact
-    shifted: ``values`` are its valid DN in the patch, per reflectance variable. Returns the convention
+    shifted: ``values`` are its valid DN, per reflectance asset (a decimated read of the whole
+    granule). Returns the convention
     the pixels show (None: too few to judge) and the evidence, for the commit."""
     pooled = np.concatenate([np.ravel(v) for v in values]) if values else np.array([])
     if pooled.size < MIN_PIXELS_TO_JUDGE:

@@ -67,7 +67,7 @@ class RunReport:
     patches_kept_from_other_run: list[str] = field(default_factory=list)  # also written concurrently; theirs won
     items_superseded: list[str] = field(default_factory=list)  # reprocessed copies the duplicate rule left out
     clipped: dict[str, dict[str, int]] = field(default_factory=dict)  # patch -> variable -> pixels clipped
-    judged: dict[str, dict[str, str]] = field(default_factory=dict)  # patch -> Item -> what its pixels decided
+    judged: dict[str, str] = field(default_factory=dict)  # Item -> the convention its pixels showed, and why
     items_misaligned: list[str] = field(default_factory=list)  # on their zone's CRS but off its pixel grid
 
     @property
@@ -114,10 +114,10 @@ class PatchTask:
 
 
 def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: dict[str, dict[str, int]],
-                      judged: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                      judged: dict[str, str] | None = None) -> dict[str, Any]:
     """What the commit says about the run's values: the policy, the Items converted into each variable's
     convention (by the convention their metadata gives), the pixels clipped into a dtype's range, and
-    where Items' pixels had to decide a convention their metadata left open (per patch and Item)."""
+    where Items' pixels had to decide a convention their metadata left open (per Item)."""
     items = {item.id: item for p in patches for item in p.items}.values()
     record: dict[str, Any] = {"policy": spec.source.radiometry,
                               "conventions": {name: None if v.convention is None else
@@ -195,7 +195,7 @@ def execute_run(
     report.item_ids = sorted({item.id for p in patches for item in p.items})
     report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
     report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
-    report.judged = {r.patch_id: r.judged for r in results if r.judged}
+    report.judged = dict(sorted({item: why for r in results for item, why in r.judged.items()}.items()))
     report.bytes_written = sum(r.nbytes for r in results)
     report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
     report.patches_failed = failed

@@ -154,6 +154,8 @@ class StacBackend:
         self.policy = spec.source.radiometry
         self.gdal_options = dict(spec.source.gdal_options or {})
         self.signer = resolve_signer(spec.source.signer)
+        self._judged: dict[str, tuple[Convention | None, str]] = {}
+        self._judging = threading.Lock()
         if not _configured.is_set():
             # GDAL asks again itself on 429 and 5xx (cheap: one request, not the patch); anything else
             # (a dropped connection, a cut-off or garbled body) fails the patch, which the runner retries.
@@ -181,9 +183,31 @@ class StacBackend:
                     check_precision(item, key, variable, source, target, variable_spec.numpy_dtype)
 
     def conventions(self, patch: PatchIndex, name: str) -> list[Convention]:
-        """How each of the patch's Items turns its numbers for variable ``name`` into physical values."""
+        """How each of the patch's Items turns its numbers for variable ``name`` into physical values
+        (where its metadata leaves that open, as its pixels show: ``_judgement``)."""
         target = self.spec.variables[name].convention or IDENTITY
-        return [item_convention(item, self.assets[name], self.policy, target) for item in patch.items]
+        found = [item_convention(item, self.assets[name], self.policy, target) for item in patch.items]
+        return [self._judgement(item)[0] or replace(c, check_pixels=False) if c.check_pixels else c
+                for item, c in zip(patch.items, found, strict=True)]
+
+    def _judgement(self, item: pystac.Item) -> tuple[Convention | None, str]:
+        """The convention an Item's own pixels show where its metadata is not to be trusted, judged once
+        per Item from a decimated read of its whole rasters (GDAL takes a COG's overview), so every
+        patch of the Item gets the same answer; and the evidence, for the commit."""
+        with self._judging:
+            if item.id not in self._judged:
+                keys = [key for name, key in self.assets.items() if self.spec.variables[name].convention is not None
+                        and item_convention(item, key, self.policy, self.spec.variables[name].convention).check_pixels]
+                self._judged[item.id] = judge_offset([self._overview(item, key) for key in keys])
+            return self._judged[item.id]
+
+    def _overview(self, item: pystac.Item, key: str, size: int = 1024) -> np.ndarray:
+        """The valid pixels of a decimated read (about ``size`` px a side) of an Item's asset."""
+        with rasterio.Env(**self.gdal_options), rasterio.open(self._opened(item.assets[key].href)) as src:
+            factor = max(1, max(src.width, src.height) // size)
+            values = src.read(1, out_shape=(max(1, src.height // factor), max(1, src.width // factor)))
+            nodata = src.nodata if src.nodata is not None else _declared_nodata((item,), key)
+        return values[~source_invalid(values, nodata)]
 
     def read(self, patch: PatchIndex) -> PatchData:
         """The patch's variables in the cube's dtype and convention, read with as few ``odc.stac.load``
@@ -193,40 +217,17 @@ class StacBackend:
         out = PatchData()
         for group in self._load_groups(patch):
             conventions = {name: self.conventions(patch, name) for name in group}
-            to_judge = any(c.check_pixels for found in conventions.values() for c in found)
-            per_item = to_judge or any(not all(same(c, found[0]) for c in found) for found in conventions.values())
+            per_item = any(not all(same(c, found[0]) for c in found) for found in conventions.values())
             loaded = self._load(patch, group, per_item, conventions)
-            planes = {}
             for name, asset in group.items():
                 band = loaded[asset]
                 values = band.values if "time" in band.dims else band.values[np.newaxis]
-                planes[name] = (values, band.attrs.get("nodata"))
-            if to_judge:
-                self._judge(patch, planes, conventions, out.judged)
-            for name in group:
-                values, source_nodata = planes[name]
-                out[name], clipped = self._to_cube(values, source_nodata, name,
+                out[name], clipped = self._to_cube(values, band.attrs.get("nodata"), name,
                                                    conventions[name] if per_item else conventions[name][:1])
                 if clipped:
                     out.clipped[name] = clipped
+        out.judged = {item.id: self._judged[item.id][1] for item in patch.items if item.id in self._judged}
         return out
-
-    def _judge(self, patch: PatchIndex, planes: dict[str, tuple[np.ndarray, Any]],
-               conventions: dict[str, list[Convention]], judged: dict[str, str]) -> None:
-        """Settle, from each Item's own pixels, the conventions its metadata left open (``check_pixels``)."""
-        for index, item in enumerate(patch.items):
-            names = [name for name in planes if conventions[name][index].check_pixels]
-            if not names:
-                continue
-            valid = []
-            for name in names:
-                values, source_nodata = planes[name]
-                plane = values[index]
-                valid.append(plane[~source_invalid(plane, source_nodata)])
-            found, evidence = judge_offset(valid)
-            judged[item.id] = evidence
-            for name in names:
-                conventions[name][index] = found or replace(conventions[name][index], check_pixels=False)
 
     def _to_cube(self, planes: np.ndarray, source_nodata: Any, name: str,
                  conventions: list[Convention]) -> tuple[np.ndarray, int]:
