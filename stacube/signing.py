@@ -9,6 +9,7 @@ stacube prints or records of a URL goes through ``redact`` first.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -35,9 +36,11 @@ def check_signer(name: str) -> str:
 
 
 def resolve_signer(name: str | None) -> Signer | None:
-    """The function a signer name stands for (imported on first use)."""
+    """The function a signer name stands for (imported on first use). Signed URLs then pass through
+    GDAL and rasterio, whose debug logs name them: every log record is redacted from here on."""
     if name is None:
         return None
+    redact_log_records()
     module_name, _, attribute = KNOWN.get(name, name).partition(":")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
@@ -68,3 +71,29 @@ def redact_url(url: str) -> str:
 def redact(text: str) -> str:
     """``text`` with every URL in it redacted (see ``redact_url``)."""
     return _URL.sub(lambda match: redact_url(match.group(0)), str(text))
+
+
+_SECRET_IN_URL = re.compile(r"[?&](?:" + "|".join(re.escape(k) for k in SENSITIVE_QUERY) + r")=|://[^/\s@]+@", re.I)
+_redacting = False
+
+
+def redact_log_records() -> None:
+    """Redact signatures and user info in every log record made in this process, whichever library logs
+    it (rasterio names the URLs it opens at DEBUG); installed once, and cheap for records without URLs."""
+    global _redacting
+    if _redacting:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is left to logging's own handling
+            return record
+        if _SECRET_IN_URL.search(message):
+            record.msg, record.args = redact(message), ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _redacting = True

@@ -63,12 +63,13 @@ class ServerProcess:
 
 
 def start_file_server(folder: str | Path, port: int | None = None, latency_ms: float = 0.0,
-                      fail_first: int = 0) -> ServerProcess:
-    """Serve ``folder`` over HTTP with Range support (RangeHTTPServer's handler) on 127.0.0.1."""
+                      fail_first: int = 0, require_token: str = "") -> ServerProcess:
+    """Serve ``folder`` over HTTP with Range support (RangeHTTPServer's handler) on 127.0.0.1; with
+    ``require_token``, only to requests signed with ``?sig=<token>``."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "stacube.sample.range_server", str(port), "--directory", str(Path(folder).resolve()),
-         "--latency-ms", str(latency_ms), "--fail-first", str(fail_first)],
+         "--latency-ms", str(latency_ms), "--fail-first", str(fail_first), "--require-token", require_token],
         cwd=folder,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -134,7 +135,8 @@ def fault_counts(proxy: ServerProcess) -> dict[str, int]:
 
 @contextlib.contextmanager
 def serve_sample(folder: str | Path, latency_ms: float = 0.0, fail_first: int = 0, faults: Faults | None = None,
-                 api_faults: Faults | None = None) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+                 api_faults: Faults | None = None,
+                 require_token: str = "") -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Serve a generated sample: yields (file server, STAC API) and stops both on exit.
 
     ``latency_ms`` delays every COG response, to stand in for a remote server; ``fail_first``
@@ -145,7 +147,7 @@ def serve_sample(folder: str | Path, latency_ms: float = 0.0, fail_first: int = 
     folder = Path(folder)
     started: list[ServerProcess] = []
     try:
-        files = start_file_server(folder, latency_ms=latency_ms, fail_first=fail_first)
+        files = start_file_server(folder, latency_ms=latency_ms, fail_first=fail_first, require_token=require_token)
         started.append(files)
         if faults is not None:
             files = start_fault_proxy(files.url, faults)

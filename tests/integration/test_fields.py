@@ -388,3 +388,28 @@ def test_parcels_import_and_run_from_the_command_line(season_api, tmp_path):
     with ParcelStore(store_url) as store:
         observed = store.observations()
     assert len(observed) == 24 * 4 and sum(g["usable"] for g in groups) == int(observed.usable.sum())
+
+
+def test_a_group_reads_its_own_zone_on_its_own_grid_where_zones_overlap(season):
+    """Zones overlap near 12 E (each reaches past its meridian as its granules do): a group's pixels come
+    from its own zone as stored, never from the neighbour's warped onto it."""
+    import zarr
+
+    cube, store = season
+    stored = zarr.open_group(cube.repo.readonly_session(branch="main").store, mode="r")
+    parcels = store.parcels()
+    for group in store.groups().itertuples():
+        members = parcels[parcels.group_id == group.group_id]
+        roi = group_geobox(cube, tuple(members.total_bounds), group.utm_zone)
+        zone_name = f"epsg{group.utm_zone}"
+        zone = cube.spec.zones[zone_name]
+        assert zone.extent.contains(roi.extent)  # the zone reaches past 12 E over the whole group
+        area = Geometry(shapely.union_all(members.geometry.values), "EPSG:4326")
+        tile = cube.load(roi, "2024-06-06", variables=["B04"], offline=True, area=area)
+        col0 = round((roi.transform.c - zone.transform.c) / 10.0)
+        row0 = round((zone.transform.f - roi.transform.f) / 10.0)
+        step = list(cube.spec.time).index(pd.Timestamp("2024-06-06"))
+        own = stored[zone_name]["B04"][step, row0:row0 + roi.shape.y, col0:col0 + roi.shape.x]
+        held = own != 0
+        assert held.mean() > 0.9
+        np.testing.assert_array_equal(tile.B04.values[0][held], own[held])

@@ -248,3 +248,33 @@ def test_sentinel2_across_the_antimeridian_matches_odc_stac(s2_api, tmp_path):
     assert west.any() and east.any()  # both sides of 180 degrees
     # The pass at 23:00 UTC on 06-20 is 10:00 on 06-21 at 180 degrees: its solar day, not its UTC day.
     assert [str(np.datetime64(t, "D")) for t in tile.time.values] == ["2024-06-05", "2024-06-12", "2024-06-21"]
+
+
+def test_a_zone_keeps_what_its_granules_hold_past_its_meridian_where_the_neighbours_granule_is_filtered_out(
+        s2_api, tmp_path):
+    """At 18 E on 2024-06-05 34N's granule (55 % cloud) is filtered out by max_cloud_cover=40, while 33N's
+    granule reaches 380 m past the meridian. A Tile there on 34N's own grid takes 33N's pixels (as
+    odc-stac reads that granule); with zones stopped at their meridians it came back empty."""
+    from stacube.datasets import sentinel2_l2a_spec
+
+    bbox = (17.98, 46.98, 18.02, 47.01)
+    zone34 = sentinel2_l2a_spec(bbox, "2024-06-01", "2024-06-30", bands=S2_BANDS).zones["epsg32634"]
+    east = GeoBox.from_bbox((18.0005, 46.989, 18.0035, 46.999), "EPSG:4326", resolution=0.0001).extent
+    roi = GeoBox.from_bbox(east.to_crs(zone34.crs).boundingbox, zone34.crs, resolution=10.0)  # just east of 18 E
+    items = [i for i in _s2_items(s2_api.url, 40.0) if i.id == "S2A_33TYN_20240605_0_L2A"]
+    assert len(items) == 1 and not [i for i in _s2_items(s2_api.url, 40.0) if i.id.startswith("S2A_34TCT_20240605")]
+    want = odc.stac.load(items, bands=["red"], geobox=roi, resampling="nearest", dtype="uint16")["red"].values[0]
+    want = np.where(want != 0, want.astype("int32") + 1000, 0)  # published shifted; the cube holds ESA's DN
+    assert (want != 0).mean() > 0.5  # the granule covers most of the ROI
+    for reach, filled in ((None, True), (0.0, False)):
+        spec = sentinel2_l2a_spec(bbox, "2024-06-01", "2024-06-30", api_url=s2_api.url, chunks=(64, 64),
+                                  max_cloud_cover=40.0, bands=S2_BANDS, **({} if reach is None else {"reach": reach}))
+        cube = Cube.create(tmp_path / f"reach-{reach}", spec, catalog_dir=tmp_path / f"catalog-{reach}")
+        tile = cube.load(roi, toi="2024-06-05", empty_steps=True)
+        got = tile.B04.values[0]
+        if not filled:  # the old zones: most of what lies past the meridian was nobody's
+            assert ((want != 0) & (got == 0)).mean() > 0.3, ((want != 0) & (got == 0)).mean()
+            continue
+        both = (got != 0) & (want != 0)
+        assert ((got != 0) != (want != 0)).mean() < 0.02 and both.mean() > 0.5
+        assert (got[both] == want[both]).mean() > 0.97  # 33N's own pixels, warped once onto 34N's grid
