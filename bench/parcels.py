@@ -72,7 +72,11 @@ def _tile(geobox, dates: int, seed: int):
     data["SCL"] = scl
     coords = dict(xr_coords(geobox))
     coords["time"] = pd.date_range("2024-05-01", periods=dates, freq="5D")
-    return xr.Dataset({k: (("time", "y", "x"), v) for k, v in data.items()}, coords=coords)
+    tile = xr.Dataset({k: (("time", "y", "x"), v) for k, v in data.items()}, coords=coords)
+    for band in ("B04", "B08", "B11"):  # as a Sentinel-2 cube's Tile carries its convention
+        tile[band].attrs.update(nodata=0, _FillValue=0, scale_factor=0.0001, add_offset=-0.1)
+    tile["SCL"].attrs.update(nodata=0, _FillValue=0)
+    return tile
 
 
 def _exactextract(tile, parcels) -> int:

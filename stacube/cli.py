@@ -526,6 +526,8 @@ def parcels_import(path: Annotated[Path, typer.Argument(help="GeoParquet, GeoPac
 @handled
 def parcels_run(cube: CubeArg, store: Store, time: Time = None,
                 offline: Annotated[bool, typer.Option(help="Use only what the cube holds.")] = False,
+                inward_buffer: Annotated[float, typer.Option(
+                    help="Metres each parcel is shrunk by first, leaving mixed edge pixels out.")] = 0.0,
                 catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """NDVI/NDMI of every watched parcel for each acquisition in the period, group by group, stored.
 
@@ -533,16 +535,17 @@ def parcels_run(cube: CubeArg, store: Store, time: Time = None,
 
     Example: stacube parcels run cubes/s2 --store duckdb:///fields.duckdb --time 2024-05-01/2024-05-31
     """
-    from .fields import ParcelStore, compute_group
+    from .fields import IndexSettings, ParcelStore, compute_group
 
     if time is None:
         raise ValueError("no period: give --time, e.g. 2024-05-01/2024-05-31")
+    settings = IndexSettings(inward_buffer_m=inward_buffer)
     the_cube = _open(cube, catalog_dir)
     rows, failed = [], {}
     with ParcelStore(store) as parcels:
         for group_id in parcels.groups().group_id:
             try:
-                result = compute_group(the_cube, parcels, group_id, parse_time(time), offline=offline)
+                result = compute_group(the_cube, parcels, group_id, parse_time(time), settings, offline=offline)
             except Exception as error:  # noqa: BLE001 - one group's failure is reported, the others go on
                 failed[group_id] = str(error)
                 continue

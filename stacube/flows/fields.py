@@ -105,7 +105,7 @@ def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, g
 def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
             min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None,
             min_parcels_covered: float = 0.5, min_cloud_free_fraction: float = 0.2, max_stale_parcels: float = 0.5,
-            stale_weeks: int = 4) -> dict[str, Any]:
+            stale_weeks: int = 4, inward_buffer_m: float = 0.0) -> dict[str, Any]:
     """NDVI/NDMI per watched parcel and acquisition of the period (default: the period the last ingest
     into the cube completed, else the last 7 days), per group;
     then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold."""
@@ -117,7 +117,7 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
         with ParcelStore(store_url) as store:
             toi = period_toi(store.last_run(INGEST, cube_url))
     period = toi_from_parameter(toi, now=now)
-    settings = IndexSettings(min_valid_fraction=min_valid_fraction,
+    settings = IndexSettings(min_valid_fraction=min_valid_fraction, inward_buffer_m=inward_buffer_m,
                              **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
     with ParcelStore(store_url) as store:
         group_ids = list(store.groups().group_id)
