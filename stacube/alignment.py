@@ -45,13 +45,18 @@ def _whole(value: float) -> bool:
 
 
 def on_grid(zone: GeoBox, transform: Affine) -> bool:
-    """Whether a raster's pixel edges are edges of ``zone``'s pixels (same CRS assumed): axis-aligned,
-    its pixel size a whole number of the zone's, and its origin a whole number of zone pixels away."""
+    """Whether a raster's pixel edges and ``zone``'s coincide wherever the coarser of the two has one
+    (same CRS assumed): axis-aligned, one pixel size a whole multiple of the other, and the origins a
+    whole number of the finer pixels apart. A 20 m band on a 10 m zone is on its grid; so is a 10 m
+    band read onto a 20 m zone (it is aggregated, not shifted)."""
     z = zone.transform
     if transform.b or transform.d:
         return False
-    return (_whole(transform.a / z.a) and _whole(transform.e / z.e) and round(transform.a / z.a) >= 1
-            and _whole((transform.c - z.c) / z.a) and _whole((transform.f - z.f) / z.e))
+    for source, target, offset in ((transform.a, z.a, transform.c - z.c), (transform.e, z.e, transform.f - z.f)):
+        fine = min(abs(source), abs(target))
+        if not (_whole(abs(source) / fine) and _whole(abs(target) / fine) and _whole(offset / fine)):
+            return False
+    return True
 
 
 def misaligned(zones: Mapping[str, GeoBox], assets: Iterable[str], patches: Sequence) -> list[str]:

@@ -174,6 +174,8 @@ def _report(report: Any) -> dict[str, Any]:
             "patches_written": len(report.patches_written), "patches_empty": len(report.patches_empty),
             "patches_pending": len(report.patches_pending), "patches_already_filled": report.patches_already_filled,
             "patches_failed": {k: f.message for k, f in report.patches_failed.items()},
+            "items_superseded": report.items_superseded, "items_misaligned": report.items_misaligned,
+            "clipped": report.clipped, "judged_from_pixels": report.judged,
             "bytes_written": report.bytes_written, "seconds": round(report.seconds, 3)}
 
 
@@ -269,6 +271,11 @@ def catalog_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson 
 def _info(the_cube: Any) -> dict[str, Any]:
     spec = the_cube.spec
     return {"url": str(the_cube.url), "name": spec.name, "variables": list(spec.variables),
+            "conventions": {name: "as read (made before conventions were declared)" if v.convention is None else
+                            f"physical = stored * {v.scale_factor:g} + {v.add_offset:g}" + (f" [{v.units}]" if v.units
+                                                                                               else "")
+                            for name, v in spec.variables.items()},
+            "radiometry": spec.source.radiometry,
             "zones": {n: f"{g.crs} {g.shape.y}x{g.shape.x} px" for n, g in spec.zones.items()},
             "chunks": list(spec.chunks),
             "time": None if spec.time is None else f"{spec.time[0]} .. {spec.time[-1]} ({len(spec.time)} steps)",

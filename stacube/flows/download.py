@@ -420,7 +420,10 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
             "patches_empty": report.patches_empty, "patches_pending": report.patches_pending,
             "patches_already_filled": report.patches_already_filled, "bytes_written": report.bytes_written,
             "seconds": report.seconds, "patch_figures": report.patch_figures,
-            "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()], **flow_run}
+            "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()],
+            "item_ids": report.item_ids, "items_superseded": report.items_superseded,
+            "items_misaligned": report.items_misaligned, "clipped": report.clipped, "judged": report.judged,
+            **flow_run}
 
 
 @contextlib.contextmanager
@@ -457,7 +460,7 @@ def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int 
                          return_state=True)
     outcome = state.result()
     fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
-              "seconds")
+              "seconds", "item_ids", "items_superseded", "items_misaligned", "clipped", "judged")
     figures = {pid: (int(nbytes), float(seconds)) for pid, (nbytes, seconds) in outcome["patch_figures"].items()}
     failed = {f["patch_id"]: PatchFailure(**f) for f in outcome["patches_failed"]}
     return RunReport(outcome["snapshot_id"], outcome["run_id"], runner="prefect", patch_figures=figures,

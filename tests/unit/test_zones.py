@@ -59,3 +59,19 @@ def test_zones_anchored_on_a_source_grid_put_their_pixel_edges_where_the_source_
     assert zone.transform.c % 30 == 15 and zone.transform.f % 30 == 15
     with pytest.raises(SpecError, match="anchor"):
         utm_zones((-102.5, 40.0, -102.4, 40.1), 30.0, anchor=(1.5, 0))
+
+
+def test_a_raster_is_on_a_zones_grid_when_their_pixel_edges_coincide():
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from stacube.alignment import on_grid
+
+    zone = GeoBox((100, 100), Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_200_000.0), "EPSG:32633")
+    assert on_grid(zone, Affine(20.0, 0.0, 499_960.0, 0.0, -20.0, 5_200_040.0))  # Sentinel-2's 20 m bands
+    assert on_grid(zone, Affine(10.0, 0.0, 400_000.0, 0.0, -10.0, 5_100_000.0))
+    coarse = GeoBox((100, 100), Affine(20.0, 0.0, 500_000.0, 0.0, -20.0, 5_200_000.0), "EPSG:32633")
+    assert on_grid(coarse, Affine(10.0, 0.0, 499_990.0, 0.0, -10.0, 5_200_010.0))  # aggregated, not shifted
+    assert not on_grid(zone, Affine(30.0, 0.0, 500_015.0, 0.0, -30.0, 5_200_015.0))  # Landsat's 15 m offset
+    assert not on_grid(zone, Affine(10.0, 0.0, 500_005.0, 0.0, -10.0, 5_200_000.0))
+    assert not on_grid(zone, Affine(10.0, 1.0, 500_000.0, 0.0, -10.0, 5_200_000.0))  # rotated
