@@ -156,6 +156,16 @@ class StacBackend:
         self.signer = resolve_signer(spec.source.signer)
         self._judged: dict[str, tuple[Convention | None, str]] = {}
         self._judging = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to other processes (Dask workers) without its lock; the signer is looked up again there."""
+        state = {**self.__dict__, "signer": None, "_judging": None}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.signer = resolve_signer(self.spec.source.signer)
+        self._judging = threading.Lock()
         if not _configured.is_set():
             # GDAL asks again itself on 429 and 5xx (cheap: one request, not the patch); anything else
             # (a dropped connection, a cut-off or garbled body) fails the patch, which the runner retries.
