@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -73,6 +74,46 @@ def _reproject(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable)
     return out.astype(bool) if is_bool else out
 
 
+Window = tuple[slice, slice]  # rows, columns
+
+
+def _held(root: zarr.Group, grid: ZoneGrid, window: Window, steps: Sequence[int] | None,
+          variables: Sequence[str]) -> Window | None:
+    """The part of ``window`` (zone pixels) under chunks that hold data of some variable at some step,
+    asked of Icechunk's manifest: chunks never written (no Item fed them) read as nodata anyway."""
+    session = root.store.session
+    leads = [[step] for step in steps] if steps is not None else [[]]
+    rows, cols = [], []
+    for iy, ix in grid.chunks_in(window):
+        if any(session.chunk_type(f"/{grid.name}/{name}", [*lead, iy, ix]) != icechunk.ChunkType.uninitialized
+               for lead in leads for name in variables):
+            ys, xs = grid.chunk_slices(iy, ix)
+            rows += [ys.start, ys.stop]
+            cols += [xs.start, xs.stop]
+    if not rows:
+        return None
+    r0, r1 = max(min(rows), window[0].start), min(max(rows), window[0].stop)
+    c0, c1 = max(min(cols), window[1].start), min(max(cols), window[1].stop)
+    return (slice(r0, r1), slice(c0, c1)) if r0 < r1 and c0 < c1 else None
+
+
+def _empty(out: dict[str, np.ndarray], spec: CubeSpec, variables: Sequence[str]) -> Window | None:
+    """The bounding window of the Tile's pixels that some variable still holds no data for (any step)."""
+    empty = None
+    for name in variables:
+        invalid = ~valid_mask(out[name], spec.variables[name])
+        invalid = invalid.reshape(-1, *invalid.shape[-2:]).any(axis=0)
+        empty = invalid if empty is None else empty | invalid
+    if empty is None or not empty.any():
+        return None
+    rows, cols = np.flatnonzero(empty.any(axis=1)), np.flatnonzero(empty.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _shift(base: Window, inner: tuple[slice, ...]) -> Window:
+    return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(base, inner, strict=True))
+
+
 def read_tile(
     spec: CubeSpec,
     root: zarr.Group,
@@ -81,36 +122,55 @@ def read_tile(
     steps: Sequence[int] | None,
     variables: Sequence[str],
 ) -> xr.Dataset:
-    """The Tile for ``roi`` from the zone groups under ``root`` (a session's store)."""
+    """The Tile for ``roi`` from the zone groups under ``root`` (a session's store).
+
+    Each zone is read only where it can still add something: over the chunks it holds data in, and,
+    after the first zone, over the window of pixels the zones before it left empty."""
     dst = output_geobox(spec, roi, geometry)
     lead = (len(steps),) if steps is not None else ()
+    whole = (slice(0, dst.shape.y), slice(0, dst.shape.x))
     out: dict[str, np.ndarray] = {}
-    for grid, info in zones_met(spec, dst) if steps is None or steps else []:  # no steps: an empty time axis
+    for grid, _ in zones_met(spec, dst) if steps is None or steps else []:  # no steps: an empty time axis
+        at = _empty(out, spec, variables) if out else whole
+        if at is None:
+            break  # every pixel of every variable holds data already
+        target = dst[at]
+        info = compute_reproject_roi(grid.geobox, target)
+        held = None if roi_is_empty(info.roi_src) else _held(root, grid, tuple(info.roi_src), steps, variables)
+        if held is None:
+            continue
+        src_box = grid.geobox[held]
+        info = compute_reproject_roi(src_box, target)
+        if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
+            continue
         group = root[grid.name]
-        src_box = grid.geobox[info.roi_src]
         paste = pastes(info)
-        covers_tile = paste and dst[info.roi_dst].shape == dst.shape
-        selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
+        place = _shift(at, tuple(info.roi_dst))
+        covers_tile = not out and paste and place == whole
+        source = _shift(held, tuple(info.roi_src))
+        selection = (list(steps), *source) if steps is not None else source
 
-        def window(name: str, group=group, selection=selection, info=info, src_box=src_box, paste=paste) -> np.ndarray:
+        def window(name: str, group=group, selection=selection, src=src_box[info.roi_src],
+                   part=target[info.roi_dst], paste=paste) -> np.ndarray:
             values = group[name].get_orthogonal_selection(selection)
-            return values if paste else _reproject(values, src_box, dst[info.roi_dst], spec.variables[name])
+            return values if paste else _reproject(values, src, part, spec.variables[name])
 
         # Variables read and warped side by side: decoding and GDAL's warp release the GIL.
         with ThreadPoolExecutor(max_workers=min(len(variables), os.cpu_count() or 1)) as pool:
             pieces = dict(zip(variables, pool.map(window, variables), strict=True))
+        first = not out
         for name in variables:
             variable = spec.variables[name]
             piece = pieces.pop(name)
-            if name not in out and covers_tile:
+            if first and covers_tile:
                 out[name] = piece  # one zone covers the whole Tile on its own grid: no copy at all
                 continue
-            if name not in out:
+            if first:
                 out[name] = np.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
-                out[name][(..., *info.roi_dst)] = piece
+                out[name][(..., *place)] = piece
             else:  # a later zone only fills what earlier zones left empty
-                target = out[name][(..., *info.roi_dst)]
-                np.copyto(target, piece, where=~valid_mask(target, variable))
+                target_values = out[name][(..., *place)]
+                np.copyto(target_values, piece, where=~valid_mask(target_values, variable))
     for name in variables:
         if name not in out:
             variable = spec.variables[name]

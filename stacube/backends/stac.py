@@ -8,6 +8,7 @@ variable's nodata, so an Item's nodata border never counts as data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -302,7 +303,9 @@ class StacBackend:
         dtypes = {asset: self._load_dtype(patch, name, conventions[name]) for name, asset in group.items()}
 
         def load() -> Any:
-            with rasterio.Env(**self.gdal_options):
+            # A source's own GDAL options only where it has some: entering a rasterio environment per read
+            # would otherwise drop GDAL's per-thread state between patches
+            with rasterio.Env(**self.gdal_options) if self.gdal_options else contextlib.nullcontext():
                 return odc.stac.load(
                     list(patch.items),
                     bands=list(group.values()),
