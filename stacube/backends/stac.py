@@ -146,6 +146,15 @@ def _first_unreadable(hrefs: list[str], opened: Callable[[str], str] = str,
     return None
 
 
+def _configure_gdal() -> None:
+    """Once per process: GDAL's cloud defaults, and GDAL asks again itself on 429 and 5xx (cheap: one
+    request, not the patch); anything else (a dropped connection, a cut-off or garbled body) fails the
+    patch, which the runner retries."""
+    if not _configured.is_set():
+        odc.stac.configure_rio(cloud_defaults=True, **GDAL_HTTP_RETRIES)
+        _configured.set()
+
+
 class StacBackend:
     """Patches from STAC Items whose assets are rasters GDAL can read (COGs over HTTP, files, S3)."""
 
@@ -157,21 +166,18 @@ class StacBackend:
         self.signer = resolve_signer(spec.source.signer)
         self._judged: dict[str, tuple[Convention | None, str]] = {}
         self._judging = threading.Lock()
+        _configure_gdal()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Shipped to other processes (Dask workers) without its lock; the signer is looked up again there."""
-        state = {**self.__dict__, "signer": None, "_judging": None}
-        return state
+        """Shipped to other processes (Dask workers) without its lock; there the signer is looked up again
+        and GDAL configured as here."""
+        return {**self.__dict__, "signer": None, "_judging": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.signer = resolve_signer(self.spec.source.signer)
         self._judging = threading.Lock()
-        if not _configured.is_set():
-            # GDAL asks again itself on 429 and 5xx (cheap: one request, not the patch); anything else
-            # (a dropped connection, a cut-off or garbled body) fails the patch, which the runner retries.
-            odc.stac.configure_rio(cloud_defaults=True, **GDAL_HTTP_RETRIES)
-            _configured.set()
+        _configure_gdal()
 
     def check_items(self, items: list[pystac.Item]) -> None:
         for item in items:
