@@ -21,12 +21,16 @@ YEARS = range(2017, 2025)
 
 def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | None = None,
                     years: Sequence[int] = YEARS, resolution: float = 10.0, chunks: tuple[int, int] = (512, 512),
-                    api_url: str = EARTH_ENGINE_URL, collection: str = ALPHAEARTH_COLLECTION) -> CubeSpec:
+                    api_url: str = EARTH_ENGINE_URL, collection: str = ALPHAEARTH_COLLECTION,
+                    bands: Sequence[str] = BANDS, resampling: str = "nearest") -> CubeSpec:
     """A cube of the embeddings over ``bbox`` (lon/lat; west > east crosses 180 degrees), one zone per UTM zone.
 
-    Variables are the bands in lower case (``a00`` ... ``a63``), float32 with NaN where no image is;
-    the time axis has one step per year (``YS``).
+    Variables are the bands in lower case (``a00`` ... ``a63``, or the subset ``bands``), float32 with
+    NaN where no image is, read with ``resampling``; the time axis has one step per year (``YS``).
     """
+    unknown = sorted(set(bands) - set(BANDS))
+    if unknown:
+        raise ValueError(f"unknown AlphaEarth bands {unknown}; choose from A00 .. A63")
     years = list(years)
     if not years or years != list(range(years[0], years[0] + len(years))):
         raise ValueError(f"years must be consecutive, got {years!r}")
@@ -34,8 +38,8 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
         name="alphaearth",
         zones=utm_zones(bbox, resolution),
         chunks=chunks,
-        variables={band.lower(): Variable("float32") for band in BANDS},
+        variables={band.lower(): Variable("float32", resampling=resampling) for band in bands},
         time=pd.date_range(f"{years[0]}-01-01", periods=len(years), freq="YS"),
-        source=EarthEngineSource(collection, {band.lower(): band for band in BANDS}, project=project,
+        source=EarthEngineSource(collection, {band.lower(): band for band in bands}, project=project,
                                  api_url=api_url, publication_lag="365D"),
     )

@@ -39,7 +39,8 @@ def tctrend_grid() -> GeoBox:
 
 
 def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048, 2048),
-                 api_url: str = EARTH_ENGINE_URL, collection: str = TCTREND_COLLECTION) -> CubeSpec:
+                 api_url: str = EARTH_ENGINE_URL, collection: str = TCTREND_COLLECTION,
+                 resampling: str = "nearest") -> CubeSpec:
     """A spatial-only cube of the three trend bands on the global grid (variables ``tcb``, ``tcg``, ``tcw``).
 
     The grid is global; only the patches under the ROIs you load are ever fetched.
@@ -49,6 +50,7 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
         zones=[tctrend_grid()],
         chunks=chunks,
         variables={band.split("_")[0].lower(): Variable("uint8", nodata=0, units="reflectance per decade",
+                                                        resampling=resampling,
                                                         scale_factor=2 * SLOPE_RANGE / 255, add_offset=-SLOPE_RANGE)
                    for band in BANDS},
         time=None,

@@ -51,3 +51,24 @@ def test_a_32m_tile_file_lies_on_the_32m_grid():
 def test_arcticdem_refuses_a_resolution_pgc_does_not_publish():
     with pytest.raises(ValueError, match=r"not 5\b"):
         arcticdem_grid(5)
+
+
+def test_presets_take_resolution_collection_asset_keys_and_resampling():
+    from stacube.datasets import alphaearth_spec, sentinel2_l2a_spec, tctrend_spec
+
+    s2 = sentinel2_l2a_spec((11.9, 46.9, 12.1, 47.1), "2024-06-01", "2024-06-02", resolution=20.0,
+                            collection="sentinel-2-c1-l2a", assets={"B04": "red-jp2"}, resampling={"B04": "average"},
+                            bands=("B04", "B11", "SCL"))
+    assert {z.resolution.x for z in s2.zones.values()} == {20.0}
+    assert s2.source.collection == "sentinel-2-c1-l2a" and s2.source.radiometry == "sentinel-2-baseline"
+    assert s2.source.assets == {"B04": "red-jp2", "B11": "swir16", "SCL": "scl"}
+    assert s2.variables["B04"].resampling == "average" and s2.variables["B11"].resampling == "nearest"  # 20 m native
+    assert sentinel2_l2a_spec((11.9, 46.9, 12.1, 47.1), "2024-06-01", "2024-06-02").source.radiometry == \
+        "earth-search-l2a"
+    dem = arcticdem_spec(10, collection="mirror", assets={"dem": "elevation"}, resampling={"dem": "bilinear"})
+    assert dem.source.assets["dem"] == "elevation" and dem.variables["dem"].resampling == "bilinear"
+    embeddings = alphaearth_spec((11.0, 47.0, 11.5, 47.5), resolution=20.0, bands=("A00", "A01"),
+                                 resampling="bilinear", collection="mine")
+    assert list(embeddings.variables) == ["a00", "a01"] and embeddings.variables["a00"].resampling == "bilinear"
+    assert embeddings.source.collection == "mine" and {z.resolution.x for z in embeddings.zones.values()} == {20.0}
+    assert tctrend_spec(resampling="average").variables["tcb"].resampling == "average"
