@@ -123,7 +123,9 @@ def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: di
                               "conventions": {name: None if v.convention is None else
                                               {"scale_factor": v.scale_factor, "add_offset": v.add_offset}
                                               for name, v in spec.variables.items()}}
-    converted = converted_items(spec.variables, spec.source.assets, spec.source.radiometry, items)
+    # Items whose pixels decided their convention are listed under judged_from_pixels, with the outcome
+    converted = converted_items(spec.variables, spec.source.assets, spec.source.radiometry,
+                                [item for item in items if item.id not in (judged or {})])
     if converted:
         record["converted"] = converted
     if clipped:

@@ -76,6 +76,18 @@ def _declared_dtype(items: tuple[pystac.Item, ...], asset: str) -> str | None:
     return None
 
 
+def _holds(dtype: np.dtype, value: float | int) -> bool:
+    """Whether ``dtype`` can hold ``value`` exactly (NaN only in floats, integers within range)."""
+    if dtype.kind == "f":
+        return True
+    if isinstance(value, float) and (np.isnan(value) or not value.is_integer()):
+        return False
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return info.min <= int(value) <= info.max
+    return True
+
+
 def source_invalid(values: np.ndarray, source_nodata: float | int | None) -> np.ndarray:
     """Pixels that hold no data in the source: its declared nodata, and NaN."""
     invalid = np.zeros(values.shape, bool)
@@ -139,7 +151,7 @@ def _first_unreadable(hrefs: list[str], opened: Callable[[str], str] = str,
     ``opened`` gives the URL GDAL opens for an href (signed), ``options`` the source's GDAL settings."""
     for href in hrefs:
         try:
-            with rasterio.Env(GDAL_HTTP_MAX_RETRY="0", **(options or {})), rasterio.open(opened(href)):
+            with rasterio.Env(**{**(options or {}), "GDAL_HTTP_MAX_RETRY": "0"}), rasterio.open(opened(href)):
                 pass
         except (rasterio.errors.RasterioError, OSError):
             return href
@@ -211,12 +223,14 @@ class StacBackend:
         """The convention an Item's own pixels show where its metadata is not to be trusted, judged once
         per Item from a decimated read of its whole rasters (GDAL takes a COG's overview), so every
         patch of the Item gets the same answer; and the evidence, for the commit."""
-        with self._judging:
-            if item.id not in self._judged:
-                keys = [key for name, key in self.assets.items() if self.spec.variables[name].convention is not None
-                        and item_convention(item, key, self.policy, self.spec.variables[name].convention).check_pixels]
-                self._judged[item.id] = judge_offset([self._overview(item, key) for key in keys])
-            return self._judged[item.id]
+        found = self._judged.get(item.id)
+        if found is None:  # judged outside the lock: a slow read must not stall other Items' patches
+            keys = [key for name, key in self.assets.items() if self.spec.variables[name].convention is not None
+                    and item_convention(item, key, self.policy, self.spec.variables[name].convention).check_pixels]
+            judged = judge_offset([self._overview(item, key) for key in keys])
+            with self._judging:
+                found = self._judged.setdefault(item.id, judged)
+        return found
 
     def _overview(self, item: pystac.Item, key: str, size: int = 1024) -> np.ndarray:
         """The valid pixels of a decimated read (about ``size`` px a side) of an Item's asset."""
@@ -255,7 +269,10 @@ class StacBackend:
         result, clipped = None, 0
         for plane, convention in zip(planes, conventions, strict=True):
             clip_mask = None
-            if target is None or same(convention, target) or variable.numpy_dtype.kind == "b":
+            # as read only where nothing can change: a plane loaded in the source's own dtype (another
+            # Item of the patch needed converting) goes through convert too, which clips and counts
+            if target is None or variable.numpy_dtype.kind == "b" or (
+                    same(convention, target) and plane.dtype == variable.numpy_dtype):
                 converted = to_cube_nodata(plane, source_nodata, variable.numpy_dtype, variable.nodata)
             else:
                 valid = ~source_invalid(plane, source_nodata)
@@ -300,7 +317,11 @@ class StacBackend:
         target = variable.convention
         if target is None or all(same(c, target) for c in conventions):
             return variable.dtype
-        return _declared_dtype(patch.items, self.assets[name]) or "float64"
+        declared = _declared_dtype(patch.items, self.assets[name])
+        fill = self._fill(patch, name)
+        if declared is None or (fill is not None and not _holds(np.dtype(declared), fill)):
+            return "float64"  # the source's own type cannot hold the fill for pixels no Item covers
+        return declared
 
     def _load(self, patch: PatchIndex, group: dict[str, str], per_item: bool,
               conventions: dict[str, list[Convention]]):
