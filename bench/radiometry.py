@@ -42,10 +42,10 @@ def _cpu(function, repeat: int) -> float:
 
 
 def conversions(size: int, repeat: int) -> None:
-    from stacube.backends.stac import source_invalid, to_cube_nodata
+    from stacube.backends.stac import to_cube_nodata
     from stacube.radiometry import Convention, convert
     from stacube.spec import Variable
-    from stacube.write import valid_mask
+    from stacube.write import valid_mask, valid_values
 
     rng = np.random.default_rng(0)
     dn = rng.integers(1, 12000, (size, size), dtype="uint16")
@@ -57,14 +57,14 @@ def conversions(size: int, repeat: int) -> None:
         to_cube_nodata(dn.copy(), 0, np.dtype("uint16"), 0)
 
     def shift():
-        convert(dn, ~source_invalid(dn, 0), Convention(0.0001, 0.0), cube, np.dtype("uint16"), 0)
+        convert(dn, valid_values(dn, 0), Convention(0.0001, 0.0), cube, np.dtype("uint16"), 0)
 
     def to_float():
-        convert(dn, ~source_invalid(dn, 0), Convention(2.75e-05, -0.2), Convention(), np.dtype("float32"),
+        convert(dn, valid_values(dn, 0), Convention(2.75e-05, -0.2), Convention(), np.dtype("float32"),
                 float("nan"))
 
     def two_items():
-        first, _ = convert(dn, ~source_invalid(dn, 0), Convention(0.0001, 0.0), cube, np.dtype("uint16"), 0)
+        first, _ = convert(dn, valid_values(dn, 0), Convention(0.0001, 0.0), cube, np.dtype("uint16"), 0)
         second = to_cube_nodata(dn[::-1].copy(), 0, np.dtype("uint16"), 0)
         taken = ~valid_mask(first, variable) & valid_mask(second, variable)
         first[taken] = second[taken]

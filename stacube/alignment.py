@@ -85,16 +85,20 @@ def warn_misaligned(found: list[str]) -> None:
                     "to store them as they are", len(found), shown)
 
 
-def anchor_of(item: pystac.Item, key: str) -> tuple[float, float]:
-    """Where ``item``'s asset ``key`` puts its pixel edges, as odc-geo's anchor: the fraction of a pixel
-    its origin lies past a multiple of its resolution (Landsat: (0.5, 0.5); Sentinel-2: (0, 0))."""
-    grid = asset_grid(item, key)
-    if grid is None:
-        raise ItemError(f"Item {item.id!r} asset {key!r} has no proj:transform and CRS to anchor a grid on")
-    transform = grid[1]
+def grid_anchor(transform: Affine) -> tuple[float, float]:
+    """Where a grid puts its pixel edges, as odc-geo's anchor: the fraction of a pixel its origin lies
+    past a multiple of its resolution, x and y (Landsat: (0.5, 0.5); Sentinel-2: (0, 0))."""
 
     def fraction(origin: float, size: float) -> float:
         value = (origin / abs(size)) % 1.0
         return 0.0 if math.isclose(value, 1.0, abs_tol=TOLERANCE) or value < TOLERANCE else round(value, 6)
 
     return fraction(transform.c, transform.a), fraction(transform.f, transform.e)
+
+
+def anchor_of(item: pystac.Item, key: str) -> tuple[float, float]:
+    """Where ``item``'s asset ``key`` puts its pixel edges (``grid_anchor`` of its ``proj:transform``)."""
+    grid = asset_grid(item, key)
+    if grid is None:
+        raise ItemError(f"Item {item.id!r} asset {key!r} has no proj:transform and CRS to anchor a grid on")
+    return grid_anchor(grid[1])

@@ -18,13 +18,15 @@ Superseded Items are listed in the commit metadata of the run that left them out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pystac
 
 from .errors import SpecError
 from .grid import source_tile_name
+
+if TYPE_CHECKING:
+    import pystac
 
 RULES = ("keep-all", "newest-processing")
 

@@ -140,13 +140,6 @@ def explore(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[An
     return fmap
 
 
-def _valid(values: np.ndarray, nodata: Any) -> np.ndarray:
-    valid = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= values != nodata
-    return valid
-
-
 def physical(variable: xr.DataArray) -> np.ndarray:
     """A Tile variable's values as physical quantities, by the convention it carries (CF scale_factor and
     add_offset), as float64; nodata is left to the caller's mask."""
@@ -174,6 +167,8 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
     Tile with time, ``time`` picks the step (an index or a date; default the last one)."""
     from matplotlib.figure import Figure
 
+    from .write import valid_values
+
     names = [bands] if isinstance(bands, str) else list(bands) if bands is not None else [next(iter(tile.data_vars))]
     unknown = [n for n in names if n not in tile.data_vars]
     if unknown or len(names) not in (1, 3):
@@ -194,7 +189,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
     if len(names) == 1:
         variable = tile[names[0]]
         values = variable.values
-        shown = np.ma.masked_array(physical(variable), mask=~_valid(values, variable.attrs.get("nodata")))
+        shown = np.ma.masked_array(physical(variable), mask=~valid_values(values, variable.attrs.get("nodata")))
         image = ax.imshow(shown, extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         units = variable.attrs.get("units")
         fig.colorbar(image, ax=ax, shrink=0.8, label=names[0] + (f" [{units}]" if units else ""))
@@ -202,7 +197,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
         channels, valid = [], np.ones(tile[names[0]].shape, bool)
         for name in names:
             values = tile[name].values
-            ok = _valid(values, tile[name].attrs.get("nodata"))
+            ok = valid_values(values, tile[name].attrs.get("nodata"))
             channels.append(_stretch(physical(tile[name]), ok, percentile))
             valid &= ok
         rgba = np.dstack([*channels, valid.astype("float64")])

@@ -47,11 +47,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pystac
 
 from .errors import ItemError
+
+if TYPE_CHECKING:  # only named in annotations: importing pystac with the spec cost ~7 ms (importtime)
+    import pystac
 
 POLICIES = ("raster:bands", "sentinel-2-baseline", "earth-search-l2a", "as-cube")
 # Sentinel-2 L2A surface reflectance bands: Earth Search keys, Planetary Computer / ESA band names.

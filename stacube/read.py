@@ -82,11 +82,12 @@ def _held(root: zarr.Group, grid: ZoneGrid, window: Window, steps: Sequence[int]
     """The part of ``window`` (zone pixels) under chunks that hold data of some variable at some step,
     asked of Icechunk's manifest: chunks never written (no Item fed them) read as nodata anyway."""
     session = root.store.session
+    uninitialized = icechunk.ChunkType.uninitialized
     leads = [[step] for step in steps] if steps is not None else [[]]
+    paths = [f"/{grid.name}/{name}" for name in variables]
     rows, cols = [], []
     for iy, ix in grid.chunks_in(window):
-        if any(session.chunk_type(f"/{grid.name}/{name}", [*lead, iy, ix]) != icechunk.ChunkType.uninitialized
-               for lead in leads for name in variables):
+        if any(session.chunk_type(path, [*lead, iy, ix]) != uninitialized for lead in leads for path in paths):
             ys, xs = grid.chunk_slices(iy, ix)
             rows += [ys.start, ys.stop]
             cols += [xs.start, xs.stop]

@@ -14,8 +14,10 @@ import pandas as pd
 from odc.geo.geobox import GeoBox
 from rasterio.transform import Affine
 
+from .duplicates import check_rule
 from .errors import SpecError
 from .radiometry import Convention, check_policy
+from .signing import check_signer
 
 # 2: variables declare their convention (scale_factor, add_offset) and sources their radiometry policy and
 # duplicate rule. An older stacube must not write into such a cube (it would store Items' numbers unconverted).
@@ -184,8 +186,6 @@ class StacSource:
     kind: str = field(default="stac", init=False)
 
     def __post_init__(self) -> None:
-        from .duplicates import check_rule
-
         _check_lag(self.publication_lag)
         url = urlparse(str(self.api_url))
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -194,8 +194,6 @@ class StacSource:
         check_rule(self.duplicates)
         object.__setattr__(self, "gdal_options", _check_gdal_options(self.gdal_options))
         if self.signer is not None:
-            from .signing import check_signer
-
             check_signer(self.signer)
 
     @property

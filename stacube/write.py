@@ -21,16 +21,18 @@ from .layout import FILLED
 from .spec import CubeSpec, Variable
 
 
+def valid_values(values: np.ndarray, nodata: float | int | bool | None) -> np.ndarray:
+    """Pixels that hold data where ``nodata`` (None: none declared) marks the rest; NaN never holds data.
+    The one test of validity for sources, cube variables and Tiles alike."""
+    declared = nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+    if values.dtype.kind == "f":
+        return ~np.isnan(values) & (values != nodata) if declared else ~np.isnan(values)
+    return values != nodata if declared else np.ones(values.shape, bool)
+
+
 def valid_mask(values: np.ndarray, variable: Variable) -> np.ndarray:
     """Pixels that hold data: not the variable's nodata (NaN-aware; for booleans, True is data)."""
-    nodata = variable.nodata
-    if values.dtype.kind == "b":
-        return values != bool(nodata)
-    if isinstance(nodata, float) and np.isnan(nodata):
-        return ~np.isnan(values)
-    if values.dtype.kind == "f":
-        return ~np.isnan(values) & (values != nodata)
-    return values != nodata
+    return valid_values(values, variable.nodata)
 
 
 def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:

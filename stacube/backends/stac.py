@@ -27,7 +27,7 @@ from ..grid import PatchIndex
 from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
 from ..signing import redact, resolve_signer
 from ..spec import CubeSpec
-from ..write import valid_mask
+from ..write import valid_mask, valid_values
 from .base import PatchData
 
 _PROJ_CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
@@ -50,30 +50,29 @@ def _has_any(item: pystac.Item, asset: pystac.Asset, keys: tuple[str, ...]) -> b
     return any(k in item.properties or k in asset.extra_fields for k in keys)
 
 
-def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int | None:
-    """The nodata the Items declare for ``asset`` (raster:bands, STAC 1.1 bands, or the asset), if any."""
+def _declared(items: tuple[pystac.Item, ...], asset: str, key: str) -> Any:
+    """What the Items declare as ``key`` ("nodata", "data_type") for ``asset``: in its raster:bands or
+    STAC 1.1 bands, else on the asset itself (PGC's mosaic Items), if anywhere."""
     for item in items:
         fields = item.assets[asset].extra_fields
         for band in fields.get("raster:bands", []) + fields.get("bands", []):
-            if band.get("nodata") is not None:
-                return band["nodata"]
-        if fields.get("nodata") is not None:
-            return fields["nodata"]
+            if band.get(key) is not None:
+                return band[key]
+        if fields.get(key) is not None:
+            return fields[key]
     return None
+
+
+def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int | None:
+    return _declared(items, asset, "nodata")
 
 
 def _declared_dtype(items: tuple[pystac.Item, ...], asset: str) -> str | None:
-    """The data type the Items declare for ``asset`` (raster:bands or STAC 1.1 bands), if any."""
-    for item in items:
-        fields = item.assets[asset].extra_fields
-        for band in fields.get("raster:bands", []) + fields.get("bands", []):
-            declared = band.get("data_type")
-            if declared:
-                try:
-                    return np.dtype(declared).name
-                except TypeError:
-                    return None
-    return None
+    declared = _declared(items, asset, "data_type")
+    try:
+        return np.dtype(declared).name if declared else None
+    except TypeError:
+        return None
 
 
 def _holds(dtype: np.dtype, value: float | int) -> bool:
@@ -86,16 +85,6 @@ def _holds(dtype: np.dtype, value: float | int) -> bool:
         info = np.iinfo(dtype)
         return info.min <= int(value) <= info.max
     return True
-
-
-def source_invalid(values: np.ndarray, source_nodata: float | int | None) -> np.ndarray:
-    """Pixels that hold no data in the source: its declared nodata, and NaN."""
-    invalid = np.zeros(values.shape, bool)
-    if source_nodata is not None and not (isinstance(source_nodata, float) and np.isnan(source_nodata)):
-        invalid |= values == source_nodata
-    if values.dtype.kind == "f":
-        invalid |= np.isnan(values)
-    return invalid
 
 
 def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype: np.dtype, nodata) -> np.ndarray:
@@ -238,7 +227,7 @@ class StacBackend:
             factor = max(1, max(src.width, src.height) // size)
             values = src.read(1, out_shape=(max(1, src.height // factor), max(1, src.width // factor)))
             nodata = src.nodata if src.nodata is not None else _declared_nodata((item,), key)
-        return values[~source_invalid(values, nodata)]
+        return values[valid_values(values, nodata)]
 
     def read(self, patch: PatchIndex) -> PatchData:
         """The patch's variables in the cube's dtype and convention, read with as few ``odc.stac.load``
@@ -275,7 +264,7 @@ class StacBackend:
                     same(convention, target) and plane.dtype == variable.numpy_dtype):
                 converted = to_cube_nodata(plane, source_nodata, variable.numpy_dtype, variable.nodata)
             else:
-                valid = ~source_invalid(plane, source_nodata)
+                valid = valid_values(plane, source_nodata)
                 converted, clip_mask = convert(plane, valid, convention, target, variable.numpy_dtype,
                                                variable.nodata)
             if result is None:
@@ -330,8 +319,8 @@ class StacBackend:
         dtypes = {asset: self._load_dtype(patch, name, conventions[name]) for name, asset in group.items()}
 
         def load() -> Any:
-            # A source's own GDAL options only where it has some: entering a rasterio environment per read
-            # would otherwise drop GDAL's per-thread state between patches
+            # A rasterio environment of the source's own only where it sets options; otherwise the reads
+            # run in odc-stac's, as they did before sources could set any
             with rasterio.Env(**self.gdal_options) if self.gdal_options else contextlib.nullcontext():
                 return odc.stac.load(
                     list(patch.items),

@@ -29,6 +29,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from ..radiometry import RadiometryError
+from ..write import valid_values
 
 DEFAULT_MASKED_CLASSES = (0, 1, 3, 8, 9, 10, 11)
 CLOUD_CLASSES = (3, 8, 9, 10, 11)  # shadow, cloud medium and high probability, cirrus, snow
@@ -97,14 +98,6 @@ def reflectance_convention(tile: xr.Dataset, name: str, settings: IndexSettings)
     return scale, offset
 
 
-def _is_nodata(values: np.ndarray, nodata) -> np.ndarray:
-    if nodata is None:
-        return np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
-    if isinstance(nodata, float) and np.isnan(nodata):
-        return np.isnan(values)
-    return (values == nodata) | (np.isnan(values) if values.dtype.kind == "f" else False)
-
-
 def _grouped_median(groups: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The median of ``values`` within each group (``count`` values each; NaN where none), with one sort."""
     order = np.lexsort((values, groups))
@@ -156,7 +149,7 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
                           for name in (settings.red, settings.nir, settings.swir))
         valid = ~np.isin(scl, masked)
         for name in (settings.red, settings.nir, settings.swir):
-            valid &= ~_is_nodata(dn[name], nodata_of[name])
+            valid &= valid_values(dn[name], nodata_of[name])
         valid &= (nir + red != 0) & (nir + swir != 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ndvi = (nir - red) / (nir + red)

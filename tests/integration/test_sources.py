@@ -59,10 +59,13 @@ def test_assets_in_a_requester_pays_bucket_are_read_with_the_sources_gdal_option
 
 
 @pytest.fixture
-def signed_servers(sample_dir, monkeypatch):
-    """The sample behind a file server that answers 403 to anything not signed with the token."""
+def signed_servers(sample_dir, monkeypatch, tmp_path):
+    """A private copy of the sample behind a file server that answers 403 to anything not signed with the token."""
+    import shutil
+
     monkeypatch.setenv("STACUBE_TEST_SIGNATURE", SECRET.split("sig=")[1])
-    with serve_sample(sample_dir, require_token=SECRET.split("sig=")[1]) as pair:
+    folder = shutil.copytree(sample_dir, tmp_path / "signed-sample")
+    with serve_sample(folder, require_token=SECRET.split("sig=")[1]) as pair:
         yield pair
 
 
@@ -70,6 +73,7 @@ def test_signed_assets_are_signed_at_read_time_and_the_signature_is_kept_nowhere
         signed_servers, sample_layout, tmp_path, caplog, monkeypatch):
     _files, api = signed_servers
     token = SECRET.split("sig=")[1]
+    folder = tmp_path / "signed-sample"
     spec = dem_spec(api.url, sample_layout)
     source = spec.source.__class__(**{**{k: v for k, v in spec.source.__dict__.items() if k != "kind"},
                                       "signer": "tests.integration.signing:sign"})
@@ -87,6 +91,15 @@ def test_signed_assets_are_signed_at_read_time_and_the_signature_is_kept_nowhere
     kept = b"".join(p.read_bytes() for p in (tmp_path / "catalog").rglob("*") if p.is_file())
     history = json.dumps([s.metadata for s in cube.repo.ancestry(branch="main")])
     assert token.encode() not in kept and token not in history and token not in caplog.text
+    # A corrupt file behind a good token: GDAL's error names the signed URL it opened; it reaches the
+    # user redacted, naming the file.
+    (folder / "tile_r3_c3_dem.tif").write_bytes(b"not a TIFF at all " * 100)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), pytest.raises(PatchReadError) as failed:
+        cube.load(sample_layout.extent_geobox()[1700:1800, 1700:1800])
+    message = str(failed.value)
+    assert "tile_r3_c3_dem.tif" in message and "sig=REDACTED" in message
+    assert token not in message and token not in caplog.text
     # An expired token: the read fails loudly, naming the file, with the signature redacted.
     monkeypatch.setenv("STACUBE_TEST_SIGNATURE", "expired")
     with caplog.at_level(logging.DEBUG), pytest.raises(PatchReadError) as failed:
