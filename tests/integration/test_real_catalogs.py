@@ -122,6 +122,9 @@ def test_planetary_computer_items_of_old_and_new_baselines_hold_one_convention(t
             stored = cube.load(asset_grid(item, "B04"), pd.Timestamp(item["properties"]["datetime"]).tz_convert(None),
                                offline=True, variables="B04").B04.values[0]
             np.testing.assert_array_equal(stored, raw.astype("int32") + 1000 - shift)
+    state = cube.state()  # the filled record: each Item's window is 3 x 3 patches of 64 px, each with data
+    assert len(state) == 27 and state.has_data.all() and state.snapshot.notna().all()
+    assert sorted({str(t.date()) for t in state.time}) == ["2019-06-29", "2022-06-12", "2024-04-19"]
     records = [snap.metadata["stacube"]["radiometry"] for snap in cube.repo.ancestry(branch="main")
                if "radiometry" in snap.metadata.get("stacube", {})]
     assert len(records) == 3 and all(r["policy"] == "sentinel-2-baseline" for r in records)
