@@ -87,7 +87,7 @@ class ZoneGrid:
                 yield iy, ix
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PatchIndex:
     """The unit of download and write: one chunk of one zone at one time step, and the Items feeding it."""
 

@@ -112,7 +112,7 @@ def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex
         path = paths.get(patch.zone)
         if path is None:
             path = paths[patch.zone] = f"/{patch.zone}/{FILLED}"
-        if session.chunk_type(path, list(patch.cell)) == uninitialized:
+        if session.chunk_type(path, patch.cell) == uninitialized:
             missing.append(patch)
     return missing
 
