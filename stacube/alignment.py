@@ -31,13 +31,27 @@ def asset_grid(item: pystac.Item, key: str) -> tuple[CRS, Affine] | None:
         return None
     fields = {**item.properties, **asset.extra_fields}
     transform = fields.get("proj:transform")
-    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
-    if not transform or len(transform) < 6 or not code:
+    crs = declared_crs(fields)
+    if not transform or len(transform) < 6 or crs is None:
         return None
     try:
-        return CRS(code), Affine(*[float(v) for v in transform[:6]])
-    except Exception:  # noqa: BLE001 - an unknown CRS or a malformed transform: nothing to compare
+        return crs, Affine(*[float(v) for v in transform[:6]])
+    except Exception:  # noqa: BLE001 - a malformed transform: nothing to compare
         return None
+
+
+def declared_crs(fields: dict) -> CRS | None:
+    """The CRS that STAC ``proj:`` fields declare, in any of the extension's forms (``proj:code``,
+    ``proj:epsg``, ``proj:wkt2``, ``proj:projjson``): a CRS without an EPSG code (an Earth Engine
+    sinusoidal grid) comes as WKT. None when nothing is declared or PROJ cannot read it."""
+    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
+    for value in (code, fields.get("proj:wkt2"), fields.get("proj:projjson")):
+        if value:
+            try:
+                return CRS(value)
+            except Exception:  # noqa: BLE001 - an unknown code: try the next form
+                continue
+    return None
 
 
 def _whole(value: float) -> bool:

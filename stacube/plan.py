@@ -17,6 +17,7 @@ from odc.geo.crs import CRS
 from odc.geo.geom import Geometry
 from pyproj import Transformer
 
+from .alignment import declared_crs
 from .catalog import LocalCatalog, Window, sync_source
 from .duplicates import drop_duplicates
 from .errors import ROIError
@@ -252,14 +253,11 @@ SOLAR_SLACK = pd.Timedelta(hours=12)
 
 
 def native_crs(item: pystac.Item, assets: Sequence[str] = ()) -> CRS | None:
-    """The CRS an Item's rasters are stored in (``proj:code``/``proj:epsg`` of the Item or its assets)."""
+    """The CRS an Item's rasters are stored in (``proj:*`` of the Item or its assets); None when none is
+    declared or PROJ cannot read it: the Item is then matched by footprint only."""
     for fields in [item.properties] + [item.assets[a].extra_fields for a in assets if a in item.assets]:
-        code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
-        if code:
-            try:
-                return CRS(code)
-            except Exception:  # noqa: BLE001 - an unknown code: the Item is matched by footprint only
-                return None
+        if any(key in fields for key in ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")):
+            return declared_crs(fields)
     return None
 
 

@@ -1,14 +1,17 @@
 """Read a patch's pixels from Earth Engine for the Items converted from its images.
 
-One stored image: ``getPixels`` on the patch grid for bands whose nodata is 0 (Earth Engine sends
-masked pixels as 0; pixels outside the image's footprint become nodata), otherwise ``computePixels``
-of the image unmasked to the band's nodata, so no masked pixel reads as a 0. Several images:
-``computePixels`` of their mosaic, first Item on top in the catalog's (datetime, id) order like the
-STAC backend, unmasked to the cube's nodata. A request asks for all of a patch's bands that share a
-nodata value at once and is cut to stay within Earth Engine's limits (48 MB uncompressed counting
-one mask byte per pixel, at most 32768 px per side); the ``ee`` client retries 429 and 5xx with
-exponential backoff, and at most ``max_concurrency`` requests per process and endpoint are in
-flight (a project gets 40).
+One stored image and nodata 0: ``getPixels`` on the patch grid (Earth Engine sends masked and
+missing pixels as 0; pixels outside the image's own grid are masked here). Otherwise
+``computePixels`` of the image, or of the mosaic of several (first Item on top in the catalog's
+(datetime, id) order, like the STAC backend), unmasked with ``sameFootprint`` false to a finite fill
+(the cube's nodata, or the lowest finite float where nodata is NaN: JSON has no NaN) and cast to the
+type the band travels in. Fill values become the cube's nodata on arrival, so masked pixels and
+pixels outside every image are nodata whichever request read them, and a real 0 stays 0.
+
+A request asks for all of a patch's bands that travel alike at once and is cut to stay within Earth
+Engine's limits (48 MB uncompressed counting one mask byte per pixel, at most 32768 px per side);
+the ``ee`` client retries 429 and 5xx with exponential backoff, and at most ``max_concurrency``
+requests per process and endpoint are in flight (a project gets 40).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,10 +28,11 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.warp import rio_reproject
 
+from ..alignment import declared_crs
 from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
 from ..errors import ItemError
 from ..grid import PatchIndex
-from ..radiometry import IDENTITY, RadiometryError, item_convention, same
+from ..radiometry import IDENTITY, RadiometryError, convert, item_convention, same
 from ..spec import CubeSpec
 from .base import PatchData
 
@@ -77,7 +82,7 @@ def asset_id(item: pystac.Item, band: str) -> str:
 
 def _source_grid(item: pystac.Item, band: str) -> tuple:
     fields = item.assets[band].extra_fields
-    return tuple(fields["proj:shape"]), tuple(fields["proj:transform"][:6]), fields["proj:code"]
+    return tuple(fields["proj:shape"]), tuple(fields["proj:transform"][:6]), declared_crs(fields)
 
 
 def _footprint_mask(grid: tuple, dst: GeoBox) -> np.ndarray:
@@ -89,74 +94,129 @@ def _footprint_mask(grid: tuple, dst: GeoBox) -> np.ndarray:
     return covered.astype(bool)
 
 
-def _source_itemsize(items: Sequence[pystac.Item], band: str, dtype: np.dtype) -> int:
-    """Bytes a pixel of ``band`` weighs in Earth Engine's answer: the source's type or the cube's, if wider."""
-    sizes = [np.dtype(dtype).itemsize]
-    for item in items:
-        for declared in item.assets[band].extra_fields.get("raster:bands", []):
-            if declared.get("data_type"):
-                sizes.append(np.dtype(declared["data_type"]).itemsize)
-    return max(sizes)
+def source_dtype(items: Sequence[pystac.Item], band: str, default: np.dtype) -> np.dtype:
+    """The type ``band``'s values have at the source: the widest any Item declares (``default`` if none)."""
+    declared = [np.dtype(entry["data_type"]) for item in items
+                for entry in item.assets[band].extra_fields.get("raster:bands", []) if entry.get("data_type")]
+    return np.result_type(*declared) if declared else np.dtype(default)
 
 
-def _same_nodata_groups(wanted: Mapping[str, tuple[np.dtype, Any]]) -> list[list[str]]:
-    """Bands that share a nodata value (NaN equals NaN): one mosaic request can unmask each group."""
-    groups: dict[Any, list[str]] = {}
-    for band, (_, nodata) in wanted.items():
-        key = "nan" if isinstance(nodata, float) and np.isnan(nodata) else nodata
-        groups.setdefault(key, []).append(band)
-    return list(groups.values())
+def wire_dtype(source: np.dtype, cube: np.dtype) -> np.dtype:
+    """The type a band travels in: wide enough for every source value and the cube's nodata (a boolean
+    variable travels as uint8)."""
+    return np.result_type(source, np.dtype("uint8") if cube.kind == "b" else cube)
 
 
-def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any]], geobox: GeoBox,
-               slots: threading.BoundedSemaphore | None = None) -> dict[str, np.ndarray]:
-    """The bands of ``wanted`` (band -> (dtype, nodata)) of the mosaic of ``items`` (first on top) on
-    ``geobox``; pixels no image covers get the band's nodata.
+def fill_value(wire: np.dtype, nodata: Any) -> float | int:
+    """What masked pixels and pixels outside every image are unmasked to. JSON has no NaN (a request
+    with ``{"constantValue": NaN}`` is refused), so a float cube whose nodata is NaN is filled with the
+    wire type's lowest finite value, turned into NaN on arrival; real data at exactly that value
+    (-3.4e38 for float32) would read as nodata too, a risk Xee takes the same way."""
+    if isinstance(nodata, float) and np.isnan(nodata):
+        return float(np.finfo(wire).min)
+    return int(nodata) if isinstance(nodata, (bool, np.bool_)) or wire.kind in "iu" else float(nodata)
 
-    One request per window asks for every band at once (a 64-band embedding is one request, not 64),
-    windows sized by the sum of the bands' bytes. A mosaic is unmasked to the nodata of its bands,
-    so bands with different nodata values go in separate requests.
+
+CASTS = {"uint8": "toUint8", "int8": "toInt8", "uint16": "toUint16", "int16": "toInt16", "uint32": "toUint32",
+         "int32": "toInt32", "int64": "toInt64", "float32": "toFloat", "float64": "toDouble"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One kind of pixel request for a group of bands: what to send, what comes back and what it means."""
+
+    bands: list[str]
+    body: dict[str, Any]
+    fetch: Any  # ee.data.getPixels or ee.data.computePixels
+    wire: np.dtype  # the type of each band in the answer
+    fill: float | int  # the value of masked pixels and pixels outside every image in the answer
+    footprint: bool  # whether pixels outside the image's own grid must be masked here (getPixels)
+
+
+def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype, Any]]) -> list[Request]:
+    """The requests that read ``wanted`` from ``items``: bands grouped by what they travel as and are filled with.
+
+    One stored image and nodata 0: ``getPixels``, which sends masked pixels as 0 in the band's own
+    type; pixels outside the image's grid are masked here. Otherwise ``computePixels`` of the image
+    (or the mosaic, first Item on top) unmasked to the fill with ``sameFootprint`` false, so pixels
+    outside the image(s) take it too rather than coming back as 0, then cast to the wire type: after
+    ``unmask`` a float32 band would otherwise travel (and be sized by Earth Engine) as float64.
     """
     import ee
 
+    ids = [asset_id(item, next(iter(wanted))) for item in items]
+    groups: dict[tuple, list[str]] = {}
+    for band, (dtype, nodata) in wanted.items():
+        source = source_dtype(items, band, dtype)
+        direct = len(ids) == 1 and not (isinstance(nodata, float) and np.isnan(nodata)) and nodata == 0
+        wire = source if direct else wire_dtype(source, dtype)
+        fill = 0 if direct else fill_value(wire, nodata)
+        groups.setdefault((direct, wire.name, fill), []).append(band)
+    if len(ids) == 1:
+        image = ee.Image(ids[0])
+    else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
+        image = ee.ImageCollection([ee.Image(i) for i in reversed(ids)]).mosaic()
+    requests = []
+    for (direct, wire, fill), bands in groups.items():
+        if direct:
+            body = {"assetId": ids[0], "fileFormat": "NPY", "bandIds": bands}
+            requests.append(Request(bands, body, ee.data.getPixels, np.dtype(wire), 0, True))
+            continue
+        expression = getattr(image.select(bands).unmask(fill, False), CASTS[wire])()
+        requests.append(Request(bands, {"expression": expression, "fileFormat": "NPY"}, ee.data.computePixels,
+                                np.dtype(wire), fill, False))
+    return requests
+
+
+def _arrived(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, nodata: Any) -> tuple[np.ndarray, int]:
+    """A band as it arrived, valid where ``valid``, in the cube's dtype with its nodata elsewhere, and how
+    many valid pixels had to be clipped into that dtype (a source wider than the variable)."""
+    if dtype.kind == "b":
+        return valid & (values != 0), 0
+    if values.dtype == dtype:
+        out = values.copy()
+        out[~valid] = nodata
+        return out, 0
+    out, clipped = convert(values, valid, IDENTITY, IDENTITY, dtype, nodata)
+    return out, 0 if clipped is None else int(clipped.sum())
+
+
+def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any]], geobox: GeoBox,
+               slots: threading.BoundedSemaphore | None = None) -> PatchData:
+    """The bands of ``wanted`` (band -> (dtype, nodata)) of the mosaic of ``items`` (first on top) on
+    ``geobox``; pixels no image covers, and masked pixels, get the band's nodata; a real 0 stays 0.
+
+    One request per window asks for every band of a group at once (a 64-band embedding is one request,
+    not 64), windows sized by the bytes the bands travel in. ``clipped`` counts, per band, valid pixels
+    that a variable narrower than its source could only hold clipped.
+    """
     wanted = {band: (np.dtype(dtype), nodata) for band, (dtype, nodata) in wanted.items()}
-    out = {band: np.full(geobox.shape.yx, nodata, dtype=dtype) for band, (dtype, nodata) in wanted.items()}
+    out = PatchData({band: np.full(geobox.shape.yx, nodata, dtype=dtype) for band, (dtype, nodata) in wanted.items()})
     if not items or not wanted:
         return out
     slots = slots or request_slots("", None)
-    first = next(iter(wanted))
-    ids = [asset_id(item, first) for item in items]
-    requests = []  # (bands, request, fetch, whether pixels outside the image's footprint must be masked)
-    if len(ids) == 1:
-        image = ee.Image(ids[0])
-        for group in _same_nodata_groups(wanted):
-            if wanted[group[0]][1] == 0:  # getPixels sends masked pixels as 0: right where nodata is 0
-                requests.append((group, {"assetId": ids[0], "fileFormat": "NPY", "bandIds": group},
-                                 ee.data.getPixels, True))
-            else:  # anything else must be unmasked by Earth Engine, or masked pixels would read as 0
-                requests.append((group, {"expression": image.select(group).unmask(wanted[group[0]][1]),
-                                         "fileFormat": "NPY"}, ee.data.computePixels, False))
-    else:  # Earth Engine's mosaic puts the last image on top: hand them over last-first
-        mosaic = ee.ImageCollection([ee.Image(i) for i in reversed(ids)]).mosaic()
-        requests = [(group, {"expression": mosaic.select(group).unmask(wanted[group[0]][1]), "fileFormat": "NPY"},
-                     ee.data.computePixels, False) for group in _same_nodata_groups(wanted)]
-    for bands, request, fetch, outside_footprint in requests:
-        weight = sum(_source_itemsize(items, band, wanted[band][0]) for band in bands)
+    for request in _requests(items, wanted):
+        weight = len(request.bands) * request.wire.itemsize
         for window in request_windows(geobox.shape.yx, weight, max_bytes=MAX_REQUEST_BYTES):
             part = geobox[window]
             with slots:
-                payload = fetch({**request, "grid": grid_from_geobox(part)})
+                payload = request.fetch({**request.body, "grid": grid_from_geobox(part)})
             answer = np.load(io.BytesIO(payload), allow_pickle=False)
             footprints: dict[tuple, np.ndarray] = {}
-            for band in bands:
+            for band in request.bands:
                 dtype, nodata = wanted[band]
-                values = answer[band].astype(dtype, copy=False)
-                if outside_footprint:
+                values = answer[band]
+                valid = values != request.fill
+                if values.dtype.kind == "f":
+                    valid &= ~np.isnan(values)
+                if request.footprint:
                     grid = _source_grid(items[0], band)
                     if grid not in footprints:
                         footprints[grid] = _footprint_mask(grid, part)
-                    values = np.where(footprints[grid], values, np.asarray(nodata, dtype=dtype))
-                out[band][window] = values
+                    valid &= footprints[grid]
+                out[band][window], clipped = _arrived(values, valid, dtype, nodata)
+                if clipped:
+                    out.clipped[band] = out.clipped.get(band, 0) + clipped
     return out
 
 
@@ -179,7 +239,9 @@ class EarthEngineBackend:
                 if asset is None:
                     raise ItemError(f"Item {item.id} has no band {band!r} for variable {variable!r} "
                                     f"(bands: {sorted(item.assets)})")
-                missing = [k for k in ("proj:code", "proj:transform", "proj:shape") if k not in asset.extra_fields]
+                missing = [k for k in ("proj:transform", "proj:shape") if k not in asset.extra_fields]
+                if declared_crs(asset.extra_fields) is None:
+                    missing.append("proj:code or proj:wkt2")
                 if not asset.href.startswith(HREF_SCHEME) or missing:
                     raise ItemError(f"Item {item.id} band {band!r} is not a converted Earth Engine band "
                                     f"(href {asset.href!r}, missing {missing})")
@@ -201,4 +263,6 @@ class EarthEngineBackend:
                   for name, band in source.bands.items()}
         slots = request_slots(source.api_url, source.project, source.max_concurrency)
         bands = read_bands(patch.items, wanted, patch.geobox, slots)
-        return PatchData({name: bands[band] for name, band in source.bands.items()})
+        data = PatchData({name: bands[band] for name, band in source.bands.items()})
+        data.clipped = {name: bands.clipped[band] for name, band in source.bands.items() if band in bands.clipped}
+        return data

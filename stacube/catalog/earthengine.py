@@ -11,6 +11,8 @@ else of Earth Engine crosses into stacube.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pystac
 from affine import Affine
+from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
@@ -30,34 +33,79 @@ RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 
 
 def numpy_dtype(data_type: dict[str, Any]) -> str:
-    """The numpy dtype of an Earth Engine PixelDataType: floats by precision, integers by their range."""
+    """The numpy dtype of an Earth Engine PixelDataType: floats by precision, integers by their range.
+
+    The REST API writes protobuf JSON, which leaves out fields that are 0: an unsigned band's range is
+    ``{"max": 65535}`` with no ``min``, and a range without ``max`` ends at 0 (GDAL's EEDA driver reads
+    them so). Only an integer band with no range at all is taken as Earth Engine's default 32-bit int.
+    """
     precision = data_type.get("precision", "FLOAT")
     if precision == "DOUBLE":
         return "float64"
     if precision != "INT":
         return "float32"
-    low = int(float(data_type.get("range", {}).get("min", -(2**31))))
-    high = int(float(data_type.get("range", {}).get("max", 2**31 - 1)))
+    bounds = data_type.get("range")
+    if bounds is None:
+        low, high = -(2**31), 2**31 - 1
+    else:
+        low, high = int(float(bounds.get("min", 0))), int(float(bounds.get("max", 0)))
     for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32"):
         if np.iinfo(name).min <= low and high <= np.iinfo(name).max:
             return name
     return "int64"
 
 
+def grid_crs(crs: CRS) -> dict[str, str]:
+    """How a PixelGrid names ``crs``: ``crsCode`` for a CRS with an EPSG code, else ``crsWkt`` (WKT1, the
+    form Earth Engine writes; WKT2 where WKT1 cannot say it). A PROJ string is never sent as a code."""
+    if crs.epsg is not None:
+        return {"crsCode": f"EPSG:{crs.epsg}"}
+    try:
+        return {"crsWkt": crs.to_wkt(version="WKT1_GDAL")}
+    except Exception:  # noqa: BLE001 - pyproj raises CRSError or returns nothing for CRSs WKT1 cannot hold
+        return {"crsWkt": crs.to_wkt()}
+
+
+# Codes Earth Engine uses that PROJ's database lacks: MODIS sinusoidal on a sphere of 6371007.181 m
+# (as GDAL reads MODIS/006/MYD09GA from the live service: ID["SR-ORG",6974]).
+KNOWN_CODES = {"SR-ORG:6974": "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs +type=crs"}
+
+
+def crs_of_grid(grid: dict[str, Any]) -> CRS:
+    """The CRS of a PixelGrid, which carries ``crsCode`` or ``crsWkt``. A code PROJ does not know is
+    read from the WKT beside it, else from ``KNOWN_CODES``, else refused by name."""
+    code, wkt = grid.get("crsCode"), grid.get("crsWkt")
+    for value in (code, wkt, KNOWN_CODES.get(str(code))):
+        if value:
+            try:
+                return CRS(value)
+            except Exception:  # noqa: BLE001 - pyproj's CRSError; the next form may do
+                continue
+    if code or wkt:
+        raise CatalogError(f"an Earth Engine grid names CRS {code or wkt!r}, which PROJ cannot read"
+                           + ("" if wkt else " and it gives no crsWkt"))
+    raise CatalogError(f"an Earth Engine grid has neither crsCode nor crsWkt: {sorted(grid)}")
+
+
 def grid_from_geobox(geobox: GeoBox) -> dict[str, Any]:
-    """Earth Engine's PixelGrid (CRS code, affine transform, dimensions) for a GeoBox."""
+    """Earth Engine's PixelGrid (CRS, affine transform, dimensions) for a GeoBox."""
     t = geobox.transform
-    return {"crsCode": str(geobox.crs), "dimensions": {"width": geobox.shape.x, "height": geobox.shape.y},
+    return {**grid_crs(geobox.crs), "dimensions": {"width": geobox.shape.x, "height": geobox.shape.y},
             "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": t.c,
                                 "shearY": t.d, "scaleY": t.e, "translateY": t.f}}
 
 
 def geobox_from_grid(grid: dict[str, Any]) -> GeoBox:
-    """The GeoBox of an Earth Engine PixelGrid."""
+    """The GeoBox of an Earth Engine PixelGrid (transform fields left out are protobuf's 0, scales 1)."""
     t, dims = grid["affineTransform"], grid["dimensions"]
     transform = Affine(t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
                        t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0))
-    return GeoBox((int(dims["height"]), int(dims["width"])), transform, grid["crsCode"])
+    return GeoBox((int(dims["height"]), int(dims["width"])), transform, crs_of_grid(grid))
+
+
+def crs_fields(crs: CRS) -> dict[str, str]:
+    """STAC ``proj:`` fields naming ``crs``: ``proj:code`` when it has an EPSG code, else ``proj:wkt2``."""
+    return {"proj:code": f"EPSG:{crs.epsg}"} if crs.epsg is not None else {"proj:wkt2": crs.to_wkt()}
 
 
 def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
@@ -90,7 +138,7 @@ def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
         grid = geobox_from_grid(band["grid"])
         extra = {
             "earthengine:band": band["id"],
-            "proj:code": str(grid.crs),
+            **crs_fields(grid.crs),
             "proj:transform": list(grid.transform)[:6],
             "proj:shape": list(grid.shape.yx),
             "raster:bands": [{"data_type": numpy_dtype(band.get("dataType", {}))}],
@@ -105,8 +153,57 @@ def _plain(properties: dict[str, Any]) -> dict[str, Any]:
             (isinstance(v, list) and all(isinstance(x, (str, int, float, bool)) for x in v))}
 
 
+def region_pieces(bbox: tuple[float, float, float, float], width: float = 90.0, step: float = 1.0,
+                  pad: float = 0.01) -> list[dict[str, Any]]:
+    """GeoJSON polygons that cover ``bbox`` whether Earth Engine reads their edges as geodesics or as
+    lines of latitude and longitude.
+
+    Earth Engine's geometries are geodesic by default, and how it reads a ``region`` is not documented:
+    a ring from -180 to 180 collapses (both are one meridian), and a long edge along a parallel bows
+    towards the pole. So the box is cut into pieces at most ``width`` degrees wide, edges are
+    densified every ``step`` degrees (a geodesic then strays from the parallel by ~0.001 degrees at
+    most) and the box is padded by ``pad`` degrees. Searching a little too wide is safe: Items are
+    matched to patches exactly afterwards.
+    """
+    west, south, east, north = bbox
+    if east < west:  # across the antimeridian
+        return region_pieces((west, south, 180.0, north), width, step, pad) + \
+            region_pieces((-180.0, south, east, north), width, step, pad)
+    west, east = max(west - pad, -180.0), min(east + pad, 180.0)
+    south, north = max(south - pad, -90.0), min(north + pad, 90.0)
+    count = max(1, math.ceil((east - west) / width - 1e-9))
+    edges = np.linspace(west, east, count + 1)
+    pieces = []
+    for left, right in itertools.pairwise(edges):
+        lons = np.linspace(left, right, max(2, math.ceil((right - left) / step) + 1))
+        lats = np.linspace(south, north, max(2, math.ceil((north - south) / step) + 1))
+        ring = ([(x, south) for x in lons] + [(right, y) for y in lats[1:]] +
+                [(x, north) for x in lons[::-1][1:]] + [(left, y) for y in lats[::-1][1:]])
+        pieces.append({"type": "Polygon", "coordinates": [[[float(x), float(y)] for x, y in ring]]})
+    return pieces
+
+
+def time_filters(window: Window) -> list[str | None]:
+    """AIP-160 filters that together find every image whose time span meets ``window``.
+
+    How Earth Engine compares an image without an ``endTime`` is not documented, so no image may
+    depend on it: images that start inside the window are found by ``startTime`` alone, and only
+    those that start before it need ``endTime`` (an image that started before the window and has no
+    end is an instant before it, which the window does not want anyway).
+    """
+    if window.start is None and window.end is None:
+        return [None]
+    if window.start is None:
+        return [f'startTime < "{rfc3339(window.end)}"']
+    inside = [f'startTime >= "{rfc3339(window.start)}"']
+    if window.end is not None:
+        inside.append(f'startTime < "{rfc3339(window.end)}"')
+    return [" AND ".join(inside), f'startTime < "{rfc3339(window.start)}" AND endTime > "{rfc3339(window.start)}"']
+
+
 def list_images(collection_id: str, window: Window, page_size: int = 1000) -> list[dict[str, Any]]:
-    """Every image of ``collection_id`` whose time span and footprint meet ``window`` (paged ``listImages``).
+    """Every image of ``collection_id`` whose time span and footprint meet ``window`` (paged ``listImages``,
+    one query per region piece and time filter, merged by asset id and checked again here).
 
     ``collection_id`` may also name a single Image: it is then the only image, if it meets ``window``.
     """
@@ -121,18 +218,20 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
     if asset.get("type") != "IMAGE_COLLECTION":
         raise CatalogError(f"Earth Engine asset {collection_id!r} is a {asset.get('type')}, "
                            f"not an Image or ImageCollection")
-    west, south, east, north = window.bbox
-    params: dict[str, Any] = {"parent": collection_id, "pageSize": page_size,
-                              "region": {"type": "Polygon", "coordinates": [[[west, south], [east, south],
-                                                                             [east, north], [west, north],
-                                                                             [west, south]]]}}
-    overlaps = []  # images whose time span meets the window (an annual image ends where the year does)
-    if window.end is not None:
-        overlaps.append(f'startTime < "{rfc3339(window.end)}"')
-    if window.start is not None:
-        overlaps.append(f'endTime > "{rfc3339(window.start)}"')
-    if overlaps:
-        params["filter"] = " AND ".join(overlaps)
+    found: dict[str, dict[str, Any]] = {}
+    for region in region_pieces(window.bbox):
+        for query in time_filters(window):
+            params: dict[str, Any] = {"parent": collection_id, "pageSize": page_size, "region": region}
+            if query:
+                params["filter"] = query
+            for image in _pages(collection_id, window, params):
+                found.setdefault(image.get("id") or image.get("name"), image)
+    return [image for image in found.values() if _meets(image, window, check_region=False)]
+
+
+def _pages(collection_id: str, window: Window, params: dict[str, Any]) -> list[dict[str, Any]]:
+    import ee
+
     images: list[dict[str, Any]] = []
     while True:
         try:
@@ -143,23 +242,26 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
         token = page.get("nextPageToken")
         if not token:
             return images
-        params["pageToken"] = token
+        params = {**params, "pageToken": token}
 
 
-def _meets(image: dict[str, Any], window: Window) -> bool:
-    """Whether a single image's footprint and time span (if it has one) meet ``window``."""
-    west, south, east, north = window.bbox
-    box = Geometry({"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
-                                                         [west, north], [west, south]]]}, "EPSG:4326")
-    if image.get("geometry") and not Geometry(image["geometry"], "EPSG:4326").intersects(box):
-        return False
+def _meets(image: dict[str, Any], window: Window, check_region: bool = True) -> bool:
+    """Whether an image's footprint (unless ``check_region`` is off) and time span meet ``window``; an
+    image with a start and no end is an instant, one with neither has no time and meets every window."""
+    if check_region and image.get("geometry"):
+        footprint = Geometry(image["geometry"], "EPSG:4326")
+        if not any(footprint.intersects(Geometry(piece, "EPSG:4326")) for piece in region_pieces(window.bbox, pad=0)):
+            return False
     if image.get("startTime") is None:
         return True
+
     def utc(stamp: str) -> pd.Timestamp:
         return pd.Timestamp(stamp).tz_convert("UTC").tz_localize(None)
 
-    start, end = utc(image["startTime"]), utc(image.get("endTime") or image["startTime"])
-    # the rule of the collection filter above: startTime < window end and endTime > window start
+    start = utc(image["startTime"])
+    if image.get("endTime") is None:  # an instant: inside the half-open window
+        return (window.start is None or start >= window.start) and (window.end is None or start < window.end)
+    end = utc(image["endTime"])
     return (window.end is None or start < window.end) and (window.start is None or end > window.start)
 
 

@@ -1,8 +1,12 @@
 """Google's AlphaEarth annual satellite embeddings (Earth Engine), 64 float32 bands a year, per UTM zone.
 
 Source: the Earth Engine ImageCollection ``GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL`` (bands A00-A63,
-one image per year and UTM tile, 10 m, 2017-2024). The cube keeps each UTM zone on its own grid,
-so pixels are never resampled on write.
+one image per calendar year and UTM tile, 10 m). The collection is open-ended: 2017-2024 were
+published in 2025 and 2025 from 2026-01-29, zone by zone (earthengine-catalog,
+GOOGLE_SATELLITE_EMBEDDING_V1_ANNUAL.jsonnet); pass ``years=`` for later ones. A year not yet
+published where a patch lies comes back empty and is fetched again on a later run once the source's
+publication lag has passed. The cube keeps each UTM zone on its own grid, so pixels are never
+resampled on write.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from ..zones import utm_zones
 
 ALPHAEARTH_COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
 BANDS = [f"A{i:02d}" for i in range(64)]
-YEARS = range(2017, 2025)
+YEARS = range(2017, 2026)
 
 
 def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | None = None,

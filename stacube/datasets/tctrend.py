@@ -1,8 +1,11 @@
 """TCTrend: Landsat Tasseled Cap trends 2000-2019 (Nitze et al., AWI), on one global EPSG:4326 grid.
 
 Source: the Earth Engine ImageCollection ``users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS``, the
-layer of the "HotSpot TCVIS" viewer: 10 x 5 degree tiles exported at a 30 m scale without a CRS,
-hence on Earth Engine's default EPSG:4326 grid (30 m at the equator, 1/3711.7 degree). Bands
+layer of the "HotSpot TCVIS" viewer: 10 x 5 degree tiles exported at a 30 m scale without a CRS or
+transform (initze/GEE_HotSpot, ``Export.image.toAsset({scale: 30, region: ...})``), hence on Earth
+Engine's EPSG:4326 lattice: pixels of 30 m at the equator (1/3710.65 degree) whose edges are whole
+multiples of the pixel size from (0, 0), the origin of the default projection that ``scale`` scales
+(``Image.clipToBoundsAndScale``). Bands
 ``TCB_slope``, ``TCG_slope`` and ``TCW_slope`` hold the July-August trends of Tasseled Cap
 brightness, greenness and wetness as 8-bit values: ``value / 255 * 0.24 - 0.12`` is the change per
 decade in reflectance units, clipped to +-0.12. The cube declares that as its variables' convention
@@ -33,9 +36,12 @@ SLOPE_RANGE = 0.12  # the 8-bit values span -0.12 to +0.12 per decade
 
 
 def tctrend_grid() -> GeoBox:
-    """The global grid: EPSG:4326 at Earth Engine's 30 m scale from (-180, 90), whole pixels inside +-180, +-90."""
-    shape = (math.floor(180.0 / PIXEL_DEGREES), math.floor(360.0 / PIXEL_DEGREES))
-    return GeoBox(shape, Affine(PIXEL_DEGREES, 0.0, -180.0, 0.0, -PIXEL_DEGREES, 90.0), "EPSG:4326")
+    """The global grid: EPSG:4326 at Earth Engine's 30 m scale on its lattice anchored at (0, 0), the whole
+    pixels inside +-180, +-90 (180 and 90 degrees are not whole pixels: a grid from (-180, 90) would sit
+    0.06 px west and 0.47 px north of the tiles' pixels)."""
+    columns, rows = math.floor(180.0 / PIXEL_DEGREES), math.floor(90.0 / PIXEL_DEGREES)
+    return GeoBox((2 * rows, 2 * columns), Affine(PIXEL_DEGREES, 0.0, -columns * PIXEL_DEGREES, 0.0, -PIXEL_DEGREES,
+                                                  rows * PIXEL_DEGREES), "EPSG:4326")
 
 
 def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048, 2048),

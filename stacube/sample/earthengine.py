@@ -9,6 +9,7 @@ bands on a grid (CRS and affine transform).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -23,12 +24,16 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 import pandas as pd
+import pyproj
+import shapely
+import shapely.geometry
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from ..catalog.earthengine import geobox_from_grid, grid_from_geobox
 from ..catalog.local import rfc3339
+from ..errors import CatalogError
 
 PUBLIC_PROJECT = "earthengine-public"
 
@@ -45,6 +50,7 @@ class EmulatedImage:
     bands: dict[str, np.ndarray]
     properties: dict[str, Any] = field(default_factory=dict)
     masked: dict[str, np.ndarray] = field(default_factory=dict)  # band -> True where the image masks a pixel
+    grid_crs: dict[str, str] | None = None  # the grid's CRS as the service names it (e.g. an SR-ORG code with WKT)
 
     @property
     def collection(self) -> str:
@@ -61,11 +67,14 @@ class EmulatedImage:
     def asset(self) -> dict[str, Any]:
         """The image as the REST API's EarthEngineAsset."""
         grid = grid_from_geobox(GeoBox(self.shape, self.transform, self.crs))
+        if self.grid_crs is not None:
+            grid = {**{k: v for k, v in grid.items() if not k.startswith("crs")}, **self.grid_crs}
         return {
             "type": "IMAGE",
             "name": f"projects/{PUBLIC_PROJECT}/assets/{self.asset_id}",
             "id": self.asset_id,
-            **({"startTime": rfc3339(self.start), "endTime": rfc3339(self.end)} if self.start is not None else {}),
+            **({"startTime": rfc3339(self.start)} if self.start is not None else {}),
+            **({"endTime": rfc3339(self.end)} if self.end is not None else {}),
             "updateTime": "2024-01-01T00:00:00Z",
             "geometry": self.footprint.json,
             "bands": [{"id": name, "dataType": _data_type(values.dtype), "grid": grid}
@@ -76,16 +85,39 @@ class EmulatedImage:
 
 
 def _data_type(dtype: np.dtype) -> dict[str, Any]:
-    """Earth Engine's PixelDataType for a numpy dtype (integers carry their range)."""
+    """Earth Engine's PixelDataType for a numpy dtype (integers carry their range). The service writes
+    protobuf JSON, which leaves out a field that is 0: an unsigned range has no ``min``."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return {"precision": "DOUBLE" if dtype.itemsize == 8 else "FLOAT"}
     info = np.iinfo(dtype)
-    return {"precision": "INT", "range": {"min": int(info.min), "max": int(info.max)}}
+    return {"precision": "INT", "range": {k: v for k, v in (("min", int(info.min)), ("max", int(info.max))) if v}}
 
 
 _CLAUSE = re.compile(r'^\s*(startTime|endTime)\s*(>=|<=|>|<|=)\s*"([^"]+)"\s*$')
 _INTERSECTS = re.compile(r'^\s*intersects\("(.*)"\)\s*$', re.S)
+
+
+def geodesic_region(geojson: dict[str, Any]) -> shapely.Geometry:
+    """A GeoJSON region as Earth Engine reads geometries by default: edges are geodesics. A ring from
+    -180 to 180 encloses nothing (both are one meridian: its geodesic area is 0), and an edge along a
+    parallel bows towards the pole. Returned as a lon/lat shape for planar tests (rings that cross
+    180 degrees are not unwrapped: stacube never sends one)."""
+    geod = pyproj.Geod(ellps="WGS84")
+    shape = shapely.geometry.shape(geojson)
+    polygons = []
+    for polygon in getattr(shape, "geoms", [shape]):
+        area, _ = geod.geometry_area_perimeter(polygon)
+        if abs(area) < 1.0:
+            continue
+        ring: list[tuple[float, float]] = []
+        coords = list(polygon.exterior.coords)
+        for (x1, y1), (x2, y2) in itertools.pairwise(coords):
+            ring.append((x1, y1))
+            between = int(geod.inv(x1, y1, x2, y2)[2] // 20_000)
+            ring += geod.npts(x1, y1, x2, y2, between) if between else []
+        polygons.append(shapely.Polygon(ring).buffer(0))
+    return shapely.union_all(polygons) if polygons else shapely.Polygon()
 
 
 def matches(image: EmulatedImage, query: str | None) -> bool:
@@ -104,8 +136,8 @@ def matches(image: EmulatedImage, query: str | None) -> bool:
                     "=": left == right}[op]:
                 return False
         elif found := _INTERSECTS.match(clause):
-            region = Geometry(json.loads(found.group(1).replace("'", '"')), "EPSG:4326")
-            if not image.footprint.intersects(region):
+            region = geodesic_region(json.loads(found.group(1).replace("'", '"')))
+            if not image.footprint.geom.intersects(region):
                 return False
         else:
             raise ValueError(f"the emulator does not understand the filter clause {clause!r}")
@@ -148,6 +180,7 @@ class EarthEngineEmulator:
         self.refuse_every_other = refuse_every_other
         self.latency_ms = latency_ms
         self.requests: list[str] = []
+        self.bodies: list[dict[str, Any]] = []  # every POST body as parsed (tests read the grids sent)
         self.authorizations: set[str] = set()  # Authorization headers seen (tests check credentials arrive)
         self.token_grants: list[str] = []  # service-account JWTs exchanged at /token
         self.pixel_requests = 0
@@ -189,7 +222,17 @@ class EarthEngineEmulator:
         return None
 
 
-Rendered = dict[str, tuple[np.ndarray, np.ndarray]]  # band -> (values, mask) on the requested grid
+@dataclass
+class Layer:
+    """One band of an evaluated image on the requested grid: values, where they are valid (unmasked),
+    and the image's footprint (where it has pixels at all, masked or not)."""
+
+    values: np.ndarray
+    mask: np.ndarray
+    footprint: np.ndarray
+
+
+Rendered = dict[str, Layer]  # band -> layer on the requested grid
 
 
 def warp_nearest(values: np.ndarray, src: GeoBox, dst: GeoBox) -> tuple[np.ndarray, np.ndarray]:
@@ -209,16 +252,43 @@ def warp_nearest(values: np.ndarray, src: GeoBox, dst: GeoBox) -> tuple[np.ndarr
 def _render_image(image: EmulatedImage, dst: GeoBox) -> Rendered:
     """The image's bands on ``dst``, nearest neighbour (Earth Engine's default), masked outside the image."""
     src = GeoBox(image.shape, image.transform, image.crs)
-    rendered = {name: warp_nearest(values, src, dst) for name, values in image.bands.items()}
-    for name, masked in image.masked.items():
-        values, covered = rendered[name]
-        hidden, _ = warp_nearest(masked.astype("uint8"), src, dst)
-        rendered[name] = values, covered & (hidden == 0)
+    rendered = {}
+    for name, values in image.bands.items():
+        data, covered = warp_nearest(values, src, dst)
+        mask = covered
+        if name in image.masked:
+            hidden, _ = warp_nearest(image.masked[name].astype("uint8"), src, dst)
+            mask = covered & (hidden == 0)
+        rendered[name] = Layer(data, mask, covered)
     return rendered
 
 
+def _constant_dtype(value: Any) -> np.dtype:
+    """Earth Engine's type for a constant: a float is a double, an integer the narrowest integer type."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return np.min_scalar_type(int(value))
+    return np.dtype("float64")
+
+
+CASTS = {"Image.toUint8": "uint8", "Image.toByte": "uint8", "Image.toInt8": "int8", "Image.toUint16": "uint16",
+         "Image.toInt16": "int16", "Image.toShort": "int16", "Image.toUint32": "uint32", "Image.toInt32": "int32",
+         "Image.toInt": "int32", "Image.toInt64": "int64", "Image.toLong": "int64", "Image.toFloat": "float32",
+         "Image.toDouble": "float64"}
+
+
+def _cast(layer: Layer, dtype: np.dtype) -> Layer:
+    """A cast as Earth Engine does it: integer targets clamp to their range (NaN and inf are not kept)."""
+    values = layer.values
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.clip(np.nan_to_num(values.astype("float64")), info.min, info.max)
+        values = np.rint(values) if layer.values.dtype.kind == "f" else values
+    return Layer(values.astype(dtype), layer.mask, layer.footprint)
+
+
 def evaluate(emulator: EarthEngineEmulator, graph: dict[str, Any], dst: GeoBox) -> Rendered:
-    """Evaluate the serialized expression (the subset stacube sends: load, fromImages, mosaic, unmask, select)."""
+    """Evaluate the serialized expression (the subset stacube sends: load, fromImages, mosaic, unmask,
+    select, casts), with Earth Engine's rules for footprints and types."""
     values = graph["values"]
 
     def value(node: dict[str, Any]) -> Any:
@@ -233,48 +303,65 @@ def evaluate(emulator: EarthEngineEmulator, graph: dict[str, Any], dst: GeoBox) 
         if name == "Image.load":
             image = emulator.images.get(value(args["id"]))
             if image is None:
-                raise LookupError(f"Image asset '{value(args['id'])}' not found.")
+                raise LookupError(f"Image.load: Image asset '{value(args['id'])}' not found (does not exist or "
+                                  "caller does not have access)")
             return _render_image(image, dst)
         if name == "Image.constant":
-            return {"constant": (np.full(dst.shape.yx, value(args["value"])), np.ones(dst.shape.yx, bool))}
+            constant = value(args["value"])
+            everywhere = np.ones(dst.shape.yx, bool)
+            return {"constant": Layer(np.full(dst.shape.yx, constant, dtype=_constant_dtype(constant)), everywhere,
+                                      everywhere)}
         if name == "ImageCollection.fromImages":
             return value(args["images"])
         if name == "ImageCollection.mosaic":  # the last image is on top, where it is not masked
             layers = value(args["collection"])
             result: Rendered = {}
             for layer in layers:
-                for band, (data, mask) in layer.items():
+                for band, this in layer.items():
                     if band not in result:
-                        result[band] = (np.zeros_like(data), np.zeros_like(mask))
-                    np.copyto(result[band][0], data, where=mask)
-                    result[band][1][mask] = True
+                        dtype = np.result_type(*[other[band].values.dtype for other in layers if band in other])
+                        result[band] = Layer(np.zeros(this.values.shape, dtype), np.zeros_like(this.mask),
+                                             np.zeros_like(this.footprint))
+                    np.copyto(result[band].values, this.values, where=this.mask, casting="unsafe")
+                    result[band].mask[this.mask] = True
+                    result[band].footprint[this.footprint] = True
             return result
         if name == "Image.unmask":
-            image, fill = value(args["input"]), value(args["value"])
-            fill_values = next(iter(fill.values()))[0]
-            return {band: (np.where(mask, data, fill_values.astype(data.dtype)), np.ones_like(mask))
-                    for band, (data, mask) in image.items()}
+            # the value's type joins the input's (a double constant makes a float32 band double);
+            # sameFootprint (default true) keeps pixels outside the input's footprint masked
+            image, fill = value(args["input"]), next(iter(value(args["value"]).values()))
+            same = value(args["sameFootprint"]) if "sameFootprint" in args else True
+            out = {}
+            for band, layer in image.items():
+                dtype = np.result_type(layer.values.dtype, fill.values.dtype)
+                footprint = layer.footprint if same else layer.footprint | fill.footprint
+                data = np.where(layer.mask, layer.values.astype(dtype), fill.values.astype(dtype))
+                out[band] = Layer(data, layer.mask | (footprint & fill.mask), footprint)
+            return out
         if name == "Image.select":
             image, wanted = value(args["input"]), value(args["bandSelectors"])
             missing = [b for b in wanted if b not in image]
             if missing:
                 raise LookupError(f"Image.select: Pattern '{missing[0]}' did not match any bands.")
             return {band: image[band] for band in wanted}
+        if name in CASTS:
+            return {band: _cast(layer, np.dtype(CASTS[name])) for band, layer in value(args["value"]).items()}
         raise NotImplementedError(f"the emulator does not evaluate {name}")
 
     return value(values[graph["result"]])
 
 
 def npy_bytes(rendered: Rendered, bands: list[str] | None) -> bytes:
-    """The NPY answer: a structured array, one field per band; masked pixels are 0 (as Earth Engine sends)."""
+    """The NPY answer: a structured array, one field per band in its type; masked pixels, and pixels
+    outside the footprint, are 0 (as Earth Engine sends them)."""
     import io
 
     names = bands or list(rendered)
-    first = rendered[names[0]][0]
-    out = np.zeros(first.shape, dtype=[(n, rendered[n][0].dtype) for n in names])
+    first = rendered[names[0]].values
+    out = np.zeros(first.shape, dtype=[(n, rendered[n].values.dtype) for n in names])
     for name in names:
-        data, mask = rendered[name]
-        out[name] = np.where(mask, data, 0)
+        layer = rendered[name]
+        out[name] = np.where(layer.mask, layer.values, 0)
     buffer = io.BytesIO()
     np.save(buffer, out, allow_pickle=False)
     return buffer.getvalue()
@@ -284,7 +371,12 @@ def request_bytes(dst: GeoBox, rendered: Rendered, bands: list[str] | None) -> i
     """What Earth Engine counts against its request limit: band bytes plus one mask byte per pixel."""
     names = bands or list(rendered)
     pixels = dst.shape.y * dst.shape.x
-    return pixels * (sum(rendered[n][0].dtype.itemsize for n in names) + 1)
+    return pixels * (sum(rendered[n].values.dtype.itemsize for n in names) + 1)
+
+
+def _no_constant(token: str) -> Any:
+    """JSON has no NaN or Infinity, and Google's front end refuses a body that holds them."""
+    raise ValueError(f"Invalid JSON payload received. Unexpected token.\n{token}\n^")
 
 
 def _asset_id(name: str) -> str:
@@ -325,9 +417,9 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
             return self._json(200, {"access_token": f"access-{len(emulator.token_grants)}", "expires_in": 3600,
                                     "token_type": "Bearer"})
 
-        def do_GET(self) -> None:
+        def do_GET(self, form: str | None = None) -> None:
             parsed = urlparse(self.path)
-            query = parse_qs(parsed.query)
+            query = parse_qs(parsed.query if form is None else form)
             path = unquote(parsed.path)
             emulator.requests.append(f"GET {path}")
             emulator.authorizations.add(self.headers.get("Authorization", ""))
@@ -348,12 +440,19 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = unquote(urlparse(self.path).path)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.headers.get("X-HTTP-Method-Override") == "GET":
+                # the client turns a GET whose URL is too long (a long region filter) into a POST of its query
+                return self.do_GET(form=raw.decode())
             emulator.requests.append(f"POST {path}")
             emulator.authorizations.add(self.headers.get("Authorization", ""))
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/token":  # Google's OAuth token endpoint, for service-account keys that name it
                 return self._token(parse_qs(raw.decode()))
-            body = json.loads(raw or b"{}")
+            try:
+                body = json.loads(raw or b"{}", parse_constant=_no_constant)
+            except ValueError as err:
+                return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(err)}})
+            emulator.bodies.append(body)
             resource = re.sub(r"^/v1\w*/", "", path)
             if emulator.latency_ms:
                 time.sleep(emulator.latency_ms / 1000)
@@ -363,8 +462,9 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
             try:
                 dst = geobox_from_grid(body["grid"])
                 if max(dst.shape.yx) > MAX_GRID_SIDE:
-                    return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
-                                      f"Grid dimensions must be at most {MAX_GRID_SIDE} per side."}})
+                    message = (f"Pixel grid dimensions ({dst.shape.x}x{dst.shape.y}) must be less than or equal to "
+                               f"{MAX_GRID_SIDE}.")
+                    return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": message}})
                 if resource.endswith(":getPixels"):
                     rendered = _render_image(emulator.images[_asset_id(resource[: -len(":getPixels")])], dst)
                 elif resource.endswith("image:computePixels"):
@@ -380,6 +480,8 @@ def _handler(emulator: EarthEngineEmulator) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, npy_bytes(rendered, bands), "application/octet-stream")
             except (KeyError, LookupError) as err:
                 return self._error(404, str(err).strip("'\""))
+            except (NotImplementedError, CatalogError) as err:
+                return self._json(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(err)}})
 
     return Handler
 

@@ -51,7 +51,8 @@ def test_a_collection_becomes_items_with_bands_projection_and_the_asset_id(emula
     catalog = LocalCatalog(tmp_path, emulator.url, COLLECTION)
     window = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-30"))
     assert sync_earthengine_window(catalog, COLLECTION, window) == 6
-    assert sum(":listAssets" in r for r in emulator.requests) == 2  # 6 images in pages of 4
+    # 6 images in pages of 4 that start in the window, then one page of none that started before it
+    assert sum(":listAssets" in r for r in emulator.requests) == 3
     items = {i.id: i for i in catalog.search(datetime="2024-06-05T00:00:00Z/2024-06-07T00:00:00Z")}
     assert sorted(items) == ["20240606_c0", "20240606_c1"]
     item = items["20240606_c1"]
@@ -331,30 +332,37 @@ def test_the_tctrend_dataset_loads_its_global_grid_from_tiles(emulator, tmp_path
     from odc.geo.geobox import GeoBox
 
     from stacube import Cube
+    from stacube.alignment import on_grid
     from stacube.datasets import tctrend_grid, tctrend_slopes, tctrend_spec
 
     monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
     grid = tctrend_grid()
-    assert grid.crs.epsg == 4326 and grid.resolution.x == pytest.approx(30 / 111319.49079327357)
-    assert grid.extent.boundingbox.left == -180 and grid.extent.boundingbox.top == 90
+    pixel = 30 / 111319.49079327357  # Earth Engine's degrees for a 30 m scale
+    assert grid.crs.epsg == 4326 and grid.resolution.x == pytest.approx(pixel, rel=1e-15)
+    bounds = grid.extent.boundingbox
+    assert -180 <= bounds.left < -180 + pixel and 90 - pixel < bounds.top <= 90  # whole pixels inside the globe
     rng = np.random.default_rng(5)
-    row, col = grid.shape.y // 2 - 5000, grid.shape.x // 2 + 40000  # near 18.5 N, 10.8 E
+    # Tiles as Export.image.toAsset(scale=30, region=...) writes them, built here without tctrend_grid: the
+    # default projection scaled about (0, 0), so pixel edges are whole multiples of the pixel size from 0.
+    col, row = round(10.8 / pixel), round(18.5 / pixel)  # near 18.5 N, 10.8 E
     tiles = []
-    for k in (0, 1):  # two tiles side by side, on the global grid as Earth Engine exported them
-        part = grid[row : row + 60, col + k * 80 : col + k * 80 + 80]
-        bands = {band: rng.integers(1, 256, part.shape.yx, dtype="uint8") for band in ("TCB_slope", "TCG_slope",
-                                                                                         "TCW_slope")}
-        tiles.append(EmulatedImage(f"TEST/TCTREND/TCTrend_SR_tile{k}", None, None, "EPSG:4326", part.transform,
-                                   bands))
+    for k in (0, 1):  # two tiles side by side
+        transform = Affine(pixel, 0.0, (col + k * 80) * pixel, 0.0, -pixel, row * pixel)
+        bands = {band: rng.integers(1, 256, (60, 80), dtype="uint8") for band in ("TCB_slope", "TCG_slope",
+                                                                                  "TCW_slope")}
+        tiles.append(EmulatedImage(f"TEST/TCTREND/TCTrend_SR_tile{k}", None, None, "EPSG:4326", transform, bands))
         emulator.add(tiles[-1])
+        assert on_grid(grid, transform)  # the cube's grid is the tiles' own: nothing is resampled by a fraction
     spec = tctrend_spec(project="test-project", api_url=emulator.url, chunks=(64, 64), collection="TEST/TCTREND")
     assert spec.time is None and list(spec.variables) == ["tcb", "tcg", "tcw"]
     cube = Cube.create(tmp_path / "tctrend", spec, catalog_dir=tmp_path / "catalog")
-    roi = grid[row + 10 : row + 50, col + 40 : col + 130]  # across both tiles, on the cube's own grid
-    tile = cube.load(roi)
+    roi = GeoBox((40, 90), Affine(pixel, 0.0, (col + 40) * pixel, 0.0, -pixel, (row - 10) * pixel), "EPSG:4326")
+    tile = cube.load(roi)  # across both tiles, on the tiles' grid
     for name, band in (("tcb", "TCB_slope"), ("tcw", "TCW_slope")):
         expected = np.concatenate([t.bands[band] for t in tiles], axis=1)[10:50, 40:130]
         np.testing.assert_array_equal(tile[name].values, expected)
+    np.testing.assert_allclose(tile.latitude.values[[0, -1]], [(row - 10.5) * pixel, (row - 49.5) * pixel],
+                               rtol=0, atol=1e-12)  # pixel centres where the tiles have them
     coarse = GeoBox.from_bbox(roi.extent.boundingbox, "EPSG:4326", shape=(20, 45))  # a user's own grid
     assert (cube.load(coarse).tcg.values > 0).all()
     slopes = tctrend_slopes(tile)
