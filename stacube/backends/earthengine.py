@@ -150,6 +150,9 @@ def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype,
         source = source_dtype(items, band, dtype)
         direct = len(ids) == 1 and not (isinstance(nodata, float) and np.isnan(nodata)) and nodata == 0
         wire = source if direct else wire_dtype(source, dtype)
+        if not direct and wire.name not in CASTS:
+            raise ItemError(f"band {band!r} ({source} at the source) would travel as {wire}, a type Earth Engine "
+                            f"cannot cast to; declare its variable as one of {sorted(CASTS)}")
         fill = 0 if direct else fill_value(wire, nodata)
         groups.setdefault((direct, wire.name, fill), []).append(band)
     if len(ids) == 1:

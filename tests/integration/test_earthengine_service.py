@@ -224,3 +224,18 @@ def test_images_without_an_end_time_are_found_however_the_service_compares_them(
                                    "EPSG:32633", box, {"v": np.ones((4, 4), "uint8")}))
     june = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-07-01"))
     assert sorted(i["id"].rsplit("/", 1)[-1] for i in list_images(COLLECTION, june)) == ["annual", "instant"]
+
+
+def test_a_request_over_the_services_limit_fails_with_its_own_words(emulator, tmp_path, monkeypatch):
+    """Should stacube ever size a request past the limit, the error says what the service said, not a guess."""
+    import stacube.sample.earthengine as emulated
+    from stacube.backends.earthengine import read_band
+
+    emulator.add(EmulatedImage(f"{COLLECTION}/big", pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-02"),
+                               "EPSG:32633", Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0),
+                               {"v": np.ones((48, 64), "uint16")}))
+    [item] = _items(emulator, tmp_path)
+    monkeypatch.setattr(emulated, "MAX_REQUEST_BYTES", 1000)  # the service's limit, here lower than stacube's
+    with pytest.raises(ee.EEException, match=r"Total request size \(9216 bytes\) must be less than or equal to "
+                                             r"1000 bytes\."):
+        read_band([item], "v", _grid(500000.0, 5200000.0, (48, 64)), "uint16", 0)  # 48 x 64 x (2 + 1)
