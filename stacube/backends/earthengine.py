@@ -139,8 +139,9 @@ def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype,
     One stored image and nodata 0: ``getPixels``, which sends masked pixels as 0 in the band's own
     type; pixels outside the image's grid are masked here. Otherwise ``computePixels`` of the image
     (or the mosaic, first Item on top) unmasked to the fill with ``sameFootprint`` false, so pixels
-    outside the image(s) take it too rather than coming back as 0, then cast to the wire type: after
-    ``unmask`` a float32 band would otherwise travel (and be sized by Earth Engine) as float64.
+    outside the image(s) take it too rather than coming back as 0. The bands are cast to the wire type
+    before ``unmask`` (so the fill fits, should ``unmask`` keep the input's type) and after it (a
+    float32 band unmasked with a double would otherwise travel, and be sized, as float64).
     """
     import ee
 
@@ -165,7 +166,9 @@ def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype,
             body = {"assetId": ids[0], "fileFormat": "NPY", "bandIds": bands}
             requests.append(Request(bands, body, ee.data.getPixels, np.dtype(wire), 0, True))
             continue
-        expression = getattr(image.select(bands).unmask(fill, False), CASTS[wire])()
+        # cast before unmask too: whether unmask widens the input's type to hold the fill is not documented
+        cast = CASTS[wire]
+        expression = getattr(getattr(image.select(bands), cast)().unmask(fill, False), cast)()
         requests.append(Request(bands, {"expression": expression, "fileFormat": "NPY"}, ee.data.computePixels,
                                 np.dtype(wire), fill, False))
     return requests
@@ -175,7 +178,7 @@ def _arrived(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, nodata: Any
     """A band as it arrived, valid where ``valid``, in the cube's dtype with its nodata elsewhere, and how
     many valid pixels had to be clipped into that dtype (a source wider than the variable)."""
     if dtype.kind == "b":
-        return valid & (values != 0), 0
+        return np.where(valid, values != 0, bool(nodata)), 0
     if values.dtype == dtype:
         out = values.copy()
         out[~valid] = nodata

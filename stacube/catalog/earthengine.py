@@ -153,6 +153,9 @@ def _plain(properties: dict[str, Any]) -> dict[str, Any]:
             (isinstance(v, list) and all(isinstance(x, (str, int, float, bool)) for x in v))}
 
 
+POLE_LIMIT = 89.99
+
+
 def region_pieces(bbox: tuple[float, float, float, float], width: float = 90.0, step: float = 1.0,
                   pad: float = 0.01) -> list[dict[str, Any]]:
     """GeoJSON polygons that cover ``bbox`` whether Earth Engine reads their edges as geodesics or as
@@ -170,7 +173,9 @@ def region_pieces(bbox: tuple[float, float, float, float], width: float = 90.0, 
         return region_pieces((west, south, 180.0, north), width, step, pad) + \
             region_pieces((-180.0, south, east, north), width, step, pad)
     west, east = max(west - pad, -180.0), min(east + pad, 180.0)
-    south, north = max(south - pad, -90.0), min(north + pad, 90.0)
+    # not quite to a pole: there every vertex of an edge along the parallel is one point, a ring Earth
+    # Engine may refuse; what lies within 1 km of a pole and nowhere else is left out
+    south, north = max(south - pad, -POLE_LIMIT), min(north + pad, POLE_LIMIT)
     count = max(1, math.ceil((east - west) / width - 1e-9))
     edges = np.linspace(west, east, count + 1)
     pieces = []
@@ -259,9 +264,9 @@ def _meets(image: dict[str, Any], window: Window, check_region: bool = True) -> 
         return pd.Timestamp(stamp).tz_convert("UTC").tz_localize(None)
 
     start = utc(image["startTime"])
-    if image.get("endTime") is None:  # an instant: inside the half-open window
+    end = utc(image["endTime"]) if image.get("endTime") else start
+    if end <= start:  # an instant: inside the half-open window
         return (window.start is None or start >= window.start) and (window.end is None or start < window.end)
-    end = utc(image["endTime"])
     return (window.end is None or start < window.end) and (window.start is None or end > window.start)
 
 

@@ -179,6 +179,9 @@ class EarthEngineEmulator:
         self.page_size = page_size
         self.refuse_every_other = refuse_every_other
         self.latency_ms = latency_ms
+        # whether unmask's output type holds the fill (the union of both types) or stays the input's, the
+        # fill clamped into it: undocumented, so tests run both
+        self.unmask_widens = True
         self.requests: list[str] = []
         self.bodies: list[dict[str, Any]] = []  # every POST body as parsed (tests read the grids sent)
         self.authorizations: set[str] = set()  # Authorization headers seen (tests check credentials arrive)
@@ -333,6 +336,8 @@ def evaluate(emulator: EarthEngineEmulator, graph: dict[str, Any], dst: GeoBox) 
             same = value(args["sameFootprint"]) if "sameFootprint" in args else True
             out = {}
             for band, layer in image.items():
+                if not emulator.unmask_widens:  # the other reading of the docs: the input's type, fill clamped
+                    fill = _cast(fill, layer.values.dtype)
                 dtype = np.result_type(layer.values.dtype, fill.values.dtype)
                 footprint = layer.footprint if same else layer.footprint | fill.footprint
                 data = np.where(layer.mask, layer.values.astype(dtype), fill.values.astype(dtype))

@@ -75,10 +75,13 @@ def test_unsigned_bands_are_catalogued_unsigned_and_read_in_one_request(emulator
     rng = np.random.default_rng(1)
     state = rng.integers(0, 65536, (48, 64), dtype="uint16")
     state[0, :3] = (0, 65535, 40000)  # both ends of the range, and above int16's
+    state[state == 7] = 8  # 7 is the second case's nodata: no real pixel holds it
+    hidden = np.zeros((48, 64), bool)
+    hidden[30:40, 10:20] = True
     emulator.add(EmulatedImage(f"{COLLECTION}/a", pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-02"),
                                "EPSG:32633", Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0),
                                {"state": state, "flags": rng.integers(0, 256, (48, 64), dtype="uint8"),
-                                "obs": rng.integers(-128, 128, (48, 64), dtype="int8")}))
+                                "obs": rng.integers(-128, 128, (48, 64), dtype="int8")}, masked={"state": hidden}))
     served = emulator.images[f"{COLLECTION}/a"].asset()["bands"]
     assert served[0]["dataType"] == {"precision": "INT", "range": {"max": 65535}}  # as the service writes it
     [item] = _items(emulator, tmp_path)
@@ -91,9 +94,8 @@ def test_unsigned_bands_are_catalogued_unsigned_and_read_in_one_request(emulator
         emulator.requests.clear()
         got = backend.read_band([item], "state", grid, "uint16", nodata)
         assert [r.rsplit(":", 1)[-1] for r in _pixel_requests(emulator)] == [fetch]
-        expected = state.copy()
-        expected[expected == nodata] = nodata  # the cube's own nodata value stays nodata
-        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got, np.where(hidden, nodata, state))  # masked: the cube's nodata
+        assert got[0, 1] == 65535 and got[0, 2] == 40000
 
 
 def _edge_image(dtype, values, masked):
@@ -130,11 +132,15 @@ def test_a_float_cube_sends_no_nan_and_masked_or_missing_pixels_are_nan_while_ze
     [body] = [b for b in emulator.bodies if "expression" in b]
     constants = [c for c in _constants(body) if isinstance(c, float)]
     assert constants and all(math.isfinite(c) for c in constants)  # a finite fill, never NaN
-    assert False in _constants(body)  # sameFootprint false: outside the image takes the fill too
+    assert any(c is False for c in _constants(body))  # sameFootprint false: outside the image takes the fill
 
 
-def test_outside_the_footprint_is_nodata_and_real_zeros_stay_for_an_integer_band(emulator, tmp_path):
+@pytest.mark.parametrize("unmask_widens", [True, False])
+def test_outside_the_footprint_is_nodata_and_real_zeros_stay_for_an_integer_band(emulator, tmp_path, unmask_widens):
+    """Whichever type ``unmask`` gives (undocumented: the union with the fill's, or the input's)."""
     from stacube.backends.earthengine import read_band
+
+    emulator.unmask_widens = unmask_widens
 
     values, masked = _edge_values("int16")
     emulator.add(_edge_image("int16", values, masked))
@@ -152,6 +158,39 @@ def test_outside_the_footprint_is_nodata_and_real_zeros_stay_for_an_integer_band
     expected[10:40, 60:80] = right[:, :20]
     np.testing.assert_array_equal(both, expected)
     assert (both[:, 50:60] == -9999).all()  # the gap between the images: nodata, not zeros
+
+
+@pytest.mark.parametrize("unmask_widens", [True, False])
+def test_a_fill_the_source_type_cannot_hold_still_marks_masked_pixels(emulator, tmp_path, unmask_widens):
+    """A uint8 band into an int16 variable with nodata -9999: the fill must not be clamped to a 0 that reads as data."""
+    from stacube.backends.earthengine import read_band
+
+    emulator.unmask_widens = unmask_widens
+    values = np.arange(30 * 40, dtype="int64").reshape(30, 40) % 256
+    masked = np.zeros((30, 40), bool)
+    masked[:, :5] = True
+    emulator.add(_edge_image("uint8", values, masked))
+    [item] = _items(emulator, tmp_path)
+    got = read_band([item], "v", _grid(500000.0, 5200000.0, (30, 50)), "int16", -9999)
+    expected = np.full((30, 50), -9999, "int16")
+    expected[:, :40] = np.where(masked, -9999, values)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_boolean_variable_reads_true_false_and_its_nodata(emulator, tmp_path):
+    from stacube.backends.earthengine import read_band
+
+    values = np.indices((30, 40)).sum(axis=0) % 2
+    masked = np.zeros((30, 40), bool)
+    masked[10:20, 10:20] = True
+    emulator.add(_edge_image("uint8", values, masked))
+    [item] = _items(emulator, tmp_path)
+    grid = _grid(500000.0, 5200000.0, (30, 50))
+    for nodata in (False, True):
+        got = read_band([item], "v", grid, "bool", nodata)
+        expected = np.full((30, 50), nodata)
+        expected[:, :40] = np.where(masked, nodata, values.astype(bool))
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_a_grid_without_an_epsg_code_travels_as_wkt(emulator, tmp_path):
@@ -219,11 +258,13 @@ def test_images_without_an_end_time_are_found_however_the_service_compares_them(
     monkeypatch.setattr(emulated, "matches", lenient)
     box = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0)
     for name, start, end in (("instant", "2024-06-05T10:00", None), ("before", "2024-05-20T10:00", None),
-                             ("annual", "2024-01-01", "2025-01-01"), ("later", "2024-07-02", None)):
+                             ("annual", "2024-01-01", "2025-01-01"), ("later", "2024-07-02", None),
+                             ("zero", "2024-06-01", "2024-06-01")):  # an end equal to its start: an instant
         emulator.add(EmulatedImage(f"{COLLECTION}/{name}", pd.Timestamp(start), end and pd.Timestamp(end),
                                    "EPSG:32633", box, {"v": np.ones((4, 4), "uint8")}))
     june = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-07-01"))
-    assert sorted(i["id"].rsplit("/", 1)[-1] for i in list_images(COLLECTION, june)) == ["annual", "instant"]
+    assert sorted(i["id"].rsplit("/", 1)[-1] for i in list_images(COLLECTION, june)) == ["annual", "instant",
+                                                                                        "zero"]
 
 
 def test_a_request_over_the_services_limit_fails_with_its_own_words(emulator, tmp_path, monkeypatch):
