@@ -180,7 +180,8 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
         step = tile.isel(time=-1) if time is None else \
             tile.isel(time=time) if isinstance(time, int) else tile.sel(time=pd.Timestamp(time), method="nearest")
         when, tile = pd.Timestamp(step.time.values), step
-    xs, ys = tile["x"].values, tile["y"].values
+    y_dim, x_dim = tile.odc.spatial_dims  # y/x, or latitude/longitude on a geographic grid
+    xs, ys = tile[x_dim].values, tile[y_dim].values
     dx = (xs[1] - xs[0]) if len(xs) > 1 else 1.0
     dy = (ys[1] - ys[0]) if len(ys) > 1 else -1.0
     extent = (xs[0] - dx / 2, xs[-1] + dx / 2, ys[-1] + dy / 2, ys[0] - dy / 2)

@@ -182,11 +182,11 @@ def read_tile(
 def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, variables: Sequence[str],
                  values: dict[str, np.ndarray]) -> xr.Dataset:
     """The Tile as a Dataset: ``values`` per variable on ``dst`` (and the time ``steps``), with nodata and units."""
-    coords = dict(xr_coords(dst))
-    dims: tuple[str, ...] = ("y", "x")
+    coords = dict(xr_coords(dst))  # odc-geo's: y/x for a projected CRS, latitude/longitude for a geographic one
+    dims: tuple[str, ...] = tuple(dst.dimensions)
     if steps is not None:
         coords["time"] = pd.DatetimeIndex(spec.time[list(steps)])
-        dims = ("time", "y", "x")
+        dims = ("time", *dims)
     data_vars = {}
     for name in variables:
         variable = spec.variables[name]

@@ -28,15 +28,26 @@ def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 
 
+def _utc_offset(text: str) -> pd.Timedelta:
+    """The UTC offset a time string states (0 when it states none: the cube's times are UTC)."""
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return pd.Timedelta(0)
+    return pd.Timedelta(stamp.utcoffset() or 0)
+
+
 def _interval(value: Any) -> Interval:
     """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
     if isinstance(value, str):
         try:
             period = pd.Period(value)
         except (ValueError, TypeError):
-            stamp = _naive_utc(pd.Timestamp(value))  # e.g. an ISO string with a time zone
+            stamp = _naive_utc(pd.Timestamp(value))  # e.g. an ISO string with a named time zone
             return stamp, stamp
-        return period.start_time, period.end_time
+        offset = _utc_offset(value)
+        # pandas reads the wall time of "2021-06-03T01:00+05:00" and drops its offset: move it to UTC
+        return period.start_time - offset, period.end_time - offset
     if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
         stamp = _naive_utc(pd.Timestamp(value))
         return stamp, stamp
@@ -62,7 +73,10 @@ def toi_intervals(toi: Any) -> list[Interval]:
     if isinstance(toi, (str, pd.Timestamp, datetime, date, np.datetime64)):
         return [_interval(toi)]
     if isinstance(toi, Iterable):
-        return [_interval(v) for v in toi]
+        intervals = [_interval(v) for v in toi]
+        if not intervals:
+            raise ValueError("an empty TOI selects nothing; pass toi=None for every step")
+        return intervals
     raise TypeError(f"cannot read {toi!r} as a time of interest")
 
 
@@ -74,6 +88,8 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
         return None
     if toi is None:
         return list(range(len(axis)))
+    if isinstance(toi, (list, tuple, set, pd.Index, np.ndarray)) and len(toi) == 0:
+        raise TOIError(f"TOI {toi!r} is empty and selects nothing; pass toi=None for every step")
     try:
         intervals = toi_intervals(toi)
     except (TypeError, ValueError, OverflowError) as err:

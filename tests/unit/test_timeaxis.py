@@ -65,3 +65,39 @@ def test_toi_on_a_cube_without_time_is_refused():
 
 def test_step_range_is_half_open_period():
     assert step_range(DAILY, 3) == (pd.Timestamp("2024-01-04"), pd.Timestamp("2024-01-05"))
+
+
+SERIES = pd.date_range("2021-06-01", periods=7, freq="D")
+
+
+@pytest.mark.parametrize("written, utc", [
+    ("2021-06-03T01:00+05:00", "2021-06-02T20:00"),  # the day before, in UTC
+    ("2021-06-02T23:00-02:00", "2021-06-03T01:00"),  # the day after
+    ("2021-06-03T01Z", "2021-06-03T01:00"),
+    ("2021-06-03T23:30:00-00:45", "2021-06-04T00:15"),
+])
+def test_a_time_with_an_offset_selects_the_day_of_its_utc_instant(written, utc):
+    assert select_steps(SERIES, written) == select_steps(SERIES, pd.Timestamp(written)) == \
+        select_steps(SERIES, pd.Timestamp(utc))
+
+
+def test_a_slice_with_offsets_starts_and_ends_at_its_utc_instants():
+    assert select_steps(SERIES, slice("2021-06-02T23:00-02:00", "2021-06-03")) == [2]  # 06-03 01:00 UTC on
+    assert select_steps(SERIES, slice("2021-06-02", "2021-06-04T01:00+02:00")) == [1, 2]  # to 06-03 23:00:59 UTC
+    assert select_steps(SERIES, slice("2021-06-02", "2021-06-04T01+02:00")) == [1, 2]  # the hour 23:00-23:59 UTC
+    assert select_steps(SERIES, slice("2021-06-02", "2021-06-04T03:00+02:00")) == [1, 2, 3]  # 06-04 01:00 UTC
+
+
+def test_offsets_are_read_the_same_by_the_cli_and_by_flow_parameters():
+    from stacube.cli import parse_time
+    from stacube.flows.download import toi_from_parameter
+
+    assert select_steps(SERIES, parse_time("2021-06-02T23:00-02:00/2021-06-03")) == [2]
+    assert select_steps(SERIES, toi_from_parameter({"start": "2021-06-02T23:00-02:00", "end": "2021-06-03"})) == [2]
+    assert select_steps(SERIES, toi_from_parameter("2021-06-03T01:00+05:00")) == [1]
+
+
+@pytest.mark.parametrize("empty", [[], (), pd.DatetimeIndex([])])
+def test_an_empty_toi_is_refused_by_name(empty):
+    with pytest.raises(TOIError, match="is empty and selects nothing; pass toi=None"):
+        select_steps(SERIES, empty)

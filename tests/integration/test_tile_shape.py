@@ -1,0 +1,66 @@
+"""A Tile is shaped as odc-stac shapes a load on the same GeoBox: dims, coordinates and CRS, not only values."""
+
+from __future__ import annotations
+
+import numpy as np
+import odc.stac
+import pandas as pd
+import pytest
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from stacube import Cube, CubeSpec, StacSource, Variable
+
+from .test_load import items_of
+
+
+def _same_shape(tile: xr.Dataset, ref: xr.Dataset) -> None:
+    """Dims in order, every coordinate's values, and the CRS odc-geo reads, as odc-stac has them."""
+    assert tile.dem.dims == ref.dem.dims
+    assert set(tile.coords) == set(ref.coords)
+    for name in ref.coords:
+        if name == "time":  # the cube's steps are its axis labels; odc-stac's, the Items' own times
+            assert (tile.time.dt.floor("D").values == ref.time.dt.floor("D").values).all()
+        elif name == "spatial_ref":
+            assert tile.odc.crs == ref.odc.crs and int(tile.spatial_ref) == int(ref.spatial_ref)
+        else:
+            np.testing.assert_array_equal(tile[name].values, ref[name].values, err_msg=name)
+    assert tile.odc.geobox == ref.odc.geobox
+
+
+@pytest.mark.parametrize("crs, resolution", [("EPSG:3413", 20.0), ("EPSG:4326", 0.0002)])
+def test_a_spatial_tile_has_odc_geos_dims_and_coordinates(servers, make_cube, sample_layout, crs, resolution):
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    roi = GeoBox.from_bbox(zone[300:700, 300:800].extent.to_crs(crs).boundingbox, crs, resolution=resolution)
+    tile = cube.load(roi)
+    ref = odc.stac.load(items_of(api.url), bands=["dem"], geobox=roi, groupby=lambda *_: 0).isel(time=0, drop=True)
+    _same_shape(tile, ref)
+    spatial = ("latitude", "longitude") if crs == "EPSG:4326" else ("y", "x")
+    assert tile.dem.dims == spatial and set(tile.sizes) == set(spatial)  # two dimensions, not four
+    y, x = (float(tile[d][len(tile[d]) // 2]) for d in spatial)
+    point = tile.sel({spatial[0]: y, spatial[1]: x})  # .sel by the coordinates odc-geo names
+    assert point.dem.shape == ()
+    assert np.isfinite(tile.dem.values).mean() > 0.5
+
+
+def test_a_tile_with_time_on_a_geographic_grid_has_odc_stacs_dims(time_servers, tmp_path):
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    extent = TIME_LAYOUT.extent_geobox()[100:600, 100:600].extent.to_crs("EPSG:4326").boundingbox
+    roi = GeoBox.from_bbox(extent, "EPSG:4326", resolution=0.0003)
+    tile = cube.load(roi, toi=["2021-06-03", "2021-06-05"])
+    ref = odc.stac.load(items_of(api.url, "sample-series"), bands=["dem"], geobox=roi, groupby="time")
+    ref = ref.sel(time=ref.time.dt.strftime("%m-%d").isin(["06-03", "06-05"]))
+    assert tile.dem.dims == ("time", "latitude", "longitude")
+    _same_shape(tile, ref)
+    cold = tile.dem.values
+    again = cube.load(roi, toi=["2021-06-03", "2021-06-05"], offline=True)
+    xr.testing.assert_identical(again.drop_attrs(), tile.drop_attrs())
+    assert np.isfinite(cold).mean() > 0.5
