@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
@@ -45,17 +46,37 @@ class ZoneGrid:
     def chunk_geobox(self, iy: int, ix: int) -> GeoBox:
         return self.geobox[self.chunk_slices(iy, ix)]
 
-    def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
-        """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
+    def local_roi(self, roi: Geometry) -> Geometry | None:
+        """``roi`` in this zone's CRS, or None where it does not meet the zone.
+
+        A lon/lat ROI larger than the projection's domain (the globe, a polar cap, a box across 180
+        degrees) cannot be projected whole; then the part of it inside the zone's own lon/lat
+        footprint is (see ``stacube.lonlat.in_zone``).
+        """
         try:
             local = roi.to_crs(self.geobox.crs)
-        except Exception:  # noqa: BLE001 - a region not representable in this CRS does not touch it
+            coords = shapely.get_coordinates(local.geom)
+            if not np.isfinite(coords).all():
+                raise ValueError("non-finite coordinates")
+            if local.is_empty or not local.is_valid:
+                local = local.buffer(0)
+            if _meets(self.geobox.extent, local):
+                return local
+        except Exception:  # noqa: BLE001 - a region not representable as a whole in this CRS
+            pass
+        if not roi.crs.geographic:
             return None
-        if local.is_empty or not local.is_valid:
-            local = local.buffer(0)
+        from .lonlat import in_zone
+
+        local = in_zone(roi, self.geobox)
+        return local if local is not None and _meets(self.geobox.extent, local) else None
+
+    def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
+        """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
+        local = self.local_roi(roi)
+        if local is None:
+            return None
         overlap = self.geobox.extent.intersection(local)
-        if not _meets(self.geobox.extent, local):
-            return None
         x0, y0, x1, y1 = overlap.boundingbox
         inverse = ~self.geobox.transform
         cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
@@ -70,10 +91,10 @@ class ZoneGrid:
 
     def chunks_under(self, roi: Geometry) -> Iterator[tuple[int, int]]:
         """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone."""
-        window = self.pixel_window(roi)
+        local = self.local_roi(roi)
+        window = None if local is None else self.pixel_window(local)
         if window is None:
             return
-        local = roi.to_crs(self.geobox.crs)
         for iy, ix in self.chunks_in(window):
             if _meets(self.chunk_geobox(iy, ix).extent, local):
                 yield iy, ix

@@ -14,8 +14,8 @@ import pystac
 import shapely
 import zarr
 from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from pyproj import Transformer
 
 from .alignment import declared_crs
 from .catalog import LocalCatalog, Window, sync_source
@@ -23,6 +23,7 @@ from .duplicates import drop_duplicates
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid
 from .layout import FILLED
+from .lonlat import lonlat_bounds, lonlat_footprint
 from .spec import CubeSpec
 from .timeaxis import step_range
 
@@ -132,42 +133,6 @@ def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequenc
     return keep
 
 
-def lonlat_bounds(footprint: Geometry) -> tuple[float, float, float, float]:
-    """Lon/lat bounds of a projected footprint that stay right at the poles and across the antimeridian.
-
-    A plain ``to_crs`` of a polar-stereographic chunk around the pole, or of a chunk crossing
-    180 degrees, gives a polygon that misses Items it covers; searching too wide is safe instead,
-    because Items are matched to patches exactly in the zone's own CRS afterwards.
-    """
-    crs = footprint.crs
-    hull = footprint.geom if footprint.geom.geom_type == "Polygon" else footprint.geom.convex_hull
-    ring = hull.exterior if hull.geom_type == "Polygon" else hull  # a point or a line: itself
-    outline = shapely.segmentize(ring, max(ring.length / 256, 1e-9)) if ring.length else ring
-    xs, ys = np.asarray(outline.coords).T
-    to_lonlat = Transformer.from_crs(crs.proj, "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform(xs, ys)
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    lon, lat = lon[ok], lat[ok]
-    west, south, east, north = float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())
-    if np.abs(np.diff(lon)).max(initial=0) > 180:  # the outline jumps across the antimeridian
-        west, east = -180.0, 180.0
-    from_lonlat = Transformer.from_crs("EPSG:4326", crs.proj, always_xy=True)
-    for pole in (90.0, -90.0):
-        px, py = from_lonlat.transform(0.0, pole)
-        if np.isfinite(px) and np.isfinite(py) and footprint.geom.contains(shapely.Point(px, py)):
-            west, east = -180.0, 180.0
-            north, south = (90.0, south) if pole > 0 else (north, -90.0)
-    return west, south, east, north
-
-
-def lonlat_footprint(footprint: Geometry) -> shapely.Geometry:
-    """A projected footprint in lon/lat: its outline, or its lon/lat box around a pole or across 180 degrees."""
-    west, south, east, north = lonlat_bounds(footprint)
-    if east - west >= 180:
-        return shapely.box(west, south, east, north)
-    return footprint.to_crs("EPSG:4326", resolution=max(footprint.geom.length / 64, 1e-9)).geom
-
-
 def roi_record(roi: Geometry, max_points: int = 256) -> dict[str, Any]:
     """An ROI as lon/lat GeoJSON to keep in a commit's metadata (what ``Cube.rois`` and the state picture
     show): its outline to a micro-degree, or its convex hull when the outline is long."""
@@ -193,15 +158,21 @@ def search_window(patches: Sequence[PatchIndex]) -> Window:
     return Window(bbox, min(s for s, _ in periods), max(e for _, e in periods))
 
 
-def _footprints_in(crs: CRS, items: Sequence[pystac.Item]) -> list[shapely.Geometry]:
-    """Item footprints in a zone's CRS (empty where an Item cannot be expressed in it)."""
+def _footprints_in(zone: GeoBox, items: Sequence[pystac.Item]) -> list[shapely.Geometry]:
+    """Item footprints in a zone's CRS (empty where an Item does not meet the zone). A footprint larger
+    than the projection's domain (an Item placed by a global bbox) keeps the part inside the zone."""
+    grid = ZoneGrid("", zone, (1, 1))
     out = []
     for item in items:
+        footprint = Geometry(item.geometry, "EPSG:4326") if item.geometry else None
         try:
             # densified first (0.05 degree segments): a lon/lat box around a pole is a disc in polar CRSs
-            geom = Geometry(item.geometry, "EPSG:4326").to_crs(crs, resolution=0.05, check_and_fix=True).geom
-        except Exception:  # noqa: BLE001 - an Item far outside a projection's domain does not touch the zone
-            geom = shapely.Polygon()
+            geom = footprint.to_crs(zone.crs, resolution=0.05, check_and_fix=True).geom
+            if not np.isfinite(shapely.get_coordinates(geom)).all():
+                raise ValueError("non-finite coordinates")
+        except Exception:  # noqa: BLE001 - not representable whole in this CRS: the part inside the zone
+            local = grid.local_roi(footprint) if footprint is not None else None
+            geom = local.geom if local is not None else shapely.Polygon()
         out.append(geom if geom.is_valid else geom.buffer(0))
     return out
 
@@ -234,7 +205,7 @@ def attach_items(
             out.append(patch.with_items(()))
             continue
         if patch.zone not in trees:
-            trees[patch.zone] = shapely.STRtree(_footprints_in(spec.zones[patch.zone].crs,
+            trees[patch.zone] = shapely.STRtree(_footprints_in(spec.zones[patch.zone],
                                                                [items[i] for i in candidates]))
         tree = trees[patch.zone]
         footprint = patch.geobox.extent.geom

@@ -30,6 +30,7 @@ from shapely.geometry import box
 
 from ..errors import CatalogError
 from . import small_search
+from .footprints import trusted
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class LocalCatalog:
             new = {}
             for item in items:
                 if item["id"] not in known:
-                    new[item["id"]] = item
+                    new[item["id"]] = trusted(item)  # a footprint that cannot say where pixels are: repaired
             if not new:
                 return 0
             (self.folder / "items").mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.transform import Affine
 
-from ..plan import lonlat_footprint
+from ..lonlat import lonlat_footprint
 
 DEM_NODATA = -9999.0
 MASK_NODATA = 0

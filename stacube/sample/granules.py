@@ -26,7 +26,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
-from ..plan import lonlat_footprint
+from ..lonlat import lonlat_footprint
 from .generate import _write_cog
 
 # Earth Search asset key -> (band, resolution in metres, dtype)

@@ -13,6 +13,7 @@ import odc.stac
 import pandas as pd
 import pystac
 import pytest
+import shapely.geometry
 import xarray as xr
 from odc.geo import xy_
 from odc.geo.geobox import GeoBox
@@ -327,3 +328,50 @@ def test_an_arcticdem_tile_at_the_edge_of_the_published_grid_loads(tmp_path):
     np.testing.assert_array_equal(tile.dem.values, direct)
     assert (tile.datamask.values == 1).all() and tile.odc.geobox == window
     assert _metadata(cube).get("items_misaligned") is None  # the 32 m files lie on the 32 m grid
+
+
+def test_items_with_an_empty_or_a_bow_tie_footprint_still_fill_their_patches(tmp_path, caplog):
+    """Two ArcticDEM tiles' Items (PGC's layout) whose geometries a catalog got wrong: one empty, one a
+    bow-tie. They are placed by their bbox; every pixel odc-stac reads from them is in the cube, and no
+    patch is recorded filled without them. (A STAC API that searches by geometry never returns the
+    empty one for a bbox: it enters the local catalog here as from a server that indexes bboxes.)"""
+    record = recorded("pgc", "81_24_32m_v4.1")
+    folder = tmp_path / "pgc"
+    folder.mkdir()
+
+    def pixels(item, key, box):
+        if key == "datamask":
+            return np.ones(box.shape.yx, dtype="uint8")
+        return (200 + 150 * reflectance_field(box, seed=len(item["id"]))).astype("float32")
+
+    empty = localize(record, ["dem", "datamask"], folder, pixels, item_id="81_24_32m_v4.1_empty",
+                     window=Window(dx=73_472.0, dy=6_400.0, size=4_096.0))
+    bowtie = localize(record, ["dem", "datamask"], folder, pixels, item_id="81_24_32m_v4.1_bowtie",
+                      window=Window(dx=73_472.0 + 4_096.0, dy=6_400.0, size=4_096.0))
+    empty["geometry"] = {"type": "Polygon", "coordinates": []}
+    ring = bowtie["geometry"]["coordinates"][0]
+    ring[1], ring[2] = ring[2], ring[1]  # two corners swapped: the ring crosses itself
+    bowtie["geometry"]["coordinates"][0] = ring
+    assert not shapely.geometry.shape(bowtie["geometry"]).is_valid
+    both = asset_grid(empty, "dem")
+    both = GeoBox((both.shape.y, both.shape.x * 2), both.transform, both.crs)  # the two windows side by side
+    spec = arcticdem_spec(32, chunks=(64, 64))
+    with caplog.at_level(logging.WARNING, logger="stacube"), \
+            serve_sample(write_collection(folder, [empty, bowtie], "arcticdem-mosaics-v4.1-32m")) as (_files, api):
+        spec = dataclasses.replace(spec, source=dataclasses.replace(spec.source, api_url=api.url))
+        cube = Cube.create(tmp_path / "dem", spec, catalog_dir=tmp_path / "catalog")
+        as_served = _served_item(folder, empty["id"])
+        assert as_served["geometry"] == {"type": "Polygon", "coordinates": []}
+        assert cube.catalog.append([as_served]) == 1
+        tile = cube.load(both)
+        served = [pystac.Item.from_dict(_served_item(folder, i["id"])) for i in (empty, bowtie)]
+        direct = odc.stac.load(served, bands=["dem"], geobox=both, groupby=lambda *_: 0)["dem"].values[0]
+    np.testing.assert_array_equal(tile.dem.values, direct)
+    assert np.isfinite(tile.dem.values).all() and (tile.datamask.values == 1).all()  # 2 x 128 x 128 px, none lost
+    notes = {i.id: i.properties["stacube:footprint"] for i in cube.catalog.search()}
+    assert notes["81_24_32m_v4.1_empty"] == "geometry empty: placed by its bbox"
+    assert notes["81_24_32m_v4.1_bowtie"].startswith("geometry invalid (Self-intersection")
+    assert notes["81_24_32m_v4.1_bowtie"].endswith("placed by its bbox") and len(notes) == 2
+    assert sum("placed by its bbox" in r.getMessage() for r in caplog.records) == 2
+    state = cube.state()
+    assert state.has_data.all() and len(state) == len(cube.plan(both).patches) == 15  # the windows are off-chunk

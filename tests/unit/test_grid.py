@@ -77,3 +77,34 @@ def test_earth_engine_requests_stay_within_bytes_and_side_limits():
     assert all(w[1].stop - w[1].start <= 32768 and (w[0].stop - w[0].start) * (w[1].stop - w[1].start) * 5
                <= 48 * 1024 * 1024 for w in big)
     assert sum((w[0].stop - w[0].start) * (w[1].stop - w[1].start) for w in big) == 70000 * 70000  # no overlap
+
+
+def test_a_polar_cap_and_the_globe_plan_the_zone_parts_they_cover():
+    """Lon/lat boxes larger than a projection's domain were 'outside every zone'."""
+    import numpy as np
+    from odc.geo.geom import box
+    from pyproj import Transformer
+
+    from stacube.datasets import arcticdem_spec, sentinel2_l2a_spec
+
+    dem = arcticdem_spec(32, chunks=(8192, 8192))
+    grid = ZoneGrid("epsg3413", dem.zones["epsg3413"], dem.chunks)
+    cap = set(grid.chunks_under(box(-180, 60, 180, 90, "EPSG:4326")))
+    to_lonlat = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True)
+    rows, columns = grid.chunk_counts
+    for iy in range(rows):
+        for ix in range(columns):
+            ring = np.asarray(grid.chunk_geobox(iy, ix).extent.geom.exterior.coords)
+            lats = to_lonlat.transform(ring[:, 0], ring[:, 1])[1]
+            if lats.min() > 60.01:
+                assert (iy, ix) in cap, (iy, ix)  # wholly north of 60 N: planned
+            elif lats.max() < 59.99:
+                assert (iy, ix) not in cap, (iy, ix)  # wholly south: not
+    assert 0 < len(cap) < rows * columns
+    world = set(grid.chunks_under(box(-180, -90, 180, 90, "EPSG:4326")))
+    assert len(world) == rows * columns
+    s2 = sentinel2_l2a_spec((11.0, 47.0, 13.5, 48.0), "2024-06-01", "2024-06-02", api_url="http://127.0.0.1:9")
+    for name, zone in s2.zones.items():
+        utm = ZoneGrid(name, zone, s2.chunks)
+        assert len(list(utm.chunks_under(box(-180, -90, 180, 90, "EPSG:4326")))) == np.prod(utm.chunk_counts)
+        assert list(utm.chunks_under(box(-180, 60, 180, 90, "EPSG:4326"))) == []  # north of the zone: none
