@@ -269,6 +269,8 @@ def catalog_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson 
 
 # --- cube ---------------------------------------------------------------------------------------
 def _info(the_cube: Any) -> dict[str, Any]:
+    from .crs import crs_label
+
     spec = the_cube.spec
     return {"url": str(the_cube.url), "name": spec.name, "variables": list(spec.variables),
             "conventions": {name: "as read (made before conventions were declared)" if v.convention is None else
@@ -276,7 +278,7 @@ def _info(the_cube: Any) -> dict[str, Any]:
                                                                                                else "")
                             for name, v in spec.variables.items()},
             "radiometry": spec.source.radiometry,
-            "zones": {n: f"{g.crs} {g.shape.y}x{g.shape.x} px" for n, g in spec.zones.items()},
+            "zones": {n: f"{crs_label(g.crs)} {g.shape.y}x{g.shape.x} px" for n, g in spec.zones.items()},
             "chunks": list(spec.chunks),
             "time": None if spec.time is None else f"{spec.time[0]} .. {spec.time[-1]} ({len(spec.time)} steps)",
             "snapshots": len(the_cube.history()), "spec": spec.to_json()}
@@ -342,7 +344,11 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
         tile.to_netcdf(out, engine="h5netcdf")
         return [out]
     if kind == "zarr":
-        tile.to_zarr(out, mode="w", consolidated=False)
+        import warnings
+
+        with warnings.catch_warnings():  # zarr-python's own note that v3 has no consolidated metadata yet;
+            warnings.filterwarnings("ignore", message="Consolidated metadata")  # xarray opens it without a warning
+            tile.to_zarr(out, mode="w", consolidated=True)
         return [out]
     if kind != "cog":
         raise ValueError(f"unknown output format {kind!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format)")
@@ -419,7 +425,9 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
 
         bands = rgb.split(",") if rgb else None
         written.append(str(save_figure(quicklook(tile, bands, title=f"{the_cube.spec.name}"), png)))
-    emit({"variables": list(tile.data_vars), "shape": dict(tile.sizes), "crs": str(tile.odc.crs),
+    from .crs import crs_label
+
+    emit({"variables": list(tile.data_vars), "shape": dict(tile.sizes), "crs": crs_label(tile.odc.crs),
           "snapshot": tile.attrs.get("stacube_snapshot"), "missing_patches": tile.attrs.get("missing_patches", []),
           "written": written}, as_json, "tile")
 

@@ -95,7 +95,9 @@ class Cube:
         return cube
 
     def __repr__(self) -> str:
-        zones = ", ".join(f"{n} ({g.crs}, {g.shape.y}x{g.shape.x})" for n, g in self.spec.zones.items())
+        from .crs import crs_label
+
+        zones = ", ".join(f"{n} ({crs_label(g.crs)}, {g.shape.y}x{g.shape.x})" for n, g in self.spec.zones.items())
         return f"<stacube.Cube {self.spec.name!r} at {self.url!r}: {list(self.spec.variables)} in {zones}>"
 
     @property

@@ -214,11 +214,13 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
 
 
 def _crs_name(tile: xr.Dataset) -> str | None:
+    from .crs import crs_label
+
     try:
         crs = tile.odc.crs
     except Exception:  # noqa: BLE001 - a Tile without odc-geo metadata is still drawn
         return None
-    return str(crs) if crs is not None else None
+    return crs_label(crs) if crs is not None else None
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:

@@ -190,7 +190,7 @@ def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, varia
     data_vars = {}
     for name in variables:
         variable = spec.variables[name]
-        attrs: dict[str, Any] = {"nodata": variable.nodata}
+        attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}  # CF: GDAL finds the CRS
         if variable.numpy_dtype.kind != "b":
             attrs["_FillValue"] = variable.nodata  # what xr.decode_cf masks
         attrs.update(convention_attrs(variable))

@@ -81,9 +81,17 @@ def test_download_history_load_in_three_formats_tag_and_rollback(cli_cube, sampl
         np.testing.assert_array_equal(nc.dem.values, decoded.dem.values)
         np.testing.assert_array_equal(nc.datamask.values, decoded.datamask.values)
         assert np.isnan(nc.datamask.values).any() and nc.datamask.encoding["_FillValue"] == 0
-    with xr.open_zarr(tmp_path / "tile.zarr", consolidated=False) as zarr_tile:
-        assert list(zarr_tile.data_vars) == ["dem"]
-        np.testing.assert_array_equal(zarr_tile.dem.values, expected.dem.values)
+    with rasterio.open(f"netcdf:{tmp_path / 'tile.nc'}:dem") as nc:  # GDAL finds the grid mapping
+        assert nc.crs.to_epsg() == 3413 and nc.transform == expected.odc.geobox.transform
+        np.testing.assert_array_equal(nc.read(1), expected.dem.values)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "failed to open consolidated metadata"
+        with xr.open_zarr(tmp_path / "tile.zarr") as zarr_tile:
+            assert list(zarr_tile.data_vars) == ["dem"]
+            np.testing.assert_array_equal(zarr_tile.dem.values, expected.dem.values)
+    assert loaded["crs"] == "EPSG:3413"  # not its WKT
 
     tagged = as_json("cube", "tag", url, "first", "--catalog-dir", catalog)
     assert tagged == {"tag": "first", "snapshot": report["snapshot_id"]}
