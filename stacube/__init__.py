@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AssetReadError,
     CatalogError,
+    CubeDamagedError,
     CubeExistsError,
     CubeNotFoundError,
     ItemError,
@@ -46,6 +47,7 @@ __all__ = [
     "CatalogError",
     "Cube",
     "CubeChangedError",
+    "CubeDamagedError",
     "CubeExistsError",
     "CubeNotFoundError",
     "CubeSpec",

@@ -63,3 +63,7 @@ class PatchReadError(StacubeError):
         super().__init__(message)
         self.patch_id = patch_id
         self.urls = urls
+
+
+class CubeDamagedError(StacubeError):
+    """Stored chunks whose bytes no longer match their checksum: names the chunks, variable and snapshot."""

@@ -13,14 +13,16 @@ from typing import Any
 import numpy as np
 import zarr
 from odc.geo.geobox import GeoBox
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .spec import CubeSpec, Variable
 
 SPEC_ATTR = "stacube"
 # Byte-shuffled LZ4 in Blosc: rasters shrink to about a quarter here and decode at memory speed,
 # which is what makes a warm load fast; zarr's default (Zstd) writes 2-4x slower for a similar size.
-COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+# A CRC32C of each stored chunk (Zarr v3's crc32c codec, after compression): a damaged chunk is an error
+# on read instead of wrong values (cubes made before it have none).
+COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 FILLED = "filled"  # one 8-byte chunk per patch: inlined in Icechunk's manifest, and two runs that fill
 # different patches never write the same chunk, so their commits rebase without conflict.
 TIME_UNITS = "microseconds since 1970-01-01"

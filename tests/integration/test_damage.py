@@ -1,0 +1,33 @@
+"""A stored chunk whose bytes changed on disk is an error naming it, never wrong values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from stacube import Cube, CubeDamagedError
+
+
+def test_a_flipped_byte_in_a_chunk_is_an_error_naming_the_chunk_variable_and_snapshot(servers, make_cube,
+                                                                                     sample_layout, tmp_path):
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[0:512, 0:512]
+    before = cube.load(roi)
+    snapshot = cube.history().snapshot.iloc[0]
+    root = zarr.open_group(cube.repo.readonly_session(snapshot_id=snapshot).store, mode="r")
+    assert any(type(c).__name__ == "Crc32cCodec" for c in root["epsg3413"]["dem"].metadata.codecs)
+    chunks = sorted((tmp_path / "cube.icechunk" / "chunks").iterdir(), key=lambda p: p.stat().st_size)
+    assert len(chunks) >= 8  # 4 patches x 2 variables at least (small ones may be inlined in the manifest)
+    victim = chunks[-1]  # the largest: a dem chunk
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit
+    victim.write_bytes(bytes(data))
+    reopened = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
+    with pytest.raises(CubeDamagedError, match=rf"1 stored chunk\(s\) of variable 'dem' in zone 'epsg3413' are "
+                                               rf"damaged .* at snapshot {snapshot}: chunk index\(es\) \[\(\d, \d\)\]"):
+        reopened.load(roi, offline=True)
+    assert reopened.history().snapshot.iloc[0] == snapshot  # nothing written
+    datamask = reopened.load(roi, variables="datamask", offline=True)  # the other variable still reads
+    np.testing.assert_array_equal(datamask.datamask.values, before.datamask.values)
