@@ -23,7 +23,7 @@ from odc.geo.geom import Geometry
 from . import history
 from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
-from .errors import SpecError, StacubeError, TOIError, UnknownVariableError
+from .errors import ROIError, SpecError, StacubeError, TOIError, UnknownVariableError
 from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
@@ -136,6 +136,27 @@ class Cube:
                     f"unknown variable {name!r}; cube {self.spec.name!r} holds {list(self.spec.variables)}"
                 )
         return names
+
+    def to_xarray(self, zone: str | None = None, at: str | None = None) -> xr.Dataset | dict[str, xr.Dataset]:
+        """The cube as lazy xarray Datasets, for work in xarray, Dask or odc-geo without stacube's load path.
+
+        One Dataset per zone, on the zone's own grid: its variables (Dask arrays read chunk by chunk as
+        they are computed; never-filled chunks read as nodata), ``y``/``x`` coordinates, the time axis,
+        ``spatial_ref`` (so ``ds.odc.geobox`` is the zone's GeoBox) and each variable's CF attributes
+        (``_FillValue``, ``scale_factor``/``add_offset``, ``units``; numbers as stored, as in a Tile).
+        stacube's own record of filled patches is left out. ``zone`` names one zone; without it a cube
+        of one zone gives its Dataset and a cube of several a dict by zone name. ``at`` reads a
+        snapshot, tag or time (see ``history``) instead of the branch head.
+        """
+        session = self._session(at)
+        root = zarr.open_group(session.store, mode="r")
+        spec = self._spec_in(root, at)
+        names = list(spec.zones)
+        if zone is not None and zone not in spec.zones:
+            raise ROIError(f"cube {spec.name!r} has no zone {zone!r}; its zones are {names}")
+        wanted = [zone] if zone is not None else names
+        out = {name: _zone_dataset(session, spec, name) for name in wanted}
+        return out[wanted[0]] if len(wanted) == 1 else out
 
     def plan(self, roi: GeoBox | Geometry, toi: Any = None) -> Plan:
         """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI."""
@@ -400,3 +421,19 @@ class Cube:
                 "patches_written": len(meta.get("patches", [])),
             })
         return pd.DataFrame(rows, columns=["snapshot", "time", "message", "run_id", "patches_written"])
+
+
+def _zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dataset:
+    """One zone group as a lazy Dataset (see ``Cube.to_xarray``)."""
+    ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks={}, mask_and_scale=False,
+                      decode_times=True)
+    ds = ds.drop_vars([FILLED], errors="ignore").set_coords("spatial_ref")
+    for name in spec.variables:
+        variable = spec.variables[name]
+        ds[name].attrs.pop("coordinates", None)  # xarray keeps coordinates in encoding, not attrs
+        ds[name].attrs["nodata"] = variable.nodata  # stored as JSON ("nan"): the value itself, as in a Tile
+        if variable.numpy_dtype.kind != "b":
+            ds[name].attrs.setdefault("_FillValue", variable.nodata)
+        ds[name].encoding.pop("_FillValue", None)
+    ds.attrs = {"stacube_cube": spec.name, "stacube_zone": zone, "stacube_snapshot": session.snapshot_id}
+    return ds

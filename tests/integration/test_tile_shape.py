@@ -64,3 +64,47 @@ def test_a_tile_with_time_on_a_geographic_grid_has_odc_stacs_dims(time_servers, 
     again = cube.load(roi, toi=["2021-06-03", "2021-06-05"], offline=True)
     xr.testing.assert_identical(again.drop_attrs(), tile.drop_attrs())
     assert np.isfinite(cold).mean() > 0.5
+
+
+def test_the_cube_as_a_lazy_dataset_per_zone(servers, make_cube, sample_layout):
+    """``to_xarray``: the zone's grid, odc-geo's accessor, CF attributes, Dask arrays, no filled record."""
+    from stacube import ROIError
+
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    first = cube.load(zone[0:512, 0:512])
+    old = cube.history().snapshot.iloc[0]
+    cube.load(zone[512:1024, 0:512])
+    ds = cube.to_xarray()
+    assert ds.odc.geobox == zone and ds.odc.crs.epsg == 3413
+    assert set(ds.data_vars) == {"dem", "datamask"} and "filled" not in ds.variables
+    assert ds.dem.dims == ("y", "x") and ds.dem.chunks == ((256,) * 7 + (zone.shape.y - 7 * 256,),
+                                                           (256,) * 7 + (zone.shape.x - 7 * 256,))
+    assert ds.dem.attrs["units"] == "m" and np.isnan(ds.dem.attrs["_FillValue"])
+    assert ds.datamask.attrs["_FillValue"] == 0 and ds.datamask.dtype == np.uint8
+    np.testing.assert_array_equal(ds.dem[0:512, 0:512].values, first.dem.values)
+    assert np.isnan(ds.dem[:, 1024:].values).all()  # never filled: nodata
+    decoded = xr.decode_cf(ds)
+    assert np.isnan(decoded.datamask[:, 1024:].values).all()  # CF masking works on it
+    before = cube.to_xarray(at=old)
+    assert np.isnan(before.dem[600:700, 0:100].values).all() and not np.isnan(ds.dem[600:700, 0:100].values).all()
+    assert before.attrs["stacube_snapshot"] == old
+    with pytest.raises(ROIError, match="has no zone 'nowhere'"):
+        cube.to_xarray("nowhere")
+
+
+def test_a_time_series_cube_as_a_dataset_has_its_time_axis(time_servers, tmp_path):
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    roi = TIME_LAYOUT.extent_geobox()[0:256, 0:256]
+    tile = cube.load(roi, toi="2021-06-03")
+    ds = cube.to_xarray()
+    assert ds.dem.dims == ("time", "y", "x") and ds.dem.chunks[0] == (1,) * 7
+    assert (ds.time.values == spec.time.values).all()
+    np.testing.assert_array_equal(ds.dem.sel(time="2021-06-03")[0:256, 0:256].values, tile.dem.values[0])
