@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from .errors import ROIError, SpecError, StacubeError, TOIError, UnknownVariable
 from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
+from .lazy import check_fits, lazy_tile
 from .plan import (
     Plan,
     attach_items,
@@ -37,7 +38,7 @@ from .plan import (
     steps_with_data,
     zone_grids,
 )
-from .read import read_tile
+from .read import output_geobox, read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
 from .spec import CubeSpec
@@ -155,7 +156,9 @@ class Cube:
         if zone is not None and zone not in spec.zones:
             raise ROIError(f"cube {spec.name!r} has no zone {zone!r}; its zones are {names}")
         wanted = [zone] if zone is not None else names
-        out = {name: _zone_dataset(session, spec, name) for name in wanted}
+        from .lazy import zone_dataset
+
+        out = {name: zone_dataset(session, spec, name) for name in wanted}
         return out[wanted[0]] if len(wanted) == 1 else out
 
     def plan(self, roi: GeoBox | Geometry, toi: Any = None) -> Plan:
@@ -227,8 +230,14 @@ class Cube:
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,
              runner: Runner | str | None = None, progress: bool | None = None,
-             empty_steps: bool = False, area: GeoBox | Geometry | None = None) -> xr.Dataset:
+             empty_steps: bool = False, area: GeoBox | Geometry | None = None,
+             chunks: Mapping[str, int] | None = None) -> xr.Dataset:
         """The Tile for ROI x TOI, downloading missing patches first (unless ``offline`` or ``at``).
+
+        With ``chunks`` (odc-stac's convention: ``{"x": 2048, "y": 2048}``, or ``latitude``/``longitude``
+        on a geographic grid, and ``time``) the Tile comes back lazy, Dask arrays read from the cube
+        as they are computed, for ROIs bigger than memory. Without it, a Tile that would not fit in
+        the memory free now is refused before anything is downloaded.
 
         Time steps that no Item fed under the ROI (no acquisition that day) are left out, as
         odc-stac does, so a TOI of days without acquisitions gives an empty time axis;
@@ -244,6 +253,8 @@ class Cube:
         spec = self._spec_in(root, at)
         steps = select_steps(spec.time, toi)
         plan = plan_patches(spec, root, wanted, steps)
+        if chunks is None:
+            check_fits(spec, output_geobox(spec, roi, geometry), steps, names)
         report, fresh = None, None
         if plan.missing and not offline and at is None:
             if runner == "prefect":
@@ -252,7 +263,7 @@ class Cube:
             else:
                 local = self._runner(runner, concurrency, progress)
                 # A run in this process pastes what it writes straight into the Tile (no read-back).
-                if isinstance(local, LocalRunner):
+                if isinstance(local, LocalRunner) and chunks is None:
                     fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
                 report = self._download(plan, local, None, roi=wanted, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
@@ -261,7 +272,9 @@ class Cube:
         if steps is not None and not empty_steps:
             with_data = steps_with_data(root, names, plan.patches)
             steps = [step for step in steps if step in with_data]
-        if fresh is not None:
+        if chunks is not None:
+            tile = lazy_tile(spec, root.store.session, output_geobox(spec, roi, geometry), steps, names, chunks)
+        elif fresh is not None:
             theirs = set(report.patches_kept_from_other_run)
             tile = fresh.finish(root, steps, stale=[p for p in plan.patches if p.id in theirs])
         else:
@@ -422,18 +435,3 @@ class Cube:
             })
         return pd.DataFrame(rows, columns=["snapshot", "time", "message", "run_id", "patches_written"])
 
-
-def _zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dataset:
-    """One zone group as a lazy Dataset (see ``Cube.to_xarray``)."""
-    ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks={}, mask_and_scale=False,
-                      decode_times=True)
-    ds = ds.drop_vars([FILLED], errors="ignore").set_coords("spatial_ref")
-    for name in spec.variables:
-        variable = spec.variables[name]
-        ds[name].attrs.pop("coordinates", None)  # xarray keeps coordinates in encoding, not attrs
-        ds[name].attrs["nodata"] = variable.nodata  # stored as JSON ("nan"): the value itself, as in a Tile
-        if variable.numpy_dtype.kind != "b":
-            ds[name].attrs.setdefault("_FillValue", variable.nodata)
-        ds[name].encoding.pop("_FillValue", None)
-    ds.attrs = {"stacube_cube": spec.name, "stacube_zone": zone, "stacube_snapshot": session.snapshot_id}
-    return ds

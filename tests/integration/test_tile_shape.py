@@ -108,3 +108,70 @@ def test_a_time_series_cube_as_a_dataset_has_its_time_axis(time_servers, tmp_pat
     assert ds.dem.dims == ("time", "y", "x") and ds.dem.chunks[0] == (1,) * 7
     assert (ds.time.values == spec.time.values).all()
     np.testing.assert_array_equal(ds.dem.sel(time="2021-06-03")[0:256, 0:256].values, tile.dem.values[0])
+
+
+@pytest.mark.parametrize("crs, resolution", [(None, None), ("EPSG:3413", 25.0), ("EPSG:4326", 0.0002)])
+def test_a_lazy_tile_equals_the_eager_one(servers, make_cube, sample_layout, crs, resolution):
+    """``chunks=``: Dask arrays with the eager Tile's dims, coordinates, attributes and values."""
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    window = zone[100:900, 200:1000]
+    roi = window if crs is None else GeoBox.from_bbox(window.extent.to_crs(crs).boundingbox, crs,
+                                                      resolution=resolution)
+    y, x = roi.dimensions
+    lazy = cube.load(roi, chunks={x: 256, y: 300})
+    assert lazy.dem.chunks is not None and lazy.dem.chunks[0][0] == 300 and lazy.dem.chunks[1][0] == 256
+    eager = cube.load(roi, offline=True)
+    computed = lazy.compute()
+    if crs == "EPSG:4326":  # warped block by block: GDAL's approximate transformer (within 1/8 px, fitted
+        # per warp) picks the neighbouring source pixel where a pixel centre falls that close to an edge
+        from pyproj import Transformer
+
+        stored = cube.to_xarray()
+        to_zone = Transformer.from_crs(roi.crs.proj, zone.crs.proj, always_xy=True)
+        for name in ("dem", "datamask"):
+            got, want = computed[name].values, eager[name].values
+            differ = (got != want) & ~(np.isnan(got) & np.isnan(want))
+            assert differ.mean() < 0.1, (name, differ.mean())
+            source = np.pad(stored[name].values, 1, mode="edge")
+            for i, j in np.argwhere(differ)[::50]:  # each one is a source pixel next to the exact position
+                col, row = ~zone.transform * to_zone.transform(*(roi.transform * (j + 0.5, i + 0.5)))
+                r, c = int(row), int(col)
+                assert got[i, j] in source[r : r + 3, c : c + 3], (name, i, j)
+        computed = computed.copy(data={n: eager[n].values for n in eager.data_vars})
+    xr.testing.assert_identical(computed.drop_attrs(), eager.drop_attrs())
+    assert lazy.attrs["missing_patches"] == [] and np.isfinite(eager.dem.values).mean() > 0.5
+
+
+def test_a_lazy_tile_with_time_equals_the_eager_one(time_servers, tmp_path):
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
+                    time=pd.date_range("2021-06-01", periods=7, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series",
+                                      assets={"dem": "dem", "datamask": "datamask"}))
+    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    roi = TIME_LAYOUT.extent_geobox()[50:600, 80:500]
+    lazy = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"), chunks={"time": 1, "x": 200, "y": 200})
+    eager = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"), offline=True)
+    assert lazy.dem.dims == ("time", "y", "x") and lazy.sizes["time"] == 2
+    xr.testing.assert_identical(lazy.compute().drop_attrs(), eager.drop_attrs())
+
+
+def test_an_eager_tile_larger_than_free_memory_is_refused_before_any_download(servers, make_cube, sample_layout,
+                                                                              monkeypatch):
+    import stacube.lazy
+    from stacube import ROIError
+
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[0:1000, 0:1000]
+    monkeypatch.setattr(stacube.lazy, "available_memory", lambda: 4_000_000)  # 4 MB free; the Tile needs 5 MB
+    before = cube.history()
+    with pytest.raises(ROIError, match=r"1000 x 1000 px.*would take 0\.00 GiB.*chunks=\{'x': 2048, 'y': 2048\}"):
+        cube.load(roi)
+    assert cube.history().equals(before)  # nothing downloaded
+    assert cube.load(roi, chunks={"x": 500, "y": 500}).dem.shape == (1000, 1000)  # lazily it is fine
