@@ -364,32 +364,73 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     return paths
 
 
+LAZY_GDAL_CACHE_MB = 128
+
+
 def write_cog(variable: Any, path: Path) -> Path:
     """One variable as a COG that carries its convention: GDAL's band scale, offset and unit, so GDAL,
-    rasterio (``src.scales``) and QGIS turn its numbers into physical values."""
+    rasterio (``src.scales``) and QGIS turn its numbers into physical values. A lazy (Dask) variable is
+    written chunk by chunk, so memory stays flat in its size."""
     import rasterio
     import rasterio.shutil
 
     attrs = variable.attrs
     clean = variable.copy()
     clean.attrs = {}  # CF attributes would become TIFF tags of their own
-    if attrs.get("scale_factor") is None and attrs.get("add_offset") is None and not attrs.get("units"):
+    lazy = clean.chunks is not None
+    plain = attrs.get("scale_factor") is None and attrs.get("add_offset") is None and not attrs.get("units")
+    if plain and not lazy:
         clean.odc.write_cog(path, overwrite=True, nodata=attrs.get("nodata"))
         return path
     staged = path.with_name(f".{path.name}.staged.tif")
     try:
-        clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
+        if lazy:  # GDAL's block cache (5% of RAM by default) would otherwise hold what was written
+            with rasterio.Env(GDAL_CACHEMAX=LAZY_GDAL_CACHE_MB):
+                _stream_tiff(clean, staged, attrs.get("nodata"))
+        else:
+            clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
         with rasterio.open(staged, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:  # re-laid out below
-            dst.scales = (float(attrs.get("scale_factor", 1.0)),)
-            dst.offsets = (float(attrs.get("add_offset", 0.0)),)
-            if attrs.get("units"):
-                dst.units = (str(attrs["units"]),)
-        # re-laid out as a COG: editing a COG's metadata in place would break its layout
-        rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE")
+            if not plain:
+                dst.scales = (float(attrs.get("scale_factor", 1.0)),)
+                dst.offsets = (float(attrs.get("add_offset", 0.0)),)
+                if attrs.get("units"):
+                    dst.units = (str(attrs["units"]),)
+        # re-laid out as a COG (GDAL reads the staged file block by block): editing a COG's metadata in
+        # place would break its layout
+        with rasterio.Env(**({"GDAL_CACHEMAX": LAZY_GDAL_CACHE_MB} if lazy else {})):
+            rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE", BIGTIFF="IF_SAFER")
     finally:
         staged.unlink(missing_ok=True)
         Path(f"{staged}.aux.xml").unlink(missing_ok=True)
     return path
+
+
+def _stream_tiff(variable: Any, path: Path, nodata: Any) -> None:
+    """A tiled GeoTIFF of a lazy 2-D variable, each Dask chunk computed and written as it comes."""
+    import dask.array as da
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    geobox = variable.odc.geobox
+    data = variable.data
+    if data.dtype == bool:
+        data, nodata = data.astype("uint8"), None
+    profile = {"driver": "GTiff", "width": geobox.shape.x, "height": geobox.shape.y, "count": 1,
+               "dtype": str(data.dtype), "crs": geobox.crs.to_wkt(), "transform": geobox.transform,
+               "nodata": None if nodata is None else np.asarray(nodata, dtype=data.dtype).item(), "tiled": True,
+               "blockxsize": 512, "blockysize": 512, "compress": "LZW", "BIGTIFF": "IF_SAFER"}
+
+    class Band:
+        def __init__(self, dst: Any):
+            self.dst = dst
+
+        def __setitem__(self, key: tuple[slice, slice], values: Any) -> None:
+            rows, columns = key
+            self.dst.write(values, 1, window=Window.from_slices(rows, columns))
+
+    with rasterio.open(path, "w", **profile) as dst:
+        da.store(data, Band(dst), lock=True)  # one writer at a time; chunks are computed in parallel
 
 
 @cube_app.command("load")
@@ -410,6 +451,9 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
               rgb: Annotated[str | None, typer.Option(help="Three variables R,G,B for the PNG (default: the "
                                                       "first variable with a colour bar).")] = None,
               concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+              chunks: Annotated[int | None, typer.Option(help="Read lazily in chunks of this many pixels a side "
+                                                         "and write chunk by chunk: for ROIs bigger than "
+                                                         "memory.")] = None,
               catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
     """Read an area and period from the cube (downloading what it lacks first) and write it.
 
@@ -418,7 +462,8 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
     the_cube = _open(cube, catalog_dir)
     tile = the_cube.load(parse_roi(bbox, crs, resolution), parse_time(time),
                          variables=variables.split(",") if variables else None, offline=offline, at=at,
-                         concurrency=concurrency, progress=False if quiet else None)
+                         concurrency=concurrency, progress=False if quiet else None,
+                         chunks={"y": chunks, "x": chunks, "time": 1} if chunks else None)
     written = [str(p) for p in write_tile(tile, out, format)] if out else []
     if png is not None:
         from .pictures import quicklook, save_figure

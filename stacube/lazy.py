@@ -25,8 +25,10 @@ from odc.geo.xr import xr_coords
 
 from .errors import ROIError
 from .layout import FILLED, convention_attrs
-from .read import _reproject, damaged, pastes, zones_met
+from .read import damaged, pastes, reproject_values, zones_met
 from .spec import CubeSpec, Variable
+
+SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
 
 
 def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dataset:
@@ -89,7 +91,7 @@ def _warp_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] 
         if "checksum" not in str(err):
             raise
         raise damaged(group, name, selection) from err
-    return _reproject(values, zone[info.roi_src], part, variable)
+    return reproject_values(values, zone[info.roi_src], part, variable)
 
 
 def _warped(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, dst: GeoBox,
@@ -101,7 +103,8 @@ def _warped(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | N
     import dask.array as da
 
     y_dim, x_dim = dst.dimensions
-    rows, columns = chunks.get(y_dim, dst.shape.y), chunks.get(x_dim, dst.shape.x)
+    rows = chunks.get(y_dim, chunks.get("y", dst.shape.y))
+    columns = chunks.get(x_dim, chunks.get("x", dst.shape.x))
     lead = () if steps is None else (len(steps),)
     grid = []
     for r0 in range(0, dst.shape.y, rows):
@@ -164,8 +167,9 @@ def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Seq
         attrs.update(convention_attrs(variable))
         data_vars[name] = xr.DataArray(values, dims=dims, attrs=attrs)
     tile = xr.Dataset(data_vars, coords=coords)
-    wanted = {dim: size for dim, size in chunks.items() if dim in tile.dims}
-    unknown = sorted(set(chunks) - set(tile.dims))
+    aliases = {"y": spatial[0], "x": spatial[1], "latitude": spatial[0], "longitude": spatial[1]}
+    wanted = {aliases.get(dim, dim): size for dim, size in chunks.items() if aliases.get(dim, dim) in tile.dims}
+    unknown = sorted(set(chunks) - set(tile.dims) - SPATIAL_NAMES)  # y/x or latitude/longitude: either suits
     if unknown:
         raise ROIError(f"chunks names {unknown}, which this Tile does not have; its dims are {list(tile.dims)}")
     return tile.chunk(wanted) if wanted else tile

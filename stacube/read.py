@@ -66,7 +66,7 @@ def pastes(info: ReprojectInfo) -> bool:
     return info.paste_ok and info.read_shrink == 1
 
 
-def _reproject(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable) -> np.ndarray:
+def reproject_values(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable) -> np.ndarray:
     is_bool = values.dtype.kind == "b"
     work = values.astype("uint8") if is_bool else values
     nodata = int(variable.nodata) if is_bool else variable.nodata
@@ -187,7 +187,7 @@ def read_tile(
                 if "checksum" not in str(err):
                     raise
                 raise damaged(group, name, selection) from err
-            return values if paste else _reproject(values, src, part, spec.variables[name])
+            return values if paste else reproject_values(values, src, part, spec.variables[name])
 
         # Variables read and warped side by side: decoding and GDAL's warp release the GIL.
         with ThreadPoolExecutor(max_workers=min(len(variables), os.cpu_count() or 1)) as pool:
