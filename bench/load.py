@@ -4,12 +4,16 @@ Each measurement runs in a fresh process (so warm means: a new process, the load
 reports wall seconds, peak RSS and decoded MB/s; ratios are computed within this one run. Then
 the peak memory of `download` for growing AOIs, and the store size against the data it holds.
 
-    .venv/bin/python bench/load.py [--tile-size 1024] [--chunks 2048] [--concurrency 4]
+Last, a lazy ROI of ``--lazy-size`` px a side (20,000: 1.6 GB of float32 as an eager Tile) written to
+a COG, from the cube and by odc-stac straight from the source, with each one's peak RSS.
+
+    .venv/bin/python bench/load.py [--tile-size 1024] [--chunks 2048] [--concurrency 4] [--lazy-size 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import shutil
@@ -103,7 +107,75 @@ def phase(args) -> dict:
         size = sum(f.stat().st_size for f in (folder / "cube").rglob("*") if f.is_file())
         return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "patches": report.patches,
                 "data_mb": report.bytes_written / 1e6, "store_mb": size / 1e6}
+    if args.phase in ("lazy_fill", "lazy_cube", "lazy_direct"):
+        return lazy_phase(args, work)
     raise SystemExit(f"unknown phase {args.phase}")
+
+
+def _lazy_layout(args):
+    from stacube.sample.generate import SampleLayout
+
+    tile = -(-args.lazy_size // 4) + 64
+    return SampleLayout(tile_size=tile, overlap=64, rows=4, cols=4)
+
+
+def lazy_phase(args, work: Path) -> dict:
+    """A lazy ROI of ``--lazy-size`` px a side written to a COG, from the cube or straight from the source."""
+    import dask.array  # noqa: F401
+    import odc.stac
+    import pystac
+
+    from stacube import Cube
+    from stacube.cli import write_cog
+
+    zone = _lazy_layout(args).extent_geobox()
+    roi = zone[0 : args.lazy_size, 0 : args.lazy_size]
+    spec = dataclasses.replace(_spec(args, args.api), zones=[zone])
+    started = time.perf_counter()
+    if args.phase == "lazy_fill":
+        cube = Cube.create(work / "lazy.icechunk", spec, catalog_dir=work / "lazy-catalog")
+        report = cube.download(roi, concurrency=args.concurrency, progress=False)
+        return {"seconds": time.perf_counter() - started, "rss_mb": _peak_rss_mb(), "patches": report.patches}
+    if args.phase == "lazy_cube":
+        cube = Cube.open(work / "lazy.icechunk", catalog_dir=work / "lazy-catalog")
+        tile = cube.load(roi, offline=True, variables="dem", chunks={"x": args.chunks, "y": args.chunks})
+    else:
+        items = [pystac.Item.from_dict(d) for d in json.loads((work / "lazy-items.json").read_text())["features"]]
+        tile = odc.stac.load(items, bands=["dem"], geobox=roi, groupby=lambda i, p, x: 0, dtype="float32",
+                             chunks={"x": args.chunks, "y": args.chunks}).isel(time=0)
+        tile["dem"].attrs = {"nodata": tile.dem.attrs.get("nodata")}
+    write_cog(tile.dem, work / f"{args.phase}.tif")
+    return {"seconds": time.perf_counter() - started, "rss_mb": _peak_rss_mb()}
+
+
+def lazy_figures(args, out: Path) -> None:
+    import pystac_client
+
+    from stacube.sample.generate import generate_sample
+    from stacube.sample.servers import serve_sample
+
+    sample = out / f"sample-lazy-{args.lazy_size}"
+    if not (sample / "items.json").exists():
+        generate_sample(sample, _lazy_layout(args))
+    args.work = out / "work-lazy"
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    side = args.lazy_size
+    print(f"\nlazy ROI {side} x {side} px of float32 ({side * side * 4 / 1e9:.1f} GB as an eager Tile) written "
+          f"to a COG in chunks of {args.chunks} px, a fresh process each:")
+    with serve_sample(sample) as (_, api):
+        args.api = api.url
+        items = pystac_client.Client.open(api.url).search(collections=["sample-dem"]).item_collection()
+        (args.work / "lazy-items.json").write_text(json.dumps(items.to_dict()))
+        fill = run_phase(args, "lazy_fill", **{"lazy-size": side})
+        print(f"  (the cube filled first: {fill['patches']} patches in {fill['seconds']:.0f} s)")
+        rows = {name: run_phase(args, name, **{"lazy-size": side}) for name in ("lazy_direct", "lazy_cube")}
+    print(f"{'':40}{'wall s':>9}{'peak RSS MB':>13}")
+    for name, label in (("lazy_direct", "odc.stac.load(chunks=...) -> COG"),
+                        ("lazy_cube", "stacube lazy load -> COG")):
+        print(f"{label:40}{rows[name]['seconds']:9.1f}{rows[name]['rss_mb']:13.0f}")
+    ratio = rows["lazy_cube"]["seconds"] / rows["lazy_direct"]["seconds"]
+    print(f"target: stacube's peak RSS under 800 MB; its time {ratio:.2f}x odc-stac's")
 
 
 def run_phase(args, name: str, **extra) -> dict:
@@ -129,9 +201,16 @@ def main() -> None:
     parser.add_argument("--work")
     parser.add_argument("--api", default="")
     parser.add_argument("--aoi", type=int, default=1)
+    parser.add_argument("--lazy-size", type=int, default=20000,
+                        help="side of the lazy ROI written to a COG (0: skip that part)")
+    parser.add_argument("--lazy-only", action="store_true", help="only the lazy ROI")
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args)))
+        return
+    if args.lazy_only:
+        args.chunks = 2048
+        lazy_figures(args, Path(args.out))
         return
 
     import pystac_client
@@ -189,6 +268,9 @@ def main() -> None:
             r = run_phase(args, "download", aoi=aoi)
             print(f"{aoi}x{aoi:<9}{r['patches']:9d}{r['seconds']:9.2f}{r['rss_mb']:13.0f}{r['data_mb']:9.1f}"
                   f"{r['store_mb']:10.1f}{r['store_mb'] / max(r['data_mb'], 1e-9):11.2f}")
+    if args.lazy_size:
+        args.chunks = 2048
+        lazy_figures(args, out)
 
 
 if __name__ == "__main__":

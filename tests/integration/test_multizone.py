@@ -8,6 +8,7 @@ import numpy as np
 import odc.stac
 import pandas as pd
 import pytest
+import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import rasterize
@@ -197,7 +198,18 @@ def test_sentinel2_across_a_utm_border_in_a_geographic_roi_matches_odc_stac(s2_a
     roi = GeoBox.from_bbox((11.988, 46.989, 12.012, 47.0), "EPSG:4326", resolution=0.0001)  # across 12 E
     tile = cube.load(roi, toi="2024-06")
     assert set(cube.state().zone) == {"epsg32632", "epsg32633"}
+    # the whole object, as odc-stac shapes a load on this GeoBox: dims, coordinates, CRS
+    ref = odc.stac.load(_s2_items(s2_api.url)[:1], bands=["red"], geobox=roi)
+    assert tile.B04.dims == ("time", "latitude", "longitude") == ref.red.dims
+    for name in ("latitude", "longitude"):
+        np.testing.assert_array_equal(tile[name].values, ref[name].values)
+    assert tile.odc.geobox == ref.odc.geobox == roi and int(tile.spatial_ref) == int(ref.spatial_ref) == 4326
+    lazy = cube.load(roi, toi="2024-06", chunks={"latitude": 100, "longitude": 100})
+    assert lazy.B04.dims == tile.B04.dims and lazy.B04.chunks is not None
+    xr.testing.assert_identical(lazy.drop_vars(list(lazy.data_vars)).drop_attrs(),
+                                tile.drop_vars(list(tile.data_vars)).drop_attrs())
     worst = _compare(tile, _s2_expected(cube, _s2_items(s2_api.url), roi), exact=False)
+    assert _compare(lazy.compute(), _s2_expected(cube, _s2_items(s2_api.url), roi), exact=False)["B04"] < 0.02
     # Nearest neighbour through each zone's grid vs. straight from the granule: GDAL's approximate warp
     # (1/8 px) picks the neighbouring pixel at a few places; bilinear bands within 8 DN almost everywhere.
     assert worst["B04"] < 0.01 and worst["SCL"] < 0.01 and worst["B11"] < 0.02, worst

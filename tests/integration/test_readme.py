@@ -135,6 +135,9 @@ def test_the_api_blocks(season_api, in_tmp):
     assert env["tile"].sizes["time"] == 8 and env["report"].patches_already_filled > 0  # season: 8 acquisitions
     assert len(env["gdf"]) > 0 and len(env["df"]) == 3
     assert env["cube"].spec.time[-1] == np.datetime64("2025-12-31")
+    assert env["lazy"].B04.dims == env["tile"].B04.dims and env["lazy"].B04.chunks is not None
+    zones = env["ds"] if isinstance(env["ds"], dict) else {"only": env["ds"]}
+    assert len(zones) == len(env["cube"].spec.zones) and all("filled" not in z.variables for z in zones.values())
 
 
 def test_the_zones_blocks(season_api, in_tmp):

@@ -35,3 +35,29 @@ def test_concurrent_runs_on_s3_both_land(servers, s3_endpoint, sample_layout, tm
     reports, errors = run_together(url, tmp_path / "cat", [zone[0:512, 0:512], zone[256:768, 0:512]])
     assert errors == [] and all(r.snapshot_id for r in reports)
     assert len(cube.state()) == 6 and len(cube.history()) == 4
+
+
+def test_a_lazy_tile_of_a_cube_on_s3_is_read_on_dask_workers(servers, s3_endpoint, sample_layout, tmp_path):
+    """A lazy Tile's graph carries the cube's Icechunk session: workers in other processes read S3 themselves."""
+    import xarray as xr
+    from distributed import Client, LocalCluster, get_task_stream
+    from odc.geo.geobox import GeoBox
+
+    _, api = servers
+    zone = sample_layout.extent_geobox()
+    cube = Cube.create("s3://cubes/dem-lazy", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+    window = zone[100:900, 100:900]
+    geographic = GeoBox.from_bbox(window.extent.to_crs("EPSG:4326").boundingbox, "EPSG:4326", resolution=0.0003)
+    eager = cube.load(window)
+    lazy = cube.load(window, offline=True, chunks={"x": 256, "y": 256})
+    warped = cube.load(geographic, offline=True, chunks={"latitude": 128, "longitude": 128})
+    here = warped.compute()  # the same graph computed in this process
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        on_workers, warped_on_workers = client.compute([lazy, warped], sync=True)
+        workers = set(cluster.scheduler_info["workers"])
+    xr.testing.assert_identical(on_workers.drop_attrs(), eager.drop_attrs())
+    xr.testing.assert_identical(warped_on_workers.drop_attrs(), here.drop_attrs())
+    ran = {task["worker"] for task in stream.data}
+    assert ran and ran <= workers  # every task, reads included, ran in a worker process
+    assert any("warp_part" in str(task["key"]) for task in stream.data)
