@@ -27,6 +27,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS: Linux's VmHWM, which starts afresh at exec (getrusage's ru_maxrss
+    keeps the forking parent's peak across exec, so a child of a big parent reported the parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -182,9 +182,11 @@ def test_an_eager_tile_larger_than_free_memory_is_refused_before_any_download(se
 def test_a_lazy_roi_bigger_than_its_chunks_is_written_to_a_cog_with_memory_flat_in_its_size(servers, tmp_path,
                                                                                             sample_layout):
     """A 12,000 x 12,000 px ROI (576 MB of float32 as an eager Tile) over a cube holding a corner of it:
-    written lazily its peak memory stays near the baseline (measured: 403 MB for both here; an eager
-    load and write of the same ROI peaked at 2,942 MB)."""
+    written lazily its peak memory stays well under the Tile's size (measured: the child's import
+    baseline 221 MB, the lazy write 441 MB; an eager load and write of the same ROI peaked at 2,950 MB).
+    Peaks are VmHWM, which starts afresh at exec (ru_maxrss carries the forking pytest process's)."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -210,7 +212,9 @@ def test_a_lazy_roi_bigger_than_its_chunks_is_written_to_a_cog_with_memory_flat_
         return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
 
     baseline, lazy = child("baseline"), child("lazy")
-    assert lazy - baseline < 250, (baseline, lazy)  # the Tile alone is 576 MB
+    if os.environ.get("STACUBE_SHOW_PEAKS"):
+        print(f"peak RSS: baseline {baseline:.0f} MB, lazy {lazy:.0f} MB, eager {child('eager'):.0f} MB")
+    assert lazy - baseline < 350, (baseline, lazy)  # the Tile alone is 576 MB
     with rasterio.open(tmp_path / "lazy.tif") as cog:
         assert cog.shape == (12_000, 12_000) and cog.transform == big.transform and cog.crs.to_epsg() == 3413
         assert cog.overviews(1)  # a real COG
