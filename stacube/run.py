@@ -26,6 +26,7 @@ import zarr
 from .alignment import misaligned, warn_misaligned
 from .backends import Backend
 from .grid import PatchIndex
+from .memory import release_freed
 from .plan import unfilled
 from .radiometry import converted_items
 from .resolve import commit_settling_overlaps
@@ -109,8 +110,12 @@ class PatchTask:
         done = write_patch(fork.store, self.spec, patch, data)
         if self.on_written is not None:
             self.on_written(patch, done)
+        clipped, judged = dict(getattr(data, "clipped", {})), dict(getattr(data, "judged", {}))
+        del data
+        done.values = {}  # the patch's arrays: freed, and handed back to the OS (stacube.memory)
+        release_freed()
         return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started,
-                           dict(getattr(data, "clipped", {})), dict(getattr(data, "judged", {})))
+                           clipped, judged)
 
 
 def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: dict[str, dict[str, int]],
