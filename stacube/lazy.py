@@ -25,7 +25,7 @@ from odc.geo.xr import xr_coords
 
 from .errors import ROIError
 from .layout import FILLED, convention_attrs
-from .read import damaged, pastes, reproject_values, zones_met
+from .read import CheckedArray, pastes, read_checked, reproject_values, zones_met
 from .spec import CubeSpec, Variable
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
@@ -85,13 +85,7 @@ def _warp_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] 
     if roi_is_empty(info.roi_src) or roi_is_empty(info.roi_dst):
         return np.full(lead + part.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
     selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
-    try:
-        values = group[name].get_orthogonal_selection(selection)
-    except ValueError as err:
-        if "checksum" not in str(err):
-            raise
-        raise damaged(group, name, selection) from err
-    return reproject_values(values, zone[info.roi_src], part, variable)
+    return reproject_values(read_checked(group, name, selection), zone[info.roi_src], part, variable)
 
 
 def _warped(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, dst: GeoBox,
@@ -133,20 +127,21 @@ def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Seq
     lead = () if steps is None else (len(steps),)
     out: dict[str, xr.DataArray] = {}
     for grid, info in zones_met(spec, dst) if steps is None or steps else []:
-        ds = zone_dataset(session, spec, grid.name)[list(names)]
-        if steps is not None:
-            ds = ds.isel(time=list(steps))
+        group = zarr.open_group(session.store, mode="r")[grid.name]
         for name in names:
             variable = spec.variables[name]
-            source = ds[name]
             if pastes(info):
-                part = source.isel(y=info.roi_src[0], x=info.roi_src[1]).data
+                stored = CheckedArray(group, name)
+                source = da.from_array(stored, chunks=stored.chunks, name=f"stacube-{session.snapshot_id}-"
+                                       f"{grid.name}-{name}", asarray=True, fancy=False)
+                if steps is not None:
+                    source = source[list(steps)]
+                part = source[(..., *info.roi_src)]
                 pad = [(0, 0)] * len(lead) + [(s.start, n - s.stop) for s, n in zip(info.roi_dst, dst.shape.yx,
                                                                                      strict=True)]
                 data = da.pad(part, pad, mode="constant", constant_values=variable.nodata)
                 piece = xr.DataArray(data, dims=dims)
             else:
-                group = zarr.open_group(session.store, mode="r")[grid.name]
                 piece = xr.DataArray(_warped(group, name, grid.geobox, steps, dst, variable, chunks), dims=dims)
             if name not in out:
                 out[name] = piece

@@ -117,6 +117,29 @@ def _shift(base: Window, inner: tuple[slice, ...]) -> Window:
     return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(base, inner, strict=True))
 
 
+def read_checked(group: zarr.Group, name: str, selection: tuple) -> np.ndarray:
+    """``group[name]`` at an orthogonal ``selection``; a chunk whose checksum fails is a CubeDamagedError
+    naming it, never a bare codec error or wrong values."""
+    try:
+        return group[name].get_orthogonal_selection(selection)
+    except ValueError as err:
+        if "checksum" not in str(err):
+            raise
+        raise damaged(group, name, selection) from err
+
+
+class CheckedArray:
+    """A stored variable for ``dask.array.from_array``: every block read through ``read_checked``."""
+
+    def __init__(self, group: zarr.Group, name: str):
+        self.group, self.name = group, name
+        array = group[name]
+        self.shape, self.dtype, self.ndim, self.chunks = array.shape, array.dtype, array.ndim, array.chunks
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        return read_checked(self.group, self.name, key if isinstance(key, tuple) else (key,))
+
+
 def damaged(group: zarr.Group, name: str, selection: tuple) -> CubeDamagedError:
     """The error for a read that met a chunk whose checksum fails: each damaged chunk under ``selection``
     found by reading the chunks one by one (only on this path), named with the variable, zone and snapshot."""
@@ -181,12 +204,7 @@ def read_tile(
 
         def window(name: str, group=group, selection=selection, src=src_box[info.roi_src],
                    part=target[info.roi_dst], paste=paste) -> np.ndarray:
-            try:
-                values = group[name].get_orthogonal_selection(selection)
-            except ValueError as err:
-                if "checksum" not in str(err):
-                    raise
-                raise damaged(group, name, selection) from err
+            values = read_checked(group, name, selection)
             return values if paste else reproject_values(values, src, part, spec.variables[name])
 
         # Variables read and warped side by side: decoding and GDAL's warp release the GIL.

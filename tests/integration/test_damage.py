@@ -29,5 +29,8 @@ def test_a_flipped_byte_in_a_chunk_is_an_error_naming_the_chunk_variable_and_sna
                                                rf"damaged .* at snapshot {snapshot}: chunk index\(es\) \[\(\d, \d\)\]"):
         reopened.load(roi, offline=True)
     assert reopened.history().snapshot.iloc[0] == snapshot  # nothing written
+    lazy = reopened.load(roi, offline=True, chunks={"x": 256, "y": 256})  # lazily: the error when computed
+    with pytest.raises(CubeDamagedError, match=rf"variable 'dem' in zone 'epsg3413' are damaged .* {snapshot}"):
+        lazy.dem.compute()
     datamask = reopened.load(roi, variables="datamask", offline=True)  # the other variable still reads
     np.testing.assert_array_equal(datamask.datamask.values, before.datamask.values)
