@@ -53,6 +53,11 @@ class ZoneGrid:
         degrees) cannot be projected whole; then the part of it inside the zone's own lon/lat
         footprint is (see ``stacube.lonlat.in_zone``).
         """
+        from .lonlat import in_zone, too_big_to_project
+
+        if roi.crs.geographic and roi.crs != self.geobox.crs and too_big_to_project(roi):
+            clipped = in_zone(roi, self.geobox)
+            return clipped if clipped is not None and _meets(self.geobox.extent, clipped) else None
         try:
             local = roi.to_crs(self.geobox.crs)
             coords = shapely.get_coordinates(local.geom)
@@ -66,8 +71,6 @@ class ZoneGrid:
             pass
         if not roi.crs.geographic:
             return None
-        from .lonlat import in_zone
-
         local = in_zone(roi, self.geobox)
         return local if local is not None and _meets(self.geobox.extent, local) else None
 

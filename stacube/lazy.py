@@ -25,7 +25,7 @@ from odc.geo.xr import xr_coords
 
 from .errors import ROIError
 from .layout import FILLED, convention_attrs
-from .read import CheckedArray, pastes, read_checked, reproject_values, zones_met
+from .read import pastes, read_checked, reproject_values, zones_met
 from .spec import CubeSpec, Variable
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
@@ -77,38 +77,62 @@ def check_fits(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, names: 
             "(or latitude/longitude on a geographic grid) and write it out chunk by chunk")
 
 
-def _warp_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, part: GeoBox,
+def _zone_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, part: GeoBox,
                variable: Variable) -> np.ndarray:
-    """One block of a resampled zone: the zone's pixels under ``part`` read and warped as an eager load does."""
+    """One block of a zone on the Tile's grid, as an eager load makes it: the zone's pixels under ``part``
+    pasted where the grids agree, warped otherwise, nodata where the zone has none."""
     lead = () if steps is None else (len(steps),)
+    out = np.full(lead + part.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
     info = compute_reproject_roi(zone, part)
     if roi_is_empty(info.roi_src) or roi_is_empty(info.roi_dst):
-        return np.full(lead + part.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
+        return out
     selection = (list(steps), *info.roi_src) if steps is not None else tuple(info.roi_src)
-    return reproject_values(read_checked(group, name, selection), zone[info.roi_src], part, variable)
+    values = read_checked(group, name, selection)
+    if pastes(info):
+        out[(..., *info.roi_dst)] = values
+        return out
+    return reproject_values(values, zone[info.roi_src], part, variable)
 
 
-def _warped(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, dst: GeoBox,
-            variable: Variable, chunks: Mapping[str, int]) -> Any:
-    """A zone resampled onto ``dst`` as a Dask array of blocks the size ``chunks`` asks for, each block
-    reading only the zone pixels under it (odc-geo's Dask reprojection picked other source pixels than
-    an eager warp at some 6% of a lon/lat grid's pixels here; this one agrees with it)."""
+def block_sizes(dst: GeoBox, steps: Sequence[int] | None, chunks: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Time steps, rows and columns of a lazy Tile's blocks, from ``chunks`` (y/x or latitude/longitude
+    for the grid's axes, ``time``); what it leaves out is whole. Sizes must be positive integers."""
+    y_dim, x_dim = dst.dimensions
+    unknown = sorted(set(chunks) - SPATIAL_NAMES - {"time"})
+    if unknown:
+        raise ROIError(f"chunks names {unknown}; a Tile's dims are time and y/x (latitude/longitude)")
+    for dim, size in chunks.items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ROIError(f"chunks[{dim!r}] = {size!r}: give a number of pixels (or steps) of at least 1")
+    steps_n = len(steps) if steps is not None else 1
+    return (int(chunks.get("time", steps_n)), int(chunks.get(y_dim, chunks.get("y", dst.shape.y))),
+            int(chunks.get(x_dim, chunks.get("x", dst.shape.x))))
+
+
+def _zone_blocks(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] | None, dst: GeoBox,
+                 variable: Variable, sizes: tuple[int, int, int]) -> Any:
+    """A zone on ``dst`` as a Dask array of blocks of ``sizes``, each block a task that reads only the zone
+    pixels (and steps) under it: the graph grows with the Tile, never with the zone. (odc-geo's Dask
+    reprojection picked other source pixels than an eager warp at some 6% of a lon/lat grid's pixels
+    here; these blocks warp as an eager load does.)"""
     import dask
     import dask.array as da
 
-    y_dim, x_dim = dst.dimensions
-    rows = chunks.get(y_dim, chunks.get("y", dst.shape.y))
-    columns = chunks.get(x_dim, chunks.get("x", dst.shape.x))
-    lead = () if steps is None else (len(steps),)
-    grid = []
-    for r0 in range(0, dst.shape.y, rows):
-        line = []
-        for c0 in range(0, dst.shape.x, columns):
-            part = dst[r0 : min(r0 + rows, dst.shape.y), c0 : min(c0 + columns, dst.shape.x)]  # GeoBoxes do not clip
-            task = dask.delayed(_warp_part, pure=True)(group, name, zone, steps, part, variable)
-            line.append(da.from_delayed(task, lead + part.shape.yx, dtype=variable.numpy_dtype))
-        grid.append(line)
-    return da.block(grid)
+    per_step, rows, columns = sizes
+    step_groups = [None] if steps is None else [list(steps[i : i + per_step]) for i in range(0, len(steps), per_step)]
+    stacks = []
+    for chosen in step_groups:
+        lead = () if chosen is None else (len(chosen),)
+        grid = []
+        for r0 in range(0, dst.shape.y, rows):
+            line = []
+            for c0 in range(0, dst.shape.x, columns):  # (a GeoBox does not clip a slice past its edge)
+                part = dst[r0 : min(r0 + rows, dst.shape.y), c0 : min(c0 + columns, dst.shape.x)]
+                task = dask.delayed(_zone_part, pure=True)(group, name, zone, chosen, part, variable)
+                line.append(da.from_delayed(task, lead + part.shape.yx, dtype=variable.numpy_dtype))
+            grid.append(line)
+        stacks.append(grid)
+    return da.block(stacks if steps is not None else stacks[0])
 
 
 def _valid(values: xr.DataArray, nodata: Any) -> xr.DataArray:
@@ -125,24 +149,13 @@ def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Seq
     spatial = tuple(dst.dimensions)
     dims = spatial if steps is None else ("time", *spatial)
     lead = () if steps is None else (len(steps),)
+    sizes = block_sizes(dst, steps, chunks)
     out: dict[str, xr.DataArray] = {}
-    for grid, info in zones_met(spec, dst) if steps is None or steps else []:
+    for grid, _ in zones_met(spec, dst) if steps is None or steps else []:
         group = zarr.open_group(session.store, mode="r")[grid.name]
         for name in names:
             variable = spec.variables[name]
-            if pastes(info):
-                stored = CheckedArray(group, name)
-                source = da.from_array(stored, chunks=stored.chunks, name=f"stacube-{session.snapshot_id}-"
-                                       f"{grid.name}-{name}", asarray=True, fancy=False)
-                if steps is not None:
-                    source = source[list(steps)]
-                part = source[(..., *info.roi_src)]
-                pad = [(0, 0)] * len(lead) + [(s.start, n - s.stop) for s, n in zip(info.roi_dst, dst.shape.yx,
-                                                                                     strict=True)]
-                data = da.pad(part, pad, mode="constant", constant_values=variable.nodata)
-                piece = xr.DataArray(data, dims=dims)
-            else:
-                piece = xr.DataArray(_warped(group, name, grid.geobox, steps, dst, variable, chunks), dims=dims)
+            piece = xr.DataArray(_zone_blocks(group, name, grid.geobox, steps, dst, variable, sizes), dims=dims)
             if name not in out:
                 out[name] = piece
             else:  # a later zone only fills what earlier zones left empty
@@ -155,17 +168,13 @@ def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Seq
         if name in out:
             values = out[name].data.astype(variable.numpy_dtype)
         else:
-            values = da.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
+            values = da.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype,
+                             chunks=((sizes[0],) if steps is not None else ()) + sizes[1:])
         attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}
         if variable.numpy_dtype.kind != "b":
             attrs["_FillValue"] = variable.nodata
         attrs.update(convention_attrs(variable))
         data_vars[name] = xr.DataArray(values, dims=dims, attrs=attrs)
     tile = xr.Dataset(data_vars, coords=coords)
-    aliases = {"y": spatial[0], "x": spatial[1], "latitude": spatial[0], "longitude": spatial[1]}
-    wanted = {aliases.get(dim, dim): size for dim, size in chunks.items() if aliases.get(dim, dim) in tile.dims}
-    unknown = sorted(set(chunks) - set(tile.dims) - SPATIAL_NAMES)  # y/x or latitude/longitude: either suits
-    if unknown:
-        raise ROIError(f"chunks names {unknown}, which this Tile does not have; its dims are {list(tile.dims)}")
-    return tile.chunk(wanted) if wanted else tile
-
+    per_step, rows, columns = sizes
+    return tile.chunk({**({"time": per_step} if steps is not None else {}), spatial[0]: rows, spatial[1]: columns})

@@ -69,3 +69,12 @@ def in_zone(shape: Geometry, zone: GeoBox) -> Geometry | None:
     geom = local.geom if local.geom.is_valid else local.geom.buffer(0)
     geom = geom.intersection(zone.extent.geom)
     return None if geom.is_empty else Geometry(geom, zone.crs)
+
+
+def too_big_to_project(shape: Geometry, span: float = 20.0, polar: float = 80.0) -> bool:
+    """Whether a geographic shape must be clipped to a zone before it is projected: wider or taller than
+    ``span`` degrees, or reaching past ``polar`` degrees of latitude. Projected whole, such a shape can
+    come out finite and wrong (the globe in a UTM zone is a sliver outside it; a polar cap in a polar
+    stereographic zone a fraction of the cap), so no error says so."""
+    west, south, east, north = shape.boundingbox
+    return east - west > span or north - south > span or north > polar or south < -polar

@@ -23,7 +23,7 @@ from .duplicates import drop_duplicates
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid
 from .layout import FILLED
-from .lonlat import lonlat_bounds, lonlat_footprint
+from .lonlat import lonlat_bounds, lonlat_footprint, too_big_to_project
 from .spec import CubeSpec
 from .timeaxis import step_range
 
@@ -165,6 +165,10 @@ def _footprints_in(zone: GeoBox, items: Sequence[pystac.Item]) -> list[shapely.G
     out = []
     for item in items:
         footprint = Geometry(item.geometry, "EPSG:4326") if item.geometry else None
+        if footprint is not None and too_big_to_project(footprint):  # a projection would be finite and wrong
+            local = grid.local_roi(footprint)
+            out.append(local.geom if local is not None else shapely.Polygon())
+            continue
         try:
             # densified first (0.05 degree segments): a lon/lat box around a pole is a disc in polar CRSs
             geom = footprint.to_crs(zone.crs, resolution=0.05, check_and_fix=True).geom

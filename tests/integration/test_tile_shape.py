@@ -135,13 +135,15 @@ def test_a_lazy_tile_equals_the_eager_one(servers, make_cube, sample_layout, crs
         for name in ("dem", "datamask"):
             got, want = computed[name].values, eager[name].values
             differ = (got != want) & ~(np.isnan(got) & np.isnan(want))
-            assert differ.mean() < 0.1, (name, differ.mean())
+            assert differ.mean() < 0.005, (name, differ.mean())
             source = np.pad(stored[name].values, 1, mode="edge")
-            for i, j in np.argwhere(differ)[::50]:  # each one is a source pixel next to the exact position
+            for i, j in np.argwhere(differ):  # each one is a source pixel next to the exact position
                 col, row = ~zone.transform * to_zone.transform(*(roi.transform * (j + 0.5, i + 0.5)))
                 r, c = int(row), int(col)
                 assert got[i, j] in source[r : r + 3, c : c + 3], (name, i, j)
-        computed = computed.copy(data={n: eager[n].values for n in eager.data_vars})
+        xr.testing.assert_identical(computed.drop_vars(list(computed.data_vars)).drop_attrs(),
+                                    eager.drop_vars(list(eager.data_vars)).drop_attrs())
+        return
     xr.testing.assert_identical(computed.drop_attrs(), eager.drop_attrs())
     assert lazy.attrs["missing_patches"] == [] and np.isfinite(eager.dem.values).mean() > 0.5
 

@@ -108,3 +108,59 @@ def test_a_polar_cap_and_the_globe_plan_the_zone_parts_they_cover():
         utm = ZoneGrid(name, zone, s2.chunks)
         assert len(list(utm.chunks_under(box(-180, -90, 180, 90, "EPSG:4326")))) == np.prod(utm.chunk_counts)
         assert list(utm.chunks_under(box(-180, 60, 180, 90, "EPSG:4326"))) == []  # north of the zone: none
+
+
+def _planned_exactly(grid: ZoneGrid, bbox: tuple[float, float, float, float]) -> None:
+    """Every chunk wholly inside the lon/lat box is planned and none wholly outside it (sampled corners)."""
+    import numpy as np
+    from odc.geo.geom import box
+    from pyproj import Transformer
+
+    planned = set(grid.chunks_under(box(*bbox, "EPSG:4326")))
+    to_lonlat = Transformer.from_crs(grid.geobox.crs.proj, "EPSG:4326", always_xy=True)
+    west, south, east, north = bbox
+    rows, columns = grid.chunk_counts
+    inside_count = 0
+    for iy in range(rows):
+        for ix in range(columns):
+            ring = np.asarray(grid.chunk_geobox(iy, ix).extent.geom.exterior.coords)
+            lon, lat = to_lonlat.transform(ring[:, 0], ring[:, 1])
+            inside = (lat > south + 0.01).all() and (lat < north - 0.01).all() and \
+                (lon > west + 0.01).all() and (lon < east - 0.01).all()
+            outside = (lat < south - 0.01).all() or (lat > north + 0.01).all()
+            if inside:
+                inside_count += 1
+                assert (iy, ix) in planned, (bbox, iy, ix)
+            elif outside:
+                assert (iy, ix) not in planned, (bbox, iy, ix)
+    assert inside_count > 0
+
+
+def test_big_lon_lat_boxes_plan_every_chunk_they_hold_in_polar_zones():
+    from odc.geo.geobox import GeoBox
+
+    south = ZoneGrid("epsg3031", GeoBox.from_bbox((-3_000_000, -3_000_000, 3_000_000, 3_000_000), "EPSG:3031",
+                                                  resolution=1000), (512, 512))
+    _planned_exactly(south, (-180, -90, 180, -60))  # the southern cap
+    north = ZoneGrid("epsg3413", GeoBox.from_bbox((-4000100, -3400100, 3400100, 4100100), "EPSG:3413",
+                                                  resolution=32), (8192, 8192))
+    _planned_exactly(north, (-170, 0, 170, 70))  # all longitudes but 20 degrees, up to 70 N
+    _planned_exactly(north, (-180, 60, 180, 90))
+
+
+def test_an_item_placed_on_the_globe_meets_every_chunk_of_a_utm_zone():
+    """The footprint-repair fallback (neither geometry nor bbox usable): projected whole into UTM, the
+    globe came out a sliver outside the zone and the Item met no patch."""
+    import datetime
+
+    import pystac
+    import shapely
+
+    from stacube.plan import _footprints_in
+    from stacube.zones import utm_zones
+
+    zone = utm_zones((14.0, 47.0, 16.0, 48.0), 10.0)[0]
+    world = pystac.Item("placed", shapely.geometry.mapping(shapely.box(-180, -90, 180, 90)), [-180, -90, 180, 90],
+                        datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC), {})
+    [footprint] = _footprints_in(zone, [world])
+    assert footprint.covers(zone.extent.geom.buffer(-1))
