@@ -364,7 +364,7 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     return paths
 
 
-LAZY_GDAL_CACHE_MB = 128
+LAZY_GDAL_CACHE = 32 * 2**20  # bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as bytes
 
 
 def write_cog(variable: Any, path: Path) -> Path:
@@ -385,7 +385,7 @@ def write_cog(variable: Any, path: Path) -> Path:
     staged = path.with_name(f".{path.name}.staged.tif")
     try:
         if lazy:  # GDAL's block cache (5% of RAM by default) would otherwise hold what was written
-            with rasterio.Env(GDAL_CACHEMAX=LAZY_GDAL_CACHE_MB):
+            with rasterio.Env(GDAL_CACHEMAX=LAZY_GDAL_CACHE):
                 _stream_tiff(clean, staged, attrs.get("nodata"))
         else:
             clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
@@ -397,8 +397,9 @@ def write_cog(variable: Any, path: Path) -> Path:
                     dst.units = (str(attrs["units"]),)
         # re-laid out as a COG (GDAL reads the staged file block by block): editing a COG's metadata in
         # place would break its layout
-        with rasterio.Env(**({"GDAL_CACHEMAX": LAZY_GDAL_CACHE_MB} if lazy else {})):
-            rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE", BIGTIFF="IF_SAFER")
+        with rasterio.Env(**({"GDAL_CACHEMAX": LAZY_GDAL_CACHE} if lazy else {})):
+            rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE", BIGTIFF="IF_SAFER",
+                                 OVERVIEW_RESAMPLING="NEAREST")  # as odc-geo's eager COGs: masks stay classes
     finally:
         staged.unlink(missing_ok=True)
         Path(f"{staged}.aux.xml").unlink(missing_ok=True)
@@ -430,7 +431,9 @@ def _stream_tiff(variable: Any, path: Path, nodata: Any) -> None:
             self.dst.write(values, 1, window=Window.from_slices(rows, columns))
 
     with rasterio.open(path, "w", **profile) as dst:
-        da.store(data, Band(dst), lock=True)  # one writer at a time; chunks are computed in parallel
+        # one writer at a time, chunks computed in parallel by threads of this process: the open file
+        # cannot travel to a distributed client's workers
+        da.store(data, Band(dst), lock=True, scheduler="threads")
 
 
 @cube_app.command("load")

@@ -47,15 +47,31 @@ def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dat
     return ds
 
 
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit, or None where there is none."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int(open("/sys/fs/cgroup/memory.current").read().strip()))
+    except (OSError, ValueError):
+        return None
+
+
 def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where unknown."""
+    """Bytes of memory this process can still get: Linux's MemAvailable, or less where a container's
+    cgroup limit leaves less; None where unknown."""
+    room = _cgroup_room()
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    return free if room is None else min(free, room)
     except OSError:
         pass
+    if room is not None:
+        return room
     try:
         import psutil
 

@@ -258,8 +258,19 @@ def _grouping_time(item: pystac.Item, group_by: str) -> np.datetime64:
         return when
     # odc-stac's rule (whole hours, truncated towards zero) at the Item's own centroid, so that an Item
     # falls on the same day whatever ROI asks for it (odc-stac takes the longitude of the load's centre)
-    longitude = shapely.geometry.shape(item.geometry).centroid.x if item.geometry else 0.0
-    return when + np.timedelta64(int(longitude / 15), "h")
+    return when + np.timedelta64(int(_centre_longitude(item) / 15), "h")
+
+
+def _centre_longitude(item: pystac.Item) -> float:
+    """An Item's centroid longitude; across the antimeridian (a footprint in two parts, or a bbox whose
+    west is east of its east) the middle of its span, not the 0 degrees a plain centroid gives."""
+    bbox = item.bbox or []
+    if len(bbox) in (4, 6):
+        west, east = bbox[0], bbox[len(bbox) // 2]
+        if west > east:  # across 180 degrees
+            middle = west + ((east - west) % 360) / 2
+            return middle - 360 if middle > 180 else middle
+    return shapely.geometry.shape(item.geometry).centroid.x if item.geometry else 0.0
 
 
 def _item_time(item: pystac.Item) -> np.datetime64:

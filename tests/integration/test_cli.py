@@ -74,6 +74,12 @@ def test_download_history_load_in_three_formats_tag_and_rollback(cli_cube, sampl
         with rasterio.open(tmp_path / f"tile_{name}.tif") as cog:
             assert cog.dtypes[0] == str(expected[name].dtype) and cog.crs.to_epsg() == 3413
             np.testing.assert_array_equal(cog.read(1), expected[name].values)
+    lazy = as_json("cube", "load", url, *where, "--offline", "--chunks", "200", "--out", tmp_path / "lazy.tif")
+    assert lazy["written"] == [str(tmp_path / f"lazy_{v}.tif") for v in ("dem", "datamask")]  # a cube without time
+    for name in ("dem", "datamask"):
+        with rasterio.open(tmp_path / f"lazy_{name}.tif") as cog:  # streamed chunk by chunk: the same COG values
+            assert cog.crs.to_epsg() == 3413 and cog.transform == expected.odc.geobox.transform
+            np.testing.assert_array_equal(cog.read(1), expected[name].values)
     as_json("cube", "load", url, *where, "--offline", "--out", tmp_path / "tile.nc")
     as_json("cube", "load", url, *where, "--offline", "--out", tmp_path / "tile.zarr", "--variables", "dem")
     with xr.open_dataset(tmp_path / "tile.nc", engine="h5netcdf") as nc:  # CF-decoded: nodata masked

@@ -40,3 +40,13 @@ def test_solar_days_need_a_daily_axis():
         CubeSpec(**args, time=pd.date_range("2024-01-01", periods=3, freq="D"), group_by="week")
     spec = CubeSpec(**args, time=pd.date_range("2024-01-01", periods=3, freq="D"), group_by="solar_day")
     assert CubeSpec.from_json(spec.to_json()).group_by == "solar_day"
+
+
+def test_an_item_across_the_antimeridian_is_dated_by_the_middle_of_its_span():
+    """A footprint in two parts (as a repaired one placed by a bbox across 180 degrees) has its plain
+    centroid near 0 degrees: its solar day would be the UTC day, off by up to one."""
+    parts = {"type": "MultiPolygon", "coordinates": [[[[179, 0], [180, 0], [180, 1], [179, 1], [179, 0]]],
+                                                     [[[-180, 0], [-178, 0], [-178, 1], [-180, 1], [-180, 0]]]]}
+    item = pystac.Item("across", parts, [179, 0, -178, 1], pd.Timestamp("2024-06-01T05:00Z").to_pydatetime(), {})
+    # -179.5 degrees: 11 hours behind UTC, so 05:00 UTC on 06-01 is 18:00 on 05-31 there (0 degrees: 06-01)
+    assert str(_grouping_time(item, "solar_day")) == "2024-05-31T18:00:00.000000"
