@@ -98,6 +98,14 @@ def _exactextract(tile, parcels) -> int:
 
 
 def _peak_mb() -> float:
+    """This process's own peak RSS: Linux's VmHWM, which starts afresh at exec (ru_maxrss would carry the
+    forking parent's peak into this child)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
