@@ -193,9 +193,34 @@ class LocalCatalog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @property
+    def _footprints_marker(self) -> Path:
+        return self.folder / "footprints-checked"
+
+    def _check_footprints(self) -> None:
+        """Once per catalog, Items stored before footprints were checked on entry get the same repair
+        (``footprints.trusted``): an Item kept with an empty geometry was never found by a bbox search,
+        so its patches were recorded filled without it. Parts holding such Items are rewritten."""
+        if self._footprints_marker.exists() or not self._parts:
+            return
+        with self._locked():
+            if self._footprints_marker.exists():
+                return
+            for part in self._parts:
+                items = rustac.read_sync(str(part))["features"]
+                checked = [trusted(item) for item in items]
+                if any(after is not before for after, before in zip(checked, items, strict=True)):
+                    tmp = part.with_name(part.name + ".tmp")
+                    rustac.write_sync(str(tmp), checked, format="geoparquet")
+                    os.replace(tmp, part)
+            self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
+
     def append(self, items: Iterable[dict[str, Any]]) -> int:
         """Add the Items not already held (by id); returns how many were new. Atomic per part."""
+        self._check_footprints()
         with self._locked():
+            if not self._parts:  # a new catalog: every Item enters through trusted() below
+                self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
             known = self.item_ids()
             new = {}
             for item in items:
@@ -239,6 +264,7 @@ class LocalCatalog:
         filter: Mapping[str, Any] | None = None,
     ) -> list[pystac.Item]:
         """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter."""
+        self._check_footprints()
         parts = self._parts
         if not parts:
             return []

@@ -149,3 +149,26 @@ def test_a_killed_writers_temporary_files_are_dropped_by_the_next_write(tmp_path
     assert not half_written.exists() and not stale_windows.exists()
     assert len(catalog) == 4 and len(catalog.search()) == 4
 
+
+
+def test_a_catalog_stored_before_footprints_were_checked_is_repaired_once(tmp_path, items):
+    """An Item kept with an empty geometry by an older stacube was never found by a bbox search: the
+    catalog's first search repairs it (placed by its bbox) and marks the catalog checked."""
+    import copy
+
+    import rustac
+
+    catalog = LocalCatalog(tmp_path, "http://example.com/stac", "sample-dem")
+    broken = copy.deepcopy(items[0])
+    broken["geometry"] = {"type": "Polygon", "coordinates": []}
+    (catalog.folder / "items").mkdir(parents=True)
+    rustac.write_sync(str(catalog.folder / "items" / "part-old.parquet"), [broken, *items[1:3]], format="geoparquet")
+    west, south, east, north = broken["bbox"]
+    found = {i.id for i in catalog.search(bbox=(west, south, east, north))}
+    assert broken["id"] in found
+    repaired = next(i for i in catalog.search(bbox=(west, south, east, north)) if i.id == broken["id"])
+    assert repaired.properties["stacube:footprint"] == "geometry empty: placed by its bbox"
+    assert (catalog.folder / "footprints-checked").exists() and len(catalog) == 3
+    fresh = LocalCatalog(tmp_path / "new", "http://example.com/stac", "sample-dem")
+    fresh.append(items[:2])
+    assert (fresh.folder / "footprints-checked").exists()  # a new catalog is never scanned
