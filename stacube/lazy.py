@@ -36,8 +36,11 @@ def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dat
     ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks={}, mask_and_scale=False,
                       decode_times=True)
     ds = ds.drop_vars([FILLED], errors="ignore").set_coords("spatial_ref")
+    group = zarr.open_group(session.store, mode="r")[zone]
     for name in spec.variables:
         variable = spec.variables[name]
+        # read through read_checked, so a damaged chunk is a CubeDamagedError naming it when computed
+        ds[name] = ds[name].copy(data=_checked_dask(group, name, ds[name].data.chunks, session.snapshot_id, zone))
         ds[name].attrs.pop("coordinates", None)  # xarray keeps coordinates in encoding, not attrs
         ds[name].attrs["nodata"] = variable.nodata  # stored as JSON ("nan"): the value itself, as in a Tile
         if variable.numpy_dtype.kind != "b":
@@ -45,6 +48,25 @@ def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dat
         ds[name].encoding.pop("_FillValue", None)
     ds.attrs = {"stacube_cube": spec.name, "stacube_zone": zone, "stacube_snapshot": session.snapshot_id}
     return ds
+
+
+class _Stored:
+    """A stored variable as ``dask.array.from_array`` wants it, every block read through ``read_checked``."""
+
+    def __init__(self, group: zarr.Group, name: str):
+        array = group[name]
+        self.group, self.name = group, name
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return read_checked(self.group, self.name, key if isinstance(key, tuple) else (key,))
+
+
+def _checked_dask(group: zarr.Group, name: str, chunks: Any, snapshot: str, zone: str) -> Any:
+    import dask.array as da
+
+    return da.from_array(_Stored(group, name), chunks=chunks, name=f"stacube-{snapshot}-{zone}-{name}",
+                         asarray=True, fancy=False)
 
 
 def _cgroup_room() -> int | None:

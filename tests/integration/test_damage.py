@@ -32,5 +32,7 @@ def test_a_flipped_byte_in_a_chunk_is_an_error_naming_the_chunk_variable_and_sna
     lazy = reopened.load(roi, offline=True, chunks={"x": 256, "y": 256})  # lazily: the error when computed
     with pytest.raises(CubeDamagedError, match=rf"variable 'dem' in zone 'epsg3413' are damaged .* {snapshot}"):
         lazy.dem.compute()
+    with pytest.raises(CubeDamagedError, match=rf"variable 'dem' in zone 'epsg3413' are damaged .* {snapshot}"):
+        reopened.to_xarray().dem[0:512, 0:512].compute()  # the cube as a dataset says so too
     datamask = reopened.load(roi, variables="datamask", offline=True)  # the other variable still reads
     np.testing.assert_array_equal(datamask.datamask.values, before.datamask.values)
