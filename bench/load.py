@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,17 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS: Linux's VmHWM, which starts afresh at exec (getrusage's ru_maxrss
-    keeps the forking parent's peak across exec, so a child of a big parent reported the parent's)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from stacube.memory import peak_rss_mb  # noqa: E402 - after the path is set
 
 
 def _layout(args):
@@ -90,19 +79,19 @@ def phase(args) -> dict:
         ds = odc.stac.load(items, bands=["dem", "datamask"], geobox=roi, groupby=lambda i, p, x: 0,
                            dtype={"dem": "float32", "datamask": "uint8"}, pool=pool)
         seconds = time.perf_counter() - started
-        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+        return {"seconds": seconds, "rss_mb": peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
     if args.phase == "cold":
         cube = Cube.create(work / "cube.icechunk", _spec(args, args.api), catalog_dir=work / "catalog")
         started = time.perf_counter()
         ds = cube.load(roi, concurrency=args.concurrency)
         seconds = time.perf_counter() - started
-        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+        return {"seconds": seconds, "rss_mb": peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
     if args.phase == "warm":
         cube = Cube.open(work / "cube.icechunk", catalog_dir=work / "catalog")
         started = time.perf_counter()
         ds = cube.load(roi)
         seconds = time.perf_counter() - started
-        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+        return {"seconds": seconds, "rss_mb": peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
     if args.phase == "download":
         zone = _layout(args).extent_geobox()
         folder = work / f"aoi-{args.aoi}"
@@ -113,7 +102,7 @@ def phase(args) -> dict:
         report = cube.download(zone[0:side, 0:side], concurrency=args.concurrency)
         seconds = time.perf_counter() - started
         size = sum(f.stat().st_size for f in (folder / "cube").rglob("*") if f.is_file())
-        return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "patches": report.patches,
+        return {"seconds": seconds, "rss_mb": peak_rss_mb(), "patches": report.patches,
                 "data_mb": report.bytes_written / 1e6, "store_mb": size / 1e6}
     if args.phase in ("lazy_fill", "lazy_cube", "lazy_direct"):
         return lazy_phase(args, work)
@@ -143,7 +132,7 @@ def lazy_phase(args, work: Path) -> dict:
     if args.phase == "lazy_fill":
         cube = Cube.create(work / "lazy.icechunk", spec, catalog_dir=work / "lazy-catalog")
         report = cube.download(roi, concurrency=args.concurrency, progress=False)
-        return {"seconds": time.perf_counter() - started, "rss_mb": _peak_rss_mb(), "patches": report.patches}
+        return {"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb(), "patches": report.patches}
     if args.phase == "lazy_cube":
         cube = Cube.open(work / "lazy.icechunk", catalog_dir=work / "lazy-catalog")
         tile = cube.load(roi, offline=True, variables="dem", chunks={"x": args.chunks, "y": args.chunks})
@@ -153,7 +142,7 @@ def lazy_phase(args, work: Path) -> dict:
                              chunks={"x": args.chunks, "y": args.chunks}).isel(time=0)
         tile["dem"].attrs = {"nodata": tile.dem.attrs.get("nodata")}
     write_cog(tile.dem, work / f"{args.phase}.tif")
-    return {"seconds": time.perf_counter() - started, "rss_mb": _peak_rss_mb()}
+    return {"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb()}
 
 
 def lazy_figures(args, out: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from stacube.memory import peak_rss_mb  # noqa: E402 - after the path is set
 
 PARCEL_W, PARCEL_H, GAP = 200.0, 150.0, 20.0  # metres
 PER_ROW = 40  # parcels per row of a group's block
@@ -97,18 +98,6 @@ def _exactextract(tile, parcels) -> int:
     return rows // 2
 
 
-def _peak_mb() -> float:
-    """This process's own peak RSS: Linux's VmHWM, which starts afresh at exec (ru_maxrss would carry the
-    forking parent's peak into this child)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run(total: int, dates: int, group: int) -> dict:
     """One size, in this (fresh) process: times of both, peak RSS, and stacube's own traced peak per group."""
     import tracemalloc
@@ -133,7 +122,7 @@ def run(total: int, dates: int, group: int) -> dict:
         _exactextract(tile, parcels)
         theirs += time.perf_counter() - started
         done += len(rows)
-    return {"parcel_dates": done, "ours_s": ours, "exactextract_s": theirs, "peak_mb": _peak_mb(),
+    return {"parcel_dates": done, "ours_s": ours, "exactextract_s": theirs, "peak_mb": peak_rss_mb(),
             "traced_mb": traced}
 
 

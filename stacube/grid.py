@@ -14,6 +14,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from .errors import ROIError
+from .lonlat import in_zone, too_big_to_project
 
 
 def _meets(footprint: Geometry, roi: Geometry) -> bool:
@@ -23,6 +24,34 @@ def _meets(footprint: Geometry, roi: Geometry) -> bool:
     if roi.geom.area == 0:
         return True
     return footprint.intersection(roi).area > 0
+
+
+def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None) -> Geometry | None:
+    """``shape`` (an ROI, an Item's footprint) in ``zone``'s CRS, or None where it does not meet the zone.
+
+    A lon/lat shape larger than the projection's domain (the globe, a polar cap, a box across 180
+    degrees) cannot be projected whole: projected, it can come out finite and wrong. Such a shape, and
+    one whose projection fails, is clipped to the zone's own lon/lat footprint first (see
+    ``stacube.lonlat.in_zone``). ``resolution`` (degrees) densifies a geographic shape before it is
+    projected, so that a lon/lat box around a pole is a disc in a polar CRS.
+    """
+    if shape.crs.geographic and shape.crs != zone.crs and too_big_to_project(shape):
+        clipped = in_zone(shape, zone)
+        return clipped if clipped is not None and _meets(zone.extent, clipped) else None
+    try:
+        local = shape.to_crs(zone.crs, resolution=resolution, check_and_fix=resolution is not None)
+        if not np.isfinite(shapely.get_coordinates(local.geom)).all():
+            raise ValueError("non-finite coordinates")
+        if local.is_empty or not local.is_valid:
+            local = local.buffer(0)
+        if _meets(zone.extent, local):
+            return local
+    except Exception:  # noqa: BLE001 - a region not representable as a whole in this CRS
+        pass
+    if not shape.crs.geographic:
+        return None
+    local = in_zone(shape, zone)
+    return local if local is not None and _meets(zone.extent, local) else None
 
 
 @dataclass(frozen=True)
@@ -47,32 +76,8 @@ class ZoneGrid:
         return self.geobox[self.chunk_slices(iy, ix)]
 
     def local_roi(self, roi: Geometry) -> Geometry | None:
-        """``roi`` in this zone's CRS, or None where it does not meet the zone.
-
-        A lon/lat ROI larger than the projection's domain (the globe, a polar cap, a box across 180
-        degrees) cannot be projected whole; then the part of it inside the zone's own lon/lat
-        footprint is (see ``stacube.lonlat.in_zone``).
-        """
-        from .lonlat import in_zone, too_big_to_project
-
-        if roi.crs.geographic and roi.crs != self.geobox.crs and too_big_to_project(roi):
-            clipped = in_zone(roi, self.geobox)
-            return clipped if clipped is not None and _meets(self.geobox.extent, clipped) else None
-        try:
-            local = roi.to_crs(self.geobox.crs)
-            coords = shapely.get_coordinates(local.geom)
-            if not np.isfinite(coords).all():
-                raise ValueError("non-finite coordinates")
-            if local.is_empty or not local.is_valid:
-                local = local.buffer(0)
-            if _meets(self.geobox.extent, local):
-                return local
-        except Exception:  # noqa: BLE001 - a region not representable as a whole in this CRS
-            pass
-        if not roi.crs.geographic:
-            return None
-        local = in_zone(roi, self.geobox)
-        return local if local is not None and _meets(self.geobox.extent, local) else None
+        """``roi`` in this zone's CRS, or None where it does not meet the zone (see ``shape_in_zone``)."""
+        return shape_in_zone(roi, self.geobox)
 
     def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
         """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""

@@ -24,8 +24,8 @@ from odc.geo.roi import roi_is_empty
 from odc.geo.xr import xr_coords
 
 from .errors import ROIError
-from .layout import FILLED, convention_attrs
-from .read import pastes, read_checked, reproject_values, zones_met
+from .layout import FILLED
+from .read import pastes, read_checked, reproject_values, variable_attrs, zones_met
 from .spec import CubeSpec, Variable
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
@@ -33,14 +33,15 @@ SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
 
 def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dataset:
     """One zone group as a lazy Dataset on the zone's own grid (see ``Cube.to_xarray``)."""
-    ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks={}, mask_and_scale=False,
+    # chunks=None: xarray's own lazy arrays, replaced below by Dask arrays that read through
+    # read_checked (a damaged chunk is then a CubeDamagedError naming it), one graph per variable
+    ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks=None, mask_and_scale=False,
                       decode_times=True)
     ds = ds.drop_vars([FILLED], errors="ignore").set_coords("spatial_ref")
     group = zarr.open_group(session.store, mode="r")[zone]
     for name in spec.variables:
         variable = spec.variables[name]
-        # read through read_checked, so a damaged chunk is a CubeDamagedError naming it when computed
-        ds[name] = ds[name].copy(data=_checked_dask(group, name, ds[name].data.chunks, session.snapshot_id, zone))
+        ds[name] = ds[name].copy(data=_checked_dask(group, name, group[name].chunks, session.snapshot_id, zone))
         ds[name].attrs.pop("coordinates", None)  # xarray keeps coordinates in encoding, not attrs
         ds[name].attrs["nodata"] = variable.nodata  # stored as JSON ("nan"): the value itself, as in a Tile
         if variable.numpy_dtype.kind != "b":
@@ -208,11 +209,7 @@ def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Seq
         else:
             values = da.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype,
                              chunks=((sizes[0],) if steps is not None else ()) + sizes[1:])
-        attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}
-        if variable.numpy_dtype.kind != "b":
-            attrs["_FillValue"] = variable.nodata
-        attrs.update(convention_attrs(variable))
-        data_vars[name] = xr.DataArray(values, dims=dims, attrs=attrs)
+        data_vars[name] = xr.DataArray(values, dims=dims, attrs=variable_attrs(variable))
     tile = xr.Dataset(data_vars, coords=coords)
     per_step, rows, columns = sizes
     return tile.chunk({**({"time": per_step} if steps is not None else {}), spatial[0]: rows, spatial[1]: columns})

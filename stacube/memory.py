@@ -1,4 +1,4 @@
-"""Give freed memory back to the operating system between patches.
+"""Process memory: give freed memory back to the operating system between patches, and read a peak.
 
 A patch's temporaries (the decoded source windows, conversions, compressed chunks) are tens of MB
 each, freed when the patch is written. glibc keeps such freed blocks in its heaps (one arena per
@@ -33,3 +33,19 @@ def release_freed() -> None:
     trim = _trim()
     if trim is not None and os.environ.get("STACUBE_MALLOC_TRIM", "1") != "0":
         trim(0)
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory in MB: Linux's VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss keeps the forking parent's peak across exec, so a child of a big parent
+    reported the parent's); ru_maxrss where /proc is absent."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

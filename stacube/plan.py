@@ -21,9 +21,9 @@ from .alignment import declared_crs
 from .catalog import LocalCatalog, Window, sync_source
 from .duplicates import drop_duplicates
 from .errors import ROIError
-from .grid import PatchIndex, ZoneGrid
+from .grid import PatchIndex, ZoneGrid, shape_in_zone
 from .layout import FILLED
-from .lonlat import lonlat_bounds, lonlat_footprint, too_big_to_project
+from .lonlat import lonlat_bounds, lonlat_footprint
 from .spec import CubeSpec
 from .timeaxis import step_range
 
@@ -159,25 +159,12 @@ def search_window(patches: Sequence[PatchIndex]) -> Window:
 
 
 def _footprints_in(zone: GeoBox, items: Sequence[pystac.Item]) -> list[shapely.Geometry]:
-    """Item footprints in a zone's CRS (empty where an Item does not meet the zone). A footprint larger
-    than the projection's domain (an Item placed by a global bbox) keeps the part inside the zone."""
-    grid = ZoneGrid("", zone, (1, 1))
+    """Item footprints in a zone's CRS (empty where an Item does not meet the zone), densified first
+    (0.05 degree segments) and clipped to the zone where too big to project whole (``shape_in_zone``)."""
     out = []
     for item in items:
-        footprint = Geometry(item.geometry, "EPSG:4326") if item.geometry else None
-        if footprint is not None and too_big_to_project(footprint):  # a projection would be finite and wrong
-            local = grid.local_roi(footprint)
-            out.append(local.geom if local is not None else shapely.Polygon())
-            continue
-        try:
-            # densified first (0.05 degree segments): a lon/lat box around a pole is a disc in polar CRSs
-            geom = footprint.to_crs(zone.crs, resolution=0.05, check_and_fix=True).geom
-            if not np.isfinite(shapely.get_coordinates(geom)).all():
-                raise ValueError("non-finite coordinates")
-        except Exception:  # noqa: BLE001 - not representable whole in this CRS: the part inside the zone
-            local = grid.local_roi(footprint) if footprint is not None else None
-            geom = local.geom if local is not None else shapely.Polygon()
-        out.append(geom if geom.is_valid else geom.buffer(0))
+        local = shape_in_zone(Geometry(item.geometry, "EPSG:4326"), zone, resolution=0.05) if item.geometry else None
+        out.append(local.geom if local is not None else shapely.Polygon())
     return out
 
 

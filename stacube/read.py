@@ -225,6 +225,16 @@ def read_tile(
     return tile_dataset(spec, dst, steps, variables, out)
 
 
+def variable_attrs(variable: Variable) -> dict[str, Any]:
+    """A Tile variable's attributes, eager or lazy: nodata, the CF ``grid_mapping`` (so GDAL finds the
+    CRS in a .nc), ``_FillValue`` (what ``xr.decode_cf`` masks) and the variable's convention."""
+    attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}
+    if variable.numpy_dtype.kind != "b":
+        attrs["_FillValue"] = variable.nodata
+    attrs.update(convention_attrs(variable))
+    return attrs
+
+
 def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, variables: Sequence[str],
                  values: dict[str, np.ndarray]) -> xr.Dataset:
     """The Tile as a Dataset: ``values`` per variable on ``dst`` (and the time ``steps``), with nodata and units."""
@@ -236,9 +246,5 @@ def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, varia
     data_vars = {}
     for name in variables:
         variable = spec.variables[name]
-        attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}  # CF: GDAL finds the CRS
-        if variable.numpy_dtype.kind != "b":
-            attrs["_FillValue"] = variable.nodata  # what xr.decode_cf masks
-        attrs.update(convention_attrs(variable))
-        data_vars[name] = xr.DataArray(values[name], dims=dims, attrs=attrs)
+        data_vars[name] = xr.DataArray(values[name], dims=dims, attrs=variable_attrs(variable))
     return xr.Dataset(data_vars, coords=coords)

@@ -5,6 +5,7 @@ copies left out, grids as the source has them, ArcticDEM at the edge of its publ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 
@@ -299,6 +300,13 @@ def test_landsat_on_a_grid_anchored_15_m_off_stays_unresampled_and_a_misaligned_
     assert (part.red.values != 0).all()
 
 
+def _dem_pixels(item: dict, key: str, box: GeoBox, seeded: bool = False) -> np.ndarray:
+    """ArcticDEM-like values for a served window: a smooth surface of 200-350 m, a datamask of ones."""
+    if key == "datamask":
+        return np.ones(box.shape.yx, dtype="uint8")
+    return (200 + 150 * reflectance_field(box, seed=len(item["id"]) if seeded else 0.0)).astype("float32")
+
+
 def test_an_arcticdem_tile_at_the_edge_of_the_published_grid_loads(tmp_path):
     """ArcticDEM 32 m tile 81_24 (the top row: Cape Lopatka, Kamchatka), as PGC's STAC API describes its
     mosaic Items (pgcdemtools' view: STAC 1.1, proj:code, nodata and data_type on the asset), on its
@@ -307,13 +315,8 @@ def test_an_arcticdem_tile_at_the_edge_of_the_published_grid_loads(tmp_path):
     folder = tmp_path / "pgc"
     folder.mkdir()
 
-    def pixels(item, key, box):
-        if key == "datamask":
-            return np.ones(box.shape.yx, dtype="uint8")
-        return (200 + 150 * reflectance_field(box)).astype("float32")
-
     # a 4 km window holding Cape Lopatka (x -1,626,597, y 4,093,695), on the file's own 32 m pixels
-    item = localize(record, ["dem", "datamask"], folder, pixels, window=Window(dx=73_472.0, dy=6_400.0,
+    item = localize(record, ["dem", "datamask"], folder, _dem_pixels, window=Window(dx=73_472.0, dy=6_400.0,
                                                                               size=4_096.0))
     window = asset_grid(item, "dem")
     assert window.extent.contains(point(156.67, 50.87, "EPSG:4326").to_crs("EPSG:3413"))
@@ -339,14 +342,10 @@ def test_items_with_an_empty_or_a_bow_tie_footprint_still_fill_their_patches(tmp
     folder = tmp_path / "pgc"
     folder.mkdir()
 
-    def pixels(item, key, box):
-        if key == "datamask":
-            return np.ones(box.shape.yx, dtype="uint8")
-        return (200 + 150 * reflectance_field(box, seed=len(item["id"]))).astype("float32")
-
-    empty = localize(record, ["dem", "datamask"], folder, pixels, item_id="81_24_32m_v4.1_empty",
+    seeded = functools.partial(_dem_pixels, seeded=True)  # the two tiles' values differ
+    empty = localize(record, ["dem", "datamask"], folder, seeded, item_id="81_24_32m_v4.1_empty",
                      window=Window(dx=73_472.0, dy=6_400.0, size=4_096.0))
-    bowtie = localize(record, ["dem", "datamask"], folder, pixels, item_id="81_24_32m_v4.1_bowtie",
+    bowtie = localize(record, ["dem", "datamask"], folder, seeded, item_id="81_24_32m_v4.1_bowtie",
                       window=Window(dx=73_472.0 + 4_096.0, dy=6_400.0, size=4_096.0))
     empty["geometry"] = {"type": "Polygon", "coordinates": []}
     ring = bowtie["geometry"]["coordinates"][0]

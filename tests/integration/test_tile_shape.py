@@ -16,6 +16,17 @@ from stacube import Cube, CubeSpec, StacSource, Variable
 from .test_load import items_of
 
 
+def _series_cube(api_url: str, tmp_path: Path, names: list[str]) -> Cube:
+    """A daily cube over the served sample series (06-01 to 06-07) holding ``names`` of dem and datamask."""
+    from ..conftest import TIME_LAYOUT
+
+    variables = {"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)}
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={n: variables[n] for n in names}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
+                    source=StacSource(api_url=api_url, collection="sample-series", assets={n: n for n in names}))
+    return Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+
+
 def _same_shape(tile: xr.Dataset, ref: xr.Dataset) -> None:
     """Dims in order, every coordinate's values, and the CRS odc-geo reads, as odc-stac has them."""
     assert tile.dem.dims == ref.dem.dims
@@ -51,10 +62,7 @@ def test_a_tile_with_time_on_a_geographic_grid_has_odc_stacs_dims(time_servers, 
     from ..conftest import TIME_LAYOUT
 
     _, api = time_servers
-    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
-                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
-    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    cube = _series_cube(api.url, tmp_path, ["dem"])
     extent = TIME_LAYOUT.extent_geobox()[100:600, 100:600].extent.to_crs("EPSG:4326").boundingbox
     roi = GeoBox.from_bbox(extent, "EPSG:4326", resolution=0.0003)
     tile = cube.load(roi, toi=["2021-06-03", "2021-06-05"])
@@ -100,10 +108,8 @@ def test_a_time_series_cube_as_a_dataset_has_its_time_axis(time_servers, tmp_pat
     from ..conftest import TIME_LAYOUT
 
     _, api = time_servers
-    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
-                    variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series", assets={"dem": "dem"}))
-    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    cube = _series_cube(api.url, tmp_path, ["dem"])
+    spec = cube.spec
     roi = TIME_LAYOUT.extent_geobox()[0:256, 0:256]
     tile = cube.load(roi, toi="2021-06-03")
     ds = cube.to_xarray()
@@ -152,12 +158,7 @@ def test_a_lazy_tile_with_time_equals_the_eager_one(time_servers, tmp_path):
     from ..conftest import TIME_LAYOUT
 
     _, api = time_servers
-    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
-                    variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
-                    time=pd.date_range("2021-06-01", periods=7, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series",
-                                      assets={"dem": "dem", "datamask": "datamask"}))
-    cube = Cube.create(tmp_path / "series", spec, catalog_dir=tmp_path / "cat")
+    cube = _series_cube(api.url, tmp_path, ["dem", "datamask"])
     roi = TIME_LAYOUT.extent_geobox()[50:600, 80:500]
     lazy = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"), chunks={"time": 1, "x": 200, "y": 200})
     eager = cube.load(roi, toi=slice("2021-06-02", "2021-06-05"), offline=True)
