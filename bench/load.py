@@ -4,8 +4,11 @@ Each measurement runs in a fresh process (so warm means: a new process, the load
 reports wall seconds, peak RSS and decoded MB/s; ratios are computed within this one run. Then
 the peak memory of `download` for growing AOIs, and the store size against the data it holds.
 
-Last, a lazy ROI of ``--lazy-size`` px a side (20,000: 1.6 GB of float32 as an eager Tile) written to
+Then a lazy ROI of ``--lazy-size`` px a side (20,000: 1.6 GB of float32 as an eager Tile) written to
 a COG, from the cube and by odc-stac straight from the source, with each one's peak RSS.
+
+Last, the peak memory of an eager cold load of a ~9,700 px ROI over 25 source tiles of 2048 px (a
+471 MB Tile) against ``odc.stac.load`` of the same ROI straight from the source (``--eager-only``).
 
     .venv/bin/python bench/load.py [--tile-size 1024] [--chunks 2048] [--concurrency 4] [--lazy-size 20000]
 """
@@ -106,6 +109,8 @@ def phase(args) -> dict:
                 "data_mb": report.bytes_written / 1e6, "store_mb": size / 1e6}
     if args.phase in ("lazy_fill", "lazy_cube", "lazy_direct"):
         return lazy_phase(args, work)
+    if args.phase in ("eager_imports", "eager_direct", "eager_cold"):
+        return eager_phase(args, work)
     raise SystemExit(f"unknown phase {args.phase}")
 
 
@@ -143,6 +148,84 @@ def lazy_phase(args, work: Path) -> dict:
         tile["dem"].attrs = {"nodata": tile.dem.attrs.get("nodata")}
     write_cog(tile.dem, work / f"{args.phase}.tif")
     return {"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb()}
+
+
+EAGER_TILE = 2048
+
+
+def _eager_layout(tiles: int = 5):
+    from stacube.sample.generate import SampleLayout
+
+    return SampleLayout(tile_size=EAGER_TILE, overlap=EAGER_TILE // 16, rows=tiles, cols=tiles)
+
+
+def eager_phase(args, work: Path) -> dict:
+    """An eager cold load of the 25-tile ROI, or odc-stac's load of it, or (the floor both stand on) the
+    imports alone, each in a fresh process."""
+    import dask.array  # noqa: F401
+    import odc.stac
+    import pystac
+
+    import stacube.backends.stac  # noqa: F401
+    from stacube import Cube
+
+    zone = _eager_layout(args.eager_tiles).extent_geobox()
+    roi = zone[10 : zone.shape.y - 10, 10 : zone.shape.x - 10]
+    spec = dataclasses.replace(_spec(args, args.api), zones=[zone])
+    started = time.perf_counter()
+    if args.phase == "eager_imports":
+        return {"seconds": 0.0, "rss_mb": peak_rss_mb(), "decoded_mb": 0.0}
+    if args.phase == "eager_direct":
+        items = [pystac.Item.from_dict(d) for d in json.loads((work / "eager-items.json").read_text())["features"]]
+        odc.stac.configure_rio(cloud_defaults=True)
+        ds = odc.stac.load(items, bands=["dem", "datamask"], geobox=roi, groupby=lambda i, p, x: 0,
+                           dtype={"dem": "float32", "datamask": "uint8"})
+    else:
+        folder = work / "eager.icechunk"
+        shutil.rmtree(folder, ignore_errors=True)
+        cube = Cube.create(folder, spec, catalog_dir=work / "eager-catalog")
+        ds = cube.load(roi, concurrency=args.concurrency, progress=False)
+    return {"seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb(), "decoded_mb": _decoded_mb(ds)}
+
+
+def eager_figures(args, out: Path) -> None:
+    import pystac_client
+
+    from stacube.sample.generate import generate_sample
+    from stacube.sample.servers import serve_sample
+
+    tiles = args.eager_tiles
+    sample = out / f"sample-eager-{EAGER_TILE}" if tiles == 5 else out / f"sample-eager-{EAGER_TILE}-{tiles}"
+    if not (sample / "items.json").exists():
+        generate_sample(sample, _eager_layout(tiles))
+    args.work = out / "work-eager"
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    zone = _eager_layout(tiles).extent_geobox()
+    side = zone.shape.y - 20
+    print(f"\neager cold load of a {side} x {side} px ROI over {tiles * tiles} source tiles of {EAGER_TILE} px "
+          f"({side * side * 5 / 1e6:.0f} MB as a Tile), chunks {args.chunks}, concurrency {args.concurrency}; "
+          f"each phase in a fresh process, {args.repeat} runs:")
+    names = ("eager_imports", "eager_direct", "eager_cold")
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    with serve_sample(sample, latency_ms=args.latency_ms) as (_, api):
+        args.api = api.url
+        items = pystac_client.Client.open(api.url).search(collections=["sample-dem"]).item_collection()
+        (args.work / "eager-items.json").write_text(json.dumps(items.to_dict()))
+        for _ in range(args.repeat):
+            for name in names:  # side by side, alternating
+                rows[name].append(run_phase(args, name, **{"eager-tiles": tiles}))
+    print(f"{'':36}{'wall s':>9}{'peak RSS MB':>13}{'range MB':>13}{'above imports MB':>18}")
+    floor = sorted(r["rss_mb"] for r in rows["eager_imports"])[len(rows["eager_imports"]) // 2]
+    for name, label in (("eager_imports", "imports alone"), ("eager_direct", "odc.stac.load (direct)"),
+                        ("eager_cold", "stacube cold load")):
+        peaks = sorted(r["rss_mb"] for r in rows[name])
+        seconds = sorted(r["seconds"] for r in rows[name])[len(rows[name]) // 2]
+        peak = peaks[len(peaks) // 2]
+        print(f"{label:36}{seconds:9.2f}{peak:13.0f}{f'{peaks[0]:.0f}-{peaks[-1]:.0f}':>13}{peak - floor:18.0f}")
+    direct = sorted(r["rss_mb"] for r in rows["eager_direct"])[len(rows["eager_direct"]) // 2]
+    cold = sorted(r["rss_mb"] for r in rows["eager_cold"])[len(rows["eager_cold"]) // 2]
+    print(f"target: stacube's cold peak no more than odc-stac's: {cold / direct:.2f}x")
 
 
 def lazy_figures(args, out: Path) -> None:
@@ -201,9 +284,15 @@ def main() -> None:
     parser.add_argument("--lazy-size", type=int, default=20000,
                         help="side of the lazy ROI written to a COG (0: skip that part)")
     parser.add_argument("--lazy-only", action="store_true", help="only the lazy ROI")
+    parser.add_argument("--eager-only", action="store_true", help="only the eager cold load's peak memory")
+    parser.add_argument("--eager-tiles", type=int, default=5, help="source tiles a side under the eager ROI")
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args)))
+        return
+    if args.eager_only:
+        args.chunks = 2048
+        eager_figures(args, Path(args.out))
         return
     if args.lazy_only:
         args.chunks = 2048
@@ -268,6 +357,8 @@ def main() -> None:
     if args.lazy_size:
         args.chunks = 2048
         lazy_figures(args, out)
+    args.chunks = 2048
+    eager_figures(args, out)
 
 
 if __name__ == "__main__":
