@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from rasterio.transform import Affine
 from .duplicates import check_rule
 from .errors import SpecError
 from .radiometry import Convention, check_policy
-from .signing import check_signer
+from .signing import check_signer, redact_url
 
 # 2: variables declare their convention (scale_factor, add_offset) and sources their radiometry policy and
 # duplicate rule. An older stacube must not write into such a cube (it would store Items' numbers unconverted).
@@ -58,27 +59,10 @@ class Variable:
         if dtype.kind not in "biuf":
             raise SpecError(f"dtype {self.dtype!r} is not a numeric or boolean raster type")
         object.__setattr__(self, "dtype", dtype.name)
-        nodata = self.nodata
-        if nodata is None:
-            if dtype.kind == "f":
-                nodata = float("nan")
-            elif dtype.kind == "b":
-                nodata = False
-            else:
-                raise SpecError(f"an integer variable ({self.dtype}) needs an explicit nodata value")
-        if dtype.kind in "iu":
-            if isinstance(nodata, float) and (math.isnan(nodata) or not nodata.is_integer()):
-                raise SpecError(f"nodata {nodata!r} does not fit dtype {self.dtype}")
-            info = np.iinfo(dtype)
-            if not info.min <= int(nodata) <= info.max:
-                raise SpecError(f"nodata {nodata!r} is outside the range of dtype {self.dtype}")
-            nodata = int(nodata)
-        elif dtype.kind == "b":
-            nodata = bool(nodata)
-        else:
-            nodata = float(nodata)
-        object.__setattr__(self, "nodata", nodata)
-        if self.resampling not in RESAMPLINGS:
+        object.__setattr__(self, "nodata", _check_nodata(self.nodata, dtype))
+        if self.units is not None and not isinstance(self.units, str):
+            raise SpecError(f"units {self.units!r} must be text, such as 'm' or 'K'")
+        if not isinstance(self.resampling, str) or self.resampling not in RESAMPLINGS:
             raise SpecError(f"unknown resampling {self.resampling!r}; use one of {sorted(RESAMPLINGS)}")
         self._check_convention(dtype)
 
@@ -161,6 +145,41 @@ def _check_gdal_options(options: Mapping[str, Any] | None) -> dict[str, str] | N
     return out
 
 
+def _without_credentials(api_url: Any) -> Any:
+    """A stored api_url with its user info dropped: cubes made before specs refused credentials still
+    open (their syncs then take credentials from ~/.netrc, as new cubes do)."""
+    parts = urlparse(str(api_url))
+    if parts.username is None and parts.password is None:
+        return api_url
+    logging.getLogger(__name__).warning(
+        "the cube's stored api_url %s carried credentials; they are not used: put them in ~/.netrc",
+        redact_url(str(api_url)))
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+DEFAULT_DRIVERS = ("GTiff",)  # COGs open with GDAL's GTiff driver
+_DRIVER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$")
+
+
+def _check_drivers(drivers: Any) -> tuple[str, ...]:
+    """GDAL driver short names ("GTiff", "JP2OpenJPEG"), at least one."""
+    names = (drivers,) if isinstance(drivers, str) else tuple(drivers or ())
+    if not names or not all(isinstance(n, str) and _DRIVER_NAME.match(n) for n in names):
+        raise SpecError(f"drivers {drivers!r} must name one or more GDAL drivers, such as ('GTiff',)")
+    return names
+
+
+def _check_hosts(hosts: Any) -> tuple[str, ...] | None:
+    """Host names (with an optional port), exact or ``*.domain``; None allows any host."""
+    if hosts is None:
+        return None
+    names = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    if not names or not all(isinstance(n, str) and _HOST_PATTERN.match(n) for n in names):
+        raise SpecError(f"hosts {hosts!r} must be host names such as ('example.com', '*.amazonaws.com')")
+    return tuple(n.lower() for n in names)
+
+
 @dataclass(frozen=True)
 class StacSource:
     """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it.
@@ -171,6 +190,11 @@ class StacSource:
     ``AWS_REQUEST_PAYER``, an S3 endpoint), never credentials; ``signer`` signs each asset URL
     at read time ("planetary-computer", or "module:function" taking and returning a URL), so
     expiring tokens never reach the catalog, a commit or a log.
+
+    What a source's Items may make stacube read: ``drivers`` are the GDAL drivers an asset may open
+    with (GTiff, which reads COGs, by default): a file of any other format is refused before a pixel
+    is read, since formats such as VRT name other files, local ones included, that GDAL would follow.
+    ``hosts`` (None: any) are the hosts asset URLs may name, exactly or as ``*.example.com``.
     """
 
     api_url: str
@@ -183,13 +207,22 @@ class StacSource:
     duplicates: str = "keep-all"
     gdal_options: Mapping[str, str] | None = None
     signer: str | None = None
+    drivers: Sequence[str] = DEFAULT_DRIVERS
+    hosts: Sequence[str] | None = None
     kind: str = field(default="stac", init=False)
 
     def __post_init__(self) -> None:
         _check_lag(self.publication_lag)
         url = urlparse(str(self.api_url))
         if url.scheme not in ("http", "https") or not url.netloc:
-            raise SpecError(f"api_url {self.api_url!r} is not a STAC API URL (http:// or https://)")
+            raise SpecError(f"api_url {redact_url(str(self.api_url))!r} is not a STAC API URL (http:// or https://)")
+        if url.username is not None or url.password is not None:
+            raise SpecError(
+                f"api_url {redact_url(str(self.api_url))!r} carries credentials: a spec is stored in the cube and "
+                f"shown by `stacube cube info`, so it never holds secrets. Put them in ~/.netrc (machine "
+                f"{url.hostname} login ... password ...), which both the STAC client and GDAL read")
+        object.__setattr__(self, "drivers", _check_drivers(self.drivers))
+        object.__setattr__(self, "hosts", _check_hosts(self.hosts))
         check_policy(self.radiometry)
         check_rule(self.duplicates)
         object.__setattr__(self, "gdal_options", _check_gdal_options(self.gdal_options))
@@ -213,12 +246,14 @@ class StacSource:
             "duplicates": self.duplicates,
             "gdal_options": dict(self.gdal_options) if self.gdal_options else None,
             "signer": self.signer,
+            "drivers": list(self.drivers),
+            "hosts": list(self.hosts) if self.hosts is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StacSource:
         return cls(
-            api_url=data["api_url"],
+            api_url=_without_credentials(data["api_url"]),
             collection=data["collection"],
             assets=dict(data["assets"]),
             filter=data.get("filter"),
@@ -228,6 +263,8 @@ class StacSource:
             duplicates=data.get("duplicates", "keep-all"),
             gdal_options=data.get("gdal_options"),
             signer=data.get("signer"),
+            drivers=data.get("drivers") or DEFAULT_DRIVERS,
+            hosts=data.get("hosts"),
         )
 
 

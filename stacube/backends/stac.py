@@ -15,17 +15,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import odc.stac
 import pystac
 import rasterio.cache
 import rasterio.errors
+from odc.loader import RioDriver, RioReader
 
 from ..errors import AssetReadError, ItemError
 from ..grid import PatchIndex
 from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
-from ..signing import redact, resolve_signer
+from ..signing import redact, redact_log_records, redact_url, resolve_signer
 from ..spec import CubeSpec
 from ..write import valid_mask, valid_values
 from .base import PatchData
@@ -109,6 +111,77 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
     return out
 
 
+class FormatRefused(Exception):
+    """An asset that does not open with any of the source's GDAL drivers (raised inside a read)."""
+
+    def __init__(self, url: str, drivers: tuple[str, ...]):
+        super().__init__(url)
+        self.url, self.drivers = url, drivers
+
+
+def open_restricted(url: str, drivers: tuple[str, ...]) -> rasterio.DatasetReader:
+    """``url`` opened with one of ``drivers`` only (GDAL probes no other format), or FormatRefused.
+
+    A file GDAL cannot read at all (gone, cut off) fails as before, so that such reads are retried."""
+    for driver in drivers:  # rasterio.open takes one driver name (GDAL then probes no other)
+        try:
+            return rasterio.open(url, driver=driver)
+        except rasterio.errors.RasterioIOError as error:
+            if "not recognized as" not in str(error) and "not a supported file format" not in str(error):
+                raise
+    raise FormatRefused(url, drivers)
+
+
+class _CheckedReader(RioReader):
+    """odc-stac's rasterio reader, which first makes sure that the file is of an allowed format."""
+
+    def __init__(self, src: Any, ctx: Any, drivers: tuple[str, ...]):
+        super().__init__(src, ctx)
+        self._drivers = drivers
+
+    def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
+        # GDAL keeps the header it fetched here in its HTTP cache, so the open that odc-stac makes
+        # next sees the bytes that were checked.
+        with open_restricted(self._src.uri, self._drivers):
+            pass
+        return super().read(cfg, dst_geobox, dst=dst, selection=selection)
+
+
+class FormatCheckedDriver(RioDriver):
+    """odc-stac's reader driver, restricted to the GDAL drivers a source allows (odc.loader's
+    ReaderDriver extension point): an asset whose body is a VRT, or any format that names other
+    files, is never opened as one, so a remote catalog cannot make stacube read local files."""
+
+    def __init__(self, drivers: tuple[str, ...]):
+        super().__init__()
+        self.drivers = drivers
+
+    def open(self, src: Any, ctx: Any) -> _CheckedReader:
+        return _CheckedReader(src, ctx, self.drivers)
+
+
+def host_allowed(href: str, hosts: tuple[str, ...]) -> bool:
+    """Whether ``href`` names one of ``hosts`` (exactly, with its port where one is given, or
+    ``*.domain`` for any subdomain)."""
+    parts = urlsplit(href)
+    host = (parts.hostname or "").lower()
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    for allowed in hosts:
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]):
+                return True
+        elif allowed in (host, with_port):
+            return True
+    return False
+
+
+def format_error(item_id: str, asset: str, href: str, drivers: tuple[str, ...]) -> ItemError:
+    return ItemError(
+        f"Item {item_id!r} asset {asset!r} at {redact_url(href)!r} is not a file that GDAL's {' or '.join(drivers)} "
+        f"driver opens (the formats the source allows, drivers=...): it is corrupt, or of another format; formats "
+        "such as VRT name other files, local ones included, and are never followed from a catalog")
+
+
 GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
 QUICK_RETRIES = 2  # immediate re-reads of a failed patch load before the runner's retry
 
@@ -135,14 +208,16 @@ def _named_in(error: BaseException, hrefs: list[str]) -> list[str]:
 
 
 def _first_unreadable(hrefs: list[str], opened: Callable[[str], str] = str,
-                      options: dict[str, str] | None = None) -> str | None:
+                      options: dict[str, str] | None = None,
+                      drivers: tuple[str, ...] = ("GTiff",)) -> str | None:
     """The first asset GDAL cannot open, so a failed patch names its file (odc-stac's error does not).
     ``opened`` gives the URL GDAL opens for an href (signed), ``options`` the source's GDAL settings."""
     for href in hrefs:
         try:
-            with rasterio.Env(**{**(options or {}), "GDAL_HTTP_MAX_RETRY": "0"}), rasterio.open(opened(href)):
+            with rasterio.Env(**{**(options or {}), "GDAL_HTTP_MAX_RETRY": "0"}), \
+                    open_restricted(opened(href), drivers):
                 pass
-        except (rasterio.errors.RasterioError, OSError):
+        except (rasterio.errors.RasterioError, OSError, FormatRefused):
             return href
     return None
 
@@ -165,6 +240,9 @@ class StacBackend:
         self.policy = spec.source.radiometry
         self.gdal_options = dict(spec.source.gdal_options or {})
         self.signer = resolve_signer(spec.source.signer)
+        redact_log_records()  # hrefs may carry credentials, and GDAL and rasterio log the URLs they open
+        self.drivers = tuple(spec.source.drivers)
+        self.hosts = tuple(spec.source.hosts) if spec.source.hosts is not None else None
         self._judged: dict[str, tuple[Convention | None, str]] = {}
         self._judging = threading.Lock()
         _configure_gdal()
@@ -188,6 +266,11 @@ class StacBackend:
                     raise ItemError(
                         f"Item {item.id!r} has no asset {key!r} (needed for variable {variable!r}); "
                         f"its assets are {sorted(item.assets)}"
+                    )
+                if self.hosts is not None and not host_allowed(asset.href, self.hosts):
+                    raise ItemError(
+                        f"Item {item.id!r} asset {key!r} is at {redact_url(asset.href)!r}, on a host the source does "
+                        f"not allow (hosts={list(self.hosts)})"
                     )
                 if not _has_any(item, asset, _PROJ_CRS_KEYS) or not _has_any(item, asset, _PROJ_GRID_KEYS):
                     raise ItemError(
@@ -223,7 +306,8 @@ class StacBackend:
 
     def _overview(self, item: pystac.Item, key: str, size: int = 1024) -> np.ndarray:
         """The valid pixels of a decimated read (about ``size`` px a side) of an Item's asset."""
-        with rasterio.Env(**self.gdal_options), rasterio.open(self._opened(item.assets[key].href)) as src:
+        href = item.assets[key].href
+        with rasterio.Env(**self.gdal_options), self._open_checked(item, key, href) as src:
             factor = max(1, max(src.width, src.height) // size)
             values = src.read(1, out_shape=(max(1, src.height // factor), max(1, src.width // factor)))
             nodata = src.nodata if src.nodata is not None else _declared_nodata((item,), key)
@@ -332,6 +416,7 @@ class StacBackend:
                     nodata=self._fill(patch, first),
                     fail_on_error=True,
                     patch_url=self.signer,
+                    driver=FormatCheckedDriver(self.drivers),
                 )
 
         hrefs = [item.assets[asset].href for asset in group.values() for item in patch.items]
@@ -342,6 +427,12 @@ class StacBackend:
             # failing goes to the runner, with every file's cache cleared below.
             try:
                 return load()
+            except FormatRefused as refused:  # a garbled answer looks the same: read it afresh once more
+                rasterio.cache.invalidate(refused.url)
+                for href in hrefs:
+                    if href.split("?", 1)[0] == refused.url.split("?", 1)[0]:
+                        self._forget(href)
+                continue
             except Exception as error:  # noqa: BLE001 - any read failure is worth one quick second look
                 if _status_error(error):
                     break  # GDAL has asked again already: a server still answering 429/5xx is the runner's
@@ -351,6 +442,8 @@ class StacBackend:
                 log.debug("patch %s read failed (%s); reading %s again", patch.id, redact(str(error)), named)
         try:
             return load()
+        except FormatRefused as refused:
+            raise self._refusal(patch, group, refused) from None
         except Exception as error:
             broken = self._unreadable(hrefs)
             # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
@@ -363,12 +456,28 @@ class StacBackend:
                 raise AssetReadError(redact(", ".join(dict.fromkeys(hrefs))), error) from None
             raise AssetReadError(broken, error) from (error if self.signer is None else None)
 
+    def _refusal(self, patch: PatchIndex, group: dict[str, str], refused: FormatRefused) -> ItemError:
+        """The error for an asset of another format than the source allows, naming its Item and URL."""
+        base = refused.url.split("?", 1)[0]
+        for item in patch.items:
+            for asset in group.values():
+                href = item.assets[asset].href
+                if href.split("?", 1)[0] == base or self._opened(href).split("?", 1)[0] == base:
+                    return format_error(item.id, asset, href, refused.drivers)
+        return format_error("?", "?", refused.url, refused.drivers)
+
+    def _open_checked(self, item: pystac.Item, key: str, href: str) -> rasterio.DatasetReader:
+        try:
+            return open_restricted(self._opened(href), self.drivers)
+        except FormatRefused:
+            raise format_error(item.id, key, href, self.drivers) from None
+
     def _opened(self, href: str) -> str:
         """The URL GDAL opens for ``href``: signed at this moment where the source signs."""
         return self.signer(href) if self.signer is not None else href
 
     def _unreadable(self, hrefs: list[str]) -> str | None:
-        return _first_unreadable(hrefs, self._opened, self.gdal_options)
+        return _first_unreadable(hrefs, self._opened, self.gdal_options, self.drivers)
 
     def _forget(self, href: str) -> None:
         rasterio.cache.invalidate(href)

@@ -98,7 +98,7 @@ def test_signed_assets_are_signed_at_read_time_and_the_signature_is_kept_nowhere
     with caplog.at_level(logging.DEBUG), pytest.raises(PatchReadError) as failed:
         cube.load(sample_layout.extent_geobox()[1700:1800, 1700:1800])
     message = str(failed.value)
-    assert "tile_r3_c3_dem.tif" in message and "sig=REDACTED" in message
+    assert "tile_r3_c3_dem.tif" in message and "corrupt" in message  # named as the catalog holds it, unsigned
     assert token not in message and token not in caplog.text
     # An expired token: the read fails loudly, naming the file, with the signature redacted.
     monkeypatch.setenv("STACUBE_TEST_SIGNATURE", "expired")
