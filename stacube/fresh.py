@@ -22,6 +22,7 @@ import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
+from .checked import read_checked
 from .grid import PatchIndex, ZoneGrid
 from .read import output_geobox, pastes, tile_dataset, zones_met
 from .spec import CubeSpec
@@ -113,10 +114,10 @@ class FreshTile:
             _, in_tile, window = self._windows(iy, ix)
             for name in self.variables:
                 if self.steps is None:
-                    self.out[name][in_tile] = group[name][window]
+                    self.out[name][in_tile] = read_checked(group, name, window)
                 else:
                     positions = [self._position[s] for s in missing]
-                    self.out[name][(positions, *in_tile)] = group[name].get_orthogonal_selection((missing, *window))
+                    self.out[name][(positions, *in_tile)] = read_checked(group, name, (missing, *window))
 
         if reads:
             with ThreadPoolExecutor(max_workers=min(len(reads), os.cpu_count() or 1)) as pool:

@@ -23,9 +23,10 @@ from odc.geo.overlap import compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.xr import xr_coords
 
+from .checked import read_checked
 from .errors import ROIError
 from .layout import FILLED
-from .read import pastes, read_checked, reproject_values, variable_attrs, zones_met
+from .read import pastes, reproject_values, variable_attrs, zones_met
 from .spec import CubeSpec, Variable
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}

@@ -16,6 +16,7 @@ import icechunk
 import numpy as np
 import zarr
 
+from .checked import read_checked
 from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
 from .layout import FILLED
 from .spec import CubeSpec, Variable
@@ -74,7 +75,7 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
         array = group[name]
         merged = values
         if not valid.all() and _chunk_exists(store, name, patch):
-            merged = np.where(valid, values, array[region])
+            merged = np.where(valid, values, read_checked(group, name, region))
         merged = merged.astype(variable.numpy_dtype, copy=False)
         array[region] = merged
         done.values[name] = merged

@@ -36,3 +36,42 @@ def test_a_flipped_byte_in_a_chunk_is_an_error_naming_the_chunk_variable_and_sna
         reopened.to_xarray().dem[0:512, 0:512].compute()  # the cube as a dataset says so too
     datamask = reopened.load(roi, variables="datamask", offline=True)  # the other variable still reads
     np.testing.assert_array_equal(datamask.datamask.values, before.datamask.values)
+
+
+def _damage_largest_chunk(folder) -> None:
+    victim = max((folder / "chunks").iterdir(), key=lambda p: p.stat().st_size)  # a dem chunk
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+
+
+def test_a_cold_load_that_meets_a_damaged_chunk_filled_earlier_names_it(servers, make_cube, sample_layout, tmp_path):
+    """The cold path reads the cells its run did not write from the cube: checked, as every read is."""
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    cube.load(zone[0:256, 0:512])  # two patches, filled now
+    _damage_largest_chunk(tmp_path / "cube.icechunk")
+    reopened = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
+    with pytest.raises(CubeDamagedError, match=r"variable 'dem' in zone 'epsg3413' are damaged"):
+        reopened.load(zone[0:512, 0:512])  # two of its four patches were filled earlier
+
+
+def test_merging_a_patch_into_a_damaged_chunk_names_it(servers, make_cube, sample_layout, tmp_path):
+    """A write that must keep a chunk's valid pixels reads them first: a damaged chunk is named, not merged."""
+    from stacube.backends import backend_for
+    from stacube.cube import attach_items
+    from stacube.write import write_patch
+
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()[0:256, 0:256]
+    cube.download(roi)
+    _damage_largest_chunk(tmp_path / "cube.icechunk")
+    reopened = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
+    patch = attach_items(reopened.spec, reopened.catalog, reopened.plan_cells([("epsg3413", 0, 0)]).patches)[0]
+    data = backend_for(reopened.spec).read(patch)
+    data["dem"][..., :10, :] = np.nan  # some nodata: the chunk's stored values must be kept there
+    session = reopened.repo.writable_session("main")
+    with pytest.raises(CubeDamagedError, match=r"variable 'dem' in zone 'epsg3413' are damaged"):
+        write_patch(session.store, reopened.spec, patch, data)
