@@ -12,9 +12,11 @@ from .errors import (
     ItemError,
     ParcelError,
     PatchReadError,
+    PermanentError,
     ROIError,
     SpecError,
     StacubeError,
+    StorageError,
     TOIError,
     UnknownVariableError,
 )
@@ -24,11 +26,12 @@ if TYPE_CHECKING:
     from .history import CubeChangedError, ExpireReport, VersionNotFoundError
     from .run import RunReport
     from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
+    from .store import S3AccessError
 
 # Imported on first use: zarr, Icechunk and xarray take over a second, which `stacube --help` and
 # the light errors module should not pay.
 _LAZY = {"Cube": ".cube", "CubeChangedError": ".history", "ExpireReport": ".history",
-         "VersionNotFoundError": ".history", "RunReport": ".run", "CubeSpec": ".spec",
+         "VersionNotFoundError": ".history", "RunReport": ".run", "CubeSpec": ".spec", "S3AccessError": ".store",
          "EarthEngineSource": ".spec", "StacSource": ".spec", "Variable": ".spec"}
 
 
@@ -56,11 +59,14 @@ __all__ = [
     "ItemError",
     "ParcelError",
     "PatchReadError",
+    "PermanentError",
     "ROIError",
     "RunReport",
+    "S3AccessError",
     "SpecError",
     "StacSource",
     "StacubeError",
+    "StorageError",
     "TOIError",
     "UnknownVariableError",
     "Variable",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import traceback
 from collections.abc import Callable
@@ -61,6 +62,7 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as error:  # noqa: BLE001 - every failure becomes one line (and the traceback on demand)
             if _settings["verbose"]:
                 traceback.print_exc()
+            error = _as_storage_error(error, kwargs)
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             typer.echo(f"error: {type(error).__name__}: {message}", err=True)
             raise typer.Exit(1) from None
@@ -68,17 +70,32 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _as_storage_error(error: Exception, arguments: dict[str, Any]) -> Exception:
+    """A full disk or a read-only folder met outside a run (a tag, a rollback, a commit): named as what
+    it is, with the cube the command was given, rather than as the library's many-line report."""
+    from .errors import StacubeError, storage_error
+
+    if isinstance(error, StacubeError) or not isinstance(arguments.get("cube"), str):
+        return error  # stacube's own errors already name what they are about
+    return storage_error(error, arguments["cube"], "cube") or error
+
+
 # --- parsing ------------------------------------------------------------------------------------
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """``minx,miny,maxx,maxy`` as four numbers, the min before the max."""
+    """``minx,miny,maxx,maxy`` as four finite numbers, the min before the max."""
+    from .errors import ROIError
+
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy") from None
+        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy") from None
     if len(values) != 4:
-        raise ValueError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy, got {len(values)}")
+        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy, got {len(values)}")
+    for name, value in zip(("minx", "miny", "maxx", "maxy"), values, strict=True):
+        if not math.isfinite(value):
+            raise ROIError(f"--bbox {text!r}: {name} is {value!r}; give four finite numbers minx,miny,maxx,maxy")
     if values[0] >= values[2] or values[1] >= values[3]:
-        raise ValueError(f"--bbox {text!r}: minx must be below maxx and miny below maxy")
+        raise ROIError(f"--bbox {text!r}: minx must be below maxx and miny below maxy")
     return values  # type: ignore[return-value]
 
 
@@ -97,16 +114,18 @@ def parse_roi(bbox: str | None, crs: str, resolution: float | None) -> Any:
     from odc.geo.geobox import GeoBox
     from odc.geo.geom import box
 
+    from .errors import ROIError
+
     if bbox is None:
-        raise ValueError("no ROI: give --bbox minx,miny,maxx,maxy (and --crs if it is not EPSG:4326)")
+        raise ROIError("no ROI: give --bbox minx,miny,maxx,maxy (and --crs if it is not EPSG:4326)")
     try:
         the_crs = CRS(crs)
     except Exception:  # noqa: BLE001 - pyproj's many error types all mean "not a CRS"
-        raise ValueError(f"--crs {crs!r} is not a CRS pyproj knows (try EPSG:4326 or EPSG:32633)") from None
+        raise ROIError(f"--crs {crs!r} is not a CRS pyproj knows (try EPSG:4326 or EPSG:32633)") from None
     values = parse_bbox(bbox)
     if resolution is not None:
-        if not resolution > 0:
-            raise ValueError(f"--resolution {resolution!r} must be a positive pixel size in {crs} units")
+        if not (resolution > 0 and math.isfinite(resolution)):
+            raise ROIError(f"--resolution {resolution!r} must be a positive, finite pixel size in {crs} units")
         return GeoBox.from_bbox(values, the_crs, resolution=resolution)
     return box(*values, the_crs)
 

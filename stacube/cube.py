@@ -23,7 +23,16 @@ from odc.geo.geom import Geometry
 from . import history
 from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
-from .errors import ROIError, SpecError, StacubeError, TOIError, UnknownVariableError
+from .errors import (
+    CubeExistsError,
+    CubeNotFoundError,
+    ROIError,
+    SpecError,
+    StacubeError,
+    TOIError,
+    UnknownVariableError,
+    storage_errors,
+)
 from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
@@ -41,8 +50,17 @@ from .plan import (
 from .read import output_geobox, read_tile
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner
+from .signing import redact_log_records
 from .spec import CubeSpec
-from .store import BRANCH, commit_lock, create_repository, initialized_chunks, open_repository
+from .store import (
+    BRANCH,
+    commit_lock,
+    create_repository,
+    cube_url,
+    initialized_chunks,
+    is_bare,
+    open_repository,
+)
 from .timeaxis import select_steps
 from .write import PatchWrite
 
@@ -65,34 +83,62 @@ class Cube:
     # --- creating and opening -------------------------------------------------------------
     @classmethod
     def create(cls, url: str | os.PathLike, spec: CubeSpec, catalog_dir: str | os.PathLike | None = None) -> Cube:
-        """A new, empty cube at ``url`` (a folder path or ``s3://bucket/prefix``); the spec is stored inside."""
+        """A new, empty cube at ``url`` (a folder path or ``s3://bucket/prefix``); the spec is stored inside.
+
+        The spec was checked whole when it was made. If creating fails anyway (a full disk, S3 down,
+        an interrupt), nothing is left in the way of trying again; of several processes creating one
+        cube at once, one does and the others get CubeExistsError (see ``store.create_repository``).
+        """
         if not isinstance(spec, CubeSpec):
             raise SpecError(f"Cube.create needs a CubeSpec, got {type(spec).__name__}")
-        repo = create_repository(url)
-        session = repo.writable_session(BRANCH)
-        create_layout(session.store, spec)
-        session.commit(f"stacube: create cube {spec.name!r}", metadata={METADATA_KEY: {"event": "create"}})
-        return cls(url, repo, spec, catalog_dir)
+        location = cube_url(url)
+
+        def populate(repo: icechunk.Repository) -> None:
+            session = repo.writable_session(BRANCH)
+            create_layout(session.store, spec)
+            session.commit(f"stacube: create cube {spec.name!r}", metadata={METADATA_KEY: {"event": "create"}})
+
+        with storage_errors(location, "cube"):
+            repo = create_repository(url, populate)
+        return cls(location, repo, spec, catalog_dir)
 
     @classmethod
     def open(cls, url: str | os.PathLike, catalog_dir: str | os.PathLike | None = None) -> Cube:
         """An existing cube; needs nothing but its location."""
+        location = cube_url(url)
         repo = open_repository(url)
-        root = zarr.open_group(repo.readonly_session(branch=BRANCH).store, mode="r")
-        return cls(url, repo, CubeSpec.from_json(root.attrs[SPEC_ATTR]), catalog_dir)
+        try:
+            stored = zarr.open_group(repo.readonly_session(branch=BRANCH).store, mode="r").attrs[SPEC_ATTR]
+        except (zarr.errors.GroupNotFoundError, KeyError) as err:
+            if is_bare(repo):
+                raise CubeNotFoundError(f"no cube at {os.fsdecode(url)!r} yet: its creation is under way in another "
+                                        "process or was interrupted (Cube.create(path, spec) finishes it)") from err
+            raise CubeNotFoundError(f"{os.fsdecode(url)!r} holds an Icechunk repository that is not a "
+                                    "stacube cube") from err
+        try:
+            spec = CubeSpec.from_json(stored)
+        except SpecError as err:
+            raise SpecError(f"the cube at {os.fsdecode(url)!r} holds a spec stacube refuses: {err}") from err
+        return cls(location, repo, spec, catalog_dir)
 
     @classmethod
     def open_or_create(cls, url: str | os.PathLike, spec: CubeSpec,
                        catalog_dir: str | os.PathLike | None = None) -> Cube:
-        """Open the cube at ``url`` if there is one (its spec must equal ``spec``), else create it."""
-        from .errors import CubeNotFoundError
+        """Open the cube at ``url`` if there is one (its spec must equal ``spec``), else create it.
 
+        Safe to call from several processes at once: one creates the cube, the others open it."""
         try:
             cube = cls.open(url, catalog_dir)
         except CubeNotFoundError:
-            return cls.create(url, spec, catalog_dir)
+            try:
+                return cls.create(url, spec, catalog_dir)
+            except CubeExistsError as exists:
+                try:  # another process created it meanwhile
+                    cube = cls.open(url, catalog_dir)
+                except CubeNotFoundError:
+                    raise exists from None  # something else is in the way (a folder of other files)
         if cube.spec.to_json() != spec.to_json():
-            raise SpecError(f"the cube at {os.fspath(url)!r} has a different spec than the one given")
+            raise SpecError(f"the cube at {os.fsdecode(url)!r} has a different spec than the one given")
         return cube
 
     def __repr__(self) -> str:
@@ -104,6 +150,7 @@ class Cube:
     @property
     def catalog(self) -> LocalCatalog:
         source = self.spec.source
+        redact_log_records()  # Items' hrefs may carry credentials, and libraries log Items at DEBUG
         return LocalCatalog(self.catalog_dir, getattr(source, "api_url", source.kind), source.collection)
 
     # --- reading and downloading ----------------------------------------------------------
@@ -188,11 +235,12 @@ class Cube:
         backend = backend_for(self.spec)
         patches = attach_items(self.spec, self.catalog, plan.missing)
         metadata = {**({"roi": roi_record(roi)} if roi is not None else {}), **(extra_metadata or {})}
-        return execute_run(
-            self.repo, self.spec, patches, backend, runner,
-            already_filled=len(plan.patches) - len(plan.missing), message=message,
-            commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata, on_written=on_written,
-        )
+        with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
+            return execute_run(
+                self.repo, self.spec, patches, backend, runner,
+                already_filled=len(plan.patches) - len(plan.missing), message=message,
+                commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata, on_written=on_written,
+            )
 
     def rois(self, last: int = 10) -> list[Any]:
         """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely

@@ -184,15 +184,30 @@ def source_tile_name(properties: Mapping[str, Any], item_id: str) -> str:
     return str(properties.get("s2:mgrs_tile") or item_id)
 
 
+def _not_finite(values: Any) -> list[float]:
+    """The values among ``values`` that are NaN or infinite, each once (as they print: nan, inf, -inf)."""
+    values = np.asarray(values, dtype="float64").ravel()
+    return sorted({repr(float(v)): float(v) for v in values[~np.isfinite(values)]}.values(), key=repr)
+
+
 def roi_geometry(roi: GeoBox | Geometry) -> Geometry:
-    """The ROI's footprint, with its CRS; anything without a CRS is refused with a clear error."""
+    """The ROI's footprint, with its CRS; anything without a CRS, or with coordinates that are not
+    finite numbers (NaN, inf), is refused with a clear error."""
     if isinstance(roi, GeoBox):
         if roi.crs is None:
             raise ROIError(f"the ROI GeoBox {roi!r} has no CRS; build it with a crs=... argument")
+        bad = _not_finite(tuple(roi.transform)[:6])
+        if bad:
+            raise ROIError(f"the ROI GeoBox's transform {tuple(roi.transform)[:6]} in {roi.crs} holds {bad}, not "
+                           "finite numbers; build the GeoBox from finite bounds and resolution")
         return roi.extent
     if isinstance(roi, Geometry):
         if roi.crs is None:
             raise ROIError(f"the ROI geometry {roi.wkt[:80]}... has no CRS; pass crs=... to odc.geo.geom.Geometry")
+        bad = _not_finite(shapely.get_coordinates(roi.geom))
+        if bad:
+            raise ROIError(f"the ROI geometry {roi.wkt[:80]} in {roi.crs} has coordinates {bad}, not finite "
+                           "numbers; give finite bounds")
         if roi.is_empty:
             raise ROIError("the ROI geometry is empty")
         return roi

@@ -17,25 +17,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from .errors import ItemError, PatchReadError
+from .errors import PatchReadError, is_permanent, storage_failure
 from .grid import PatchIndex, source_tile_name
 from .signing import redact, redact_url
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
-
-# GDAL's words for what a retry cannot fix. A truncated or garbled download reads like a corrupt
-# file ("cannot open tiff image"), so that one is retried, with the cached bytes dropped first.
-_PERMANENT_HINTS = ("not recognized as a supported file format", "http response code: 404",
-                    "http response code: 403", "http response code: 401", "no such file or directory")
-
-
-def is_permanent(error: BaseException) -> bool:
-    """Errors a retry cannot fix: a missing or corrupt file, an Item lacking what is needed."""
-    if isinstance(error, ItemError):
-        return True
-    text = str(error).lower()
-    return any(hint in text for hint in _PERMANENT_HINTS)
+__all__ = ["LocalRunner", "PatchFailure", "RunCancelled", "Runner", "describe_failure", "failure_of", "is_permanent"]
 
 
 def patch_urls(patch: PatchIndex) -> list[str]:
@@ -105,8 +93,11 @@ class LocalRunner:
             try:
                 return task(patch)
             except Exception as error:
+                # What a retry cannot fix (stacube.errors.is_permanent) is not retried. Storage refusing
+                # writes (a full disk, a read-only cube) fails every patch alike: it ends the run even
+                # when failures are skipped.
                 final = attempt == self.retries or is_permanent(error)
-                if final and self.skip_failed:
+                if final and self.skip_failed and storage_failure(error) is None:
                     return failure_of(patch, error, attempt + 1)  # type: ignore[return-value]
                 if final or stop.is_set():
                     stop.set()  # the run is lost: let the other patches stop early

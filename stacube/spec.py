@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,78 @@ def check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise SpecError(f"{kind} name {name!r} is not allowed: use letters, digits, '_', '-' and '.' (no '..' or '/')")
     return name
+
+
+# Names a zone group holds besides its variables (stacube.layout), a Tile gives its axes and CRS
+# (latitude/longitude on a geographic grid: any ROI may be one), or Zarr v3 keeps for a node's
+# metadata. A variable by one of these names would overwrite them or be shadowed by them.
+RESERVED_NAMES = {
+    "x": "the zone's x coordinates",
+    "y": "the zone's y coordinates",
+    "time": "the time coordinate",
+    "spatial_ref": "the CRS of every zone and Tile (CF grid mapping)",
+    "filled": "stacube's record of filled patches",
+    "latitude": "a Tile's y axis on a geographic grid",
+    "longitude": "a Tile's x axis on a geographic grid",
+    "zarr.json": "Zarr's metadata file",
+}
+# A zone's coordinates are written whole when the cube is created and read whole by lazy loads and
+# to_xarray: one float64 array per axis, 8 bytes a pixel (the time axis: 8 bytes a step). 2**24 px a
+# side (128 MiB per axis) is 16,777 km at 1 m, 2.4 m on a whole-globe grid, while the filled record
+# costs nothing until patches are filled (one chunk per patch). 7 GiB of coordinates fail on write.
+MAX_AXIS_LENGTH = 2**24
+# Blosc, which compresses every variable's chunks, takes at most this many bytes at once.
+MAX_CHUNK_BYTES = 2**31 - 1 - 16
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def _check_nodata(nodata: Any, dtype: np.dtype) -> float | int | bool:
+    """``nodata`` as the variable keeps it, or a SpecError naming it. It becomes each array's Zarr fill
+    value and each exported COG's nodata, so it must be a value of the dtype: exactly for integers and
+    booleans, within the finite range for floats (a float32 nodata of 1e40 would be stored as inf,
+    which GDAL then refuses as a float32 nodata)."""
+    name = dtype.name
+    if nodata is None:
+        if dtype.kind == "f":
+            return float("nan")
+        if dtype.kind == "b":
+            return False
+        raise SpecError(f"an integer variable ({name}) needs an explicit nodata value")
+    if dtype.kind == "b":
+        if isinstance(nodata, bool | np.bool_) or (isinstance(nodata, numbers.Integral) and nodata in (0, 1)):
+            return bool(nodata)
+        raise SpecError(f"nodata {nodata!r} does not fit dtype bool: use False or True")
+    if dtype.kind == "f" and isinstance(nodata, str) and nodata.strip().lower() == "nan":
+        return float("nan")  # as to_json writes it
+    if isinstance(nodata, bool | np.bool_) or not isinstance(nodata, numbers.Real):
+        raise SpecError(f"nodata {nodata!r} is not a number: a {name} variable needs a number as nodata"
+                        + (" (or nan)" if dtype.kind == "f" else ""))
+    if dtype.kind in "iu":
+        if not isinstance(nodata, numbers.Integral) and not float(nodata).is_integer():  # nan and inf too
+            raise SpecError(f"nodata {nodata!r} does not fit dtype {name}: it needs a whole number")
+        info = np.iinfo(dtype)
+        if not info.min <= int(nodata) <= info.max:
+            raise SpecError(f"nodata {nodata!r} is outside the range of dtype {name} ({info.min} to {info.max})")
+        return int(nodata)
+    try:
+        value = float(nodata)
+    except OverflowError:  # an int beyond float64
+        value = math.inf
+    if math.isnan(value):
+        return value
+    info = np.finfo(dtype)
+    if math.isinf(value):  # a cube's metadata is JSON, which has no infinity
+        raise SpecError(f"nodata {nodata!r} is not finite: use nan or a finite value of {name} "
+                        f"(±{float(info.max):.8g})")
+    if abs(value) > float(info.max):
+        raise SpecError(f"nodata {nodata!r} is outside the finite range of dtype {name} (±{float(info.max):.8g}): "
+                        "it would be stored as inf, which GeoTIFF exports refuse; use nan or a finite value")
+    if value != 0 and dtype.type(value) == 0:
+        raise SpecError(f"nodata {nodata!r} is too small for dtype {name}: it would be stored as 0")
+    return value
 
 
 @dataclass(frozen=True)
@@ -331,9 +405,71 @@ def _geobox_to_json(geobox: GeoBox) -> dict[str, Any]:
             "shape": list(geobox.shape)}
 
 
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
 def _geobox_from_json(data: Mapping[str, Any]) -> GeoBox:
+    shape, transform = data["shape"], data["transform"]
+    if isinstance(shape, str) or not isinstance(shape, Sequence) or len(shape) != 2 or not all(map(_is_whole, shape)):
+        raise SpecError(f"shape {shape!r} must be two whole numbers of pixels (y, x)")
+    if (isinstance(transform, str) or not isinstance(transform, Sequence) or len(transform) != 6
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in transform)):
+        raise SpecError(f"transform {transform!r} must be six numbers (a, b, c, d, e, f)")
     crs = f"EPSG:{data['epsg']}" if data.get("epsg") else data["crs"]
-    return GeoBox(tuple(data["shape"]), Affine(*data["transform"]), crs)
+    try:
+        return GeoBox(tuple(shape), Affine(*transform), crs)
+    except SpecError:
+        raise
+    except Exception as err:  # pyproj's many error types (a CRS it does not know), a negative shape
+        raise SpecError(f"crs {crs!r} and shape {list(shape)} make no GeoBox: {err}") from err
+
+
+def _check_zone(name: Any, geobox: Any) -> None:
+    """A zone must be a grid stacube can write: named, georeferenced, axis-aligned, finite, not empty,
+    and small enough that its coordinates can be written (see MAX_AXIS_LENGTH)."""
+    check_name("zone", name)
+    if name == "zarr.json":
+        raise SpecError(f"zone name {name!r} is reserved: it is {RESERVED_NAMES[name]}")
+    if not isinstance(geobox, GeoBox):
+        raise SpecError(f"zone {name!r} must be an odc-geo GeoBox, got {type(geobox).__name__}")
+    if geobox.crs is None:
+        raise SpecError(f"zone {name!r} has no CRS")
+    coefficients = tuple(float(c) for c in tuple(geobox.transform)[:6])
+    if not all(math.isfinite(c) for c in coefficients):
+        raise SpecError(f"zone {name!r} has a transform that is not finite: {coefficients}")
+    if not geobox.axis_aligned:
+        raise SpecError(f"zone {name!r} is rotated; zones must be axis-aligned grids")
+    if coefficients[0] == 0 or coefficients[4] == 0:
+        raise SpecError(f"zone {name!r} has a resolution of 0 (transform {coefficients})")
+    ny, nx = (int(n) for n in geobox.shape)
+    if ny < 1 or nx < 1:
+        raise SpecError(f"zone {name!r} is {ny} x {nx} pixels: a zone needs at least one pixel each way")
+    if max(ny, nx) > MAX_AXIS_LENGTH:
+        raise SpecError(
+            f"zone {name!r} is {ny:,} x {nx:,} pixels: its y and x coordinates alone would take "
+            f"{_gib(8 * (ny + nx))}, written whole when the cube is created and read whole by lazy loads. "
+            f"A zone may be at most {MAX_AXIS_LENGTH:,} pixels a side ({_gib(8 * MAX_AXIS_LENGTH)} of coordinates "
+            "per axis): use a coarser resolution or split the extent into several zones")
+
+
+def _check_chunks(chunks: Any) -> tuple[int, int]:
+    if (not isinstance(chunks, str | bytes) and isinstance(chunks, Sequence | np.ndarray) and len(chunks) == 2
+            and all(map(_is_whole, chunks)) and min(int(c) for c in chunks) >= 16):
+        return int(chunks[0]), int(chunks[1])
+    raise SpecError(f"chunks {chunks!r} must be two whole numbers of pixels (y, x), each at least 16")
+
+
+def _time_from_json(time: Any) -> pd.DatetimeIndex | None:
+    if not time:
+        return None
+    periods = time["periods"]
+    if not _is_whole(periods) or not 1 <= periods <= MAX_AXIS_LENGTH:
+        raise SpecError(f"time periods {periods!r} must be a whole number of steps, 1 to {MAX_AXIS_LENGTH:,}")
+    try:
+        return pd.date_range(time["start"], periods=periods, freq=time["freq"])
+    except (TypeError, ValueError, OverflowError) as err:
+        raise SpecError(f"time axis {dict(time)!r} is not a pandas date range: {err}") from err
 
 
 def _default_zone_names(geoboxes: Sequence[GeoBox]) -> list[str]:
@@ -348,7 +484,15 @@ def _default_zone_names(geoboxes: Sequence[GeoBox]) -> list[str]:
 
 
 def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
-    index = pd.DatetimeIndex(time)
+    if isinstance(time, str | bytes) or not hasattr(time, "__len__"):
+        raise SpecError(f"time {reprlib.repr(time)} is not a time axis: give a pd.date_range(..., freq=...)")
+    if len(time) > MAX_AXIS_LENGTH:
+        raise SpecError(f"the time axis has {len(time):,} steps: at most {MAX_AXIS_LENGTH:,} (its coordinate "
+                        "is written whole when the cube is created)")
+    try:
+        index = pd.DatetimeIndex(time)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise SpecError(f"time {reprlib.repr(time)} is not a time axis: {err}") from err
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     if len(index) == 0:
@@ -382,31 +526,39 @@ class CubeSpec:
     group_by: str = "time"
 
     def __post_init__(self) -> None:
+        # Everything Cube.create would trip over is refused here, before anything is written.
         check_name("cube", self.name)
+        if not isinstance(self.variables, Mapping):
+            raise SpecError(f"variables must map names to stacube.Variable, got {type(self.variables).__name__}")
         if not self.variables:
             raise SpecError("a cube needs at least one variable")
         for name, variable in self.variables.items():
             check_name("variable", name)
+            if name in RESERVED_NAMES:
+                raise SpecError(f"variable name {name!r} is reserved: it is {RESERVED_NAMES[name]}; "
+                                "give the variable another name")
             if not isinstance(variable, Variable):
                 raise SpecError(f"variable {name!r} must be a stacube.Variable, got {type(variable).__name__}")
         zones = self.zones
+        if isinstance(zones, GeoBox) or isinstance(zones, str) or not isinstance(zones, Mapping | Sequence):
+            raise SpecError(f"zones must be a list of odc-geo GeoBoxes or a mapping of names to GeoBoxes, "
+                            f"got {type(zones).__name__}")
         if not isinstance(zones, Mapping):
             zones = dict(zip(_default_zone_names(list(zones)), zones, strict=True))
         if not zones:
             raise SpecError("a cube needs at least one zone (an odc-geo GeoBox)")
         for name, geobox in zones.items():
-            check_name("zone", name)
-            if not isinstance(geobox, GeoBox):
-                raise SpecError(f"zone {name!r} must be an odc-geo GeoBox, got {type(geobox).__name__}")
-            if geobox.crs is None:
-                raise SpecError(f"zone {name!r} has no CRS")
-            if not geobox.axis_aligned:
-                raise SpecError(f"zone {name!r} is rotated; zones must be axis-aligned grids")
+            _check_zone(name, geobox)
         object.__setattr__(self, "zones", dict(zones))
-        chunks = tuple(int(c) for c in self.chunks)
-        if len(chunks) != 2 or min(chunks) < 16:
-            raise SpecError(f"chunks {self.chunks!r} must be two sizes (y, x) of at least 16 pixels")
+        chunks = _check_chunks(self.chunks)
+        widest = max(self.variables.values(), key=lambda v: v.numpy_dtype.itemsize)
+        if chunks[0] * chunks[1] * widest.numpy_dtype.itemsize > MAX_CHUNK_BYTES:
+            raise SpecError(f"chunks {self.chunks!r} make a {widest.dtype} patch of "
+                            f"{_gib(chunks[0] * chunks[1] * widest.numpy_dtype.itemsize)}: a chunk is compressed "
+                            "whole, at most 2 GiB; use smaller chunks")
         object.__setattr__(self, "chunks", chunks)
+        if not isinstance(self.source, tuple(SOURCE_KINDS.values())):
+            raise SpecError(f"source must be a StacSource or an EarthEngineSource, got {type(self.source).__name__}")
         if self.time is not None:
             object.__setattr__(self, "time", _regular_time_axis(self.time))
         if self.group_by not in GROUP_BY:
@@ -447,19 +599,35 @@ class CubeSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CubeSpec:
-        if data.get("spec_version", 1) > SPEC_VERSION:
-            raise SpecError(f"this cube was written by a newer stacube (spec version {data['spec_version']})")
-        time = data.get("time")
-        source = data["source"]
-        source_cls = SOURCE_KINDS.get(source.get("kind", "stac"))
-        if source_cls is None:
-            raise SpecError(f"unknown source kind {source.get('kind')!r}")
-        return cls(
-            name=data["name"],
-            variables={k: Variable.from_json(v) for k, v in data["variables"].items()},
-            zones={k: _geobox_from_json(g) for k, g in data["zones"].items()},
-            chunks=tuple(data["chunks"]),
-            time=pd.date_range(time["start"], periods=time["periods"], freq=time["freq"]) if time else None,
-            source=source_cls.from_json(source),
-            group_by=data.get("group_by", "time"),
-        )
+        """The spec ``to_json`` wrote (a file, a cube's attributes): any malformed part is a SpecError."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"a spec is a JSON object as CubeSpec.to_json() writes, got {type(data).__name__}")
+        try:
+            version = data.get("spec_version", 1)
+            if not _is_whole(version) or version > SPEC_VERSION:
+                raise SpecError(f"this cube was written by a newer stacube (spec version {version!r})")
+            source = data["source"]
+            source_cls = SOURCE_KINDS.get(source.get("kind", "stac"))
+            if source_cls is None:
+                raise SpecError(f"unknown source kind {source.get('kind')!r}")
+            zones = {}
+            for name, zone in data["zones"].items():
+                try:
+                    zones[name] = _geobox_from_json(zone)
+                except SpecError as err:
+                    raise SpecError(f"zone {name!r}: {err}") from err
+            return cls(
+                name=data["name"],
+                variables={k: Variable.from_json(v) for k, v in data["variables"].items()},
+                zones=zones,
+                chunks=data["chunks"],
+                time=_time_from_json(data.get("time")),
+                source=source_cls.from_json(source),
+                group_by=data.get("group_by", "time"),
+            )
+        except SpecError:
+            raise
+        except KeyError as err:
+            raise SpecError(f"the spec lacks {err.args[0]!r} (see CubeSpec.to_json())") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise SpecError(f"the spec is malformed: {type(err).__name__}: {err}") from err

@@ -175,8 +175,12 @@ def host_allowed(href: str, hosts: tuple[str, ...]) -> bool:
     return False
 
 
-def format_error(item_id: str, asset: str, href: str, drivers: tuple[str, ...]) -> ItemError:
-    return ItemError(
+class NotAllowedFormat(Exception):
+    """Why an asset was not read: no driver the source allows opens it (the text of an AssetReadError)."""
+
+
+def format_error(item_id: str, asset: str, href: str, drivers: tuple[str, ...]) -> NotAllowedFormat:
+    return NotAllowedFormat(
         f"Item {item_id!r} asset {asset!r} at {redact_url(href)!r} is not a file that GDAL's {' or '.join(drivers)} "
         f"driver opens (the formats the source allows, drivers=...): it is corrupt, or of another format; formats "
         "such as VRT name other files, local ones included, and are never followed from a catalog")
@@ -443,6 +447,8 @@ class StacBackend:
         try:
             return load()
         except FormatRefused as refused:
+            # GDAL cannot tell a connection reset while it read the header from a file of another
+            # format: the runner asks again (the file is never opened as another format either way)
             raise self._refusal(patch, group, refused) from None
         except Exception as error:
             broken = self._unreadable(hrefs)
@@ -456,21 +462,22 @@ class StacBackend:
                 raise AssetReadError(redact(", ".join(dict.fromkeys(hrefs))), error) from None
             raise AssetReadError(broken, error) from (error if self.signer is None else None)
 
-    def _refusal(self, patch: PatchIndex, group: dict[str, str], refused: FormatRefused) -> ItemError:
-        """The error for an asset of another format than the source allows, naming its Item and URL."""
+    def _refusal(self, patch: PatchIndex, group: dict[str, str], refused: FormatRefused) -> AssetReadError:
+        """The error for an asset that no allowed driver opens, naming its Item and URL (retried: a
+        dropped connection reads the same to GDAL as a file of another format)."""
         base = refused.url.split("?", 1)[0]
         for item in patch.items:
             for asset in group.values():
                 href = item.assets[asset].href
                 if href.split("?", 1)[0] == base or self._opened(href).split("?", 1)[0] == base:
-                    return format_error(item.id, asset, href, refused.drivers)
-        return format_error("?", "?", refused.url, refused.drivers)
+                    return AssetReadError(href, format_error(item.id, asset, href, refused.drivers))
+        return AssetReadError(refused.url, format_error("?", "?", refused.url, refused.drivers))
 
     def _open_checked(self, item: pystac.Item, key: str, href: str) -> rasterio.DatasetReader:
         try:
             return open_restricted(self._opened(href), self.drivers)
         except FormatRefused:
-            raise format_error(item.id, key, href, self.drivers) from None
+            raise AssetReadError(href, format_error(item.id, key, href, self.drivers)) from None
 
     def _opened(self, href: str) -> str:
         """The URL GDAL opens for ``href``: signed at this moment where the source signs."""

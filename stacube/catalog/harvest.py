@@ -11,9 +11,8 @@ from urllib.parse import urljoin, urlparse
 import numpy as np
 import pandas as pd
 import pystac_client
-from pystac_client.exceptions import APIError
 
-from ..errors import CatalogError
+from ..errors import CatalogError, is_permanent
 from .local import DEFAULT_LAG, LocalCatalog, Window
 
 log = logging.getLogger(__name__)
@@ -36,16 +35,11 @@ def _absolute_hrefs(item: dict[str, Any], allow_local: bool) -> dict[str, Any]:
     return item
 
 
-TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
 def _transient(error: BaseException) -> bool:
     """Whether asking again may help: a dropped or stalled connection, a cut-off or garbled page, a
-    429 or a 5xx. A 4xx (a wrong collection, a bad query) will not change."""
-    status = getattr(error, "status_code", None)
-    if isinstance(error, APIError) and status is not None:
-        return status in TRANSIENT_STATUS
-    return True
+    429 or a 5xx. A 4xx (a wrong collection, a bad query) will not change (``stacube.errors.is_permanent``
+    reads pystac-client's APIError status)."""
+    return not is_permanent(error)
 
 
 def harvest(

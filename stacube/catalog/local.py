@@ -12,7 +12,9 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,7 +30,7 @@ import rustac
 import shapely
 from shapely.geometry import box
 
-from ..errors import CatalogError
+from ..errors import CatalogError, ItemError, storage_errors
 from . import small_search
 from .footprints import trusted
 
@@ -74,6 +76,81 @@ def rfc3339(stamp: pd.Timestamp) -> str:
     if stamp.tz is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(tmp: Path) -> Iterator[None]:
+    """A temporary file half-written when the disk filled up is removed, so the catalog is as it was."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def parse_windows(data: bytes, path: Path) -> list[Window]:
+    """The windows recorded in a catalog's windows file; anything else there (empty, binary, cut-off or
+    other JSON) is a CatalogError naming the file and how to resync."""
+    try:
+        windows = json.loads(data.decode("utf-8"))["windows"]
+        if not isinstance(windows, list):
+            raise TypeError(f"'windows' is a {type(windows).__name__}, not a list")
+        parsed = [Window.from_json(w) for w in windows]
+        for window in parsed:
+            if len(window.bbox) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in window.bbox):
+                raise ValueError(f"bbox {list(window.bbox)!r} is not four finite numbers")
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as err:
+        what = "it is empty" if not data.strip() else f"{type(err).__name__}: {err}"
+        raise unreadable_windows(path, what) from err
+    return parsed
+
+
+def unreadable_windows(path: Path, what: str) -> CatalogError:
+    return CatalogError(f"the catalog's windows file {path} cannot be read ({what}). It only records which areas "
+                        "and periods were synced: delete it and sync again (the Items held are kept; the next sync "
+                        "asks the source again for those areas)")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _time_problem(properties: Mapping[str, Any]) -> str | None:
+    """What is wrong with an Item's time (STAC: an RFC 3339 datetime, or null with start and end), if anything."""
+    stamps = {key: properties.get(key) for key in ("datetime", "start_datetime", "end_datetime")}
+    if stamps["datetime"] is None and (stamps["start_datetime"] is None or stamps["end_datetime"] is None):
+        return (f"datetime {stamps['datetime']!r} and start_datetime {stamps['start_datetime']!r} / end_datetime "
+                f"{stamps['end_datetime']!r}: STAC needs a datetime, or both start_datetime and end_datetime")
+    for key, value in stamps.items():
+        if value is None:
+            continue
+        ok = isinstance(value, str) and _RFC3339.fullmatch(value) is not None
+        if ok:
+            try:
+                datetime.fromisoformat(re.sub(r"\.\d+", "", value).replace("z", "Z"))
+            except ValueError:
+                ok = False
+        if not ok:
+            return f"{key} {value!r}, which is not an RFC 3339 date and time (like 2024-06-01T10:30:00Z)"
+    return None
+
+
+def check_item(item: Any, source: str) -> None:
+    """An ItemError naming the Item (and its source) when it is not a STAC Item the catalog can hold:
+    no id, no properties, no usable time. A footprint is not checked here: ``footprints.trusted``
+    places an Item whose geometry is missing or broken."""
+    if not isinstance(item, Mapping):
+        raise ItemError(f"the source {source} returned {str(item)[:80]!r} where a STAC Item was expected")
+    name = item.get("id")
+    if not isinstance(name, str) or not name:
+        links = [link.get("href") for link in item.get("links") or [] if isinstance(link, Mapping)]
+        raise ItemError(f"an Item from {source} has id {name!r} (links {links[:2]}): every STAC Item needs an id; "
+                        "nothing was added to the catalog")
+    properties = item.get("properties")
+    problem = (f"properties {properties!r}, not an object" if not isinstance(properties, Mapping)
+               else _time_problem(properties))
+    if problem is not None:
+        raise ItemError(f"Item {name!r} from {source} has {problem}; nothing was added to the catalog")
 
 
 DEFAULT_LAG = pd.Timedelta(days=3)  # how long after a date a source may still publish Items for it
@@ -146,9 +223,14 @@ class LocalCatalog:
         return self.folder / "windows.json"
 
     def windows(self) -> list[Window]:
-        if not self._windows_file.exists():
+        """The windows synced so far; a windows file that cannot be read is a CatalogError naming it."""
+        try:
+            data = self._windows_file.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return [Window.from_json(w) for w in json.loads(self._windows_file.read_text())["windows"]]
+        except OSError as err:  # a folder where the file should be, a file this user may not read
+            raise unreadable_windows(self._windows_file, f"{type(err).__name__}: {err.strerror}") from err
+        return parse_windows(data, self._windows_file)
 
     def covers(self, window: Window, lag: pd.Timedelta = DEFAULT_LAG) -> bool:
         """True if earlier syncs together cover ``window`` in space and time.
@@ -181,9 +263,12 @@ class LocalCatalog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """One writer at a time, across threads and processes (an advisory lock file)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a+") as handle:
+        """One writer at a time, across threads and processes (an advisory lock file). Storage refusing
+        the writes (read-only, full, a file where the folder should be) is a StorageError naming the folder."""
+        with storage_errors(self.folder, "catalog folder"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle = open(self.folder / ".lock", "a+")  # closed by the with below, after the writes
+        with handle, storage_errors(self.folder, "catalog folder"):
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 # Holding the lock, any temporary file here is a dead writer's (a killed sync): drop it.
@@ -211,29 +296,32 @@ class LocalCatalog:
                 checked = [trusted(item) for item in items]
                 if any(after is not before for after, before in zip(checked, items, strict=True)):
                     tmp = part.with_name(part.name + ".tmp")
-                    rustac.write_sync(str(tmp), checked, format="geoparquet")
-                    os.replace(tmp, part)
+                    with _dropped_on_failure(tmp):
+                        rustac.write_sync(str(tmp), checked, format="geoparquet")
+                        os.replace(tmp, part)
             self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
 
     def append(self, items: Iterable[dict[str, Any]]) -> int:
         """Add the Items not already held (by id); returns how many were new. Atomic per part."""
         self._check_footprints()
         with self._locked():
-            if not self._parts:  # a new catalog: every Item enters through trusted() below
-                self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
             known = self.item_ids()
             new = {}
             for item in items:
+                check_item(item, self.source_url)
                 if item["id"] not in known:
                     new[item["id"]] = trusted(item)  # a footprint that cannot say where pixels are: repaired
+            if not self._parts:  # a new catalog: every Item enters through trusted() above
+                self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
             if not new:
                 return 0
             (self.folder / "items").mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             final = self.folder / "items" / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = final.with_name(final.name + ".tmp")
-            rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
-            os.replace(tmp, final)
+            with _dropped_on_failure(tmp):
+                rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
+                os.replace(tmp, final)
             return len(new)
 
     def sync(self, window: Window, lag: pd.Timedelta, fetch: Callable[[], Iterable[dict[str, Any]]]) -> int:
@@ -253,8 +341,10 @@ class LocalCatalog:
         with self._locked():
             windows = [w.to_json() for w in self.windows()] + [window.to_json()]
             tmp = self._windows_file.with_name(f"windows-{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_text(json.dumps({"source": self.source_url, "collection": self.collection, "windows": windows}))
-            os.replace(tmp, self._windows_file)
+            with _dropped_on_failure(tmp):
+                tmp.write_text(json.dumps({"source": self.source_url, "collection": self.collection,
+                                           "windows": windows}))
+                os.replace(tmp, self._windows_file)
 
     def search(
         self,

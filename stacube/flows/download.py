@@ -33,7 +33,7 @@ from prefect.tasks import exponential_backoff
 
 from ..catalog.earthengine import HREF_SCHEME
 from ..cube import Cube
-from ..errors import PatchReadError, ROIError, TOIError
+from ..errors import PatchReadError, ROIError, TOIError, storage_failure
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
 from ..runners import PatchFailure, RunCancelled, describe_failure, failure_of, is_permanent
@@ -74,7 +74,7 @@ def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], l
             try:
                 results.append(work(patch))
             except Exception as error:
-                if skip_failed and is_permanent(error):
+                if skip_failed and is_permanent(error) and storage_failure(error) is None:  # a full disk ends it
                     results.append(failure_of(patch, error, 1))
                     continue
                 error.stacube_patch_id = patch.id  # type: ignore[attr-defined]
@@ -214,7 +214,7 @@ class PrefectRunner:
                 attempts = 1 if is_permanent(error) else self.retries + 1
                 failed_id = getattr(error, "stacube_patch_id", None)
                 failed = next((p for p in batches[i] if p.id == failed_id), None)
-                if self.skip_failed:  # the whole batch is lost: each of its patches is tried again next run
+                if self.skip_failed and storage_failure(error) is None:  # the batch is lost: tried again next run
                     results[i] = [failure_of(p, error if p is failed or failed is None else RunCancelled(
                         f"not written: patch {failed.id} of the same task failed"), attempts) for p in batches[i]]
                     following = next(waiting, None)

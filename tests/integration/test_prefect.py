@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import rasterio.errors
 
 from stacube import Cube
 from stacube.plan import lonlat_footprint
@@ -179,8 +180,8 @@ def test_the_runner_keeps_at_most_concurrency_patches_in_flight(servers, make_cu
     assert peak[0] == 3
 
 
-class ItemLacksEverything(RuntimeError):
-    pass
+class ItemLacksEverything(rasterio.errors.RasterioIOError):
+    """What GDAL raises for an asset that is gone: permanent by its type and status (stacube.errors.is_permanent)."""
 
 
 def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample_layout, tmp_path):
