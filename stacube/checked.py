@@ -12,6 +12,7 @@ import numpy as np
 import zarr
 
 from .errors import CubeDamagedError
+from .layout import stored_chunks
 
 
 def read_checked(group: zarr.Group, name: str, selection: tuple) -> np.ndarray:
@@ -30,7 +31,7 @@ def damaged(group: zarr.Group, name: str, selection: tuple) -> CubeDamagedError:
     found by reading the chunks one by one (only on this path), named with the variable, zone and snapshot."""
     array = group[name]
     axes = []
-    for part, size, chunk in zip(selection, array.shape, array.chunks, strict=True):
+    for part, size, chunk in zip(selection, array.shape, stored_chunks(array), strict=True):
         if isinstance(part, slice):
             start, stop, _ = part.indices(size)
             axes.append(range(start // chunk, (stop - 1) // chunk + 1))
@@ -38,7 +39,7 @@ def damaged(group: zarr.Group, name: str, selection: tuple) -> CubeDamagedError:
             axes.append(sorted({int(i) // chunk for i in part}))
     bad = []
     for index in itertools.product(*axes):
-        region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, array.chunks, array.shape,
+        region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, stored_chunks(array), array.shape,
                                                                               strict=True))
         try:
             array[region]

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,10 @@ class Cube:
         self.repo = repo
         self.spec = spec
         self.catalog_dir = Path(catalog_dir) if catalog_dir else default_catalog_root()
+        self._opened: tuple[str, zarr.Group] | None = None  # the last snapshot read, opened
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}  # an open session stays in its process
 
     # --- creating and opening -------------------------------------------------------------
     @classmethod
@@ -155,8 +159,16 @@ class Cube:
 
     # --- reading and downloading ----------------------------------------------------------
     def _root(self, at: str | None = None) -> tuple[zarr.Group, str]:
-        session = self._session(at)
-        return zarr.open_group(session.store, mode="r"), session.snapshot_id
+        """The cube's root group at the branch tip (or ``at``), and its snapshot id. A snapshot never
+        changes, so the last one opened is kept: loads in a loop open a session and read the root's
+        metadata once per commit, not once per load (most of a small warm load's fixed cost)."""
+        snapshot = self.repo.lookup_branch(BRANCH) if at is None else history.resolve(self.repo, at)
+        opened = self._opened
+        if opened is not None and opened[0] == snapshot:
+            return opened[1], snapshot
+        root = zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r")
+        self._opened = (snapshot, root)
+        return root, snapshot
 
     def _session(self, at: str | None = None) -> icechunk.Session:
         if at is None:
@@ -274,6 +286,16 @@ class Cube:
         plan = self.plan(aoi, toi)
         return self._download(plan, self._runner(runner, concurrency, progress, skip_failed), message,
                               roi=roi_geometry(aoi))
+
+    def load_many(self, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
+                  variables: str | Sequence[str] | None = None, concurrency: int | None = None,
+                  progress: bool | None = None, offline: bool = False) -> Iterator[xr.Dataset]:
+        """The Tiles of many ROIs, in the order given, from one download run (one commit) of the union
+        of the patches they lack: the many-small-ROIs workload (``stacube.many``)."""
+        from .many import load_many
+
+        return load_many(self, rois, toi, variables=variables, concurrency=concurrency, progress=progress,
+                         offline=offline)
 
     def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,

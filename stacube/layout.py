@@ -26,6 +26,25 @@ COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec
 FILLED = "filled"  # one 8-byte chunk per patch: inlined in Icechunk's manifest, and two runs that fill
 # different patches never write the same chunk, so their commits rebase without conflict.
 TIME_UNITS = "microseconds since 1970-01-01"
+# Each patch is stored as one Zarr v3 shard of 256 px inner chunks (where the patch divides into them):
+# the patch stays the unit of download, commit and the filled record (one stored object, one chunk key
+# in Icechunk, so concurrent runs conflict exactly as before), while a small ROI decodes only the inner
+# chunks under it (a 1 px read of a 2048 px patch: 155 KB instead of 9.6 MB). 256 over 512: small
+# reads 1.5-1.8x cheaper for +15-30% CPU on whole-patch reads (measured; README, Performance).
+INNER_CHUNK = 256
+
+
+def inner_chunks(chunks: tuple[int, int]) -> tuple[int, int] | None:
+    """The inner chunk shape a patch of ``chunks`` is sharded into, or None to store it as one chunk."""
+    cy, cx = chunks
+    if cy > INNER_CHUNK and cx > INNER_CHUNK and cy % INNER_CHUNK == 0 and cx % INNER_CHUNK == 0:
+        return INNER_CHUNK, INNER_CHUNK
+    return None
+
+
+def stored_chunks(array: zarr.Array) -> tuple[int, ...]:
+    """The shape of the unit an array stores, one per patch: the shard where it is sharded, else the chunk."""
+    return tuple(array.shards or array.chunks)
 
 
 def _grid_mapping_attrs(geobox: GeoBox) -> dict[str, Any]:
@@ -61,11 +80,14 @@ def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
             time.attrs.update({"units": TIME_UNITS, "calendar": "proleptic_gregorian", "freq": spec.time.freqstr})
             spatial_dims = ("time", "y", "x")
             leading = (nt,)
+        inner = inner_chunks((cy, cx))
+        ones = tuple(1 for _ in leading)
         for name, var in spec.variables.items():
             arr = group.create_array(
                 name,
                 shape=(*leading, ny, nx),
-                chunks=(*(1 for _ in leading), cy, cx),
+                chunks=(*ones, *inner) if inner else (*ones, cy, cx),
+                shards=(*ones, cy, cx) if inner else None,
                 dtype=var.numpy_dtype,
                 fill_value=var.nodata,
                 dimension_names=spatial_dims,

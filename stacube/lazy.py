@@ -25,7 +25,7 @@ from odc.geo.xr import xr_coords
 
 from .checked import read_checked
 from .errors import ROIError
-from .layout import FILLED
+from .layout import FILLED, stored_chunks
 from .read import pastes, reproject_values, variable_attrs, zones_met
 from .spec import CubeSpec, Variable
 
@@ -42,7 +42,7 @@ def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dat
     group = zarr.open_group(session.store, mode="r")[zone]
     for name in spec.variables:
         variable = spec.variables[name]
-        ds[name] = ds[name].copy(data=_checked_dask(group, name, group[name].chunks, session.snapshot_id, zone))
+        ds[name] = ds[name].copy(data=_checked_dask(group, name, stored_chunks(group[name]), session.snapshot_id, zone))
         ds[name].attrs.pop("coordinates", None)  # xarray keeps coordinates in encoding, not attrs
         ds[name].attrs["nodata"] = variable.nodata  # stored as JSON ("nan"): the value itself, as in a Tile
         if variable.numpy_dtype.kind != "b":

@@ -13,7 +13,8 @@ what the zones before it left without data.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -123,6 +124,24 @@ def _shift(base: Window, inner: tuple[slice, ...]) -> Window:
     return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(base, inner, strict=True))
 
 
+SMALL_READ = 1 << 20  # pixels: below this, variables are read one after the other
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def side_by_side(work: Callable[[str], np.ndarray], variables: Sequence[str], pixels: int) -> list[np.ndarray]:
+    """``work`` for each variable: side by side on a pool this process keeps (decoding and GDAL's warp
+    release the GIL), or one after the other for a small read, where handing work to threads costs
+    more than it saves (a 1 px load spent most of its time starting and joining two threads)."""
+    global _pool
+    if len(variables) < 2 or pixels * len(variables) < SMALL_READ:
+        return [work(name) for name in variables]
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="stacube-read")
+    return list(_pool.map(work, variables))
+
+
 def read_tile(
     spec: CubeSpec,
     root: zarr.Group,
@@ -164,9 +183,7 @@ def read_tile(
             values = read_checked(group, name, selection)
             return values if paste else reproject_values(values, src, part, spec.variables[name])
 
-        # Variables read and warped side by side: decoding and GDAL's warp release the GIL.
-        with ThreadPoolExecutor(max_workers=min(len(variables), os.cpu_count() or 1)) as pool:
-            pieces = dict(zip(variables, pool.map(window, variables), strict=True))
+        pieces = dict(zip(variables, side_by_side(window, variables, target.shape.y * target.shape.x), strict=True))
         first = not out
         for name in variables:
             variable = spec.variables[name]
