@@ -37,6 +37,7 @@ from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout
 from .lazy import check_fits, lazy_tile
+from .opened import OpenedGroup
 from .plan import (
     Plan,
     attach_items,
@@ -79,7 +80,7 @@ class Cube:
         self.repo = repo
         self.spec = spec
         self.catalog_dir = Path(catalog_dir) if catalog_dir else default_catalog_root()
-        self._opened: tuple[str, zarr.Group] | None = None  # the last snapshot read, opened
+        self._opened: tuple[str, OpenedGroup] | None = None  # the last snapshot read, opened
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_opened": None}  # an open session stays in its process
@@ -158,7 +159,7 @@ class Cube:
         return LocalCatalog(self.catalog_dir, getattr(source, "api_url", source.kind), source.collection)
 
     # --- reading and downloading ----------------------------------------------------------
-    def _root(self, at: str | None = None) -> tuple[zarr.Group, str]:
+    def _root(self, at: str | None = None) -> tuple[OpenedGroup, str]:
         """The cube's root group at the branch tip (or ``at``), and its snapshot id. A snapshot never
         changes, so the last one opened is kept: loads in a loop open a session and read the root's
         metadata once per commit, not once per load (most of a small warm load's fixed cost)."""
@@ -166,7 +167,7 @@ class Cube:
         opened = self._opened
         if opened is not None and opened[0] == snapshot:
             return opened[1], snapshot
-        root = zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r")
+        root = OpenedGroup(zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r"))
         self._opened = (snapshot, root)
         return root, snapshot
 
