@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
+import os
 import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -596,6 +599,29 @@ class CubeSpec:
             "group_by": self.group_by,
             "source": self.source.to_json(),
         }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the spec as a JSON file (what ``stacube cube create --spec`` and ``CubeSpec.load`` read)."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CubeSpec:
+        """The spec in a JSON file ``save`` (or ``stacube spec``) wrote; errors name the file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"spec file {str(path)!r}: no such file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SpecError(f"spec file {str(path)!r} is not JSON: {err}") from None
+        except OSError as err:
+            raise SpecError(f"spec file {str(path)!r} cannot be read: {err.strerror or err}") from None
+        try:
+            return cls.from_json(data)
+        except SpecError as err:
+            raise SpecError(f"spec file {str(path)!r}: {err}") from err
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CubeSpec:
