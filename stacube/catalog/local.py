@@ -158,6 +158,25 @@ _DUCKDB_LOCK = threading.Lock()
 _DUCKDB: rustac.DuckdbClient | None = None
 
 
+def write_part(path: Path, items: list[dict[str, Any]]) -> None:
+    """Items as one stac-geoparquet file (rustac's writer), whose Arrow schema also carries the
+    GeoParquet ``geo`` metadata: pyarrow, and so geopandas, read a folder of parts by the first part's
+    Arrow schema, and without it ``geopandas.read_parquet(items/)`` refused the folder."""
+    import pyarrow.parquet as pq
+
+    rustac.write_sync(str(path), items, format="geoparquet")
+    footer = {k: v for k, v in (pq.ParquetFile(path).metadata.metadata or {}).items() if k != b"ARROW:schema"}
+    table = pq.read_table(path)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **footer})  # geo, stac-geoparquet
+    pq.write_table(table, path, compression="zstd", compression_level=15)
+
+
+def duckdb_client() -> rustac.DuckdbClient:
+    """rustac's DuckDB client with the spatial extension shipped as a wheel, so it searches offline:
+    ``duckdb_client().search("<catalog>/items/part-*.parquet", bbox=..., datetime=...)`` (one per process)."""
+    return _duckdb()
+
+
 def _duckdb() -> rustac.DuckdbClient:
     """One DuckDB client per process, with the spatial extension shipped as a wheel (no download)."""
     global _DUCKDB
@@ -297,7 +316,7 @@ class LocalCatalog:
                 if any(after is not before for after, before in zip(checked, items, strict=True)):
                     tmp = part.with_name(part.name + ".tmp")
                     with _dropped_on_failure(tmp):
-                        rustac.write_sync(str(tmp), checked, format="geoparquet")
+                        write_part(tmp, checked)
                         os.replace(tmp, part)
             self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
 
@@ -320,7 +339,7 @@ class LocalCatalog:
             final = self.folder / "items" / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = final.with_name(final.name + ".tmp")
             with _dropped_on_failure(tmp):
-                rustac.write_sync(str(tmp), list(new.values()), format="geoparquet")
+                write_part(tmp, list(new.values()))
                 os.replace(tmp, final)
             return len(new)
 
