@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .spec_cli import build_spec_app
+
 app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Local, versioned raster cubes built on demand from STAC and Earth Engine sources.")
 catalog_app = typer.Typer(no_args_is_help=True, help="A cube's local STAC catalog: sync, search, info.")
@@ -64,10 +66,28 @@ def handled(command: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             error = _as_storage_error(error, kwargs)
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = in_cli_words(message)
             typer.echo(f"error: {type(error).__name__}: {message}", err=True)
             raise typer.Exit(1) from None
 
     return run
+
+
+# What the Python API's errors advise, as the command line says it (the errors are shared).
+CLI_WORDS = (
+    ("pass toi=None for every step", "drop --time for every step"),
+    ("pass toi=None", "drop --time"),
+    ("create one with Cube.create(path, spec)", "create one with `stacube cube create PATH --spec FILE`"),
+    ("load it lazily with chunks={'x': 2048, 'y': 2048} (or latitude/longitude on a geographic grid)",
+     "load it lazily with --chunks 2048"),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """An error message with its Python advice put in the command line's terms."""
+    for api, cli in CLI_WORDS:
+        message = message.replace(api, cli)
+    return message
 
 
 def _as_storage_error(error: Exception, arguments: dict[str, Any]) -> Exception:
@@ -212,6 +232,17 @@ def demo(out: Annotated[str, typer.Option(help="Folder for the demo's outputs.")
 
 
 # --- catalog ------------------------------------------------------------------------------------
+def parse_filter(text: str) -> dict[str, Any]:
+    """A CQL2 filter given as text (``eo:cloud_cover < 20``) or as CQL2-JSON, as CQL2-JSON."""
+    import cql2
+
+    try:
+        return cql2.Expr(json.loads(text) if text.lstrip().startswith("{") else text).to_json()
+    except Exception as error:  # noqa: BLE001 - cql2 reports a parse error as a bare Exception
+        detail = " ".join(line.strip(" |") for line in str(error).splitlines() if line.strip(" |"))
+        raise ValueError(f"--filter {text!r} is neither CQL2 text nor CQL2-JSON: {detail[:200]}") from None
+
+
 def _window(bbox: str | None, crs: str, time: str | None) -> Any:
     import pandas as pd
     from odc.geo.geom import box
@@ -249,23 +280,31 @@ def catalog_sync(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time:
 @catalog_app.command("search")
 @handled
 def catalog_search(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
-                   filter: Annotated[str | None, typer.Option(help="A CQL2-JSON filter.")] = None,
+                   filter: Annotated[str | None, typer.Option(help="A CQL2 filter, as text ('eo:cloud_cover < 20') "
+                                                              "or CQL2-JSON.")] = None,
                    limit: Annotated[int, typer.Option(help="Show at most this many Items.")] = 50,
                    catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """Items of the local catalog (never the remote source) by area, period and CQL2 filter.
 
-    Example: stacube catalog search cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05
-      --filter '{"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]}'
+    Example: stacube catalog search cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05 --filter 'eo:cloud_cover < 20'
     """
+    from .errors import TOIError
+
     the_cube = _open(cube, catalog_dir)
+    if time is not None and the_cube.spec.time is None:
+        raise TOIError(f"--time {time!r} given, but cube {the_cube.spec.name!r} has no time axis; drop --time")
     window = _window(bbox, crs, time)
-    try:
-        cql = json.loads(filter) if filter else None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--filter {filter!r} is not JSON: {error}") from None
-    items = the_cube.catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=cql)
+    cql = parse_filter(filter) if filter else None
+    catalog = the_cube.catalog
+    items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=cql)
     rows = [{"id": i.id, "datetime": i.properties.get("datetime") or i.properties.get("start_datetime"),
              "bbox": [round(v, 5) for v in i.bbox or []]} for i in sorted(items, key=lambda i: i.id)[:limit]]
+    if not items:  # say what was searched, so an empty answer can be told from a wrong question
+        searched = f"bbox {tuple(round(v, 5) for v in window.bbox)} (lon/lat)"
+        searched += f", time {window.datetime_query()}" if time is not None else ""
+        searched += f", filter {filter}" if filter else ""
+        typer.echo(f"no Items match {searched}; the local catalog holds {len(catalog)} Items of "
+                   f"{the_cube.spec.source.collection} (stacube catalog sync fetches more)", err=True)
     if as_json:
         emit({"matched": len(items), "items": rows}, True)
     else:
@@ -287,7 +326,8 @@ def catalog_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson 
 
 
 # --- cube ---------------------------------------------------------------------------------------
-def _info(the_cube: Any) -> dict[str, Any]:
+def _info(the_cube: Any, with_spec: bool = True) -> dict[str, Any]:
+    """What a person wants to know of a cube; ``with_spec`` adds the whole spec (WKT and all)."""
     from .crs import crs_label
 
     spec = the_cube.spec
@@ -300,28 +340,35 @@ def _info(the_cube: Any) -> dict[str, Any]:
             "zones": {n: f"{crs_label(g.crs)} {g.shape.y}x{g.shape.x} px" for n, g in spec.zones.items()},
             "chunks": list(spec.chunks),
             "time": None if spec.time is None else f"{spec.time[0]} .. {spec.time[-1]} ({len(spec.time)} steps)",
-            "snapshots": len(the_cube.history()), "spec": spec.to_json()}
+            "source": _source_summary(spec.source), "snapshots": len(the_cube.history()),
+            **({"spec": spec.to_json()} if with_spec else {})}
+
+
+def _source_summary(source: Any) -> str:
+    from .signing import redact_url
+
+    where = getattr(source, "api_url", None)
+    return f"{source.kind} {source.collection}" + (f" at {redact_url(where)}" if where else "")
 
 
 @cube_app.command("create")
 @handled
-def cube_create(cube: CubeArg, spec: Annotated[Path, typer.Option(help="The cube's spec as JSON (the form "
-                                                                   "CubeSpec.to_json() writes).")],
+def cube_create(cube: CubeArg, spec: Annotated[Path, typer.Option(help="The cube's spec as JSON (what "
+                                                                   "`stacube spec` or CubeSpec.save writes).")],
                 catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """Create an empty cube from a spec file; the spec is stored inside the cube.
 
-    Example: stacube cube create cubes/dem --spec dem-spec.json
+    Example: stacube spec arcticdem --resolution 10 > dem.json && stacube cube create cubes/dem --spec dem.json
     """
     from . import Cube, CubeSpec
+    from .errors import SpecError
 
     try:
-        data = json.loads(spec.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--spec {str(spec)!r}: no such file") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--spec {str(spec)!r} is not JSON: {error}") from None
-    the_cube = Cube.create(cube, CubeSpec.from_json(data), catalog_dir=catalog_dir)
-    emit(_info(the_cube), as_json, "cube created")
+        loaded = CubeSpec.load(spec)
+    except SpecError as error:
+        raise SpecError(f"--spec {str(error).removeprefix('spec file ')}") from None
+    the_cube = Cube.create(cube, loaded, catalog_dir=catalog_dir)
+    emit(_info(the_cube, with_spec=as_json), as_json, "cube created")
 
 
 @cube_app.command("info")
@@ -331,7 +378,7 @@ def cube_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson = F
 
     Example: stacube cube info cubes/dem
     """
-    emit(_info(_open(cube, catalog_dir)), as_json, "cube")
+    emit(_info(_open(cube, catalog_dir), with_spec=as_json), as_json, "cube")
 
 
 @cube_app.command("download")
@@ -499,6 +546,40 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
           "written": written}, as_json, "tile")
 
 
+@cube_app.command("load-many")
+@handled
+def cube_load_many(cube: CubeArg,
+                   rois: Annotated[Path, typer.Argument(help="The ROIs: GeoJSON, GeoPackage or GeoParquet, one "
+                                                        "geometry per row, with a CRS.", show_default=False)],
+                   out: Annotated[Path, typer.Option(help="A folder of COGs (<name>.tif per ROI; <name>_<variable>"
+                                                     ".tif for several variables) or a .zarr store (a group per "
+                                                     "ROI).", show_default=False)],
+                   id_column: Annotated[str | None, typer.Option(help="The column that names each ROI's output "
+                                                                 "(default: the row index).")] = None,
+                   resolution: Annotated[float | None, typer.Option(help="Read each ROI's bounds onto a grid of "
+                                                                    "this pixel size in the file's CRS (default: "
+                                                                    "the cube zone's own grid).")] = None,
+                   time: Time = None,
+                   variables: Annotated[str | None, typer.Option(help="Comma-separated variables (default: all).")]
+                   = None,
+                   offline: Annotated[bool, typer.Option(help="Never touch the network: missing patches are "
+                                                         "nodata.")] = False,
+                   concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+                   catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
+    """Cut many ROIs out of the cube: the patches they lack are downloaded in ONE run (one snapshot),
+    each patch once however many ROIs meet it, and each ROI's Tile is written as soon as it is in.
+
+    Example: stacube cube load-many cubes/dem training-rois.parquet --id-column chip_id --out chips/
+    """
+    from .many import export_many
+
+    the_cube = _open(cube, catalog_dir)
+    summary = export_many(the_cube, rois, out, parse_time(time), variables=variables.split(",") if variables else None,
+                          id_column=id_column, resolution=resolution, concurrency=concurrency,
+                          progress=False if quiet else None, offline=offline)
+    emit(summary, as_json, "load-many")
+
+
 @cube_app.command("state")
 @handled
 def cube_state(cube: CubeArg, at: Annotated[str | None, typer.Option(help="A snapshot id or tag.")] = None,
@@ -642,6 +723,8 @@ def parcels_run(cube: CubeArg, store: Store, time: Time = None,
     if failed:
         raise typer.Exit(1)
 
+
+app.add_typer(build_spec_app(handled, parse_bbox), name="spec")
 
 if __name__ == "__main__":  # python -m stacube.cli
     sys.exit(app())

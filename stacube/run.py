@@ -159,12 +159,14 @@ def execute_run(
     message: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
     on_written: Callable[[PatchIndex, PatchWrite], None] | None = None,
+    run_id: str | None = None,
 ) -> RunReport:
     """Read and write ``patches`` (which carry their Items) and commit them as one snapshot.
 
-    ``on_written`` (for runners in this process) hears each patch's written values as they land."""
+    ``on_written`` (for runners in this process) hears each patch's written values as they land.
+    ``run_id`` (default: a new one) lets a caller name the run before it commits."""
     started = time.perf_counter()
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name)
     if not patches:
         return report

@@ -1,0 +1,71 @@
+"""Cut many ROIs out of a cube as a Prefect flow (schedulable): a training-patch data set from a ROI file.
+
+The flow runs ``stacube.many.export_many``: the patches the ROIs lack are downloaded in ONE run (one
+commit, whose metadata names this flow run), each patch once however many ROIs meet it, and each ROI's
+Tile is written to the output (a folder of COGs or one Zarr store) as soon as its patches are in. The
+download runs on the flow's own threads (the local runner, which pastes each written patch into the
+Tiles that wait for it), not as a task per patch: what Prefect adds here is the schedule, logs and an
+artifact. A patch that fails for good (after ``retries``) fails the run and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
+
+from ..cube import Cube
+from ..many import export_many
+from .download import run_start, toi_from_parameter
+
+
+@flow(name="stacube-load-many")
+def load_many(cube_url: str, rois_path: str, out: str, toi: Any = None, catalog_dir: str | None = None,
+              variables: list[str] | None = None, id_column: str | None = None, resolution: float | None = None,
+              concurrency: int = 8, retries: int = 3, offline: bool = False,
+              log_every: float = 10.0) -> dict[str, Any]:
+    """Write the Tile of every ROI in ``rois_path`` (GeoJSON, GeoPackage or GeoParquet with a CRS) into
+    ``out``: a folder of COGs named by ``id_column`` or the row index, or one ``.zarr`` store with a
+    group per ROI. What the cube lacks is downloaded first as ONE commit for this flow run; ``toi`` as in
+    the download flow (``{"last": "30D"}`` ends when the run was scheduled). Progress (patches written,
+    Tiles written) goes to the flow run's log every ``log_every`` seconds.
+    """
+    logger = get_run_logger()
+    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    period = toi_from_parameter(toi, now=run_start())
+    flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
+                "flow": runtime.flow_run.flow_name}
+    counts = {"patches": (0, 0), "tiles": (0, 0)}
+    lock = threading.Lock()
+    last = [time.monotonic()]
+
+    def report(kind: str, done: int, total: int) -> None:  # from the run's threads too: the logger is the flow's
+        with lock:
+            counts[kind] = (done, total)
+            now = time.monotonic()
+            if now - last[0] < log_every and done < total:
+                return
+            last[0] = now
+            (patches, of_patches), (tiles, of_tiles) = counts["patches"], counts["tiles"]
+        logger.info("load-many: %d/%d patches written, %d/%d Tiles written", patches, of_patches, tiles, of_tiles)
+
+    summary = export_many(cube, rois_path, out, period, variables=variables, id_column=id_column,
+                          resolution=resolution, concurrency=concurrency, progress=False, offline=offline,
+                          retries=retries, extra_metadata=flow_run,
+                          on_patch=lambda done, total: report("patches", done, total),
+                          on_tile=lambda done, total, _name: report("tiles", done, total))
+    logger.info("load-many into %s: %d ROIs, %d files, %d of %d patches downloaded -> snapshot %s", out,
+                summary["rois"], summary["written"], summary["patches_written"] + summary["patches_empty"],
+                summary["patches_planned"], summary["snapshot"])
+    create_markdown_artifact(
+        f"## stacube load-many from `{cube_url}`\n\n"
+        f"{summary['rois']} ROIs from `{rois_path}` -> `{out}` ({summary['format']}, {summary['written']} files)\n\n"
+        f"| patches under the ROIs | lacking | written | without data | MB | snapshot |\n"
+        f"| ---: | ---: | ---: | ---: | ---: | --- |\n"
+        f"| {summary['patches_planned']} | {summary['patches_missing']} | {summary['patches_written']} | "
+        f"{summary['patches_empty']} | {summary['bytes_written'] / 1e6:.1f} | {summary['snapshot']} |\n",
+        key="stacube-load-many", description=f"stacube load-many from {cube_url}")
+    return {**summary, **flow_run}
