@@ -25,6 +25,7 @@ import zarr
 
 from .alignment import misaligned, warn_misaligned
 from .backends import Backend
+from .errors import TOIError
 from .grid import PatchIndex
 from .memory import release_freed
 from .plan import unfilled
@@ -142,6 +143,25 @@ def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: di
     return record
 
 
+def _check_time_axis(root: zarr.Group, patches: Sequence[PatchIndex], snapshot: str) -> None:
+    """Patches planned on a time step the branch tip no longer has (rolled back past an ``extend_time``
+    since the plan was made): a clear error before anything is read, not an index error blamed on the source."""
+    lengths: dict[str, int] = {}
+    beyond = []
+    for patch in patches:
+        if patch.time_index is None:
+            continue
+        if patch.zone not in lengths:
+            lengths[patch.zone] = root[patch.zone]["time"].shape[0]
+        if patch.time_index >= lengths[patch.zone]:
+            beyond.append(patch.id)
+    if beyond:
+        raise TOIError(
+            f"{len(beyond)} planned patch(es) are on time steps the cube no longer has: its time axis is "
+            f"{max(lengths.values())} step(s) at snapshot {snapshot} (rolled back, or changed by another process, "
+            f"since this run was planned), e.g. {beyond[:3]}; nothing was read or written: plan again")
+
+
 def source_label(spec: CubeSpec) -> str:
     source = spec.source
     return f"{source.kind}:{getattr(source, 'api_url', '')}#{source.collection}"
@@ -172,8 +192,10 @@ def execute_run(
         return report
     backend.check_items([item for p in patches for item in p.items])
     session = repo.writable_session(BRANCH)
+    tip = zarr.open_group(session.store, mode="r")
+    _check_time_axis(tip, patches, session.snapshot_id)
     # Another run may have filled some of them since the plan was made: do not fetch those again.
-    still_missing = unfilled(zarr.open_group(session.store, mode="r"), patches)
+    still_missing = unfilled(tip, patches)
     report.patches_already_filled += len(patches) - len(still_missing)
     patches = still_missing
     if not patches:

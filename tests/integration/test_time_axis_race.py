@@ -1,0 +1,29 @@
+"""A run planned on a grown time axis, after which the cube was rolled back to a shorter one: a clear
+error before anything is read, not an index error blamed on the source (found by the model test)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from stacube import Cube, CubeSpec, StacSource, TOIError, Variable
+
+from ..conftest import TIME_LAYOUT
+
+
+def test_a_run_on_steps_a_rollback_removed_is_refused_naming_them(time_servers, tmp_path):
+    _, api = time_servers
+    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(384, 384),
+                    variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
+                    time=pd.date_range("2021-06-01", periods=4, freq="D"),
+                    source=StacSource(api_url=api.url, collection="sample-series",
+                                      assets={"dem": "dem", "datamask": "datamask"}))
+    cube = Cube.create(tmp_path / "cube", spec, catalog_dir=tmp_path / "catalog")
+    short = cube.history().snapshot[0]
+    cube.extend_time("2021-06-07")
+    plan = cube.plan(TIME_LAYOUT.extent_geobox()[800:900, 0:100], "2021-06-05")  # step 4 ...
+    cube.rollback(short)  # ... which the rolled-back axis (4 steps) does not have
+    history = list(cube.history().snapshot)
+    with pytest.raises(TOIError, match=r"no longer has: its time axis is 4 step\(s\).*20210605"):
+        cube._download(plan, cube._runner(None, 2, False), None)
+    assert list(cube.history().snapshot) == history  # nothing committed
