@@ -130,16 +130,24 @@ def _bbox(sample_layout, rows: slice, cols: slice) -> str:
     return ",".join(repr(v) for v in sample_layout.extent_geobox()[rows, cols].extent.boundingbox)
 
 
+@contextlib.contextmanager
+def cube_on_a_full_disk(spec_file: Path, tmp_path: Path) -> Iterator[Path]:
+    """An empty cube on a small tmpfs that is then filled up; its catalog (elsewhere) already holds every
+    Item, so a run only has the cube to write."""
+    catalog = tmp_path / "catalog"
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        cube = disk / "dem"
+        assert stacube_cli("cube", "create", cube, "--spec", spec_file, "--catalog-dir", catalog).returncode == 0
+        assert stacube_cli("catalog", "sync", cube, "--catalog-dir", catalog).returncode == 0  # the whole source
+        fill_up(disk)
+        yield cube
+
+
 def test_a_cube_on_a_full_disk_fails_at_once_naming_the_cause_and_the_cube(spec_file, sample_layout, tmp_path,
                                                                              caplog):
     catalog = tmp_path / "catalog"
     bbox = _bbox(sample_layout, slice(0, 1024), slice(0, 1024))
-    with tmpfs(tmp_path / "disk", "4m") as disk:
-        cube = disk / "dem"
-        assert stacube_cli("cube", "create", cube, "--spec", spec_file, "--catalog-dir", catalog).returncode == 0
-        # the catalog already holds every Item: the run only has the cube to write
-        assert stacube_cli("catalog", "sync", cube, "--catalog-dir", catalog).returncode == 0  # the whole source
-        fill_up(disk)
+    with cube_on_a_full_disk(spec_file, tmp_path) as cube:
         before = files_under(cube, catalog)
         done = stacube_cli("cube", "download", cube, "--bbox", bbox, "--crs", "EPSG:3413", "--catalog-dir", catalog)
         line = assert_one_line(done, "no space left on device", str(cube))
@@ -158,11 +166,7 @@ def test_a_full_disk_is_not_skipped_patch_by_patch(spec_file, sample_layout, tmp
     """With --skip-failed a full disk still ends the run: every patch would fail alike."""
     catalog = tmp_path / "catalog"
     bbox = _bbox(sample_layout, slice(0, 1024), slice(0, 1024))
-    with tmpfs(tmp_path / "disk", "4m") as disk:
-        cube = disk / "dem"
-        assert stacube_cli("cube", "create", cube, "--spec", spec_file, "--catalog-dir", catalog).returncode == 0
-        assert stacube_cli("catalog", "sync", cube, "--catalog-dir", catalog).returncode == 0  # the whole source
-        fill_up(disk)
+    with cube_on_a_full_disk(spec_file, tmp_path) as cube:
         before = files_under(cube)
         done = stacube_cli("cube", "download", cube, "--bbox", bbox, "--crs", "EPSG:3413", "--catalog-dir", catalog,
                            "--skip-failed")
