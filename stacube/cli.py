@@ -652,8 +652,11 @@ def cube_expire(cube: CubeArg,
     Example: stacube cube expire cubes/dem --older-than 90D
     """
     report = _open(cube, catalog_dir).expire(older_than, keep_tags=keep_tags)
-    emit({"snapshots_expired": report.snapshots_expired, "bytes_freed": report.bytes_freed,
-          "chunks_deleted": report.chunks_deleted}, as_json, "expire")
+    freed = {"bytes_freed": report.bytes_freed} if as_json else {"MB freed": f"{report.bytes_freed / 1e6:.1f}"}
+    emit({"snapshots_expired": report.snapshots_expired, **freed, "chunks_deleted": report.chunks_deleted,
+          "note": report.note}, as_json, "expire")
+    if report.note and not as_json:
+        typer.echo(report.note, err=True)
 
 
 # --- parcels ------------------------------------------------------------------------------------

@@ -28,6 +28,16 @@ class ExpireReport:
     snapshots_expired: int
     bytes_freed: int
     chunks_deleted: int
+    held_by_grace: bool = False  # snapshots expired, but their objects are younger than the grace period
+
+    @property
+    def note(self) -> str | None:
+        """What a person should know that the figures do not say."""
+        if self.held_by_grace:
+            return (f"{self.snapshots_expired} snapshot(s) expired, but nothing was freed: objects younger than the "
+                    "grace period are kept (a run in progress may need them); run expire again once they are older, "
+                    "or pass a shorter grace")
+        return None
 
 
 def resolve(repo: icechunk.Repository, version: str) -> str:
@@ -97,5 +107,7 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
     """
     when = cutoff(older_than)
     expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
-    summary = repo.garbage_collect(min(when, cutoff(grace)))
-    return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted)
+    kept_after = cutoff(grace)
+    summary = repo.garbage_collect(min(when, kept_after))
+    held = bool(expired) and summary.bytes_deleted == 0 and kept_after < when
+    return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted, held)
