@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_args import parse_bbox
 from .spec_cli import build_spec_app
 
 app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -101,24 +102,6 @@ def _as_storage_error(error: Exception, arguments: dict[str, Any]) -> Exception:
 
 
 # --- parsing ------------------------------------------------------------------------------------
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """``minx,miny,maxx,maxy`` as four finite numbers, the min before the max."""
-    from .errors import ROIError
-
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy") from None
-    if len(values) != 4:
-        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy, got {len(values)}")
-    for name, value in zip(("minx", "miny", "maxx", "maxy"), values, strict=True):
-        if not math.isfinite(value):
-            raise ROIError(f"--bbox {text!r}: {name} is {value!r}; give four finite numbers minx,miny,maxx,maxy")
-    if values[0] >= values[2] or values[1] >= values[3]:
-        raise ROIError(f"--bbox {text!r}: minx must be below maxx and miny below maxy")
-    return values  # type: ignore[return-value]
-
-
 def parse_time(text: str | None) -> Any:
     """``a/b`` as a slice from a to b (inclusive, as pandas); anything else as it is."""
     if text is None:
@@ -727,7 +710,7 @@ def parcels_run(cube: CubeArg, store: Store, time: Time = None,
         raise typer.Exit(1)
 
 
-app.add_typer(build_spec_app(handled, parse_bbox), name="spec")
+app.add_typer(build_spec_app(handled), name="spec")
 
 if __name__ == "__main__":  # python -m stacube.cli
     sys.exit(app())

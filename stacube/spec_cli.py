@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_args import parse_bbox
+
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the spec to this file (default: stdout).")]
 Chunks = Annotated[int | None, typer.Option(help="Patch size in px a side (default: the dataset's own).")]
 LonLatBbox = Annotated[str, typer.Option(help="minlon,minlat,maxlon,maxlat (west > east crosses 180 degrees).")]
@@ -63,7 +65,7 @@ def sentinel2(bbox: LonLatBbox, start: Annotated[str, typer.Option(help="First d
     extra: dict[str, Any] = {**_chunks(chunks)}
     if bands:
         extra["bands"] = tuple(b.strip() for b in bands.split(",") if b.strip())
-    _emit(sentinel2_l2a_spec(_PARSE_BBOX[0](bbox), start, end, max_cloud_cover=max_cloud_cover, provider=provider,
+    _emit(sentinel2_l2a_spec(parse_bbox(bbox), start, end, max_cloud_cover=max_cloud_cover, provider=provider,
                              api_url=api_url, collection=collection, resolution=resolution, **extra), out)
 
 
@@ -84,7 +86,7 @@ def alphaearth(bbox: LonLatBbox, project: Project = None,
         except ValueError:
             raise ValueError(f"--years {years!r} is not two years like 2020,2024") from None
         extra["years"] = range(first, last + 1)
-    _emit(alphaearth_spec(_PARSE_BBOX[0](bbox), project=project, resolution=resolution, **extra), out)
+    _emit(alphaearth_spec(parse_bbox(bbox), project=project, resolution=resolution, **extra), out)
 
 
 def tctrend(project: Project = None, chunks: Chunks = None, out: Out = None) -> None:
@@ -97,13 +99,8 @@ def tctrend(project: Project = None, chunks: Chunks = None, out: Out = None) -> 
     _emit(tctrend_spec(project=project, **_chunks(chunks)), out)
 
 
-_PARSE_BBOX: list[Callable[[str], tuple[float, float, float, float]]] = []
-
-
-def build_spec_app(handled: Callable[[Callable[..., Any]], Callable[..., Any]],
-                   parse_bbox: Callable[[str], tuple[float, float, float, float]]) -> typer.Typer:
-    """The ``stacube spec`` commands, with the CLI's error handling and bbox parsing (``stacube.cli``)."""
-    _PARSE_BBOX[:] = [parse_bbox]
+def build_spec_app(handled: Callable[[Callable[..., Any]], Callable[..., Any]]) -> typer.Typer:
+    """The ``stacube spec`` commands, with the CLI's error handling (``stacube.cli.handled``)."""
     spec_app = typer.Typer(no_args_is_help=True, help="Specs of the ready-made datasets, as JSON.")
     for name, command in (("arcticdem", arcticdem), ("sentinel2", sentinel2), ("alphaearth", alphaearth),
                           ("tctrend", tctrend)):

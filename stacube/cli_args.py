@@ -1,0 +1,23 @@
+"""Command-line arguments parsed the same way by every command (``stacube.cli``, ``stacube.spec_cli``)."""
+
+from __future__ import annotations
+
+import math
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``minx,miny,maxx,maxy`` as four finite numbers, the min before the max."""
+    from .errors import ROIError
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy") from None
+    if len(values) != 4:
+        raise ROIError(f"--bbox {text!r}: give four numbers minx,miny,maxx,maxy, got {len(values)}")
+    for name, value in zip(("minx", "miny", "maxx", "maxy"), values, strict=True):
+        if not math.isfinite(value):
+            raise ROIError(f"--bbox {text!r}: {name} is {value!r}; give four finite numbers minx,miny,maxx,maxy")
+    if values[0] >= values[2] or values[1] >= values[3]:
+        raise ROIError(f"--bbox {text!r}: minx must be below maxx and miny below maxy")
+    return values  # type: ignore[return-value]
