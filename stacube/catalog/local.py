@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -159,15 +160,24 @@ _DUCKDB: rustac.DuckdbClient | None = None
 
 
 def write_part(path: Path, items: list[dict[str, Any]]) -> None:
-    """Items as one stac-geoparquet file (rustac's writer), whose Arrow schema also carries the
-    GeoParquet ``geo`` metadata: pyarrow, and so geopandas, read a folder of parts by the first part's
-    Arrow schema, and without it ``geopandas.read_parquet(items/)`` refused the folder."""
-    import pyarrow.parquet as pq
-
+    """Items as one stac-geoparquet file (rustac's writer), its Arrow schema carrying the GeoParquet
+    ``geo`` metadata too (``with_geo_schema``)."""
     rustac.write_sync(str(path), items, format="geoparquet")
+    with_geo_schema(path)
+
+
+def has_geo_schema(path: Path) -> bool:
+    """Whether a part's Arrow schema carries the ``geo`` metadata (parts written before it did not)."""
+    return b"geo" in (pq.read_schema(path).metadata or {})
+
+
+def with_geo_schema(path: Path) -> None:
+    """Rewrite a part so its Arrow schema holds the Parquet footer's ``geo`` and ``stac-geoparquet`` keys:
+    pyarrow, and so geopandas, read a folder of parts by the first part's Arrow schema, and without them
+    ``geopandas.read_parquet(items/)`` refused the folder (``Missing geo metadata``)."""
     footer = {k: v for k, v in (pq.ParquetFile(path).metadata.metadata or {}).items() if k != b"ARROW:schema"}
     table = pq.read_table(path)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **footer})  # geo, stac-geoparquet
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **footer})
     pq.write_table(table, path, compression="zstd", compression_level=15)
 
 
@@ -301,28 +311,45 @@ class LocalCatalog:
     def _footprints_marker(self) -> Path:
         return self.folder / "footprints-checked"
 
-    def _check_footprints(self) -> None:
-        """Once per catalog, Items stored before footprints were checked on entry get the same repair
-        (``footprints.trusted``): an Item kept with an empty geometry was never found by a bbox search,
-        so its patches were recorded filled without it. Parts holding such Items are rewritten."""
-        if self._footprints_marker.exists() or not self._parts:
+    @property
+    def _geo_schema_marker(self) -> Path:
+        return self.folder / "geo-schema-checked"
+
+    def _mark_checked(self) -> None:
+        self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
+        self._geo_schema_marker.write_text("every part's Arrow schema carries the geo metadata\n")
+
+    def _upgrade_parts(self) -> None:
+        """Once per catalog, parts stored by an older stacube are brought up to what parts are now:
+        an Item kept with an empty geometry (never found by a bbox search, so its patches were recorded
+        filled without it) gets ``footprints.trusted``'s repair, and a part whose Arrow schema lacks the
+        ``geo`` metadata (a folder read in geopandas fails on it) is rewritten with it."""
+        done = self._footprints_marker.exists(), self._geo_schema_marker.exists()
+        if all(done) or not self._parts:
             return
         with self._locked():
-            if self._footprints_marker.exists():
-                return
+            footprints_done, geo_done = self._footprints_marker.exists(), self._geo_schema_marker.exists()
             for part in self._parts:
-                items = rustac.read_sync(str(part))["features"]
-                checked = [trusted(item) for item in items]
-                if any(after is not before for after, before in zip(checked, items, strict=True)):
+                if not footprints_done:
+                    items = rustac.read_sync(str(part))["features"]
+                    checked = [trusted(item) for item in items]
+                    if any(after is not before for after, before in zip(checked, items, strict=True)):
+                        tmp = part.with_name(part.name + ".tmp")
+                        with _dropped_on_failure(tmp):
+                            write_part(tmp, checked)
+                            os.replace(tmp, part)
+                        continue
+                if not geo_done and not has_geo_schema(part):
                     tmp = part.with_name(part.name + ".tmp")
                     with _dropped_on_failure(tmp):
-                        write_part(tmp, checked)
+                        shutil.copyfile(part, tmp)
+                        with_geo_schema(tmp)
                         os.replace(tmp, part)
-            self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
+            self._mark_checked()
 
     def append(self, items: Iterable[dict[str, Any]]) -> int:
         """Add the Items not already held (by id); returns how many were new. Atomic per part."""
-        self._check_footprints()
+        self._upgrade_parts()
         with self._locked():
             known = self.item_ids()
             new = {}
@@ -330,8 +357,8 @@ class LocalCatalog:
                 check_item(item, self.source_url)
                 if item["id"] not in known:
                     new[item["id"]] = trusted(item)  # a footprint that cannot say where pixels are: repaired
-            if not self._parts:  # a new catalog: every Item enters through trusted() above
-                self._footprints_marker.write_text("Items' footprints checked (stacube.catalog.footprints)\n")
+            if not self._parts:  # a new catalog: every Item enters through trusted() and write_part()
+                self._mark_checked()
             if not new:
                 return 0
             (self.folder / "items").mkdir(parents=True, exist_ok=True)
@@ -373,7 +400,7 @@ class LocalCatalog:
         filter: Mapping[str, Any] | None = None,
     ) -> list[pystac.Item]:
         """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter."""
-        self._check_footprints()
+        self._upgrade_parts()
         parts = self._parts
         if not parts:
             return []

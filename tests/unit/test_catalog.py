@@ -172,3 +172,26 @@ def test_a_catalog_stored_before_footprints_were_checked_is_repaired_once(tmp_pa
     fresh = LocalCatalog(tmp_path / "new", "http://example.com/stac", "sample-dem")
     fresh.append(items[:2])
     assert (fresh.folder / "footprints-checked").exists()  # a new catalog is never scanned
+
+
+def test_a_catalog_stored_before_parts_carried_geo_in_their_arrow_schema_reads_as_a_folder(tmp_path, items):
+    """Parts written by rustac alone (an older stacube) keep ``geo`` only in the Parquet footer, so
+    geopandas refused the ``items/`` folder ("Missing geo metadata"). The catalog's first use rewrites
+    them once: the folder then reads in geopandas with every Item, its CRS and its geometries."""
+    import geopandas
+    import rustac
+
+    catalog = LocalCatalog(tmp_path, "http://example.com/stac", "sample-dem")
+    (catalog.folder / "items").mkdir(parents=True)
+    rustac.write_sync(str(catalog.folder / "items" / "part-0-old.parquet"), items[:3], format="geoparquet")
+    (catalog.folder / "footprints-checked").write_text("checked by the older stacube\n")
+    with pytest.raises(ValueError, match="geo metadata"):
+        geopandas.read_parquet(catalog.folder / "items")  # what users met
+    catalog.append(items[3:5])
+    assert (catalog.folder / "geo-schema-checked").exists()
+    frame = geopandas.read_parquet(catalog.folder / "items")
+    assert sorted(frame["id"]) == sorted(i["id"] for i in items[:5])
+    assert frame.crs.to_string() == "OGC:CRS84"  # GeoParquet's default: lon/lat WGS 84
+    assert frame.geometry.bounds.iloc[0].tolist() == pytest.approx(
+        next(i["bbox"] for i in items if i["id"] == frame["id"].iloc[0]))
+    assert {i.id for i in catalog.search()} == {i["id"] for i in items[:5]}
