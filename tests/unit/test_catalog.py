@@ -188,10 +188,10 @@ def test_a_catalog_stored_before_parts_carried_geo_in_their_arrow_schema_reads_a
     with pytest.raises(ValueError, match="geo metadata"):
         geopandas.read_parquet(catalog.folder / "items")  # what users met
     catalog.append(items[3:5])
-    assert (catalog.folder / "geo-schema-checked").exists()
     frame = geopandas.read_parquet(catalog.folder / "items")
     assert sorted(frame["id"]) == sorted(i["id"] for i in items[:5])
     assert frame.crs.to_string() == "OGC:CRS84"  # GeoParquet's default: lon/lat WGS 84
     assert frame.geometry.bounds.iloc[0].tolist() == pytest.approx(
         next(i["bbox"] for i in items if i["id"] == frame["id"].iloc[0]))
     assert {i.id for i in catalog.search()} == {i["id"] for i in items[:5]}
+    assert (catalog.folder / "geo-schema-checked").exists()  # checked once, not on every use
