@@ -20,6 +20,7 @@ import zarr
 
 from .errors import StacubeError
 from .grid import PatchIndex
+from .history import CubeChangedError
 from .layout import FILLED
 from .spec import CubeSpec
 from .store import BRANCH
@@ -122,11 +123,23 @@ def _common_base(repo: icechunk.Repository, base: str, tip: str) -> str:
 def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Session, spec: CubeSpec,
                              patches: Sequence[PatchIndex], message: str, metadata: dict[str, Any],
                              key: str, tries: int = 50) -> str:
-    """Commit ``session``; if other runs wrote some of the same patches meanwhile, settle them first."""
-    try:
-        return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
-    except icechunk.RebaseFailedError:
-        base = session.snapshot_id  # commits up to here rebased cleanly; settle from here on
+    """Commit ``session``; if other runs wrote some of the same patches meanwhile, settle them first.
+
+    Every commit is made on a view of the tip it lands on that was checked to hold the run's time
+    steps (``_refuse_lost_steps``): a rollback to a shorter axis while the run read fails the run."""
+    for _ in range(tries):
+        _refuse_lost_steps(session, patches)
+        try:
+            return session.commit(message, metadata=metadata)
+        except icechunk.ConflictError:  # the branch moved: rebase onto it, then look again
+            pass
+        try:
+            session.rebase(icechunk.ConflictDetector())
+        except icechunk.RebaseFailedError:
+            break
+    else:
+        raise StacubeError(f"could not commit: the branch moved under this run {tries} times")
+    base = session.snapshot_id  # commits up to here rebased cleanly; settle from here on
     settled: dict[str, set[tuple[int, ...]]] = {}
     keep_ours = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
     replays = 0
@@ -152,9 +165,10 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
                 settled.setdefault(zone, set()).update(cells)
             base = session.snapshot_id
             if not settled:
+                _refuse_lost_steps(session, patches)
                 try:
-                    return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector())
-                except icechunk.RebaseFailedError:
+                    return session.commit(message, metadata=metadata)
+                except icechunk.ConflictError:
                     continue
             tip = base
         base = tip
@@ -162,11 +176,29 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
             continue
         metadata[key]["overlap"] = _outcome(session, settled, patches, metadata[key]["stamp"])
         log.warning("patches also written by a concurrent run, settled: %s", metadata[key]["overlap"])
+        _refuse_lost_steps(session, patches)
         try:
             return session.commit(message, metadata=metadata)
         except icechunk.ConflictError:
             continue
     raise StacubeError(f"could not commit after settling overlaps with concurrent runs {tries} times")
+
+
+def _refuse_lost_steps(session: icechunk.Session, patches: Sequence[PatchIndex]) -> None:
+    """A CubeChangedError when the tip this session now stands on has no place for some of the run's
+    patches: the cube was rolled back to a shorter time axis while the run read. Committing would
+    record them as written (commit metadata, filled record) where no read can reach them."""
+    timed = [p for p in patches if p.time_index is not None]
+    if not timed:
+        return
+    root = zarr.open_group(session.store, mode="r")
+    lengths = {zone: root[zone]["time"].shape[0] for zone in {p.zone for p in timed}}
+    lost = [p.id for p in timed if p.time_index >= lengths[p.zone]]
+    if lost:
+        raise CubeChangedError(
+            f"the cube was rolled back to a time axis of {max(lengths.values())} step(s) while this run read "
+            f"(or another process shortened it): {len(lost)} of its patches lie on later steps, e.g. {lost[:3]}; "
+            "nothing was committed. Run again to fetch what the cube now lacks")
 
 
 def _outcome(session: icechunk.Session, settled: dict[str, set[tuple[int, ...]]], patches: Sequence[PatchIndex],
