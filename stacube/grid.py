@@ -82,8 +82,10 @@ class ZoneGrid:
     def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
         """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
         local = self.local_roi(roi)
-        if local is None:
-            return None
+        return None if local is None else self._window_of(local, pad)
+
+    def _window_of(self, local: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
+        """``pixel_window`` of a shape already in this zone's CRS (``local_roi``'s)."""
         overlap = self.geobox.extent.intersection(local)
         x0, y0, x1, y1 = overlap.boundingbox
         inverse = ~self.geobox.transform
@@ -100,7 +102,7 @@ class ZoneGrid:
     def chunks_under(self, roi: Geometry) -> Iterator[tuple[int, int]]:
         """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone."""
         local = self.local_roi(roi)
-        window = None if local is None else self.pixel_window(local)
+        window = None if local is None else self._window_of(local)  # not pixel_window: local_roi once
         if window is None:
             return
         for iy, ix in self.chunks_in(window):

@@ -16,11 +16,9 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import icechunk
 import numpy as np
-import pandas as pd
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
@@ -28,13 +26,13 @@ from odc.geo.geom import Geometry
 from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
-from odc.geo.xr import xr_coords
 
 from .checked import read_checked
 from .grid import ZoneGrid
-from .layout import convention_attrs
 from .plan import zone_grids
+from .small_read import ShardIndexes, read_windows
 from .spec import CubeSpec, Variable
+from .tile import tile_dataset, variable_attrs  # noqa: F401 - variable_attrs: lazy.py's, from here
 from .write import valid_mask
 
 
@@ -120,6 +118,13 @@ def _empty(out: dict[str, np.ndarray], spec: CubeSpec, variables: Sequence[str])
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
+def _pasted(info: ReprojectInfo, held: Window) -> Window:
+    """Where the zone pixels ``held`` (inside ``info.roi_src``) go in the target, for a zone that pastes:
+    what a second ``compute_reproject_roi`` on the held window would say, without its cost."""
+    return tuple(slice(h.start - s.start + d.start, h.stop - s.start + d.start)
+                 for h, s, d in zip(held, info.roi_src, info.roi_dst, strict=True))
+
+
 def _shift(base: Window, inner: tuple[slice, ...]) -> Window:
     return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(base, inner, strict=True))
 
@@ -142,6 +147,19 @@ def side_by_side(work: Callable[[str], np.ndarray], variables: Sequence[str], pi
     return list(_pool.map(work, variables))
 
 
+def read_small(group: zarr.Group, variables: Sequence[str], selection: tuple,
+               indexes: ShardIndexes | None = None) -> list[np.ndarray]:
+    """Each variable's ``selection`` of the zone ``group``, all in one trip to Icechunk (``small_read``);
+    what that cannot read, or finds damaged, goes through ``read_checked``, which names damaged chunks."""
+    direct = read_windows([group[name] for name in variables], selection, indexes)
+    return [values if values is not None else read_checked(group, name, selection)
+            for name, values in zip(variables, direct, strict=True)]
+
+
+def _pixels(selection: tuple) -> int:
+    return int(np.prod([len(p) if not isinstance(p, slice) else p.stop - p.start for p in selection]))
+
+
 def read_tile(
     spec: CubeSpec,
     root: zarr.Group,
@@ -158,32 +176,42 @@ def read_tile(
     lead = (len(steps),) if steps is not None else ()
     whole = (slice(0, dst.shape.y), slice(0, dst.shape.x))
     out: dict[str, np.ndarray] = {}
-    for grid, _ in zones_met(spec, dst) if steps is None or steps else []:  # no steps: an empty time axis
+    for grid, met in zones_met(spec, dst) if steps is None or steps else []:  # no steps: an empty time axis
         at = _empty(out, spec, variables) if out else whole
         if at is None:
             break  # every pixel of every variable holds data already
-        target = dst[at]
-        info = compute_reproject_roi(grid.geobox, target)
+        target = dst if at == whole else dst[at]
+        info = met if at == whole else compute_reproject_roi(grid.geobox, target)
         held = None if roi_is_empty(info.roi_src) else _held(root, grid, tuple(info.roi_src), steps, variables)
         if held is None:
             continue
-        src_box = grid.geobox[held]
-        info = compute_reproject_roi(src_box, target)
-        if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
-            continue
-        group = root[grid.name]
         paste = pastes(info)
-        place = _shift(at, tuple(info.roi_dst))
+        if paste:  # whole pixels shifted: the held window lands where the shift puts it
+            source, place = held, _shift(at, _pasted(info, held))
+            src, part = None, None
+        else:
+            src_box = grid.geobox[held]
+            info = compute_reproject_roi(src_box, target)
+            if roi_is_empty(info.roi_dst) or roi_is_empty(info.roi_src):
+                continue
+            paste = pastes(info)
+            source, place = _shift(held, tuple(info.roi_src)), _shift(at, tuple(info.roi_dst))
+            src, part = src_box[info.roi_src], target[info.roi_dst]
+        group = root[grid.name]
         covers_tile = not out and paste and place == whole
-        source = _shift(held, tuple(info.roi_src))
         selection = (list(steps), *source) if steps is not None else source
 
-        def window(name: str, group=group, selection=selection, src=src_box[info.roi_src],
-                   part=target[info.roi_dst], paste=paste) -> np.ndarray:
-            values = read_checked(group, name, selection)
-            return values if paste else reproject_values(values, src, part, spec.variables[name])
+        if _pixels(selection) * len(variables) < SMALL_READ:  # one trip for all variables, then warps in turn
+            read = read_small(group, variables, selection, getattr(root, "shard_indexes", None))
+            pieces = {name: values if paste else reproject_values(values, src, part, spec.variables[name])
+                      for name, values in zip(variables, read, strict=True)}
+        else:
+            def window(name: str, group=group, selection=selection, src=src, part=part, paste=paste) -> np.ndarray:
+                values = read_checked(group, name, selection)
+                return values if paste else reproject_values(values, src, part, spec.variables[name])
 
-        pieces = dict(zip(variables, side_by_side(window, variables, target.shape.y * target.shape.x), strict=True))
+            pieces = dict(zip(variables, side_by_side(window, variables, target.shape.y * target.shape.x),
+                              strict=True))
         first = not out
         for name in variables:
             variable = spec.variables[name]
@@ -202,28 +230,3 @@ def read_tile(
             variable = spec.variables[name]
             out[name] = np.full(lead + dst.shape.yx, variable.nodata, dtype=variable.numpy_dtype)
     return tile_dataset(spec, dst, steps, variables, out)
-
-
-def variable_attrs(variable: Variable) -> dict[str, Any]:
-    """A Tile variable's attributes, eager or lazy: nodata, the CF ``grid_mapping`` (so GDAL finds the
-    CRS in a .nc), ``_FillValue`` (what ``xr.decode_cf`` masks) and the variable's convention."""
-    attrs: dict[str, Any] = {"nodata": variable.nodata, "grid_mapping": "spatial_ref"}
-    if variable.numpy_dtype.kind != "b":
-        attrs["_FillValue"] = variable.nodata
-    attrs.update(convention_attrs(variable))
-    return attrs
-
-
-def tile_dataset(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, variables: Sequence[str],
-                 values: dict[str, np.ndarray]) -> xr.Dataset:
-    """The Tile as a Dataset: ``values`` per variable on ``dst`` (and the time ``steps``), with nodata and units."""
-    coords = dict(xr_coords(dst))  # odc-geo's: y/x for a projected CRS, latitude/longitude for a geographic one
-    dims: tuple[str, ...] = tuple(dst.dimensions)
-    if steps is not None:
-        coords["time"] = pd.DatetimeIndex(spec.time[list(steps)])
-        dims = ("time", *dims)
-    data_vars = {}
-    for name in variables:
-        variable = spec.variables[name]
-        data_vars[name] = xr.DataArray(values[name], dims=dims, attrs=variable_attrs(variable))
-    return xr.Dataset(data_vars, coords=coords)
