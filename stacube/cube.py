@@ -493,7 +493,8 @@ class Cube:
             return history.expire(self.repo, older_than, keep_tags, grace)
 
     def history(self) -> pd.DataFrame:
-        """Snapshots on the branch, newest first: id, time, message, run id, patches written."""
+        """Snapshots on the branch, newest first: id, time, message, stacube's run id, the Prefect flow
+        run that made it (None for runs outside Prefect), patches written."""
         rows = []
         for snap in self.repo.ancestry(branch=BRANCH):
             meta = (snap.metadata or {}).get(METADATA_KEY, {})
@@ -502,7 +503,8 @@ class Cube:
                 "time": pd.Timestamp(snap.written_at),
                 "message": snap.message,
                 "run_id": meta.get("run_id"),
+                "flow_run_id": meta.get("flow_run_id"),
                 "patches_written": len(meta.get("patches", [])),
             })
-        return pd.DataFrame(rows, columns=["snapshot", "time", "message", "run_id", "patches_written"])
+        return pd.DataFrame(rows, columns=["snapshot", "time", "message", "run_id", "flow_run_id", "patches_written"])
 

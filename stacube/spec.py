@@ -600,6 +600,20 @@ class CubeSpec:
             "source": self.source.to_json(),
         }
 
+    def differences(self, other: CubeSpec, labels: tuple[str, str] = ("this spec", "the other")) -> list[str]:
+        """How ``other`` describes another cube than this spec does: one line per differing part
+        (``source.api_url: 'http://a' in this spec, 'http://b' in the other``), none if both describe
+        the same cube.
+
+        The length of the time axis is not a difference: a cube's axis grows at its end, and a spec
+        made later (Sentinel-2 "until today") reaches further. Its start and frequency are. Zones
+        with an EPSG code are compared by code, not by the text of their WKT.
+        """
+        mine, theirs = (_comparable(spec) for spec in (self, other))
+        found: list[str] = []
+        _differ("", mine, theirs, labels, found)
+        return found
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the spec as a JSON file (what ``stacube cube create --spec`` and ``CubeSpec.load`` read)."""
         path = Path(path)
@@ -657,3 +671,29 @@ class CubeSpec:
             raise SpecError(f"the spec lacks {err.args[0]!r} (see CubeSpec.to_json())") from err
         except (TypeError, ValueError, AttributeError) as err:
             raise SpecError(f"the spec is malformed: {type(err).__name__}: {err}") from err
+
+
+def _comparable(spec: CubeSpec) -> dict[str, Any]:
+    """A spec's JSON as it reads back from a cube, without what may differ between two specs of one cube."""
+    data = CubeSpec.from_json(spec.to_json()).to_json()
+    if data["time"]:
+        data["time"].pop("periods")
+    for zone in data["zones"].values():
+        if zone.get("epsg"):
+            zone.pop("crs")
+    return data
+
+
+def _differ(path: str, mine: Any, theirs: Any, labels: tuple[str, str], found: list[str]) -> None:
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+        for key in [*mine, *(k for k in theirs if k not in mine)]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in theirs:
+                found.append(f"{where}: only in {labels[0]}")
+            elif key not in mine:
+                found.append(f"{where}: only in {labels[1]}")
+            else:
+                _differ(where, mine[key], theirs[key], labels, found)
+    elif mine != theirs:
+        short = reprlib.Repr(maxstring=80, maxother=80, maxlist=8, maxdict=8)
+        found.append(f"{path}: {short.repr(mine)} in {labels[0]}, {short.repr(theirs)} in {labels[1]}")

@@ -37,6 +37,7 @@ from ..errors import PatchReadError, ROIError, TOIError, storage_failure
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
 from ..runners import PatchFailure, RunCancelled, describe_failure, failure_of, is_permanent
+from .cubes import open_cube
 
 
 def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
@@ -383,7 +384,8 @@ MAX_THREADS = 64  # the thread task runner's ceiling; the ``concurrency`` parame
 def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
              message: str | None = None, concurrency: int = 8, retries: int = 3,
              patches_per_task: int | None = None, earthengine_secret: str | None = None,
-             skip_failed: bool = False, cells: list[list[Any]] | None = None) -> dict[str, Any]:
+             skip_failed: bool = False, cells: list[list[Any]] | None = None,
+             spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Fill the patches of ``cube_url`` under ROI x TOI that it lacks, as ONE commit for this flow run.
 
     ``concurrency`` tasks run at once (on threads, or on the Dask cluster of the task runner), each
@@ -394,11 +396,13 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     ``skip_failed`` commits what could be read and lists the patches that failed for good (with their
     Items and URLs) in ``patches_failed``, instead of failing the run. ``cells`` (``[zone, row, column]``
     triples) names the chunks to fill instead of an ROI (``roi`` is then ignored and may be None).
+    ``spec`` names the cube's spec (a ready-made dataset with its arguments, or a spec file; see
+    ``stacube.flows.cubes``): the first run creates the cube, later ones check it is that cube.
     """
     logger = get_run_logger()
     if earthengine_secret:
         use_earthengine_secret(earthengine_secret)
-    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    cube = open_cube(cube_url, spec, catalog_dir, logger)
     period = toi_from_parameter(toi, now=run_start())
     plan = cube.plan_cells(cells, period) if cells is not None else cube.plan(roi_from_parameter(roi), period)
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))

@@ -24,6 +24,7 @@ from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
 from ..timeaxis import toi_span
+from .cubes import open_cube
 from .download import download, run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
@@ -31,7 +32,8 @@ INGEST = "ingest"
 
 @flow(name="stacube-fields-ingest")
 def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
-           concurrency: int = 8, retries: int = 3, first_period: str = "7D") -> dict[str, Any]:
+           concurrency: int = 8, retries: int = 3, first_period: str = "7D",
+           spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Download the new Sentinel-2 patches under the watched parcels into the cube, as one commit.
 
     The period (``toi``) defaults to everything since the last ingest into this cube recorded in the
@@ -39,6 +41,8 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     end. Only chunks under watched parcels are downloaded, never whole granules. A patch that cannot
     be read (a corrupt granule) is logged with its groups, tile and date, and left for the next
     ingest, which starts again from the earliest such date; the other patches are committed.
+    ``spec`` names the cube's spec (``{"dataset": "sentinel2", "bbox": [...], "start": ...}`` or a
+    spec file, see ``stacube.flows.cubes``): the first ingest creates the cube.
     """
     from prefect import runtime
 
@@ -53,7 +57,7 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     start, end = toi_span(period)
     if parcels.empty:
         raise ValueError(f"no watched parcels in {store_url}: nothing to ingest")
-    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    cube = open_cube(cube_url, spec, catalog_dir, logger)
     if cube.spec.time is not None and cube.spec.time[-1] < end.floor("D"):
         cube.extend_time(end)
         logger.info("time axis of %s grown to %s", cube_url, cube.spec.time[-1])

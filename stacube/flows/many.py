@@ -17,8 +17,8 @@ from typing import Any
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from ..cube import Cube
 from ..many import export_many
+from .cubes import open_cube
 from .download import run_start, toi_from_parameter
 
 
@@ -26,15 +26,16 @@ from .download import run_start, toi_from_parameter
 def load_many(cube_url: str, rois_path: str, out: str, toi: Any = None, catalog_dir: str | None = None,
               variables: list[str] | None = None, id_column: str | None = None, resolution: float | None = None,
               concurrency: int = 8, retries: int = 3, offline: bool = False,
-              log_every: float = 10.0) -> dict[str, Any]:
+              log_every: float = 10.0, spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Write the Tile of every ROI in ``rois_path`` (GeoJSON, GeoPackage or GeoParquet with a CRS) into
     ``out``: a folder of COGs named by ``id_column`` or the row index, or one ``.zarr`` store with a
     group per ROI. What the cube lacks is downloaded first as ONE commit for this flow run; ``toi`` as in
     the download flow (``{"last": "30D"}`` ends when the run was scheduled). Progress (patches written,
-    Tiles written) goes to the flow run's log every ``log_every`` seconds.
+    Tiles written) goes to the flow run's log every ``log_every`` seconds. ``spec`` names the cube's
+    spec, as for the download flow: the first run creates the cube.
     """
     logger = get_run_logger()
-    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    cube = open_cube(cube_url, spec, catalog_dir, logger)
     period = toi_from_parameter(toi, now=run_start())
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}

@@ -14,6 +14,7 @@ from ..cube import Cube
 from ..grid import roi_geometry
 from ..plan import iter_patches, search_window
 from ..timeaxis import select_steps
+from .cubes import open_cube
 from .download import roi_from_parameter, run_start, toi_from_parameter
 
 
@@ -26,15 +27,17 @@ def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> 
 
 @flow(name="stacube-sync-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
-                 split_degrees: float = 1.0, split_period: str = "31D", retries: int = 3) -> dict[str, Any]:
+                 split_degrees: float = 1.0, split_period: str = "31D", retries: int = 3,
+                 spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Harvest the source Items under ROI x TOI into the cube's local catalog (new Items only).
 
     The search is cut into sub-windows that run concurrently; each is recorded when done, so a
     failed sync, run again, resumes with the sub-windows it had not finished. A failing window is
-    retried ``retries`` times with exponential backoff.
+    retried ``retries`` times with exponential backoff. ``spec`` names the cube's spec, as for the
+    download flow: the first run creates the cube.
     """
     logger = get_run_logger()
-    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    cube = open_cube(cube_url, spec, catalog_dir, logger)
     geometry = roi_geometry(roi_from_parameter(roi))
     steps = select_steps(cube.spec.time, toi_from_parameter(toi, now=run_start()))
     patches = list(iter_patches(cube.spec, geometry, steps))

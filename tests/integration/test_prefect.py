@@ -36,6 +36,8 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
     meta = cube.repo.lookup_snapshot(report.snapshot_id).metadata["stacube"]
     assert meta["runner"] == "prefect" and meta["flow"] == "stacube-download" and meta["flow_run_id"]
     assert sorted(meta["patches"]) == sorted(report.patches_written)
+    assert history.flow_run_id[0] == meta["flow_run_id"] != history.run_id[0]  # Prefect's id, beside stacube's
+    assert history.flow_run_id[1:].isna().all()  # the cube's creation: no flow run
     query = {"artifacts": {"key": {"any_": ["stacube-download"]}}, "limit": 5, "offset": 0, "sort": "CREATED_DESC"}
     artifacts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=query).raise_for_status().json()
     table = next(a["data"] for a in artifacts if report.snapshot_id in a["data"])

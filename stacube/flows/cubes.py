@@ -1,0 +1,136 @@
+"""The cube a flow run works on: opened, or created on a deployment's first run from the spec it names.
+
+A deployment names its cube's spec in the flows' ``spec`` parameter, in one of three forms:
+
+- a ready-made dataset and its arguments: ``{"dataset": "arcticdem", "resolution": 32}``; the keys
+  are the keyword arguments of ``stacube.datasets.arcticdem_spec`` (``sentinel2``:
+  ``sentinel2_l2a_spec``, ``alphaearth``: ``alphaearth_spec``, ``tctrend``: ``tctrend_spec``),
+  JSON lists standing for tuples (``"bbox": [11.0, 47.0, 11.2, 47.1]``, ``"chunks": [1024, 1024]``);
+- the path of a spec file, as ``stacube spec ... --out`` or ``CubeSpec.save`` writes it (relative to
+  the run's working folder: ``$STACUBE_PROJECT_DIR`` in ``deploy/prefect.yaml``);
+- a whole spec, as ``CubeSpec.to_json()`` makes it.
+
+Where no cube is, the run creates it (of several first runs at once, one creates it and the others
+open it: ``stacube.store.create_repository``). Where one is, it is used only if it is the cube the
+spec describes; otherwise the run fails before anything is read, naming both and what differs. A
+spec whose time axis reaches further than the cube's (Sentinel-2 "until today") grows the cube's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..cube import Cube
+from ..errors import CubeExistsError, CubeNotFoundError, SpecError
+from ..spec import CubeSpec
+
+READY_MADE = {"arcticdem": "arcticdem_spec", "sentinel2": "sentinel2_l2a_spec", "alphaearth": "alphaearth_spec",
+              "tctrend": "tctrend_spec"}
+SPEC_HELP = ('the flow\'s spec parameter: a ready-made dataset ({"dataset": "arcticdem", "resolution": 32}), '
+             "a spec file (stacube spec arcticdem --resolution 32 --out dem-spec.json) or a whole spec")
+SHOWN = 8  # differences named in an error; the rest are counted
+
+log = logging.getLogger(__name__)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def spec_from_parameter(spec: CubeSpec | str | os.PathLike | Mapping[str, Any] | None
+                        ) -> tuple[CubeSpec, str] | None:
+    """The CubeSpec a ``spec`` flow parameter names, and how to name where it came from in messages;
+    None for None. Anything malformed is a SpecError naming the parameter's value."""
+    if spec is None:
+        return None
+    if isinstance(spec, CubeSpec):
+        return spec, f"the spec {spec.name!r}"
+    if isinstance(spec, str | os.PathLike):
+        path = os.fspath(spec)
+        if path in READY_MADE and not os.path.exists(path):
+            raise SpecError(f"spec {path!r}: no such file; for the ready-made dataset write "
+                            f'{{"dataset": "{path}", ...}} with its arguments')
+        try:
+            return CubeSpec.load(path), f"spec file {path!r}"
+        except SpecError as err:
+            if os.path.isabs(path):
+                raise
+            raise SpecError(f"{err} (relative to the run's working folder {os.getcwd()!r})") from err
+    if not isinstance(spec, Mapping):
+        raise SpecError(f"spec must be {SPEC_HELP}; got {type(spec).__name__} {spec!r}")
+    if "dataset" not in spec:
+        try:
+            return CubeSpec.from_json(spec), "the spec given as JSON"
+        except SpecError as err:
+            raise SpecError(f"spec {_short(spec)}: {err} (a ready-made dataset is named by a 'dataset' key)") from err
+    return _ready_made(spec), f"dataset {_short(dict(spec))}"
+
+
+def _ready_made(spec: Mapping[str, Any]) -> CubeSpec:
+    from .. import datasets
+
+    name = spec["dataset"]
+    if name not in READY_MADE:
+        raise SpecError(f"spec {_short(dict(spec))}: unknown dataset {name!r}; ready-made datasets are "
+                        f"{', '.join(sorted(READY_MADE))}")
+    make = getattr(datasets, READY_MADE[name])
+    arguments = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "dataset"}
+    signature = inspect.signature(make)
+    try:
+        signature.bind(**arguments)
+    except TypeError as err:
+        raise SpecError(f"spec {_short(dict(spec))}: {err}; {name} takes {', '.join(signature.parameters)} "
+                        f"(the arguments of stacube.datasets.{READY_MADE[name]})") from None
+    try:
+        return make(**arguments)
+    except (SpecError, ValueError, TypeError) as err:
+        raise SpecError(f"spec {_short(dict(spec))}: {err}") from err
+
+
+def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | os.PathLike | None = None,
+              logger: Any = None) -> Cube:
+    """The cube at ``cube_url``; created from ``spec`` (see ``spec_from_parameter``) if there is none.
+
+    Given a spec, an existing cube must be the cube it describes (``CubeSpec.differences``): else a
+    SpecError names both and what differs, and nothing is written. Without one, a missing cube is a
+    CubeNotFoundError that says how a deployment creates it.
+    """
+    logger = logger or log
+    given = spec_from_parameter(spec)
+    url = os.fsdecode(cube_url)
+    if given is None:
+        try:
+            return Cube.open(cube_url, catalog_dir)
+        except CubeNotFoundError as err:
+            raise CubeNotFoundError(f"{err}; or give {SPEC_HELP}, and the first run creates the cube") from None
+    wanted, origin = given
+    try:
+        cube = Cube.open(cube_url, catalog_dir)
+    except CubeNotFoundError:
+        try:
+            cube = Cube.create(cube_url, wanted, catalog_dir)
+        except CubeExistsError as exists:
+            try:  # another run created it meanwhile: it must be the same cube
+                cube = Cube.open(cube_url, catalog_dir)
+            except CubeNotFoundError:
+                raise exists from None  # something else is in the way (a folder of other files)
+        else:
+            logger.info("created cube %r at %s from %s", wanted.name, url, origin)
+            return cube
+    differences = cube.spec.differences(wanted, ("the cube", "the spec"))
+    if differences:
+        more = f"; and {len(differences) - SHOWN} more" if len(differences) > SHOWN else ""
+        raise SpecError(
+            f"the cube at {url!r} ({cube.spec.name!r}) is not the cube this run's {origin} describes "
+            f"({wanted.name!r}): {'; '.join(differences[:SHOWN])}{more}. Point cube_url at another path, "
+            f"or the spec at this cube's own (stacube cube info {url} --json)")
+    if wanted.time is not None and cube.spec.time is not None and wanted.time[-1] > cube.spec.time[-1]:
+        cube.extend_time(wanted.time[-1])
+        logger.info("time axis of %s grown to %s, as %s reaches", url, cube.spec.time[-1], origin)
+    return cube
