@@ -42,10 +42,13 @@ def arcticdem_grid(resolution: int = 32) -> GeoBox:
     return GeoBox.from_bbox(EXTENT, "EPSG:3413", resolution=resolution)
 
 
-def arcticdem_spec(resolution: int = 32, *, chunks: tuple[int, int] = (2048, 2048), api_url: str = PGC_STAC,
+def arcticdem_spec(resolution: int = 32, *, chunks: tuple[int, int] = (1024, 1024), api_url: str = PGC_STAC,
                    collection: str | None = None, assets: dict[str, str] | None = None,
                    resampling: dict[str, str] | None = None) -> CubeSpec:
     """A spatial-only cube of ArcticDEM (``dem`` in metres, ``datamask``) on the mosaics' own grid.
+
+    Patches of 1024 px: the cheapest cold loads measured for both 256 px training ROIs and 2048 px
+    areas, and 1.7x less stored than 2048 px patches around scattered small ROIs (README, Performance).
 
     ``assets`` maps the variables to other asset keys, ``resampling`` sets a variable's resampling
     (both "nearest" by default: the cube is on the source's grid)."""
