@@ -1,5 +1,6 @@
 """stacube: local, versioned geospatial raster cubes, built on demand from STAC and Earth Engine sources."""
 
+import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,14 @@ from .errors import (
     TOIError,
     UnknownVariableError,
 )
+
+# rasterio's reproject wraps the arrays it is given in in-memory datasets and silences their "no
+# geotransform" warning with warnings.catch_warnings, which is not thread-safe before Python 3.14: with
+# patches read and Tiles reprojected in threads, another thread leaving its own catch_warnings restores
+# the filters mid-way and the warning escapes, attributed to rasterio/warp.py. It is about rasterio's
+# own buffer, never the data (its transform is given); keep it silenced as rasterio means it to be. A
+# file without a geotransform still warns, attributed to the code that opens it.
+warnings.filterwarnings("ignore", message="Dataset has no geotransform", module=r"rasterio\.warp\Z")
 
 if TYPE_CHECKING:
     from .cube import Cube

@@ -161,34 +161,32 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def emit(data: Any, as_json: bool, title: str | None = None) -> None:
-    """``data`` (a dict, or a list of row dicts) as JSON or as a table on stdout."""
+def emit(data: Any, as_json: bool, title: str | None = None, caption: str | None = None) -> None:
+    """``data`` (a dict, or a list of row dicts) as JSON or, for people, as a table on stdout whose ids
+    are never cut (``stacube.cli_tables``: records instead of a table on a terminal too narrow for them)."""
     if as_json:
         typer.echo(json.dumps(_plain(data), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .cli_tables import print_table
 
-    console = Console()
-    if isinstance(data, dict):
-        table = Table(title=title, show_header=False)
-        table.add_column(style="bold")
-        table.add_column()
-        for key, value in data.items():
-            shown = value if isinstance(value, str) else json.dumps(_plain(value))
-            table.add_row(str(key), shown)
-    else:
-        rows = list(data)
-        table = Table(title=title)
-        for column in rows[0].keys() if rows else ["(none)"]:
-            table.add_column(str(column))
-        for row in rows:
-            table.add_row(*(str(_plain(v)) if v is not None else "" for v in row.values()))
-    console.print(table)
+    print_table(data, title, caption)
 
 
 def _frame_rows(frame: Any) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "geometry"} for row in frame.to_dict("records")]
+
+
+def _megabytes(row: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    """For people, ``bytes_written`` as MB, named for what it counts: the values' uncompressed size
+    (what is stored is smaller, by the codecs' compression); JSON keeps the exact bytes."""
+    if as_json or "bytes_written" not in row:
+        return row
+    shown = {}
+    for key, value in row.items():
+        if key == "bytes_written":
+            key, value = "MB written (uncompressed)", f"{value / 1e6:.1f}"
+        shown[key] = value
+    return shown
 
 
 def _report(report: Any) -> dict[str, Any]:
@@ -379,7 +377,7 @@ def cube_download(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time
     the_cube = _open(cube, catalog_dir)
     report = the_cube.download(parse_roi(bbox, crs, None), parse_time(time), concurrency=concurrency,
                                runner=runner, progress=False if quiet else None, skip_failed=skip_failed)
-    emit(_report(report), as_json, "download")
+    emit(_megabytes(_report(report), as_json), as_json, "download")
 
 
 def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
@@ -560,7 +558,7 @@ def cube_load_many(cube: CubeArg,
     summary = export_many(the_cube, rois, out, parse_time(time), variables=variables.split(",") if variables else None,
                           id_column=id_column, resolution=resolution, concurrency=concurrency,
                           progress=False if quiet else None, offline=offline)
-    emit(summary, as_json, "load-many")
+    emit(_megabytes(summary, as_json), as_json, "load-many")
 
 
 @cube_app.command("state")
@@ -570,21 +568,31 @@ def cube_state(cube: CubeArg, at: Annotated[str | None, typer.Option(help="A sna
                html: Annotated[Path | None, typer.Option(help="Write an interactive map (HTML) here.")] = None,
                color_by: Annotated[str, typer.Option(help="snapshot or time (for the PNG).")] = "snapshot",
                catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
-    """The filled patches: id, zone, time, whether they hold data, snapshot and run.
+    """The filled patches: id, whether they hold data, and snapshot (--json adds zone, time and run id).
+
+    --png draws them on lon/lat axes zoomed to the filled patches and the last ROIs; --html is a map.
 
     Example: stacube cube state cubes/dem --png state.png --html state.html
     """
     the_cube = _open(cube, catalog_dir)
     state = the_cube.state(at)
+    written = []
     if png is not None:
         from .pictures import save_figure
 
-        save_figure(the_cube.plot_state(color_by=color_by, at=at), png)
+        written.append(save_figure(the_cube.plot_state(color_by=color_by, at=at), png))
     if html is not None:
         from .pictures import save_map
 
-        save_map(the_cube.explore(at=at), html)
-    emit(_frame_rows(state), as_json, f"{len(state)} filled patches")
+        written.append(save_map(the_cube.explore(at=at), html))
+    if as_json:
+        emit(_frame_rows(state), True)
+    else:  # zone and time are part of each id, and a snapshot is one run's: the rest are in --json
+        emit([{"id": row["id"], "has_data": row["has_data"], "snapshot": row["snapshot"]}
+              for row in _frame_rows(state)], False, f"{len(state)} filled patches",
+             "zone and time are in each id; --json adds them and run_id")
+    for path in written:  # on stderr with --json, which leaves stdout to the JSON
+        typer.echo(f"wrote {path}", err=as_json)
 
 
 @cube_app.command("history")

@@ -11,6 +11,7 @@ It prints the figures and where every output is.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import Cube, CubeSpec, StacSource, Variable
 from .catalog import Window, sync_source
+from .cli_tables import print_table
 from .pictures import quicklook, save_figure, save_map
 from .sample.generate import SampleLayout, generate_sample
 from .sample.servers import serve_sample
@@ -71,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         rolled_back = len(cube.state())
         restored = cube.load(second)
         assert np.array_equal(again.dem.values, restored.dem.values, equal_nan=True)
-        print(f"tagged {before[:8]} 'first-area', loaded a second area, rolled back ({rolled_back} patches), "
+        print(f"tagged {before} 'first-area', loaded a second area, rolled back ({rolled_back} patches), "
               "downloaded it again: identical values")
-        flow_report = _prefect_download(cube, layout.extent_geobox()[0:512, 1344:1856])  # not yet in the cube
+        flow_result = _prefect_download(cube, layout.extent_geobox()[0:512, 1344:1856])  # not yet in the cube
 
     # The servers are stopped now: an offline load still returns what the cube holds.
     offline = Cube.open(cube_path, catalog_dir=catalog_dir).load(roi, offline=True)
@@ -93,11 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"cold load (sync catalog, download {patches_cold} patches, one commit, read): {cold_s:.2f} s")
     print(f"warm load (new Cube.open, read from the cube only):                       {warm_s:.3f} s")
     print(f"speed-up warm vs cold: {cold_s / warm_s:.0f}x; offline load after the servers stopped: identical")
-    if flow_report is not None:
-        print(f"Prefect flow run {flow_report.run_id}: {len(flow_report.patches_written)} patches written, "
-              f"snapshot {flow_report.snapshot_id}")
+    if flow_result is not None:
+        flow_run = flow_result.get("flow_run_id")
+        named = f"Prefect flow run {flow_run} ({flow_result.get('flow_run_name')})" if flow_run else "Prefect flow run"
+        print(f"{named}: stacube run {flow_result['run_id']}, {len(flow_result['patches_written'])} patches "
+              f"written, snapshot {flow_result['snapshot_id']}")
     print()
-    print(cube.history().to_string(index=False))
+    print_table(cube.history().to_dict("records"), "history")
     fields = _parcels(out)
     print()
     print("outputs:")
@@ -110,15 +114,30 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {label:8} {path}")
 
 
-def _prefect_download(cube: Cube, roi: Any) -> Any:
-    """The same download as a Prefect flow run (a temporary local Prefect API is started if none is set)."""
+TELEMETRY = "PREFECT_SERVER_ANALYTICS_ENABLED"
+
+
+def _prefect_download(cube: Cube, roi: Any) -> dict[str, Any] | None:
+    """The same download as a Prefect flow run; returns the flow's result (stacube's run id and the flow
+    run's id among it). With no Prefect API set, Prefect starts a temporary local one: its telemetry is
+    switched off (the demo needs no internet, and offline each attempt logs an error)."""
     try:
         import prefect  # noqa: F401
     except ImportError:
         print("Prefect is not installed: skipping the flow run (pip install 'stacube[prefect]')")
         return None
+    from .flows.download import download, roi_to_parameter, without_idle_heartbeats
+
     print("running a download as the Prefect flow 'stacube-download' ...")
-    return cube.download(roi, runner="prefect", concurrency=4)
+    # Read by the temporary server's process as it starts; a setting of the user's own wins.
+    users = os.environ.get(TELEMETRY)
+    os.environ[TELEMETRY] = users or "false"
+    try:
+        with without_idle_heartbeats():  # what cube.download(roi, runner="prefect") runs, keeping its result
+            return download(str(cube.url), roi_to_parameter(roi), catalog_dir=str(cube.catalog_dir), concurrency=4)
+    finally:
+        if users is None:
+            os.environ.pop(TELEMETRY, None)
 
 
 def _parcels(out: Path) -> dict[str, Path]:

@@ -40,7 +40,8 @@ def _latest_per_place(state: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[Any] = (),
                color_by: str = "snapshot", title: str | None = None) -> Figure:
-    """Zone extents, filled patches and the last ROIs on lon/lat axes.
+    """Zone extents, filled patches and the last ROIs on lon/lat axes, zoomed to the patches and ROIs
+    (``state_view``; the zones' extents when there are neither).
 
     ``color_by="snapshot"`` gives each snapshot a colour (legend); ``"time"`` colours each place by
     its latest filled time step (colorbar), and falls back to snapshots for a cube without time.
@@ -52,7 +53,7 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
 
     if color_by not in ("snapshot", "time"):
         raise ValueError(f"color_by must be 'snapshot' or 'time', got {color_by!r}")
-    fig = Figure(figsize=(8, 6.5), dpi=100)
+    fig = Figure(figsize=(8, 6.5), dpi=100, layout="compressed")
     ax = fig.add_subplot()
     handles: list[Any] = []
     has_time = len(state) > 0 and state["time"].notna().any()
@@ -79,7 +80,7 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
         for snap, rows in with_data.groupby(with_data["snapshot"].fillna("unknown"), sort=False):
             rows.plot(ax=ax, facecolor=colours[snap], edgecolor="white", linewidth=0.3)
             count = int((state["snapshot"].fillna("unknown") == snap).sum())
-            handles.append(Patch(facecolor=colours[snap], label=f"snapshot {snap[:8]} ({count})"))
+            handles.append(Patch(facecolor=colours[snap], label=f"snapshot {snap} ({count})"))  # whole: to copy
     if zones:
         outlines = gpd.GeoSeries(list(zones.values()), crs="EPSG:4326")
         outlines.boundary.plot(ax=ax, color=ZONE_COLOUR, linewidth=1.2)
@@ -92,17 +93,37 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
                                                                  linestyle="--")
         handles.append(Patch(facecolor="none", edgecolor=ROI_COLOUR, linestyle="--",
                              label=f"last ROIs ({len(rois)})"))
+    view = state_view(state, rois)
+    if view is not None:  # the patches and ROIs, not the zone: a few patches on a polar grid are specks
+        ax.set_xlim(view[0], view[2])
+        ax.set_ylim(view[1], view[3])
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     filled = f"{len(state)} patches" + (f" over {steps} time steps" if steps else "")
     ax.set_title(f"{title}: {filled}" if title else filled)
     if handles:
-        ax.legend(handles=handles, loc="best", fontsize=8)
+        # beside the map, not on it: a map zoomed to its patches is all data
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
 
+def state_view(state: gpd.GeoDataFrame, rois: Sequence[Any] = (), margin: float = 0.1) -> tuple[float, ...] | None:
+    """The lon/lat bounds a state picture shows: the filled patches and the last ROIs, with ``margin``
+    (a fraction of the larger side) around them; None when there is neither (the zones are shown)."""
+    import geopandas as gpd
+
+    shapes = [*state.geometry, *rois]
+    if not shapes:
+        return None
+    west, south, east, north = gpd.GeoSeries(shapes, crs="EPSG:4326").total_bounds
+    span = max(east - west, north - south)
+    pad = span * margin if span > 0 else 0.01  # one point: a small square around it
+    return (max(west - pad, -180.0), max(south - pad, -90.0), min(east + pad, 180.0), min(north + pad, 90.0))
+
+
 def explore(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[Any] = ()) -> folium.Map:
-    """The same layers as ``plot_state`` on an interactive map, with a tooltip per patch.
+    """The same layers as ``plot_state`` on an interactive map, with a tooltip per patch, opened on
+    the same view (the patches and ROIs; the zones when there are neither).
 
     No tile layer is fetched by default (an OpenStreetMap layer can be switched on when online).
     """
@@ -132,9 +153,11 @@ def explore(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[An
         folium.GeoJson(frame.to_json(), name="last ROIs", tooltip=folium.GeoJsonTooltip(["roi"]),
                        style_function=lambda _: {"color": ROI_COLOUR, "weight": 2, "dashArray": "6 4",
                                                  "fillOpacity": 0}).add_to(fmap)
-    everything = [*zones.values(), *state.geometry, *rois]
-    if everything:
-        west, south, east, north = gpd.GeoSeries(everything, crs="EPSG:4326").total_bounds
+    view = state_view(state, rois, margin=0.0)  # as the picture: the patches and ROIs, else the zones
+    if view is None and zones:
+        view = tuple(gpd.GeoSeries(list(zones.values()), crs="EPSG:4326").total_bounds)
+    if view is not None:
+        west, south, east, north = view
         fmap.fit_bounds([[south, west], [north, east]])
     folium.LayerControl().add_to(fmap)
     return fmap
@@ -165,6 +188,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
     RGB, each stretched between ``percentile`` of its valid pixels. Values are shown as physical
     quantities, by the convention each variable carries. Nodata stays transparent. For a
     Tile with time, ``time`` picks the step (an index or a date; default the last one)."""
+    import odc.geo.xr  # noqa: F401 - the .odc accessor, for a Tile made outside stacube
     from matplotlib.figure import Figure
 
     from .write import valid_values

@@ -82,7 +82,9 @@ class LocalRunner:
     concurrency: int = 8
     retries: int = 3
     backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
-    progress: bool | None = None  # None: a bar on stderr (patches, MB, rate, ETA) when it is a terminal
+    # None: a bar on stderr when it is a terminal: patches, MB written (the values' uncompressed size:
+    # what is stored is smaller, by the codecs' compression), rate, ETA
+    progress: bool | None = None
     skip_failed: bool = False  # a patch failing for good comes back as a PatchFailure; the run goes on
     name: str = "local"
 
@@ -131,7 +133,7 @@ class LocalRunner:
                     for future in done:
                         results[futures[future]] = future.result()
                         written += getattr(results[futures[future]], "nbytes", 0)
-                        bar.set_postfix_str(f"{written / 1e6:.1f} MB", refresh=False)
+                        bar.set_postfix_str(f"{written / 1e6:.1f} MB uncompressed", refresh=False)
                         bar.update(1)
             except BaseException:
                 stop.set()

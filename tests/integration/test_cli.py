@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -159,3 +160,56 @@ def test_the_installed_script_runs_and_fails_with_an_exit_code():
     failed = subprocess.run([*script, "cube", "info", "/nonexistent/cube"], capture_output=True, text=True,
                             timeout=120)
     assert failed.returncode == 1 and failed.stderr.startswith("error: CubeNotFoundError: no cube at")
+
+
+def shown(*args: str, columns: int) -> str:
+    """What a person sees on a terminal ``columns`` wide."""
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, f"{result.stderr}{result.exception!r}"
+    return result.stdout
+
+
+def whole(word: str, text: str) -> bool:
+    """``word`` appears in ``text`` as one unbroken word (nothing cut, folded or glued to it)."""
+    return re.search(rf"(?<![^\s│┃]){re.escape(word)}(?![^\s│┃])", text) is not None
+
+
+@pytest.mark.parametrize("columns", [60, 200])
+def test_tables_show_every_id_whole_on_any_terminal(cli_cube, sample_layout, tmp_path, columns):
+    url, catalog = cli_cube
+    where = ["--crs", "EPSG:3413", "--catalog-dir", catalog]
+    first = shown("cube", "download", url, "--bbox", _bbox(sample_layout, slice(0, 512), slice(0, 512))[0], *where,
+                  "--quiet", columns=columns)
+    assert re.search(r"MB written \(uncompressed\)[\s│]+\d+\.\d\b", first), first  # MB, named for what they count
+    as_json("cube", "download", url, "--bbox", _bbox(sample_layout, slice(512, 1024), slice(0, 512))[0], *where,
+            "--quiet")
+    history = as_json("cube", "history", url, "--catalog-dir", catalog)
+    state = as_json("cube", "state", url, "--catalog-dir", catalog)
+    items = as_json("catalog", "search", url, "--catalog-dir", catalog)["items"]
+
+    for text, ids in [(shown("cube", "history", url, "--catalog-dir", catalog, columns=columns),
+                       [r["snapshot"] for r in history] + [r["run_id"] for r in history if r["run_id"]]),
+                      (shown("cube", "state", url, "--catalog-dir", catalog, columns=columns),
+                       [r["id"] for r in state] + [r["snapshot"] for r in state]),
+                      (shown("catalog", "search", url, "--catalog-dir", catalog, columns=columns),
+                       [i["id"] for i in items]),
+                      (shown("cube", "tag", url, "v1", "--catalog-dir", catalog, columns=columns),
+                       [history[0]["snapshot"]]),
+                      (shown("cube", "rollback", url, "v1", "--catalog-dir", catalog, columns=columns),
+                       [history[0]["snapshot"]])]:
+        assert len(ids) >= 1 and all(whole(i, text) for i in ids), text
+        assert max(len(line) for line in text.splitlines()) <= columns, text  # and all of it on the screen
+        assert "…" not in text
+
+
+def test_cube_state_png_is_zoomed_to_the_patches_and_names_the_files_it_wrote(cli_cube, sample_layout, tmp_path):
+    url, catalog = cli_cube
+    as_json("cube", "download", url, "--bbox", _bbox(sample_layout, slice(0, 256), slice(0, 512))[0], "--crs",
+            "EPSG:3413", "--catalog-dir", catalog, "--quiet")
+    png, html = tmp_path / "pictures" / "state.png", tmp_path / "pictures" / "state.html"
+    text = shown("cube", "state", url, "--png", png, "--html", html, "--catalog-dir", catalog, columns=80)
+    assert f"wrote {png}" in text and f"wrote {html}" in text and png.stat().st_size and html.stat().st_size
+    state = as_json("cube", "state", url, "--catalog-dir", catalog)
+    assert len(state) == 2 and all(whole(row["id"], text) for row in state)
+    _, out, err = run("cube", "state", url, "--png", png, "--json", "--catalog-dir", catalog)
+    assert json.loads(out) == state and f"wrote {png}" in err  # stdout stays JSON

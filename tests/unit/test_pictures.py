@@ -50,7 +50,8 @@ def test_state_picture_colours_patches_by_snapshot_greys_empty_ones_and_shows_zo
     fig = plot_state(_state(), ZONES, [roi], title="cube 'dem'")
     spots = {name: _pixel(fig, lon, lat) for name, (lon, lat) in
              {"a": (10.3, 50.7), "a2": (11.7, 50.3), "b": (10.3, 49.3), "empty": (11.5, 49.5),
-              "outside": (9.7, 48.7), "roi_edge": (11.0, 50.8)}.items()}
+              "outside": (9.9, 48.9)}.items()}
+    roi_edge = [_pixel(fig, lon, 50.8) for lon in np.linspace(10.9, 11.1, 9)]  # along a dashed line
     image = _render(fig, tmp_path)
     assert image.shape[:2] == (650, 800)
     assert np.allclose(image[spots["a"]], _rgb(SNAPSHOT_COLOURS[0]), atol=0.02)
@@ -60,8 +61,7 @@ def test_state_picture_colours_patches_by_snapshot_greys_empty_ones_and_shows_zo
     around = image[r - 3 : r + 4, c - 3 : c + 4].reshape(-1, 3)
     assert np.ptp(around, axis=1).max() < 0.05 and around.mean() < 0.9  # grey hatching: no hue, not blank
     assert np.allclose(image[spots["outside"]], 1.0)  # inside the zone, no patch: the white background
-    r, c = spots["roi_edge"]
-    edge = image[r - 2 : r + 3, c].reshape(-1, 3)
+    edge = np.concatenate([image[r - 2 : r + 3, c] for r, c in roi_edge])
     assert any(np.allclose(p, _rgb("#d62728"), atol=0.1) for p in edge)  # the dashed red ROI outline
 
 
@@ -91,7 +91,9 @@ def test_the_map_holds_zones_patches_with_tooltips_and_rois_and_fits_them(tmp_pa
         assert patch in html
     assert "AAAAAAAA1" in html and "last ROIs" in html and "zones" in html
     assert html.count("L.geoJson(") == 3  # zones, patches, ROIs
-    assert "[[48.5, 9.5], [51.5, 12.5]]" in html  # fitted to everything drawn
+    assert "[[49.0, 10.0], [51.0, 12.0]]" in html  # opened on the patches and ROIs, as the picture
+    empty = save_map(explore(_state().iloc[0:0], ZONES), tmp_path / "empty.html").read_text()
+    assert "[[48.5, 9.5], [51.5, 12.5]]" in empty  # an empty cube: its zones
 
 
 def _tile(nodata_corner: bool = True) -> xr.Dataset:
