@@ -238,7 +238,7 @@ class PrefectRunner:
 
 class RunProgress:
     """Progress of a run where a Prefect run shows it (it has no terminal): patches done of the total,
-    MB written, rate and ETA in the flow run's log, and a progress artifact (the UI's progress bar),
+    MB written (uncompressed), rate and ETA in the flow run's log, and a progress artifact (the UI's progress bar),
     every ``every`` seconds and at the end."""
 
     def __init__(self, total: int, every: float = 10.0):
@@ -259,7 +259,7 @@ class RunProgress:
         self.logged = now
         rate = self.count / max(now - self.started, 1e-9)
         eta = (self.total - self.count) / rate if rate else float("inf")
-        get_run_logger().info("download: %d/%d patches, %.1f MB, %.1f patches/s, ETA %.0f s", self.count,
+        get_run_logger().info("download: %d/%d patches, %.1f MB uncompressed, %.1f patches/s, ETA %.0f s", self.count,
                               self.total, self.nbytes / 1e6, rate, eta)
         from prefect.artifacts import update_progress_artifact
 
@@ -371,9 +371,9 @@ def _artifact(report: RunReport, cube_url: str) -> str:
     return (
         f"## stacube download into `{cube_url}`\n\n"
         f"snapshot **{report.snapshot_id}**, {len(report.patches_written)} patches written, "
-        f"{report.bytes_written / 1e6:.1f} MB in {report.seconds:.1f} s, "
+        f"{report.bytes_written / 1e6:.1f} MB (uncompressed) in {report.seconds:.1f} s, "
         f"{report.patches_already_filled} already filled\n\n"
-        f"| patch | outcome | MB | seconds |\n| --- | --- | ---: | ---: |\n{shown}{more}\n"
+        f"| patch | outcome | MB uncompressed | seconds |\n| --- | --- | ---: | ---: |\n{shown}{more}\n"
     )
 
 

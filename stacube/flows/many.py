@@ -64,7 +64,7 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: Any = None, catalog_
     create_markdown_artifact(
         f"## stacube load-many from `{cube_url}`\n\n"
         f"{summary['rois']} ROIs from `{rois_path}` -> `{out}` ({summary['format']}, {summary['written']} files)\n\n"
-        f"| patches under the ROIs | lacking | written | without data | MB | snapshot |\n"
+        f"| patches under the ROIs | lacking | written | without data | MB uncompressed | snapshot |\n"
         f"| ---: | ---: | ---: | ---: | ---: | --- |\n"
         f"| {summary['patches_planned']} | {summary['patches_missing']} | {summary['patches_written']} | "
         f"{summary['patches_empty']} | {summary['bytes_written'] / 1e6:.1f} | {summary['snapshot']} |\n",

@@ -45,7 +45,7 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
     assert nbytes == 256 * 256 * 5 and seconds > 0  # float32 DEM + uint8 mask, all valid there
     assert f"| epsg3413/y1x2 | written | {nbytes / 1e6:.2f} | {seconds:.2f} |" in table
     assert sum(b for b, _ in report.patch_figures.values()) == report.bytes_written
-    # Progress goes to the flow run's logs: patches done of the total, MB, rate and ETA.
+    # Progress goes to the flow run's logs: patches done of the total, MB (uncompressed), rate and ETA.
     progress: list[str] = []
     for _ in range(60):  # Prefect ships logs to its API in batches, in the background
         logs = httpx.post(f"{PREFECT_API_URL.value()}/logs/filter", json={
@@ -54,7 +54,7 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
         if progress:
             break
         time.sleep(0.5)
-    assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB, ")
+    assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB uncompressed, ")
     assert "patches/s, ETA 0 s" in progress[-1]
     query = {"artifacts": {"key": {"any_": ["stacube-download-progress"]}, "flow_run_id": {
         "any_": [meta["flow_run_id"]]}}, "limit": 5}
