@@ -11,14 +11,18 @@ from stacube import Cube, CubeSpec, StacSource, TOIError, Variable
 from ..conftest import TIME_LAYOUT
 
 
-def test_a_run_on_steps_a_rollback_removed_is_refused_naming_them(time_servers, tmp_path):
-    _, api = time_servers
+def _four_day_cube(api_url: str, tmp_path) -> Cube:
     spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(384, 384),
                     variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
                     time=pd.date_range("2021-06-01", periods=4, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series",
+                    source=StacSource(api_url=api_url, collection="sample-series",
                                       assets={"dem": "dem", "datamask": "datamask"}))
-    cube = Cube.create(tmp_path / "cube", spec, catalog_dir=tmp_path / "catalog")
+    return Cube.create(tmp_path / "cube", spec, catalog_dir=tmp_path / "catalog")
+
+
+def test_a_run_on_steps_a_rollback_removed_is_refused_naming_them(time_servers, tmp_path):
+    _, api = time_servers
+    cube = _four_day_cube(api.url, tmp_path)
     short = cube.history().snapshot[0]
     cube.extend_time("2021-06-07")
     plan = cube.plan(TIME_LAYOUT.extent_geobox()[800:900, 0:100], "2021-06-05")  # step 4 ...
@@ -40,12 +44,7 @@ def test_a_rollback_to_a_shorter_axis_while_a_run_reads_fails_the_run_instead_of
     from stacube.runners import LocalRunner
 
     _, api = time_servers
-    spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(384, 384),
-                    variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
-                    time=pd.date_range("2021-06-01", periods=4, freq="D"),
-                    source=StacSource(api_url=api.url, collection="sample-series",
-                                      assets={"dem": "dem", "datamask": "datamask"}))
-    cube = Cube.create(tmp_path / "cube", spec, catalog_dir=tmp_path / "catalog")
+    cube = _four_day_cube(api.url, tmp_path)
     short = cube.history().snapshot[0]
     cube.extend_time("2021-06-07")
     roi = TIME_LAYOUT.extent_geobox()[800:900, 0:100]
