@@ -54,7 +54,8 @@ def test_flow_run_lands_as_one_commit_with_its_flow_run_id(servers, make_cube, s
         if progress:
             break
         time.sleep(0.5)
-    assert progress and progress[-1].startswith(f"download: 6/6 patches, {report.bytes_written / 1e6:.1f} MB uncompressed, ")
+    written = f"{report.bytes_written / 1e6:.1f} MB uncompressed"
+    assert progress and progress[-1].startswith(f"download: 6/6 patches, {written}, ")
     assert "patches/s, ETA 0 s" in progress[-1]
     query = {"artifacts": {"key": {"any_": ["stacube-download-progress"]}, "flow_run_id": {
         "any_": [meta["flow_run_id"]]}}, "limit": 5}
