@@ -20,4 +20,5 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check stacube tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests

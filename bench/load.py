@@ -128,7 +128,7 @@ def lazy_phase(args, work: Path) -> dict:
     import pystac
 
     from stacube import Cube
-    from stacube.cli import write_cog
+    from stacube.export import write_cog
 
     zone = _lazy_layout(args).extent_geobox()
     roi = zone[0 : args.lazy_size, 0 : args.lazy_size]

@@ -7,19 +7,30 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AssetReadError,
     CatalogError,
+    CubeChangedError,
     CubeDamagedError,
     CubeExistsError,
     CubeNotFoundError,
+    GroupError,
     ItemError,
+    LoadCancelled,
+    NotAllowedFormat,
     ParcelError,
     PatchReadError,
     PermanentError,
+    PermanentSourceError,
+    RadiometryError,
     ROIError,
+    RunCancelled,
+    S3AccessError,
+    SourceError,
     SpecError,
     StacubeError,
     StorageError,
     TOIError,
+    TransientSourceError,
     UnknownVariableError,
+    VersionNotFoundError,
 )
 
 # rasterio's reproject wraps the arrays it is given in in-memory datasets and silences their "no
@@ -32,15 +43,13 @@ warnings.filterwarnings("ignore", message="Dataset has no geotransform", module=
 
 if TYPE_CHECKING:
     from .cube import Cube
-    from .history import CubeChangedError, ExpireReport, VersionNotFoundError
+    from .history import ExpireReport
     from .run import RunReport
     from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
-    from .store import S3AccessError
 
 # Imported on first use: zarr, Icechunk and xarray take over a second, which `stacube --help` and
 # the light errors module should not pay.
-_LAZY = {"Cube": ".cube", "CubeChangedError": ".history", "ExpireReport": ".history",
-         "VersionNotFoundError": ".history", "RunReport": ".run", "CubeSpec": ".spec", "S3AccessError": ".store",
+_LAZY = {"Cube": ".cube", "ExpireReport": ".history", "RunReport": ".run", "CubeSpec": ".spec",
          "EarthEngineSource": ".spec", "StacSource": ".spec", "Variable": ".spec"}
 
 
@@ -65,18 +74,26 @@ __all__ = [
     "CubeSpec",
     "EarthEngineSource",
     "ExpireReport",
+    "GroupError",
     "ItemError",
+    "LoadCancelled",
+    "NotAllowedFormat",
     "ParcelError",
     "PatchReadError",
     "PermanentError",
+    "PermanentSourceError",
     "ROIError",
+    "RadiometryError",
+    "RunCancelled",
     "RunReport",
     "S3AccessError",
+    "SourceError",
     "SpecError",
     "StacSource",
     "StacubeError",
     "StorageError",
     "TOIError",
+    "TransientSourceError",
     "UnknownVariableError",
     "Variable",
     "VersionNotFoundError",

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from .cli_args import parse_bbox
+from .cli_tables import plain
+from .export import write_tile
 from .spec_cli import build_spec_app
 
 app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -139,33 +141,11 @@ def _open(cube: str, catalog_dir: str | None) -> Any:
     return Cube.open(cube, catalog_dir=catalog_dir)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready: timestamps as ISO text, numpy scalars as numbers, geometries as WKT."""
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, str | int | float | bool):
-        return None if isinstance(value, float) and value != value else value
-    if hasattr(value, "wkt"):
-        return value.wkt
-    if value is pd.NaT:
-        return None
-    return str(value)
-
-
 def emit(data: Any, as_json: bool, title: str | None = None, caption: str | None = None) -> None:
     """``data`` (a dict, or a list of row dicts) as JSON or, for people, as a table on stdout whose ids
     are never cut (``stacube.cli_tables``: records instead of a table on a terminal too narrow for them)."""
     if as_json:
-        typer.echo(json.dumps(_plain(data), indent=2))
+        typer.echo(json.dumps(plain(data), indent=2))
         return
     from .cli_tables import print_table
 
@@ -326,7 +306,7 @@ def _info(the_cube: Any, with_spec: bool = True) -> dict[str, Any]:
 
 
 def _source_summary(source: Any) -> str:
-    from .signing import redact_url
+    from .redaction import redact_url
 
     where = getattr(source, "api_url", None)
     return f"{source.kind} {source.collection}" + (f" at {redact_url(where)}" if where else "")
@@ -378,109 +358,6 @@ def cube_download(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time
     report = the_cube.download(parse_roi(bbox, crs, None), parse_time(time), concurrency=concurrency,
                                runner=runner, progress=False if quiet else None, skip_failed=skip_failed)
     emit(_megabytes(_report(report), as_json), as_json, "download")
-
-
-def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
-    """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, by ``fmt`` or the file's suffix."""
-    kind = (fmt or out.suffix.lstrip(".")).lower()
-    kind = {"tif": "cog", "tiff": "cog", "geotiff": "cog", "nc": "netcdf", "zarr": "zarr"}.get(kind, kind)
-    tile = tile.copy()
-    tile.attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "netcdf":
-        tile.to_netcdf(out, engine="h5netcdf")
-        return [out]
-    if kind == "zarr":
-        import warnings
-
-        with warnings.catch_warnings():  # zarr-python's own note that v3 has no consolidated metadata yet;
-            warnings.filterwarnings("ignore", message="Consolidated metadata")  # xarray opens it without a warning
-            tile.to_zarr(out, mode="w", consolidated=True)
-        return [out]
-    if kind != "cog":
-        raise ValueError(f"unknown output format {kind!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format)")
-    if "time" in tile.dims:
-        if tile.sizes["time"] != 1:
-            raise ValueError(f"the Tile has {tile.sizes['time']} time steps and a GeoTIFF holds one: "
-                             "narrow --time to one step, or write .nc or .zarr")
-        tile = tile.isel(time=0)
-    names = list(tile.data_vars)
-    paths = [out] if len(names) == 1 else [out.with_name(f"{out.stem}_{n}{out.suffix}") for n in names]
-    for name, path in zip(names, paths, strict=True):
-        write_cog(tile[name], path)
-    return paths
-
-
-LAZY_GDAL_CACHE = 32 * 2**20  # bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as bytes
-
-
-def write_cog(variable: Any, path: Path) -> Path:
-    """One variable as a COG that carries its convention: GDAL's band scale, offset and unit, so GDAL,
-    rasterio (``src.scales``) and QGIS turn its numbers into physical values. A lazy (Dask) variable is
-    written chunk by chunk, so memory stays flat in its size."""
-    import rasterio
-    import rasterio.shutil
-
-    attrs = variable.attrs
-    clean = variable.copy()
-    clean.attrs = {}  # CF attributes would become TIFF tags of their own
-    lazy = clean.chunks is not None
-    plain = attrs.get("scale_factor") is None and attrs.get("add_offset") is None and not attrs.get("units")
-    if plain and not lazy:
-        clean.odc.write_cog(path, overwrite=True, nodata=attrs.get("nodata"))
-        return path
-    staged = path.with_name(f".{path.name}.staged.tif")
-    try:
-        if lazy:  # GDAL's block cache (5% of RAM by default) would otherwise hold what was written
-            with rasterio.Env(GDAL_CACHEMAX=LAZY_GDAL_CACHE):
-                _stream_tiff(clean, staged, attrs.get("nodata"))
-        else:
-            clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
-        with rasterio.open(staged, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:  # re-laid out below
-            if not plain:
-                dst.scales = (float(attrs.get("scale_factor", 1.0)),)
-                dst.offsets = (float(attrs.get("add_offset", 0.0)),)
-                if attrs.get("units"):
-                    dst.units = (str(attrs["units"]),)
-        # re-laid out as a COG (GDAL reads the staged file block by block): editing a COG's metadata in
-        # place would break its layout
-        with rasterio.Env(**({"GDAL_CACHEMAX": LAZY_GDAL_CACHE} if lazy else {})):
-            rasterio.shutil.copy(staged, path, driver="COG", COMPRESS="DEFLATE", BIGTIFF="IF_SAFER",
-                                 OVERVIEW_RESAMPLING="NEAREST")  # as odc-geo's eager COGs: masks stay classes
-    finally:
-        staged.unlink(missing_ok=True)
-        Path(f"{staged}.aux.xml").unlink(missing_ok=True)
-    return path
-
-
-def _stream_tiff(variable: Any, path: Path, nodata: Any) -> None:
-    """A tiled GeoTIFF of a lazy 2-D variable, each Dask chunk computed and written as it comes."""
-    import dask.array as da
-    import numpy as np
-    import rasterio
-    from rasterio.windows import Window
-
-    geobox = variable.odc.geobox
-    data = variable.data
-    if data.dtype == bool:
-        data, nodata = data.astype("uint8"), None
-    profile = {"driver": "GTiff", "width": geobox.shape.x, "height": geobox.shape.y, "count": 1,
-               "dtype": str(data.dtype), "crs": geobox.crs.to_wkt(), "transform": geobox.transform,
-               "nodata": None if nodata is None else np.asarray(nodata, dtype=data.dtype).item(), "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "compress": "LZW", "BIGTIFF": "IF_SAFER"}
-
-    class Band:
-        def __init__(self, dst: Any):
-            self.dst = dst
-
-        def __setitem__(self, key: tuple[slice, slice], values: Any) -> None:
-            rows, columns = key
-            self.dst.write(values, 1, window=Window.from_slices(rows, columns))
-
-    with rasterio.open(path, "w", **profile) as dst:
-        # one writer at a time, chunks computed in parallel by threads of this process: the open file
-        # cannot travel to a distributed client's workers
-        da.store(data, Band(dst), lock=True, scheduler="threads")
 
 
 @cube_app.command("load")
@@ -667,12 +544,12 @@ def parcels_import(path: Annotated[Path, typer.Argument(help="GeoParquet, GeoPac
 
     Example: stacube parcels import fields.gpkg --id-column parcel_id --store duckdb:///fields.duckdb
     """
-    from .fields import ParcelStore, read_parcels
+    from .fields import open_parcel_store, read_parcels
 
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r}: no such parcel file")
     imported = read_parcels(path, id_column, layer=layer)
-    with ParcelStore(store) as parcels:
+    with open_parcel_store(store) as parcels:
         written = parcels.add_parcels(imported.parcels, watched=watched)
         groups = len(parcels.groups())
     emit({"imported": written, "rejected": imported.rejected.to_dict("records"), "groups": groups}, as_json,
@@ -692,14 +569,14 @@ def parcels_run(cube: CubeArg, store: Store, time: Time = None,
 
     Example: stacube parcels run cubes/s2 --store duckdb:///fields.duckdb --time 2024-05-01/2024-05-31
     """
-    from .fields import IndexSettings, ParcelStore, compute_group
+    from .fields import IndexSettings, compute_group, open_parcel_store
 
     if time is None:
         raise ValueError("no period: give --time, e.g. 2024-05-01/2024-05-31")
     settings = IndexSettings(inward_buffer_m=inward_buffer)
     the_cube = _open(cube, catalog_dir)
     rows, failed = [], {}
-    with ParcelStore(store) as parcels:
+    with open_parcel_store(store) as parcels:
         for group_id in parcels.groups().group_id:
             try:
                 result = compute_group(the_cube, parcels, group_id, parse_time(time), settings, offline=offline)

@@ -46,9 +46,29 @@ def cell_text(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    from .cli import _plain
+    return json.dumps(plain(value))
 
-    return json.dumps(_plain(value))
+
+def plain(value: Any) -> Any:
+    """JSON-ready: timestamps as ISO text, numpy scalars as numbers, geometries as WKT."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return None if isinstance(value, float) and value != value else value
+    if hasattr(value, "wkt"):
+        return value.wkt
+    if value is pd.NaT:
+        return None
+    return str(value)
 
 
 def _longest_word(text: str) -> int:

@@ -49,9 +49,9 @@ from .plan import (
     zone_grids,
 )
 from .read import output_geobox, read_tile
+from .redaction import redact_log_records
 from .run import METADATA_KEY, RunReport, execute_run
-from .runners import LocalRunner, Runner
-from .signing import redact_log_records
+from .runners import LocalRunner, Runner, runner_named
 from .spec import CubeSpec
 from .store import (
     BRANCH,
@@ -236,24 +236,43 @@ class Cube:
 
     def _runner(self, runner: Runner | str | None, concurrency: int | None, progress: bool | None,
                 skip_failed: bool = False) -> Runner:
-        if runner is None or runner == "local":
-            return LocalRunner(concurrency=concurrency or 8, progress=progress, skip_failed=skip_failed)
-        if isinstance(runner, str):
-            raise ValueError(f"unknown runner {runner!r}; use 'local', 'prefect' or a Runner instance")
+        if isinstance(runner, str) or runner is None:
+            return runner_named(runner or "local", concurrency=concurrency, progress=progress, skip_failed=skip_failed)
         return runner
 
-    def _download(self, plan: Plan, runner: Runner, message: str | None,
-                  extra_metadata: dict[str, Any] | None = None, roi: Geometry | None = None,
-                  on_written: Callable[[PatchIndex, PatchWrite], None] | None = None) -> RunReport:
-        backend = backend_for(self.spec)
-        patches = attach_items(self.spec, self.catalog, plan.missing)
-        metadata = {**({"roi": roi_record(roi)} if roi is not None else {}), **(extra_metadata or {})}
-        with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
-            return execute_run(
-                self.repo, self.spec, patches, backend, runner,
-                already_filled=len(plan.patches) - len(plan.missing), message=message,
-                commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata, on_written=on_written,
-            )
+    def run(self, plan: Plan, runner: Runner | str | None = None, *, message: str | None = None,
+            metadata: dict[str, Any] | None = None, roi: Geometry | None = None, concurrency: int | None = None,
+            progress: bool | None = None, skip_failed: bool = False,
+            on_written: Callable[[PatchIndex, PatchWrite], None] | None = None) -> RunReport:
+        """Download the patches ``plan`` lacks (``plan.missing``) as ONE run: one commit, or none if a patch fails.
+
+        ``plan`` comes from ``plan`` or ``plan_cells``; patches another run filled since are skipped.
+        ``runner`` is a Runner, or a name (``runner_named``: "local", the default, or "prefect", which runs
+        the run as a ``stacube-download`` flow run); ``concurrency``, ``progress`` and ``skip_failed`` set
+        up a named runner. ``message`` is the commit message; ``metadata`` goes into the commit's metadata
+        (and the report's) beside the run's own record, with ``roi`` (a Geometry) kept as lon/lat GeoJSON
+        for ``rois``. ``on_written`` (runners in this process only) hears each patch's values as written.
+
+        Raises PatchReadError when a patch fails for good (nothing is committed) unless ``skip_failed``,
+        ItemError for an Item a read cannot use, StacubeError subclasses for storage failures."""
+        runner = self._runner(runner, concurrency, progress, skip_failed)
+        context = {**({"roi": roi_record(roi)} if roi is not None else {}), **(metadata or {})}
+
+        def execute(runner: Runner, hosted: dict[str, Any]) -> RunReport:
+            patches = attach_items(self.spec, self.catalog, plan.missing)
+            with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
+                return execute_run(
+                    self.repo, self.spec, patches, backend_for(self.spec), runner,
+                    already_filled=len(plan.patches) - len(plan.missing), message=message,
+                    commit_lock=functools.partial(commit_lock, self.url), extra_metadata={**context, **hosted},
+                    on_written=on_written,
+                )
+
+        host = getattr(runner, "host", None)  # a HostingRunner holds the whole run (a Prefect flow run)
+        if host is None:
+            return execute(runner, {})
+        about = {"patches": [p.id for p in plan.missing], "roi": context.get("roi"), "message": message}
+        return host(execute, self, about)
 
     def rois(self, last: int = 10) -> list[Any]:
         """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely
@@ -276,17 +295,13 @@ class Cube:
         """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done.
 
         ``runner="prefect"`` runs it as the ``stacube-download`` Prefect flow (a task per patch, or per
-        batch of patches in large runs). A patch that fails for good fails the whole run (nothing is
-        committed), unless ``skip_failed``: then the others are committed, and the failures are listed
-        in ``report.patches_failed`` and left unfilled for the next run.
+        batch of patches in large runs); any Runner, or a name ``runner_named`` knows, works (see ``run``).
+        A patch that fails for good fails the whole run (nothing is committed), unless ``skip_failed``:
+        then the others are committed, and the failures are listed in ``report.patches_failed`` and left
+        unfilled for the next run.
         """
-        if runner == "prefect":
-            from .flows.download import run_download  # the public run path: Prefect only when asked
-
-            return run_download(self, aoi, toi, concurrency, message, skip_failed)
-        plan = self.plan(aoi, toi)
-        return self._download(plan, self._runner(runner, concurrency, progress, skip_failed), message,
-                              roi=roi_geometry(aoi))
+        return self.run(self.plan(aoi, toi), runner, message=message, roi=roi_geometry(aoi), concurrency=concurrency,
+                        progress=progress, skip_failed=skip_failed)
 
     def load_many(self, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
                   variables: str | Sequence[str] | None = None, concurrency: int | None = None,
@@ -328,15 +343,11 @@ class Cube:
             check_fits(spec, output_geobox(spec, roi, geometry), steps, names)
         report, fresh = None, None
         if plan.missing and not offline and at is None:
-            if runner == "prefect":
-                report = self.download(area if area is not None else roi, toi, concurrency=concurrency,
-                                       runner="prefect")
-            else:
-                local = self._runner(runner, concurrency, progress)
-                # A run in this process pastes what it writes straight into the Tile (no read-back).
-                if isinstance(local, LocalRunner) and chunks is None:
-                    fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
-                report = self._download(plan, local, None, roi=wanted, on_written=fresh.paste if fresh else None)
+            chosen = self._runner(runner, concurrency, progress)
+            # A run in this process pastes what it writes straight into the Tile (no read-back).
+            if isinstance(chosen, LocalRunner) and chunks is None:
+                fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
+            report = self.run(plan, chosen, roi=wanted, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]

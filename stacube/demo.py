@@ -11,6 +11,7 @@ It prints the figures and where every output is.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ from . import Cube, CubeSpec, StacSource, Variable
 from .catalog import Window, sync_source
 from .cli_tables import print_table
 from .pictures import quicklook, save_figure, save_map
+from .run import RunReport
 from .sample.generate import SampleLayout, generate_sample
 from .sample.servers import serve_sample
 
@@ -96,10 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"warm load (new Cube.open, read from the cube only):                       {warm_s:.3f} s")
     print(f"speed-up warm vs cold: {cold_s / warm_s:.0f}x; offline load after the servers stopped: identical")
     if flow_result is not None:
-        flow_run = flow_result.get("flow_run_id")
-        named = f"Prefect flow run {flow_run} ({flow_result.get('flow_run_name')})" if flow_run else "Prefect flow run"
-        print(f"{named}: stacube run {flow_result['run_id']}, {len(flow_result['patches_written'])} patches "
-              f"written, snapshot {flow_result['snapshot_id']}")
+        flow_run = flow_result.metadata.get("flow_run_id")
+        named = (f"Prefect flow run {flow_run} ({flow_result.metadata.get('flow_run_name')})" if flow_run
+                 else "Prefect flow run")
+        print(f"{named}: stacube run {flow_result.run_id}, {len(flow_result.patches_written)} patches "
+              f"written, snapshot {flow_result.snapshot_id}")
     print()
     print_table(cube.history().to_dict("records"), "history")
     fields = _parcels(out)
@@ -117,24 +120,19 @@ def main(argv: list[str] | None = None) -> None:
 TELEMETRY = "PREFECT_SERVER_ANALYTICS_ENABLED"
 
 
-def _prefect_download(cube: Cube, roi: Any) -> dict[str, Any] | None:
-    """The same download as a Prefect flow run; returns the flow's result (stacube's run id and the flow
-    run's id among it). With no Prefect API set, Prefect starts a temporary local one: its telemetry is
+def _prefect_download(cube: Cube, roi: Any) -> RunReport | None:
+    """The same download as a Prefect flow run (``runner="prefect"``); its report's ``metadata`` names
+    the flow run. With no Prefect API set, Prefect starts a temporary local one: its telemetry is
     switched off (the demo needs no internet, and offline each attempt logs an error)."""
-    try:
-        import prefect  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("prefect") is None:
         print("Prefect is not installed: skipping the flow run (pip install 'stacube[prefect]')")
         return None
-    from .flows.download import download, roi_to_parameter, without_idle_heartbeats
-
     print("running a download as the Prefect flow 'stacube-download' ...")
     # Read by the temporary server's process as it starts; a setting of the user's own wins.
     users = os.environ.get(TELEMETRY)
     os.environ[TELEMETRY] = users or "false"
     try:
-        with without_idle_heartbeats():  # what cube.download(roi, runner="prefect") runs, keeping its result
-            return download(str(cube.url), roi_to_parameter(roi), catalog_dir=str(cube.catalog_dir), concurrency=4)
+        return cube.download(roi, runner="prefect", concurrency=4)
     finally:
         if users is None:
             os.environ.pop(TELEMETRY, None)
@@ -143,7 +141,7 @@ def _prefect_download(cube: Cube, roi: Any) -> dict[str, Any] | None:
 def _parcels(out: Path) -> dict[str, Path]:
     """NDVI per parcel and acquisition on a synthetic Sentinel-2 season (two UTM zones), published."""
     from .datasets import sentinel2_l2a_spec
-    from .fields import ParcelStore, clean_parcels, compute_group
+    from .fields import clean_parcels, compute_group, open_parcel_store
     from .fields.publish import SERIES_COLUMNS, export_series, plot_sample, weekly_series
     from .sample.granules import generate_sentinel2
     from .sample.season import Season, season_bands, season_parcels
@@ -159,7 +157,7 @@ def _parcels(out: Path) -> dict[str, Path]:
                                   chunks=(256, 256), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
         s2 = Cube.create(out / "s2.icechunk", spec, catalog_dir=out / "catalog")
         imported = clean_parcels(season_parcels(), "parcel_id")
-        with ParcelStore(f"duckdb:///{out}/fields.duckdb") as store:
+        with open_parcel_store(f"duckdb:///{out}/fields.duckdb") as store:
             store.add_parcels(imported.parcels)
             started = time.perf_counter()
             for group_id in store.groups().group_id:

@@ -12,13 +12,9 @@ from dataclasses import dataclass
 import icechunk
 import pandas as pd
 
-from .errors import StacubeError
+from .errors import CubeChangedError, StacubeError, VersionNotFoundError
 from .spec import check_name
 from .store import BRANCH
-
-
-class VersionNotFoundError(StacubeError, LookupError):
-    """A snapshot id or tag the cube does not have."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +55,6 @@ def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> st
     snapshot_id = resolve(repo, snapshot) if snapshot else repo.lookup_branch(BRANCH)
     repo.create_tag(name, snapshot_id)
     return snapshot_id
-
-
-class CubeChangedError(StacubeError):
-    """The cube's branch moved (a run committed) between reading it and acting on it."""
 
 
 def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> str:

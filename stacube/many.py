@@ -33,30 +33,48 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from .errors import PermanentError, ROIError, storage_errors
+from .errors import LoadCancelled, ROIError, storage_errors
 from .grid import PatchIndex, roi_geometry
 from .runners import LocalRunner
 
 if TYPE_CHECKING:
+    import icechunk
     import xarray as xr
     import zarr
     from odc.geo.geobox import GeoBox
     from odc.geo.geom import Geometry
 
-    from .cube import Cube
+    from .catalog import LocalCatalog
     from .fresh import FreshTile
+    from .opened import OpenedGroup
     from .run import RunReport
+    from .spec import CubeSpec
     from .write import PatchWrite
 
+
+
+class Cube(Protocol):
+    """What ``load_many`` and ``export_many`` use of a cube: ``stacube.Cube`` is one (``Cube.load_many``
+    calls in here, so this module names the surface it needs instead of importing the class)."""
+
+    url: str
+    repo: icechunk.Repository
+
+    @property
+    def catalog(self) -> LocalCatalog: ...
+
+    def _variables(self, variables: str | Sequence[str] | None) -> list[str]: ...
+
+    def _root(self, at: str | None = None) -> tuple[OpenedGroup, str]: ...
+
+    def _spec_in(self, root: Any, at: str | None) -> CubeSpec: ...
+
+
 HOLD_BYTES = 256 * 2**20  # Tiles held for ROIs not yet yielded, at most (or one Tile larger than that)
-
-
-class LoadCancelled(PermanentError):
-    """The loop over ``load_many``'s Tiles ended early: the run stops and commits nothing."""
 
 
 def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
@@ -517,7 +535,7 @@ def _output_kind(out: Path) -> str:
 def write_one(tile: xr.Dataset, out: Path, name: str) -> list[Path]:
     """One ROI's Tile into ``out``: COGs ``<out>/<name>.tif`` (``<name>_<variable>.tif`` for several
     variables), or group ``name`` of the Zarr store ``out``."""
-    from .cli import write_tile
+    from .export import write_tile
 
     if _output_kind(out) == "cog":
         return write_tile(tile, out / f"{name}.tif", "cog")

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ItemError
+from .errors import RadiometryError  # RadiometryError lives in errors, importable from here
 
 if TYPE_CHECKING:  # only named in annotations: importing pystac with the spec cost ~7 ms (importtime)
     import pystac
@@ -64,10 +64,6 @@ S2_REFLECTANCE = frozenset({
 })
 S2_SCALE, S2_OFFSET, S2_OFFSET_BASELINE = 0.0001, -0.1, (4, 0)
 SHIFTED_BELOW_DN, SHIFTED_PERCENTILE, MIN_PIXELS_TO_JUDGE = 900, 5, 256
-
-
-class RadiometryError(ItemError):
-    """An Item's numbers cannot be brought into a variable's convention (unknown, or precision lost)."""
 
 
 @dataclass(frozen=True)

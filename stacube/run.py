@@ -10,6 +10,8 @@ and the commit metadata.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import pickle
 import time
@@ -71,6 +73,26 @@ class RunReport:
     clipped: dict[str, dict[str, int]] = field(default_factory=dict)  # patch -> variable -> pixels clipped
     judged: dict[str, str] = field(default_factory=dict)  # Item -> the convention its pixels showed, and why
     items_misaligned: list[str] = field(default_factory=list)  # on their zone's CRS but off its pixel grid
+    # What the caller committed beside the run's own record: the ROI, a Prefect flow run's id, name and flow
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON-ready value (plain dicts, lists, numbers and text), to cross a process
+        boundary (a Prefect flow run's result, a deployment's return value); ``from_json`` reads it back."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["patch_figures"] = {pid: [nbytes, seconds] for pid, (nbytes, seconds) in self.patch_figures.items()}
+        record["patches_failed"] = [dataclasses.asdict(failure) for failure in self.patches_failed.values()]
+        return json.loads(json.dumps(record))  # a copy that shares nothing with the report
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunReport:
+        """The report ``to_json`` wrote."""
+        values = dict(record)
+        values["patch_figures"] = {pid: (int(nbytes), float(seconds))
+                                   for pid, (nbytes, seconds) in values.get("patch_figures", {}).items()}
+        values["patches_failed"] = {f["patch_id"]: PatchFailure(**f) for f in values.get("patches_failed", [])}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     @property
     def patches(self) -> int:
@@ -187,7 +209,8 @@ def execute_run(
     ``run_id`` (default: a new one) lets a caller name the run before it commits."""
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
-    report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name)
+    report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name,
+                       metadata=dict(extra_metadata or {}))
     if not patches:
         return report
     backend.check_items([item for p in patches for item in p.items])

@@ -5,6 +5,12 @@ with exponential backoff; each attempt calls the task afresh, so each attempt wr
 fork. If a patch still fails, remaining work is cancelled and a PatchReadError names the patch
 and the URL; or, with ``skip_failed``, the patch comes back as a PatchFailure and the others go on
 (a pipeline where one corrupt granule must not hold back the rest).
+
+Runners by name: ``runner_named("local")`` is the thread runner here; any other name is looked up in
+the ``stacube.runners`` entry-point group, where an installed package declares a factory. stacube
+declares its own Prefect runner there (``prefect = "stacube.flows.download:prefect_runner"`` in
+pyproject.toml), as xarray declares its own dask chunk manager: the core finds it by name without
+importing ``stacube.flows``, and a third party's runner is found the same way.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from .errors import PatchReadError, is_permanent, storage_failure
+from .errors import PatchReadError, RunCancelled, is_permanent, storage_failure
 from .grid import PatchIndex, source_tile_name
-from .signing import redact, redact_url
+from .redaction import redact, redact_url
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
-__all__ = ["LocalRunner", "PatchFailure", "RunCancelled", "Runner", "describe_failure", "failure_of", "is_permanent"]
+__all__ = ["RUNNER_ENTRY_POINTS", "HostingRunner", "LocalRunner", "PatchFailure", "RunCancelled", "Runner",
+           "describe_failure", "failure_of", "is_permanent", "runner_named"]
+RUNNER_ENTRY_POINTS = "stacube.runners"
 
 
 def patch_urls(patch: PatchIndex) -> list[str]:
@@ -63,16 +71,51 @@ def failure_of(patch: PatchIndex, error: BaseException, attempts: int) -> PatchF
                         sorted({source_tile_name(item.properties, item.id) for item in patch.items}))
 
 
-class RunCancelled(Exception):
-    """A patch not attempted (or not retried) because another patch of the run failed."""
-
-
 class Runner(Protocol):
+    """Executes a run's per-patch tasks; ``name`` goes into the commit metadata."""
+
     name: str
 
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
         """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch
         (with ``skip_failed``, that patch's result is a PatchFailure instead)."""
+
+
+class HostingRunner(Runner, Protocol):
+    """A runner that holds the whole run, not only its patches: the Prefect runner runs it inside a flow
+    run, so that the run's commit, logs and artifacts belong to that flow run.
+
+    ``host(execute, cube, about)`` calls ``execute(self, metadata)`` where it runs the run (``metadata``:
+    what the commit should say of it, e.g. the flow run's id) and returns its RunReport; ``cube`` is the
+    ``stacube.Cube`` the run writes to and ``about`` says what was planned in JSON-ready values
+    (``patches``: the ids, ``roi``: lon/lat GeoJSON or None, ``message``). ``Cube.run`` calls ``host``
+    when a runner has it, and ``execute(runner, {})`` otherwise."""
+
+    def host(self, execute: Callable[[Runner, dict[str, Any]], Any], cube: Any, about: dict[str, Any]) -> Any: ...
+
+
+def runner_named(name: str, *, concurrency: int | None = None, progress: bool | None = None,
+                 skip_failed: bool = False) -> Runner:
+    """The runner ``name`` stands for, with these settings (None: the runner's default).
+
+    ``"local"``: threads in this process. Any other name: the factory an installed package declares
+    under the ``stacube.runners`` entry-point group, called with the same keywords (``"prefect"``, from
+    ``stacube[prefect]``). Raises ValueError for a name nothing declares, or whose package is missing."""
+    if name == "local":
+        return LocalRunner(concurrency=concurrency or 8, progress=progress, skip_failed=skip_failed)
+    from importlib.metadata import entry_points
+
+    declared = entry_points(group=RUNNER_ENTRY_POINTS)
+    found = [point for point in declared if point.name == name]
+    if not found:
+        names = sorted({"local", *(point.name for point in declared)})
+        raise ValueError(f"unknown runner {name!r}; use one of {names} or a Runner instance")
+    try:
+        factory = found[0].load()
+    except ImportError as err:
+        raise ValueError(f"runner {name!r} ({found[0].value}) cannot be imported: {err} "
+                         f"(for 'prefect': pip install 'stacube[prefect]')") from err
+    return factory(concurrency=concurrency, progress=progress, skip_failed=skip_failed)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import icechunk
 
-from .errors import CubeExistsError, CubeNotFoundError, SpecError, StacubeError
+from .errors import CubeExistsError, CubeNotFoundError, S3AccessError, SpecError
 
 if "ICECHUNK_LOG" not in os.environ:
     # Icechunk warns on every local repository open (concurrent-commit safety); keep users' logs to errors.
@@ -43,11 +43,6 @@ S3_MAX_TRIES = 3
 S3_CONNECT_TIMEOUT = 3.0  # seconds
 S3_READ_TIMEOUT = 60.0  # seconds
 SETTINGS_HELP = "STACUBE_S3_MAX_TRIES, STACUBE_S3_CONNECT_TIMEOUT and STACUBE_S3_READ_TIMEOUT"
-
-
-class S3AccessError(StacubeError, ConnectionError):
-    """The S3 endpoint holding a cube failed a request after its tries: refused, timed out, or answered
-    with an error. Names the endpoint (never credentials), the cube's URL and the settings to change."""
 
 
 def _setting(name: str, default: float, whole: bool = False) -> float:

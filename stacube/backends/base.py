@@ -1,15 +1,16 @@
-"""The backend boundary: pystac Items and an odc-geo GeoBox in, arrays in the cube's dtypes and conventions out."""
+"""The backend boundary: pystac Items and an odc-geo GeoBox in, arrays in the cube's dtypes and conventions out.
+
+The protocol and its data type only; ``factory.backend_for`` picks the implementation (one module per
+source kind), so an implementation imports this module and nothing imports back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 import pystac
 
 from ..grid import PatchIndex
-from ..spec import CubeSpec
 
 
 class PatchData(dict[str, np.ndarray]):
@@ -33,16 +34,3 @@ class Backend(Protocol):
 
     def read(self, patch: PatchIndex) -> PatchData:
         """The patch's variables mosaicked from ``patch.items`` onto ``patch.geobox``."""
-
-
-def backend_for(spec: CubeSpec, options: Mapping | None = None) -> Backend:
-    """The backend that reads ``spec.source``."""
-    if spec.source.kind == "stac":
-        from .stac import StacBackend
-
-        return StacBackend(spec, **dict(options or {}))
-    if spec.source.kind == "earthengine":
-        from .earthengine import EarthEngineBackend
-
-        return EarthEngineBackend(spec)
-    raise NotImplementedError(f"no backend for source kind {spec.source.kind!r}")

@@ -30,9 +30,9 @@ from odc.geo.warp import rio_reproject
 
 from ..alignment import declared_crs
 from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
-from ..errors import ItemError
+from ..errors import ItemError, RadiometryError, TransientSourceError, source_error
 from ..grid import PatchIndex
-from ..radiometry import IDENTITY, RadiometryError, convert, item_convention, same
+from ..radiometry import IDENTITY, convert, item_convention, same
 from ..spec import CubeSpec
 from .base import PatchData
 
@@ -207,7 +207,11 @@ def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any
             part = geobox[window]
             with slots:
                 payload = request.fetch({**request.body, "grid": grid_from_geobox(part)})
-            answer = np.load(io.BytesIO(payload), allow_pickle=False)
+            try:
+                answer = np.load(io.BytesIO(payload), allow_pickle=False)
+            except (ValueError, EOFError, OSError) as err:  # cut off or garbled on the way: asked again
+                raise TransientSourceError(f"Earth Engine answered {len(payload)} bytes that are not a NPY array "
+                                           f"({type(err).__name__}: {err})") from err
             footprints: dict[tuple, np.ndarray] = {}
             for band in request.bands:
                 dtype, nodata = wanted[band]
@@ -268,7 +272,15 @@ class EarthEngineBackend:
         wanted = {band: (self.spec.variables[name].numpy_dtype, self.spec.variables[name].nodata)
                   for name, band in source.bands.items()}
         slots = request_slots(source.api_url, source.project, source.max_concurrency)
-        bands = read_bands(patch.items, wanted, patch.geobox, slots)
+        try:
+            bands = read_bands(patch.items, wanted, patch.geobox, slots)
+        except Exception as error:
+            # Earth Engine's answer as a transient or permanent source error (a 404 or 403 is final; a
+            # 429 or 5xx the client asked again already, a timeout, a dropped connection: the runner's)
+            failure = source_error(error, source.api_url)
+            if failure is None or failure is error:
+                raise
+            raise failure from error
         data = PatchData({name: bands[band] for name, band in source.bands.items()})
         data.clipped = {name: bands.clipped[band] for name, band in source.bands.items() if band in bands.clipped}
         return data

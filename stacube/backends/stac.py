@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,7 +23,7 @@ import rasterio.cache
 import rasterio.errors
 from odc.loader import RioDriver, RioReader
 
-from ..errors import AssetReadError, ItemError
+from ..errors import AssetReadError, ItemError, NotAllowedFormat, SourceError, gdal_source_error
 from ..grid import PatchIndex
 from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
 from ..signing import redact, redact_log_records, redact_url, resolve_signer
@@ -111,25 +110,26 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
     return out
 
 
-class FormatRefused(Exception):
-    """An asset that does not open with any of the source's GDAL drivers (raised inside a read)."""
-
-    def __init__(self, url: str, drivers: tuple[str, ...]):
-        super().__init__(url)
-        self.url, self.drivers = url, drivers
+def refused(url: str, drivers: tuple[str, ...]) -> NotAllowedFormat:
+    """The error for ``url`` (as GDAL opened it: signed, where the source signs) that none of ``drivers``
+    opens; ``opened`` keeps that URL for this process (its cache entry is forgotten), never shown or pickled."""
+    error = NotAllowedFormat(f"{url} does not open with GDAL's {' or '.join(drivers)} driver", url, drivers)
+    error.opened = url
+    return error
 
 
 def open_restricted(url: str, drivers: tuple[str, ...]) -> rasterio.DatasetReader:
-    """``url`` opened with one of ``drivers`` only (GDAL probes no other format), or FormatRefused.
+    """``url`` opened with one of ``drivers`` only (GDAL probes no other format), or NotAllowedFormat.
 
-    A file GDAL cannot read at all (gone, cut off) fails as before, so that such reads are retried."""
+    A file GDAL cannot read at all (gone, cut off) fails with GDAL's error as before, decided by the
+    read that caught it (``StacBackend._load``)."""
     for driver in drivers:  # rasterio.open takes one driver name (GDAL then probes no other)
         try:
             return rasterio.open(url, driver=driver)
         except rasterio.errors.RasterioIOError as error:
-            if "not recognized as" not in str(error) and "not a supported file format" not in str(error):
+            if not isinstance(gdal_source_error(error), NotAllowedFormat):  # GDAL's words: stacube.errors
                 raise
-    raise FormatRefused(url, drivers)
+    raise refused(url, drivers)
 
 
 class _CheckedReader(RioReader):
@@ -175,15 +175,13 @@ def host_allowed(href: str, hosts: tuple[str, ...]) -> bool:
     return False
 
 
-class NotAllowedFormat(Exception):
-    """Why an asset was not read: no driver the source allows opens it (the text of an AssetReadError)."""
-
-
 def format_error(item_id: str, asset: str, href: str, drivers: tuple[str, ...]) -> NotAllowedFormat:
+    """Why an asset was not read, naming its Item and URL: no driver the source allows opens it (the
+    text of an AssetReadError)."""
     return NotAllowedFormat(
         f"Item {item_id!r} asset {asset!r} at {redact_url(href)!r} is not a file that GDAL's {' or '.join(drivers)} "
         f"driver opens (the formats the source allows, drivers=...): it is corrupt, or of another format; formats "
-        "such as VRT name other files, local ones included, and are never followed from a catalog")
+        "such as VRT name other files, local ones included, and are never followed from a catalog", href, drivers)
 
 
 GDAL_HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "3", "GDAL_HTTP_RETRY_DELAY": "0.5"}
@@ -200,9 +198,10 @@ def _chain_text(error: BaseException | None) -> str:
     return text
 
 
-def _status_error(error: BaseException) -> bool:
-    """Whether a read failed on an HTTP 429 or 5xx answer (which GDAL itself retries)."""
-    return re.search(r"HTTP (?:response|error) code:? (?:429|5\d\d)", _chain_text(error)) is not None
+def _asked_again_by_gdal(failure: SourceError | None) -> bool:
+    """Whether a read failed on an HTTP 429 or 5xx answer, which GDAL itself asked again (GDAL_HTTP_RETRIES)."""
+    status = failure.status if failure is not None else None
+    return status is not None and (status == 429 or status >= 500)
 
 
 def _named_in(error: BaseException, hrefs: list[str]) -> list[str]:
@@ -221,7 +220,7 @@ def _first_unreadable(hrefs: list[str], opened: Callable[[str], str] = str,
             with rasterio.Env(**{**(options or {}), "GDAL_HTTP_MAX_RETRY": "0"}), \
                     open_restricted(opened(href), drivers):
                 pass
-        except (rasterio.errors.RasterioError, OSError, FormatRefused):
+        except (rasterio.errors.RasterioError, OSError, NotAllowedFormat):
             return href
     return None
 
@@ -311,10 +310,18 @@ class StacBackend:
     def _overview(self, item: pystac.Item, key: str, size: int = 1024) -> np.ndarray:
         """The valid pixels of a decimated read (about ``size`` px a side) of an Item's asset."""
         href = item.assets[key].href
-        with rasterio.Env(**self.gdal_options), self._open_checked(item, key, href) as src:
-            factor = max(1, max(src.width, src.height) // size)
-            values = src.read(1, out_shape=(max(1, src.height // factor), max(1, src.width // factor)))
-            nodata = src.nodata if src.nodata is not None else _declared_nodata((item,), key)
+        try:
+            with rasterio.Env(**self.gdal_options), self._open_checked(item, key, href) as src:
+                factor = max(1, max(src.width, src.height) // size)
+                values = src.read(1, out_shape=(max(1, src.height // factor), max(1, src.width // factor)))
+                nodata = src.nodata if src.nodata is not None else _declared_nodata((item,), key)
+        except AssetReadError:
+            raise
+        except Exception as error:
+            failure = gdal_source_error(error, href)  # None: not GDAL's (a bug, memory): raised as it is
+            if failure is None:
+                raise
+            raise AssetReadError(href, failure) from (failure if self.signer is None else None)
         return values[valid_values(values, nodata)]
 
     def read(self, patch: PatchIndex) -> PatchData:
@@ -431,14 +438,15 @@ class StacBackend:
             # failing goes to the runner, with every file's cache cleared below.
             try:
                 return load()
-            except FormatRefused as refused:  # a garbled answer looks the same: read it afresh once more
-                rasterio.cache.invalidate(refused.url)
+            except NotAllowedFormat as refusal:  # a garbled answer looks the same: read it afresh once more
+                opened = refusal.opened or refusal.url or ""
+                rasterio.cache.invalidate(opened)
                 for href in hrefs:
-                    if href.split("?", 1)[0] == refused.url.split("?", 1)[0]:
+                    if href.split("?", 1)[0] == opened.split("?", 1)[0]:
                         self._forget(href)
                 continue
             except Exception as error:  # noqa: BLE001 - any read failure is worth one quick second look
-                if _status_error(error):
+                if _asked_again_by_gdal(gdal_source_error(error)):
                     break  # GDAL has asked again already: a server still answering 429/5xx is the runner's
                 named = _named_in(error, hrefs) or [h for h in [self._unreadable(hrefs)] if h] or hrefs
                 for href in named:
@@ -446,37 +454,43 @@ class StacBackend:
                 log.debug("patch %s read failed (%s); reading %s again", patch.id, redact(str(error)), named)
         try:
             return load()
-        except FormatRefused as refused:
+        except NotAllowedFormat as refusal:
             # GDAL cannot tell a connection reset while it read the header from a file of another
             # format: the runner asks again (the file is never opened as another format either way)
-            raise self._refusal(patch, group, refused) from None
+            raise self._refusal(patch, group, refusal) from None
         except Exception as error:
             broken = self._unreadable(hrefs)
             # GDAL caches HTTP responses per URL: forget this patch's, so a retry reads afresh
             # instead of the truncated or corrupt bytes that made this attempt fail.
             for href in hrefs:
                 self._forget(href)
+            # What GDAL said, as a transient or permanent source error (how the runner decides whether to
+            # ask again); an error that is not GDAL's (a bug, memory) is raised as it is.
+            failure = gdal_source_error(error, broken)
             if broken is None:
                 if self.signer is None:
-                    raise
-                raise AssetReadError(redact(", ".join(dict.fromkeys(hrefs))), error) from None
-            raise AssetReadError(broken, error) from (error if self.signer is None else None)
+                    if failure is None:
+                        raise
+                    raise failure from error
+                raise AssetReadError(redact(", ".join(dict.fromkeys(hrefs))), failure or error) from None
+            raise AssetReadError(broken, failure or error) from ((failure or error) if self.signer is None else None)
 
-    def _refusal(self, patch: PatchIndex, group: dict[str, str], refused: FormatRefused) -> AssetReadError:
+    def _refusal(self, patch: PatchIndex, group: dict[str, str], refusal: NotAllowedFormat) -> AssetReadError:
         """The error for an asset that no allowed driver opens, naming its Item and URL (retried: a
         dropped connection reads the same to GDAL as a file of another format)."""
-        base = refused.url.split("?", 1)[0]
+        opened = refusal.opened or refusal.url or ""
+        base = opened.split("?", 1)[0]
         for item in patch.items:
             for asset in group.values():
                 href = item.assets[asset].href
                 if href.split("?", 1)[0] == base or self._opened(href).split("?", 1)[0] == base:
-                    return AssetReadError(href, format_error(item.id, asset, href, refused.drivers))
-        return AssetReadError(refused.url, format_error("?", "?", refused.url, refused.drivers))
+                    return AssetReadError(href, format_error(item.id, asset, href, refusal.drivers))
+        return AssetReadError(opened, format_error("?", "?", opened, refusal.drivers))
 
     def _open_checked(self, item: pystac.Item, key: str, href: str) -> rasterio.DatasetReader:
         try:
             return open_restricted(self._opened(href), self.drivers)
-        except FormatRefused:
+        except NotAllowedFormat:
             raise AssetReadError(href, format_error(item.id, key, href, self.drivers)) from None
 
     def _opened(self, href: str) -> str:

@@ -24,7 +24,7 @@ from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
-from ..errors import CatalogError
+from ..errors import CatalogError, source_error
 from .local import DEFAULT_LAG, LocalCatalog, Window, rfc3339
 
 HREF_SCHEME = "earthengine://"
@@ -216,8 +216,9 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
 
     try:
         asset = ee.data.getAsset(collection_id)
-    except ee.EEException as err:
-        raise CatalogError(f"Earth Engine asset {collection_id!r} cannot be read: {err}") from err
+    except ee.EEException as err:  # its status (a 404, a 403) decides whether asking again may help
+        failure = source_error(err) or err
+        raise CatalogError(f"Earth Engine asset {collection_id!r} cannot be read: {err}") from failure
     if asset.get("type") == "IMAGE":
         return [asset] if _meets(asset, window) else []
     if asset.get("type") != "IMAGE_COLLECTION":
@@ -242,7 +243,8 @@ def _pages(collection_id: str, window: Window, params: dict[str, Any]) -> list[d
         try:
             page = ee.data.listImages(params)
         except ee.EEException as err:
-            raise CatalogError(f"listing Earth Engine collection {collection_id!r} in {window} failed: {err}") from err
+            raise CatalogError(f"listing Earth Engine collection {collection_id!r} in {window} failed: "
+                               f"{err}") from (source_error(err) or err)
         images.extend(page.get("images", []))
         token = page.get("nextPageToken")
         if not token:

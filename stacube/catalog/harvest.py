@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pystac_client
 
-from ..errors import CatalogError, is_permanent
+from ..errors import CatalogError, is_permanent, source_error
 from .local import DEFAULT_LAG, LocalCatalog, Window
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,6 @@ def _absolute_hrefs(item: dict[str, Any], allow_local: bool) -> dict[str, Any]:
     return item
 
 
-def _transient(error: BaseException) -> bool:
-    """Whether asking again may help: a dropped or stalled connection, a cut-off or garbled page, a
-    429 or a 5xx. A 4xx (a wrong collection, a bad query) will not change (``stacube.errors.is_permanent``
-    reads pystac-client's APIError status)."""
-    return not is_permanent(error)
-
-
 def harvest(
     api_url: str,
     collection: str,
@@ -54,8 +47,11 @@ def harvest(
 ) -> list[dict[str, Any]]:
     """All Items of ``collection`` in ``window`` from the API, every page followed.
 
-    A transient failure (see ``_transient``) restarts the search after an exponential backoff, up to
-    ``attempts`` times: Items are appended by id, so a search read twice adds nothing twice.
+    A transient failure restarts the search after an exponential backoff, up to ``attempts`` times:
+    Items are appended by id, so a search read twice adds nothing twice. The failure is decided where
+    it is caught (``stacube.errors.source_error``): a dropped or stalled connection, a 429 or a 5xx is a
+    TransientSourceError; a 4xx (a wrong collection, a bad query) a PermanentSourceError, not asked
+    again. Either ends as the ``__cause__`` of a CatalogError naming the API and the collection.
     """
     for attempt in range(attempts):
         try:
@@ -67,10 +63,12 @@ def harvest(
             break
         except CatalogError:
             raise
-        except Exception as err:  # requests', the client's and JSON errors alike
-            if attempt + 1 == attempts or not _transient(err):
+        except Exception as err:  # noqa: BLE001 - requests', the client's and JSON errors alike, judged below
+            # a cut-off or garbled page (a JSON error) is no source error by type: unclassified, asked again
+            failure = source_error(err, api_url) or err
+            if attempt + 1 == attempts or is_permanent(failure):
                 raise CatalogError(f"could not search the STAC API {api_url} (collection {collection!r}) after "
-                                   f"{attempt + 1} attempt(s): {err}") from err
+                                   f"{attempt + 1} attempt(s): {err}") from failure
             delay = backoff * 2**attempt
             log.warning("STAC search of %s at %s failed (%s); retrying in %.2f s", collection, api_url, err, delay)
             time.sleep(delay)

@@ -22,7 +22,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, box
 
 from ..cube import Cube
-from ..errors import ROIError, StacubeError
+from ..errors import GroupError, ROIError
 from ..grid import source_tile_name
 from ..plan import zone_grids
 from ..timeaxis import toi_span
@@ -141,10 +141,6 @@ def period_toi(period: tuple[pd.Timestamp, pd.Timestamp] | None, otherwise: str 
     if period is None:
         return {"last": otherwise}
     return {"start": f"{period[0]:%Y-%m-%dT%H:%M:%S}", "end": f"{period[1]:%Y-%m-%dT%H:%M:%S.%f}"}
-
-
-class GroupError(StacubeError):
-    """A group's indices could not be computed: names the group, its tiles, the period and the run."""
 
 
 def describe_toi(toi: Any) -> str:

@@ -1,7 +1,12 @@
-"""Prefect flows and tasks. The only package (with the public run path) that imports Prefect."""
+"""Prefect flows and tasks: the only package that imports Prefect.
 
-from .download import PrefectRunner, download, run_download
+The core finds the Prefect runner by name (``runner="prefect"``) through the ``stacube.runners``
+entry point that pyproject.toml declares (``download.prefect_runner``); nothing in the core imports
+this package.
+"""
+
+from .download import PrefectRunner, download, prefect_runner, run_planned
 from .many import load_many
 from .sync import sync_catalog
 
-__all__ = ["PrefectRunner", "download", "load_many", "run_download", "sync_catalog"]
+__all__ = ["PrefectRunner", "download", "load_many", "prefect_runner", "run_planned", "sync_catalog"]

@@ -16,6 +16,7 @@ import os
 import queue
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +33,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from ..catalog.earthengine import HREF_SCHEME
-from ..cube import Cube
 from ..errors import PatchReadError, ROIError, TOIError, storage_failure
 from ..grid import PatchIndex, roi_geometry
 from ..run import RunReport
-from ..runners import PatchFailure, RunCancelled, describe_failure, failure_of, is_permanent
+from ..runners import RunCancelled, describe_failure, failure_of, is_permanent
 from .cubes import open_cube
 
 
@@ -179,6 +179,41 @@ class PrefectRunner:
     skip_failed: bool = False  # patches failing for good come back as PatchFailures; the run goes on
     name: str = "prefect"
 
+    def host(self, execute: Callable[[Any, dict[str, Any]], RunReport], cube: Any,
+             about: dict[str, Any]) -> RunReport:
+        """Hold a whole run (``stacube.runners.HostingRunner``, called by ``Cube.run``): in the current flow
+        run, or else in an ad hoc ``stacube-download`` flow run of its own, whose parameters say what was
+        planned (``about``) and whose result, ``RunReport.to_json()``, is read back here. The run is not
+        planned again: ``execute`` carries the caller's plan."""
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is not None:
+            return self._in_flow_run(execute, cube)
+        token = uuid.uuid4().hex
+        _HOSTED[token] = (self, execute, cube)
+        try:
+            with without_idle_heartbeats():
+                state = run_planned(str(cube.url), about["patches"], about.get("roi"), about.get("message"),
+                                    concurrency=self.concurrency, skip_failed=self.skip_failed, run=token,
+                                    return_state=True)
+        finally:
+            _HOSTED.pop(token, None)
+        return RunReport.from_json(state.result())
+
+    def _in_flow_run(self, execute: Callable[[Any, dict[str, Any]], RunReport], cube: Any) -> RunReport:
+        """The run in this flow run: its commit names the flow run; its report goes to the log and an artifact."""
+        runner = self
+        if self.limits is None:
+            source = cube.spec.source
+            runner = dataclasses.replace(self, limits=functools.partial(
+                source_limits, list(source.assets.values()),
+                earthengine_host=urlparse(getattr(source, "api_url", "") or "").hostname))
+        report = execute(runner, {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
+                                  "flow": runtime.flow_run.flow_name})
+        publish(report, str(cube.url))
+        return report
+
+
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         if not patches:
             return []
@@ -234,6 +269,17 @@ class PrefectRunner:
                 submit(following)  # first: a slot never waits for the bookkeeping below
             progress.done(batches[i], results[i])
         return [r for i in range(len(batches)) for r in results[i]]
+
+
+def prefect_runner(concurrency: int | None = None, progress: bool | None = None,
+                   skip_failed: bool = False) -> PrefectRunner:
+    """The runner ``runner="prefect"`` names (declared in the ``stacube.runners`` entry-point group):
+    a run as a ``stacube-download`` flow run, ``concurrency`` tasks at once. ``progress`` is the flow
+    run's log and progress artifact, always."""
+    return PrefectRunner(concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed)
+
+
+_HOSTED: dict[str, tuple[PrefectRunner, Callable[[Any, dict[str, Any]], RunReport], Any]] = {}
 
 
 class RunProgress:
@@ -398,6 +444,8 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     triples) names the chunks to fill instead of an ROI (``roi`` is then ignored and may be None).
     ``spec`` names the cube's spec (a ready-made dataset with its arguments, or a spec file; see
     ``stacube.flows.cubes``): the first run creates the cube, later ones check it is that cube.
+    Returns the run's ``RunReport.to_json()`` (``RunReport.from_json`` reads it back); its ``metadata``
+    holds the flow run's ``flow_run_id``, ``flow_run_name`` and ``flow``.
     """
     logger = get_run_logger()
     if earthengine_secret:
@@ -406,28 +454,34 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     period = toi_from_parameter(toi, now=run_start())
     plan = cube.plan_cells(cells, period) if cells is not None else cube.plan(roi_from_parameter(roi), period)
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
-    flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
-                "flow": runtime.flow_run.flow_name}
     runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
-                           skip_failed=skip_failed,
-                           limits=functools.partial(source_limits, list(cube.spec.source.assets.values()),
-                                                    earthengine_host=urlparse(cube.spec.source.api_url).hostname))
-    report = cube._download(plan, runner, message, extra_metadata=flow_run,
-                            roi=roi_geometry(roi_from_parameter(roi)) if cells is None else None)
+                           skip_failed=skip_failed)
+    report = cube.run(plan, runner, message=message,
+                      roi=roi_geometry(roi_from_parameter(roi)) if cells is None else None)
+    return report.to_json()
+
+
+@flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
+def run_planned(cube_url: str, patches: list[str], roi: dict[str, Any] | None = None, message: str | None = None,
+                concurrency: int = 8, skip_failed: bool = False, run: str = "") -> dict[str, Any]:
+    """A run planned in this process (``Cube.download``/``Cube.load``/``Cube.run`` with ``runner="prefect"``)
+    as a ``stacube-download`` flow run: ``patches`` (their ids), under ``roi`` (lon/lat GeoJSON), are what
+    the plan lacked. Not deployable (the plan stays in the calling process, named by ``run``); deploy
+    ``download``. Returns ``RunReport.to_json()``."""
+    runner, execute, cube = _HOSTED[run]
+    get_run_logger().info("%d patches planned to download into %s", len(patches), cube_url)
+    return runner._in_flow_run(execute, cube).to_json()
+
+
+def publish(report: RunReport, cube_url: str) -> None:
+    """A run's report in its flow run: a log line, an error line per failed patch, and the markdown artifact."""
+    logger = get_run_logger()
     logger.info("%s", report)
     for failure in report.patches_failed.values():
         logger.error("%s", failure.message)
     if report.snapshot_id or report.patches_failed:
         create_markdown_artifact(_artifact(report, cube_url), key="stacube-download",
                                  description=f"stacube download into {cube_url}")
-    return {"snapshot_id": report.snapshot_id, "run_id": report.run_id, "patches_written": report.patches_written,
-            "patches_empty": report.patches_empty, "patches_pending": report.patches_pending,
-            "patches_already_filled": report.patches_already_filled, "bytes_written": report.bytes_written,
-            "seconds": report.seconds, "patch_figures": report.patch_figures,
-            "patches_failed": [dataclasses.asdict(f) for f in report.patches_failed.values()],
-            "item_ids": report.item_ids, "items_superseded": report.items_superseded,
-            "items_misaligned": report.items_misaligned, "clipped": report.clipped, "judged": report.judged,
-            **flow_run}
 
 
 @contextlib.contextmanager
@@ -453,19 +507,3 @@ def without_idle_heartbeats() -> Iterator[None]:
     quiet = settings.model_copy(update={"flows": settings.flows.model_copy(update={"heartbeat_frequency": None})})
     with SettingsContext(profile=context.profile, settings=quiet):
         yield
-
-
-def run_download(cube: Cube, roi: GeoBox | Geometry, toi: Any, concurrency: int | None,
-                 message: str | None, skip_failed: bool = False) -> RunReport:
-    """``Cube.download(..., runner="prefect")``: the flow, ad hoc, with the requested concurrency."""
-    with without_idle_heartbeats():
-        state = download(str(cube.url), roi_to_parameter(roi), toi_to_parameter(toi), str(cube.catalog_dir),
-                         message, concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed,
-                         return_state=True)
-    outcome = state.result()
-    fields = ("patches_written", "patches_empty", "patches_pending", "patches_already_filled", "bytes_written",
-              "seconds", "item_ids", "items_superseded", "items_misaligned", "clipped", "judged")
-    figures = {pid: (int(nbytes), float(seconds)) for pid, (nbytes, seconds) in outcome["patch_figures"].items()}
-    failed = {f["patch_id"]: PatchFailure(**f) for f in outcome["patches_failed"]}
-    return RunReport(outcome["snapshot_id"], outcome["run_id"], runner="prefect", patch_figures=figures,
-                     patches_failed=failed, **{k: outcome[k] for k in fields})

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..cube import Cube
-from ..fields import IndexSettings, ParcelStore, compute_group
+from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
@@ -49,7 +49,7 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     logger = get_run_logger()
     now = run_start()
     run_id = str(runtime.flow_run.id)
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         last = store.last_run(INGEST, cube_url)
         parcels = store.parcels()
         bounds = {g.group_id: (g.minx, g.miny, g.maxx, g.maxy) for g in store.groups().itertuples()}
@@ -86,7 +86,7 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
     incomplete = [f["date"] for f in failures if f["date"] is not None]
     incomplete += [parse_patch_id(p)[1] for p in result["patches_pending"]]
     resume = min([end, *[t for t in incomplete if t is not None]])
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         store.record_run(INGEST, cube_url, run_id, start, resume)
     return {**result, "failures": [{**f, "date": f"{f['date']:%Y-%m-%d}" if f["date"] is not None else None}
                                    for f in failures],
@@ -99,7 +99,7 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
 def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: Any,
                        settings: IndexSettings, run_id: str) -> dict[str, Any]:
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         rows = compute_group(cube, store, group_id, toi, settings, run_id, offline=True)
     return {"group_id": group_id, "rows": len(rows), "usable": int(rows["usable"].sum()) if len(rows) else 0,
             "no_acquisition": int((rows["reason"] == "no acquisition").sum()) if len(rows) else 0}
@@ -118,12 +118,12 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
     logger = get_run_logger()
     now = run_start()
     if toi is None:  # the new data: the period the last ingest into this cube completed
-        with ParcelStore(store_url) as store:
+        with open_parcel_store(store_url) as store:
             toi = period_toi(store.last_run(INGEST, cube_url))
     period = toi_from_parameter(toi, now=now)
     settings = IndexSettings(min_valid_fraction=min_valid_fraction, inward_buffer_m=inward_buffer_m,
                              **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         group_ids = list(store.groups().group_id)
     run_id = str(runtime.flow_run.id)
     futures = [group_indices_task.submit(cube_url, store_url, catalog_dir, g, period, settings, run_id)
@@ -138,7 +138,7 @@ def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | N
     table = pd.DataFrame(done, columns=["group_id", "rows", "usable", "no_acquisition"])
     start, end = toi_span(period)
     thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         watched = list(store.parcels().parcel_id)
         report = quality_report(store.observations(watched), watched, start, end, thresholds)
         store.write_quality(run_id, start, end, report)
@@ -171,7 +171,7 @@ def publish(store_url: str, out_dir: str, name: str | None = None, sample: int =
 
     logger = get_run_logger()
     name = name or f"parcel-series-{run_start():%Y%m%d}"
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         parcels = store.parcels()
         observations = store.observations(list(parcels.parcel_id))
     series = weekly_series(observations)
@@ -200,7 +200,7 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
     logger = get_run_logger()
     now = run_start().tz_convert("UTC").tz_localize(None)
     expired = Cube.open(cube_url, catalog_dir=catalog_dir).expire(keep_snapshots, keep_tags=True)
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         rows = store.purge_unwatched(now - pd.Timedelta(unwatched_for))
     files = purge_files(out_dir, pd.Timedelta(keep_files).total_seconds()) if out_dir else []
     summary = {"snapshots_expired": expired.snapshots_expired, "bytes_freed": expired.bytes_freed,

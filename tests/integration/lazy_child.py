@@ -10,7 +10,7 @@ from pathlib import Path
 from odc.geo.geobox import GeoBox
 
 from stacube import Cube
-from stacube.cli import write_cog
+from stacube.export import write_cog
 from stacube.memory import peak_rss_mb
 
 cube_path, catalog, out, mode, box = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])

@@ -23,7 +23,7 @@ def run_together(cube_path, catalog, rois):
         plan = cube.plan(roi)  # both plan from the same snapshot before either commits
         barrier.wait()
         try:
-            reports[index] = cube._download(plan, cube._runner(None, 4, False), None)
+            reports[index] = cube.run(plan, concurrency=4, progress=False)
         except Exception as err:  # noqa: BLE001 - collected and asserted on below
             errors.append(err)
 

@@ -10,7 +10,7 @@ import shapely
 from odc.geo.geom import Geometry, box
 
 from stacube import Cube
-from stacube.fields import IndexSettings, ParcelStore, clean_parcels, compute_group, group_geobox, read_parcels
+from stacube.fields import IndexSettings, clean_parcels, compute_group, group_geobox, open_parcel_store, read_parcels
 from stacube.sample.season import Season, ndvi_of, season_bands, season_parcels
 from stacube.sample.servers import serve_sample
 
@@ -41,7 +41,7 @@ def season(season_api, store_url, tmp_path):
     spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-06-30", api_url=season_api.url,
                               chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
     cube = Cube.create(tmp_path / "s2", spec, catalog_dir=tmp_path / "catalog")
-    store = ParcelStore(store_url)
+    store = open_parcel_store(store_url)
     store.add_parcels(clean_parcels(season_parcels(), "parcel_id").parcels)
     for group_id in store.groups().group_id:
         compute_group(cube, store, group_id, SEASON, run_id="first")
@@ -159,20 +159,20 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
     far = clean_parcels(season_parcels().iloc[:1].assign(parcel_id="FAR", geometry=[shapely.box(100, 10, 100.01,
                                                                                                    10.01)]),
                         "parcel_id").parcels  # a watched parcel no cube zone covers: its group must fail alone
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         store.add_parcels(pd.concat([parcels, far]))
         far_group = store.parcels().set_index("parcel_id").loc["FAR", "group_id"]
     before = len(cube.history())
     report = ingest(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-06-30"},
                     str(tmp_path / "catalog"))
     assert report["patches_written"] and not report["failures"]
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         assert store.last_run("ingest", str(cube.url)) == (pd.Timestamp("2024-05-01"),
                                                             pd.Timestamp("2024-06-30T23:59:59.999999"))
     # No TOI: the indices cover the last ingest's period (its start up to the run's start).
     state = indices(str(cube.url), store_url, None, str(tmp_path / "catalog"), return_state=True)
     published = publish(store_url, str(tmp_path / "published"), name="season")
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         store.watch(["FAR"], False)  # unwatched: the next runs cover every watched parcel
     season_toi = {"start": "2024-05-01", "end": "2024-06-30"}
     clean = indices(str(cube.url), store_url, season_toi, str(tmp_path / "catalog"), return_state=True)
@@ -186,7 +186,7 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
                      min_cloud_free_fraction=0.99, return_state=True)
     assert clean.is_completed() and all(k["ok"] for k in clean.result()["quality"])
     assert strict.is_failed() and "data quality: cloud_free_fraction" in str(strict.result(raise_on_failure=False))
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         kpis = store.quality()
     assert kpis.run_id.nunique() == 3 and list(kpis[~kpis.ok].kpi) == ["cloud_free_fraction"]  # the strict run's
     assert published["parcel_weeks"] > len(parcels) * 5 and published["filled"] >= len(parcels)  # the empty week
@@ -195,7 +195,7 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
     assert grown.spec.time[-1] >= pd.Timestamp("2024-06-30") and len(grown.history()) == before + 2  # grow + ingest
     failure = str(state.result(raise_on_failure=False))
     assert state.is_failed() and far_group in failure and "lie outside the zones" in failure
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         observed = store.observations()
     assert set(observed.parcel_id) == set(parcels.parcel_id)  # every other group was computed
     assert len(observed) == len(parcels) * len(Season().days) and observed.usable.sum() > 150
@@ -303,7 +303,7 @@ def test_ingest_reads_only_chunks_under_parcels_and_leaves_a_corrupt_granule_for
     east_group = parcels.set_index("parcel_id").loc["EAST", "group_id"]
     assert (parcels.group_id == east_group).sum() > 1  # EAST shares its group with the grid's parcels
     store_url = f"duckdb:///{tmp_path}/fields.duckdb"
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         store.add_parcels(parcels)
     with serve_sample(folder) as (_files, api):
         spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=api.url,
@@ -345,7 +345,7 @@ def test_ingests_are_recorded_per_cube_and_the_next_one_starts_where_the_last_en
     from stacube.fields.run import period_toi, since_last
 
     now = pd.Timestamp("2024-07-08T06:00:00", tz="Europe/Berlin")
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         assert store.last_run("ingest", "cubes/a") is None
         assert since_last(store.last_run("ingest", "cubes/a"), now) == {"last": "7D"}
         store.record_run("ingest", "cubes/a", "r1", pd.Timestamp("2024-06-24"), pd.Timestamp("2024-07-01"))
@@ -385,7 +385,7 @@ def test_parcels_import_and_run_from_the_command_line(season_api, tmp_path):
     assert ran.exit_code == 0, ran.stderr
     groups = json.loads(ran.stdout)["groups"]
     assert sum(g["parcel_dates"] for g in groups) == 24 * 4  # four acquisitions in the period
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         observed = store.observations()
     assert len(observed) == 24 * 4 and sum(g["usable"] for g in groups) == int(observed.usable.sum())
 

@@ -34,7 +34,7 @@ def test_the_first_run_creates_the_cube_from_a_spec_file_and_later_runs_use_it(s
     assert history.message.tolist()[1:] == ["stacube: create cube 'dem'", "Repository initialized"]
     assert history.snapshot[0] == first["snapshot_id"] and len(first["patches_written"]) == 4
     meta = cube.repo.lookup_snapshot(first["snapshot_id"]).metadata["stacube"]
-    assert meta["flow_run_id"] == first["flow_run_id"]
+    assert meta["flow_run_id"] == first["metadata"]["flow_run_id"]
     again = download(str(url), roi_to_parameter(sample_layout.extent_geobox()[0:512, 0:1024]), catalog_dir=catalog,
                      spec=str(spec_file))  # the same spec: the cube is used, only what it lacks is read
     assert len(again["patches_written"]) == 4 and again["patches_already_filled"] == 4
@@ -108,12 +108,12 @@ def test_two_first_runs_at_once_make_one_cube(servers, sample_layout, tmp_path, 
 
 @pytest.mark.usefixtures("_prefect")
 def test_the_first_ingest_creates_the_sentinel2_cube_its_spec_names(season_api, tmp_path):
-    from stacube.fields import ParcelStore, clean_parcels
+    from stacube.fields import clean_parcels, open_parcel_store
     from stacube.flows.fields import ingest
     from stacube.sample.season import season_parcels
 
     store_url = f"duckdb:///{tmp_path}/fields.duckdb"
-    with ParcelStore(store_url) as store:
+    with open_parcel_store(store_url) as store:
         store.add_parcels(clean_parcels(season_parcels(), "parcel_id").parcels)
     spec = {"dataset": "sentinel2", "bbox": [11.97, 46.97, 12.03, 47.01], "start": "2024-05-01", "end": "2024-05-10",
             "api_url": season_api.url, "chunks": [128, 128], "max_cloud_cover": None,

@@ -205,7 +205,8 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
                           concurrency=2)
     assert len(outcome["patches_written"]) == 6
     with get_client(sync_client=True) as client:  # tasks cost more in other processes: one per slot, not per patch
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [outcome["flow_run_id"]]}))
+        flow_run_id = outcome["metadata"]["flow_run_id"]
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
     names = [run.name for run in task_runs]
     assert len(names) == 2 and all(name.startswith("patches ") and name.endswith(" (+2)") for name in names), names
     assert cube.history().snapshot[0] == outcome["snapshot_id"]
@@ -340,7 +341,7 @@ def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(
     assert len(outcome["patches_written"]) == 4
     meta = cube.repo.lookup_snapshot(outcome["snapshot_id"]).metadata
     api = PREFECT_API_URL.value()
-    query = {"logs": {"flow_run_id": {"any_": [outcome["flow_run_id"]]}}, "limit": 200}
+    query = {"logs": {"flow_run_id": {"any_": [outcome["metadata"]["flow_run_id"]]}}, "limit": 200}
     for _ in range(100):  # run logs reach the API in batches, every few seconds
         logs = httpx.post(f"{api}/logs/filter", json=query).raise_for_status().text
         if "patches under the ROI" in logs:

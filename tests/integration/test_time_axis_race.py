@@ -29,7 +29,7 @@ def test_a_run_on_steps_a_rollback_removed_is_refused_naming_them(time_servers, 
     cube.rollback(short)  # ... which the rolled-back axis (4 steps) does not have
     history = list(cube.history().snapshot)
     with pytest.raises(TOIError, match=r"no longer has: its time axis is 4 step\(s\).*20210605"):
-        cube._download(plan, cube._runner(None, 2, False), None)
+        cube.run(plan, concurrency=2, progress=False)
     assert list(cube.history().snapshot) == history  # nothing committed
 
 
@@ -57,7 +57,7 @@ def test_a_rollback_to_a_shorter_axis_while_a_run_reads_fails_the_run_instead_of
             return super().map(task, patches)
 
     with pytest.raises(CubeChangedError, match=r"rolled back.*4 step\(s\).*20210605"):
-        cube._download(plan, RolledBackWhileReading(concurrency=2, progress=False), None)
+        cube.run(plan, RolledBackWhileReading(concurrency=2, progress=False))
     reopened = Cube.open(tmp_path / "cube", catalog_dir=tmp_path / "catalog")
     assert reopened.history().snapshot[0] == short  # nothing committed on top of the rollback
     assert len(reopened.spec.time) == 4 and reopened.state().empty

@@ -1,0 +1,191 @@
+"""The embedded parcel store: one DuckDB file, the tables in the ``stacube_fields`` schema.
+
+``duckdb:///path/fields.duckdb`` (or a plain path) opens or creates the file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from .store import (
+    OBSERVATION_COLUMNS,
+    QUALITY_COLUMNS,
+    SCHEMA,
+    ParcelStore,
+    naive_utc,
+    observation_rows,
+    parcel_rows,
+    parcels_frame,
+    quality_rows,
+)
+
+_TABLES = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.parcels (
+    parcel_id VARCHAR PRIMARY KEY, group_id VARCHAR NOT NULL, utm_zone INTEGER NOT NULL, geometry BLOB NOT NULL,
+    minx DOUBLE, miny DOUBLE, maxx DOUBLE, maxy DOUBLE, repaired BOOLEAN, watched BOOLEAN NOT NULL,
+    updated_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.observations (
+    parcel_id VARCHAR NOT NULL, date DATE NOT NULL,
+    ndvi_mean DOUBLE, ndvi_median DOUBLE, ndvi_std DOUBLE, ndmi_mean DOUBLE, ndmi_median DOUBLE, ndmi_std DOUBLE,
+    valid_pixels INTEGER NOT NULL, total_pixels INTEGER NOT NULL, valid_fraction DOUBLE NOT NULL,
+    usable BOOLEAN NOT NULL, reason VARCHAR, run_id VARCHAR, PRIMARY KEY (parcel_id, date));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.quality (
+    run_id VARCHAR NOT NULL, checked_at TIMESTAMP NOT NULL, period_start DATE, period_end DATE,
+    kpi VARCHAR NOT NULL, value DOUBLE, threshold DOUBLE, ok BOOLEAN NOT NULL, PRIMARY KEY (run_id, kpi));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+    kind VARCHAR NOT NULL, target VARCHAR NOT NULL, run_id VARCHAR NOT NULL, period_start TIMESTAMP NOT NULL,
+    period_end TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL, PRIMARY KEY (kind, target, run_id));
+"""
+
+
+def database_path(url: str | os.PathLike) -> Path:
+    """The file a ``duckdb:///path`` URL (or a plain path) names."""
+    text = os.fspath(url)
+    if text.startswith("duckdb://"):
+        text = text[len("duckdb://"):]
+    elif "://" in text:
+        raise ValueError(f"unsupported parcel store URL {os.fspath(url)!r}; use duckdb:///path/to/fields.duckdb")
+    if not text:
+        raise ValueError("the parcel store URL names no file: duckdb:///path/to/fields.duckdb")
+    return Path(text)
+
+
+class DuckDBParcelStore(ParcelStore):
+    """The embedded store: one DuckDB file."""
+
+    def __init__(self, url: str | os.PathLike):
+        import duckdb
+
+        self.path = database_path(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(str(self.path))
+        self._lock = threading.Lock()
+        self._db.execute(_TABLES)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- parcels ----------------------------------------------------------------------------
+    def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
+        """Insert or update parcels (EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone``); an existing
+        parcel keeps whether it is watched. Returns how many were written."""
+        rows = parcel_rows(parcels, watched)
+        with self._lock:
+            self._db.register("incoming", rows)
+            self._db.execute(f"""
+                INSERT INTO {SCHEMA}.parcels (parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy,
+                                              repaired, watched)
+                SELECT parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy, repaired, watched FROM incoming
+                ON CONFLICT (parcel_id) DO UPDATE SET group_id = excluded.group_id, utm_zone = excluded.utm_zone,
+                    geometry = excluded.geometry, minx = excluded.minx, miny = excluded.miny, maxx = excluded.maxx,
+                    maxy = excluded.maxy, repaired = excluded.repaired, updated_at = now()""")
+            self._db.unregister("incoming")
+        return len(rows)
+
+    def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
+        """Watch (or stop watching) parcels; returns how many exist among ``parcel_ids``."""
+        ids = pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]})
+        with self._lock:
+            self._db.register("chosen", ids)
+            found = self._db.execute(f"SELECT count(*) FROM {SCHEMA}.parcels WHERE parcel_id IN "
+                                     "(SELECT parcel_id FROM chosen)").fetchone()[0]
+            self._db.execute(f"UPDATE {SCHEMA}.parcels SET watched = ?, updated_at = now() "
+                             "WHERE parcel_id IN (SELECT parcel_id FROM chosen)", [watched])
+            self._db.unregister("chosen")
+        return int(found)
+
+    def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
+        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326."""
+        where, params = [], []
+        if watched_only:
+            where.append("watched")
+        if group_id is not None:
+            where.append("group_id = ?")
+            params.append(group_id)
+        sql = (f"SELECT parcel_id, group_id, utm_zone, watched, repaired, geometry FROM {SCHEMA}.parcels"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY parcel_id")
+        with self._lock:
+            return parcels_frame(self._db.execute(sql, params).df())
+
+    def groups(self, watched_only: bool = True) -> pd.DataFrame:
+        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box."""
+        with self._lock:
+            return self._db.execute(f"""
+                SELECT group_id, min(utm_zone) AS utm_zone, count(*) AS parcels,
+                       min(minx) AS minx, min(miny) AS miny, max(maxx) AS maxx, max(maxy) AS maxy
+                FROM {SCHEMA}.parcels {"WHERE watched" if watched_only else ""}
+                GROUP BY group_id ORDER BY group_id""").df()
+
+    # --- observations -----------------------------------------------------------------------
+    def write_observations(self, rows: pd.DataFrame) -> int:
+        """Insert or replace per-parcel, per-date statistics (columns ``OBSERVATION_COLUMNS``)."""
+        if rows.empty:
+            return 0
+        frame = observation_rows(rows)
+        columns = ", ".join(OBSERVATION_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in OBSERVATION_COLUMNS[2:])
+        with self._lock:
+            self._db.register("incoming", frame)
+            self._db.execute(f"INSERT INTO {SCHEMA}.observations ({columns}) SELECT {columns} FROM incoming "
+                             f"ON CONFLICT (parcel_id, date) DO UPDATE SET {updates}")
+            self._db.unregister("incoming")
+        return len(frame)
+
+    def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
+        """Store a run's data-quality KPIs (one row each; writing a run again replaces them)."""
+        frame = quality_rows(run_id, start, end, report)
+        columns = ", ".join(QUALITY_COLUMNS)
+        with self._lock:
+            self._db.register("incoming", frame)
+            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.quality ({columns}) SELECT {columns} FROM incoming")
+            self._db.unregister("incoming")
+        return len(frame)
+
+    def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
+        """Delete the time series of parcels unwatched since before ``unwatched_before``; returns rows deleted."""
+        with self._lock:
+            sql = (f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
+                   "WHERE NOT watched AND updated_at < ?)")
+            count = self._db.execute(sql.replace("DELETE FROM", "SELECT count(*) FROM", 1),
+                                     [unwatched_before.to_pydatetime()]).fetchone()[0]
+            self._db.execute(sql, [unwatched_before.to_pydatetime()])
+        return int(count)
+
+    # --- runs -------------------------------------------------------------------------------
+    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        """Remember that a run of ``kind`` (``"ingest"``) covered ``start``..``end`` for ``target`` (a cube URL),
+        so that the next run starts where this one ended."""
+        with self._lock:
+            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.runs VALUES (?, ?, ?, ?, ?, now())",
+                             [kind, target, run_id, *(naive_utc(t).to_pydatetime() for t in (start, end))])
+
+    def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = ? AND target = ? "
+                                   "ORDER BY period_end DESC LIMIT 1", [kind, target]).fetchone()
+        return None if row is None else (pd.Timestamp(row[0]), pd.Timestamp(row[1]))
+
+    def quality(self) -> pd.DataFrame:
+        """Every stored KPI, newest run first."""
+        with self._lock:
+            return self._db.execute(f"SELECT * FROM {SCHEMA}.quality ORDER BY checked_at DESC, kpi").df()
+
+    def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The stored statistics, ordered by parcel and date."""
+        sql = f"SELECT * FROM {SCHEMA}.observations"
+        with self._lock:
+            if parcel_ids is not None:
+                self._db.register("chosen", pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]}))
+                sql += " WHERE parcel_id IN (SELECT parcel_id FROM chosen)"
+            frame = self._db.execute(sql + " ORDER BY parcel_id, date").df()
+            if parcel_ids is not None:
+                self._db.unregister("chosen")
+        return frame
