@@ -35,7 +35,7 @@ from .errors import (
 )
 from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
-from .layout import FILLED, SPEC_ATTR, create_layout
+from .layout import FILLED, SPEC_ATTR, create_layout, encode_times
 from .lazy import check_fits, lazy_tile
 from .opened import OpenedGroup
 from .plan import (
@@ -281,8 +281,8 @@ class Cube:
         import shapely
 
         found = []
-        for snap in self.repo.ancestry(branch=BRANCH):
-            roi = (snap.metadata or {}).get(METADATA_KEY, {}).get("roi")
+        for _, meta in history.run_metadata(self.repo):
+            roi = meta.get("roi")
             if roi is not None:
                 found.append(shapely.from_geojson(json.dumps(roi)))
                 if len(found) == last:
@@ -403,7 +403,7 @@ class Cube:
                     for name in [*grown.variables, FILLED]:
                         group[name].resize((len(axis), *group[name].shape[1:]))
                     group["time"].resize((len(axis),))
-                    group["time"][:] = axis.values.astype("datetime64[us]").astype("int64")
+                    group["time"][:] = encode_times(axis)
                 root.attrs[SPEC_ATTR] = grown.to_json()
                 try:
                     snapshot = session.commit(
@@ -420,8 +420,7 @@ class Cube:
     def _runs(self) -> dict[int, dict[str, Any]]:
         """Run stamp -> snapshot id, time and run id, from the commit metadata on the branch."""
         runs = {}
-        for snap in self.repo.ancestry(branch=BRANCH):
-            meta = (snap.metadata or {}).get(METADATA_KEY, {})
+        for snap, meta in history.run_metadata(self.repo):
             if "stamp" in meta:
                 runs[int(meta["stamp"])] = {"snapshot": snap.id, "committed": snap.written_at, "run_id": meta["run_id"]}
         return runs
@@ -507,8 +506,7 @@ class Cube:
         """Snapshots on the branch, newest first: id, time, message, stacube's run id, the Prefect flow
         run that made it (None for runs outside Prefect), patches written."""
         rows = []
-        for snap in self.repo.ancestry(branch=BRANCH):
-            meta = (snap.metadata or {}).get(METADATA_KEY, {})
+        for snap, meta in history.run_metadata(self.repo):
             rows.append({
                 "snapshot": snap.id,
                 "time": pd.Timestamp(snap.written_at),

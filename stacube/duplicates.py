@@ -24,6 +24,7 @@ import pandas as pd
 
 from .errors import SpecError
 from .grid import source_tile_name
+from .timeaxis import aware_utc
 
 if TYPE_CHECKING:
     import pystac
@@ -55,7 +56,7 @@ def _updated(item: pystac.Item) -> pd.Timestamp:
         stamp = None
     if stamp is None or pd.isna(stamp):
         return pd.Timestamp.min.tz_localize("UTC")
-    return stamp.tz_convert("UTC") if stamp.tz is not None else stamp.tz_localize("UTC")
+    return aware_utc(stamp)
 
 
 def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None]:

@@ -7,7 +7,9 @@ with the data: after a rollback, the patches the later runs wrote count as missi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import icechunk
 import pandas as pd
@@ -15,6 +17,9 @@ import pandas as pd
 from .errors import CubeChangedError, StacubeError, VersionNotFoundError
 from .spec import check_name
 from .store import BRANCH
+from .timeaxis import aware_utc
+
+METADATA_KEY = "stacube"  # stacube's entry in a snapshot's commit metadata (run id, stamp, patches, ROI, ...)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,14 @@ class ExpireReport:
                     "grace period are kept (a run in progress may need them); run expire again once they are older, "
                     "or pass a shorter grace")
         return None
+
+
+def run_metadata(repo: icechunk.Repository,
+                 branch: str = BRANCH) -> Iterator[tuple[icechunk.SnapshotInfo, dict[str, Any]]]:
+    """The snapshots on ``branch``, newest first, each with stacube's entry of its commit metadata
+    (``{}`` for a snapshot that has none, such as Icechunk's first). The one walk of the history."""
+    for snap in repo.ancestry(branch=branch):
+        yield snap, (snap.metadata or {}).get(METADATA_KEY, {})
 
 
 def resolve(repo: icechunk.Repository, version: str) -> str:
@@ -85,8 +98,7 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
             stamp = pd.Timestamp.now(tz="UTC") - pd.Timedelta(older_than)
         except ValueError as err:
             raise StacubeError(f"older_than={older_than!r} is neither a datetime nor a duration") from err
-    stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
+    return aware_utc(stamp).to_pydatetime()
 
 
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,

@@ -27,7 +27,7 @@ from .checked import read_checked
 from .errors import ROIError
 from .layout import FILLED, stored_chunks
 from .read import pastes, reproject_values, variable_attrs, zones_met
-from .spec import CubeSpec, Variable
+from .spec import CubeSpec, Variable, is_nan
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
 
@@ -181,7 +181,7 @@ def _zone_blocks(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int
 
 
 def _valid(values: xr.DataArray, nodata: Any) -> xr.DataArray:
-    if isinstance(nodata, float) and np.isnan(nodata):
+    if is_nan(nodata):
         return values.notnull()
     return values != nodata
 

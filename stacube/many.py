@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
-
 from .errors import LoadCancelled, ROIError, storage_errors
 from .grid import PatchIndex, roi_geometry
 from .runners import LocalRunner
+from .timeaxis import utc_now
 
 if TYPE_CHECKING:
     import icechunk
@@ -346,7 +345,7 @@ class TileStream(Iterator["xr.Dataset"]):
         Only ever turns False as time passes, so False now is False at the commit."""
         if patch.time_range is None:
             return False
-        settled_before = pd.Timestamp.now(tz="UTC").tz_localize(None) - self.spec.source.lag
+        settled_before = utc_now() - self.spec.source.lag
         return patch.time_range[1] > settled_before
 
     def _advance(self) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import icechunk
 import numpy as np
 import pandas as pd
 import pystac
@@ -22,10 +21,10 @@ from .catalog import LocalCatalog, Window, sync_source
 from .duplicates import drop_duplicates
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid, shape_in_zone
-from .layout import FILLED
+from .layout import FILLED, chunk_exists
 from .lonlat import lonlat_bounds, lonlat_footprint
 from .spec import CubeSpec
-from .timeaxis import step_range
+from .timeaxis import naive_utc, step_range
 
 
 def zone_grids(spec: CubeSpec) -> list[ZoneGrid]:
@@ -96,10 +95,8 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
 
 
 def _initialized(root: zarr.Group, zone: str, array: str, patch: PatchIndex) -> bool:
-    """Whether the patch's chunk of ``array`` exists, asked of Icechunk's manifest (a few microseconds:
-    a year of daily patches is planned without reading a chunk)."""
-    session = root.store.session
-    return session.chunk_type(f"/{zone}/{array}", list(patch.cell)) != icechunk.ChunkType.uninitialized
+    """Whether the patch's chunk of ``array`` exists (see ``layout.chunk_exists``)."""
+    return chunk_exists(root.store.session, f"/{zone}/{array}", patch.cell)
 
 
 def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
@@ -107,14 +104,13 @@ def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex
     One session and one path per zone for all of them: at tens of thousands of patches a year, building
     them per patch cost as much as asking the manifest."""
     session = root.store.session
-    uninitialized = icechunk.ChunkType.uninitialized
     paths: dict[str, str] = {}
     missing = []
     for patch in patches:
         path = paths.get(patch.zone)
         if path is None:
             path = paths[patch.zone] = f"/{patch.zone}/{FILLED}"
-        if session.chunk_type(path, patch.cell) == uninitialized:
+        if not chunk_exists(session, path, patch.cell):
             missing.append(patch)
     return missing
 
@@ -262,7 +258,4 @@ def _centre_longitude(item: pystac.Item) -> float:
 
 def _item_time(item: pystac.Item) -> np.datetime64:
     when = item.datetime or item.common_metadata.start_datetime
-    stamp = pd.Timestamp(when)
-    if stamp.tz is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(stamp.to_datetime64(), "us")
+    return np.datetime64(naive_utc(when).to_datetime64(), "us")

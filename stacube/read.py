@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import icechunk
 import numpy as np
 import xarray as xr
 import zarr
@@ -29,6 +28,7 @@ from odc.geo.warp import rio_reproject
 
 from .checked import read_checked
 from .grid import ZoneGrid
+from .layout import chunk_exists
 from .plan import zone_grids
 from .small_read import ShardIndexes, read_windows
 from .spec import CubeSpec, Variable
@@ -89,12 +89,11 @@ def _held(root: zarr.Group, grid: ZoneGrid, window: Window, steps: Sequence[int]
     """The part of ``window`` (zone pixels) under chunks that hold data of some variable at some step,
     asked of Icechunk's manifest: chunks never written (no Item fed them) read as nodata anyway."""
     session = root.store.session
-    uninitialized = icechunk.ChunkType.uninitialized
     leads = [[step] for step in steps] if steps is not None else [[]]
     paths = [f"/{grid.name}/{name}" for name in variables]
     rows, cols = [], []
     for iy, ix in grid.chunks_in(window):
-        if any(session.chunk_type(path, [*lead, iy, ix]) != uninitialized for lead in leads for path in paths):
+        if any(chunk_exists(session, path, [*lead, iy, ix]) for lead in leads for path in paths):
             ys, xs = grid.chunk_slices(iy, ix)
             rows += [ys.start, ys.stop]
             cols += [xs.start, xs.stop]

@@ -21,7 +21,7 @@ import zarr
 from .errors import StacubeError
 from .grid import PatchIndex
 from .history import CubeChangedError
-from .layout import FILLED
+from .layout import FILLED, chunk_exists
 from .spec import CubeSpec
 from .store import BRANCH
 
@@ -47,8 +47,7 @@ def _copy_chunk(source: zarr.Group | None, target: zarr.Group, name: str, cell: 
     """Make ``target``'s chunk ``cell`` of ``name`` what it is in ``source`` (absent there: absent here)."""
     array = target[name]
     key = f"{array.path}/{array.metadata.encode_chunk_key(cell)}"
-    if source is not None and source.store.session.chunk_type(f"/{array.path}", list(cell)) != \
-            icechunk.ChunkType.uninitialized:
+    if source is not None and chunk_exists(source.store.session, f"/{array.path}", cell):
         array.blocks[cell] = source[name].blocks[cell]
     else:
         zarr.core.sync.sync(target.store.delete(key))

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import icechunk
-import pandas as pd
 import zarr
 
 from .alignment import misaligned, warn_misaligned
 from .backends import Backend
 from .errors import TOIError
 from .grid import PatchIndex
+from .history import METADATA_KEY
 from .memory import release_freed
 from .plan import unfilled
 from .radiometry import converted_items
@@ -36,10 +36,10 @@ from .resolve import commit_settling_overlaps
 from .runners import PatchFailure, Runner
 from .spec import CubeSpec
 from .store import BRANCH
+from .timeaxis import utc_now
 from .write import PatchWrite, mark_filled, write_patch
 
 log = logging.getLogger(__name__)
-METADATA_KEY = "stacube"
 
 
 @dataclass
@@ -239,7 +239,7 @@ def execute_run(
     written = {r.patch_id for r in results if r.nbytes}
     empty = {p.id for p in patches if p.id not in written}
     # A recent step without data may still get Items: leave it unfilled, to be tried again later.
-    settled_before = pd.Timestamp.now(tz="UTC").tz_localize(None) - spec.source.lag
+    settled_before = utc_now() - spec.source.lag
     pending = {p.id for p in patches if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
     stamp = time.time_ns() // 1000
     mark_filled(session.store, [p for p in patches if p.id not in pending], stamp, empty)

@@ -24,6 +24,7 @@ from .duplicates import check_rule
 from .errors import SpecError
 from .radiometry import Convention, check_policy
 from .signing import check_signer, redact_url
+from .timeaxis import naive_utc
 
 # 2: variables declare their convention (scale_factor, add_offset) and sources their radiometry policy and
 # duplicate rule. An older stacube must not write into such a cube (it would store Items' numbers unconverted).
@@ -63,6 +64,19 @@ MAX_CHUNK_BYTES = 2**31 - 1 - 16
 
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def is_nan(value: Any) -> bool:
+    """Whether ``value`` is a NaN nodata (or fill) value: a float that is NaN. The one test of "is nodata NaN".
+
+    Only ``float`` and its subclasses count (Python floats and numpy float64), which is what a Variable
+    keeps; None, integers, booleans, strings (``"nan"`` as JSON keeps it) and numpy float32 are not."""
+    return isinstance(value, float) and math.isnan(value)
+
+
+def nodata_to_json(value: Any) -> Any:
+    """A nodata value as JSON keeps it: ``"nan"`` for NaN (JSON has none), anything else as it is."""
+    return "nan" if is_nan(value) else value
 
 
 def _check_nodata(nodata: Any, dtype: np.dtype) -> float | int | bool:
@@ -179,11 +193,8 @@ class Variable:
         return self.scale_factor is not None and (self.scale_factor, self.add_offset) != (1.0, 0.0)
 
     def to_json(self) -> dict[str, Any]:
-        nodata = self.nodata
-        if isinstance(nodata, float) and math.isnan(nodata):
-            nodata = "nan"
-        return {"dtype": self.dtype, "nodata": nodata, "units": self.units, "resampling": self.resampling,
-                "scale_factor": self.scale_factor, "add_offset": self.add_offset}
+        return {"dtype": self.dtype, "nodata": nodata_to_json(self.nodata), "units": self.units,
+                "resampling": self.resampling, "scale_factor": self.scale_factor, "add_offset": self.add_offset}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Variable:
@@ -496,8 +507,7 @@ def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
         index = pd.DatetimeIndex(time)
     except (TypeError, ValueError, OverflowError) as err:
         raise SpecError(f"time {reprlib.repr(time)} is not a time axis: {err}") from err
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
+    index = naive_utc(index)
     if len(index) == 0:
         raise SpecError("the time axis is empty")
     freq = index.freq or (pd.infer_freq(index) if len(index) > 2 else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,28 @@ def _describe(axis: pd.DatetimeIndex) -> str:
     return f"[{axis[0]:%Y-%m-%d %H:%M}, {axis[-1]:%Y-%m-%d %H:%M}] every {axis.freqstr}"
 
 
-def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+@overload
+def naive_utc(value: pd.DatetimeIndex) -> pd.DatetimeIndex: ...
+@overload
+def naive_utc(value: Any) -> pd.Timestamp: ...
+def naive_utc(value: Any) -> pd.Timestamp | pd.DatetimeIndex:
+    """``value`` (anything ``pd.Timestamp`` reads, or a ``pd.DatetimeIndex``) as naive UTC, how a cube's
+    time axis, the catalog and the parcel stores keep times: a tz-aware value is converted to UTC and its
+    zone dropped; a naive one is taken as UTC already and kept as it is (NaT stays NaT)."""
+    stamp = value if isinstance(value, pd.DatetimeIndex) else pd.Timestamp(value)
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
+
+
+def aware_utc(value: Any) -> pd.Timestamp:
+    """``value`` (anything ``pd.Timestamp`` reads) as a tz-aware UTC timestamp: a naive one is taken as
+    UTC, an aware one converted (NaT stays NaT)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+def utc_now() -> pd.Timestamp:
+    """Now, as naive UTC."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 
 def _utc_offset(text: str) -> pd.Timedelta:
@@ -43,13 +63,13 @@ def _interval(value: Any) -> Interval:
         try:
             period = pd.Period(value)
         except (ValueError, TypeError):
-            stamp = _naive_utc(pd.Timestamp(value))  # e.g. an ISO string with a named time zone
+            stamp = naive_utc(value)  # e.g. an ISO string with a named time zone
             return stamp, stamp
         offset = _utc_offset(value)
         # pandas reads the wall time of "2021-06-03T01:00+05:00" and drops its offset: move it to UTC
         return period.start_time - offset, period.end_time - offset
     if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
-        stamp = _naive_utc(pd.Timestamp(value))
+        stamp = naive_utc(value)
         return stamp, stamp
     if isinstance(value, date):
         return pd.Timestamp(value), pd.Timestamp(value) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")

@@ -12,20 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import icechunk
 import numpy as np
 import zarr
 
 from .checked import read_checked
 from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
-from .layout import FILLED
-from .spec import CubeSpec, Variable
+from .layout import FILLED, chunk_exists
+from .spec import CubeSpec, Variable, is_nan
 
 
 def valid_values(values: np.ndarray, nodata: float | int | bool | None) -> np.ndarray:
     """Pixels that hold data where ``nodata`` (None: none declared) marks the rest; NaN never holds data.
     The one test of validity for sources, cube variables and Tiles alike."""
-    declared = nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+    declared = nodata is not None and not is_nan(nodata)
     if values.dtype.kind == "f":
         return ~np.isnan(values) & (values != nodata) if declared else ~np.isnan(values)
     return values != nodata if declared else np.ones(values.shape, bool)
@@ -43,10 +42,8 @@ def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:
 
 
 def _chunk_exists(store: Any, name: str, patch: PatchIndex) -> bool:
-    """Whether the patch's chunk of variable ``name`` was ever written (asked of Icechunk's manifest,
-    without opening the array)."""
-    path = f"/{patch.zone}/{name}"
-    return store.session.chunk_type(path, list(patch.cell)) != icechunk.ChunkType.uninitialized
+    """Whether the patch's chunk of variable ``name`` was ever written (see ``layout.chunk_exists``)."""
+    return chunk_exists(store.session, f"/{patch.zone}/{name}", patch.cell)
 
 
 @dataclass

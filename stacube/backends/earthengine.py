@@ -33,7 +33,7 @@ from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
 from ..errors import ItemError, RadiometryError, TransientSourceError, source_error
 from ..grid import PatchIndex
 from ..radiometry import IDENTITY, convert, item_convention, same
-from ..spec import CubeSpec
+from ..spec import CubeSpec, is_nan
 from .base import PatchData
 
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
@@ -112,7 +112,7 @@ def fill_value(wire: np.dtype, nodata: Any) -> float | int:
     with ``{"constantValue": NaN}`` is refused), so a float cube whose nodata is NaN is filled with the
     wire type's lowest finite value, turned into NaN on arrival; real data at exactly that value
     (-3.4e38 for float32) would read as nodata too, a risk Xee takes the same way."""
-    if isinstance(nodata, float) and np.isnan(nodata):
+    if is_nan(nodata):
         return float(np.finfo(wire).min)
     return int(nodata) if isinstance(nodata, (bool, np.bool_)) or wire.kind in "iu" else float(nodata)
 
@@ -149,7 +149,7 @@ def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype,
     groups: dict[tuple, list[str]] = {}
     for band, (dtype, nodata) in wanted.items():
         source = source_dtype(items, band, dtype)
-        direct = len(ids) == 1 and not (isinstance(nodata, float) and np.isnan(nodata)) and nodata == 0
+        direct = len(ids) == 1 and not is_nan(nodata) and nodata == 0
         wire = source if direct else wire_dtype(source, dtype)
         if not direct and wire.name not in CASTS:
             raise ItemError(f"band {band!r} ({source} at the source) would travel as {wire}, a type Earth Engine "

@@ -27,7 +27,7 @@ from ..errors import AssetReadError, ItemError, NotAllowedFormat, SourceError, g
 from ..grid import PatchIndex
 from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
 from ..signing import redact, redact_log_records, redact_url, resolve_signer
-from ..spec import CubeSpec
+from ..spec import CubeSpec, is_nan
 from ..write import valid_mask, valid_values
 from .base import PatchData
 
@@ -80,7 +80,7 @@ def _holds(dtype: np.dtype, value: float | int) -> bool:
     """Whether ``dtype`` can hold ``value`` exactly (NaN only in floats, integers within range)."""
     if dtype.kind == "f":
         return True
-    if isinstance(value, float) and (np.isnan(value) or not value.is_integer()):
+    if isinstance(value, float) and not value.is_integer():  # NaN and inf are not integers either
         return False
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -99,9 +99,9 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
         out[invalid] = bool(nodata)
         return out
     invalid = None
-    if source_nodata is not None and not (isinstance(source_nodata, float) and np.isnan(source_nodata)):
+    if source_nodata is not None and not is_nan(source_nodata):
         invalid = values == source_nodata
-    nan_is_nodata = dtype.kind == "f" and isinstance(nodata, float) and np.isnan(nodata)
+    nan_is_nodata = dtype.kind == "f" and is_nan(nodata)
     if values.dtype.kind == "f" and not nan_is_nodata:  # a NaN that stays NaN is the cube's nodata already
         invalid = np.isnan(values) if invalid is None else invalid | np.isnan(values)
     out = values.astype(dtype, copy=False)
@@ -384,7 +384,7 @@ class StacBackend:
         groups: list[tuple[Any, dict[str, str]]] = []
         for name, asset in self.assets.items():
             fill = self._fill(patch, name)
-            key = "nan" if isinstance(fill, float) and np.isnan(fill) else fill
+            key = "nan" if is_nan(fill) else fill
             group = next((g for k, g in groups if k == key and asset not in g.values()), None)
             if group is None:
                 groups.append((key, group := {}))

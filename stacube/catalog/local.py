@@ -32,6 +32,7 @@ import shapely
 from shapely.geometry import box
 
 from ..errors import CatalogError, ItemError, storage_errors
+from ..timeaxis import naive_utc, utc_now
 from . import small_search
 from .footprints import trusted
 
@@ -73,10 +74,7 @@ class Window:
 
 def rfc3339(stamp: pd.Timestamp) -> str:
     """A UTC RFC 3339 timestamp with microseconds (naive stamps are taken as UTC)."""
-    stamp = pd.Timestamp(stamp)
-    if stamp.tz is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return naive_utc(stamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @contextlib.contextmanager
@@ -383,7 +381,7 @@ class LocalCatalog:
 
     def record_window(self, window: Window) -> None:
         """Remember that ``window`` was synced now."""
-        window = Window(window.bbox, window.start, window.end, pd.Timestamp.now(tz="UTC").tz_localize(None))
+        window = Window(window.bbox, window.start, window.end, utc_now())
         with self._locked():
             windows = [w.to_json() for w in self.windows()] + [window.to_json()]
             tmp = self._windows_file.with_name(f"windows-{uuid.uuid4().hex[:8]}.tmp")

@@ -13,12 +13,12 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from ..timeaxis import naive_utc
 from .store import (
     OBSERVATION_COLUMNS,
     QUALITY_COLUMNS,
     SCHEMA,
     ParcelStore,
-    naive_utc,
     observation_rows,
     parcel_rows,
     parcels_frame,

@@ -25,9 +25,9 @@ from ..cube import Cube
 from ..errors import GroupError, ROIError
 from ..grid import source_tile_name
 from ..plan import zone_grids
-from ..timeaxis import toi_span
+from ..timeaxis import naive_utc, toi_span
 from .indices import IndexSettings, no_acquisition, parcel_statistics
-from .store import ParcelStore, naive_utc
+from .store import ParcelStore
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from ..timeaxis import utc_now
+
 SCHEMA = "stacube_fields"
 OBSERVATION_COLUMNS = ["parcel_id", "date", "ndvi_mean", "ndvi_median", "ndvi_std", "ndmi_mean", "ndmi_median",
                        "ndmi_std", "valid_pixels", "total_pixels", "valid_fraction", "usable", "reason", "run_id"]
@@ -89,12 +91,6 @@ def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
     })
 
 
-def naive_utc(value: pd.Timestamp) -> pd.Timestamp:
-    """A timestamp as naive UTC, how both stores keep times."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
-
-
 def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Observations as rows to store, checked for columns; dates as dates."""
     missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
@@ -110,7 +106,7 @@ def quality_rows(run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd
     frame = report[["kpi", "value", "threshold", "ok"]].copy()
     frame.insert(0, "period_end", pd.Timestamp(end).date())
     frame.insert(0, "period_start", pd.Timestamp(start).date())
-    frame.insert(0, "checked_at", pd.Timestamp.now(tz="UTC").tz_localize(None))
+    frame.insert(0, "checked_at", utc_now())
     frame.insert(0, "run_id", str(run_id))
     frame["ok"] = frame["ok"].astype(bool)
     return frame[QUALITY_COLUMNS]

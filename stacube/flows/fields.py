@@ -23,9 +23,10 @@ from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
-from ..timeaxis import toi_span
+from ..timeaxis import naive_utc, toi_span
 from .cubes import open_cube
-from .download import download, run_start, toi_from_parameter, toi_to_parameter
+from .download import download
+from .parameters import run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
 
@@ -198,7 +199,7 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
     from ..fields.retention import purge_files
 
     logger = get_run_logger()
-    now = run_start().tz_convert("UTC").tz_localize(None)
+    now = naive_utc(run_start())
     expired = Cube.open(cube_url, catalog_dir=catalog_dir).expire(keep_snapshots, keep_tags=True)
     with open_parcel_store(store_url) as store:
         rows = store.purge_unwatched(now - pd.Timedelta(unwatched_for))

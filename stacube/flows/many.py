@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from ..many import export_many
 from .cubes import open_cube
-from .download import run_start, toi_from_parameter
+from .parameters import run_start, toi_from_parameter
 
 
 @flow(name="stacube-load-many")

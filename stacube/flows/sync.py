@@ -15,7 +15,7 @@ from ..grid import roi_geometry
 from ..plan import iter_patches, search_window
 from ..timeaxis import select_steps
 from .cubes import open_cube
-from .download import roi_from_parameter, run_start, toi_from_parameter
+from .parameters import roi_from_parameter, run_start, toi_from_parameter
 
 
 @task(name="sync-window", task_run_name="sync {window.bbox} {window.start}", cache_policy=NO_CACHE,

@@ -108,7 +108,7 @@ def worker(prefect_server, tmp_path):
 
 def test_the_recipe_works_on_its_first_run_and_a_failed_run_shows(prefect_server, servers, sample_layout,
                                                                   tmp_path, request):
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
 
     _, stac_api = servers
     env = prefect_server
@@ -173,7 +173,7 @@ def test_two_first_runs_at_once_make_one_cube(prefect_server, servers, sample_la
     """Both shipped deployments run for the first time together (one worker poll takes both): one
     creates the cube, the other uses it, both complete. (Whether their creations overlap depends on
     the machine; test_flow_specs races two creations on a barrier.)"""
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
 
     env = prefect_server
     run(["prefect", "work-pool", "create", "stacube", "--type", "process"], env)

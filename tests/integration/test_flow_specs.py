@@ -15,7 +15,18 @@ from .conftest import dem_spec
 
 pytest.importorskip("prefect")
 from stacube.flows.cubes import open_cube
-from stacube.flows.download import download, roi_to_parameter
+from stacube.flows.download import download
+from stacube.flows.parameters import roi_to_parameter
+
+
+def _download_artifacts(flow_run_id: str) -> int:
+    """How many ``stacube-download`` report artifacts a flow run made."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    query = {"artifacts": {"key": {"any_": ["stacube-download"]}, "flow_run_id": {"any_": [flow_run_id]}},
+             "limit": 5}
+    return len(httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=query).raise_for_status().json())
 
 
 @pytest.fixture
@@ -35,6 +46,7 @@ def test_the_first_run_creates_the_cube_from_a_spec_file_and_later_runs_use_it(s
     assert history.snapshot[0] == first["snapshot_id"] and len(first["patches_written"]) == 4
     meta = cube.repo.lookup_snapshot(first["snapshot_id"]).metadata["stacube"]
     assert meta["flow_run_id"] == first["metadata"]["flow_run_id"]
+    assert _download_artifacts(meta["flow_run_id"]) == 1  # the flow publishes its report once
     again = download(str(url), roi_to_parameter(sample_layout.extent_geobox()[0:512, 0:1024]), catalog_dir=catalog,
                      spec=str(spec_file))  # the same spec: the cube is used, only what it lacks is read
     assert len(again["patches_written"]) == 4 and again["patches_already_filled"] == 4

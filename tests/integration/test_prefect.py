@@ -85,7 +85,7 @@ def test_transient_errors_are_retried_by_prefect(sample_dir, tmp_path, sample_la
 def test_a_retried_task_starts_from_a_fresh_fork(servers, make_cube, sample_layout):
     from prefect import flow
 
-    from stacube.flows.download import PrefectRunner
+    from stacube.flows.runner import PrefectRunner
 
     from .test_failures import run_with_partial_failures
     from .test_load import items_of, odc_reference
@@ -111,7 +111,7 @@ def test_a_patch_that_fails_for_good_stops_the_run_and_cancels_the_rest(servers,
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from stacube import PatchReadError
-    from stacube.flows.download import PrefectRunner
+    from stacube.flows.runner import PrefectRunner
     from stacube.plan import attach_items
 
     _, api = servers
@@ -155,7 +155,7 @@ def test_the_runner_keeps_at_most_concurrency_patches_in_flight(servers, make_cu
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from stacube.flows.download import PrefectRunner
+    from stacube.flows.runner import PrefectRunner
     from stacube.plan import attach_items
 
     _, api = servers
@@ -194,7 +194,7 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
     from prefect_dask import DaskTaskRunner
 
     from stacube.flows import download
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
 
     _, api = servers
     cube = make_cube(api.url)
@@ -216,7 +216,7 @@ def test_the_flow_runs_on_a_dask_cluster_of_processes(servers, make_cube, sample
 
 def test_catalog_sync_runs_in_windows_and_resumes(private_servers, sample_layout, tmp_path):
     from stacube.flows import sync_catalog
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
 
     _, _, api = private_servers
     cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
@@ -235,7 +235,7 @@ def test_a_failed_catalog_sync_resumes_with_the_windows_it_had_not_finished(time
 
     from stacube import CubeSpec, StacSource, Variable
     from stacube.flows import sync_catalog
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
 
     from ..conftest import TIME_LAYOUT
 
@@ -318,7 +318,7 @@ def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(
 
     from stacube import CubeSpec, EarthEngineSource, Variable
     from stacube.flows import download
-    from stacube.flows.download import roi_to_parameter
+    from stacube.flows.parameters import roi_to_parameter
     from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
 
     from .test_earthengine import COLLECTION, _image, _patch_grid

@@ -8,30 +8,31 @@ from odc.geo.geobox import GeoBox
 
 from stacube import TOIError
 
-download = pytest.importorskip("stacube.flows.download")
+pytest.importorskip("prefect")
+from stacube.flows import batches, heartbeats, limits, parameters
 
 
 def test_a_rolling_toi_ends_when_the_run_was_scheduled():
     scheduled = pd.Timestamp("2026-11-22T03:00:00", tz="UTC")
-    assert download.toi_from_parameter({"last": "7D"}, now=scheduled) == slice(
+    assert parameters.toi_from_parameter({"last": "7D"}, now=scheduled) == slice(
         pd.Timestamp("2026-11-15T03:00:00"), pd.Timestamp("2026-11-22T03:00:00"))
 
 
 def test_a_rolling_toi_with_a_bad_duration_names_it():
     with pytest.raises(TOIError, match=r"'a fortnight'.*'last' must be a duration"):
-        download.toi_from_parameter({"last": "a fortnight"})
+        parameters.toi_from_parameter({"last": "a fortnight"})
 
 
 @pytest.mark.parametrize("toi", [None, "2024-06", ["2024-06-01", "2024-06-03"],
                                  slice("2024-06-01", "2024-06-30"), slice(None, "2024-06-30")])
 def test_tois_round_trip_through_parameters(toi):
-    back = download.toi_from_parameter(download.toi_to_parameter(toi))
+    back = parameters.toi_from_parameter(parameters.toi_to_parameter(toi))
     assert back == toi
 
 
 def test_rois_round_trip_through_parameters():
     roi = GeoBox.from_bbox((-100000, -2000000, -97440, -1997440), "EPSG:3413", resolution=10)
-    back = download.roi_from_parameter(download.roi_to_parameter(roi))
+    back = parameters.roi_from_parameter(parameters.roi_to_parameter(roi))
     assert back.crs == roi.crs and back.boundingbox == roi.extent.boundingbox
 
 
@@ -44,7 +45,7 @@ def test_rois_round_trip_through_parameters():
     (100, 4, True, [13] * 4 + [12] * 4),  # two rounds of 4 tasks, not 16, 16, 16, 16 then 16, 16, 4
 ])
 def test_tasks_come_in_whole_rounds_of_even_batches(patches, concurrency, out_of_process, sizes):
-    got = download.task_sizes(patches, concurrency, out_of_process)
+    got = batches.task_sizes(patches, concurrency, out_of_process)
     assert got == sizes and sum(got) == patches
     assert len(got) <= 2_000 and (max(got) <= 16 or len(got) == 2_000)  # a retry rereads few; the API carries few
     assert len(got) == patches or len(got) % concurrency == 0  # every round fills every slot
@@ -62,7 +63,7 @@ def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included()
 
     patch = PatchIndex("z", 0, 0, None, items=(item("a", "https://data.example.org/a.tif"),
                                                item("b", "earthengine://COPERNICUS/S2/b")))
-    assert download.source_limits(["B4"], patch, earthengine_host="earthengine.googleapis.com") == [
+    assert limits.source_limits(["B4"], patch, earthengine_host="earthengine.googleapis.com") == [
         "stacube-source-data.example.org", "stacube-source-earthengine.googleapis.com"]
 
 
@@ -70,7 +71,7 @@ def test_an_ad_hoc_flow_run_skips_heartbeats_unless_the_user_set_them():
     """Prefect joins its heartbeat thread (1 s sleeps) when a flow ends: up to 1 s per ad hoc run."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
-    without_idle_heartbeats = download.without_idle_heartbeats
+    without_idle_heartbeats = heartbeats.without_idle_heartbeats
     default = get_current_settings().flows.heartbeat_frequency
     assert default is not None  # Prefect's default (180 s): on
     before = get_current_settings()

@@ -1,0 +1,59 @@
+"""Prefect global concurrency limits per source host: ``stacube-source-<host>``.
+
+Cap a source across every flow run with ``prefect gcl create stacube-source-<host> --limit N``
+(for Earth Engine, stay under the concurrent requests a project gets). Each patch task holds a slot
+of the limits for the hosts its patches read from; limits nobody created are not used at all.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from ..catalog.earthengine import HREF_SCHEME
+from ..grid import PatchIndex
+
+
+def source_limits(asset_keys: Sequence[str], patch: PatchIndex, earthengine_host: str | None = None) -> list[str]:
+    """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
+
+    Earth Engine bands (``earthengine://`` hrefs) count against the Earth Engine endpoint's host.
+    """
+    hosts = set()
+    for item in patch.items:
+        for key in asset_keys:
+            if key in item.assets:
+                href = item.assets[key].href
+                hosts.add(earthengine_host if href.startswith(HREF_SCHEME) and earthengine_host
+                          else urlparse(href).hostname or "local")
+    return sorted(f"stacube-source-{host}" for host in hosts)
+
+
+def limits_of_source(source: Any) -> Callable[[PatchIndex], list[str]]:
+    """``source_limits`` for the patches of a cube whose spec has this source."""
+    return functools.partial(source_limits, list(source.assets.values()),
+                             earthengine_host=urlparse(getattr(source, "api_url", "") or "").hostname)
+
+
+def existing_limits(names: set[str]) -> set[str]:
+    """Those of ``names`` that are active Prefect global concurrency limits, asked once per run.
+
+    Prefect's ``concurrency()`` waits on a limit that does not exist (and logs a warning each time, for
+    every task), so only limits someone created are used.
+    """
+    if not names:
+        return set()
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found = set()
+    with get_client(sync_client=True) as client:
+        for name in sorted(names):
+            try:
+                if client.read_global_concurrency_limit_by_name(name).active:
+                    found.add(name)
+            except ObjectNotFound:
+                continue
+    return found
