@@ -29,8 +29,8 @@ def main() -> None:
 
     import stacube.layout as layout
     from stacube import Cube, CubeSpec, StacSource, Variable
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import serve_sample
 
     sample_layout = SampleLayout(tile_size=args.tile_size, overlap=args.tile_size // 16, rows=4, cols=4)
     zone = sample_layout.extent_geobox()

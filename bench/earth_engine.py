@@ -26,7 +26,7 @@ def _images(tiles: int, size: int):
     import pandas as pd
     from affine import Affine
 
-    from stacube.sample.earthengine import EmulatedImage
+    from stacube.testing.earthengine import EmulatedImage
 
     rng = np.random.default_rng(0)
     step = size - size // 8  # neighbouring images overlap by an eighth
@@ -53,7 +53,7 @@ def main() -> None:
 
     from stacube import Cube, CubeSpec, EarthEngineSource, Variable
     from stacube.plan import attach_items
-    from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
+    from stacube.testing.earthengine import EarthEngineEmulator, serve_earthengine
 
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     os.environ["STACUBE_EE_TOKEN"] = "bench"

@@ -31,7 +31,7 @@ from stacube.memory import peak_rss_mb  # noqa: E402 - after the path is set
 
 
 def _layout(args):
-    from stacube.sample.generate import SampleLayout
+    from stacube.testing.generate import SampleLayout
 
     return SampleLayout(tile_size=args.tile_size, overlap=args.tile_size // 16, rows=4, cols=4)
 
@@ -115,7 +115,7 @@ def phase(args) -> dict:
 
 
 def _lazy_layout(args):
-    from stacube.sample.generate import SampleLayout
+    from stacube.testing.generate import SampleLayout
 
     tile = -(-args.lazy_size // 4) + 64
     return SampleLayout(tile_size=tile, overlap=64, rows=4, cols=4)
@@ -154,7 +154,7 @@ EAGER_TILE = 2048
 
 
 def _eager_layout(tiles: int = 5):
-    from stacube.sample.generate import SampleLayout
+    from stacube.testing.generate import SampleLayout
 
     return SampleLayout(tile_size=EAGER_TILE, overlap=EAGER_TILE // 16, rows=tiles, cols=tiles)
 
@@ -191,8 +191,8 @@ def eager_phase(args, work: Path) -> dict:
 def eager_figures(args, out: Path) -> None:
     import pystac_client
 
-    from stacube.sample.generate import generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import generate_sample
+    from stacube.testing.servers import serve_sample
 
     tiles = args.eager_tiles
     sample = out / f"sample-eager-{EAGER_TILE}" if tiles == 5 else out / f"sample-eager-{EAGER_TILE}-{tiles}"
@@ -231,8 +231,8 @@ def eager_figures(args, out: Path) -> None:
 def lazy_figures(args, out: Path) -> None:
     import pystac_client
 
-    from stacube.sample.generate import generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import generate_sample
+    from stacube.testing.servers import serve_sample
 
     sample = out / f"sample-lazy-{args.lazy_size}"
     if not (sample / "items.json").exists():
@@ -301,8 +301,8 @@ def main() -> None:
 
     import pystac_client
 
-    from stacube.sample.generate import generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import generate_sample
+    from stacube.testing.servers import serve_sample
 
     out = Path(args.out)
     sample = out / f"sample-{args.tile_size}"

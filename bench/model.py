@@ -35,8 +35,8 @@ def main() -> int:
 
     from hypothesis import Phase
 
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import serve_sample
     from tests.conftest import TIME_LAYOUT
     from tests.integration.test_model import dem_world, run_machine, series_world
 

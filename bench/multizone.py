@@ -36,7 +36,7 @@ def _roi():
 
 
 def _granules(size: int):
-    from stacube.sample.granules import border_granules
+    from stacube.testing.granules import border_granules
 
     """The two granules at the 32N/33N border on 2024-06-05, ``size`` px a side at 10 m."""
     return [g for g in border_granules(size=size) if g.id.split("_")[1:3] in (["32TQT", "20240605"],
@@ -80,8 +80,8 @@ def _run_phase(name: str, api: str, cube: str, catalog: str) -> dict:
 
 
 def load_figures(args) -> None:
-    from stacube.sample.granules import generate_sentinel2
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.granules import generate_sentinel2
+    from stacube.testing.servers import serve_sample
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = generate_sentinel2(Path(tmp) / "s2", _granules(args.granule))

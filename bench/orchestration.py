@@ -72,8 +72,8 @@ def main() -> None:
     from stacube import Cube, CubeSpec, StacSource, Variable
     from stacube.flows import download
     from stacube.flows.download import roi_to_parameter
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import serve_sample
 
     logging.getLogger("prefect").setLevel(logging.WARNING)
     layout = SampleLayout(tile_size=args.tile_size, overlap=args.tile_size // 16, rows=args.tiles, cols=args.tiles)

@@ -88,8 +88,8 @@ def patch_reads(size: int, repeat: int) -> None:
     from stacube.backends.stac import StacBackend
     from stacube.datasets import sentinel2_l2a_spec
     from stacube.grid import PatchIndex
-    from stacube.sample.granules import border_granules, generate_sentinel2
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.granules import border_granules, generate_sentinel2
+    from stacube.testing.servers import serve_sample
 
     granule = next(g for g in border_granules(size=size) if g.id.startswith("S2A_33TTN_20240605"))
     with tempfile.TemporaryDirectory() as tmp, \

@@ -48,7 +48,7 @@ PHASES = ("cold", "warm", "warm_many", "warm_1px")  # after "odc", per chunk siz
 
 
 def _layout(args):
-    from stacube.sample.generate import SampleLayout
+    from stacube.testing.generate import SampleLayout
 
     return SampleLayout(tile_size=args.tile_size, overlap=args.overlap, rows=args.tiles, cols=args.tiles)
 
@@ -286,8 +286,8 @@ def main() -> None:
 
     import pystac_client  # noqa: F401 - fail early if the bench's dependencies are missing
 
-    from stacube.sample.generate import generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import generate_sample
+    from stacube.testing.servers import serve_sample
 
     out = Path(args.out)
     sample = out / f"sample-small-rois-{args.tile_size}x{args.tiles}-{args.overlap}"

@@ -64,8 +64,8 @@ def main() -> None:
     import numpy as np
 
     from stacube import Cube, CubeSpec, StacSource, Variable
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import Faults, fault_counts, serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import Faults, fault_counts, serve_sample
 
     logging.basicConfig(level=logging.ERROR)
     layout = SampleLayout()

@@ -25,8 +25,8 @@ from .catalog import Window, sync_source
 from .cli_tables import print_table
 from .pictures import quicklook, save_figure, save_map
 from .run import RunReport
-from .sample.generate import SampleLayout, generate_sample
-from .sample.servers import serve_sample
+from .testing.generate import SampleLayout, generate_sample
+from .testing.servers import serve_sample
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,8 +143,8 @@ def _parcels(out: Path) -> dict[str, Path]:
     from .datasets import sentinel2_l2a_spec
     from .fields import clean_parcels, compute_group, open_parcel_store
     from .fields.publish import SERIES_COLUMNS, export_series, plot_sample, weekly_series
-    from .sample.granules import generate_sentinel2
-    from .sample.season import Season, season_bands, season_parcels
+    from .testing.granules import generate_sentinel2
+    from .testing.season import Season, season_bands, season_parcels
 
     season_dir = out / "season"
     if not (season_dir / "items.json").exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stacube.sample.generate import SampleLayout, generate_sample
+from stacube.testing.generate import SampleLayout, generate_sample
 
 TIME_LAYOUT = SampleLayout(rows=2, cols=2, times=("2021-06-01T10:00:00", "2021-06-03T10:00:00", "2021-06-05T10:00:00"))
 

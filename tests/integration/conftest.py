@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from stacube import Cube, CubeSpec, StacSource, Variable
-from stacube.sample.generate import generate_sample
-from stacube.sample.servers import serve_sample
+from stacube.testing.generate import generate_sample
+from stacube.testing.servers import serve_sample
 
 from ..conftest import TIME_LAYOUT
 
@@ -76,7 +76,7 @@ def s3_endpoint():
 
     import boto3
 
-    from stacube.sample.servers import free_port
+    from stacube.testing.servers import free_port
 
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
@@ -109,7 +109,7 @@ def postgres_url():
     import subprocess
     from pathlib import Path
 
-    from stacube.sample.servers import free_port
+    from stacube.testing.servers import free_port
 
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not binaries:
@@ -154,8 +154,8 @@ def prefect_api():
 @pytest.fixture(scope="session")
 def season_api(tmp_path_factory):
     """A synthetic Sentinel-2 season (two UTM zones, moving clouds) served for the whole session."""
-    from stacube.sample.granules import generate_sentinel2
-    from stacube.sample.season import Season, season_bands
+    from stacube.testing.granules import generate_sentinel2
+    from stacube.testing.season import Season, season_bands
 
     folder = generate_sentinel2(tmp_path_factory.mktemp("season"), Season().granules(), bands=season_bands)
     with serve_sample(folder) as (_files, api):

@@ -21,7 +21,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from stacube.plan import lonlat_footprint
-from stacube.sample.generate import _write_cog
+from stacube.testing.generate import _write_cog
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 from stacube import CatalogError, Cube, CubeSpec, ItemError, ROIError, StacSource, StacubeError, StorageError, Variable
 from stacube.catalog import LocalCatalog
 from stacube.cli import app
-from stacube.sample.generate import publish_items
-from stacube.sample.servers import start_stac_api
+from stacube.testing.generate import publish_items
+from stacube.testing.servers import start_stac_api
 
 from .conftest import dem_spec
 from .test_permanent_failures import read_only_view

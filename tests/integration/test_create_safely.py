@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 import stacube.cube
 from stacube import Cube, CubeExistsError, CubeNotFoundError, CubeSpec, S3AccessError, SpecError
 from stacube.cli import app
-from stacube.sample.servers import free_port
 from stacube.store import S3_CONNECT_TIMEOUT, S3_MAX_TRIES, S3_READ_TIMEOUT, s3_settings, storage_for
+from stacube.testing.servers import free_port
 
 from .conftest import dem_spec
 from .test_bad_input import files_under

@@ -67,7 +67,7 @@ def flow_run_id(output: str) -> str:
 
 @pytest.fixture
 def prefect_server(tmp_path):
-    from stacube.sample.servers import free_port
+    from stacube.testing.servers import free_port
 
     port = free_port()
     secret = f"stacube:{uuid.uuid4().hex}"  # the server runs with authentication, as the guide says

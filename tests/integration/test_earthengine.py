@@ -10,7 +10,7 @@ import pytest
 from affine import Affine
 
 from stacube.catalog import LocalCatalog, Window
-from stacube.sample.earthengine import EarthEngineEmulator, EmulatedImage, serve_earthengine
+from stacube.testing.earthengine import EarthEngineEmulator, EmulatedImage, serve_earthengine
 
 ee = pytest.importorskip("ee")
 COLLECTION = "TEST/SENTINEL_LIKE"

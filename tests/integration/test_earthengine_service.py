@@ -18,7 +18,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from stacube.catalog import LocalCatalog, Window
-from stacube.sample.earthengine import EarthEngineEmulator, EmulatedImage, serve_earthengine
+from stacube.testing.earthengine import EarthEngineEmulator, EmulatedImage, serve_earthengine
 
 ee = pytest.importorskip("ee")
 COLLECTION = "TEST/SERVICE"
@@ -245,7 +245,7 @@ def test_an_roi_band_around_the_globe_and_a_polar_cap_find_their_images(emulator
 def test_images_without_an_end_time_are_found_however_the_service_compares_them(emulator, tmp_path,
                                                                                missing_end_matches, monkeypatch):
     """Whether ``endTime > x`` matches an image without an end is undocumented: both readings give the same images."""
-    import stacube.sample.earthengine as emulated
+    import stacube.testing.earthengine as emulated
     from stacube.catalog.earthengine import list_images
 
     real = emulated.matches
@@ -269,7 +269,7 @@ def test_images_without_an_end_time_are_found_however_the_service_compares_them(
 
 def test_a_request_over_the_services_limit_fails_with_its_own_words(emulator, tmp_path, monkeypatch):
     """Should stacube ever size a request past the limit, the error says what the service said, not a guess."""
-    import stacube.sample.earthengine as emulated
+    import stacube.testing.earthengine as emulated
     from stacube.backends.earthengine import read_band
 
     emulator.add(EmulatedImage(f"{COLLECTION}/big", pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-02"),

@@ -21,7 +21,7 @@ from stacube import (
 )
 from stacube.catalog import Window, harvest
 from stacube.runners import LocalRunner
-from stacube.sample.servers import free_port, start_stac_api
+from stacube.testing.servers import free_port, start_stac_api
 
 from .conftest import dem_spec
 
@@ -123,7 +123,7 @@ def test_a_corrupt_cog_fails_the_run_names_patch_and_url_and_commits_nothing(pri
 
 
 def test_transient_server_errors_are_retried_until_the_run_completes(servers, sample_dir, tmp_path, sample_layout):
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.servers import serve_sample
 
     from .test_load import items_of, odc_reference
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stacube import Cube, PatchReadError
-from stacube.sample.servers import Faults, fault_counts, serve_sample
+from stacube.testing.servers import Faults, fault_counts, serve_sample
 
 from .conftest import dem_spec
 
@@ -87,8 +87,8 @@ def test_earth_engine_behind_the_fault_proxy_completes_every_run_with_the_same_v
     import pandas as pd
 
     from stacube import CubeSpec, EarthEngineSource, Variable
-    from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
-    from stacube.sample.servers import start_fault_proxy
+    from stacube.testing.earthengine import EarthEngineEmulator, serve_earthengine
+    from stacube.testing.servers import start_fault_proxy
 
     from .test_earthengine import COLLECTION, _image, _patch_grid
 

@@ -11,8 +11,8 @@ from odc.geo.geom import Geometry, box
 
 from stacube import Cube
 from stacube.fields import IndexSettings, clean_parcels, compute_group, group_geobox, open_parcel_store, read_parcels
-from stacube.sample.season import Season, ndvi_of, season_bands, season_parcels
-from stacube.sample.servers import serve_sample
+from stacube.testing.season import Season, ndvi_of, season_bands, season_parcels
+from stacube.testing.servers import serve_sample
 
 SEASON = slice("2024-05-01", "2024-06-30")
 
@@ -289,7 +289,7 @@ def test_ingest_reads_only_chunks_under_parcels_and_leaves_a_corrupt_granule_for
     from stacube.datasets import sentinel2_l2a_spec
     from stacube.flows.fields import ingest
     from stacube.grid import parse_patch_id
-    from stacube.sample.granules import generate_sentinel2
+    from stacube.testing.granules import generate_sentinel2
 
     folder = generate_sentinel2(tmp_path / "granules", Season(days=("2024-05-02", "2024-05-07")).granules(),
                                 bands=season_bands)

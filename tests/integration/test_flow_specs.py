@@ -122,7 +122,7 @@ def test_two_first_runs_at_once_make_one_cube(servers, sample_layout, tmp_path, 
 def test_the_first_ingest_creates_the_sentinel2_cube_its_spec_names(season_api, tmp_path):
     from stacube.fields import clean_parcels, open_parcel_store
     from stacube.flows.fields import ingest
-    from stacube.sample.season import season_parcels
+    from stacube.testing.season import season_parcels
 
     store_url = f"duckdb:///{tmp_path}/fields.duckdb"
     with open_parcel_store(store_url) as store:

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from stacube import Cube, CubeSpec, ItemError, StacSource, StacubeError, Variable
 from stacube.cli import app
-from stacube.sample.generate import SampleLayout, generate_sample
-from stacube.sample.servers import start_file_server, start_stac_api
+from stacube.testing.generate import SampleLayout, generate_sample
+from stacube.testing.servers import start_file_server, start_stac_api
 
 LAYOUT = SampleLayout(tile_size=256, overlap=32, rows=1, cols=2)
 SECRET = {"float32": 7777.0, "uint8": 77}  # values the sample never holds, per asset dtype

@@ -11,7 +11,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from stacube import Cube
-from stacube.sample.generate import DEM_NODATA
+from stacube.testing.generate import DEM_NODATA
 
 
 def items_of(api_url: str, collection: str = "sample-dem"):
@@ -209,8 +209,8 @@ def test_result_does_not_depend_on_concurrency(servers, tmp_path, sample_layout)
 def test_nodata_declared_only_in_raster_bands_is_honoured(tmp_path):
     """Files without a nodata tag: the Items' raster:bands nodata still keeps borders out of the data."""
     from stacube import Variable
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import serve_sample
 
     from .conftest import dem_spec
 
@@ -236,8 +236,8 @@ def test_uncovered_pixels_are_nodata_even_when_nobody_declares_nodata(tmp_path):
     from odc.geo.geobox import GeoBox as Box
 
     from stacube import Variable
-    from stacube.sample.generate import SampleLayout, generate_sample
-    from stacube.sample.servers import serve_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
+    from stacube.testing.servers import serve_sample
 
     from .conftest import dem_spec
 

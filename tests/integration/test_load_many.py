@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from stacube import Cube, CubeSpec, PatchReadError, ROIError, StacSource, Variable
 from stacube.cli import app
-from stacube.sample.servers import serve_sample
+from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec
 from .test_load import items_of, odc_reference

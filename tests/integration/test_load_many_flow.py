@@ -11,7 +11,7 @@ import rasterio
 from odc.geo.geom import box
 
 from stacube import Cube
-from stacube.sample.servers import serve_sample
+from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec
 from .test_load_many import WINDOWS, roi_frame

@@ -727,7 +727,7 @@ def series_world(folder: Path, api_url: str, workdir: Path) -> World:
 
 def dem_world(folder: Path, api_url: str, workdir: Path) -> World:
     """The served DEM mosaic (4 x 4 overlapping tiles), no time axis: 5 x 5 chunks."""
-    from stacube.sample.generate import SampleLayout
+    from stacube.testing.generate import SampleLayout
 
     return World("dem", folder, api_url, "sample-dem", SampleLayout().extent_geobox(), workdir)
 

@@ -14,8 +14,8 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import rasterize
 
 from stacube import Cube, CubeSpec, StacSource, Variable
-from stacube.sample.generate import DEM_NODATA, SampleLayout, generate_sample
-from stacube.sample.servers import serve_sample
+from stacube.testing.generate import DEM_NODATA, SampleLayout, generate_sample
+from stacube.testing.servers import serve_sample
 
 # Tiles of a DEM distributed per UTM zone, on both sides of 12 E near 47 N (zones 32N and 33N).
 DEM_LAYOUTS = {"z32": SampleLayout(crs="EPSG:32632", origin=(724_000.0, 5_212_000.0), tile_size=256, overlap=32,
@@ -101,7 +101,7 @@ S2_BANDS = ("B04", "B11", "SCL")  # a 10 m band (nearest), a 20 m band (bilinear
 
 @pytest.fixture(scope="module")
 def s2_api(tmp_path_factory):
-    from stacube.sample.granules import antimeridian_granules, border_granules, generate_sentinel2
+    from stacube.testing.granules import antimeridian_granules, border_granules, generate_sentinel2
 
     folder = generate_sentinel2(tmp_path_factory.mktemp("s2"), border_granules() + antimeridian_granules())
     with serve_sample(folder) as (_files, api):
@@ -248,7 +248,7 @@ def test_sentinel2_across_the_antimeridian_matches_odc_stac(s2_api, tmp_path):
     assert sorted(cube.spec.zones) == ["epsg32601", "epsg32660"]
     from odc.geo.geom import unary_union
 
-    from stacube.sample.granules import antimeridian_granules
+    from stacube.testing.granules import antimeridian_granules
 
     both = unary_union([g.geobox().extent.to_crs("EPSG:3832") for g in antimeridian_granules()[:2]])
     roi = GeoBox.from_bbox(both.boundingbox, "EPSG:3832", resolution=10.0)  # Pacific-centred, across 180

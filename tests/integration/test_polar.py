@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from stacube import Cube
-from stacube.sample.generate import SampleLayout, generate_sample
-from stacube.sample.servers import serve_sample
+from stacube.testing.generate import SampleLayout, generate_sample
+from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec
 from .test_load import items_of, odc_reference

@@ -10,7 +10,7 @@ import rasterio.errors
 
 from stacube import Cube
 from stacube.plan import lonlat_footprint
-from stacube.sample.servers import serve_sample
+from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec
 
@@ -319,7 +319,7 @@ def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(
     from stacube import CubeSpec, EarthEngineSource, Variable
     from stacube.flows import download
     from stacube.flows.parameters import roi_to_parameter
-    from stacube.sample.earthengine import EarthEngineEmulator, serve_earthengine
+    from stacube.testing.earthengine import EarthEngineEmulator, serve_earthengine
 
     from .test_earthengine import COLLECTION, _image, _patch_grid
 

@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 
 import stacube
 from stacube import Cube
-from stacube.sample.generate import SampleLayout
+from stacube.testing.generate import SampleLayout
 
 from .conftest import dem_spec
 
@@ -104,7 +104,7 @@ def test_the_quickstart_runs_as_pasted_and_leaves_the_cube_it_describes(tmp_path
 def test_the_command_line_block(servers, sample_layout, season_api, in_tmp):
     import json
 
-    from stacube.sample.season import season_parcels
+    from stacube.testing.season import season_parcels
 
     (block,) = blocks("The command line", "bash")
     (in_tmp / "dem-spec.json").write_text(json.dumps(dem_spec(servers[1].url, sample_layout).to_json()))
@@ -162,7 +162,7 @@ def test_the_earth_engine_block():
 
 
 def test_the_field_pipelines_block(season_api, in_tmp):
-    from stacube.sample.season import season_parcels
+    from stacube.testing.season import season_parcels
 
     season_parcels().to_file(in_tmp / "parcels.gpkg")
     s2_cube = Cube.create(in_tmp / "s2", s2_spec(season_api.url))

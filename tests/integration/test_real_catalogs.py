@@ -23,7 +23,7 @@ from odc.geo.geom import point
 from stacube import Cube, CubeSpec, StacSource, Variable
 from stacube.alignment import anchor_of
 from stacube.datasets import arcticdem_spec, sentinel2_l2a_spec
-from stacube.sample.servers import serve_sample
+from stacube.testing.servers import serve_sample
 
 from .real_items import Window, asset_grid, localize, recorded, reflectance_field, window_geobox, write_collection
 

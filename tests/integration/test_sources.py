@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from stacube import Cube, PatchReadError
-from stacube.sample.servers import serve_sample, start_stac_api
+from stacube.testing.servers import serve_sample, start_stac_api
 
 from .conftest import dem_spec
 from .test_load import items_of, odc_reference

@@ -66,7 +66,7 @@ def test_search_by_geometry_intersects(tmp_path, items):
 def test_sample_generator_is_deterministic(tmp_path):
     import hashlib
 
-    from stacube.sample.generate import SampleLayout, generate_sample
+    from stacube.testing.generate import SampleLayout, generate_sample
 
     layout = SampleLayout(rows=1, cols=2, tile_size=128, overlap=16, border=4)
     digests = []

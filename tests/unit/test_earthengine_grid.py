@@ -85,7 +85,7 @@ def test_the_emulator_answers_with_the_services_own_error_texts():
     """The loopback emulator's refusals read as the live service's (pasted in public issues)."""
     import inspect
 
-    import stacube.sample.earthengine as emulator
+    import stacube.testing.earthengine as emulator
 
     recorded = (DATA / "service_errors.txt").read_text()
     source = inspect.getsource(emulator)

@@ -10,7 +10,7 @@ can decode those into wrong values without an error, and no client can tell with
 for a source that never recovers. The upstream's own URL inside a body (a STAC API's
 ``next`` and ``self`` links) is rewritten to the proxy's, so paging stays behind the proxy. Faults
 are drawn from ``--seed``; their counts are served at ``/_faults`` (JSON). Run as
-``python -m stacube.sample.fault_proxy PORT --upstream URL``.
+``python -m stacube.testing.fault_proxy PORT --upstream URL``.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def start_file_server(folder: str | Path, port: int | None = None, latency_ms: f
     ``require_token``, only to requests signed with ``?sig=<token>``."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stacube.sample.range_server", str(port), "--directory", str(Path(folder).resolve()),
+        [sys.executable, "-m", "stacube.testing.range_server", str(port), "--directory", str(Path(folder).resolve()),
          "--latency-ms", str(latency_ms), "--fail-first", str(fail_first), "--require-token", require_token],
         cwd=folder,
         stdout=subprocess.DEVNULL,
@@ -102,7 +102,7 @@ def start_stac_api(items_json: str | Path, port: int | None = None) -> ServerPro
 
 @dataclass(frozen=True)
 class Faults:
-    """What a fault proxy injects (see ``stacube.sample.fault_proxy``): the share of requests that fail,
+    """What a fault proxy injects (see ``stacube.testing.fault_proxy``): the share of requests that fail,
     the kinds drawn from, path parts that always fail, how long a stall lasts, the random seed."""
 
     rate: float = 0.1
@@ -116,7 +116,7 @@ def start_fault_proxy(upstream: str, faults: Faults, port: int | None = None) ->
     """A fault-injecting proxy in front of ``upstream`` on 127.0.0.1."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stacube.sample.fault_proxy", str(port), "--upstream", upstream,
+        [sys.executable, "-m", "stacube.testing.fault_proxy", str(port), "--upstream", upstream,
          "--rate", str(faults.rate), "--kinds", ",".join(faults.kinds), "--always", ",".join(faults.always),
          "--stall-s", str(faults.stall_s), "--seed", str(faults.seed)],
         stdout=subprocess.DEVNULL,

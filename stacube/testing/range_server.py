@@ -3,7 +3,7 @@
 ``--latency-ms`` adds a delay before every response, to measure what a load costs when the source
 is a real remote server rather than loopback; ``--fail-first N`` answers the first N requests for
 each file with 503, to show that retries recover; ``--require-token T`` answers 403 to any request
-without ``?sig=T``, as a store of signed URLs does. Run as ``python -m stacube.sample.range_server``.
+without ``?sig=T``, as a store of signed URLs does. Run as ``python -m stacube.testing.range_server``.
 """
 
 from __future__ import annotations
