@@ -75,3 +75,21 @@ def test_merging_a_patch_into_a_damaged_chunk_names_it(servers, make_cube, sampl
     session = reopened.repo.writable_session("main")
     with pytest.raises(CubeDamagedError, match=r"variable 'dem' in zone 'epsg3413' are damaged"):
         write_patch(session.store, reopened.spec, patch, data)
+
+
+def test_a_large_warm_read_names_a_damaged_chunk_too(servers, make_cube, sample_layout, tmp_path):
+    """Windows of over a million pixels are read straight from Icechunk as well (``read.read_large``); a
+    checksum that fails there sends the read through zarr, which names the chunk: never wrong values."""
+    import stacube.read
+
+    _, api = servers
+    cube = make_cube(api.url)
+    roi = sample_layout.extent_geobox()
+    assert roi.shape.x * roi.shape.y * 2 >= stacube.read.SMALL_READ  # the large-read path
+    before = cube.load(roi)
+    _damage_largest_chunk(tmp_path / "cube.icechunk")
+    reopened = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
+    with pytest.raises(CubeDamagedError, match=r"variable 'dem' in zone 'epsg3413' are damaged"):
+        reopened.load(roi, offline=True)
+    datamask = reopened.load(roi, variables="datamask", offline=True)
+    np.testing.assert_array_equal(datamask.datamask.values, before.datamask.values)
