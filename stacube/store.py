@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -316,6 +317,20 @@ def _create_in_place(given: str, target: Path, populate: Callable[[icechunk.Repo
     return _open(target)
 
 
+CREATE_WAIT = 20.0  # seconds a create waits for another process's create of the same S3 repository
+
+
+def _appears(location: str, wait: float = CREATE_WAIT) -> bool:
+    """Whether a repository exists at ``location`` now or within ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        if exists(location):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def _create_s3(given: str, location: str, populate: Callable[[icechunk.Repository], None]) -> icechunk.Repository:
     """Icechunk's conditional writes pick the winner on S3: of the processes creating the repository
     only one succeeds, and of those committing a cube into it only the first."""
@@ -324,9 +339,12 @@ def _create_s3(given: str, location: str, populate: Callable[[icechunk.Repositor
         if not exists(location):
             try:
                 icechunk.Repository.create(storage)  # without this process's settings: those are not stored
-            except icechunk.IcechunkError:
-                if not exists(location):
-                    raise
+            except icechunk.IcechunkError as err:
+                # Another process may be creating it: its first objects are written ("repositories can only
+                # be created in clean prefixes") before the repository can be opened. Wait for it to finish.
+                if not _appears(location):
+                    raise CubeExistsError(f"{given!r} holds objects that are not a cube (or another process's "
+                                          f"create did not finish within {CREATE_WAIT:g} s): {err}") from err
         repo = _open(location)
         if not is_bare(repo):
             raise CubeExistsError(f"a cube already exists at {given!r}; use Cube.open or Cube.open_or_create")
