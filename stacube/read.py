@@ -161,8 +161,7 @@ DIRECT_READ = 1 << 26  # pixels of one variable: up to this, a large window is r
 def read_large(group: zarr.Group, name: str, selection: tuple, indexes: ShardIndexes | None = None) -> np.ndarray:
     """One variable's large ``selection``: straight from Icechunk (``small_read``) up to ``DIRECT_READ``
     pixels, else, and where that cannot read it or finds it damaged, through ``read_checked``. Through
-    zarr a sharded patch is 64 inner chunks, each its own task: a warm 3824 px load took 2-3x as long
-    as with the unsharded patches before (README, Performance)."""
+    zarr a sharded patch is 64 inner chunks, each its own task (what that costs: README, Performance)."""
     if _pixels(selection) <= DIRECT_READ:
         values = read_windows([group[name]], selection, indexes)[0]
         if values is not None:
