@@ -33,6 +33,23 @@ RULES = ("keep-all", "newest-processing")
 
 
 def check_rule(rule: str) -> str:
+    """A source's duplicate rule, checked when the spec is made (before any download).
+
+    Parameters
+    ----------
+    rule : str
+        One of ``RULES``.
+
+    Returns
+    -------
+    str
+        ``rule``.
+
+    Raises
+    ------
+    SpecError
+        If ``rule`` is not one of ``RULES``.
+    """
     if rule not in RULES:
         raise SpecError(f"unknown duplicate rule {rule!r}; use one of {list(RULES)}")
     return rule
@@ -60,21 +77,59 @@ def _updated(item: pystac.Item) -> pd.Timestamp:
 
 
 def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None]:
-    """What makes two Items one acquisition: platform, source tile, datetime."""
+    """What makes two Items one acquisition: platform, source tile, datetime.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item.
+
+    Returns
+    -------
+    tuple[str or None, str, str or None]
+        Its ``platform``; its source tile (``grid.source_tile_name``: the MGRS tile, else its id); its
+        datetime in ISO format (``start_datetime`` for an Item without one).
+    """
     properties = item.properties
     when = item.datetime.isoformat() if item.datetime else properties.get("start_datetime")
     return properties.get("platform"), source_tile_name(properties, item.id), when
 
 
 def newness(item: pystac.Item) -> tuple:
-    """Order of preference between reprocessings of one acquisition: greater is newer."""
+    """Order of preference between reprocessings of one acquisition: greater is newer.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item.
+
+    Returns
+    -------
+    tuple
+        (processing version as numbers from ``s2:processing_baseline`` or ``processing:version``,
+        ``updated`` as UTC, id): compared in that order; what is missing or unreadable sorts first.
+    """
     properties = item.properties
     version = properties.get("s2:processing_baseline", properties.get("processing:version"))
     return _version(version), _updated(item), item.id
 
 
 def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pystac.Item], list[pystac.Item]]:
-    """The Items to read under ``rule``, in the order given, and the ones it superseded."""
+    """The Items to read under ``rule``, in the order given, and the ones it superseded.
+
+    Parameters
+    ----------
+    items : Sequence[pystac.Item]
+        The Items that feed one patch.
+    rule : str
+        ``"keep-all"`` keeps every Item; any other (``"newest-processing"``, as ``check_rule`` allows)
+        keeps the ``newness``-greatest Item of each ``acquisition``.
+
+    Returns
+    -------
+    tuple[list[pystac.Item], list[pystac.Item]]
+        The Items to read, and the superseded ones, each in the order given.
+    """
     if rule == "keep-all" or len(items) < 2:
         return list(items), []
     newest: dict[tuple, pystac.Item] = {}

@@ -10,7 +10,32 @@ from typing import Any
 
 
 def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
-    """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, by ``fmt`` or the file's suffix."""
+    """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, so other tools read it without stacube.
+
+    Attributes that are not a string or a number are dropped from the Dataset (NetCDF cannot hold lists);
+    each variable keeps its convention (CF attributes; GDAL's band scale, offset and unit in a COG).
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        The Tile, eager or lazy (Dask).
+    out : Path
+        The file (or Zarr folder) to write; its parent folders are made. With several variables, a
+        GeoTIFF is written per variable as ``<stem>_<variable><suffix>`` beside it.
+    fmt : str or None
+        ``"cog"`` (also ``tif``, ``tiff``, ``geotiff``), ``"netcdf"`` (``nc``) or ``"zarr"``; None: from
+        ``out``'s suffix. An existing file or Zarr store is overwritten.
+
+    Returns
+    -------
+    list[Path]
+        The files written.
+
+    Raises
+    ------
+    ValueError
+        If the format is none of those, or a GeoTIFF is asked for a Tile of more than one time step.
+    """
     kind = (fmt or out.suffix.lstrip(".")).lower()
     kind = {"tif": "cog", "tiff": "cog", "geotiff": "cog", "nc": "netcdf", "zarr": "zarr"}.get(kind, kind)
     tile = tile.copy()
@@ -46,7 +71,21 @@ LAZY_GDAL_CACHE = 32 * 2**20  # bytes: rasterio hands an integer GDAL_CACHEMAX t
 def write_cog(variable: Any, path: Path) -> Path:
     """One variable as a COG that carries its convention: GDAL's band scale, offset and unit, so GDAL,
     rasterio (``src.scales``) and QGIS turn its numbers into physical values. A lazy (Dask) variable is
-    written chunk by chunk, so memory stays flat in its size."""
+    written chunk by chunk, so memory stays flat in its size.
+
+    Parameters
+    ----------
+    variable : xarray.DataArray
+        A 2-D Tile variable with odc-geo's geobox; its ``nodata``, ``scale_factor``, ``add_offset`` and
+        ``units`` attributes are written as GDAL's, never as TIFF tags of their own.
+    path : Path
+        The COG to write (overwritten if it exists); its folder must exist.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import rasterio
     import rasterio.shutil
 

@@ -27,13 +27,18 @@ class ExpireReport:
     """What ``expire`` removed: snapshots no longer reachable, and the bytes garbage-collected."""
 
     snapshots_expired: int
+    """How many snapshots were expired (no longer reachable from the branch or a kept tag)."""
     bytes_freed: int
+    """Bytes garbage collection deleted from the cube's storage."""
     chunks_deleted: int
-    held_by_grace: bool = False  # snapshots expired, but their objects are younger than the grace period
+    """How many chunk objects garbage collection deleted."""
+    held_by_grace: bool = False
+    """True when snapshots expired but nothing was freed because their objects are younger than the grace
+    period (``expire``'s ``grace``): a later ``expire`` frees them."""
 
     @property
     def note(self) -> str | None:
-        """What a person should know that the figures do not say."""
+        """What a person should know that the figures do not say: why nothing was freed, or None."""
         if self.held_by_grace:
             return (f"{self.snapshots_expired} snapshot(s) expired, but nothing was freed: objects younger than the "
                     "grace period are kept (a run in progress may need them); run expire again once they are older, "
@@ -43,14 +48,47 @@ class ExpireReport:
 
 def run_metadata(repo: icechunk.Repository,
                  branch: str = BRANCH) -> Iterator[tuple[icechunk.SnapshotInfo, dict[str, Any]]]:
-    """The snapshots on ``branch``, newest first, each with stacube's entry of its commit metadata
-    (``{}`` for a snapshot that has none, such as Icechunk's first). The one walk of the history."""
+    """The snapshots on ``branch``, newest first, each with stacube's entry of its commit metadata.
+
+    The one walk of the history: ``Cube.history``, ``Cube.state`` and the last ROIs all read it.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    branch : str, optional
+        The branch to walk (stacube's one branch, ``main``, by default).
+
+    Returns
+    -------
+    Iterator[tuple[icechunk.SnapshotInfo, dict[str, Any]]]
+        Each snapshot with the ``stacube`` entry of its commit metadata (run id, stamp, patches, ROI, ...),
+        ``{}`` for a snapshot that has none, such as Icechunk's first.
+    """
     for snap in repo.ancestry(branch=branch):
         yield snap, (snap.metadata or {}).get(METADATA_KEY, {})
 
 
 def resolve(repo: icechunk.Repository, version: str) -> str:
-    """The snapshot id of a tag or snapshot id; names the value if there is no such version."""
+    """The snapshot id a version names, so that every command takes a tag or a snapshot id alike.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    version : str
+        A tag, or a snapshot id (a tag wins where both match).
+
+    Returns
+    -------
+    str
+        The snapshot id.
+
+    Raises
+    ------
+    VersionNotFoundError
+        If ``version`` is neither a tag nor a snapshot of this cube; the message lists the tags.
+    """
     if version in repo.list_tags():
         return repo.lookup_tag(version)
     try:
@@ -61,7 +99,31 @@ def resolve(repo: icechunk.Repository, version: str) -> str:
 
 
 def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> str:
-    """Name ``snapshot`` (default: the branch tip); returns the snapshot id."""
+    """Name a snapshot for good, so that it can be loaded, rolled back to and kept by ``expire``.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    name : str
+        The new tag: letters, digits, ``_``, ``-`` and ``.``. Tags never move.
+    snapshot : str or None, optional
+        The snapshot to name, as a tag or snapshot id; None (or empty): the branch tip.
+
+    Returns
+    -------
+    str
+        The snapshot id the tag names.
+
+    Raises
+    ------
+    SpecError
+        If ``name`` is not an allowed name.
+    StacubeError
+        If a tag ``name`` exists already (on any snapshot).
+    VersionNotFoundError
+        If ``snapshot`` names no tag or snapshot of this cube.
+    """
     check_name("tag", name)
     if name in repo.list_tags():
         raise StacubeError(f"tag {name!r} exists already (at {repo.lookup_tag(name)}); tags never move")
@@ -71,11 +133,32 @@ def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> st
 
 
 def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> str:
-    """Point the branch at ``to`` (a snapshot id or tag) again; returns that snapshot id.
+    """Point the branch at an older snapshot again: the data and the record of filled patches go back together.
 
     The reset only happens if the branch still points where it was read (``if_tip``, default: now),
     so a run that commits at the same moment is never silently discarded. Runs still in flight
     when the branch moves back commit on top of ``to`` with only their own patches.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    to : str
+        The snapshot to go back to, as a tag or snapshot id.
+    if_tip : str or None, optional
+        Where the caller saw the branch (tag or snapshot id); None: where it is now.
+
+    Returns
+    -------
+    str
+        The snapshot id the branch now points at.
+
+    Raises
+    ------
+    VersionNotFoundError
+        If ``to`` or ``if_tip`` names no tag or snapshot of this cube.
+    CubeChangedError
+        If the branch no longer points at ``if_tip``: another process committed meanwhile; nothing moved.
     """
     snapshot_id = resolve(repo, to)
     expected = resolve(repo, if_tip) if if_tip else repo.lookup_branch(BRANCH)
@@ -90,7 +173,24 @@ def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> s
 
 
 def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
-    """A UTC instant from a datetime, a timedelta or a pandas duration string ('30D') before now."""
+    """The instant before which ``expire`` drops snapshots, from whatever the user gave.
+
+    Parameters
+    ----------
+    older_than : datetime, timedelta or str
+        An instant (naive: taken as UTC), or how long before now: a timedelta or anything
+        ``pd.Timedelta`` reads (``"30D"``, ``"24h"``).
+
+    Returns
+    -------
+    datetime.datetime
+        A tz-aware UTC instant.
+
+    Raises
+    ------
+    StacubeError
+        If ``older_than`` is neither a datetime nor something ``pd.Timedelta`` reads (``"abc"``, a date).
+    """
     if isinstance(older_than, dt.datetime):
         stamp = pd.Timestamp(older_than)
     else:
@@ -104,10 +204,31 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
            keep_tags: bool = True, grace: dt.timedelta | str = "24h") -> ExpireReport:
     """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
-    then garbage-collect what nothing reaches any more.
+    then garbage-collect what nothing reaches any more, so that an old cube's storage stops growing.
 
     Objects younger than ``grace`` are never collected: a run in progress has written chunks that
     no snapshot references yet, and collecting them would break its commit.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    older_than : datetime, timedelta or str
+        Snapshots written before this instant (or this long before now) expire; see ``cutoff``.
+    keep_tags : bool, optional
+        Keep tagged snapshots and their tags (default); False expires them too and deletes their tags.
+    grace : timedelta or str, optional
+        Objects younger than this are never collected (default ``"24h"``).
+
+    Returns
+    -------
+    ExpireReport
+        How many snapshots expired and what garbage collection freed.
+
+    Raises
+    ------
+    StacubeError
+        If ``older_than`` or ``grace`` is neither a datetime nor a duration (``cutoff``).
     """
     when = cutoff(older_than)
     expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)

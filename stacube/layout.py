@@ -38,19 +38,56 @@ INNER_CHUNK = 256
 
 
 def encode_times(axis: pd.DatetimeIndex) -> np.ndarray:
-    """A time axis as a zone's ``time`` array stores it: int64 ``TIME_UNITS`` (naive times are UTC)."""
+    """A time axis as a zone's ``time`` array stores it: the one encoding, at creation and when the axis grows.
+
+    Parameters
+    ----------
+    axis : pd.DatetimeIndex
+        The cube's time axis (naive, UTC).
+
+    Returns
+    -------
+    np.ndarray
+        int64 microseconds since 1970-01-01 (``TIME_UNITS``).
+    """
     return axis.values.astype("datetime64[us]").astype("int64")
 
 
 def chunk_exists(session: icechunk.Session, path: str, cell: Sequence[int]) -> bool:
-    """Whether chunk ``cell`` of the array at ``path`` (``/zone/name``) was ever written, asked of Icechunk's
-    manifest without opening the array (a few microseconds: a year of daily patches is planned without
-    reading a chunk). The one test of "does this chunk exist"."""
+    """Whether chunk ``cell`` of the array at ``path`` was ever written, asked of Icechunk's manifest
+    without opening the array (a year of daily patches is planned without reading a chunk). The one
+    test of "does this chunk exist".
+
+    Parameters
+    ----------
+    session : icechunk.Session
+        A session on the snapshot to ask.
+    path : str
+        The array's path in the repository (``/zone/name``).
+    cell : Sequence[int]
+        The chunk's coordinates (the shard's, for a sharded array).
+
+    Returns
+    -------
+    bool
+        True if the manifest holds the chunk (stored, inline or virtual).
+    """
     return session.chunk_type(path, cell) != icechunk.ChunkType.uninitialized
 
 
 def inner_chunks(chunks: tuple[int, int]) -> tuple[int, int] | None:
-    """The inner chunk shape a patch of ``chunks`` is sharded into, or None to store it as one chunk."""
+    """The inner chunk shape a patch of ``chunks`` is sharded into, or None to store it as one chunk.
+
+    Parameters
+    ----------
+    chunks : tuple[int, int]
+        The patch's (y, x) size in pixels.
+
+    Returns
+    -------
+    tuple[int, int] or None
+        ``(INNER_CHUNK, INNER_CHUNK)`` where both sides are larger than it and divide by it, else None.
+    """
     cy, cx = chunks
     if cy > INNER_CHUNK and cx > INNER_CHUNK and cy % INNER_CHUNK == 0 and cx % INNER_CHUNK == 0:
         return INNER_CHUNK, INNER_CHUNK
@@ -58,7 +95,18 @@ def inner_chunks(chunks: tuple[int, int]) -> tuple[int, int] | None:
 
 
 def stored_chunks(array: zarr.Array) -> tuple[int, ...]:
-    """The shape of the unit an array stores, one per patch: the shard where it is sharded, else the chunk."""
+    """The shape of the unit an array stores, one per patch: the shard where it is sharded, else the chunk.
+
+    Parameters
+    ----------
+    array : zarr.Array
+        A cube array.
+
+    Returns
+    -------
+    tuple[int, ...]
+        The shard shape, or the chunk shape of an array that is not sharded.
+    """
     return tuple(array.shards or array.chunks)
 
 
@@ -68,7 +116,20 @@ def _grid_mapping_attrs(geobox: GeoBox) -> dict[str, Any]:
 
 
 def create_layout(store: Any, spec: CubeSpec) -> zarr.Group:
-    """Write the empty cube structure (no chunks) into ``store``."""
+    """Write the empty cube structure (no chunks) into ``store``: what ``Cube.create`` commits first.
+
+    Parameters
+    ----------
+    store : Any
+        A Zarr store (an Icechunk session's ``store``); what it holds at its root is replaced.
+    spec : CubeSpec
+        The cube's spec: stored in the root attributes, and one group per zone made from it.
+
+    Returns
+    -------
+    zarr.Group
+        The root group.
+    """
     root = zarr.open_group(store, mode="w", zarr_format=3)
     root.attrs[SPEC_ATTR] = spec.to_json()
     cy, cx = spec.chunks
@@ -131,7 +192,18 @@ AS_READ = ("as read: each Item's numbers unconverted (a cube made before stacube
 def convention_attrs(variable: Variable) -> dict[str, Any]:
     """A variable's units and convention as attributes: CF ``scale_factor``/``add_offset`` where stored
     numbers are not physical values, so ``xr.decode_cf`` gives physical values; ``stacube_convention``
-    where the cube never declared one."""
+    where the cube never declared one.
+
+    Parameters
+    ----------
+    variable : Variable
+        The cube variable.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``units`` (if any), and ``scale_factor``/``add_offset`` or ``stacube_convention`` (``AS_READ``).
+    """
     attrs: dict[str, Any] = {}
     if variable.units:
         attrs["units"] = variable.units

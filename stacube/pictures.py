@@ -27,7 +27,20 @@ SNAPSHOT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e37
 
 
 def snapshot_colours(state: gpd.GeoDataFrame) -> dict[str, str]:
-    """A colour per snapshot, in the order snapshots first appear (the record is sorted by zone/time/id)."""
+    """A colour per snapshot, in the order snapshots first appear (the record is sorted by zone/time/id),
+    so that the figure and the map colour a snapshot alike.
+
+    Parameters
+    ----------
+    state : geopandas.GeoDataFrame
+        ``Cube.state()``: a row per filled patch (``id``, ``zone``, ``time``, ``has_data``, ``snapshot``,
+        ``run_id``, geometry in EPSG:4326).
+
+    Returns
+    -------
+    dict[str, str]
+        A hex colour per snapshot id (``"unknown"`` for patches without one); colours repeat after eight.
+    """
     snapshots = list(dict.fromkeys(state["snapshot"].fillna("unknown")))
     return {snap: SNAPSHOT_COLOURS[i % len(SNAPSHOT_COLOURS)] for i, snap in enumerate(snapshots)}
 
@@ -46,6 +59,30 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
     ``color_by="snapshot"`` gives each snapshot a colour (legend); ``"time"`` colours each place by
     its latest filled time step (colorbar), and falls back to snapshots for a cube without time.
     Patches filled without source data are grey and hatched.
+
+    Parameters
+    ----------
+    state : geopandas.GeoDataFrame
+        ``Cube.state()``: a row per filled patch (``id``, ``zone``, ``time``, ``has_data``, ``snapshot``,
+        ``run_id``, geometry in EPSG:4326).
+    zones : Mapping[str, Any]
+        Each zone's extent as a lon/lat shapely geometry, by zone name.
+    rois : Sequence[Any], optional
+        The last ROIs as lon/lat shapely geometries (dashed red outlines).
+    color_by : str, optional
+        ``"snapshot"`` (default) or ``"time"``.
+    title : str or None, optional
+        Put before the patch count in the figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A figure built without pyplot (``save_figure`` writes it).
+
+    Raises
+    ------
+    ValueError
+        If ``color_by`` is neither ``"snapshot"`` nor ``"time"``.
     """
     import geopandas as gpd
     from matplotlib.figure import Figure
@@ -109,7 +146,24 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
 
 def state_view(state: gpd.GeoDataFrame, rois: Sequence[Any] = (), margin: float = 0.1) -> tuple[float, ...] | None:
     """The lon/lat bounds a state picture shows: the filled patches and the last ROIs, with ``margin``
-    (a fraction of the larger side) around them; None when there is neither (the zones are shown)."""
+    (a fraction of the larger side) around them; None when there is neither (the zones are shown).
+
+    Parameters
+    ----------
+    state : geopandas.GeoDataFrame
+        ``Cube.state()``: a row per filled patch (``id``, ``zone``, ``time``, ``has_data``, ``snapshot``,
+        ``run_id``, geometry in EPSG:4326).
+    rois : Sequence[Any], optional
+        The last ROIs as lon/lat shapely geometries.
+    margin : float, optional
+        Padding on every side, as a fraction of the larger side (0.1 by default; a single point gets
+        0.01 degree).
+
+    Returns
+    -------
+    tuple[float, ...] or None
+        ``(west, south, east, north)`` in degrees, within -180..180 and -90..90.
+    """
     import geopandas as gpd
 
     shapes = [*state.geometry, *rois]
@@ -126,6 +180,21 @@ def explore(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[An
     the same view (the patches and ROIs; the zones when there are neither).
 
     No tile layer is fetched by default (an OpenStreetMap layer can be switched on when online).
+
+    Parameters
+    ----------
+    state : geopandas.GeoDataFrame
+        ``Cube.state()``: a row per filled patch (``id``, ``zone``, ``time``, ``has_data``, ``snapshot``,
+        ``run_id``, geometry in EPSG:4326).
+    zones : Mapping[str, Any]
+        Each zone's extent as a lon/lat shapely geometry, by zone name.
+    rois : Sequence[Any], optional
+        The last ROIs as lon/lat shapely geometries.
+
+    Returns
+    -------
+    folium.Map
+        The map (``save_map`` writes it as HTML).
     """
     import folium
     import geopandas as gpd
@@ -165,7 +234,18 @@ def explore(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[An
 
 def physical(variable: xr.DataArray) -> np.ndarray:
     """A Tile variable's values as physical quantities, by the convention it carries (CF scale_factor and
-    add_offset), as float64; nodata is left to the caller's mask."""
+    add_offset), never a constant; nodata is left to the caller's mask.
+
+    Parameters
+    ----------
+    variable : xarray.DataArray
+        A Tile variable (computed if lazy).
+
+    Returns
+    -------
+    np.ndarray
+        ``values * scale_factor + add_offset`` as float64 (the values as they are where neither is set).
+    """
     values = variable.values.astype("float64")
     scale, offset = variable.attrs.get("scale_factor"), variable.attrs.get("add_offset")
     if scale is not None or offset is not None:
@@ -186,8 +266,37 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
               cmap: str = "viridis", percentile: tuple[float, float] = (2, 98)) -> Figure:
     """A Tile as a picture: one band with a colour bar (default: the first variable), or three bands as
     RGB, each stretched between ``percentile`` of its valid pixels. Values are shown as physical
-    quantities, by the convention each variable carries. Nodata stays transparent. For a
-    Tile with time, ``time`` picks the step (an index or a date; default the last one)."""
+    quantities, by the convention each variable carries. Nodata stays transparent.
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        A Tile (from stacube, or any Dataset odc-geo reads a geobox from).
+    bands : str, Sequence[str] or None, optional
+        One variable, or three as (R, G, B); None: the first variable.
+    time : Any, optional
+        For a Tile with time, the step to show: an index, or a date (the nearest step); None: the last.
+    title : str or None, optional
+        The figure's title (default: the bands); the step's date is added for a Tile with time.
+    vmin, vmax : float or None, optional
+        Colour range of a single band, in physical units (default: its range).
+    cmap : str, optional
+        Matplotlib colour map of a single band.
+    percentile : tuple[float, float], optional
+        The percentiles of each band's valid pixels that RGB stretches between (default 2 and 98).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A figure built without pyplot (``save_figure`` writes it).
+
+    Raises
+    ------
+    ValueError
+        If ``bands`` are not one or three variables of the Tile, or the Tile has a time axis without steps.
+    IndexError
+        If ``time`` is an index past the Tile's steps.
+    """
     import odc.geo.xr  # noqa: F401 - the .odc accessor, for a Tile made outside stacube
     from matplotlib.figure import Figure
 
@@ -248,7 +357,20 @@ def _crs_name(tile: xr.Dataset) -> str | None:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write a figure as PNG (100 dpi); returns the path."""
+    """Write a figure as PNG (100 dpi), making its folder.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or Path
+        The PNG to write (overwritten if it exists).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -256,7 +378,20 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def save_map(fmap: folium.Map, path: str | Path) -> Path:
-    """Write a folium map as a self-contained HTML page; returns the path."""
+    """Write a folium map as a self-contained HTML page, making its folder.
+
+    Parameters
+    ----------
+    fmap : folium.Map
+        The map.
+    path : str or Path
+        The HTML file to write (overwritten if it exists).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmap.save(str(path))

@@ -68,12 +68,19 @@ SHIFTED_BELOW_DN, SHIFTED_PERCENTILE, MIN_PIXELS_TO_JUDGE = 900, 5, 256
 
 @dataclass(frozen=True)
 class Convention:
-    """physical = stored * scale + offset. ``check_pixels``: a guess that the Item's pixels must confirm
-    (``earth-search-l2a``'s untrustworthy flag), see ``judge_offset``."""
+    """How numbers become physical values: physical = stored * scale + offset (the CF way).
+
+    Two conventions are equal when their scale and offset are (``check_pixels`` is not compared); use
+    ``same`` to compare with a tolerance."""
 
     scale: float = 1.0
+    """Physical units per stored step (CF ``scale_factor``); 0.0001 for Sentinel-2 reflectance."""
     offset: float = 0.0
+    """Physical value of a stored 0 (CF ``add_offset``), in the variable's units; -0.1 for Sentinel-2
+    reflectance from processing baseline 04.00 on."""
     check_pixels: bool = field(default=False, compare=False)
+    """A guess that the Item's pixels must confirm (``earth-search-l2a``'s untrustworthy flag): the
+    backend reads an overview and lets ``judge_offset`` decide."""
 
     def __str__(self) -> str:
         return f"scale={self.scale:g} offset={self.offset:g}"
@@ -83,6 +90,23 @@ IDENTITY = Convention()
 
 
 def check_policy(policy: str) -> str:
+    """A source's radiometry policy, checked when the spec is made (before any download).
+
+    Parameters
+    ----------
+    policy : str
+        One of ``POLICIES``.
+
+    Returns
+    -------
+    str
+        ``policy``.
+
+    Raises
+    ------
+    SpecError
+        If ``policy`` is not one of ``POLICIES``.
+    """
     if policy not in POLICIES:
         from .errors import SpecError
 
@@ -91,7 +115,18 @@ def check_policy(policy: str) -> str:
 
 
 def declared(asset: pystac.Asset) -> Convention:
-    """The scale and offset an asset declares (raster extension, STAC 1.1 bands, or the asset itself)."""
+    """The scale and offset an asset declares (raster extension, STAC 1.1 bands, or the asset itself).
+
+    Parameters
+    ----------
+    asset : pystac.Asset
+        The asset; its first ``raster:bands`` (or ``bands``) entry wins over fields on the asset itself.
+
+    Returns
+    -------
+    Convention
+        Scale 1 and offset 0 where none is declared, as the raster extension defines.
+    """
     fields = asset.extra_fields
     for band in [*fields.get("raster:bands", []), *fields.get("bands", [])][:1]:
         scale = band.get("scale", band.get("raster:scale"))
@@ -102,7 +137,18 @@ def declared(asset: pystac.Asset) -> Convention:
 
 
 def processing_baseline(item: pystac.Item) -> tuple[int, int] | None:
-    """``s2:processing_baseline`` ("04.00", "5.09") as (major, minor), or None."""
+    """The Sentinel-2 processing baseline an Item was made with, which decides its reflectance offset.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item; its ``s2:processing_baseline`` property ("04.00", "5.09") is read.
+
+    Returns
+    -------
+    tuple[int, int] or None
+        (major, minor); None where the property is missing or not two numbers.
+    """
     text = item.properties.get("s2:processing_baseline")
     if text is None:
         return None
@@ -120,7 +166,32 @@ def _is_s2_reflectance(key: str, asset: pystac.Asset) -> bool:
 
 
 def item_convention(item: pystac.Item, key: str, policy: str, cube: Convention) -> Convention:
-    """How Item ``item``'s asset ``key`` turns its numbers into physical values, under ``policy``."""
+    """How Item ``item``'s asset ``key`` turns its numbers into physical values, under ``policy``.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item.
+    key : str
+        The asset's key in ``item.assets``.
+    policy : str
+        The source's radiometry policy (one of ``POLICIES``; see the module's docstring).
+    cube : Convention
+        The variable's own convention: what ``"as-cube"`` returns.
+
+    Returns
+    -------
+    Convention
+        The Item's convention; under ``earth-search-l2a`` it may carry ``check_pixels``.
+
+    Raises
+    ------
+    RadiometryError
+        If a Sentinel-2 policy meets a reflectance asset whose Item has no usable
+        ``s2:processing_baseline`` (and, for ``earth-search-l2a``, no ``boa_offset_applied`` true).
+    KeyError
+        If ``item`` has no asset ``key`` (any policy but ``as-cube``).
+    """
     if policy == "as-cube":
         return cube
     asset = item.assets[key]
@@ -142,9 +213,19 @@ def item_convention(item: pystac.Item, key: str, policy: str, cube: Convention) 
 
 def judge_offset(values: list[np.ndarray]) -> tuple[Convention | None, str]:
     """Whether an Earth Search Item's raw-looking pixels (baseline 04.00 on, flag not true) are in fact
-    shifted: ``values`` are its valid DN, per reflectance asset (a decimated read of the whole
-    granule). Returns the convention
-    the pixels show (None: too few to judge) and the evidence, for the commit."""
+    shifted, since its metadata cannot say (see ``earth-search-l2a`` in the module's docstring).
+
+    Parameters
+    ----------
+    values : list[np.ndarray]
+        The Item's valid DN, one array per reflectance asset (a decimated read of the whole granule).
+
+    Returns
+    -------
+    tuple[Convention or None, str]
+        The convention the pixels show (offset 0 if the 5th percentile is below ``SHIFTED_BELOW_DN``,
+        else -0.1), None with fewer than ``MIN_PIXELS_TO_JUDGE`` pixels; and the evidence, for the commit.
+    """
     pooled = np.concatenate([np.ravel(v) for v in values]) if values else np.array([])
     if pooled.size < MIN_PIXELS_TO_JUDGE:
         return None, f"{pooled.size} valid pixels, too few to judge: read as the flag says (offset -0.1)"
@@ -158,7 +239,28 @@ def judge_offset(values: list[np.ndarray]) -> tuple[Convention | None, str]:
 
 def check_precision(item: pystac.Item, key: str, variable_name: str, source: Convention, target: Convention,
                     dtype: np.dtype) -> None:
-    """Refuse a conversion that would round an integer variable more coarsely than the Item's own steps."""
+    """Refuse a conversion that would round an integer variable more coarsely than the Item's own steps.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item (named in the error).
+    key : str
+        The asset's key (named in the error).
+    variable_name : str
+        The cube variable (named in the error).
+    source : Convention
+        The Item's convention.
+    target : Convention
+        The variable's convention.
+    dtype : np.dtype
+        The variable's dtype; only integer dtypes can lose steps.
+
+    Raises
+    ------
+    RadiometryError
+        If ``dtype`` is an integer and ``target``'s steps are coarser than ``source``'s.
+    """
     if dtype.kind in "iu" and target.scale > abs(source.scale) * (1 + 1e-9):
         raise RadiometryError(
             f"Item {item.id!r} asset {key!r} holds steps of {source.scale:g} ({source}), but variable "
@@ -191,8 +293,33 @@ def _integer_shift(source: Convention, target: Convention) -> int | None:
 
 def convert(values: np.ndarray, valid: np.ndarray, source: Convention, target: Convention, dtype: np.dtype,
             nodata: float | int) -> tuple[np.ndarray, np.ndarray | None]:
-    """``values`` (valid where ``valid``) from ``source`` into ``target``'s convention as ``dtype``, and the
-    valid pixels that had to be clipped into the dtype's range (None: none). Invalid pixels become ``nodata``."""
+    """An Item's numbers in the variable's convention, so that Items of several conventions mosaic into one.
+
+    Scales that agree with offsets whole steps apart are shifted in integers (exact); otherwise values are
+    rescaled in float64 and rounded for an integer ``dtype``. In an integer ``dtype``, a valid value landing
+    on ``nodata`` is moved one step, and counted as clipped.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        The Item's numbers.
+    valid : np.ndarray
+        Boolean mask of ``values`` that hold data.
+    source : Convention
+        The Item's convention.
+    target : Convention
+        The variable's convention.
+    dtype : np.dtype
+        The variable's dtype.
+    nodata : float or int
+        The variable's nodata: what invalid pixels become.
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray or None]
+        The converted values as ``dtype``; and the valid pixels that had to be clipped into the dtype's
+        range or moved off nodata (None: none).
+    """
     low, high = _valid_range(dtype, nodata)
     shift = _integer_shift(source, target) if dtype.kind in "iu" and values.dtype.kind in "iu" else None
     if shift is not None:
@@ -219,12 +346,35 @@ def convert(values: np.ndarray, valid: np.ndarray, source: Convention, target: C
 
 
 def same(a: Convention, b: Convention) -> bool:
+    """Whether two conventions give the same physical values, up to float rounding (relative 1e-12).
+
+    Parameters
+    ----------
+    a, b : Convention
+        The conventions to compare.
+
+    Returns
+    -------
+    bool
+        True if their scales and offsets agree; ``check_pixels`` is ignored.
+    """
     return math.isclose(a.scale, b.scale, rel_tol=1e-12) and math.isclose(a.offset, b.offset, rel_tol=1e-12,
                                                                           abs_tol=1e-15)
 
 
 def summarize(conventions: Iterable[tuple[str, str, Convention]]) -> dict[str, dict[str, list[str]]]:
-    """Per variable, the Items read in each convention: ``{"B04": {"scale=0.0001 offset=0": [ids]}}``."""
+    """Per variable, the Items read in each convention: ``{"B04": {"scale=0.0001 offset=0": [ids]}}``.
+
+    Parameters
+    ----------
+    conventions : Iterable[tuple[str, str, Convention]]
+        (variable, Item id, convention) triples; repeats are listed once.
+
+    Returns
+    -------
+    dict[str, dict[str, list[str]]]
+        Item ids by convention (as ``str(Convention)``) by variable, in the order first met.
+    """
     out: dict[str, dict[str, list[str]]] = {}
     for variable, item_id, convention in conventions:
         ids = out.setdefault(variable, {}).setdefault(str(convention), [])
@@ -236,7 +386,32 @@ def summarize(conventions: Iterable[tuple[str, str, Convention]]) -> dict[str, d
 def converted_items(variables: Mapping, assets: Mapping[str, str], policy: str,
                     items: Iterable[pystac.Item]) -> dict[str, dict[str, list[str]]]:
     """For the commit metadata: per variable with a declared convention, the Items whose numbers were
-    converted into it, grouped by the convention they came in."""
+    converted into it, grouped by the convention they came in.
+
+    Parameters
+    ----------
+    variables : Mapping
+        The cube's variables by name (``CubeSpec.variables``); boolean ones and those without a
+        convention are skipped.
+    assets : Mapping[str, str]
+        The asset key feeding each variable.
+    policy : str
+        The source's radiometry policy.
+    items : Iterable[pystac.Item]
+        The Items the run read; those without a variable's asset are skipped for it.
+
+    Returns
+    -------
+    dict[str, dict[str, list[str]]]
+        As ``summarize``: Item ids by the convention they came in, by variable.
+
+    Raises
+    ------
+    RadiometryError
+        If an Item's convention cannot be told (``item_convention``).
+    KeyError
+        If ``assets`` names no asset for one of ``variables``.
+    """
     items = list(items)
     found = []
     for name, variable in variables.items():

@@ -60,7 +60,22 @@ def _setting(name: str, default: float, whole: bool = False) -> float:
 
 
 def s3_settings() -> icechunk.StorageSettings:
-    """How Icechunk talks to S3: tries and timeouts, from the environment or stacube's defaults above."""
+    """How Icechunk talks to S3: tries and timeouts, from the environment or stacube's defaults above.
+
+    Icechunk's own defaults take long to report an endpoint that refuses connections and never report
+    one that stays silent; these fail a run in seconds with an error naming the settings.
+
+    Returns
+    -------
+    icechunk.StorageSettings
+        ``STACUBE_S3_MAX_TRIES`` tries, ``STACUBE_S3_CONNECT_TIMEOUT`` and ``STACUBE_S3_READ_TIMEOUT``
+        seconds (``S3_MAX_TRIES``, ``S3_CONNECT_TIMEOUT``, ``S3_READ_TIMEOUT`` where unset).
+
+    Raises
+    ------
+    ValueError
+        If one of those variables is set to anything but a positive number (a whole one for the tries).
+    """
     connect = _setting("STACUBE_S3_CONNECT_TIMEOUT", S3_CONNECT_TIMEOUT)
     read = _setting("STACUBE_S3_READ_TIMEOUT", S3_READ_TIMEOUT)
     return icechunk.StorageSettings(
@@ -89,6 +104,24 @@ def cube_url(url: str | os.PathLike) -> str:
     its prefix, less one trailing ``/`` (Icechunk reads ``a/`` as ``a``); a prefix with ``.``, ``..``
     or empty segments is refused, since S3 keys are not paths: ``a/../b`` would be a folder named
     ``..`` to S3 and another place to a reader who resolves it.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        A local path, a ``file:`` URL or ``s3://bucket/prefix``.
+
+    Returns
+    -------
+    str
+        An absolute local path, or ``s3://bucket/prefix``.
+
+    Raises
+    ------
+    CubeNotFoundError
+        If an S3 URL names no bucket, or the scheme is neither ``s3`` nor ``file`` (nor none).
+    SpecError
+        If an S3 URL carries credentials, has a ``;``, ``?`` or ``#`` part, names no prefix or has an
+        empty, ``.`` or ``..`` segment in it; or if a local path is empty.
     """
     text = os.fsdecode(url)
     parsed = urlparse(text)
@@ -122,7 +155,26 @@ def _without_userinfo(url: str) -> str:
 
 
 def storage_for(url: str | os.PathLike) -> icechunk.Storage:
-    """Icechunk storage for a local path or an ``s3://bucket/prefix`` URL (credentials from the environment)."""
+    """Icechunk storage for a local path or an ``s3://bucket/prefix`` URL: the one place storage is chosen.
+
+    On S3, credentials and region come from the environment (``AWS_*``); ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL`` names another endpoint (MinIO, a proxy), addressed path-style.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The cube's location, as ``cube_url`` reads it.
+
+    Returns
+    -------
+    icechunk.Storage
+        Local filesystem storage, or S3 storage.
+
+    Raises
+    ------
+    CubeNotFoundError, SpecError
+        If ``url`` is not a cube location ``cube_url`` accepts.
+    """
     location = cube_url(url)
     if location.startswith("s3://"):
         bucket, prefix = location[len("s3://"):].split("/", 1)
@@ -143,6 +195,18 @@ def _endpoint() -> str | None:
 
 
 def is_local(url: str | os.PathLike) -> bool:
+    """Whether ``url`` is on local disk, where commits need ``commit_lock`` and S3 settings do not apply.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        A cube's location.
+
+    Returns
+    -------
+    bool
+        True for a path or a ``file:`` URL; False for ``s3://`` or any other scheme.
+    """
     return urlparse(os.fsdecode(url)).scheme in ("", "file")
 
 
@@ -168,6 +232,27 @@ def _s3_errors(url: str | os.PathLike) -> Iterator[None]:
 
 
 def exists(url: str | os.PathLike) -> bool:
+    """Whether an Icechunk repository is at ``url``, so that opening and creating can tell the cases apart.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The cube's location (a local path, a ``file:`` URL or ``s3://bucket/prefix``).
+
+    Returns
+    -------
+    bool
+        False for nothing there, or a local file rather than a folder.
+
+    Raises
+    ------
+    CubeNotFoundError, SpecError
+        If ``url`` is not a cube location ``cube_url`` accepts.
+    S3AccessError
+        If S3 does not answer after its tries (``s3_settings``).
+    ValueError
+        If an ``STACUBE_S3_*`` setting is not a positive number (S3 only).
+    """
     if is_local(url) and not os.path.isdir(cube_url(url)):
         return False  # nothing there, or a file: Icechunk would fail on "not a directory"
     with _s3_errors(url):
@@ -181,7 +266,18 @@ def _open(url: str | os.PathLike) -> icechunk.Repository:
 
 def is_bare(repo: icechunk.Repository) -> bool:
     """Whether ``repo`` holds nothing but Icechunk's first, empty snapshot: a cube creation that never
-    committed (interrupted, or under way in another process). Cube.create takes such a one over."""
+    committed (interrupted, or under way in another process). Cube.create takes such a one over.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        An opened repository.
+
+    Returns
+    -------
+    bool
+        True for one snapshot, the ``main`` branch alone and no tag.
+    """
     first = list(itertools.islice(repo.ancestry(branch=BRANCH), 2))
     return len(first) == 1 and set(repo.list_branches()) == {BRANCH} and not repo.list_tags()
 
@@ -193,6 +289,34 @@ def create_repository(url: str | os.PathLike, populate: Callable[[icechunk.Repos
     by which time the cube can be opened. A creation that fails leaves nothing in the way of the next:
     on disk, what it created is removed (the folder is as it was, or absent); on S3, where stacube can
     neither move nor delete, the repository it left holds no cube, and the next creation takes it over.
+    Whatever ``populate`` raises is raised as it is, after that cleanup.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        Where the cube goes: a local path (missing, or an empty folder) or ``s3://bucket/prefix``.
+    populate : Callable[[icechunk.Repository], None]
+        Writes the cube's layout into the new repository and commits it.
+
+    Returns
+    -------
+    icechunk.Repository
+        The new repository, opened with this process's settings.
+
+    Raises
+    ------
+    CubeExistsError
+        If a cube is there already, another process created it meanwhile, or something else is in the
+        way (a file, a folder holding other files, S3 objects that are not a repository).
+    CubeNotFoundError, SpecError
+        If ``url`` is not a cube location ``cube_url`` accepts.
+    S3AccessError
+        If S3 does not answer after its tries.
+    OSError
+        If the folder cannot be made or written (``Cube.create`` turns it into a ``StorageError``).
+    ValueError
+        If ``STACUBE_CHUNK_REFS_CACHED`` is not a whole number, or an ``STACUBE_S3_*`` setting not a
+        positive number.
     """
     given, location = os.fsdecode(url), cube_url(url)
     if not is_local(location):
@@ -356,13 +480,50 @@ def _create_s3(given: str, location: str, populate: Callable[[icechunk.Repositor
 
 
 def open_repository(url: str | os.PathLike) -> icechunk.Repository:
+    """The repository of an existing cube, opened with this process's settings (cache size, S3 tries).
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The cube's location (a local path, a ``file:`` URL or ``s3://bucket/prefix``).
+
+    Returns
+    -------
+    icechunk.Repository
+        The opened repository.
+
+    Raises
+    ------
+    CubeNotFoundError
+        If there is no repository at ``url`` (or ``url`` names no bucket, or an unsupported scheme).
+    SpecError
+        If ``url`` is a malformed S3 URL or an empty path (``cube_url``).
+    S3AccessError
+        If S3 does not answer after its tries.
+    ValueError
+        If ``STACUBE_CHUNK_REFS_CACHED`` is not a whole number, or an ``STACUBE_S3_*`` setting not a
+        positive number.
+    """
     if not exists(url):
         raise CubeNotFoundError(f"no cube at {os.fsdecode(url)!r}; create one with Cube.create(path, spec)")
     return _open(url)
 
 
 def initialized_chunks(session: icechunk.Session, array_path: str) -> list[tuple[int, ...]]:
-    """Coordinates of the chunks an array holds, from Icechunk's manifest (no chunk is read)."""
+    """Coordinates of the chunks an array holds, from Icechunk's manifest (no chunk is read).
+
+    Parameters
+    ----------
+    session : icechunk.Session
+        A session on the snapshot to ask.
+    array_path : str
+        The array's path in the repository (``/zone/name``).
+
+    Returns
+    -------
+    list[tuple[int, ...]]
+        The coordinates of every written chunk, sorted.
+    """
 
     async def collect() -> list[tuple[int, ...]]:
         return [tuple(int(c) for c in coords) async for coords in session.chunk_coordinates(array_path)]
@@ -378,6 +539,18 @@ def commit_lock(url: str | os.PathLike) -> Iterator[None]:
 
     Icechunk's local filesystem storage has no conditional writes: two commits at the same moment
     can both move the branch and one is lost. Object stores (S3) have them and need no lock.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The cube's location; for ``s3://`` the context does nothing.
+
+    Raises
+    ------
+    OSError
+        If the lock file in the cube's folder cannot be opened (no such folder, not writable).
+    SpecError
+        If ``url`` is an empty path.
     """
     if not is_local(url):
         yield

@@ -46,7 +46,23 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
 
 
 def database_path(url: str | os.PathLike) -> Path:
-    """The file a ``duckdb:///path`` URL (or a plain path) names."""
+    """The file a ``duckdb:///path`` URL (or a plain path) names.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        ``duckdb:///path/to/fields.duckdb`` (``duckdb://relative.duckdb`` is relative), or a plain path.
+
+    Returns
+    -------
+    Path
+        The database file.
+
+    Raises
+    ------
+    ValueError
+        If ``url`` has another scheme, or names no file.
+    """
     text = os.fspath(url)
     if text.startswith("duckdb://"):
         text = text[len("duckdb://"):]
@@ -58,7 +74,22 @@ def database_path(url: str | os.PathLike) -> Path:
 
 
 class DuckDBParcelStore(ParcelStore):
-    """The embedded store: one DuckDB file."""
+    """The embedded store: one DuckDB file, made with its folder and tables if missing.
+
+    Calls from several threads are serialised; only one process at a time may open the file.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        ``duckdb:///path/to/fields.duckdb`` or a plain path.
+
+    Raises
+    ------
+    ValueError
+        If ``url`` has another scheme than ``duckdb://``, or names no file (``database_path``).
+    duckdb.IOException
+        If the file cannot be opened: another process holds it, or it is not a DuckDB database.
+    """
 
     def __init__(self, url: str | os.PathLike):
         import duckdb
@@ -70,12 +101,14 @@ class DuckDBParcelStore(ParcelStore):
         self._db.execute(_TABLES)
 
     def close(self) -> None:
+        """Close the DuckDB connection."""
         self._db.close()
 
     # --- parcels ----------------------------------------------------------------------------
     def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
-        """Insert or update parcels (EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone``); an existing
-        parcel keeps whether it is watched. Returns how many were written."""
+        """Insert or update parcels; an existing parcel keeps whether it is watched.
+
+        Parameters, returns and errors as ``ParcelStore.add_parcels``."""
         rows = parcel_rows(parcels, watched)
         with self._lock:
             self._db.register("incoming", rows)
@@ -90,7 +123,9 @@ class DuckDBParcelStore(ParcelStore):
         return len(rows)
 
     def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
-        """Watch (or stop watching) parcels; returns how many exist among ``parcel_ids``."""
+        """Watch (or stop watching) parcels.
+
+        Parameters, returns and errors as ``ParcelStore.watch``."""
         ids = pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]})
         with self._lock:
             self._db.register("chosen", ids)
@@ -102,7 +137,9 @@ class DuckDBParcelStore(ParcelStore):
         return int(found)
 
     def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
-        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326."""
+        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326.
+
+        Parameters, returns and errors as ``ParcelStore.parcels``."""
         where, params = [], []
         if watched_only:
             where.append("watched")
@@ -115,7 +152,9 @@ class DuckDBParcelStore(ParcelStore):
             return parcels_frame(self._db.execute(sql, params).df())
 
     def groups(self, watched_only: bool = True) -> pd.DataFrame:
-        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box."""
+        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box.
+
+        Parameters, returns and errors as ``ParcelStore.groups``."""
         with self._lock:
             return self._db.execute(f"""
                 SELECT group_id, min(utm_zone) AS utm_zone, count(*) AS parcels,
@@ -125,7 +164,9 @@ class DuckDBParcelStore(ParcelStore):
 
     # --- observations -----------------------------------------------------------------------
     def write_observations(self, rows: pd.DataFrame) -> int:
-        """Insert or replace per-parcel, per-date statistics (columns ``OBSERVATION_COLUMNS``)."""
+        """Insert or replace per-parcel, per-date statistics.
+
+        Parameters, returns and errors as ``ParcelStore.write_observations``."""
         if rows.empty:
             return 0
         frame = observation_rows(rows)
@@ -139,7 +180,9 @@ class DuckDBParcelStore(ParcelStore):
         return len(frame)
 
     def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
-        """Store a run's data-quality KPIs (one row each; writing a run again replaces them)."""
+        """Store a run's data-quality KPIs.
+
+        Parameters, returns and errors as ``ParcelStore.write_quality``."""
         frame = quality_rows(run_id, start, end, report)
         columns = ", ".join(QUALITY_COLUMNS)
         with self._lock:
@@ -149,7 +192,12 @@ class DuckDBParcelStore(ParcelStore):
         return len(frame)
 
     def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
-        """Delete the time series of parcels unwatched since before ``unwatched_before``; returns rows deleted."""
+        """Delete the time series of parcels unwatched since before ``unwatched_before``.
+
+        Parameters, returns and errors as ``ParcelStore.purge_unwatched``.
+
+        Here ``unwatched_before`` must be a ``pd.Timestamp``, and it is compared as it is with ``updated_at``,
+        which DuckDB stores as the wall-clock time of the process's time zone (``now()``)."""
         with self._lock:
             sql = (f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
                    "WHERE NOT watched AND updated_at < ?)")
@@ -161,25 +209,33 @@ class DuckDBParcelStore(ParcelStore):
     # --- runs -------------------------------------------------------------------------------
     def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
         """Remember that a run of ``kind`` (``"ingest"``) covered ``start``..``end`` for ``target`` (a cube URL),
-        so that the next run starts where this one ended."""
+        so that the next run starts where this one ended.
+
+        Parameters, returns and errors as ``ParcelStore.record_run``."""
         with self._lock:
             self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.runs VALUES (?, ?, ?, ?, ?, now())",
                              [kind, target, run_id, *(naive_utc(t).to_pydatetime() for t in (start, end))])
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None."""
+        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None.
+
+        Parameters, returns and errors as ``ParcelStore.last_run``."""
         with self._lock:
             row = self._db.execute(f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = ? AND target = ? "
                                    "ORDER BY period_end DESC LIMIT 1", [kind, target]).fetchone()
         return None if row is None else (pd.Timestamp(row[0]), pd.Timestamp(row[1]))
 
     def quality(self) -> pd.DataFrame:
-        """Every stored KPI, newest run first."""
+        """Every stored KPI, newest run first.
+
+        Parameters, returns and errors as ``ParcelStore.quality``."""
         with self._lock:
             return self._db.execute(f"SELECT * FROM {SCHEMA}.quality ORDER BY checked_at DESC, kpi").df()
 
     def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """The stored statistics, ordered by parcel and date."""
+        """The stored statistics, ordered by parcel and date.
+
+        Parameters, returns and errors as ``ParcelStore.observations``."""
         sql = f"SELECT * FROM {SCHEMA}.observations"
         with self._lock:
             if parcel_ids is not None:

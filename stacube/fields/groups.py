@@ -14,7 +14,18 @@ from pyproj import Transformer
 
 
 def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """The EPSG code of the UTM zone of each point (326xx north, 327xx south)."""
+    """The EPSG code of the UTM zone of each point (326xx north, 327xx south): the grid a group is computed on.
+
+    Parameters
+    ----------
+    lon, lat : np.ndarray
+        Longitudes and latitudes in degrees (EPSG:4326).
+
+    Returns
+    -------
+    np.ndarray
+        One EPSG code per point: the plain 6-degree zones (Norway's and Svalbard's exceptions are not made).
+    """
     zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(int) + 1, 1, 60)
     return np.where(np.asarray(lat) >= 0, 32600, 32700) + zone
 
@@ -32,7 +43,26 @@ def _z_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def assign_groups(parcels: gpd.GeoDataFrame, max_size: int = 2000) -> gpd.GeoDataFrame:
-    """``parcels`` (EPSG:4326) with ``utm_zone`` (EPSG code) and ``group_id`` columns added."""
+    """``parcels`` with ``utm_zone`` and ``group_id`` columns added, so that work is done per group.
+
+    Parameters
+    ----------
+    parcels : geopandas.GeoDataFrame
+        In EPSG:4326, with ``parcel_id``.
+    max_size : int, optional
+        Most parcels in one group: a 100 km square holding more is cut into parts along a Z-order curve.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy with ``utm_zone`` (EPSG code of the UTM zone of each parcel's representative point) and
+        ``group_id`` (``32N-6-52-0``: zone and hemisphere, the square's column and row, the part).
+
+    Raises
+    ------
+    ValueError
+        If ``max_size`` is less than 1.
+    """
     if max_size < 1:
         raise ValueError(f"max_size {max_size!r} must be at least 1")
     out = parcels.copy()

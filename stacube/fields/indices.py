@@ -39,20 +39,34 @@ CLOUD_CLASSES = (3, 8, 9, 10, 11)  # shadow, cloud medium and high probability, 
 class IndexSettings:
     """Which bands to read, what to mask, and how far inside each parcel to look.
 
-    ``inward_buffer_m`` shrinks every parcel by that many metres before its pixels are chosen, so
-    pixels mixing the field with its border are left out. ``scale``/``offset`` (reflectance = stored *
-    scale + offset) are only for cubes that declare no convention of their own (made before stacube
-    declared them); a cube's declared convention always wins and may not be contradicted."""
+    Raises
+    ------
+    ValueError
+        If ``inward_buffer_m`` is negative, NaN or infinite.
+    """
 
     red: str = "B04"
+    """The cube variable holding red reflectance (Sentinel-2 B04)."""
     nir: str = "B08"
+    """The cube variable holding near-infrared reflectance (Sentinel-2 B08)."""
     swir: str = "B11"
+    """The cube variable holding shortwave-infrared reflectance, for NDMI (Sentinel-2 B11, 1610 nm)."""
     scl: str = "SCL"
+    """The cube variable holding the Sentinel-2 scene classification (class codes 0-11)."""
     masked_classes: tuple[int, ...] = DEFAULT_MASKED_CLASSES
+    """SCL class codes whose pixels are left out (default: no data, saturated, cloud shadow, cloud
+    medium and high probability, thin cirrus, snow)."""
     min_valid_fraction: float = 0.3
+    """The share (0 to 1) of a parcel's pixels that must be valid for its parcel-date to be usable."""
     inward_buffer_m: float = 0.0
+    """Metres every parcel is shrunk by before its pixels are chosen, so pixels mixing the field with
+    its border are left out; 0 or more, and more than 0 needs a Tile on a metric grid."""
     scale: float | None = None
+    """Reflectance per stored step (reflectance = stored * scale + offset), only for cubes that declare
+    no convention of their own (made before stacube declared them); a cube's declared convention always
+    wins and may not be contradicted. None: the cube's."""
     offset: float | None = None
+    """Reflectance of a stored 0, under the same terms as ``scale``. None: the cube's."""
 
     def __post_init__(self) -> None:
         if not (self.inward_buffer_m >= 0 and np.isfinite(self.inward_buffer_m)):
@@ -60,12 +74,35 @@ class IndexSettings:
 
     @property
     def variables(self) -> list[str]:
+        """The cube variables a parcel pipeline loads: red, NIR, SWIR and SCL, in that order."""
         return [self.red, self.nir, self.swir, self.scl]
 
 
 def rasterize_parcels(geometries: gpd.GeoSeries, geobox: GeoBox, inward_buffer_m: float = 0.0) -> np.ndarray:
-    """Parcel index + 1 for each pixel of ``geobox`` whose centre lies in a parcel (shrunk by
-    ``inward_buffer_m`` metres first), 0 elsewhere."""
+    """Which parcel each pixel of ``geobox`` belongs to, rasterized once and reused for every date.
+
+    A pixel belongs to the parcel that contains its centre; where parcels overlap, the one listed last.
+
+    Parameters
+    ----------
+    geometries : geopandas.GeoSeries
+        The parcels (any CRS); empty or missing geometries get no pixel.
+    geobox : GeoBox
+        The Tile's grid.
+    inward_buffer_m : float, optional
+        Metres each parcel is shrunk by first (0: none).
+
+    Returns
+    -------
+    np.ndarray
+        int32 of ``geobox``'s shape: the parcel's position in ``geometries`` + 1, 0 outside every parcel.
+
+    Raises
+    ------
+    ValueError
+        If ``inward_buffer_m`` is set and ``geobox`` is not on a projected grid in metres, or
+        ``geometries`` has no CRS (geopandas' ``to_crs``).
+    """
     local = geometries.to_crs(geobox.crs)
     if inward_buffer_m:
         if not geobox.crs.projected or geobox.crs.units[0] not in ("metre", "m"):
@@ -81,7 +118,28 @@ def rasterize_parcels(geometries: gpd.GeoSeries, geobox: GeoBox, inward_buffer_m
 
 def reflectance_convention(tile: xr.Dataset, name: str, settings: IndexSettings) -> tuple[float, float]:
     """(scale, offset) that turn ``tile[name]``'s numbers into reflectance: the Tile's declared convention,
-    or for a cube that declares none, the settings' (refused without them)."""
+    or for a cube that declares none, the settings' (refused without them).
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        A Tile of the Sentinel-2 cube.
+    name : str
+        The reflectance variable.
+    settings : IndexSettings
+        Its ``scale`` and ``offset``, if set.
+
+    Returns
+    -------
+    tuple[float, float]
+        (scale, offset): reflectance = stored * scale + offset.
+
+    Raises
+    ------
+    RadiometryError
+        If the cube declares no convention and ``settings`` lack ``scale`` or ``offset``; or if the cube
+        declares one and ``settings`` contradict it.
+    """
     attrs = tile[name].attrs
     if "stacube_convention" in attrs:  # a cube made before conventions: each Item's numbers as read
         if settings.scale is None or settings.offset is None:
@@ -124,7 +182,34 @@ def _stats(groups: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, 
 def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: IndexSettings | None = None,
                       run_id: str | None = None) -> pd.DataFrame:
     """One row per parcel and time step of ``tile``: NDVI and NDMI mean, median, std, valid pixels,
-    the parcel's pixels, the valid fraction, whether it is usable and why not."""
+    the parcel's pixels, the valid fraction, whether it is usable and why not.
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        A Tile of the Sentinel-2 cube holding ``settings.variables``, with or without time.
+    parcels : geopandas.GeoDataFrame
+        The parcels, with a ``parcel_id`` column (any CRS).
+    settings : IndexSettings or None, optional
+        Bands, masking and buffer; None: ``IndexSettings()``.
+    run_id : str or None, optional
+        Written in every row's ``run_id``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of ``store.OBSERVATION_COLUMNS``; ``date`` is NaT for a Tile without time. A
+        parcel-date below ``min_valid_fraction`` has ``usable`` False and ``reason`` "clouds", "nodata" or
+        "smaller than a pixel".
+
+    Raises
+    ------
+    RadiometryError
+        If a band's reflectance convention cannot be known, or ``settings`` contradict it
+        (``reflectance_convention``).
+    ValueError
+        If ``settings.inward_buffer_m`` is set and the Tile is not on a metric grid.
+    """
     settings = settings or IndexSettings()
     geobox = tile.odc.geobox
     conventions = {name: reflectance_convention(tile, name, settings) for name in (settings.red, settings.nir,
@@ -179,7 +264,23 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
 
 
 def no_acquisition(parcels: gpd.GeoDataFrame, period_start: pd.Timestamp, run_id: str | None = None) -> pd.DataFrame:
-    """Rows recording that a period had no acquisition at all over these parcels (not silently dropped)."""
+    """Rows recording that a period had no acquisition at all over these parcels (not silently dropped).
+
+    Parameters
+    ----------
+    parcels : geopandas.GeoDataFrame
+        The parcels, with a ``parcel_id`` column.
+    period_start : pd.Timestamp
+        The period's start: every row's ``date``.
+    run_id : str or None, optional
+        Written in every row's ``run_id``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A row per parcel with the columns of ``store.OBSERVATION_COLUMNS``: no statistics, no pixels,
+        ``usable`` False and ``reason`` "no acquisition".
+    """
     n = len(parcels)
     return pd.DataFrame({
         "parcel_id": parcels["parcel_id"].astype(str).to_numpy(), "date": pd.Timestamp(period_start),

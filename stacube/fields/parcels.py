@@ -20,11 +20,13 @@ from .groups import assign_groups
 
 @dataclass
 class ParcelImport:
-    """What an import kept (``parcels``: parcel_id, geometry, repaired, utm_zone, group_id) and what it
-    rejected (``rejected``: parcel_id, reason)."""
+    """What an import kept and what it rejected, so that one bad parcel never fails the import."""
 
     parcels: gpd.GeoDataFrame
+    """The parcels kept, in EPSG:4326: ``parcel_id`` (str), geometry (a polygon or multipolygon),
+    ``repaired`` (``make_valid`` fixed it), ``utm_zone`` (EPSG code) and ``group_id``."""
     rejected: pd.DataFrame
+    """The parcels left out: ``parcel_id`` (``row <index>`` where it had none) and ``reason``."""
 
     def __repr__(self) -> str:
         repaired = int(self.parcels["repaired"].sum()) if len(self.parcels) else 0
@@ -46,7 +48,29 @@ def _polygonal(geometry: shapely.Geometry | None) -> shapely.Geometry | None:
 
 
 def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int = 2000) -> ParcelImport:
-    """Validate, repair and group parcels already in memory (any CRS; ``id_column`` names the stable id)."""
+    """Validate, repair and group parcels already in memory.
+
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The parcels, in any CRS.
+    id_column : str
+        The column holding each parcel's stable id; a missing or duplicated id rejects the parcel.
+    max_group_size : int, optional
+        Most parcels in one group (``groups.assign_groups``).
+
+    Returns
+    -------
+    ParcelImport
+        The parcels kept (in EPSG:4326, grouped) and those rejected, with reasons.
+
+    Raises
+    ------
+    ParcelError
+        If ``frame`` has no column ``id_column``, or no CRS.
+    ValueError
+        If ``max_group_size`` is less than 1.
+    """
     if id_column not in frame.columns:
         raise ParcelError(f"no parcel id column {id_column!r}; the columns are {list(frame.columns)}")
     if frame.crs is None:
@@ -83,7 +107,31 @@ def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int =
 
 def read_parcels(path: str | os.PathLike, id_column: str, *, layer: str | None = None,
                  max_group_size: int = 2000) -> ParcelImport:
-    """Parcels from GeoParquet, GeoPackage or Shapefile (by extension), validated, repaired and grouped."""
+    """Parcels from GeoParquet, GeoPackage or Shapefile (by extension), validated, repaired and grouped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file: ``.parquet``/``.geoparquet`` is read as GeoParquet, anything else by ``geopandas.read_file``.
+    id_column : str
+        The column holding each parcel's stable id.
+    layer : str or None, optional
+        The layer of a multi-layer file (GeoPackage); ignored for GeoParquet.
+    max_group_size : int, optional
+        Most parcels in one group.
+
+    Returns
+    -------
+    ParcelImport
+        As ``clean_parcels``.
+
+    Raises
+    ------
+    ParcelError
+        If the file has no column ``id_column``, or no CRS.
+    ValueError
+        If ``max_group_size`` is less than 1.
+    """
     path = os.fspath(path)
     if path.lower().endswith((".parquet", ".geoparquet")):
         frame = gpd.read_parquet(path)

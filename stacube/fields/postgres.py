@@ -67,7 +67,22 @@ def _records(frame: pd.DataFrame) -> list[tuple]:
 
 
 class PostgresParcelStore(ParcelStore):
-    """Parcels and observations on a PostgreSQL/PostGIS server (``postgresql+asyncpg://user@host/db``)."""
+    """Parcels and observations on a PostgreSQL/PostGIS server, for more parcels than one file holds well.
+
+    Connects on creation and creates the PostGIS extension, the schema and the tables if missing.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        ``postgresql+asyncpg://user@host/db``; ``postgresql://`` and ``postgres://`` mean the same.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        If SQLAlchemy or asyncpg is missing (``pip install 'stacube[postgres]'``).
+    OSError
+        If the server cannot be reached (asyncpg's own errors for a refused login or a missing database).
+    """
 
     def __init__(self, url: str | os.PathLike):
         from sqlalchemy.ext.asyncio import create_async_engine
@@ -115,12 +130,16 @@ class PostgresParcelStore(ParcelStore):
             await connection.execute(text(insert_select))
 
     def close(self) -> None:
+        """Close the connections and stop the store's event-loop thread."""
         self._run(self._engine.dispose())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
     # --- parcels ----------------------------------------------------------------------------
     def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
+        """Insert or update parcels; an existing parcel keeps whether it is watched.
+
+        Parameters, returns and errors as ``ParcelStore.add_parcels``."""
         rows = parcel_rows(parcels, watched)
         if rows.empty:
             return 0
@@ -150,12 +169,18 @@ class PostgresParcelStore(ParcelStore):
         return len(rows)
 
     def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
+        """Watch (or stop watching) parcels.
+
+        Parameters, returns and errors as ``ParcelStore.watch``."""
         ids = [str(p) for p in parcel_ids]
         return int(self._run(self._execute(
             f"UPDATE {SCHEMA}.parcels SET watched = :watched, updated_at = now() WHERE parcel_id = ANY(:ids)",
             {"watched": watched, "ids": ids})))
 
     def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
+        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326.
+
+        Parameters, returns and errors as ``ParcelStore.parcels``."""
         where, params = [], {}
         if watched_only:
             where.append("watched")
@@ -170,6 +195,9 @@ class PostgresParcelStore(ParcelStore):
         return parcels_frame(pd.DataFrame(rows, columns=columns))
 
     def groups(self, watched_only: bool = True) -> pd.DataFrame:
+        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box.
+
+        Parameters, returns and errors as ``ParcelStore.groups``."""
         rows = self._run(self._execute(f"""
             SELECT group_id, min(utm_zone) AS utm_zone, count(*) AS parcels,
                    min(minx) AS minx, min(miny) AS miny, max(maxx) AS maxx, max(maxy) AS maxy
@@ -189,6 +217,9 @@ class PostgresParcelStore(ParcelStore):
             self._months.add(name)
 
     def write_observations(self, rows: pd.DataFrame) -> int:
+        """Insert or replace per-parcel, per-date statistics, each month's partition made on its first row.
+
+        Parameters, returns and errors as ``ParcelStore.write_observations``."""
         if rows.empty:
             return 0
         frame = observation_rows(rows)
@@ -206,6 +237,9 @@ class PostgresParcelStore(ParcelStore):
         return len(frame)
 
     def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
+        """Store a run's data-quality KPIs.
+
+        Parameters, returns and errors as ``ParcelStore.write_quality``."""
         frame = quality_rows(run_id, start, end, report)
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         for record in records:
@@ -218,6 +252,11 @@ class PostgresParcelStore(ParcelStore):
         return len(frame)
 
     def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
+        """Delete the time series of parcels unwatched since before ``unwatched_before``.
+
+        Parameters, returns and errors as ``ParcelStore.purge_unwatched``.
+
+        ``unwatched_before`` may be anything ``pd.Timestamp`` reads; naive is UTC."""
         stamp = pd.Timestamp(unwatched_before)
         stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp
         return int(self._run(self._execute(
@@ -225,6 +264,9 @@ class PostgresParcelStore(ParcelStore):
             "WHERE NOT watched AND updated_at < :before)", {"before": stamp.to_pydatetime()})))
 
     def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        """Remember that a run covered ``start``..``end`` for ``target``.
+
+        Parameters, returns and errors as ``ParcelStore.record_run``."""
         self._run(self._execute(
             f"INSERT INTO {SCHEMA}.runs VALUES (:kind, :target, :run_id, :start, :end, now() AT TIME ZONE 'UTC') "
             "ON CONFLICT (kind, target, run_id) DO UPDATE SET period_start = excluded.period_start, "
@@ -233,17 +275,26 @@ class PostgresParcelStore(ParcelStore):
              "end": naive_utc(end).to_pydatetime()}))
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None.
+
+        Parameters, returns and errors as ``ParcelStore.last_run``."""
         rows = self._run(self._execute(
             f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = :kind AND target = :target "
             "ORDER BY period_end DESC LIMIT 1", {"kind": kind, "target": target}, fetch=True))
         return (pd.Timestamp(rows[0]["period_start"]), pd.Timestamp(rows[0]["period_end"])) if rows else None
 
     def quality(self) -> pd.DataFrame:
+        """Every stored KPI, newest run first.
+
+        Parameters, returns and errors as ``ParcelStore.quality``."""
         rows = self._run(self._execute(f"SELECT {', '.join(QUALITY_COLUMNS)} FROM {SCHEMA}.quality "
                                        "ORDER BY checked_at DESC, kpi", {}, fetch=True))
         return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
 
     def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The stored statistics, ordered by parcel and date.
+
+        Parameters, returns and errors as ``ParcelStore.observations``."""
         sql, params = f"SELECT {', '.join(OBSERVATION_COLUMNS)} FROM {SCHEMA}.observations", {}
         if parcel_ids is not None:
             sql += " WHERE parcel_id = ANY(:ids)"

@@ -21,7 +21,21 @@ SERIES_COLUMNS = ["parcel_id", "week", "ndvi", "ndmi", "acquisitions", "filled"]
 
 
 def weekly_series(observations: pd.DataFrame) -> pd.DataFrame:
-    """One row per parcel and week from the first to the last week with a usable acquisition."""
+    """One row per parcel and week from the first to the last week with a usable acquisition.
+
+    Parameters
+    ----------
+    observations : pandas.DataFrame
+        Stored statistics (``ParcelStore.observations``): ``parcel_id``, ``date``, ``usable``,
+        ``ndvi_mean``, ``ndmi_mean``; rows not usable are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``SERIES_COLUMNS``: ``week`` (its Monday), ``ndvi`` and ``ndmi`` (mean of the week's usable
+        acquisitions, interpolated in time where there is none), ``acquisitions`` (how many) and
+        ``filled`` (True where interpolated); no row when nothing is usable.
+    """
     usable = observations[observations["usable"].astype(bool)].copy()
     if usable.empty:
         return pd.DataFrame(columns=SERIES_COLUMNS)
@@ -43,7 +57,30 @@ def weekly_series(observations: pd.DataFrame) -> pd.DataFrame:
 
 def export_series(series: pd.DataFrame, parcels: gpd.GeoDataFrame, folder: str | os.PathLike,
                   name: str = "parcel-series") -> dict[str, Path]:
-    """Write ``name``.parquet (GeoParquet, with each parcel's geometry) and ``name``.csv into ``folder``."""
+    """Write ``name``.parquet (GeoParquet, with each parcel's geometry) and ``name``.csv into ``folder``.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        A weekly series (``weekly_series``).
+    parcels : geopandas.GeoDataFrame
+        The parcels, with ``parcel_id``: their geometries and CRS go into the GeoParquet.
+    folder : str or os.PathLike
+        Where to write (made if missing); files of the same name are overwritten.
+    name : str, optional
+        The files' stem: a file name, never a path.
+
+    Returns
+    -------
+    dict[str, Path]
+        The files written, as ``{"geoparquet": ..., "csv": ...}``.
+
+    Raises
+    ------
+    SpecError
+        If ``name`` is not an allowed name (separators, ``..``, other characters than letters, digits,
+        ``_``, ``-`` and ``.``).
+    """
     check_name("export", name)  # a file name inside ``folder``: never a path out of it
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +93,24 @@ def export_series(series: pd.DataFrame, parcels: gpd.GeoDataFrame, folder: str |
 
 
 def plot_sample(series: pd.DataFrame, path: str | os.PathLike, parcels: int = 6, seed: int = 0) -> Path:
-    """A PNG of the NDVI series of a sample of parcels; filled weeks are drawn hollow."""
+    """A PNG of the NDVI series of a sample of parcels, to glance at a run's result; filled weeks are hollow.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        A weekly series (``weekly_series``).
+    path : str or os.PathLike
+        The PNG to write (its folder is made; overwritten if it exists).
+    parcels : int, optional
+        How many parcels to draw, at most.
+    seed : int, optional
+        Seed of the random choice of parcels (the same seed draws the same parcels).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -20,14 +20,36 @@ class QualityThresholds:
     """Where a KPI breaches: below a minimum, or above a maximum."""
 
     min_parcels_covered: float = 0.5
+    """Least share (0 to 1) of watched parcels with a usable acquisition in the period."""
     min_cloud_free_fraction: float = 0.2
+    """Least share (0 to 1) of the period's parcel-acquisitions that were usable."""
     max_stale_parcels: float = 0.5
+    """Greatest share (0 to 1) of watched parcels without a usable acquisition in the last ``stale_weeks``."""
     stale_weeks: int = 4
+    """Weeks, up to the period's end, within which a parcel needs a usable acquisition not to be stale."""
 
 
 def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Timestamp, end: pd.Timestamp,
                    thresholds: QualityThresholds | None = None) -> pd.DataFrame:
-    """One row per KPI: name, value, threshold, whether it is within it, and a sentence saying so."""
+    """One row per KPI: name, value, threshold, whether it is within it, and a sentence saying so.
+
+    Parameters
+    ----------
+    observations : pandas.DataFrame
+        Stored statistics (``ParcelStore.observations``), at least ``stale_weeks`` back from ``end``.
+    watched : list[str]
+        The parcel ids watched; other parcels' rows are ignored.
+    start, end : pd.Timestamp
+        The run's period, both included.
+    thresholds : QualityThresholds or None, optional
+        Where each KPI breaches; None: ``QualityThresholds()``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``kpi``, ``value`` (a share, 0 to 1), ``threshold``, ``ok`` and ``message``; rows
+        ``parcels_covered``, ``cloud_free_fraction`` and ``stale_parcels``.
+    """
     thresholds = thresholds or QualityThresholds()
     watched_ids = set(map(str, watched))
     rows = observations[observations["parcel_id"].astype(str).isin(watched_ids)].copy()

@@ -11,7 +11,22 @@ PUBLISHED_SUFFIXES = (".parquet", ".csv", ".png")
 
 def purge_files(folder: str | os.PathLike, older_than_seconds: float, prefix: str = "parcel-series-") -> list[Path]:
     """Delete published files (``prefix*`` with a published suffix) not modified for ``older_than_seconds``;
-    anything else in the folder is left alone. Returns what was deleted."""
+    anything else in the folder is left alone.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The export folder; a missing one holds nothing to delete.
+    older_than_seconds : float
+        Age, by modification time, past which a file is deleted.
+    prefix : str, optional
+        The published files' name prefix; only ``.parquet``, ``.csv`` and ``.png`` files with it go.
+
+    Returns
+    -------
+    list[Path]
+        The files deleted, sorted by name.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []

@@ -31,7 +31,10 @@ class ParcelStore(Protocol):
     What the field pipelines need of a store; ``open_parcel_store(url)`` (``stacube.fields.factory``)
     opens the implementation a URL names: ``duckdb_store.DuckDBParcelStore`` for one embedded file,
     ``postgres.PostgresParcelStore`` for a PostgreSQL/PostGIS server. Both keep the same tables. A
-    store is a context manager that closes itself."""
+    store is a context manager that closes itself.
+
+    Each method also raises what its database driver raises when the database fails (DuckDB's, or
+    SQLAlchemy's and asyncpg's); the errors listed are those the store raises itself."""
 
     def __enter__(self) -> ParcelStore:
         return self
@@ -43,42 +46,204 @@ class ParcelStore(Protocol):
         """Release the connection (and the PostgreSQL store's event-loop thread)."""
 
     def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:
-        """Insert or update parcels (EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone``); an existing
-        parcel keeps whether it is watched. Returns how many were written."""
+        """Insert or update parcels; an existing parcel keeps whether it is watched.
+
+        Parameters
+        ----------
+        parcels : geopandas.GeoDataFrame
+            In EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone`` and optionally ``repaired``
+            (as ``ParcelImport.parcels``).
+        watched : bool, optional
+            Whether new parcels are watched.
+
+        Returns
+        -------
+        int
+            How many parcels were written.
+
+        Raises
+        ------
+        ValueError
+            If ``parcels`` are not in EPSG:4326.
+        """
 
     def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
-        """Watch (or stop watching) parcels; returns how many exist among ``parcel_ids``."""
+        """Watch (or stop watching) parcels: only watched parcels are computed, and the time series of
+        parcels unwatched long enough are purged (``purge_unwatched``).
+
+        Parameters
+        ----------
+        parcel_ids : Iterable[str]
+            The parcels; ids the store does not hold are ignored.
+        watched : bool, optional
+            True to watch, False to stop watching.
+
+        Returns
+        -------
+        int
+            How many of ``parcel_ids`` the store holds (and so were changed).
+        """
 
     def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:
-        """Parcels (of one group, or all), as a GeoDataFrame in EPSG:4326."""
+        """Stored parcels, as a GeoDataFrame in EPSG:4326.
+
+        Parameters
+        ----------
+        group_id : str or None, optional
+            Only this group's parcels; None: every group's.
+        watched_only : bool, optional
+            Only watched parcels (default), or all.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            ``parcel_id``, ``group_id``, ``utm_zone``, ``watched``, ``repaired`` and geometry, by ``parcel_id``.
+        """
 
     def groups(self, watched_only: bool = True) -> pd.DataFrame:
-        """One row per group: id, UTM zone (EPSG code), parcels and the lon/lat bounding box."""
+        """The groups to compute, each with what is needed to load its Tile.
+
+        Parameters
+        ----------
+        watched_only : bool, optional
+            Count only watched parcels, and list only groups that have one (default).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group, by ``group_id``: ``group_id``, ``utm_zone`` (EPSG code), ``parcels`` (how
+            many) and the lon/lat bounding box ``minx``, ``miny``, ``maxx``, ``maxy`` in degrees.
+        """
 
     def write_observations(self, rows: pd.DataFrame) -> int:
-        """Insert or replace per-parcel, per-date statistics (columns ``OBSERVATION_COLUMNS``)."""
+        """Insert or replace per-parcel, per-date statistics: writing a date again replaces it, so a re-run
+        changes nothing.
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame
+            With the columns ``OBSERVATION_COLUMNS`` (``indices.parcel_statistics``); others are ignored.
+
+        Returns
+        -------
+        int
+            How many rows were written (0 for no rows).
+
+        Raises
+        ------
+        ValueError
+            If ``rows`` (not empty) lack one of ``OBSERVATION_COLUMNS``.
+        """
 
     def write_quality(self, run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> int:
-        """Store a run's data-quality KPIs (one row each; writing a run again replaces them)."""
+        """Store a run's data-quality KPIs (one row each; writing a run again replaces them).
+
+        Parameters
+        ----------
+        run_id : str
+            The run the KPIs are of.
+        start, end : pd.Timestamp
+            The run's period (stored as dates).
+        report : pandas.DataFrame
+            ``quality.quality_report``'s table: ``kpi``, ``value``, ``threshold``, ``ok``.
+
+        Returns
+        -------
+        int
+            How many KPIs were written.
+        """
 
     def purge_unwatched(self, unwatched_before: pd.Timestamp) -> int:
-        """Delete the time series of parcels unwatched since before ``unwatched_before``; returns rows deleted."""
+        """Delete the time series of parcels unwatched since before ``unwatched_before`` (retention); the
+        parcels themselves stay.
+
+        Parameters
+        ----------
+        unwatched_before : pd.Timestamp
+            Parcels not watched and last updated before this instant (naive: UTC) lose their observations.
+
+        Returns
+        -------
+        int
+            How many observation rows were deleted.
+        """
 
     def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
-        """Remember that a run of ``kind`` covered ``start``..``end`` for ``target`` (a cube URL)."""
+        """Remember that a run covered a period, so that the next run starts where this one ended.
+
+        Parameters
+        ----------
+        kind : str
+            What ran (``"ingest"``).
+        target : str
+            What it ran on (a cube URL).
+        run_id : str
+            The run; recording the same run again replaces its period.
+        start, end : pd.Timestamp
+            The period the run covered (naive: UTC; stored as naive UTC).
+        """
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        """The period of the latest-ending recorded run of ``kind`` for ``target``, or None."""
+        """The period of the latest-ending recorded run, where the next one starts.
+
+        Parameters
+        ----------
+        kind : str
+            What ran (``"ingest"``).
+        target : str
+            What it ran on (a cube URL).
+
+        Returns
+        -------
+        tuple[pd.Timestamp, pd.Timestamp] or None
+            (start, end) in naive UTC; None if no such run was recorded.
+        """
 
     def quality(self) -> pd.DataFrame:
-        """Every stored KPI, newest run first."""
+        """Every stored KPI, newest run first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns ``QUALITY_COLUMNS``, by ``checked_at`` (newest first) then ``kpi``.
+        """
 
     def observations(self, parcel_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """The stored statistics, ordered by parcel and date."""
+        """The stored statistics, ordered by parcel and date.
+
+        Parameters
+        ----------
+        parcel_ids : Sequence[str] or None, optional
+            Only these parcels'; None: every parcel's.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns ``OBSERVATION_COLUMNS``.
+        """
 
 
 def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
-    """Parcels as rows to store: WKB geometry and its bounding box."""
+    """Parcels as rows to store: WKB geometry and its bounding box, for queries without a spatial extension.
+
+    Parameters
+    ----------
+    parcels : geopandas.GeoDataFrame
+        In EPSG:4326, with ``parcel_id``, ``group_id``, ``utm_zone`` and optionally ``repaired``.
+    watched : bool
+        The ``watched`` of every row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``parcel_id``, ``group_id``, ``utm_zone``, ``geometry`` (WKB), ``minx``, ``miny``, ``maxx``,
+        ``maxy`` (degrees), ``repaired``, ``watched``.
+
+    Raises
+    ------
+    ValueError
+        If ``parcels`` have no CRS, or another than EPSG:4326.
+    """
     if parcels.crs is None or parcels.crs.to_epsg() != 4326:
         raise ValueError(f"parcels must be in EPSG:4326, got {parcels.crs}")
     bounds = parcels.geometry.bounds
@@ -92,7 +257,23 @@ def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
 
 
 def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Observations as rows to store, checked for columns; dates as dates."""
+    """Observations as rows to store, checked for columns; dates as dates.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Per-parcel, per-date statistics.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy holding ``OBSERVATION_COLUMNS`` only, ``date`` as ``datetime.date``.
+
+    Raises
+    ------
+    ValueError
+        If ``rows`` lack one of ``OBSERVATION_COLUMNS``.
+    """
     missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
     if missing:
         raise ValueError(f"observations lack columns {sorted(missing)}")
@@ -102,7 +283,22 @@ def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_rows(run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> pd.DataFrame:
-    """A quality report (``stacube.fields.quality``) as rows to store."""
+    """A quality report (``stacube.fields.quality``) as rows to store.
+
+    Parameters
+    ----------
+    run_id : str
+        The run the KPIs are of.
+    start, end : pd.Timestamp
+        The run's period (kept as dates).
+    report : pandas.DataFrame
+        ``quality.quality_report``'s table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns ``QUALITY_COLUMNS``; ``checked_at`` is now, in naive UTC.
+    """
     frame = report[["kpi", "value", "threshold", "ok"]].copy()
     frame.insert(0, "period_end", pd.Timestamp(end).date())
     frame.insert(0, "period_start", pd.Timestamp(start).date())
@@ -113,6 +309,17 @@ def quality_rows(run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd
 
 
 def parcels_frame(frame: pd.DataFrame) -> gpd.GeoDataFrame:
-    """Stored parcel rows (geometry as WKB) as a GeoDataFrame in EPSG:4326."""
+    """Stored parcel rows (geometry as WKB) as a GeoDataFrame in EPSG:4326.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows read from the ``parcels`` table; its ``geometry`` column is taken out (the frame changes).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The other columns, with the geometries decoded.
+    """
     geometry = shapely.from_wkb(frame.pop("geometry").map(bytes).to_numpy()) if len(frame) else []
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index, crs="EPSG:4326"))
