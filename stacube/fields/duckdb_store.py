@@ -97,6 +97,10 @@ class DuckDBParcelStore(ParcelStore):
         self.path = database_path(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = duckdb.connect(str(self.path))
+        # DuckDB turns now() into a TIMESTAMP in the process's time zone; the store keeps UTC, as PostgreSQL's
+        # does and as the retention flow's cutoff is, so a purge on a machine west of UTC never takes
+        # parcels unwatched moments ago for parcels unwatched hours ago.
+        self._db.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
         self._db.execute(_TABLES)
 
@@ -196,14 +200,13 @@ class DuckDBParcelStore(ParcelStore):
 
         Parameters, returns and errors as ``ParcelStore.purge_unwatched``.
 
-        Here ``unwatched_before`` must be a ``pd.Timestamp``, and it is compared as it is with ``updated_at``,
-        which DuckDB stores as the wall-clock time of the process's time zone (``now()``)."""
+        ``updated_at`` is stored in UTC; ``unwatched_before`` is read as ``naive_utc`` reads it (naive: UTC)."""
         with self._lock:
             sql = (f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
                    "WHERE NOT watched AND updated_at < ?)")
             count = self._db.execute(sql.replace("DELETE FROM", "SELECT count(*) FROM", 1),
-                                     [unwatched_before.to_pydatetime()]).fetchone()[0]
-            self._db.execute(sql, [unwatched_before.to_pydatetime()])
+                                     [naive_utc(unwatched_before).to_pydatetime()]).fetchone()[0]
+            self._db.execute(sql, [naive_utc(unwatched_before).to_pydatetime()])
         return int(count)
 
     # --- runs -------------------------------------------------------------------------------
