@@ -66,7 +66,7 @@ def phase(args) -> dict:
     import dask.array  # noqa: F401
     import odc.stac
 
-    import stacube.backends.stac  # noqa: F401
+    import stacube.sources.stac.backend  # noqa: F401
     from stacube import Cube
 
     work = Path(args.work)
@@ -166,7 +166,7 @@ def eager_phase(args, work: Path) -> dict:
     import odc.stac
     import pystac
 
-    import stacube.backends.stac  # noqa: F401
+    import stacube.sources.stac.backend  # noqa: F401
     from stacube import Cube
 
     zone = _eager_layout(args.eager_tiles).extent_geobox()

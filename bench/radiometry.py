@@ -42,10 +42,10 @@ def _cpu(function, repeat: int) -> float:
 
 
 def conversions(size: int, repeat: int) -> None:
-    from stacube.backends.stac import to_cube_nodata
     from stacube.radiometry import Convention, convert
+    from stacube.sources.stac.backend import to_cube_nodata
     from stacube.spec import Variable
-    from stacube.write import valid_mask, valid_values
+    from stacube.variables import valid_mask, valid_values
 
     rng = np.random.default_rng(0)
     dn = rng.integers(1, 12000, (size, size), dtype="uint16")
@@ -85,9 +85,9 @@ def patch_reads(size: int, repeat: int) -> None:
 
     import pystac_client
 
-    from stacube.backends.stac import StacBackend
     from stacube.datasets import sentinel2_l2a_spec
     from stacube.grid import PatchIndex
+    from stacube.sources.stac.backend import StacBackend
     from stacube.testing.granules import border_granules, generate_sentinel2
     from stacube.testing.servers import serve_sample
 
@@ -99,9 +99,8 @@ def patch_reads(size: int, repeat: int) -> None:
                                   chunks=(size, size), bands=("B04", "B08", "B11", "SCL"))
         box = granule.geobox()
         patch = PatchIndex("epsg32633", 0, 0, box, 4, None, tuple(items))
-        converted = StacBackend(spec)
-        as_cube = StacBackend(dataclasses.replace(spec, source=dataclasses.replace(spec.source,
-                                                                                   radiometry="as-cube")))
+        converted = StacBackend(spec.source, spec.variables)
+        as_cube = StacBackend(dataclasses.replace(spec.source, radiometry="as-cube"), spec.variables)
         converted.read(patch), as_cube.read(patch)  # warm GDAL's caches and odc-stac's imports
         print(f"\na whole patch read of one served granule ({size} px, B04 B08 B11 SCL), CPU seconds "
               f"(median of {repeat})")

@@ -95,7 +95,7 @@ def phase(args) -> dict:
     import odc.stac
     import pystac_client
 
-    import stacube.backends.stac  # noqa: F401
+    import stacube.sources.stac.backend  # noqa: F401
     from stacube import Cube
 
     work = Path(args.work)

@@ -45,12 +45,14 @@ if TYPE_CHECKING:
     from .cube import Cube
     from .history import ExpireReport
     from .run import RunReport
-    from .spec import CubeSpec, EarthEngineSource, StacSource, Variable
+    from .sources import EarthEngineSource, StacSource
+    from .spec import CubeSpec
+    from .variables import Variable
 
 # Imported on first use: zarr, Icechunk and xarray take over a second, which `stacube --help` and
 # the light errors module should not pay.
 _LAZY = {"Cube": ".cube", "ExpireReport": ".history", "RunReport": ".run", "CubeSpec": ".spec",
-         "EarthEngineSource": ".spec", "StacSource": ".spec", "Variable": ".spec"}
+         "EarthEngineSource": ".sources", "StacSource": ".sources", "Variable": ".variables"}
 
 
 def __getattr__(name: str) -> Any:

@@ -229,11 +229,9 @@ def catalog_sync(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time:
 
     Example: stacube catalog sync cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05-01/2024-05-31
     """
-    from .catalog import sync_source
-
     the_cube = _open(cube, catalog_dir)
     window = _window(bbox, crs, time)
-    added = sync_source(the_cube.spec.source, the_cube.catalog, window)
+    added = the_cube.spec.source.sync(the_cube.catalog, window)
     emit({"items_added": added, "items_held": len(the_cube.catalog), "catalog": str(the_cube.catalog.folder)},
          as_json, "catalog sync")
 
@@ -308,8 +306,7 @@ def _info(the_cube: Any, with_spec: bool = True) -> dict[str, Any]:
 def _source_summary(source: Any) -> str:
     from .redaction import redact_url
 
-    where = getattr(source, "api_url", None)
-    return f"{source.kind} {source.collection}" + (f" at {redact_url(where)}" if where else "")
+    return f"{source.kind} {source.collection} at {redact_url(source.api_url)}"
 
 
 @cube_app.command("create")

@@ -21,7 +21,6 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from . import history
-from .backends import backend_for
 from .catalog import LocalCatalog, default_catalog_root
 from .errors import (
     CubeExistsError,
@@ -156,7 +155,7 @@ class Cube:
     def catalog(self) -> LocalCatalog:
         source = self.spec.source
         redact_log_records()  # Items' hrefs may carry credentials, and libraries log Items at DEBUG
-        return LocalCatalog(self.catalog_dir, getattr(source, "api_url", source.kind), source.collection)
+        return LocalCatalog(self.catalog_dir, source.api_url, source.collection)
 
     # --- reading and downloading ----------------------------------------------------------
     def _root(self, at: str | None = None) -> tuple[OpenedGroup, str]:
@@ -262,7 +261,7 @@ class Cube:
             patches = attach_items(self.spec, self.catalog, plan.missing)
             with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
                 return execute_run(
-                    self.repo, self.spec, patches, backend_for(self.spec), runner,
+                    self.repo, self.spec, patches, self.spec.source.backend(self.spec.variables), runner,
                     already_filled=len(plan.patches) - len(plan.missing), message=message,
                     commit_lock=functools.partial(commit_lock, self.url), extra_metadata={**context, **hosted},
                     on_written=on_written,

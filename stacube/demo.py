@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import Cube, CubeSpec, StacSource, Variable
-from .catalog import Window, sync_source
+from .catalog import Window
 from .cli_tables import print_table
 from .pictures import quicklook, save_figure, save_map
 from .run import RunReport
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         print(cube)
         roi = layout.extent_geobox()[200:1400, 300:1500]  # 1200 x 1200 px over 9 source tiles
 
-        added = sync_source(spec.source, cube.catalog, Window(tuple(roi.extent.to_crs("EPSG:4326").boundingbox)))
+        added = spec.source.sync(cube.catalog, Window(tuple(roi.extent.to_crs("EPSG:4326").boundingbox)))
         print(f"catalog sync: {added} Items into {cube.catalog.folder}")
         started = time.perf_counter()
         cold = cube.load(roi)

@@ -27,7 +27,8 @@ from .checked import read_checked
 from .errors import ROIError
 from .layout import FILLED, stored_chunks
 from .read import pastes, reproject_values, variable_attrs, zones_met
-from .spec import CubeSpec, Variable, is_nan
+from .spec import CubeSpec
+from .variables import Variable, is_nan
 
 SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
 

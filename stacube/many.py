@@ -283,7 +283,6 @@ class TileStream(Iterator["xr.Dataset"]):
 
     def _run(self) -> None:
         """The run, on its own thread: Items, then ``execute_run`` of the union's missing patches."""
-        from .backends import backend_for
         from .plan import attach_items, roi_record
         from .run import execute_run
         from .store import commit_lock
@@ -301,7 +300,8 @@ class TileStream(Iterator["xr.Dataset"]):
             runner = _StreamRunner(LocalRunner(concurrency=self.concurrency, progress=self.progress,
                                                retries=self.retries), self)
             with storage_errors(self.cube.url, "cube"):
-                report = execute_run(self.cube.repo, self.spec, patches, backend_for(self.spec), runner,
+                backend = self.spec.source.backend(self.spec.variables)
+                report = execute_run(self.cube.repo, self.spec, patches, backend, runner,
                                      already_filled=self.patches - self.patches_missing,
                                      commit_lock=functools.partial(commit_lock, self.cube.url),
                                      extra_metadata=metadata, on_written=self._on_written, run_id=self.run_id)

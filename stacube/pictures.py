@@ -300,7 +300,7 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
     import odc.geo.xr  # noqa: F401 - the .odc accessor, for a Tile made outside stacube
     from matplotlib.figure import Figure
 
-    from .write import valid_values
+    from .variables import valid_values
 
     names = [bands] if isinstance(bands, str) else list(bands) if bands is not None else [next(iter(tile.data_vars))]
     unknown = [n for n in names if n not in tile.data_vars]

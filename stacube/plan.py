@@ -17,7 +17,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from .alignment import declared_crs
-from .catalog import LocalCatalog, Window, sync_source
+from .catalog import LocalCatalog, Window
 from .duplicates import drop_duplicates
 from .errors import ROIError
 from .grid import PatchIndex, ZoneGrid, shape_in_zone
@@ -180,7 +180,7 @@ def attach_items(
         # a solar day is a UTC day shifted by up to 12 h either way: ask for the days around it too
         window = Window(window.bbox, window.start - SOLAR_SLACK, window.end + SOLAR_SLACK)
     if sync:
-        sync_source(spec.source, catalog, window)
+        spec.source.sync(catalog, window)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
     times = np.array([_grouping_time(item, spec.group_by) for item in items], dtype="datetime64[us]")
     feeds = _zone_items(spec, items)

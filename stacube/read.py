@@ -31,9 +31,9 @@ from .grid import ZoneGrid
 from .layout import chunk_exists
 from .plan import zone_grids
 from .small_read import ShardIndexes, read_windows
-from .spec import CubeSpec, Variable
+from .spec import CubeSpec
 from .tile import tile_dataset, variable_attrs  # noqa: F401 - variable_attrs: lazy.py's, from here
-from .write import valid_mask
+from .variables import Variable, valid_mask
 
 
 def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) -> GeoBox:

@@ -25,7 +25,6 @@ import icechunk
 import zarr
 
 from .alignment import misaligned, warn_misaligned
-from .backends import Backend
 from .errors import TOIError
 from .grid import PatchIndex
 from .history import METADATA_KEY
@@ -34,6 +33,7 @@ from .plan import unfilled
 from .radiometry import converted_items
 from .resolve import commit_settling_overlaps
 from .runners import PatchFailure, Runner
+from .sources import Backend
 from .spec import CubeSpec
 from .store import BRANCH
 from .timeaxis import utc_now
@@ -184,11 +184,6 @@ def _check_time_axis(root: zarr.Group, patches: Sequence[PatchIndex], snapshot: 
             f"since this run was planned), e.g. {beyond[:3]}; nothing was read or written: plan again")
 
 
-def source_label(spec: CubeSpec) -> str:
-    source = spec.source
-    return f"{source.kind}:{getattr(source, 'api_url', '')}#{source.collection}"
-
-
 def execute_run(
     repo: icechunk.Repository,
     spec: CubeSpec,
@@ -258,7 +253,7 @@ def execute_run(
             "run_id": run_id,
             "runner": runner.name,
             "stamp": stamp,
-            "source": source_label(spec),
+            "source": spec.source.label,
             "patches": report.patches_written,
             "patches_empty": report.patches_empty,
             "items": report.item_ids,

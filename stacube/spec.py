@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import numbers
 import os
 import re
 import reprlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 from odc.geo.geobox import GeoBox
 from rasterio.transform import Affine
 
-from .duplicates import check_rule
 from .errors import SpecError
-from .radiometry import Convention, check_policy
-from .signing import check_signer, redact_url
+from .sources import EARTH_ENGINE_URL as EARTH_ENGINE_URL
+from .sources import EarthEngineSource as EarthEngineSource
+from .sources import StacSource as StacSource
+from .sources import is_source, source_from_json
 from .timeaxis import naive_utc
+from .variables import Variable as Variable
+from .variables import is_nan as is_nan
+from .variables import nodata_to_json as nodata_to_json
 
 # 2: variables declare their convention (scale_factor, add_offset) and sources their radiometry policy and
 # duplicate rule. An older stacube must not write into such a cube (it would store Items' numbers unconverted).
 SPEC_VERSION = 2
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RESAMPLINGS = {"nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode", "min", "max", "med"}
 
 
 def check_name(kind: str, name: str) -> str:
@@ -66,352 +67,6 @@ def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
 
 
-def is_nan(value: Any) -> bool:
-    """Whether ``value`` is a NaN nodata (or fill) value: a float that is NaN. The one test of "is nodata NaN".
-
-    Only ``float`` and its subclasses count (Python floats and numpy float64), which is what a Variable
-    keeps; None, integers, booleans, strings (``"nan"`` as JSON keeps it) and numpy float32 are not."""
-    return isinstance(value, float) and math.isnan(value)
-
-
-def nodata_to_json(value: Any) -> Any:
-    """A nodata value as JSON keeps it: ``"nan"`` for NaN (JSON has none), anything else as it is."""
-    return "nan" if is_nan(value) else value
-
-
-def _check_nodata(nodata: Any, dtype: np.dtype) -> float | int | bool:
-    """``nodata`` as the variable keeps it, or a SpecError naming it. It becomes each array's Zarr fill
-    value and each exported COG's nodata, so it must be a value of the dtype: exactly for integers and
-    booleans, within the finite range for floats (a float32 nodata of 1e40 would be stored as inf,
-    which GDAL then refuses as a float32 nodata)."""
-    name = dtype.name
-    if nodata is None:
-        if dtype.kind == "f":
-            return float("nan")
-        if dtype.kind == "b":
-            return False
-        raise SpecError(f"an integer variable ({name}) needs an explicit nodata value")
-    if dtype.kind == "b":
-        if isinstance(nodata, bool | np.bool_) or (isinstance(nodata, numbers.Integral) and nodata in (0, 1)):
-            return bool(nodata)
-        raise SpecError(f"nodata {nodata!r} does not fit dtype bool: use False or True")
-    if dtype.kind == "f" and isinstance(nodata, str) and nodata.strip().lower() == "nan":
-        return float("nan")  # as to_json writes it
-    if isinstance(nodata, bool | np.bool_) or not isinstance(nodata, numbers.Real):
-        raise SpecError(f"nodata {nodata!r} is not a number: a {name} variable needs a number as nodata"
-                        + (" (or nan)" if dtype.kind == "f" else ""))
-    if dtype.kind in "iu":
-        if not isinstance(nodata, numbers.Integral) and not float(nodata).is_integer():  # nan and inf too
-            raise SpecError(f"nodata {nodata!r} does not fit dtype {name}: it needs a whole number")
-        info = np.iinfo(dtype)
-        if not info.min <= int(nodata) <= info.max:
-            raise SpecError(f"nodata {nodata!r} is outside the range of dtype {name} ({info.min} to {info.max})")
-        return int(nodata)
-    try:
-        value = float(nodata)
-    except OverflowError:  # an int beyond float64
-        value = math.inf
-    if math.isnan(value):
-        return value
-    info = np.finfo(dtype)
-    if math.isinf(value):  # a cube's metadata is JSON, which has no infinity
-        raise SpecError(f"nodata {nodata!r} is not finite: use nan or a finite value of {name} "
-                        f"(±{float(info.max):.8g})")
-    if abs(value) > float(info.max):
-        raise SpecError(f"nodata {nodata!r} is outside the finite range of dtype {name} (±{float(info.max):.8g}): "
-                        "it would be stored as inf, which GeoTIFF exports refuse; use nan or a finite value")
-    if value != 0 and dtype.type(value) == 0:
-        raise SpecError(f"nodata {nodata!r} is too small for dtype {name}: it would be stored as 0")
-    return value
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One cube variable: its dtype end to end, the value that means 'no data', how to resample it, and
-    how its stored numbers become physical values (CF: physical = stored * scale_factor + add_offset).
-
-    Each Item's numbers are brought into this convention when a patch is written (see
-    ``stacube.radiometry``). ``scale_factor=None`` is the convention of cubes made before stacube
-    declared one: values stored as each Item had them, never converted.
-    """
-
-    dtype: str
-    nodata: float | int | bool | None = None
-    units: str | None = None
-    resampling: str = "nearest"
-    scale_factor: float | None = 1.0
-    add_offset: float | None = 0.0
-
-    def __post_init__(self) -> None:
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError as err:
-            raise SpecError(f"unknown dtype {self.dtype!r}") from err
-        if dtype.kind not in "biuf":
-            raise SpecError(f"dtype {self.dtype!r} is not a numeric or boolean raster type")
-        object.__setattr__(self, "dtype", dtype.name)
-        object.__setattr__(self, "nodata", _check_nodata(self.nodata, dtype))
-        if self.units is not None and not isinstance(self.units, str):
-            raise SpecError(f"units {self.units!r} must be text, such as 'm' or 'K'")
-        if not isinstance(self.resampling, str) or self.resampling not in RESAMPLINGS:
-            raise SpecError(f"unknown resampling {self.resampling!r}; use one of {sorted(RESAMPLINGS)}")
-        self._check_convention(dtype)
-
-    def _check_convention(self, dtype: np.dtype) -> None:
-        if self.scale_factor is None:
-            if self.add_offset not in (None, 0, 0.0):
-                raise SpecError(f"add_offset {self.add_offset!r} needs a scale_factor")
-            object.__setattr__(self, "add_offset", None)
-            return
-        try:
-            scale, offset = float(self.scale_factor), float(0.0 if self.add_offset is None else self.add_offset)
-        except (TypeError, ValueError) as err:
-            raise SpecError(f"scale_factor {self.scale_factor!r} and add_offset {self.add_offset!r} must be "
-                            "numbers") from err
-        if not (math.isfinite(scale) and math.isfinite(offset)) or scale == 0:
-            raise SpecError(f"scale_factor {self.scale_factor!r} must be finite and not 0, add_offset "
-                            f"{self.add_offset!r} finite")
-        if dtype.kind == "b" and (scale, offset) != (1.0, 0.0):
-            raise SpecError("a boolean variable holds no scaled values: leave scale_factor and add_offset out")
-        object.__setattr__(self, "scale_factor", scale)
-        object.__setattr__(self, "add_offset", offset)
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
-
-    @property
-    def convention(self) -> Convention | None:
-        """How stored numbers become physical values; None for a cube that stores them as read."""
-        if self.scale_factor is None:
-            return None
-        return Convention(self.scale_factor, self.add_offset or 0.0)
-
-    @property
-    def scaled(self) -> bool:
-        """Whether stored numbers differ from physical values (a convention other than 1 and 0)."""
-        return self.scale_factor is not None and (self.scale_factor, self.add_offset) != (1.0, 0.0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "nodata": nodata_to_json(self.nodata), "units": self.units,
-                "resampling": self.resampling, "scale_factor": self.scale_factor, "add_offset": self.add_offset}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Variable:
-        nodata = data.get("nodata")
-        if nodata == "nan":
-            nodata = float("nan")
-        # A cube written before conventions were declared has neither key: its values are as read.
-        return cls(data["dtype"], nodata=nodata, units=data.get("units"), resampling=data.get("resampling", "nearest"),
-                   scale_factor=data.get("scale_factor"), add_offset=data.get("add_offset"))
-
-
-def _check_lag(publication_lag: str) -> None:
-    try:
-        pd.Timedelta(publication_lag)
-    except ValueError as err:
-        raise SpecError(f"publication_lag {publication_lag!r} is not a pandas Timedelta") from err
-
-
-_SECRET_OPTION = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|USERPWD|HEADERS|_SAS|ACCESS_KEY|_KEY$", re.I)
-
-
-def _check_gdal_options(options: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """GDAL configuration for reading a source's assets: settings, never secrets (the spec is stored in the cube)."""
-    if not options:
-        return None
-    if not isinstance(options, Mapping):
-        raise SpecError(f"gdal_options must be a mapping of GDAL configuration options, got {type(options).__name__}")
-    out = {}
-    for key, value in options.items():
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
-            raise SpecError(f"gdal_options key {key!r} is not a GDAL configuration option name")
-        if _SECRET_OPTION.search(key):
-            raise SpecError(f"gdal_options key {key!r} would store a credential in the cube's spec; set it in the "
-                            "environment of the process that reads (AWS_SECRET_ACCESS_KEY and the like) instead")
-        out[key] = str(value) if not isinstance(value, bool) else ("YES" if value else "NO")
-    return out
-
-
-def _without_credentials(api_url: Any) -> Any:
-    """A stored api_url with its user info dropped: cubes made before specs refused credentials still
-    open (their syncs then take credentials from ~/.netrc, as new cubes do)."""
-    parts = urlparse(str(api_url))
-    if parts.username is None and parts.password is None:
-        return api_url
-    logging.getLogger(__name__).warning(
-        "the cube's stored api_url %s carried credentials; they are not used: put them in ~/.netrc",
-        redact_url(str(api_url)))
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
-
-
-DEFAULT_DRIVERS = ("GTiff",)  # COGs open with GDAL's GTiff driver
-_DRIVER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$")
-
-
-def _check_drivers(drivers: Any) -> tuple[str, ...]:
-    """GDAL driver short names ("GTiff", "JP2OpenJPEG"), at least one."""
-    names = (drivers,) if isinstance(drivers, str) else tuple(drivers or ())
-    if not names or not all(isinstance(n, str) and _DRIVER_NAME.match(n) for n in names):
-        raise SpecError(f"drivers {drivers!r} must name one or more GDAL drivers, such as ('GTiff',)")
-    return names
-
-
-def _check_hosts(hosts: Any) -> tuple[str, ...] | None:
-    """Host names (with an optional port), exact or ``*.domain``; None allows any host."""
-    if hosts is None:
-        return None
-    names = (hosts,) if isinstance(hosts, str) else tuple(hosts)
-    if not names or not all(isinstance(n, str) and _HOST_PATTERN.match(n) for n in names):
-        raise SpecError(f"hosts {hosts!r} must be host names such as ('example.com', '*.amazonaws.com')")
-    return tuple(n.lower() for n in names)
-
-
-@dataclass(frozen=True)
-class StacSource:
-    """A STAC API collection; ``assets`` maps each cube variable to the Item asset that holds it.
-
-    ``radiometry`` names how each Item's numbers become physical values (``stacube.radiometry``),
-    ``duplicates`` which of several Items of one acquisition are read (``stacube.duplicates``).
-    ``gdal_options`` are GDAL settings for reading the assets (``AWS_NO_SIGN_REQUEST``,
-    ``AWS_REQUEST_PAYER``, an S3 endpoint), never credentials; ``signer`` signs each asset URL
-    at read time ("planetary-computer", or "module:function" taking and returning a URL), so
-    expiring tokens never reach the catalog, a commit or a log.
-
-    What a source's Items may make stacube read: ``drivers`` are the GDAL drivers an asset may open
-    with (GTiff, which reads COGs, by default): a file of any other format is refused before a pixel
-    is read, since formats such as VRT name other files, local ones included, that GDAL would follow.
-    ``hosts`` (None: any) are the hosts asset URLs may name, exactly or as ``*.example.com``.
-    """
-
-    api_url: str
-    collection: str
-    assets: Mapping[str, str]
-    filter: Mapping[str, Any] | None = None  # CQL2-JSON applied when searching the local catalog
-    allow_local_hrefs: bool = False  # harvested Items may not point at local files unless allowed
-    publication_lag: str = "3D"  # how long after a date the source may still publish Items for it
-    radiometry: str = "raster:bands"
-    duplicates: str = "keep-all"
-    gdal_options: Mapping[str, str] | None = None
-    signer: str | None = None
-    drivers: Sequence[str] = DEFAULT_DRIVERS
-    hosts: Sequence[str] | None = None
-    kind: str = field(default="stac", init=False)
-
-    def __post_init__(self) -> None:
-        _check_lag(self.publication_lag)
-        url = urlparse(str(self.api_url))
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise SpecError(f"api_url {redact_url(str(self.api_url))!r} is not a STAC API URL (http:// or https://)")
-        if url.username is not None or url.password is not None:
-            raise SpecError(
-                f"api_url {redact_url(str(self.api_url))!r} carries credentials: a spec is stored in the cube and "
-                f"shown by `stacube cube info`, so it never holds secrets. Put them in ~/.netrc (machine "
-                f"{url.hostname} login ... password ...), which both the STAC client and GDAL read")
-        object.__setattr__(self, "drivers", _check_drivers(self.drivers))
-        object.__setattr__(self, "hosts", _check_hosts(self.hosts))
-        check_policy(self.radiometry)
-        check_rule(self.duplicates)
-        object.__setattr__(self, "gdal_options", _check_gdal_options(self.gdal_options))
-        if self.signer is not None:
-            check_signer(self.signer)
-
-    @property
-    def lag(self) -> pd.Timedelta:
-        return pd.Timedelta(self.publication_lag)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "api_url": self.api_url,
-            "collection": self.collection,
-            "assets": dict(self.assets),
-            "filter": dict(self.filter) if self.filter else None,
-            "allow_local_hrefs": self.allow_local_hrefs,
-            "publication_lag": self.publication_lag,
-            "radiometry": self.radiometry,
-            "duplicates": self.duplicates,
-            "gdal_options": dict(self.gdal_options) if self.gdal_options else None,
-            "signer": self.signer,
-            "drivers": list(self.drivers),
-            "hosts": list(self.hosts) if self.hosts is not None else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StacSource:
-        return cls(
-            api_url=_without_credentials(data["api_url"]),
-            collection=data["collection"],
-            assets=dict(data["assets"]),
-            filter=data.get("filter"),
-            allow_local_hrefs=bool(data.get("allow_local_hrefs", False)),
-            publication_lag=data.get("publication_lag", "3D"),
-            radiometry=data.get("radiometry", "raster:bands"),
-            duplicates=data.get("duplicates", "keep-all"),
-            gdal_options=data.get("gdal_options"),
-            signer=data.get("signer"),
-            drivers=data.get("drivers") or DEFAULT_DRIVERS,
-            hosts=data.get("hosts"),
-        )
-
-
-EARTH_ENGINE_URL = "https://earthengine.googleapis.com"
-
-
-@dataclass(frozen=True)
-class EarthEngineSource:
-    """An Earth Engine ImageCollection; ``bands`` maps each cube variable to a band of its images.
-
-    Its images are converted to STAC Items in the local catalog (one asset per band), so planning
-    and the catalog work as for STAC; ``api_url`` is Earth Engine's (or a test emulator's).
-    Credentials never live in the spec: see ``stacube.earthengine.initialize``.
-    """
-
-    collection: str
-    bands: Mapping[str, str]
-    project: str | None = None
-    api_url: str = EARTH_ENGINE_URL
-    max_concurrency: int = 16  # pixel requests in flight per process (a project gets 40 in all)
-    publication_lag: str = "3D"
-    radiometry: str = "raster:bands"  # "as-cube" where the images hold the cube's convention already
-    kind: str = field(default="earthengine", init=False)
-
-    def __post_init__(self) -> None:
-        _check_lag(self.publication_lag)
-        check_policy(self.radiometry)
-        if not 1 <= int(self.max_concurrency) <= 40:
-            raise SpecError(f"max_concurrency {self.max_concurrency!r} must be 1 to 40 (Earth Engine's project cap)")
-
-    @property
-    def assets(self) -> Mapping[str, str]:
-        """Variable -> Item asset key: the converted Items hold one asset per band, keyed by band name."""
-        return self.bands
-
-    @property
-    def lag(self) -> pd.Timedelta:
-        return pd.Timedelta(self.publication_lag)
-
-    filter = None  # no CQL2 filter on converted Items yet
-    allow_local_hrefs = False
-    duplicates = "keep-all"
-    gdal_options = None
-    signer = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "collection": self.collection, "bands": dict(self.bands), "project": self.project,
-                "api_url": self.api_url, "max_concurrency": self.max_concurrency,
-                "publication_lag": self.publication_lag, "radiometry": self.radiometry}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EarthEngineSource:
-        return cls(collection=data["collection"], bands=dict(data["bands"]), project=data.get("project"),
-                   api_url=data.get("api_url", EARTH_ENGINE_URL), max_concurrency=int(data.get("max_concurrency", 16)),
-                   publication_lag=data.get("publication_lag", "3D"),
-                   radiometry=data.get("radiometry", "raster:bands"))
-
-
-SOURCE_KINDS: dict[str, Any] = {"stac": StacSource, "earthengine": EarthEngineSource}
 
 
 def _geobox_to_json(geobox: GeoBox) -> dict[str, Any]:
@@ -570,7 +225,7 @@ class CubeSpec:
                             f"{_gib(chunks[0] * chunks[1] * widest.numpy_dtype.itemsize)}: a chunk is compressed "
                             "whole, at most 2 GiB; use smaller chunks")
         object.__setattr__(self, "chunks", chunks)
-        if not isinstance(self.source, tuple(SOURCE_KINDS.values())):
+        if not is_source(self.source):
             raise SpecError(f"source must be a StacSource or an EarthEngineSource, got {type(self.source).__name__}")
         if self.time is not None:
             object.__setattr__(self, "time", _regular_time_axis(self.time))
@@ -656,10 +311,7 @@ class CubeSpec:
             version = data.get("spec_version", 1)
             if not _is_whole(version) or version > SPEC_VERSION:
                 raise SpecError(f"this cube was written by a newer stacube (spec version {version!r})")
-            source = data["source"]
-            source_cls = SOURCE_KINDS.get(source.get("kind", "stac"))
-            if source_cls is None:
-                raise SpecError(f"unknown source kind {source.get('kind')!r}")
+            source = source_from_json(data["source"])
             zones = {}
             for name, zone in data["zones"].items():
                 try:
@@ -672,7 +324,7 @@ class CubeSpec:
                 zones=zones,
                 chunks=data["chunks"],
                 time=_time_from_json(data.get("time")),
-                source=source_cls.from_json(source),
+                source=source,
                 group_by=data.get("group_by", "time"),
             )
         except SpecError:

@@ -18,21 +18,8 @@ import zarr
 from .checked import read_checked
 from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
 from .layout import FILLED, chunk_exists
-from .spec import CubeSpec, Variable, is_nan
-
-
-def valid_values(values: np.ndarray, nodata: float | int | bool | None) -> np.ndarray:
-    """Pixels that hold data where ``nodata`` (None: none declared) marks the rest; NaN never holds data.
-    The one test of validity for sources, cube variables and Tiles alike."""
-    declared = nodata is not None and not is_nan(nodata)
-    if values.dtype.kind == "f":
-        return ~np.isnan(values) & (values != nodata) if declared else ~np.isnan(values)
-    return values != nodata if declared else np.ones(values.shape, bool)
-
-
-def valid_mask(values: np.ndarray, variable: Variable) -> np.ndarray:
-    """Pixels that hold data: not the variable's nodata (NaN-aware; for booleans, True is data)."""
-    return valid_values(values, variable.nodata)
+from .spec import CubeSpec
+from .variables import valid_mask
 
 
 def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:

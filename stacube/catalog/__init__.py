@@ -1,8 +1,5 @@
-"""Local stac-geoparquet catalogs and the harvesters that fill them."""
+"""The local stac-geoparquet catalog every source is searched through (filled by each source kind's sync)."""
 
-from .harvest import harvest, split_window, sync_window
-from .local import LocalCatalog, Window, default_catalog_root, duckdb_client
-from .sources import sync_source
+from .local import LocalCatalog, Window, default_catalog_root, duckdb_client, split_window
 
-__all__ = ["LocalCatalog", "Window", "default_catalog_root", "duckdb_client", "harvest", "split_window", "sync_source",
-           "sync_window"]
+__all__ = ["LocalCatalog", "Window", "default_catalog_root", "duckdb_client", "split_window"]

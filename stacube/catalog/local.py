@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pystac
@@ -439,3 +440,21 @@ class LocalCatalog:
 
     def __len__(self) -> int:
         return small_search.item_count(self._parts)
+
+
+def split_window(window: Window, degrees: float = 1.0, period: pd.Timedelta | str = "31D") -> list[Window]:
+    """Cut a search window into sub-windows of at most ``degrees`` x ``degrees`` and ``period``.
+
+    Each sub-window is synced and recorded on its own, so a large sync runs them concurrently and
+    a failed one resumes where it stopped (recorded sub-windows count as covered).
+    """
+    west, south, east, north = window.bbox
+    xs = [*np.arange(west, east, degrees).tolist(), east]
+    ys = [*np.arange(south, north, degrees).tolist(), north]
+    boxes = [(x0, y0, x1, y1) for x0, x1 in itertools.pairwise(xs) for y0, y1 in itertools.pairwise(ys)]
+    if window.start is None or window.end is None:
+        return [Window(b) for b in boxes]
+    edges = list(pd.date_range(window.start, window.end, freq=pd.Timedelta(period)))
+    if edges[-1] < window.end:
+        edges.append(window.end)
+    return [Window(b, t0, t1) for t0, t1 in itertools.pairwise(edges) for b in boxes]

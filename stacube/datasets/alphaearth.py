@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..spec import EARTH_ENGINE_URL, CubeSpec, EarthEngineSource, Variable
+from ..sources import EARTH_ENGINE_URL, EarthEngineSource
+from ..spec import CubeSpec
+from ..variables import Variable
 from ..zones import utm_zones
 
 ALPHAEARTH_COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from odc.geo.geobox import GeoBox
 
-from ..spec import CubeSpec, StacSource, Variable
+from ..sources import StacSource
+from ..spec import CubeSpec
+from ..variables import Variable
 
 PGC_STAC = "https://stac.pgc.umn.edu/api/v1/"
 RESOLUTIONS = (2, 10, 32)

@@ -48,7 +48,9 @@ from typing import Any
 import pandas as pd
 
 from ..radiometry import S2_OFFSET, S2_SCALE
-from ..spec import CubeSpec, StacSource, Variable
+from ..sources import StacSource
+from ..spec import CubeSpec
+from ..variables import Variable
 from ..zones import MGRS_REACH, utm_zones
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"

@@ -26,7 +26,9 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from ..spec import EARTH_ENGINE_URL, CubeSpec, EarthEngineSource, Variable
+from ..sources import EARTH_ENGINE_URL, EarthEngineSource
+from ..spec import CubeSpec
+from ..variables import Variable
 
 TCTREND_COLLECTION = "users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS"
 BANDS = ("TCB_slope", "TCG_slope", "TCW_slope")

@@ -29,7 +29,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from ..radiometry import RadiometryError
-from ..write import valid_values
+from ..variables import valid_values
 
 DEFAULT_MASKED_CLASSES = (0, 1, 3, 8, 9, 10, 11)
 CLOUD_CLASSES = (3, 8, 9, 10, 11)  # shadow, cloud medium and high probability, cirrus, snow

@@ -11,7 +11,7 @@ def use_earthengine_secret(block_name: str) -> None:
     """Make the Prefect Secret block ``block_name`` this process's Earth Engine credential.
 
     The block holds an OAuth access token or a service-account key (JSON); a key is written to a
-    file only this user can read. The value goes to the environment ``stacube.ee_client`` reads,
+    file only this user can read. The value goes to the environment ``stacube.sources.earthengine.client`` reads,
     never to a log line.
     """
     from prefect.blocks.system import Secret

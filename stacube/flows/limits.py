@@ -8,33 +8,25 @@ of the limits for the hosts its patches read from; limits nobody created are not
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
-from urllib.parse import urlparse
+from collections.abc import Callable
 
-from ..catalog.earthengine import HREF_SCHEME
 from ..grid import PatchIndex
+from ..sources import Source
 
 
-def source_limits(asset_keys: Sequence[str], patch: PatchIndex, earthengine_host: str | None = None) -> list[str]:
+def source_limits(source: Source, patch: PatchIndex) -> list[str]:
     """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
 
-    Earth Engine bands (``earthengine://`` hrefs) count against the Earth Engine endpoint's host.
-    """
-    hosts = set()
-    for item in patch.items:
-        for key in asset_keys:
-            if key in item.assets:
-                href = item.assets[key].href
-                hosts.add(earthengine_host if href.startswith(HREF_SCHEME) and earthengine_host
-                          else urlparse(href).hostname or "local")
+    The source says which host each asset's read goes to (every Earth Engine band counts against
+    the Earth Engine endpoint's host)."""
+    hosts = {source.host_of(item.assets[key].href)
+             for item in patch.items for key in source.assets.values() if key in item.assets}
     return sorted(f"stacube-source-{host}" for host in hosts)
 
 
-def limits_of_source(source: Any) -> Callable[[PatchIndex], list[str]]:
+def limits_of_source(source: Source) -> Callable[[PatchIndex], list[str]]:
     """``source_limits`` for the patches of a cube whose spec has this source."""
-    return functools.partial(source_limits, list(source.assets.values()),
-                             earthengine_host=urlparse(getattr(source, "api_url", "") or "").hostname)
+    return functools.partial(source_limits, source)
 
 
 def existing_limits(names: set[str]) -> set[str]:

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from ..catalog import Window, split_window, sync_source
+from ..catalog import Window, split_window
 from ..cube import Cube
 from ..grid import roi_geometry
 from ..plan import iter_patches, search_window
@@ -22,7 +22,7 @@ from .parameters import roi_from_parameter, run_start, toi_from_parameter
       persist_result=False, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1.0))
 def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> int:
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
-    return sync_source(cube.spec.source, cube.catalog, window)
+    return cube.spec.source.sync(cube.catalog, window)
 
 
 @flow(name="stacube-sync-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4))

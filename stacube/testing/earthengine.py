@@ -31,9 +31,9 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
-from ..catalog.earthengine import geobox_from_grid, grid_from_geobox
 from ..catalog.local import rfc3339
 from ..errors import CatalogError
+from ..sources.earthengine.catalog import geobox_from_grid, grid_from_geobox
 
 PUBLIC_PROJECT = "earthengine-public"
 

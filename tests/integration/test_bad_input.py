@@ -236,17 +236,19 @@ def corrupt_catalog_part(w: World) -> Any:
 def ee_with_key(path: Path) -> Any:
     import os
 
-    from stacube.ee_client import initialize
+    from stacube.sources.earthengine.client import initialize
 
-    saved = os.environ.get("STACUBE_EE_KEY_FILE")
+    # the key file alone: a token an earlier test's flow run left in this process would come first
+    names = ("STACUBE_EE_KEY_FILE", "STACUBE_EE_TOKEN")
+    saved = {name: os.environ.pop(name, None) for name in names}
     os.environ["STACUBE_EE_KEY_FILE"] = str(path)
     try:
         return initialize("http://127.0.0.1:9", None)
     finally:
-        if saved is None:
-            os.environ.pop("STACUBE_EE_KEY_FILE")
-        else:
-            os.environ["STACUBE_EE_KEY_FILE"] = saved
+        for name in names:
+            os.environ.pop(name, None)
+            if saved[name] is not None:
+                os.environ[name] = saved[name]
 
 
 # --- rows that also say which stacube error they expect ------------------------------------------

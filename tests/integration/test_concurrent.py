@@ -80,13 +80,12 @@ class _Shifted:
 
 def _prepare(cube, roi, offset=0.0, empty=False):
     """A run's patches and backend, planned now (from the same snapshot as any other run prepared now)."""
-    from stacube.backends import backend_for
     from stacube.plan import attach_items
 
     patches = attach_items(cube.spec, cube.catalog, cube.plan(roi).missing)
     if empty:  # this run finds no Items for its patches
         patches = [p.with_items(()) for p in patches]
-    return patches, _Shifted(backend_for(cube.spec), offset)
+    return patches, _Shifted(cube.spec.source.backend(cube.spec.variables), offset)
 
 
 def _run(cube, prepared, commit_gate=None):

@@ -59,7 +59,6 @@ def test_a_cold_load_that_meets_a_damaged_chunk_filled_earlier_names_it(servers,
 
 def test_merging_a_patch_into_a_damaged_chunk_names_it(servers, make_cube, sample_layout, tmp_path):
     """A write that must keep a chunk's valid pixels reads them first: a damaged chunk is named, not merged."""
-    from stacube.backends import backend_for
     from stacube.cube import attach_items
     from stacube.write import write_patch
 
@@ -70,7 +69,7 @@ def test_merging_a_patch_into_a_damaged_chunk_names_it(servers, make_cube, sampl
     _damage_largest_chunk(tmp_path / "cube.icechunk")
     reopened = Cube.open(tmp_path / "cube.icechunk", catalog_dir=tmp_path / "catalog")
     patch = attach_items(reopened.spec, reopened.catalog, reopened.plan_cells([("epsg3413", 0, 0)]).patches)[0]
-    data = backend_for(reopened.spec).read(patch)
+    data = reopened.spec.source.backend(reopened.spec.variables).read(patch)
     data["dem"][..., :10, :] = np.nan  # some nodata: the chunk's stored values must be kept there
     session = reopened.repo.writable_session("main")
     with pytest.raises(CubeDamagedError, match=r"variable 'dem' in zone 'epsg3413' are damaged"):

@@ -46,7 +46,7 @@ def emulator(monkeypatch):
 
 
 def test_a_collection_becomes_items_with_bands_projection_and_the_asset_id(emulator, tmp_path):
-    from stacube.catalog.earthengine import sync_earthengine_window
+    from stacube.sources.earthengine.catalog import sync_earthengine_window
 
     catalog = LocalCatalog(tmp_path, emulator.url, COLLECTION)
     window = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-30"))
@@ -71,7 +71,7 @@ def test_a_collection_becomes_items_with_bands_projection_and_the_asset_id(emula
 
 
 def test_a_resync_converts_only_images_new_since_the_last_sync(emulator, tmp_path):
-    from stacube.catalog.earthengine import sync_earthengine_window
+    from stacube.sources.earthengine.catalog import sync_earthengine_window
 
     catalog = LocalCatalog(tmp_path, emulator.url, COLLECTION)
     june = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-08"))
@@ -83,7 +83,7 @@ def test_a_resync_converts_only_images_new_since_the_last_sync(emulator, tmp_pat
     emulator.add(_image("2024-06-16", 0))  # published after the first sync
     assert sync_earthengine_window(catalog, COLLECTION, later) == 3  # 06-11 (two columns) and 06-16
     assert len(catalog) == 7
-    from stacube.catalog.earthengine import list_images
+    from stacube.sources.earthengine.catalog import list_images
 
     assert len(list_images(COLLECTION, later)) == 3  # the time filter reached Earth Engine (not 7 images)
     far = Window((100.0, 10.0, 101.0, 11.0), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-30"))
@@ -91,7 +91,7 @@ def test_a_resync_converts_only_images_new_since_the_last_sync(emulator, tmp_pat
 
 
 def _items(emulator, tmp_path, window):
-    from stacube.catalog.earthengine import sync_earthengine_window
+    from stacube.sources.earthengine.catalog import sync_earthengine_window
 
     catalog = LocalCatalog(tmp_path, emulator.url, COLLECTION)
     sync_earthengine_window(catalog, COLLECTION, window)
@@ -119,7 +119,7 @@ def _patch_grid(x0, y0, shape, resolution=10.0, crs="EPSG:32633"):
 
 
 def test_pixels_of_one_image_and_of_a_mosaic_equal_odc_geo_resampling(emulator, tmp_path):
-    from stacube.backends.earthengine import read_band
+    from stacube.sources.earthengine.backend import read_band
 
     day = Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"), pd.Timestamp("2024-06-07"))
     items = _items(emulator, tmp_path, day)
@@ -140,7 +140,7 @@ def test_pixels_of_one_image_and_of_a_mosaic_equal_odc_geo_resampling(emulator, 
 
 
 def test_a_patch_over_the_request_limit_is_split_into_several_requests(emulator, tmp_path, monkeypatch):
-    import stacube.backends.earthengine as backend
+    import stacube.sources.earthengine.backend as backend
 
     items = _items(emulator, tmp_path, Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"),
                                               pd.Timestamp("2024-06-07")))
@@ -154,8 +154,8 @@ def test_a_patch_over_the_request_limit_is_split_into_several_requests(emulator,
 
 
 def test_a_429_storm_is_ridden_out_by_backing_off(emulator, tmp_path, monkeypatch):
-    import stacube.backends.earthengine as backend
-    from stacube.backends.earthengine import read_band
+    import stacube.sources.earthengine.backend as backend
+    from stacube.sources.earthengine.backend import read_band
 
     items = _items(emulator, tmp_path, Window((14.0, 46.0, 16.0, 48.0), pd.Timestamp("2024-06-06"),
                                               pd.Timestamp("2024-06-07")))
@@ -256,12 +256,12 @@ def test_the_alphaearth_dataset_loads_across_a_utm_border(emulator, tmp_path, mo
     roi = GeoBox.from_bbox((11.996, 47.501, 12.004, 47.504), "EPSG:4326", resolution=0.0001)  # across 12 E
     cube = Cube.create(tmp_path / "alphaearth", spec, catalog_dir=tmp_path / "catalog")
     emulator.requests.clear()
-    import stacube.ee_client
+    import stacube.sources.earthengine.client
 
     monkeypatch.setenv("STACUBE_EE_TOKEN", "alphaearth-token")  # new to this process: credentials built once
     built = []
-    monkeypatch.setattr(stacube.ee_client, "_credentials",
-                        lambda real=stacube.ee_client._credentials: built.append(1) or real())
+    monkeypatch.setattr(stacube.sources.earthengine.client, "_credentials",
+                        lambda real=stacube.sources.earthengine.client._credentials: built.append(1) or real())
     tile = cube.load(roi, toi="2020", variables=["a00", "a63"])
     pixel_requests = [r for r in emulator.requests if r.endswith(("computePixels", "getPixels"))]
     assert len(pixel_requests) == cube.history().patches_written.iloc[0] > 1  # 64 bands: one request a patch
@@ -301,7 +301,7 @@ def test_a_service_that_stops_answering_fails_the_read_at_the_deadline(emulator,
 
 def test_a_single_image_without_time_is_a_source_and_its_masked_pixels_stay_nodata(emulator, tmp_path, monkeypatch):
     from stacube import Cube, CubeSpec, EarthEngineSource, Variable
-    from stacube.catalog.earthengine import list_images
+    from stacube.sources.earthengine.catalog import list_images
 
     monkeypatch.setenv("STACUBE_EE_TOKEN", "test")
     rng = np.random.default_rng(11)
@@ -411,8 +411,8 @@ def test_a_service_account_key_file_is_exchanged_for_a_token_and_never_shown(emu
                    for p in (tmp_path / "catalog").rglob("*") if p.is_file())
     key_file.write_text("{not json")  # a broken key names the variable and the file, not the content
     key_file.touch()
-    from stacube.ee_client import initialize
     from stacube.errors import CatalogError
+    from stacube.sources.earthengine.client import initialize
 
     with pytest.raises(CatalogError, match=r"STACUBE_EE_KEY_FILE names .*sa\.json.*not a readable"):
         initialize(emulator.url, "test-project")
@@ -420,8 +420,8 @@ def test_a_service_account_key_file_is_exchanged_for_a_token_and_never_shown(emu
 
 def test_the_credential_stored_by_earthengine_authenticate_is_used_when_nothing_else_is_named(emulator, tmp_path,
                                                                                               monkeypatch):
-    from stacube.catalog.earthengine import list_images
-    from stacube.ee_client import initialize
+    from stacube.sources.earthengine.catalog import list_images
+    from stacube.sources.earthengine.client import initialize
 
     stored = tmp_path / "home" / ".config" / "earthengine" / "credentials"
     stored.parent.mkdir(parents=True)

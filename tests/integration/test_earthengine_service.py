@@ -46,7 +46,7 @@ WORLD = Window((-180.0, -90.0, 180.0, 90.0))
 
 
 def _items(emulator, tmp_path, window=WORLD):
-    from stacube.catalog.earthengine import sync_earthengine_window
+    from stacube.sources.earthengine.catalog import sync_earthengine_window
 
     catalog = LocalCatalog(tmp_path / "catalog", emulator.url, COLLECTION)
     sync_earthengine_window(catalog, COLLECTION, window)
@@ -70,7 +70,7 @@ def _constants(node):
 
 
 def test_unsigned_bands_are_catalogued_unsigned_and_read_in_one_request(emulator, tmp_path, monkeypatch):
-    import stacube.backends.earthengine as backend
+    import stacube.sources.earthengine.backend as backend
 
     rng = np.random.default_rng(1)
     state = rng.integers(0, 65536, (48, 64), dtype="uint16")
@@ -116,7 +116,7 @@ def _edge_values(dtype):
 
 def test_a_float_cube_sends_no_nan_and_masked_or_missing_pixels_are_nan_while_zeros_stay(emulator, tmp_path,
                                                                                           monkeypatch):
-    import stacube.backends.earthengine as backend
+    import stacube.sources.earthengine.backend as backend
 
     values, masked = _edge_values("float32")
     emulator.add(_edge_image("float32", values, masked))
@@ -138,7 +138,7 @@ def test_a_float_cube_sends_no_nan_and_masked_or_missing_pixels_are_nan_while_ze
 @pytest.mark.parametrize("unmask_widens", [True, False])
 def test_outside_the_footprint_is_nodata_and_real_zeros_stay_for_an_integer_band(emulator, tmp_path, unmask_widens):
     """Whichever type ``unmask`` gives (undocumented: the union with the fill's, or the input's)."""
-    from stacube.backends.earthengine import read_band
+    from stacube.sources.earthengine.backend import read_band
 
     emulator.unmask_widens = unmask_widens
 
@@ -163,7 +163,7 @@ def test_outside_the_footprint_is_nodata_and_real_zeros_stay_for_an_integer_band
 @pytest.mark.parametrize("unmask_widens", [True, False])
 def test_a_fill_the_source_type_cannot_hold_still_marks_masked_pixels(emulator, tmp_path, unmask_widens):
     """A uint8 band into an int16 variable with nodata -9999: the fill must not be clamped to a 0 that reads as data."""
-    from stacube.backends.earthengine import read_band
+    from stacube.sources.earthengine.backend import read_band
 
     emulator.unmask_widens = unmask_widens
     values = np.arange(30 * 40, dtype="int64").reshape(30, 40) % 256
@@ -178,7 +178,7 @@ def test_a_fill_the_source_type_cannot_hold_still_marks_masked_pixels(emulator, 
 
 
 def test_a_boolean_variable_reads_true_false_and_its_nodata(emulator, tmp_path):
-    from stacube.backends.earthengine import read_band
+    from stacube.sources.earthengine.backend import read_band
 
     values = np.indices((30, 40)).sum(axis=0) % 2
     masked = np.zeros((30, 40), bool)
@@ -226,7 +226,7 @@ def test_a_grid_without_an_epsg_code_travels_as_wkt(emulator, tmp_path):
 
 def test_an_roi_band_around_the_globe_and_a_polar_cap_find_their_images(emulator, tmp_path):
     """Regions as Earth Engine reads them, with geodesic edges: a -180..180 ring would enclose nothing."""
-    from stacube.catalog.earthengine import list_images, region_pieces
+    from stacube.sources.earthengine.catalog import list_images, region_pieces
 
     spots = {"pacific": ("EPSG:32601", 300000.0, 8000000.0), "atlantic": ("EPSG:32625", 500000.0, 7500000.0),
              "pole": ("EPSG:3413", 0.0, 20000.0)}
@@ -246,7 +246,7 @@ def test_images_without_an_end_time_are_found_however_the_service_compares_them(
                                                                                missing_end_matches, monkeypatch):
     """Whether ``endTime > x`` matches an image without an end is undocumented: both readings give the same images."""
     import stacube.testing.earthengine as emulated
-    from stacube.catalog.earthengine import list_images
+    from stacube.sources.earthengine.catalog import list_images
 
     real = emulated.matches
 
@@ -270,7 +270,7 @@ def test_images_without_an_end_time_are_found_however_the_service_compares_them(
 def test_a_request_over_the_services_limit_fails_with_its_own_words(emulator, tmp_path, monkeypatch):
     """Should stacube ever size a request past the limit, the error says what the service said, not a guess."""
     import stacube.testing.earthengine as emulated
-    from stacube.backends.earthengine import read_band
+    from stacube.sources.earthengine.backend import read_band
 
     emulator.add(EmulatedImage(f"{COLLECTION}/big", pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-02"),
                                "EPSG:32633", Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0),

@@ -19,8 +19,9 @@ from stacube import (
     TOIError,
     UnknownVariableError,
 )
-from stacube.catalog import Window, harvest
+from stacube.catalog import Window
 from stacube.runners import LocalRunner
+from stacube.sources.stac.harvest import harvest
 from stacube.testing.servers import free_port, start_stac_api
 
 from .conftest import dem_spec
@@ -160,12 +161,12 @@ class FailsAfterAPartialWrite:
 
 def run_with_partial_failures(cube, roi, runner):
     """Download ``roi`` through ``runner`` with a backend that fails each patch once after a partial write."""
-    from stacube.backends import backend_for
     from stacube.plan import attach_items
     from stacube.run import execute_run
 
     patches = attach_items(cube.spec, cube.catalog, cube.plan(roi).missing)
-    return execute_run(cube.repo, cube.spec, patches, FailsAfterAPartialWrite(backend_for(cube.spec)), runner)
+    backend = FailsAfterAPartialWrite(cube.spec.source.backend(cube.spec.variables))
+    return execute_run(cube.repo, cube.spec, patches, backend, runner)
 
 
 def test_a_retried_patch_starts_from_a_fresh_fork(servers, make_cube, sample_layout):

@@ -87,8 +87,8 @@ def test_a_run_in_flight_during_a_rollback_lands_on_top_with_only_its_patches(se
             cube.rollback(first.snapshot_id)  # the user rolls back while this run is reading
             return results
 
-    from stacube.backends import backend_for
 
-    report = execute_run(cube.repo, cube.spec, in_flight, backend_for(cube.spec), RollsBackMidway(progress=False))
+    backend = cube.spec.source.backend(cube.spec.variables)
+    report = execute_run(cube.repo, cube.spec, in_flight, backend, RollsBackMidway(progress=False))
     assert list(cube.history().snapshot[:2]) == [report.snapshot_id, first.snapshot_id]
     assert sorted(cube.state().id) == sorted(first.patches_written + report.patches_written)

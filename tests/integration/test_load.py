@@ -137,13 +137,13 @@ def test_cube_open_needs_nothing_but_its_path(servers, make_cube, tmp_path):
 
 
 def test_mosaic_does_not_depend_on_item_order(servers, make_cube, sample_layout):
-    from stacube.backends.stac import StacBackend
     from stacube.grid import PatchIndex
+    from stacube.sources.stac.backend import StacBackend
 
     _, api = servers
     cube = make_cube(api.url)
     items = items_of(api.url)
-    backend = StacBackend(cube.spec)
+    backend = StacBackend(cube.spec.source, cube.spec.variables)
     geobox = sample_layout.extent_geobox()[256:512, 256:512]
     forward = backend.read(PatchIndex("epsg3413", 1, 1, geobox, items=tuple(items)))
     backward = backend.read(PatchIndex("epsg3413", 1, 1, geobox, items=tuple(reversed(items))))

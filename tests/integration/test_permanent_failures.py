@@ -289,7 +289,8 @@ def test_permanent_and_transient_are_told_apart_by_type_not_by_wording():
 def test_a_catalog_folder_read_only_is_a_storage_error_but_reading_it_works(servers, tmp_path):
     _, api = servers
     catalog = LocalCatalog(tmp_path / "catalog", api.url, "sample-dem")
-    from stacube.catalog import Window, sync_window
+    from stacube.catalog import Window
+    from stacube.sources.stac.harvest import sync_window
 
     assert sync_window(catalog, Window((-180.0, -90.0, 180.0, 90.0))) == 16
     shutil.copytree(tmp_path / "catalog", tmp_path / "copy")

@@ -229,17 +229,15 @@ def test_catalog_sync_runs_in_windows_and_resumes(private_servers, sample_layout
 
 
 def test_a_failed_catalog_sync_resumes_with_the_windows_it_had_not_finished(time_servers, tmp_path, monkeypatch):
-    import importlib
 
     import pandas as pd
 
     from stacube import CubeSpec, StacSource, Variable
     from stacube.flows import sync_catalog
     from stacube.flows.parameters import roi_to_parameter
+    from stacube.sources.stac import harvest as harvest_module
 
     from ..conftest import TIME_LAYOUT
-
-    harvest_module = importlib.import_module("stacube.catalog.harvest")  # the package exports a same-named function
     _, api = time_servers
     spec = CubeSpec(name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
                     variables={"dem": Variable("float32")}, time=pd.date_range("2021-06-01", periods=7, freq="D"),

@@ -18,8 +18,9 @@ from stacube import (
     PermanentSourceError,
     TransientSourceError,
 )
-from stacube.catalog import Window, harvest
+from stacube.catalog import Window
 from stacube.runners import LocalRunner
+from stacube.sources.stac.harvest import harvest
 
 from .conftest import dem_spec
 

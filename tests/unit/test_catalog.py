@@ -6,7 +6,7 @@ from shapely.geometry import shape
 
 from stacube import CatalogError
 from stacube.catalog import LocalCatalog, Window, small_search
-from stacube.catalog.harvest import _absolute_hrefs
+from stacube.sources.stac.harvest import _absolute_hrefs
 
 
 @pytest.fixture(autouse=True, params=["in-memory", "duckdb"])

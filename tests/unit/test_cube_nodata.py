@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stacube.backends.stac import to_cube_nodata
+from stacube.sources.stac.backend import to_cube_nodata
 
 NAN = float("nan")
 

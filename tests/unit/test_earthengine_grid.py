@@ -11,8 +11,8 @@ import pytest
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 
-from stacube.catalog.earthengine import crs_of_grid, geobox_from_grid, grid_from_geobox, numpy_dtype
 from stacube.errors import CatalogError
+from stacube.sources.earthengine.catalog import crs_of_grid, geobox_from_grid, grid_from_geobox, numpy_dtype
 
 DATA = Path(__file__).parent.parent / "data" / "earthengine"
 GDAL_TYPES = {"Byte": "uint8", "Int8": "int8", "UInt16": "uint16", "Int16": "int16", "UInt32": "uint32",

@@ -53,11 +53,11 @@ def test_every_error_class_lives_in_errors_py():
 
 
 def test_old_import_paths_still_work():
-    from stacube.backends.stac import NotAllowedFormat as stac_refusal
     from stacube.history import CubeChangedError, VersionNotFoundError
     from stacube.many import LoadCancelled
     from stacube.radiometry import RadiometryError
     from stacube.runners import RunCancelled as runner_cancelled
+    from stacube.sources.stac.backend import NotAllowedFormat as stac_refusal
     from stacube.store import S3AccessError
 
     assert stac_refusal is NotAllowedFormat and runner_cancelled is RunCancelled
@@ -247,7 +247,7 @@ def test_only_gdal_errors_are_read_as_gdals():
 
 
 def test_a_429_or_5xx_is_not_read_again_at_once_as_gdal_asked_again_already():
-    from stacube.backends.stac import _asked_again_by_gdal
+    from stacube.sources.stac.backend import _asked_again_by_gdal
 
     assert _asked_again_by_gdal(gdal_source_error(_gdal("HTTP response code: 503")))
     assert _asked_again_by_gdal(gdal_source_error(_gdal("HTTP response code: 429")))

@@ -61,10 +61,15 @@ def test_source_limits_name_the_hosts_a_patch_reads_from_earth_engine_included()
         found.add_asset("B4", pystac.Asset(href))
         return found
 
+    from stacube import EarthEngineSource, StacSource
+
+    stac = StacSource(api_url="https://stac.example.org", collection="c", assets={"red": "B4"})
     patch = PatchIndex("z", 0, 0, None, items=(item("a", "https://data.example.org/a.tif"),
-                                               item("b", "earthengine://COPERNICUS/S2/b")))
-    assert limits.source_limits(["B4"], patch, earthengine_host="earthengine.googleapis.com") == [
-        "stacube-source-data.example.org", "stacube-source-earthengine.googleapis.com"]
+                                               item("b", "https://mirror.example.net/b.tif")))
+    assert limits.source_limits(stac, patch) == ["stacube-source-data.example.org", "stacube-source-mirror.example.net"]
+    earth_engine = EarthEngineSource(collection="COPERNICUS/S2", bands={"red": "B4"})
+    patch = PatchIndex("z", 0, 0, None, items=(item("b", "earthengine://COPERNICUS/S2/b"),))
+    assert limits.source_limits(earth_engine, patch) == ["stacube-source-earthengine.googleapis.com"]
 
 
 def test_an_ad_hoc_flow_run_skips_heartbeats_unless_the_user_set_them():

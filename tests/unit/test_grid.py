@@ -68,7 +68,7 @@ def test_a_roi_sharing_only_an_edge_with_a_chunk_does_not_select_it():
 
 
 def test_earth_engine_requests_stay_within_bytes_and_side_limits():
-    from stacube.backends.earthengine import request_windows
+    from stacube.sources.earthengine.backend import request_windows
 
     windows = request_windows((48, 128), 2, max_bytes=48 * 128 * 3 // 5)  # 2-byte band + 1 mask byte
     assert [w[0].start for w in windows] == [0, 9, 18, 27, 36, 45] and all(w[1] == slice(0, 128) for w in windows)

@@ -13,9 +13,9 @@ import zarr
 from stacube.history import METADATA_KEY, run_metadata
 from stacube.layout import TIME_UNITS, chunk_exists, encode_times
 from stacube.run import METADATA_KEY as RUN_METADATA_KEY
-from stacube.spec import Variable, is_nan, nodata_to_json
 from stacube.store import BRANCH
 from stacube.timeaxis import aware_utc, naive_utc, utc_now
+from stacube.variables import Variable, is_nan, nodata_to_json
 
 # --- is nodata NaN ----------------------------------------------------------------------------------
 

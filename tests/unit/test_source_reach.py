@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from stacube import SpecError, StacSource
-from stacube.backends.stac import host_allowed
+from stacube.sources.stac.backend import host_allowed
 
 BASE = dict(api_url="http://stac.example.org/v1", collection="c", assets={"dem": "dem"})
 

@@ -9,8 +9,8 @@ import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from stacube.backends.stac import StacBackend
 from stacube.grid import PatchIndex
+from stacube.sources.stac.backend import StacBackend
 from stacube.spec import CubeSpec, StacSource, Variable
 
 ZONE = GeoBox((64, 64), Affine(10, 0, 500_000, 0, -10, 5_000_000), "EPSG:32633")
@@ -36,7 +36,7 @@ def _item(folder, n: int, value: int, offset: float, x0: float = 500_000, nodata
 def _backend(variable: Variable) -> StacBackend:
     spec = CubeSpec("t", {"v": variable}, {"z": ZONE}, StacSource("https://x.invalid/", "c", {"v": "b"}),
                     chunks=(64, 64))
-    return StacBackend(spec)
+    return StacBackend(spec.source, spec.variables)
 
 
 def test_an_item_in_the_cubes_convention_is_clipped_not_wrapped_when_another_item_needs_converting(tmp_path):

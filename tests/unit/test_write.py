@@ -11,7 +11,8 @@ from odc.geo.geobox import GeoBox
 from stacube import CubeSpec, StacSource, Variable
 from stacube.grid import PatchIndex, ZoneGrid
 from stacube.layout import create_layout
-from stacube.write import mark_filled, valid_mask, write_patch
+from stacube.variables import valid_mask
+from stacube.write import mark_filled, write_patch
 
 ZONE = GeoBox.from_bbox((0, 0, 640, 640), "EPSG:32633", resolution=10)  # 64 x 64 px
 VARIABLES = {

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from .errors import CatalogError
+from ...errors import CatalogError
 
 _LOCK = threading.Lock()
 _READY: tuple[Any, ...] | None = None  # (api_url, project, credential, deadline, retries) initialised

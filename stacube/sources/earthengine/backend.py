@@ -28,13 +28,13 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.warp import rio_reproject
 
-from ..alignment import declared_crs
-from ..catalog.earthengine import HREF_SCHEME, grid_from_geobox
-from ..errors import ItemError, RadiometryError, TransientSourceError, source_error
-from ..grid import PatchIndex
-from ..radiometry import IDENTITY, convert, item_convention, same
-from ..spec import CubeSpec, is_nan
-from .base import PatchData
+from ...alignment import declared_crs
+from ...errors import ItemError, RadiometryError, TransientSourceError, source_error
+from ...grid import PatchIndex
+from ...radiometry import IDENTITY, convert, item_convention, same
+from ...variables import Variable, is_nan
+from ..base import PatchData, Source
+from .catalog import HREF_SCHEME, grid_from_geobox
 
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
 MAX_GRID_SIDE = 32768
@@ -238,9 +238,10 @@ def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: An
 class EarthEngineBackend:
     """Reads a cube's patches from Earth Engine, one band per variable, for the Items planning attached."""
 
-    def __init__(self, spec: CubeSpec):
-        self.spec = spec
-        self.source = spec.source
+    def __init__(self, source: Source, variables: Mapping[str, Variable]):
+        """``source`` is an EarthEngineSource (its value module imports this one, never the other way)."""
+        self.source = source
+        self.variables = dict(variables)
 
     def check_items(self, items: list[pystac.Item]) -> None:
         for item in items:
@@ -255,7 +256,7 @@ class EarthEngineBackend:
                 if not asset.href.startswith(HREF_SCHEME) or missing:
                     raise ItemError(f"Item {item.id} band {band!r} is not a converted Earth Engine band "
                                     f"(href {asset.href!r}, missing {missing})")
-                target = self.spec.variables[variable].convention
+                target = self.variables[variable].convention
                 convention = item_convention(item, band, self.source.radiometry, target or IDENTITY)
                 if target is not None and not same(convention, target):
                     # Earth Engine mosaics and casts on its side: Items are read in the cube's convention only.
@@ -265,11 +266,11 @@ class EarthEngineBackend:
                         "the images' convention on the variable, or radiometry='as-cube' on the source")
 
     def read(self, patch: PatchIndex) -> PatchData:
-        from ..ee_client import initialize
+        from .client import initialize
 
         source = self.source
         initialize(source.api_url, source.project)  # once per process (also on Dask workers)
-        wanted = {band: (self.spec.variables[name].numpy_dtype, self.spec.variables[name].nodata)
+        wanted = {band: (self.variables[name].numpy_dtype, self.variables[name].nodata)
                   for name, band in source.bands.items()}
         slots = request_slots(source.api_url, source.project, source.max_concurrency)
         try:

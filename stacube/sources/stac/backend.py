@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,13 +23,12 @@ import rasterio.cache
 import rasterio.errors
 from odc.loader import RioDriver, RioReader
 
-from ..errors import AssetReadError, ItemError, NotAllowedFormat, SourceError, gdal_source_error
-from ..grid import PatchIndex
-from ..radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
-from ..signing import redact, redact_log_records, redact_url, resolve_signer
-from ..spec import CubeSpec, is_nan
-from ..write import valid_mask, valid_values
-from .base import PatchData
+from ...errors import AssetReadError, ItemError, NotAllowedFormat, SourceError, gdal_source_error
+from ...grid import PatchIndex
+from ...radiometry import IDENTITY, Convention, check_precision, convert, item_convention, judge_offset, same
+from ...signing import redact, redact_log_records, redact_url, resolve_signer
+from ...variables import Variable, is_nan, valid_mask, valid_values
+from ..base import PatchData, Source
 
 _PROJ_CRS_KEYS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")
 _PROJ_GRID_KEYS = ("proj:transform", "proj:bbox")
@@ -237,15 +236,17 @@ def _configure_gdal() -> None:
 class StacBackend:
     """Patches from STAC Items whose assets are rasters GDAL can read (COGs over HTTP, files, S3)."""
 
-    def __init__(self, spec: CubeSpec):
-        self.spec = spec
-        self.assets = dict(spec.source.assets)
-        self.policy = spec.source.radiometry
-        self.gdal_options = dict(spec.source.gdal_options or {})
-        self.signer = resolve_signer(spec.source.signer)
+    def __init__(self, source: Source, variables: Mapping[str, Variable]):
+        """``source`` is a StacSource (its value module imports this one, never the other way)."""
+        self.source = source
+        self.variables = dict(variables)
+        self.assets = dict(source.assets)
+        self.policy = source.radiometry
+        self.gdal_options = dict(source.gdal_options or {})
+        self.signer = resolve_signer(source.signer)
         redact_log_records()  # hrefs may carry credentials, and GDAL and rasterio log the URLs they open
-        self.drivers = tuple(spec.source.drivers)
-        self.hosts = tuple(spec.source.hosts) if spec.source.hosts is not None else None
+        self.drivers = tuple(source.drivers)
+        self.hosts = tuple(source.hosts) if source.hosts is not None else None
         self._judged: dict[str, tuple[Convention | None, str]] = {}
         self._judging = threading.Lock()
         _configure_gdal()
@@ -257,7 +258,7 @@ class StacBackend:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.signer = resolve_signer(self.spec.source.signer)
+        self.signer = resolve_signer(self.source.signer)
         self._judging = threading.Lock()
         _configure_gdal()
 
@@ -280,7 +281,7 @@ class StacBackend:
                         f"Item {item.id!r} asset {key!r} lacks projection info "
                         f"(one of {_PROJ_CRS_KEYS} and one of {_PROJ_GRID_KEYS})"
                     )
-                variable_spec = self.spec.variables[variable]
+                variable_spec = self.variables[variable]
                 target = variable_spec.convention
                 if target is not None:
                     source = item_convention(item, key, self.policy, target)
@@ -289,7 +290,7 @@ class StacBackend:
     def conventions(self, patch: PatchIndex, name: str) -> list[Convention]:
         """How each of the patch's Items turns its numbers for variable ``name`` into physical values
         (where its metadata leaves that open, as its pixels show: ``_judgement``)."""
-        target = self.spec.variables[name].convention or IDENTITY
+        target = self.variables[name].convention or IDENTITY
         found = [item_convention(item, self.assets[name], self.policy, target) for item in patch.items]
         return [self._judgement(item)[0] or replace(c, check_pixels=False) if c.check_pixels else c
                 for item, c in zip(patch.items, found, strict=True)]
@@ -300,8 +301,8 @@ class StacBackend:
         patch of the Item gets the same answer; and the evidence, for the commit."""
         found = self._judged.get(item.id)
         if found is None:  # judged outside the lock: a slow read must not stall other Items' patches
-            keys = [key for name, key in self.assets.items() if self.spec.variables[name].convention is not None
-                    and item_convention(item, key, self.policy, self.spec.variables[name].convention).check_pixels]
+            keys = [key for name, key in self.assets.items() if self.variables[name].convention is not None
+                    and item_convention(item, key, self.policy, self.variables[name].convention).check_pixels]
             judged = judge_offset([self._overview(item, key) for key in keys])
             with self._judging:
                 found = self._judged.setdefault(item.id, judged)
@@ -348,7 +349,7 @@ class StacBackend:
                  conventions: list[Convention]) -> tuple[np.ndarray, int]:
         """Planes (one, or one per Item in mosaic order) in the cube's convention, mosaicked first valid
         wins; and how many of the pixels kept had to be clipped into the dtype's range."""
-        variable = self.spec.variables[name]
+        variable = self.variables[name]
         target = variable.convention
         result, clipped = None, 0
         for plane, convention in zip(planes, conventions, strict=True):
@@ -374,7 +375,7 @@ class StacBackend:
     def _fill(self, patch: PatchIndex, name: str) -> float | int | None:
         """The value odc-stac fills with: none where the Items declare nodata (odc-stac then uses the
         source's), else the cube's nodata, so pixels no Item reaches never read as 0."""
-        var = self.spec.variables[name]
+        var = self.variables[name]
         if _declared_nodata(patch.items, self.assets[name]) is not None:
             return None
         return int(var.nodata) if var.numpy_dtype.kind == "b" else var.nodata
@@ -395,7 +396,7 @@ class StacBackend:
         """What odc-stac reads a variable as: the cube's dtype where the Items already hold the cube's
         convention, else the source's own (``raster:bands`` data_type), so no value is cut before it
         is converted. GDAL has no boolean type: masks are read as uint8 and cast back."""
-        variable = self.spec.variables[name]
+        variable = self.variables[name]
         if variable.numpy_dtype.kind == "b":
             return "uint8"
         target = variable.convention
@@ -410,7 +411,7 @@ class StacBackend:
     def _load(self, patch: PatchIndex, group: dict[str, str], per_item: bool,
               conventions: dict[str, list[Convention]]):
         first = next(iter(group))
-        variables = {asset: self.spec.variables[name] for name, asset in group.items()}
+        variables = {asset: self.variables[name] for name, asset in group.items()}
         dtypes = {asset: self._load_dtype(patch, name, conventions[name]) for name, asset in group.items()}
 
         def load() -> Any:

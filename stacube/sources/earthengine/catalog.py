@@ -24,8 +24,8 @@ from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
-from ..errors import CatalogError, source_error
-from .local import DEFAULT_LAG, LocalCatalog, Window, rfc3339
+from ...catalog.local import DEFAULT_LAG, LocalCatalog, Window, rfc3339
+from ...errors import CatalogError, source_error
 
 HREF_SCHEME = "earthengine://"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
-import numpy as np
 import pandas as pd
 import pystac_client
 
-from ..errors import CatalogError, is_permanent, source_error
-from .local import DEFAULT_LAG, LocalCatalog, Window
+from ...catalog.local import DEFAULT_LAG, LocalCatalog, Window
+from ...errors import CatalogError, is_permanent, source_error
 
 log = logging.getLogger(__name__)
 REMOTE_SCHEMES = {"http", "https", "s3", "gs", "az"}
@@ -81,21 +79,3 @@ def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool =
     """Bring ``window`` into the local catalog unless already covered; returns how many Items were new."""
     return catalog.sync(window, lag, lambda: harvest(catalog.source_url, catalog.collection, window,
                                                      allow_local_hrefs))
-
-
-def split_window(window: Window, degrees: float = 1.0, period: pd.Timedelta | str = "31D") -> list[Window]:
-    """Cut a search window into sub-windows of at most ``degrees`` x ``degrees`` and ``period``.
-
-    Each sub-window is synced and recorded on its own, so a large sync runs them concurrently and
-    a failed one resumes where it stopped (recorded sub-windows count as covered).
-    """
-    west, south, east, north = window.bbox
-    xs = [*np.arange(west, east, degrees).tolist(), east]
-    ys = [*np.arange(south, north, degrees).tolist(), north]
-    boxes = [(x0, y0, x1, y1) for x0, x1 in itertools.pairwise(xs) for y0, y1 in itertools.pairwise(ys)]
-    if window.start is None or window.end is None:
-        return [Window(b) for b in boxes]
-    edges = list(pd.date_range(window.start, window.end, freq=pd.Timedelta(period)))
-    if edges[-1] < window.end:
-        edges.append(window.end)
-    return [Window(b, t0, t1) for t0, t1 in itertools.pairwise(edges) for b in boxes]

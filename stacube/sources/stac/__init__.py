@@ -1,0 +1,1 @@
+"""STAC API sources: the value (``source``), the harvester (``harvest``), the backend (``backend``)."""
