@@ -22,6 +22,7 @@ from odc.geo.geom import Geometry
 
 from . import history
 from .catalog import LocalCatalog, default_catalog_root
+from .cold_tile import ColdTile
 from .errors import (
     CubeExistsError,
     CubeNotFoundError,
@@ -32,7 +33,6 @@ from .errors import (
     UnknownVariableError,
     storage_errors,
 )
-from .fresh import FreshTile
 from .grid import PatchIndex, patch_id, roi_geometry
 from .layout import FILLED, SPEC_ATTR, create_layout, encode_times
 from .lazy import check_fits, lazy_tile
@@ -345,7 +345,7 @@ class Cube:
             chosen = self._runner(runner, concurrency, progress)
             # A run in this process pastes what it writes straight into the Tile (no read-back).
             if isinstance(chosen, LocalRunner) and chunks is None:
-                fresh = FreshTile.for_load(spec, roi, geometry, steps, names)
+                fresh = ColdTile.for_load(spec, roi, geometry, steps, names)
             report = self.run(plan, chosen, roi=wanted, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)

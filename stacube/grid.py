@@ -54,6 +54,10 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
     return local if local is not None and _meets(zone.extent, local) else None
 
 
+PixelSlices = tuple[slice, slice]
+"""Rows and columns of a zone's (or a Tile's) pixels: a window of a 2-D array."""
+
+
 @dataclass(frozen=True)
 class ZoneGrid:
     """One zone of a cube: its GeoBox cut into chunks of ``chunks`` = (ny, nx) pixels."""

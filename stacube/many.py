@@ -9,7 +9,7 @@ commit metadata, the filled record, failures and the skip rules are the same).
 
 Tiles come out in the order the ROIs were given, each as soon as its patches are in: the run works
 on a background thread, patches in the order the ROIs first need them, and pastes each patch it
-writes into the held Tiles of the ROIs it meets (``FreshTile``, as a cold ``load`` does); a Tile is
+writes into the held Tiles of the ROIs it meets (``ColdTile``, as a cold ``load`` does); a Tile is
 yielded once every patch under it is written or was filled before. ROIs whose Tile cannot be pasted
 (it needs resampling, or spans zones), ROIs whose Tile did not fit in the memory budget when one of
 their patches was written, and ROIs over patches whose outcome only the commit settles (a patch
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from odc.geo.geom import Geometry
 
     from .catalog import LocalCatalog
-    from .fresh import FreshTile
+    from .cold_tile import ColdTile
     from .opened import OpenedGroup
     from .run import RunReport
     from .spec import CubeSpec
@@ -113,7 +113,7 @@ class _Roi:
     geometry: Any  # its footprint (odc Geometry)
     patches: tuple[str, ...]  # ids of the patches planned under it
     nbytes: int  # its Tile's size
-    fresh: FreshTile | None = None  # its Tile, held while the run pastes into it
+    fresh: ColdTile | None = None  # its Tile, held while the run pastes into it
     waits: set[str] = field(default_factory=set)  # patches under its Tile that the run has still to write
     cold: bool = False  # a patch under it was written while its Tile was not held: read it after the commit
 
@@ -350,7 +350,7 @@ class TileStream(Iterator["xr.Dataset"]):
 
     def _advance(self) -> None:
         """Allocate the Tiles of the next ROIs while they fit in the budget (at least the head's)."""
-        from .fresh import FreshTile
+        from .cold_tile import ColdTile
 
         if not self._items_known:
             return
@@ -361,7 +361,7 @@ class TileStream(Iterator["xr.Dataset"]):
             self._frontier += 1
             if rec.cold or rec.geometry is None:
                 continue
-            fresh = FreshTile.for_load(self.spec, rec.roi, rec.geometry, self.steps, self.names)
+            fresh = ColdTile.for_load(self.spec, rec.roi, rec.geometry, self.steps, self.names)
             if fresh is None:  # not on a zone's grid (resampled, or over zones): read after the commit
                 continue
             zone, steps = fresh.grid.name, self.steps if self.steps is not None else [None]

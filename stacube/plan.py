@@ -24,7 +24,7 @@ from .grid import PatchIndex, ZoneGrid, shape_in_zone
 from .layout import FILLED, chunk_exists
 from .lonlat import lonlat_bounds, lonlat_footprint
 from .spec import CubeSpec
-from .timeaxis import naive_utc, step_range
+from .timeaxis import HalfOpenInterval, naive_utc, step_range
 
 
 def zone_grids(spec: CubeSpec) -> list[ZoneGrid]:
@@ -39,10 +39,7 @@ class Plan:
     missing: list[PatchIndex] = field(default_factory=list)
 
 
-Period = tuple[pd.Timestamp, pd.Timestamp]
-
-
-def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None, Period | None]]:
+def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None, HalfOpenInterval | None]]:
     if spec.time is None or steps is None:
         return [(None, None)]
     return [(s, step_range(spec.time, s)) for s in steps]

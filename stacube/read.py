@@ -27,7 +27,7 @@ from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 
 from .checked import read_checked
-from .grid import ZoneGrid
+from .grid import PixelSlices, ZoneGrid
 from .layout import chunk_exists
 from .plan import zone_grids
 from .small_read import ShardIndexes, read_windows
@@ -81,11 +81,10 @@ def reproject_values(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Var
     return out.astype(bool) if is_bool else out
 
 
-Window = tuple[slice, slice]  # rows, columns
 
 
-def _held(root: zarr.Group, grid: ZoneGrid, window: Window, steps: Sequence[int] | None,
-          variables: Sequence[str]) -> Window | None:
+def _held(root: zarr.Group, grid: ZoneGrid, window: PixelSlices, steps: Sequence[int] | None,
+          variables: Sequence[str]) -> PixelSlices | None:
     """The part of ``window`` (zone pixels) under chunks that hold data of some variable at some step,
     asked of Icechunk's manifest: chunks never written (no Item fed them) read as nodata anyway."""
     session = root.store.session
@@ -104,7 +103,7 @@ def _held(root: zarr.Group, grid: ZoneGrid, window: Window, steps: Sequence[int]
     return (slice(r0, r1), slice(c0, c1)) if r0 < r1 and c0 < c1 else None
 
 
-def _empty(out: dict[str, np.ndarray], spec: CubeSpec, variables: Sequence[str]) -> Window | None:
+def _empty(out: dict[str, np.ndarray], spec: CubeSpec, variables: Sequence[str]) -> PixelSlices | None:
     """The bounding window of the Tile's pixels that some variable still holds no data for (any step)."""
     empty = None
     for name in variables:
@@ -117,14 +116,14 @@ def _empty(out: dict[str, np.ndarray], spec: CubeSpec, variables: Sequence[str])
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def _pasted(info: ReprojectInfo, held: Window) -> Window:
+def _pasted(info: ReprojectInfo, held: PixelSlices) -> PixelSlices:
     """Where the zone pixels ``held`` (inside ``info.roi_src``) go in the target, for a zone that pastes:
     what a second ``compute_reproject_roi`` on the held window would say, without its cost."""
     return tuple(slice(h.start - s.start + d.start, h.stop - s.start + d.start)
                  for h, s, d in zip(held, info.roi_src, info.roi_dst, strict=True))
 
 
-def _shift(base: Window, inner: tuple[slice, ...]) -> Window:
+def _shift(base: PixelSlices, inner: tuple[slice, ...]) -> PixelSlices:
     return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(base, inner, strict=True))
 
 

@@ -31,8 +31,8 @@ from .history import METADATA_KEY
 from .memory import release_freed
 from .plan import unfilled
 from .radiometry import converted_items
-from .resolve import commit_settling_overlaps
 from .runners import PatchFailure, Runner
+from .settle import commit_settling_overlaps
 from .sources import Backend
 from .spec import CubeSpec
 from .store import BRANCH

@@ -17,7 +17,10 @@ import pandas as pd
 
 from .errors import TOIError
 
-Interval = tuple[pd.Timestamp, pd.Timestamp]  # both ends inclusive
+ClosedInterval = tuple[pd.Timestamp, pd.Timestamp]
+"""A span of time with both ends inclusive (a TOI's pieces)."""
+HalfOpenInterval = tuple[pd.Timestamp, pd.Timestamp]
+"""A span of time [start, end): a time step's own span (``step_range``)."""
 
 
 def _describe(axis: pd.DatetimeIndex) -> str:
@@ -57,7 +60,7 @@ def _utc_offset(text: str) -> pd.Timedelta:
     return pd.Timedelta(stamp.utcoffset() or 0)
 
 
-def _interval(value: Any) -> Interval:
+def _interval(value: Any) -> ClosedInterval:
     """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
     if isinstance(value, str):
         try:
@@ -76,13 +79,13 @@ def _interval(value: Any) -> Interval:
     raise TypeError(f"cannot read {value!r} as a time")
 
 
-def toi_span(toi: Any) -> Interval:
+def toi_span(toi: Any) -> ClosedInterval:
     """The first start and the last end of a TOI's intervals: the period it spans."""
     intervals = toi_intervals(toi)
     return intervals[0][0], intervals[-1][1]
 
 
-def toi_intervals(toi: Any) -> list[Interval]:
+def toi_intervals(toi: Any) -> list[ClosedInterval]:
     """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times."""
     if isinstance(toi, slice):
         if toi.step is not None:
@@ -128,7 +131,7 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
     return sorted(selected)
 
 
-def step_range(axis: pd.DatetimeIndex, step: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+def step_range(axis: pd.DatetimeIndex, step: int) -> HalfOpenInterval:
     """The half-open period [start, end) that time step ``step`` stands for."""
     start = axis[step]
     return start, start + axis.freq

@@ -32,16 +32,16 @@ from .store import ParcelStore
 log = logging.getLogger(__name__)
 
 
-Cell = tuple[str, int, int]  # (zone, chunk row, chunk column)
+ZoneChunk = tuple[str, int, int]  # (zone, chunk row, chunk column)
 
 
-def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[Cell, set[str]]:
+def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[ZoneChunk, set[str]]:
     """The cube's chunks under the parcels' bounding boxes, each with the groups it serves.
 
     This is what an ingest downloads: patches under watched parcels, not whole granules nor the
     empty land between a group's parcels. Vectorised over parcels (hundreds of thousands).
     """
-    cells: dict[Cell, set[str]] = defaultdict(set)
+    cells: dict[ZoneChunk, set[str]] = defaultdict(set)
     groups = parcels["group_id"].to_numpy()
     for grid in zone_grids(cube.spec):
         bounds = parcels.geometry.to_crs(grid.geobox.crs).bounds.to_numpy()

@@ -23,13 +23,12 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from .checked import read_checked
-from .grid import PatchIndex, ZoneGrid
+from .grid import PatchIndex, PixelSlices, ZoneGrid
 from .read import output_geobox, pastes, tile_dataset, zones_met
 from .spec import CubeSpec
 from .write import PatchWrite
 
-Cell = tuple[int | None, int, int]  # (time index or None, chunk row, chunk column)
-Window = tuple[slice, slice]  # rows, columns
+StepChunk = tuple[int | None, int, int]  # (time index or None, chunk row, chunk column)
 
 
 def _overlap(a: slice, b: slice) -> slice | None:
@@ -37,7 +36,7 @@ def _overlap(a: slice, b: slice) -> slice | None:
     return slice(start, stop) if start < stop else None
 
 
-class FreshTile:
+class ColdTile:
     """The Tile of one load, filled from the load's own run and then from the cube."""
 
     def __init__(self, spec: CubeSpec, grid: ZoneGrid, dst: GeoBox, src_window: tuple[slice, slice],
@@ -51,11 +50,11 @@ class FreshTile:
         # whole in ``finish``, so every pixel is written once (and by the worker that wrote it).
         self.out = {name: np.empty(lead + dst.shape.yx, dtype=spec.variables[name].numpy_dtype)
                     for name in self.variables}
-        self.pasted: set[Cell] = set()
+        self.pasted: set[StepChunk] = set()
 
     @classmethod
     def for_load(cls, spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry, steps: Sequence[int] | None,
-                 variables: Sequence[str]) -> FreshTile | None:
+                 variables: Sequence[str]) -> ColdTile | None:
         """The Tile to assemble while ``roi`` downloads, or None where pasting is not exact."""
         if steps is not None and not steps:
             return None
@@ -66,7 +65,7 @@ class FreshTile:
         grid, info = met[0]
         return cls(spec, grid, dst, tuple(info.roi_src), steps, variables)
 
-    def _windows(self, iy: int, ix: int) -> tuple[Window, Window, Window] | None:
+    def _windows(self, iy: int, ix: int) -> tuple[PixelSlices, PixelSlices, PixelSlices] | None:
         """The chunk's part of the Tile as slices into the chunk, into the Tile and into the zone, or None."""
         chunk = self.grid.chunk_slices(iy, ix)
         parts = [_overlap(c, w) for c, w in zip(chunk, self.src_window, strict=True)]
