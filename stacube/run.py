@@ -44,12 +44,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PatchResult:
+    """What one patch's task hands back to the run: its writes, to merge, and its figures."""
+
     patch_id: str
-    fork: Any | None  # the ForkSession holding the patch's writes; None when there was nothing to write
+    """The patch's id."""
+    fork: Any | None
+    """The ForkSession holding the patch's writes; None when there was nothing to write."""
     nbytes: int
+    """Uncompressed bytes written (0: the Items held no data there)."""
     seconds: float
-    clipped: dict[str, int] = field(default_factory=dict)  # variable -> pixels clipped into the dtype's range
-    judged: dict[str, str] = field(default_factory=dict)  # Item -> how its pixels decided its convention
+    """How long the read and write took."""
+    clipped: dict[str, int] = field(default_factory=dict)
+    """Variable -> pixels clipped into the dtype's range."""
+    judged: dict[str, str] = field(default_factory=dict)
+    """Item -> how its pixels decided its convention."""
 
 
 @dataclass
@@ -57,28 +65,55 @@ class RunReport:
     """What a run did: the snapshot it committed (None if there was nothing to do) and its figures."""
 
     snapshot_id: str | None
+    """The snapshot the run committed; None if it committed nothing (nothing to do, or only recent
+    steps without data)."""
     run_id: str
+    """The run's id, also in the commit metadata."""
     patches_written: list[str] = field(default_factory=list)
+    """Ids of the patches written, sorted."""
     patches_empty: list[str] = field(default_factory=list)
-    patches_pending: list[str] = field(default_factory=list)  # recent and still empty: not recorded as filled
+    """Ids of the patches the source held no data for, recorded as filled (and empty), sorted."""
+    patches_pending: list[str] = field(default_factory=list)
+    """Recent and still empty: not recorded as filled (within the source's publication lag), so a later
+    run asks again."""
     patches_already_filled: int = 0
+    """How many planned patches the cube held already (when planned, or filled by another run since)."""
     item_ids: list[str] = field(default_factory=list)
+    """Ids of the Items the run read, sorted."""
     bytes_written: int = 0
+    """Uncompressed bytes written, all patches together."""
     seconds: float = 0.0
+    """How long the run took, from its start to its commit."""
     runner: str = "local"
-    patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (bytes, seconds)
-    patches_failed: dict[str, PatchFailure] = field(default_factory=dict)  # skipped failures, by patch id
-    patches_kept_from_other_run: list[str] = field(default_factory=list)  # also written concurrently; theirs won
-    items_superseded: list[str] = field(default_factory=list)  # reprocessed copies the duplicate rule left out
-    clipped: dict[str, dict[str, int]] = field(default_factory=dict)  # patch -> variable -> pixels clipped
-    judged: dict[str, str] = field(default_factory=dict)  # Item -> the convention its pixels showed, and why
-    items_misaligned: list[str] = field(default_factory=list)  # on their zone's CRS but off its pixel grid
-    # What the caller committed beside the run's own record: the ROI, a Prefect flow run's id, name and flow
+    """The name of the runner that ran it (``Runner.name``)."""
+    patch_figures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Patch id -> (bytes written, seconds taken), for the patches read."""
+    patches_failed: dict[str, PatchFailure] = field(default_factory=dict)
+    """Skipped failures, by patch id (a runner with ``skip_failed``): neither written nor recorded as
+    filled, so the next run tries them again."""
+    patches_kept_from_other_run: list[str] = field(default_factory=list)
+    """Patches also written by a concurrent run, whose values won."""
+    items_superseded: list[str] = field(default_factory=list)
+    """Reprocessed copies the source's duplicate rule left out."""
+    clipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Patch -> variable -> pixels whose converted values were clipped into the dtype's range."""
+    judged: dict[str, str] = field(default_factory=dict)
+    """Item -> the convention its pixels showed, and why (``stacube.radiometry``)."""
+    items_misaligned: list[str] = field(default_factory=list)
+    """Items (as ``id:asset``) on their zone's CRS but off its pixel grid, so resampled by a fraction of
+    a pixel on write (``stacube.alignment``)."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    """What the caller committed beside the run's own record: the ROI, a Prefect flow run's id, name and flow."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON-ready value (plain dicts, lists, numbers and text), to cross a process
-        boundary (a Prefect flow run's result, a deployment's return value); ``from_json`` reads it back."""
+        boundary (a Prefect flow run's result, a deployment's return value); ``from_json`` reads it back.
+
+        Returns
+        -------
+        dict[str, Any]
+            Every field; ``patch_figures`` as lists, ``patches_failed`` as a list of PatchFailure fields.
+        """
         record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         record["patch_figures"] = {pid: [nbytes, seconds] for pid, (nbytes, seconds) in self.patch_figures.items()}
         record["patches_failed"] = [dataclasses.asdict(failure) for failure in self.patches_failed.values()]
@@ -86,7 +121,23 @@ class RunReport:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> RunReport:
-        """The report ``to_json`` wrote."""
+        """The report ``to_json`` wrote.
+
+        Parameters
+        ----------
+        record : dict[str, Any]
+            ``to_json``'s value; keys that are no field (a newer stacube's) are left out.
+
+        Returns
+        -------
+        RunReport
+            The report.
+
+        Raises
+        ------
+        TypeError, KeyError
+            If ``record`` lacks ``snapshot_id`` or ``run_id``, or a failure a PatchFailure field.
+        """
         values = dict(record)
         values["patch_figures"] = {pid: (int(nbytes), float(seconds))
                                    for pid, (nbytes, seconds) in values.get("patch_figures", {}).items()}
@@ -96,6 +147,7 @@ class RunReport:
 
     @property
     def patches(self) -> int:
+        """How many patches the run recorded as filled: written, or empty."""
         return len(self.patches_written) + len(self.patches_empty)
 
     def __str__(self) -> str:
@@ -116,17 +168,40 @@ class PatchTask:
     """
 
     fork_blob: bytes
+    """The run's session fork, pickled."""
     spec: CubeSpec
+    """The cube's spec."""
     backend: Backend
-    # In-process runs only: told what each patch's chunks now hold (a load pastes them into its Tile).
+    """What reads a patch (``Source.backend``)."""
     on_written: Callable[[PatchIndex, PatchWrite], None] | None = None
+    """In-process runs only: told what each patch's chunks now hold (a load pastes them into its Tile)."""
     token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
+    """The task's id for Dask (``__dask_tokenize__``), new for each task."""
 
     def __dask_tokenize__(self) -> tuple:
         """One token per run's task, for Dask's task keys, instead of walking the spec and the fork."""
         return ("stacube.PatchTask", self.token)
 
     def __call__(self, patch: PatchIndex) -> PatchResult:
+        """Read ``patch`` with the backend and write it into a fresh copy of the fork.
+
+        Parameters
+        ----------
+        patch : PatchIndex
+            The patch, with its Items.
+
+        Returns
+        -------
+        PatchResult
+            The fork (None when nothing was written) and the patch's figures.
+
+        Raises
+        ------
+        SourceError, RadiometryError
+            What ``Backend.read`` raises (see there).
+        CubeDamagedError
+            If a chunk the patch's values are merged into fails its checksum.
+        """
         started = time.perf_counter()
         fork = pickle.loads(self.fork_blob)
         data = self.backend.read(patch)
@@ -145,7 +220,25 @@ def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: di
                       judged: dict[str, str] | None = None) -> dict[str, Any]:
     """What the commit says about the run's values: the policy, the Items converted into each variable's
     convention (by the convention their metadata gives), the pixels clipped into a dtype's range, and
-    where Items' pixels had to decide a convention their metadata left open (per Item)."""
+    where Items' pixels had to decide a convention their metadata left open (per Item).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (its variables' conventions and its source's policy).
+    patches : Sequence[PatchIndex]
+        The patches written, with their Items.
+    clipped : dict[str, dict[str, int]]
+        Patch -> variable -> pixels clipped (``RunReport.clipped``).
+    judged : dict[str, str] or None, optional
+        Item -> how its pixels decided its convention (``RunReport.judged``).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``policy`` and ``conventions``, and where there are any ``converted``, ``clipped`` and
+        ``judged_from_pixels``; clipped pixels and judged Items are also logged as warnings.
+    """
     items = {item.id: item for p in patches for item in p.items}.values()
     record: dict[str, Any] = {"policy": spec.source.radiometry,
                               "conventions": {name: None if v.convention is None else
@@ -201,7 +294,59 @@ def execute_run(
     """Read and write ``patches`` (which carry their Items) and commit them as one snapshot.
 
     ``on_written`` (for runners in this process) hears each patch's written values as they land.
-    ``run_id`` (default: a new one) lets a caller name the run before it commits."""
+    ``run_id`` (default: a new one) lets a caller name the run before it commits.
+
+    Patches another run filled since the plan are skipped; patches without Items are recorded as filled
+    and empty without a read, unless recent (within the source's publication lag). One commit, or none:
+    if a patch fails for good, nothing is committed (unless the runner skips failures). Icechunk's
+    errors where the storage fails are raised as they are (``Cube.run`` turns a full or read-only one
+    into a StorageError).
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    spec : CubeSpec
+        The cube's spec.
+    patches : Sequence[PatchIndex]
+        The patches to fill, with their Items attached (``plan.attach_items``).
+    backend : Backend
+        Reads a patch (``spec.source.backend(spec.variables)``).
+    runner : Runner
+        Runs the per-patch tasks.
+    already_filled : int, optional
+        Planned patches found filled before the run (counted in the report).
+    commit_lock : Callable[[], AbstractContextManager], optional
+        Held around the commit (the cube's lock across processes); by default none.
+    message : str or None, optional
+        The commit message; None: ``stacube: <n> patches from <collection>``.
+    extra_metadata : dict[str, Any] or None, optional
+        Goes into the commit's metadata and the report's beside the run's own record.
+    on_written : Callable[[PatchIndex, PatchWrite], None] or None, optional
+        Called with each patch and what it wrote, as it lands.
+    run_id : str or None, optional
+        The run's id; None: a new one.
+
+    Returns
+    -------
+    RunReport
+        What the run did; ``snapshot_id`` None if it committed nothing.
+
+    Raises
+    ------
+    ItemError
+        If an Item lacks what a read needs (``Backend.check_items``), before anything is read.
+    RadiometryError
+        If an Item's numbers cannot be brought into its variable's convention, before anything is read.
+    TOIError
+        If patches lie on time steps the branch no longer has (rolled back since the plan).
+    PatchReadError
+        If a patch failed for good (``Runner.map``): nothing is committed.
+    CubeChangedError
+        If the cube was rolled back to a shorter time axis while the run read: nothing is committed.
+    StacubeError
+        If the commit kept meeting other runs' commits, or the cube's structure kept changing.
+    """
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
     report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name,

@@ -35,10 +35,29 @@ RUNNER_ENTRY_POINTS = "stacube.runners"
 
 
 def patch_urls(patch: PatchIndex) -> list[str]:
+    """Every asset URL of the patch's Items, each once, sorted."""
     return sorted({asset.href for item in patch.items for asset in item.assets.values()})
 
 
 def describe_failure(patch: PatchIndex, error: BaseException, attempts: int) -> PatchReadError:
+    """The error a run fails with when a patch failed for good, naming what a user checks: the patch, its
+    Items and the files (those the error names, else the patch's first five), with any credential in a
+    URL redacted.
+
+    Parameters
+    ----------
+    patch : PatchIndex
+        The patch, with its Items.
+    error : BaseException
+        Its last attempt's error (to be the ``__cause__``).
+    attempts : int
+        How many attempts were made.
+
+    Returns
+    -------
+    PatchReadError
+        The error, to be raised ``from error``; its ``urls`` are the files named (else every URL), redacted.
+    """
     urls = patch_urls(patch)
     named = [u for u in urls if u in str(error) or u.rsplit("/", 1)[-1] in str(error)]
     shown = named or urls[:5]
@@ -58,13 +77,34 @@ class PatchFailure:
     so the next run tries it again."""
 
     patch_id: str
+    """The patch's id."""
     message: str
+    """Why it failed: the text of the PatchReadError the run would otherwise have raised."""
     urls: list[str]
+    """The files the error names (else every file of the patch), redacted."""
     items: list[str]
-    tiles: list[str]  # the source tiles of its Items (MGRS for Sentinel-2)
+    """The ids of its Items."""
+    tiles: list[str]
+    """The source tiles of its Items (MGRS for Sentinel-2), each once."""
 
 
 def failure_of(patch: PatchIndex, error: BaseException, attempts: int) -> PatchFailure:
+    """A patch that failed for good, as a run that skips failures keeps it (and logs it as a warning).
+
+    Parameters
+    ----------
+    patch : PatchIndex
+        The patch, with its Items.
+    error : BaseException
+        Its last attempt's error.
+    attempts : int
+        How many attempts were made.
+
+    Returns
+    -------
+    PatchFailure
+        What ``describe_failure`` says of it, with its Items and their source tiles.
+    """
     described = describe_failure(patch, error, attempts)
     log.warning("%s", described)
     return PatchFailure(patch.id, str(described), described.urls, [item.id for item in patch.items],
@@ -75,10 +115,34 @@ class Runner(Protocol):
     """Executes a run's per-patch tasks; ``name`` goes into the commit metadata."""
 
     name: str
+    """The runner's name in the commit metadata and ``RunReport.runner`` (``"local"``, ``"prefect"``)."""
 
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
         """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch
-        (with ``skip_failed``, that patch's result is a PatchFailure instead)."""
+        (with ``skip_failed``, that patch's result is a PatchFailure instead).
+
+        A failing patch is tried again, afresh, unless its error is permanent (``is_permanent``);
+        once one fails for good the others stop early and the run is lost.
+
+        Parameters
+        ----------
+        task : Callable[[PatchIndex], R]
+            Reads and writes one patch (``run.PatchTask``); each attempt calls it anew.
+        patches : Sequence[PatchIndex]
+            The patches, with their Items.
+
+        Returns
+        -------
+        list[R]
+            ``task``'s result per patch, in the order of ``patches`` (a PatchFailure for a patch skipped).
+
+        Raises
+        ------
+        PatchReadError
+            If a patch failed for good (after its retries, or at once for a permanent error), naming
+            the patch, its Items and URLs; its ``__cause__`` is the last error. With ``skip_failed``,
+            only when storage refuses the writes (a full disk fails every patch alike).
+        """
 
 
 class HostingRunner(Runner, Protocol):
@@ -91,7 +155,24 @@ class HostingRunner(Runner, Protocol):
     (``patches``: the ids, ``roi``: lon/lat GeoJSON or None, ``message``). ``Cube.run`` calls ``host``
     when a runner has it, and ``execute(runner, {})`` otherwise."""
 
-    def host(self, execute: Callable[[Runner, dict[str, Any]], Any], cube: Any, about: dict[str, Any]) -> Any: ...
+    def host(self, execute: Callable[[Runner, dict[str, Any]], Any], cube: Any, about: dict[str, Any]) -> Any:
+        """Run ``execute`` where the runner holds the whole run (see the class docstring).
+
+        Parameters
+        ----------
+        execute : Callable[[Runner, dict[str, Any]], Any]
+            Runs the run with the runner it is given and what the commit should say of the host.
+        cube : stacube.Cube
+            The cube the run writes to.
+        about : dict[str, Any]
+            What was planned: ``patches`` (ids), ``roi`` (lon/lat GeoJSON or None), ``message``.
+
+        Returns
+        -------
+        RunReport
+            What ``execute`` returned.
+        """
+        ...
 
 
 def runner_named(name: str, *, concurrency: int | None = None, progress: bool | None = None,
@@ -100,7 +181,30 @@ def runner_named(name: str, *, concurrency: int | None = None, progress: bool | 
 
     ``"local"``: threads in this process. Any other name: the factory an installed package declares
     under the ``stacube.runners`` entry-point group, called with the same keywords (``"prefect"``, from
-    ``stacube[prefect]``). Raises ValueError for a name nothing declares, or whose package is missing."""
+    ``stacube[prefect]``). Raises ValueError for a name nothing declares, or whose package is missing.
+
+    Parameters
+    ----------
+    name : str
+        ``"local"``, or a name declared in the ``stacube.runners`` entry-point group.
+    concurrency : int or None, optional
+        Patches in flight at once; None: the runner's default (8 for ``"local"``).
+    progress : bool or None, optional
+        Whether to show progress; None: the runner's default (a bar on a terminal, for ``"local"``).
+    skip_failed : bool, optional
+        Whether a patch failing for good comes back as a PatchFailure instead of failing the run.
+
+    Returns
+    -------
+    Runner
+        A new runner.
+
+    Raises
+    ------
+    ValueError
+        If no installed package declares ``name``, or its factory cannot be imported (for
+        ``"prefect"``: ``stacube[prefect]`` is not installed).
+    """
     if name == "local":
         return LocalRunner(concurrency=concurrency or 8, progress=progress, skip_failed=skip_failed)
     from importlib.metadata import entry_points
@@ -123,13 +227,20 @@ class LocalRunner:
     """Threads in this process; ``concurrency`` patches in flight at once."""
 
     concurrency: int = 8
+    """Patches in flight at once, each in a thread of its own (at least 1)."""
     retries: int = 3
-    backoff: float = 0.5  # seconds before the first retry; doubles each time, with jitter
-    # None: a bar on stderr when it is a terminal: patches, MB written (the values' uncompressed size:
-    # what is stored is smaller, by the codecs' compression), rate, ETA
+    """How many times a failing patch is tried again (``retries + 1`` attempts in all); a permanent
+    error (``is_permanent``) is not tried again."""
+    backoff: float = 0.5
+    """Seconds before the first retry; doubles each time, with jitter (0.5 to 1.5 times)."""
     progress: bool | None = None
-    skip_failed: bool = False  # a patch failing for good comes back as a PatchFailure; the run goes on
+    """Whether to show a progress bar on stderr: patches, MB written (the values' uncompressed size:
+    what is stored is smaller, by the codecs' compression), rate, ETA. None: when stderr is a terminal."""
+    skip_failed: bool = False
+    """A patch failing for good comes back as a PatchFailure; the run goes on. Storage refusing writes
+    (a full disk, a read-only cube) still fails the run."""
     name: str = "local"
+    """The runner's name in the commit metadata (``Runner.name``)."""
 
     def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex, stop: threading.Event) -> R:
         for attempt in range(self.retries + 1):
@@ -153,6 +264,11 @@ class LocalRunner:
         raise AssertionError("unreachable")
 
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
+        """``task`` for every patch, in ``concurrency`` threads.
+
+        Parameters, returns and errors as ``Runner.map``. Where two patches end at once, the error of a
+        patch that stopped because another failed (a RunCancelled) may be raised instead of the
+        PatchReadError."""
         if not patches:
             return []
         from tqdm.auto import tqdm

@@ -35,7 +35,25 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_name(kind: str, name: str) -> str:
-    """Names become Zarr paths and file names: no separators, no '..', nothing exotic."""
+    """A name checked before it becomes a Zarr path or a file name: no separators, no '..', nothing exotic.
+
+    Parameters
+    ----------
+    kind : str
+        What is named (``"cube"``, ``"variable"``, ``"zone"``, ``"tag"``), for the error message.
+    name : str
+        The name: letters, digits, ``_``, ``-`` and ``.``, starting with a letter or digit, no ``..``.
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    SpecError
+        If ``name`` is not a string, or not such a name.
+    """
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise SpecError(f"{kind} name {name!r} is not allowed: use letters, digits, '_', '-' and '.' (no '..' or '/')")
     return name
@@ -180,18 +198,49 @@ GROUP_BY = ("time", "solar_day")
 
 @dataclass(frozen=True)
 class CubeSpec:
-    """Everything that defines a cube. Stored inside the cube, so ``Cube.open`` needs nothing else."""
+    """Everything that defines a cube. Stored inside the cube, so ``Cube.open`` needs nothing else.
+
+    Checked whole when made: everything ``Cube.create`` would trip over is refused here, before
+    anything is written or downloaded.
+
+    Raises
+    ------
+    SpecError
+        If a field is not what it says below: a name that is not allowed (``check_name``) or reserved
+        (``RESERVED_NAMES``), no variable or no zone, a value that is not a ``Variable`` or a GeoBox, a
+        zone without a CRS, rotated, with a resolution of 0, a transform that is not finite or more than
+        ``MAX_AXIS_LENGTH`` pixels a side, chunks that are not two whole numbers of at least 16 or make
+        a chunk of more than 2 GiB, a source that is neither a StacSource nor an EarthEngineSource, a
+        time axis that is not a regular pandas range, an unknown ``group_by`` (or ``"solar_day"``
+        without a daily axis), or variables and ``source.assets`` that do not name the same variables.
+    """
 
     name: str
+    """The cube's name, as Tiles (``stacube_cube``), its first commit and messages give it: letters,
+    digits, ``_``, ``-`` and ``.``."""
     variables: Mapping[str, Variable]
+    """Variable name -> ``Variable`` (dtype, nodata, units, convention): at least one, each named as
+    ``name`` is and none of ``RESERVED_NAMES``, and each one a key of ``source.assets``."""
     zones: Mapping[str, GeoBox] | Sequence[GeoBox]
+    """One odc-geo GeoBox per zone (its CRS, resolution and extent), each stored as a Zarr group on its
+    own grid: axis-aligned, at least one pixel and at most ``MAX_AXIS_LENGTH`` pixels a side. A mapping
+    names them; a list is named by EPSG code (``epsg32633``, then ``epsg32633_1``; ``zone`` without
+    one). Kept as a dict of names to GeoBoxes once made."""
     source: StacSource | EarthEngineSource
+    """Where the data come from: the catalog collection, the backend that reads it, and which asset
+    (or band) holds each variable."""
     chunks: tuple[int, int] = (2048, 2048)
+    """Pixels (y, x) of one chunk, which is also one patch (the unit of download and write): each at
+    least 16, and one chunk of the widest variable at most 2 GiB (Blosc's limit). Kept as a tuple."""
     time: pd.DatetimeIndex | None = None
-    # Which step an Item belongs to: "time" (its UTC datetime falls in the step) or "solar_day" (its
-    # local solar day, UTC time + centroid longitude / 15 h, as odc-stac groups: one satellite pass
-    # is one day even where it crosses midnight UTC). "solar_day" needs a daily time axis.
+    """The time axis: None for a spatial-only cube; else a regular pandas range
+    (``pd.date_range(..., freq=...)``, a one-step axis with its ``freq`` given), of at most
+    ``MAX_AXIS_LENGTH`` steps, kept in naive UTC. Each step spans from its date to the next; the axis
+    may grow at its end (``Cube.extend_time``)."""
     group_by: str = "time"
+    """Which step an Item belongs to: ``"time"`` (its UTC datetime falls in the step) or ``"solar_day"``
+    (its local solar day, UTC time + centroid longitude / 15 h, as odc-stac groups: one satellite pass
+    is one day even where it crosses midnight UTC). ``"solar_day"`` needs a daily time axis."""
 
     def __post_init__(self) -> None:
         # Everything Cube.create would trip over is refused here, before anything is written.
@@ -244,15 +293,32 @@ class CubeSpec:
 
     @property
     def has_time(self) -> bool:
+        """Whether the cube has a time axis (False: spatial-only)."""
         return self.time is not None
 
     def time_json(self) -> dict[str, Any] | None:
-        """The time axis as stored: start, number of steps and frequency."""
+        """The time axis as stored: start, number of steps and frequency.
+
+        Returns
+        -------
+        dict[str, Any] or None
+            ``start`` (ISO 8601, naive UTC), ``periods`` and ``freq`` (a pandas frequency string);
+            None for a spatial-only cube.
+        """
         if self.time is None:
             return None
         return {"start": self.time[0].isoformat(), "periods": len(self.time), "freq": self.time.freqstr}
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as a cube's attributes and a spec file keep it, so that it can be made again.
+
+        Returns
+        -------
+        dict[str, Any]
+            JSON-ready: ``spec_version``, ``name``, ``variables``, ``zones`` (each one's CRS as WKT and
+            EPSG code, transform and shape), ``chunks``, ``time`` (``time_json``), ``group_by`` and
+            ``source`` (its own ``to_json``, ``kind`` included); ``from_json`` reads it back.
+        """
         time = self.time_json()
         return {
             "spec_version": SPEC_VERSION,
@@ -273,6 +339,18 @@ class CubeSpec:
         The length of the time axis is not a difference: a cube's axis grows at its end, and a spec
         made later (Sentinel-2 "until today") reaches further. Its start and frequency are. Zones
         with an EPSG code are compared by code, not by the text of their WKT.
+
+        Parameters
+        ----------
+        other : CubeSpec
+            The spec to compare with (another cube's, or one about to be opened as this one).
+        labels : tuple[str, str], optional
+            How the lines name this spec and ``other``.
+
+        Returns
+        -------
+        list[str]
+            One line per differing part, by its JSON path; empty if both describe the same cube.
         """
         mine, theirs = (_comparable(spec) for spec in (self, other))
         found: list[str] = []
@@ -280,14 +358,47 @@ class CubeSpec:
         return found
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the spec as a JSON file (what ``stacube cube create --spec`` and ``CubeSpec.load`` read)."""
+        """Write the spec as a JSON file (what ``stacube cube create --spec`` and ``CubeSpec.load`` read).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists; its folder must exist).
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written (no such folder, no permission, no space).
+        """
         path = Path(path)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CubeSpec:
-        """The spec in a JSON file ``save`` (or ``stacube spec``) wrote; errors name the file."""
+        """The spec in a JSON file ``save`` (or ``stacube spec``) wrote; errors name the file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file.
+
+        Returns
+        -------
+        CubeSpec
+            The spec, checked as any new one is.
+
+        Raises
+        ------
+        SpecError
+            If the file does not exist, cannot be read, is not JSON, or holds no valid spec (as
+            ``from_json``); the message names the file.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -304,7 +415,29 @@ class CubeSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CubeSpec:
-        """The spec ``to_json`` wrote (a file, a cube's attributes): any malformed part is a SpecError."""
+        """The spec ``to_json`` wrote (a file, a cube's attributes): any malformed part is a SpecError.
+
+        Specs of older stacube versions read too (a source without ``kind`` is STAC; a variable without
+        a convention keeps its Items' numbers as read).
+
+        Parameters
+        ----------
+        data : Mapping[str, Any]
+            The JSON object.
+
+        Returns
+        -------
+        CubeSpec
+            The spec, checked as any new one is.
+
+        Raises
+        ------
+        SpecError
+            If ``data`` is not a mapping, was written by a newer stacube (``spec_version`` above
+            ``SPEC_VERSION``), names an unknown source kind, lacks a key, holds a zone that makes no
+            GeoBox or a time axis that is not a pandas date range, or makes an invalid spec (see
+            ``CubeSpec``).
+        """
         if not isinstance(data, Mapping):
             raise SpecError(f"a spec is a JSON object as CubeSpec.to_json() writes, got {type(data).__name__}")
         try:

@@ -100,7 +100,20 @@ def tctrend(project: Project = None, chunks: Chunks = None, out: Out = None) -> 
 
 
 def build_spec_app(handled: Callable[[Callable[..., Any]], Callable[..., Any]]) -> typer.Typer:
-    """The ``stacube spec`` commands, with the CLI's error handling (``stacube.cli.handled``)."""
+    """The ``stacube spec`` commands, with the CLI's error handling (``stacube.cli.handled``).
+
+    The commands' own docstrings are their ``--help`` text, and their options document themselves.
+
+    Parameters
+    ----------
+    handled : Callable[[Callable[..., Any]], Callable[..., Any]]
+        Wraps each command so that an error becomes one line and exit code 1.
+
+    Returns
+    -------
+    typer.Typer
+        The ``spec`` sub-app: ``arcticdem``, ``sentinel2``, ``alphaearth``, ``tctrend``.
+    """
     spec_app = typer.Typer(no_args_is_help=True, help="Specs of the ready-made datasets, as JSON.")
     for name, command in (("arcticdem", arcticdem), ("sentinel2", sentinel2), ("alphaearth", alphaearth),
                           ("tctrend", tctrend)):

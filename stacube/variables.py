@@ -23,12 +23,34 @@ def is_nan(value: Any) -> bool:
     """Whether ``value`` is a NaN nodata (or fill) value: a float that is NaN. The one test of "is nodata NaN".
 
     Only ``float`` and its subclasses count (Python floats and numpy float64), which is what a Variable
-    keeps; None, integers, booleans, strings (``"nan"`` as JSON keeps it) and numpy float32 are not."""
+    keeps; None, integers, booleans, strings (``"nan"`` as JSON keeps it) and numpy float32 are not.
+
+    Parameters
+    ----------
+    value : Any
+        A nodata or fill value, of any type.
+
+    Returns
+    -------
+    bool
+        True for a ``float`` NaN only.
+    """
     return isinstance(value, float) and math.isnan(value)
 
 
 def nodata_to_json(value: Any) -> Any:
-    """A nodata value as JSON keeps it: ``"nan"`` for NaN (JSON has none), anything else as it is."""
+    """A nodata value as JSON keeps it: ``"nan"`` for NaN (JSON has none), anything else as it is.
+
+    Parameters
+    ----------
+    value : Any
+        A nodata value (``Variable.nodata``).
+
+    Returns
+    -------
+    Any
+        ``"nan"`` where ``is_nan(value)``, else ``value``.
+    """
     return "nan" if is_nan(value) else value
 
 
@@ -86,14 +108,39 @@ class Variable:
     Each Item's numbers are brought into this convention when a patch is written (see
     ``stacube.radiometry``). ``scale_factor=None`` is the convention of cubes made before stacube
     declared one: values stored as each Item had them, never converted.
+
+    Raises
+    ------
+    SpecError
+        If ``dtype`` is not a numeric or boolean numpy dtype; ``nodata`` is missing for an integer
+        dtype, not a number, not a whole number for an integer dtype, outside the dtype's (finite)
+        range, infinite, or so small it would be stored as 0; ``units`` is not text; ``resampling`` is
+        not one of ``RESAMPLINGS``; ``scale_factor`` or ``add_offset`` is not a finite number,
+        ``scale_factor`` is 0, ``add_offset`` is given without a ``scale_factor``, or a boolean
+        variable is given a convention other than 1 and 0.
     """
 
     dtype: str
+    """The numpy dtype the cube stores, from source to Tile: a boolean, integer or float type,
+    by any name numpy reads (``"f4"``, ``np.float32``); kept as numpy's name (``"float32"``)."""
     nodata: float | int | bool | None = None
+    """The value that means "no data": each array's Zarr fill value and each exported COG's nodata. A
+    value of ``dtype`` (whole and within range for integers, finite or NaN for floats; ``"nan"`` as JSON
+    keeps it). None: NaN for floats, False for booleans; an integer dtype needs one given."""
     units: str | None = None
+    """The physical values' units, as CF writes them (``"m"``, ``"K"``, ``"1"`` for reflectance);
+    None: not declared. Goes into the variable's attributes."""
     resampling: str = "nearest"
+    """How values are resampled where a grid changes: when a source's pixels are read onto a patch, and
+    when a zone's pixels are reprojected onto an ROI. One of ``RESAMPLINGS``; ``"nearest"`` keeps
+    values as they are (classes, masks)."""
     scale_factor: float | None = 1.0
+    """CF ``scale_factor``: physical = stored * scale_factor + add_offset. Finite and not 0; 1.0 (the
+    default) stores physical values. None: no convention (a cube made before stacube declared them):
+    each Item's numbers are stored as read."""
     add_offset: float | None = 0.0
+    """CF ``add_offset`` (see ``scale_factor``), finite; None with a ``scale_factor`` counts as 0.0. Kept
+    as None when ``scale_factor`` is None."""
 
     def __post_init__(self) -> None:
         try:
@@ -131,6 +178,7 @@ class Variable:
 
     @property
     def numpy_dtype(self) -> np.dtype:
+        """``dtype`` as a numpy dtype."""
         return np.dtype(self.dtype)
 
     @property
@@ -146,11 +194,39 @@ class Variable:
         return self.scale_factor is not None and (self.scale_factor, self.add_offset) != (1.0, 0.0)
 
     def to_json(self) -> dict[str, Any]:
+        """The variable as a cube's stored spec keeps it (``from_json`` reads it back).
+
+        Returns
+        -------
+        dict[str, Any]
+            ``dtype``, ``nodata`` (``"nan"`` for NaN: ``nodata_to_json``), ``units``, ``resampling``,
+            ``scale_factor`` and ``add_offset``.
+        """
         return {"dtype": self.dtype, "nodata": nodata_to_json(self.nodata), "units": self.units,
                 "resampling": self.resampling, "scale_factor": self.scale_factor, "add_offset": self.add_offset}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Variable:
+        """The variable ``to_json`` wrote; a variable stored before conventions were declared (no
+        ``scale_factor``) keeps its Items' numbers as read.
+
+        Parameters
+        ----------
+        data : Mapping[str, Any]
+            The stored variable.
+
+        Returns
+        -------
+        Variable
+            The variable, checked as a new one is.
+
+        Raises
+        ------
+        KeyError
+            If ``data`` has no ``dtype`` (``CubeSpec.from_json`` turns it into a SpecError).
+        SpecError
+            If the stored values make no valid Variable (see ``Variable``).
+        """
         nodata = data.get("nodata")
         if nodata == "nan":
             nodata = float("nan")
@@ -161,7 +237,20 @@ class Variable:
 
 def valid_values(values: np.ndarray, nodata: float | int | bool | None) -> np.ndarray:
     """Pixels that hold data where ``nodata`` (None: none declared) marks the rest; NaN never holds data.
-    The one test of validity for sources, cube variables and Tiles alike."""
+    The one test of validity for sources, cube variables and Tiles alike.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The pixels, of any shape and dtype.
+    nodata : float, int, bool or None
+        The value that marks no data (NaN or None: only NaN does, in float arrays).
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean array of ``values``' shape, True where a pixel holds data.
+    """
     declared = nodata is not None and not is_nan(nodata)
     if values.dtype.kind == "f":
         return ~np.isnan(values) & (values != nodata) if declared else ~np.isnan(values)
@@ -169,5 +258,18 @@ def valid_values(values: np.ndarray, nodata: float | int | bool | None) -> np.nd
 
 
 def valid_mask(values: np.ndarray, variable: Variable) -> np.ndarray:
-    """Pixels that hold data: not the variable's nodata (NaN-aware; for booleans, True is data)."""
+    """Pixels that hold data: not the variable's nodata (NaN-aware; for booleans, True is data).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The variable's pixels.
+    variable : Variable
+        The variable, whose ``nodata`` marks no data.
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean array of ``values``' shape, True where a pixel holds data (``valid_values``).
+    """
     return valid_values(values, variable.nodata)

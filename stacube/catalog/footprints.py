@@ -55,7 +55,20 @@ def _bbox_shape(bbox: Any) -> shapely.Geometry | None:
 
 
 def trusted(item: dict[str, Any]) -> dict[str, Any]:
-    """``item`` with a footprint planning can rely on (the same dict when its own is sound)."""
+    """``item`` with a footprint planning can rely on (the same dict when its own is sound).
+
+    Parameters
+    ----------
+    item : dict[str, Any]
+        A STAC Item as a dict.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``item`` itself when its geometry is a valid, non-empty area; else a copy placed by its bbox,
+        its geometry made valid, or the whole globe (in that order), with the repair noted under
+        ``NOTE`` in its properties (and logged).
+    """
     problem, shape = _problem(item.get("geometry"))
     if problem is None:
         return item

@@ -43,22 +43,41 @@ class Window:
     """A search window: lon/lat bbox and half-open time range (None = any time); when it was synced."""
 
     bbox: tuple[float, float, float, float]
+    """West, south, east, north in degrees (lon/lat)."""
     start: pd.Timestamp | None = None
+    """The first instant of the time range (naive UTC); None with ``end`` None: any time."""
     end: pd.Timestamp | None = None
+    """The instant the time range ends before (naive UTC); None with ``start`` None: any time."""
     synced_at: pd.Timestamp | None = None
+    """When the window was synced (naive UTC), as the windows file records it; None for a window to sync."""
 
     def settled(self, lag: pd.Timedelta) -> bool:
-        """Whether the source could still add Items to this window after it was synced."""
+        """Whether the source can no longer add Items to this window since it was synced, so that the
+        sync counts as covering it: it has no time range, or was synced at least ``lag`` after its end.
+
+        Parameters
+        ----------
+        lag : pandas.Timedelta
+            How long after a date the source may still publish Items for it (``Source.lag``).
+
+        Returns
+        -------
+        bool
+            True if the sync holds every Item the source will have for the window.
+        """
         if self.end is None:
             return True
         return self.synced_at is not None and self.synced_at >= self.end + lag
 
     def datetime_query(self) -> str | None:
+        """The time range as a STAC API search's ``datetime``: ``start/end``, inclusive, the end one
+        microsecond before ``end``; None without a time range."""
         if self.start is None or self.end is None:
             return None
         return f"{rfc3339(self.start)}/{rfc3339(self.end - pd.Timedelta(microseconds=1))}"
 
     def to_json(self) -> dict[str, Any]:
+        """The window as the windows file keeps it: ``bbox`` and ISO 8601 ``start``, ``end``, ``synced_at``."""
         def iso(stamp: pd.Timestamp | None) -> str | None:
             return stamp.isoformat() if stamp is not None else None
 
@@ -67,6 +86,25 @@ class Window:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Window:
+        """The window ``to_json`` wrote.
+
+        Parameters
+        ----------
+        data : Mapping[str, Any]
+            ``bbox`` and, where set, ``start``, ``end`` and ``synced_at``.
+
+        Returns
+        -------
+        Window
+            The window.
+
+        Raises
+        ------
+        KeyError
+            If ``data`` has no ``bbox``.
+        ValueError
+            If a time is not one pandas reads (``parse_windows`` turns both into a CatalogError).
+        """
         def stamp(key: str) -> pd.Timestamp | None:
             return pd.Timestamp(data[key]) if data.get(key) else None
 
@@ -74,7 +112,18 @@ class Window:
 
 
 def rfc3339(stamp: pd.Timestamp) -> str:
-    """A UTC RFC 3339 timestamp with microseconds (naive stamps are taken as UTC)."""
+    """A UTC RFC 3339 timestamp with microseconds (naive stamps are taken as UTC).
+
+    Parameters
+    ----------
+    stamp : pandas.Timestamp
+        The instant (tz-aware, or naive UTC).
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+    """
     return naive_utc(stamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -107,6 +156,7 @@ def parse_windows(data: bytes, path: Path) -> list[Window]:
 
 
 def unreadable_windows(path: Path, what: str) -> CatalogError:
+    """The error for a windows file ``path`` that cannot be read (``what`` says why), saying how to recover."""
     return CatalogError(f"the catalog's windows file {path} cannot be read ({what}). It only records which areas "
                         "and periods were synced: delete it and sync again (the Items held are kept; the next sync "
                         "asks the source again for those areas)")
@@ -182,7 +232,13 @@ def with_geo_schema(path: Path) -> None:
 
 def duckdb_client() -> rustac.DuckdbClient:
     """rustac's DuckDB client with the spatial extension shipped as a wheel, so it searches offline:
-    ``duckdb_client().search("<catalog>/items/part-*.parquet", bbox=..., datetime=...)`` (one per process)."""
+    ``duckdb_client().search("<catalog>/items/part-*.parquet", bbox=..., datetime=...)`` (one per process).
+
+    Returns
+    -------
+    rustac.DuckdbClient
+        The process's one client, made on first use (the one ``LocalCatalog.search`` uses).
+    """
     return _duckdb()
 
 
@@ -224,7 +280,14 @@ def _overlap_filter(datetime: str) -> dict[str, Any]:
 
 
 def default_catalog_root() -> Path:
-    """Where catalogs live unless told: $STACUBE_CATALOG_DIR, else the user's cache folder."""
+    """Where catalogs live unless told: $STACUBE_CATALOG_DIR, else the user's cache folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$STACUBE_CATALOG_DIR``, else ``$XDG_CACHE_HOME/stacube/catalogs`` (``~/.cache`` without it);
+        not made here.
+    """
     env = os.environ.get("STACUBE_CATALOG_DIR")
     if env:
         return Path(env)
@@ -233,14 +296,35 @@ def default_catalog_root() -> Path:
 
 
 class LocalCatalog:
-    """Items of one collection of one source, kept as stac-geoparquet parts in a folder."""
+    """Items of one collection of one source, kept as stac-geoparquet parts in a folder.
+
+    The folder holds ``items/part-*.parquet`` (each written once, never changed but to be upgraded),
+    ``windows.json`` (the windows synced) and a lock file; other tools read the parts as they are.
+    Writers take the lock, across threads and processes. Each method that writes raises a StorageError
+    naming the folder where the storage refuses the write (no space, read-only, permission denied).
+    """
 
     def __init__(self, root: str | Path, source_url: str, collection: str):
+        """Nothing is read or made until the catalog is used.
+
+        Parameters
+        ----------
+        root : str or pathlib.Path
+            The folder of every catalog (``default_catalog_root()`` by default in ``Cube``).
+        source_url : str
+            The source's URL (``Source.api_url``); with ``collection`` it names the folder, so two
+            sources' collections of one name never share one.
+        collection : str
+            The collection's id.
+        """
         key = hashlib.sha256(source_url.rstrip("/").encode()).hexdigest()[:10]
         safe_collection = "".join(c if c.isalnum() or c in "-_." else "_" for c in collection).strip(".")
         self.folder = Path(root) / f"{safe_collection or 'collection'}-{key}"
+        """The catalog's folder: ``<root>/<collection>-<hash of source_url>``."""
         self.source_url = source_url
+        """The source's URL, as given."""
         self.collection = collection
+        """The collection's id, as given."""
 
     @property
     def _parts(self) -> list[Path]:
@@ -251,7 +335,18 @@ class LocalCatalog:
         return self.folder / "windows.json"
 
     def windows(self) -> list[Window]:
-        """The windows synced so far; a windows file that cannot be read is a CatalogError naming it."""
+        """The windows synced so far; a windows file that cannot be read is a CatalogError naming it.
+
+        Returns
+        -------
+        list[Window]
+            In the order they were recorded, each with its ``synced_at``; none before the first sync.
+
+        Raises
+        ------
+        CatalogError
+            If the windows file cannot be read or parsed; the message says to delete it and sync again.
+        """
         try:
             data = self._windows_file.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -266,6 +361,23 @@ class LocalCatalog:
         Recorded windows combine: pieces synced month by month cover a request for the year. A sync
         made before its period ended plus ``lag`` (how long the source may still publish Items for
         a date) does not count: that period is harvested again for what is new.
+
+        Parameters
+        ----------
+        window : Window
+            The window asked for; without a time range only windows synced without one count.
+        lag : pandas.Timedelta, optional
+            The source's publication lag (``Source.lag``).
+
+        Returns
+        -------
+        bool
+            True if no sync is needed.
+
+        Raises
+        ------
+        CatalogError
+            If the windows file cannot be read (``windows``).
         """
         settled = [w for w in self.windows() if w.settled(lag)]
         target = box(*window.bbox)
@@ -284,6 +396,7 @@ class LocalCatalog:
         return True
 
     def item_ids(self) -> set[str]:
+        """The ids of every Item held (read from the parts' ``id`` column)."""
         ids: set[str] = set()
         for part in self._parts:
             ids.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
@@ -347,7 +460,29 @@ class LocalCatalog:
             self._mark_checked()
 
     def append(self, items: Iterable[dict[str, Any]]) -> int:
-        """Add the Items not already held (by id); returns how many were new. Atomic per part."""
+        """Add the Items not already held (by id); returns how many were new. Atomic per part.
+
+        Every Item is checked before anything is written, and given a footprint planning can trust
+        (``footprints.trusted``); the new ones are written as one new part.
+
+        Parameters
+        ----------
+        items : Iterable[dict[str, Any]]
+            STAC Items as dicts.
+
+        Returns
+        -------
+        int
+            How many Items were new.
+
+        Raises
+        ------
+        ItemError
+            If an item is not a STAC Item the catalog can hold (no id, no properties, no usable time):
+            nothing is added.
+        StorageError
+            If the catalog folder cannot be written.
+        """
         self._upgrade_parts()
         with self._locked():
             known = self.item_ids()
@@ -372,7 +507,31 @@ class LocalCatalog:
     def sync(self, window: Window, lag: pd.Timedelta, fetch: Callable[[], Iterable[dict[str, Any]]]) -> int:
         """Add what ``fetch`` returns for ``window`` unless earlier syncs cover it, then record the window.
 
-        The one sync mechanism every source kind uses; returns how many Items were new.
+        The one sync mechanism every source kind uses; returns how many Items were new. Whatever
+        ``fetch`` raises (a source kind's CatalogError) is raised as it is, and nothing is recorded.
+
+        Parameters
+        ----------
+        window : Window
+            The window to bring in.
+        lag : pandas.Timedelta
+            The source's publication lag (``covers``).
+        fetch : Callable[[], Iterable[dict[str, Any]]]
+            Asks the source for the window's Items; called only when the window is not covered.
+
+        Returns
+        -------
+        int
+            How many Items were new (0 when the window was covered: ``fetch`` is not called).
+
+        Raises
+        ------
+        CatalogError
+            If the windows file cannot be read.
+        ItemError
+            If ``fetch`` returned something that is not a STAC Item (nothing is added or recorded).
+        StorageError
+            If the catalog folder cannot be written.
         """
         if self.covers(window, lag):
             return 0
@@ -381,7 +540,20 @@ class LocalCatalog:
         return added
 
     def record_window(self, window: Window) -> None:
-        """Remember that ``window`` was synced now."""
+        """Remember that ``window`` was synced now.
+
+        Parameters
+        ----------
+        window : Window
+            The window synced (its ``synced_at`` is replaced by now).
+
+        Raises
+        ------
+        CatalogError
+            If the windows file there already cannot be read.
+        StorageError
+            If the catalog folder cannot be written.
+        """
         window = Window(window.bbox, window.start, window.end, utc_now())
         with self._locked():
             windows = [w.to_json() for w in self.windows()] + [window.to_json()]
@@ -398,7 +570,37 @@ class LocalCatalog:
         datetime: str | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> list[pystac.Item]:
-        """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter."""
+        """Items matching a bbox or geometry, an RFC 3339 datetime (range) and a CQL2-JSON filter.
+
+        An Item with ``start_datetime`` and ``end_datetime`` matches a range it meets (a monthly
+        composite belongs to every day of its month), not only one it lies inside. Small catalogs are
+        searched in memory (``small_search``), large ones with rustac's DuckDB client.
+
+        Parameters
+        ----------
+        bbox : tuple[float, float, float, float] or None, optional
+            West, south, east, north in degrees; Items whose footprint meets it.
+        intersects : dict[str, Any] or None, optional
+            A GeoJSON geometry in lon/lat; Items whose footprint meets it.
+        datetime : str or None, optional
+            An RFC 3339 instant or ``start/end`` range, inclusive (``..`` or empty: open); None: any time.
+        filter : Mapping[str, Any] or None, optional
+            CQL2-JSON on the Items' properties (``Source.filter``).
+
+        Returns
+        -------
+        list[pystac.Item]
+            The matching Items (none in a catalog not synced yet).
+
+        Raises
+        ------
+        CatalogError
+            If DuckDB's search fails (a part it cannot read, a query it refuses).
+        StorageError
+            If parts stored by an older stacube need upgrading and the folder cannot be written.
+        Exception
+            cql2's, if ``filter`` is not CQL2-JSON it can read.
+        """
         self._upgrade_parts()
         parts = self._parts
         if not parts:
@@ -439,6 +641,7 @@ class LocalCatalog:
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
 
     def __len__(self) -> int:
+        """How many Items the catalog holds (from the parts' footers)."""
         return small_search.item_count(self._parts)
 
 
@@ -447,6 +650,25 @@ def split_window(window: Window, degrees: float = 1.0, period: pd.Timedelta | st
 
     Each sub-window is synced and recorded on its own, so a large sync runs them concurrently and
     a failed one resumes where it stopped (recorded sub-windows count as covered).
+
+    Parameters
+    ----------
+    window : Window
+        The window to cut (west < east).
+    degrees : float, optional
+        The widest and tallest a sub-window may be, in degrees (positive).
+    period : pandas.Timedelta or str, optional
+        The longest a sub-window's time range may be; ignored for a window without one.
+
+    Returns
+    -------
+    list[Window]
+        Sub-windows covering ``window`` once, period by period, each period's boxes in a row.
+
+    Raises
+    ------
+    ValueError
+        If ``period`` is not a pandas Timedelta.
     """
     west, south, east, north = window.bbox
     xs = [*np.arange(west, east, degrees).tolist(), east]

@@ -1,7 +1,7 @@
 """Search a small local catalog in memory: rustac reads the stac-geoparquet, cql2 matches the Items.
 
-Starting rustac's DuckDB client costs about a quarter of a second per process, which is most of
-what a first load over a few hundred Items pays for its catalog. Below ``MAX_ITEMS`` Items the
+Starting rustac's DuckDB client has a cost per process, which is most of what a first load over
+a few hundred Items pays for its catalog. Below ``MAX_ITEMS`` Items the
 whole query (bbox or geometry, datetime, CQL2 filter) becomes one CQL2 expression evaluated on
 each Item, with the semantics of rustac's DuckDB search (geometries meet, touching counts;
 datetimes inclusive at both ends). Whatever cql2 cannot decide (an Item without a property the
@@ -39,7 +39,23 @@ def _datetime_terms(datetime: str) -> list[dict[str, Any]]:
 
 
 def expression(kwargs: dict[str, Any]) -> cql2.Expr | None:
-    """The search as one CQL2 expression, or None when it needs DuckDB (a bbox across the antimeridian)."""
+    """The search as one CQL2 expression, or None when it needs DuckDB (a bbox across the antimeridian).
+
+    Parameters
+    ----------
+    kwargs : dict[str, Any]
+        rustac search arguments: ``bbox``, ``intersects``, ``datetime``, ``filter`` (each optional).
+
+    Returns
+    -------
+    cql2.Expr or None
+        Every argument and-ed (True for none).
+
+    Raises
+    ------
+    Exception
+        cql2's, if ``filter`` is not CQL2-JSON it can read.
+    """
     terms: list[dict[str, Any]] = []
     if "bbox" in kwargs:
         if kwargs["bbox"][0] > kwargs["bbox"][2]:
@@ -55,13 +71,43 @@ def expression(kwargs: dict[str, Any]) -> cql2.Expr | None:
 
 
 def item_count(parts: Sequence[Path]) -> int:
-    """Items in ``parts``, from the Parquet footers alone."""
+    """Items in ``parts``, from the Parquet footers alone.
+
+    Parameters
+    ----------
+    parts : Sequence[pathlib.Path]
+        stac-geoparquet files.
+
+    Returns
+    -------
+    int
+        Their rows, summed.
+    """
     return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
 
 
 def search(parts: Sequence[Path], kwargs: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The Items of ``parts`` that match, as dicts; None if this search is one for DuckDB (which also
-    names the file when a part cannot be read)."""
+    names the file when a part cannot be read).
+
+    Parameters
+    ----------
+    parts : Sequence[pathlib.Path]
+        The catalog's parts.
+    kwargs : dict[str, Any]
+        rustac search arguments (``expression``).
+
+    Returns
+    -------
+    list[dict[str, Any]] or None
+        The matching Items; None for more than ``MAX_ITEMS`` Items, a bbox across the antimeridian,
+        a part that cannot be read or a match cql2 cannot decide.
+
+    Raises
+    ------
+    Exception
+        cql2's, if the filter is not CQL2-JSON it can read (``expression``).
+    """
     expr = expression(kwargs)
     if expr is None:
         return None

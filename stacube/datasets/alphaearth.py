@@ -33,6 +33,41 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
 
     Variables are the bands in lower case (``a00`` ... ``a63``, or the subset ``bands``), float32 with
     NaN where no image is, read with ``resampling``; the time axis has one step per year (``YS``).
+
+    Parameters
+    ----------
+    bbox : tuple[float, float, float, float]
+        West, south, east, north in degrees, inside the UTM domain (80 S to 84 N).
+    project : str or None, optional
+        The Google Cloud project Earth Engine bills (``EarthEngineSource.project``).
+    years : Sequence[int], optional
+        Consecutive calendar years, 2017 to 2025 by default; later ones as they are published.
+    resolution : float, optional
+        Metres per pixel of every zone (10: the images' own).
+    chunks : tuple[int, int], optional
+        Pixels (y, x) of a patch.
+    api_url : str, optional
+        Earth Engine's endpoint, or a test emulator's.
+    collection : str, optional
+        The ImageCollection (``ALPHAEARTH_COLLECTION``).
+    bands : Sequence[str], optional
+        Which of ``A00`` .. ``A63`` to hold (all by default), named as Earth Engine names them.
+    resampling : str, optional
+        Every variable's resampling (``Variable.resampling``).
+
+    Returns
+    -------
+    CubeSpec
+        The spec named ``alphaearth``, its source published with a lag of 365 days.
+
+    Raises
+    ------
+    ValueError
+        If ``bands`` names a band that is not one of ``A00`` .. ``A63``, or ``years`` is empty or not
+        consecutive.
+    SpecError
+        If ``bbox`` is not a lon/lat extent inside the UTM domain, or ``chunks`` or ``resampling``
+        make no valid spec.
     """
     unknown = sorted(set(bands) - set(BANDS))
     if unknown:

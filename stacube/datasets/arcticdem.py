@@ -32,14 +32,46 @@ EXTENT = (-4000100.0, -3400100.0, 3400100.0, 4100100.0)
 
 
 def arcticdem_collection(resolution: int) -> str:
-    """The PGC STAC collection of the mosaics at ``resolution`` metres."""
+    """The PGC STAC collection of the mosaics at ``resolution`` metres.
+
+    Parameters
+    ----------
+    resolution : int
+        2, 10 or 32 metres.
+
+    Returns
+    -------
+    str
+        ``arcticdem-mosaics-v4.1-<resolution>m``.
+
+    Raises
+    ------
+    ValueError
+        If ``resolution`` is not one of ``RESOLUTIONS``.
+    """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"ArcticDEM mosaics come at {RESOLUTIONS} m, not {resolution!r}")
     return f"arcticdem-mosaics-v4.1-{resolution}m"
 
 
 def arcticdem_grid(resolution: int = 32) -> GeoBox:
-    """The mosaics' grid at ``resolution`` metres, in EPSG:3413."""
+    """The mosaics' grid at ``resolution`` metres, in EPSG:3413.
+
+    Parameters
+    ----------
+    resolution : int, optional
+        2, 10 or 32 metres.
+
+    Returns
+    -------
+    GeoBox
+        ``EXTENT`` snapped outward to whole pixels, pixel edges at multiples of ``resolution``.
+
+    Raises
+    ------
+    ValueError
+        If ``resolution`` is not one of ``RESOLUTIONS``.
+    """
     arcticdem_collection(resolution)
     return GeoBox.from_bbox(EXTENT, "EPSG:3413", resolution=resolution)
 
@@ -49,11 +81,40 @@ def arcticdem_spec(resolution: int = 32, *, chunks: tuple[int, int] = (1024, 102
                    resampling: dict[str, str] | None = None) -> CubeSpec:
     """A spatial-only cube of ArcticDEM (``dem`` in metres, ``datamask``) on the mosaics' own grid.
 
-    Patches of 1024 px: the cheapest cold loads measured for both 256 px training ROIs and 2048 px
-    areas, and 1.7x less stored than 2048 px patches around scattered small ROIs (README, Performance).
+    Patches of 1024 px: in the README's measurements (Performance), the cheapest cold loads for both
+    small training ROIs and large areas, and less stored than 2048 px patches around scattered small ROIs.
 
     ``assets`` maps the variables to other asset keys, ``resampling`` sets a variable's resampling
-    (both "nearest" by default: the cube is on the source's grid)."""
+    (both "nearest" by default: the cube is on the source's grid).
+
+    Parameters
+    ----------
+    resolution : int, optional
+        The mosaics' resolution: 2, 10 or 32 metres.
+    chunks : tuple[int, int], optional
+        Pixels (y, x) of a patch.
+    api_url : str, optional
+        The STAC API (``PGC_STAC``).
+    collection : str or None, optional
+        The collection; None: ``arcticdem_collection(resolution)``.
+    assets : dict[str, str] or None, optional
+        ``dem`` and ``datamask`` -> other asset keys; None: the keys of the same names.
+    resampling : dict[str, str] or None, optional
+        ``dem`` and ``datamask`` -> another resampling than ``"nearest"``.
+
+    Returns
+    -------
+    CubeSpec
+        The spec named ``arcticdem-<resolution>m``: ``dem`` (float32 metres, NaN for no data) and
+        ``datamask`` (uint8, nodata 0), one zone ``epsg3413``, no time axis.
+
+    Raises
+    ------
+    ValueError
+        If ``resolution`` is not one of ``RESOLUTIONS``.
+    SpecError
+        If ``chunks`` or ``resampling`` make no valid spec.
+    """
     keys = {"dem": "dem", "datamask": "datamask", **dict(assets or {})}
     methods = {"dem": "nearest", "datamask": "nearest", **dict(resampling or {})}
     return CubeSpec(

@@ -76,7 +76,18 @@ def radiometry_policy(provider: str, collection: str) -> str:
 
 
 def cloud_cover_below(percent: float) -> dict[str, Any]:
-    """CQL2-JSON keeping granules whose ``eo:cloud_cover`` is below ``percent``."""
+    """CQL2-JSON keeping granules whose ``eo:cloud_cover`` is below ``percent``.
+
+    Parameters
+    ----------
+    percent : float
+        The cloud cover, in percent, that a granule must be below.
+
+    Returns
+    -------
+    dict[str, Any]
+        The filter, for ``StacSource.filter``.
+    """
     return {"op": "<", "args": [{"property": "eo:cloud_cover"}, float(percent)]}
 
 
@@ -93,6 +104,53 @@ def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "20
     its defaults, e.g. ``collection="sentinel-2-c1-l2a"``); ``bands`` picks a subset of B02, B03,
     B04, B08, B11, B12 and SCL; ``assets`` maps bands to other asset keys; ``resampling`` sets a
     band's resampling; ``max_cloud_cover=None`` keeps every granule.
+
+    Parameters
+    ----------
+    bbox : tuple[float, float, float, float]
+        West, south, east, north in degrees, inside the UTM domain (80 S to 84 N).
+    start : Any, optional
+        The first day of the time axis (anything ``pd.Timestamp`` reads).
+    end : Any, optional
+        The last day; None: today (UTC).
+    max_cloud_cover : float or None, optional
+        Keep only granules whose ``eo:cloud_cover`` is below this percentage; None: every granule.
+    chunks : tuple[int, int], optional
+        Pixels (y, x) of a patch.
+    provider : str, optional
+        ``"earth-search"`` or ``"planetary-computer"``.
+    api_url : str or None, optional
+        The STAC API; None: the provider's.
+    collection : str or None, optional
+        The collection; None: ``sentinel-2-l2a``. Earth Search's ``sentinel-2-l2a`` is read with
+        radiometry policy ``earth-search-l2a``, anything else with ``sentinel-2-baseline``.
+    bands : tuple[str, ...], optional
+        The variables, a subset of B02, B03, B04, B08, B11, B12 and SCL (all by default).
+    resolution : float, optional
+        Metres per pixel of every zone (10: the finest bands' own).
+    assets : Mapping[str, str] or None, optional
+        Band -> another asset key than the provider's.
+    resampling : Mapping[str, str] or None, optional
+        Band -> another resampling than the default (bilinear for bands coarser than ``resolution``,
+        nearest otherwise and for SCL).
+    reach : float, optional
+        Metres each zone reaches past its UTM zone's meridians (``zones.MGRS_REACH``: as far as MGRS
+        tiles do).
+
+    Returns
+    -------
+    CubeSpec
+        The spec named ``sentinel-2-l2a``: daily, ``group_by="solar_day"``, the newest processing of
+        each acquisition read (``duplicates="newest-processing"``).
+
+    Raises
+    ------
+    ValueError
+        If ``provider`` is unknown, ``bands`` names another band, or ``start`` or ``end`` is not a date
+        pandas reads.
+    SpecError
+        If ``bbox`` is not a lon/lat extent inside the UTM domain, ``reach`` is negative, ``end`` is
+        before ``start`` (an empty time axis), or ``chunks`` or ``resampling`` make no valid spec.
     """
     if provider not in PROVIDERS:
         raise ValueError(f"unknown Sentinel-2 provider {provider!r}; choose from {list(PROVIDERS)}")

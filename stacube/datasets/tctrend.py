@@ -40,7 +40,13 @@ SLOPE_RANGE = 0.12  # the 8-bit values span -0.12 to +0.12 per decade
 def tctrend_grid() -> GeoBox:
     """The global grid: EPSG:4326 at Earth Engine's 30 m scale on its lattice anchored at (0, 0), the whole
     pixels inside +-180, +-90 (180 and 90 degrees are not whole pixels: a grid from (-180, 90) would sit
-    0.06 px west and 0.47 px north of the tiles' pixels)."""
+    0.06 px west and 0.47 px north of the tiles' pixels).
+
+    Returns
+    -------
+    GeoBox
+        The grid, symmetric about (0, 0).
+    """
     columns, rows = math.floor(180.0 / PIXEL_DEGREES), math.floor(90.0 / PIXEL_DEGREES)
     return GeoBox((2 * rows, 2 * columns), Affine(PIXEL_DEGREES, 0.0, -columns * PIXEL_DEGREES, 0.0, -PIXEL_DEGREES,
                                                   rows * PIXEL_DEGREES), "EPSG:4326")
@@ -52,6 +58,30 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
     """A spatial-only cube of the three trend bands on the global grid (variables ``tcb``, ``tcg``, ``tcw``).
 
     The grid is global; only the patches under the ROIs you load are ever fetched.
+
+    Parameters
+    ----------
+    project : str or None, optional
+        The Google Cloud project Earth Engine bills (``EarthEngineSource.project``).
+    chunks : tuple[int, int], optional
+        Pixels (y, x) of a patch.
+    api_url : str, optional
+        Earth Engine's endpoint, or a test emulator's.
+    collection : str, optional
+        The ImageCollection (``TCTREND_COLLECTION``).
+    resampling : str, optional
+        Every variable's resampling (``Variable.resampling``).
+
+    Returns
+    -------
+    CubeSpec
+        The spec named ``tctrend``: uint8, nodata 0, in the images' convention (radiometry
+        ``"as-cube"``), no time axis, the source's publication lag 0.
+
+    Raises
+    ------
+    SpecError
+        If ``chunks`` or ``resampling`` make no valid spec.
     """
     return CubeSpec(
         name="tctrend",
@@ -69,7 +99,19 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
 
 def tctrend_slopes(tile: xr.Dataset) -> xr.Dataset:
     """The trends of a loaded Tile as float32 change per decade, NaN where the cube holds no data, by the
-    convention the Tile carries (a cube made before conventions were declared: the source's, stated above)."""
+    convention the Tile carries (a cube made before conventions were declared: the source's, stated above).
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        A Tile loaded from a TCTrend cube (any of ``tcb``, ``tcg``, ``tcw``; others are left out).
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables of ``tile`` among ``tcb``, ``tcg``, ``tcw``, in reflectance units per decade,
+        with ``tile``'s attributes.
+    """
     out = xr.Dataset(attrs=tile.attrs)
     for name in ("tcb", "tcg", "tcw"):
         if name in tile:

@@ -24,7 +24,24 @@ SOURCE_KINDS: dict[str, type] = {"stac": StacSource, "earthengine": EarthEngineS
 def source_from_json(data: Mapping[str, Any]) -> Source:
     """The source a stored spec holds; specs made before sources had kinds are STAC.
 
-    Raises SpecError for an unknown kind (a cube made by a newer stacube)."""
+    Parameters
+    ----------
+    data : Mapping[str, Any]
+        The source as ``Source.to_json`` wrote it (``kind`` first; none: ``"stac"``).
+
+    Returns
+    -------
+    Source
+        A ``StacSource`` or an ``EarthEngineSource``, checked as a new one is.
+
+    Raises
+    ------
+    SpecError
+        If ``kind`` is unknown (a cube made by a newer stacube), or the stored values make no valid
+        source.
+    KeyError
+        If ``data`` lacks a key the kind needs (``CubeSpec.from_json`` turns it into a SpecError).
+    """
     kind = data.get("kind", "stac")
     if kind not in SOURCE_KINDS:
         raise SpecError(f"unknown source kind {kind!r}: this stacube reads {sorted(SOURCE_KINDS)}")
@@ -32,7 +49,18 @@ def source_from_json(data: Mapping[str, Any]) -> Source:
 
 
 def is_source(value: Any) -> bool:
-    """Whether ``value`` is a source of a kind this stacube knows."""
+    """Whether ``value`` is a source of a kind this stacube knows.
+
+    Parameters
+    ----------
+    value : Any
+        Anything (what a CubeSpec was given as its ``source``).
+
+    Returns
+    -------
+    bool
+        True for an instance of a class in ``SOURCE_KINDS``.
+    """
     return isinstance(value, tuple(SOURCE_KINDS.values()))
 
 

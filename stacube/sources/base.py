@@ -25,24 +25,69 @@ if TYPE_CHECKING:
 class PatchData(dict[str, np.ndarray]):
     """Variable name -> 2-D array on the patch GeoBox, in the cube's dtype, nodata and convention.
 
-    ``clipped`` counts, per variable, the pixels whose converted values lay outside what the dtype
-    holds and were clipped into it; ``judged`` says, per Item, how its pixels decided a convention its
-    metadata left open. Both go into the commit metadata."""
+    Made as a dict is; ``clipped`` and ``judged`` start empty. Both go into the commit metadata."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.clipped: dict[str, int] = {}
+        """Per variable, how many pixels' converted values lay outside what the dtype holds and were
+        clipped into it (variables with none are left out)."""
         self.judged: dict[str, str] = {}
+        """Per Item id, how its pixels decided a convention its metadata left open, and why."""
 
 
 class Backend(Protocol):
-    """Reads patches for one source kind; nothing source-specific crosses this boundary."""
+    """Reads patches for one source kind; nothing source-specific crosses this boundary.
+
+    Made by ``Source.backend(variables)``; pickled to other processes (Dask workers) with its run's task."""
 
     def check_items(self, items: list[pystac.Item]) -> None:
-        """Raise ItemError, naming the Item, if an Item lacks what a read needs."""
+        """Refuse, before anything is read, an Item a read could not use, so that bad input fails the
+        run at once rather than after its downloads (``execute_run`` calls it for every planned Item).
+
+        Parameters
+        ----------
+        items : list[pystac.Item]
+            The Items of every patch of the run.
+
+        Raises
+        ------
+        ItemError
+            If an Item lacks what a read needs (an asset or band for a variable, its projection), the
+            message naming the Item and the asset.
+        RadiometryError
+            If an Item's numbers cannot be brought into a variable's convention (``stacube.radiometry``).
+        """
 
     def read(self, patch: PatchIndex) -> PatchData:
-        """The patch's variables mosaicked from ``patch.items`` onto ``patch.geobox``."""
+        """The patch's variables mosaicked from ``patch.items`` onto ``patch.geobox``, first valid pixel
+        wins in the Items' (datetime, id) order; pixels no Item covers hold the variable's nodata.
+
+        A source's failure is raised as the SourceError it is, so that a runner knows whether to ask
+        again; an error that is no source's (a bug, memory) is raised as it is.
+
+        Parameters
+        ----------
+        patch : PatchIndex
+            The patch, with its Items attached (``patch.items``, checked by ``check_items``).
+
+        Returns
+        -------
+        PatchData
+            One array of ``patch.geobox``'s shape per variable, in its dtype, nodata and convention.
+
+        Raises
+        ------
+        TransientSourceError
+            If the source failed in a way asking again may fix (a 429 or 5xx, a dropped or stalled
+            connection, a truncated answer); a runner retries the patch.
+        PermanentSourceError
+            If the source refused for good (another 4xx, a missing file).
+        AssetReadError
+            If one asset could not be read: names its URL, ``permanent`` says whether asking again may help.
+        RadiometryError
+            If an Item's numbers cannot be brought into a variable's convention.
+        """
 
 
 class Source(Protocol):
@@ -69,31 +114,97 @@ class Source(Protocol):
 
     @property
     def assets(self) -> Mapping[str, str]:
-        """Cube variable -> the Item asset key that holds it."""
+        """Cube variable -> the Item asset key that holds it (the spec's variables, each once)."""
 
     @property
     def lag(self) -> pd.Timedelta:
-        """``publication_lag`` as a Timedelta."""
+        """``publication_lag`` as a Timedelta: a synced window that ended less than this before its
+        sync is synced again, and a recent patch without data is not recorded as filled."""
 
     @property
     def label(self) -> str:
-        """The source as a run's commit metadata names it."""
+        """The source as a run's commit metadata names it: ``kind:api_url#collection``."""
 
     def host_of(self, href: str) -> str:
-        """The host a read of asset ``href`` goes to (what per-host request limits count)."""
+        """The host a read of an asset goes to (what per-host request limits count).
+
+        Parameters
+        ----------
+        href : str
+            The asset's URL, as the Item holds it.
+
+        Returns
+        -------
+        str
+            The host name; ``"local"`` for a URL without one (a local file).
+        """
 
     def sync(self, catalog: LocalCatalog, window: Window) -> int:
-        """Bring ``window`` of the source into ``catalog`` unless covered; returns how many Items were new."""
+        """Bring a window of the source into the local catalog unless earlier syncs cover it, so that
+        planning, which only ever asks the local catalog, finds its Items (``LocalCatalog.sync``).
+
+        Parameters
+        ----------
+        catalog : LocalCatalog
+            The source's local catalog (``Cube.catalog``).
+        window : Window
+            The lon/lat bbox and time range to bring in.
+
+        Returns
+        -------
+        int
+            How many Items were new to the catalog (0 when the window was covered already).
+
+        Raises
+        ------
+        CatalogError
+            If the source cannot be searched or listed (its ``__cause__`` says whether asking again may
+            help), or the catalog's windows file cannot be read.
+        ItemError
+            If the source returned something that is not a STAC Item the catalog can hold; nothing of
+            that window is added.
+        StorageError
+            If the catalog folder cannot be written (no space, read-only, permission denied).
+        """
 
     def backend(self, variables: Mapping[str, Variable]) -> Backend:
-        """What reads this source's Items into ``variables``."""
+        """What reads this source's Items into ``variables`` (imported only when a cube first reads).
+
+        Parameters
+        ----------
+        variables : Mapping[str, Variable]
+            The cube's variables (``CubeSpec.variables``): dtype, nodata and convention to read into.
+
+        Returns
+        -------
+        Backend
+            The kind's backend for this source.
+        """
 
     def to_json(self) -> dict[str, Any]:
-        """The source as the cube's stored spec keeps it (``kind`` included)."""
+        """The source as the cube's stored spec keeps it (``kind`` included); ``from_json`` of the
+        kind's class, or ``stacube.sources.source_from_json``, reads it back.
+
+        Returns
+        -------
+        dict[str, Any]
+            JSON-ready: ``kind`` and every field that defines the source.
+        """
 
 
 def check_lag(publication_lag: str) -> None:
-    """Raise SpecError unless ``publication_lag`` is a pandas Timedelta string ("3D")."""
+    """Refuse, when the spec is made, a ``publication_lag`` pandas cannot read.
+
+    Parameters
+    ----------
+    publication_lag : str
+        A pandas Timedelta string (``"3D"``, ``"12h"``).
+
+    Raises
+    ------
+    SpecError
+        If ``pd.Timedelta`` cannot read ``publication_lag``.
+    """
     try:
         pd.Timedelta(publication_lag)
     except ValueError as err:

@@ -50,6 +50,20 @@ def request_slots(api_url: str, project: str | None,
 
     Looked up at read time rather than set when a backend is built, so it also holds on Dask workers,
     which receive a pickled backend. Prefect flows add a cap across processes on top.
+
+    Parameters
+    ----------
+    api_url : str
+        The Earth Engine endpoint.
+    project : str or None
+        The Google Cloud project.
+    limit : int, optional
+        Requests in flight at once (at least 1); each limit has a semaphore of its own.
+
+    Returns
+    -------
+    threading.BoundedSemaphore
+        The one semaphore of this process for these three, to hold while a request is in flight.
     """
     key = (api_url, project, max(1, int(limit)))
     with _slots_lock:
@@ -64,6 +78,22 @@ def request_windows(shape: tuple[int, int], bytes_per_pixel: int, max_bytes: int
 
     A request counts its band bytes (all bands asked for) plus one mask byte per pixel; rows are kept
     whole when they fit.
+
+    Parameters
+    ----------
+    shape : tuple[int, int]
+        The grid to cover, (rows, columns).
+    bytes_per_pixel : int
+        The bytes one pixel of all the bands asked for travels in.
+    max_bytes : int, optional
+        The most a request may hold, uncompressed (Earth Engine's 48 MB).
+    max_side : int, optional
+        The most pixels a request may have a side (Earth Engine's 32768).
+
+    Returns
+    -------
+    list[tuple[slice, slice]]
+        (rows, columns) windows, row by row, covering ``shape`` once.
     """
     ny, nx = shape
     max_pixels = max(1, max_bytes // (bytes_per_pixel + 1))
@@ -74,6 +104,27 @@ def request_windows(shape: tuple[int, int], bytes_per_pixel: int, max_bytes: int
 
 
 def asset_id(item: pystac.Item, band: str) -> str:
+    """The Earth Engine asset a converted Item's band is read from (its href after ``earthengine://``).
+
+    Parameters
+    ----------
+    item : pystac.Item
+        An Item converted from an Earth Engine image (``catalog.image_to_item``).
+    band : str
+        The band's asset key.
+
+    Returns
+    -------
+    str
+        The image's asset id.
+
+    Raises
+    ------
+    KeyError
+        If ``item`` has no asset ``band``.
+    ValueError
+        If the asset's href is not an ``earthengine://`` one (``check_items`` refuses such Items first).
+    """
     href = item.assets[band].href
     if not href.startswith(HREF_SCHEME):
         raise ValueError(f"Item {item.id} asset {band!r} is not an Earth Engine asset: {href!r}")
@@ -95,7 +146,22 @@ def _footprint_mask(grid: tuple, dst: GeoBox) -> np.ndarray:
 
 
 def source_dtype(items: Sequence[pystac.Item], band: str, default: np.dtype) -> np.dtype:
-    """The type ``band``'s values have at the source: the widest any Item declares (``default`` if none)."""
+    """The type ``band``'s values have at the source: the widest any Item declares (``default`` if none).
+
+    Parameters
+    ----------
+    items : Sequence[pystac.Item]
+        The Items read together.
+    band : str
+        The band's asset key (its ``raster:bands`` ``data_type``).
+    default : numpy.dtype
+        What no declaration means (the variable's dtype).
+
+    Returns
+    -------
+    numpy.dtype
+        The type every declared one fits in.
+    """
     declared = [np.dtype(entry["data_type"]) for item in items
                 for entry in item.assets[band].extra_fields.get("raster:bands", []) if entry.get("data_type")]
     return np.result_type(*declared) if declared else np.dtype(default)
@@ -103,7 +169,20 @@ def source_dtype(items: Sequence[pystac.Item], band: str, default: np.dtype) -> 
 
 def wire_dtype(source: np.dtype, cube: np.dtype) -> np.dtype:
     """The type a band travels in: wide enough for every source value and the cube's nodata (a boolean
-    variable travels as uint8)."""
+    variable travels as uint8).
+
+    Parameters
+    ----------
+    source : numpy.dtype
+        The band's type at the source (``source_dtype``).
+    cube : numpy.dtype
+        The variable's dtype.
+
+    Returns
+    -------
+    numpy.dtype
+        The smallest type both fit in.
+    """
     return np.result_type(source, np.dtype("uint8") if cube.kind == "b" else cube)
 
 
@@ -111,7 +190,20 @@ def fill_value(wire: np.dtype, nodata: Any) -> float | int:
     """What masked pixels and pixels outside every image are unmasked to. JSON has no NaN (a request
     with ``{"constantValue": NaN}`` is refused), so a float cube whose nodata is NaN is filled with the
     wire type's lowest finite value, turned into NaN on arrival; real data at exactly that value
-    (-3.4e38 for float32) would read as nodata too, a risk Xee takes the same way."""
+    (-3.4e38 for float32) would read as nodata too, a risk Xee takes the same way.
+
+    Parameters
+    ----------
+    wire : numpy.dtype
+        The type the band travels in (``wire_dtype``).
+    nodata : Any
+        The variable's nodata.
+
+    Returns
+    -------
+    float or int
+        The fill: ``nodata`` as a number of the wire type, or the lowest finite float for NaN.
+    """
     if is_nan(nodata):
         return float(np.finfo(wire).min)
     return int(nodata) if isinstance(nodata, (bool, np.bool_)) or wire.kind in "iu" else float(nodata)
@@ -126,11 +218,17 @@ class Request:
     """One kind of pixel request for a group of bands: what to send, what comes back and what it means."""
 
     bands: list[str]
+    """The bands asked for at once."""
     body: dict[str, Any]
-    fetch: Any  # ee.data.getPixels or ee.data.computePixels
-    wire: np.dtype  # the type of each band in the answer
-    fill: float | int  # the value of masked pixels and pixels outside every image in the answer
-    footprint: bool  # whether pixels outside the image's own grid must be masked here (getPixels)
+    """The request without its ``grid``, which each window adds."""
+    fetch: Any
+    """``ee.data.getPixels`` or ``ee.data.computePixels``."""
+    wire: np.dtype
+    """The type of each band in the answer."""
+    fill: float | int
+    """The value of masked pixels and pixels outside every image in the answer."""
+    footprint: bool
+    """Whether pixels outside the image's own grid must be masked here (getPixels)."""
 
 
 def _requests(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[np.dtype, Any]]) -> list[Request]:
@@ -195,6 +293,34 @@ def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any
     One request per window asks for every band of a group at once (a 64-band embedding is one request,
     not 64), windows sized by the bytes the bands travel in. ``clipped`` counts, per band, valid pixels
     that a variable narrower than its source could only hold clipped.
+
+    Earth Engine's own errors (``ee.EEException`` and its HTTP client's) are raised as they are;
+    ``EarthEngineBackend.read`` turns them into source errors.
+
+    Parameters
+    ----------
+    items : Sequence[pystac.Item]
+        Items converted from Earth Engine images, first on top.
+    wanted : Mapping[str, tuple[Any, Any]]
+        Band -> (dtype, nodata) of the variable it fills.
+    geobox : GeoBox
+        The grid to read onto (a patch's).
+    slots : threading.BoundedSemaphore or None, optional
+        The cap on requests in flight (``request_slots``); None: one per process, of 16.
+
+    Returns
+    -------
+    PatchData
+        One array of ``geobox``'s shape per band of ``wanted`` (all nodata when there is no Item).
+
+    Raises
+    ------
+    ItemError
+        If a band would travel in a type Earth Engine cannot cast to.
+    TransientSourceError
+        If an answer is not a NPY array (cut off or garbled on the way).
+    ValueError
+        If an Item's band is not an Earth Engine asset (``asset_id``).
     """
     wanted = {band: (np.dtype(dtype), nodata) for band, (dtype, nodata) in wanted.items()}
     out = PatchData({band: np.full(geobox.shape.yx, nodata, dtype=dtype) for band, (dtype, nodata) in wanted.items()})
@@ -231,19 +357,60 @@ def read_bands(items: Sequence[pystac.Item], wanted: Mapping[str, tuple[Any, Any
 
 
 def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: Any, nodata: Any) -> np.ndarray:
-    """One band of the mosaic of ``items`` on ``geobox`` (see ``read_bands``)."""
+    """One band of the mosaic of ``items`` on ``geobox`` (see ``read_bands``).
+
+    Parameters
+    ----------
+    items : Sequence[pystac.Item]
+        Items converted from Earth Engine images, first on top.
+    band : str
+        The band to read.
+    geobox : GeoBox
+        The grid to read onto.
+    dtype : Any
+        The variable's dtype.
+    nodata : Any
+        The variable's nodata.
+
+    Returns
+    -------
+    numpy.ndarray
+        The band on ``geobox``, nodata where no image holds data.
+
+    Raises
+    ------
+    ItemError, TransientSourceError, ValueError
+        As ``read_bands``; Earth Engine's own errors are raised as they are.
+    """
     return read_bands(items, {band: (dtype, nodata)}, geobox)[band]
 
 
 class EarthEngineBackend:
-    """Reads a cube's patches from Earth Engine, one band per variable, for the Items planning attached."""
+    """Reads a cube's patches from Earth Engine, one band per variable, for the Items planning attached.
+
+    As ``Backend``; made by ``EarthEngineSource.backend``."""
 
     def __init__(self, source: Source, variables: Mapping[str, Variable]):
-        """``source`` is an EarthEngineSource (its value module imports this one, never the other way)."""
+        """``source`` is an EarthEngineSource (its value module imports this one, never the other way).
+
+        Parameters
+        ----------
+        source : EarthEngineSource
+            The source: bands, endpoint, project, request cap and radiometry policy.
+        variables : Mapping[str, Variable]
+            The cube's variables.
+        """
         self.source = source
         self.variables = dict(variables)
 
     def check_items(self, items: list[pystac.Item]) -> None:
+        """Refuse an Item a read could not use, before anything is read.
+
+        Parameters and errors as ``Backend.check_items``: the ItemError names an Item without one of
+        the source's bands, or whose band is not a converted Earth Engine band (``earthengine://``
+        href, ``proj:transform``, ``proj:shape`` and a CRS); the RadiometryError an Item whose numbers
+        are in another convention than its variable's, since Earth Engine mosaics and casts them as
+        they are (declare the images' convention on the variable, or ``radiometry="as-cube"``)."""
         for item in items:
             for variable, band in self.source.bands.items():
                 asset = item.assets.get(band)
@@ -266,6 +433,20 @@ class EarthEngineBackend:
                         "the images' convention on the variable, or radiometry='as-cube' on the source")
 
     def read(self, patch: PatchIndex) -> PatchData:
+        """The patch's variables read from Earth Engine (``read_bands``), starting the client in this
+        process first if it has not been (``client.initialize``).
+
+        Parameters, returns and errors as ``Backend.read``; Earth Engine's errors become the
+        TransientSourceError or PermanentSourceError they are (a 404 or 403 is final; a 429 or 5xx the
+        client asked again already). Besides those:
+
+        Raises
+        ------
+        CatalogError
+            If Earth Engine cannot be started (credentials, endpoint, settings; ``client.initialize``).
+        ItemError
+            If a band would travel in a type Earth Engine cannot cast to.
+        """
         from .client import initialize
 
         source = self.source

@@ -38,6 +38,16 @@ def numpy_dtype(data_type: dict[str, Any]) -> str:
     The REST API writes protobuf JSON, which leaves out fields that are 0: an unsigned band's range is
     ``{"max": 65535}`` with no ``min``, and a range without ``max`` ends at 0 (GDAL's EEDA driver reads
     them so). Only an integer band with no range at all is taken as Earth Engine's default 32-bit int.
+
+    Parameters
+    ----------
+    data_type : dict[str, Any]
+        A band's ``dataType`` (``precision`` and ``range``) as the REST API gives it.
+
+    Returns
+    -------
+    str
+        A numpy dtype name: the smallest integer type that holds the range, ``int64`` past int32's.
     """
     precision = data_type.get("precision", "FLOAT")
     if precision == "DOUBLE":
@@ -57,7 +67,18 @@ def numpy_dtype(data_type: dict[str, Any]) -> str:
 
 def grid_crs(crs: CRS) -> dict[str, str]:
     """How a PixelGrid names ``crs``: ``crsCode`` for a CRS with an EPSG code, else ``crsWkt`` (WKT1, the
-    form Earth Engine writes; WKT2 where WKT1 cannot say it). A PROJ string is never sent as a code."""
+    form Earth Engine writes; WKT2 where WKT1 cannot say it). A PROJ string is never sent as a code.
+
+    Parameters
+    ----------
+    crs : odc.geo.crs.CRS
+        The CRS.
+
+    Returns
+    -------
+    dict[str, str]
+        ``{"crsCode": "EPSG:n"}`` or ``{"crsWkt": ...}``.
+    """
     if crs.epsg is not None:
         return {"crsCode": f"EPSG:{crs.epsg}"}
     try:
@@ -73,7 +94,23 @@ KNOWN_CODES = {"SR-ORG:6974": "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 
 
 def crs_of_grid(grid: dict[str, Any]) -> CRS:
     """The CRS of a PixelGrid, which carries ``crsCode`` or ``crsWkt``. A code PROJ does not know is
-    read from the WKT beside it, else from ``KNOWN_CODES``, else refused by name."""
+    read from the WKT beside it, else from ``KNOWN_CODES``, else refused by name.
+
+    Parameters
+    ----------
+    grid : dict[str, Any]
+        The PixelGrid (a band's ``grid``).
+
+    Returns
+    -------
+    odc.geo.crs.CRS
+        The CRS.
+
+    Raises
+    ------
+    CatalogError
+        If PROJ can read neither the code nor the WKT, or the grid has neither.
+    """
     code, wkt = grid.get("crsCode"), grid.get("crsWkt")
     for value in (code, wkt, KNOWN_CODES.get(str(code))):
         if value:
@@ -88,7 +125,18 @@ def crs_of_grid(grid: dict[str, Any]) -> CRS:
 
 
 def grid_from_geobox(geobox: GeoBox) -> dict[str, Any]:
-    """Earth Engine's PixelGrid (CRS, affine transform, dimensions) for a GeoBox."""
+    """Earth Engine's PixelGrid (CRS, affine transform, dimensions) for a GeoBox.
+
+    Parameters
+    ----------
+    geobox : GeoBox
+        The grid a request reads onto.
+
+    Returns
+    -------
+    dict[str, Any]
+        The PixelGrid: ``crsCode`` or ``crsWkt`` (``grid_crs``), ``dimensions`` and ``affineTransform``.
+    """
     t = geobox.transform
     return {**grid_crs(geobox.crs), "dimensions": {"width": geobox.shape.x, "height": geobox.shape.y},
             "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": t.c,
@@ -96,7 +144,25 @@ def grid_from_geobox(geobox: GeoBox) -> dict[str, Any]:
 
 
 def geobox_from_grid(grid: dict[str, Any]) -> GeoBox:
-    """The GeoBox of an Earth Engine PixelGrid (transform fields left out are protobuf's 0, scales 1)."""
+    """The GeoBox of an Earth Engine PixelGrid (transform fields left out are protobuf's 0, scales 1).
+
+    Parameters
+    ----------
+    grid : dict[str, Any]
+        The PixelGrid, with ``affineTransform``, ``dimensions`` and ``crsCode`` or ``crsWkt``.
+
+    Returns
+    -------
+    GeoBox
+        The grid.
+
+    Raises
+    ------
+    CatalogError
+        If its CRS cannot be read (``crs_of_grid``).
+    KeyError
+        If ``grid`` lacks ``affineTransform`` or ``dimensions``.
+    """
     t, dims = grid["affineTransform"], grid["dimensions"]
     transform = Affine(t.get("scaleX", 1.0), t.get("shearX", 0.0), t.get("translateX", 0.0),
                        t.get("shearY", 0.0), t.get("scaleY", 1.0), t.get("translateY", 0.0))
@@ -104,12 +170,46 @@ def geobox_from_grid(grid: dict[str, Any]) -> GeoBox:
 
 
 def crs_fields(crs: CRS) -> dict[str, str]:
-    """STAC ``proj:`` fields naming ``crs``: ``proj:code`` when it has an EPSG code, else ``proj:wkt2``."""
+    """STAC ``proj:`` fields naming ``crs``: ``proj:code`` when it has an EPSG code, else ``proj:wkt2``.
+
+    Parameters
+    ----------
+    crs : odc.geo.crs.CRS
+        A band's CRS.
+
+    Returns
+    -------
+    dict[str, str]
+        The one field.
+    """
     return {"proj:code": f"EPSG:{crs.epsg}"} if crs.epsg is not None else {"proj:wkt2": crs.to_wkt()}
 
 
 def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
-    """One Earth Engine image (an EarthEngineAsset from ``listImages``) as a STAC Item."""
+    """One Earth Engine image (an EarthEngineAsset from ``listImages``) as a STAC Item (see the module's
+    docstring for what it holds).
+
+    Parameters
+    ----------
+    asset : dict[str, Any]
+        The image as the REST API gives it: ``id`` or ``name``, ``bands`` (each with its ``grid`` and
+        ``dataType``), ``geometry``, ``startTime``/``endTime`` or ``updateTime``, ``properties``.
+    collection : str
+        The Item's collection (the local catalog's).
+
+    Returns
+    -------
+    pystac.Item
+        One asset per band, each with an ``earthengine://`` href and the band's own grid and type.
+
+    Raises
+    ------
+    CatalogError
+        If the image has no bands, neither ``startTime`` nor ``updateTime``, or a band's CRS cannot be
+        read.
+    KeyError
+        If the image lacks ``geometry``, or a band its ``id`` or ``grid``.
+    """
     asset_id = asset.get("id") or asset["name"].split("/assets/", 1)[-1]
     if not asset.get("bands"):
         raise CatalogError(f"Earth Engine image {asset_id!r} has no bands")
@@ -167,6 +267,22 @@ def region_pieces(bbox: tuple[float, float, float, float], width: float = 90.0, 
     densified every ``step`` degrees (a geodesic then strays from the parallel by ~0.001 degrees at
     most) and the box is padded by ``pad`` degrees. Searching a little too wide is safe: Items are
     matched to patches exactly afterwards.
+
+    Parameters
+    ----------
+    bbox : tuple[float, float, float, float]
+        West, south, east, north in degrees; west > east crosses the antimeridian.
+    width : float, optional
+        The widest a piece may be, in degrees of longitude.
+    step : float, optional
+        Degrees between the vertices along each edge.
+    pad : float, optional
+        Degrees added on every side (never past +-180 or ``POLE_LIMIT``).
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        GeoJSON Polygons in lon/lat.
     """
     west, south, east, north = bbox
     if east < west:  # across the antimeridian
@@ -195,6 +311,16 @@ def time_filters(window: Window) -> list[str | None]:
     depend on it: images that start inside the window are found by ``startTime`` alone, and only
     those that start before it need ``endTime`` (an image that started before the window and has no
     end is an instant before it, which the window does not want anyway).
+
+    Parameters
+    ----------
+    window : Window
+        The time range searched (no start and no end: any time).
+
+    Returns
+    -------
+    list[str or None]
+        One ``listImages`` filter per query to make; ``[None]`` for a window without time (no filter).
     """
     if window.start is None and window.end is None:
         return [None]
@@ -211,6 +337,26 @@ def list_images(collection_id: str, window: Window, page_size: int = 1000) -> li
     one query per region piece and time filter, merged by asset id and checked again here).
 
     ``collection_id`` may also name a single Image: it is then the only image, if it meets ``window``.
+
+    Parameters
+    ----------
+    collection_id : str
+        The Earth Engine asset id of an ImageCollection or an Image.
+    window : Window
+        The lon/lat bbox and time range searched.
+    page_size : int, optional
+        Images asked for per page.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        The images as the REST API gives them (``image_to_item`` converts them), each once.
+
+    Raises
+    ------
+    CatalogError
+        If the asset cannot be read, is neither an Image nor an ImageCollection, or listing it fails;
+        its ``__cause__`` is the SourceError that says whether asking again may help, where there is one.
     """
     import ee
 
@@ -277,6 +423,34 @@ def sync_earthengine_window(catalog: LocalCatalog, collection_id: str, window: W
     """Convert the images of ``window`` into the local catalog unless it is covered; returns how many were new.
 
     ``connect`` (initialising the client) runs only when Earth Engine is really asked.
+
+    Parameters
+    ----------
+    catalog : LocalCatalog
+        The source's local catalog.
+    collection_id : str
+        The Earth Engine ImageCollection (or Image) to list.
+    window : Window
+        The lon/lat bbox and time range to bring in.
+    lag : pandas.Timedelta, optional
+        The source's publication lag (``Source.lag``).
+    connect : Callable[[], None] or None, optional
+        Starts the Earth Engine client before the first request; None: it is started already.
+
+    Returns
+    -------
+    int
+        How many Items were new (0 when the window was covered).
+
+    Raises
+    ------
+    CatalogError
+        If ``connect`` or ``list_images`` fails, an image cannot be converted (``image_to_item``), or the
+        catalog's windows file cannot be read.
+    ItemError
+        If a converted image is not a STAC Item the catalog can hold.
+    StorageError
+        If the catalog folder cannot be written.
     """
     def converted() -> list[dict[str, Any]]:
         if connect is not None:

@@ -66,7 +66,22 @@ def _credentials() -> tuple[Any, str]:
 
 def initialize(api_url: str, project: str | None) -> None:
     """Initialise ``ee`` for ``api_url`` and ``project`` unless this process already did with these
-    credentials. Called before every patch read: the usual path is one comparison, no lock."""
+    credentials. Called before every patch read: the usual path is one comparison, no lock.
+
+    Parameters
+    ----------
+    api_url : str
+        The Earth Engine endpoint (``EarthEngineSource.api_url``).
+    project : str or None
+        The Google Cloud project (``EarthEngineSource.project``).
+
+    Raises
+    ------
+    CatalogError
+        If the key file a variable names cannot be read as a service-account key,
+        ``STACUBE_EE_DEADLINE_S`` or ``STACUBE_EE_MAX_RETRIES`` is not a number or is negative, or
+        Earth Engine refuses to start (the message names the credential's origin, never its content).
+    """
     global _READY
     wanted = (api_url, project, _fingerprint(), deadline_seconds(), os.environ.get("STACUBE_EE_MAX_RETRIES"))
     if _READY == wanted:
@@ -99,6 +114,13 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
 
 
 def deadline_seconds() -> float:
+    """How long one Earth Engine request may take, in seconds: ``STACUBE_EE_DEADLINE_S``, else (or for 0) 300.
+
+    Raises
+    ------
+    CatalogError
+        If ``STACUBE_EE_DEADLINE_S`` is not a number or is negative.
+    """
     return _env_number("STACUBE_EE_DEADLINE_S", 300.0) or 300.0
 
 

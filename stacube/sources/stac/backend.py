@@ -91,7 +91,25 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
     """Cast to the cube dtype, turning the source's nodata (and NaN) into the cube's nodata.
 
     ``values`` is a freshly loaded array that the caller gives up: it is changed in place where the
-    dtype already matches (a patch's worth of copying saved per variable)."""
+    dtype already matches (a patch's worth of copying saved per variable).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The pixels as read, in the source's numbers.
+    source_nodata : float, int or None
+        The source's nodata (None: none declared; NaN pixels of a float array are nodata either way).
+    dtype : numpy.dtype
+        The cube variable's dtype.
+    nodata : float, int or bool
+        The cube variable's nodata.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values`` in ``dtype`` (``values`` itself where the dtype matched), the source's nodata and
+        NaN as ``nodata``.
+    """
     if dtype.kind == "b":
         invalid = values == source_nodata if source_nodata is not None else np.zeros(values.shape, bool)
         out = values.astype(bool)
@@ -111,7 +129,20 @@ def to_cube_nodata(values: np.ndarray, source_nodata: float | int | None, dtype:
 
 def refused(url: str, drivers: tuple[str, ...]) -> NotAllowedFormat:
     """The error for ``url`` (as GDAL opened it: signed, where the source signs) that none of ``drivers``
-    opens; ``opened`` keeps that URL for this process (its cache entry is forgotten), never shown or pickled."""
+    opens; ``opened`` keeps that URL for this process (its cache entry is forgotten), never shown or pickled.
+
+    Parameters
+    ----------
+    url : str
+        The URL as GDAL opened it.
+    drivers : tuple[str, ...]
+        The GDAL drivers the source allows.
+
+    Returns
+    -------
+    NotAllowedFormat
+        The error, to be raised.
+    """
     error = NotAllowedFormat(f"{url} does not open with GDAL's {' or '.join(drivers)} driver", url, drivers)
     error.opened = url
     return error
@@ -121,7 +152,27 @@ def open_restricted(url: str, drivers: tuple[str, ...]) -> rasterio.DatasetReade
     """``url`` opened with one of ``drivers`` only (GDAL probes no other format), or NotAllowedFormat.
 
     A file GDAL cannot read at all (gone, cut off) fails with GDAL's error as before, decided by the
-    read that caught it (``StacBackend._load``)."""
+    read that caught it (``StacBackend._load``).
+
+    Parameters
+    ----------
+    url : str
+        The file to open (signed, where the source signs).
+    drivers : tuple[str, ...]
+        The GDAL drivers the source allows, tried in order.
+
+    Returns
+    -------
+    rasterio.DatasetReader
+        The open file, to be closed by the caller.
+
+    Raises
+    ------
+    NotAllowedFormat
+        If none of ``drivers`` opens the file (``refused``).
+    rasterio.errors.RasterioIOError
+        If GDAL fails to read the file for another reason (missing, refused, cut off).
+    """
     for driver in drivers:  # rasterio.open takes one driver name (GDAL then probes no other)
         try:
             return rasterio.open(url, driver=driver)
@@ -156,12 +207,26 @@ class FormatCheckedDriver(RioDriver):
         self.drivers = drivers
 
     def open(self, src: Any, ctx: Any) -> _CheckedReader:
+        """The reader odc-stac asks for each asset: rasterio's, with the format checked at each read."""
         return _CheckedReader(src, ctx, self.drivers)
 
 
 def host_allowed(href: str, hosts: tuple[str, ...]) -> bool:
     """Whether ``href`` names one of ``hosts`` (exactly, with its port where one is given, or
-    ``*.domain`` for any subdomain)."""
+    ``*.domain`` for any subdomain).
+
+    Parameters
+    ----------
+    href : str
+        An asset's URL.
+    hosts : tuple[str, ...]
+        The allowed hosts, lower-case (``StacSource.hosts``).
+
+    Returns
+    -------
+    bool
+        True if the URL's host (case-insensitive) is allowed; a URL without a host (a local file) never is.
+    """
     parts = urlsplit(href)
     host = (parts.hostname or "").lower()
     with_port = f"{host}:{parts.port}" if parts.port else host
@@ -176,7 +241,24 @@ def host_allowed(href: str, hosts: tuple[str, ...]) -> bool:
 
 def format_error(item_id: str, asset: str, href: str, drivers: tuple[str, ...]) -> NotAllowedFormat:
     """Why an asset was not read, naming its Item and URL: no driver the source allows opens it (the
-    text of an AssetReadError)."""
+    text of an AssetReadError).
+
+    Parameters
+    ----------
+    item_id : str
+        The Item's id.
+    asset : str
+        The asset's key.
+    href : str
+        The asset's URL (redacted in the message).
+    drivers : tuple[str, ...]
+        The GDAL drivers the source allows.
+
+    Returns
+    -------
+    NotAllowedFormat
+        The error, for an AssetReadError to wrap.
+    """
     return NotAllowedFormat(
         f"Item {item_id!r} asset {asset!r} at {redact_url(href)!r} is not a file that GDAL's {' or '.join(drivers)} "
         f"driver opens (the formats the source allows, drivers=...): it is corrupt, or of another format; formats "
@@ -234,10 +316,25 @@ def _configure_gdal() -> None:
 
 
 class StacBackend:
-    """Patches from STAC Items whose assets are rasters GDAL can read (COGs over HTTP, files, S3)."""
+    """Patches from STAC Items whose assets are rasters GDAL can read (COGs over HTTP, files, S3).
+
+    As ``Backend``; made by ``StacSource.backend``."""
 
     def __init__(self, source: Source, variables: Mapping[str, Variable]):
-        """``source`` is a StacSource (its value module imports this one, never the other way)."""
+        """``source`` is a StacSource (its value module imports this one, never the other way).
+
+        Parameters
+        ----------
+        source : StacSource
+            The source: asset keys, radiometry policy, GDAL options, signer, drivers and hosts.
+        variables : Mapping[str, Variable]
+            The cube's variables.
+
+        Raises
+        ------
+        SpecError
+            If the source's ``signer`` cannot be imported.
+        """
         self.source = source
         self.variables = dict(variables)
         self.assets = dict(source.assets)
@@ -263,6 +360,12 @@ class StacBackend:
         _configure_gdal()
 
     def check_items(self, items: list[pystac.Item]) -> None:
+        """Refuse an Item a read could not use, before anything is read.
+
+        Parameters and errors as ``Backend.check_items``: the ItemError names an Item without one of
+        the source's assets, with an asset on a host the source does not allow (``hosts``), or without
+        projection info (a CRS and a transform or bbox); the RadiometryError an Item whose convention
+        its radiometry policy cannot tell, or an integer variable that would round its values away."""
         for item in items:
             for variable, key in self.assets.items():
                 asset = item.assets.get(key)
@@ -289,7 +392,27 @@ class StacBackend:
 
     def conventions(self, patch: PatchIndex, name: str) -> list[Convention]:
         """How each of the patch's Items turns its numbers for variable ``name`` into physical values
-        (where its metadata leaves that open, as its pixels show: ``_judgement``)."""
+        (where its metadata leaves that open, as its pixels show: ``_judgement``).
+
+        Parameters
+        ----------
+        patch : PatchIndex
+            The patch, with its Items.
+        name : str
+            A cube variable.
+
+        Returns
+        -------
+        list[Convention]
+            One per Item of ``patch.items``, in order.
+
+        Raises
+        ------
+        RadiometryError
+            If the source's policy cannot tell an Item's convention.
+        AssetReadError
+            If the pixels that should decide an Item's convention cannot be read (once per Item).
+        """
         target = self.variables[name].convention or IDENTITY
         found = [item_convention(item, self.assets[name], self.policy, target) for item in patch.items]
         return [self._judgement(item)[0] or replace(c, check_pixels=False) if c.check_pixels else c
@@ -329,7 +452,15 @@ class StacBackend:
         """The patch's variables in the cube's dtype and convention, read with as few ``odc.stac.load``
         calls as their nodata allows (one for a source that declares nodata for every asset): each
         call has a set-up cost. Where the Items of a patch differ in convention, each Item is read
-        into a plane of its own and converted before the planes are mosaicked (first valid wins)."""
+        into a plane of its own and converted before the planes are mosaicked (first valid wins).
+
+        Parameters, returns and errors as ``Backend.read``. A failed read is read again at once
+        (``QUICK_RETRIES``), afresh for the files it names, unless GDAL has asked again already (a 429
+        or 5xx). What still fails is an AssetReadError naming the first asset that no longer opens;
+        where none is found, the TransientSourceError or PermanentSourceError GDAL's failure is (where
+        the source signs URLs, an AssetReadError naming the read's URLs, redacted). An asset no allowed
+        driver opens is an AssetReadError around a NotAllowedFormat, which the runner retries.
+        """
         out = PatchData()
         for group in self._load_groups(patch):
             conventions = {name: self.conventions(patch, name) for name in group}

@@ -50,6 +50,36 @@ def harvest(
     it is caught (``stacube.errors.source_error``): a dropped or stalled connection, a 429 or a 5xx is a
     TransientSourceError; a 4xx (a wrong collection, a bad query) a PermanentSourceError, not asked
     again. Either ends as the ``__cause__`` of a CatalogError naming the API and the collection.
+
+    Parameters
+    ----------
+    api_url : str
+        The STAC API's root URL.
+    collection : str
+        The collection's id.
+    window : Window
+        The lon/lat bbox and time range to search (no time range: every date).
+    allow_local_hrefs : bool, optional
+        Whether Items may point at local files (``StacSource.allow_local_hrefs``).
+    page_size : int, optional
+        Items asked for per page.
+    timeout : float, optional
+        Seconds each request may take.
+    attempts : int, optional
+        How many times the search is tried in all.
+    backoff : float, optional
+        Seconds before the second attempt; doubled before each next one.
+
+    Returns
+    -------
+    list[dict[str, Any]]
+        The Items as dicts, their asset hrefs made absolute against each Item's own URL.
+
+    Raises
+    ------
+    CatalogError
+        If the search fails for good or after ``attempts`` tries (its ``__cause__`` is the source
+        error), or an Item points at a local file and ``allow_local_hrefs`` is False.
     """
     for attempt in range(attempts):
         try:
@@ -76,6 +106,35 @@ def harvest(
 
 def sync_window(catalog: LocalCatalog, window: Window, allow_local_hrefs: bool = False,
                 lag: pd.Timedelta = DEFAULT_LAG) -> int:
-    """Bring ``window`` into the local catalog unless already covered; returns how many Items were new."""
+    """Bring ``window`` into the local catalog unless already covered; returns how many Items were new.
+
+    ``StacSource.sync``'s work: ``harvest`` from the catalog's own ``source_url`` and ``collection``,
+    through ``LocalCatalog.sync``.
+
+    Parameters
+    ----------
+    catalog : LocalCatalog
+        The source's local catalog.
+    window : Window
+        The lon/lat bbox and time range to bring in.
+    allow_local_hrefs : bool, optional
+        Whether Items may point at local files.
+    lag : pandas.Timedelta, optional
+        The source's publication lag (``Source.lag``).
+
+    Returns
+    -------
+    int
+        How many Items were new (0 when the window was covered).
+
+    Raises
+    ------
+    CatalogError
+        As ``harvest``, or if the catalog's windows file cannot be read.
+    ItemError
+        If the API returned something that is not a STAC Item the catalog can hold.
+    StorageError
+        If the catalog folder cannot be written.
+    """
     return catalog.sync(window, lag, lambda: harvest(catalog.source_url, catalog.collection, window,
                                                      allow_local_hrefs))

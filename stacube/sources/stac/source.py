@@ -95,21 +95,65 @@ class StacSource:
     with (GTiff, which reads COGs, by default): a file of any other format is refused before a pixel
     is read, since formats such as VRT name other files, local ones included, that GDAL would follow.
     ``hosts`` (None: any) are the hosts asset URLs may name, exactly or as ``*.example.com``.
+
+    Raises
+    ------
+    SpecError
+        If ``api_url`` is not an http(s) URL or carries credentials; ``publication_lag`` is not a pandas
+        Timedelta; ``radiometry``, ``duplicates`` or ``signer`` is unknown; ``gdal_options`` is not a
+        mapping of GDAL option names or names a credential; ``drivers`` names no GDAL driver; or
+        ``hosts`` holds something that is not a host name.
+    TypeError
+        If ``drivers`` or ``hosts`` is neither a string nor a sequence (``tuple()`` refuses it).
     """
 
     api_url: str
+    """The STAC API's root URL, http or https, with no credentials in it (the spec is stored in the cube
+    and shown by ``stacube cube info``): a server that needs them finds them in ``~/.netrc``. With
+    ``collection`` it names the source's local catalog."""
     collection: str
+    """The id of the STAC collection whose Items the cube holds."""
     assets: Mapping[str, str]
-    filter: Mapping[str, Any] | None = None  # CQL2-JSON applied when searching the local catalog
-    allow_local_hrefs: bool = False  # harvested Items may not point at local files unless allowed
-    publication_lag: str = "3D"  # how long after a date the source may still publish Items for it
+    """Cube variable -> the key of the Item asset that holds it; the spec's variables exactly."""
+    filter: Mapping[str, Any] | None = None
+    """CQL2-JSON applied when searching the local catalog (``datasets.cloud_cover_below``); None: every
+    Item. The harvest itself brings in every Item of a window."""
+    allow_local_hrefs: bool = False
+    """Whether harvested Items may point at local files (a relative href is made absolute against the
+    Item's own URL first). False: an Item naming a local file fails the sync with a CatalogError, so a
+    remote catalog cannot make stacube read this machine's files."""
+    publication_lag: str = "3D"
+    """How long after a date the source may still publish Items for it (a pandas Timedelta string): a
+    window synced sooner is synced again, and a patch that recent and still empty is left unfilled."""
     radiometry: str = "raster:bands"
+    """How each Item's numbers become physical values, one of ``stacube.radiometry.POLICIES``: by
+    default the scale and offset its assets declare (``raster:bands``); ``"sentinel-2-baseline"`` and
+    ``"earth-search-l2a"`` for Sentinel-2 catalogs whose metadata is missing or wrong; ``"as-cube"``
+    where the Items hold the cube's convention already."""
     duplicates: str = "keep-all"
+    """Which of several Items of one acquisition are read, one of ``stacube.duplicates.RULES``: every
+    one (``"keep-all"``), or only the newest processing (``"newest-processing"``: Earth Search's
+    reprocessed Sentinel-2 copies)."""
     gdal_options: Mapping[str, str] | None = None
+    """GDAL configuration options set while the assets are read (``AWS_NO_SIGN_REQUEST``,
+    ``AWS_REQUEST_PAYER``, ``AWS_S3_ENDPOINT``): upper-case names, values kept as text (True and False as
+    ``"YES"`` and ``"NO"``). Never credentials: a name holding ``SECRET``, ``TOKEN`` or ``PASSWORD``, or
+    ending in ``_KEY``, is refused; set those in the environment of the process that reads. None (or
+    empty): none."""
     signer: str | None = None
+    """What signs each asset URL at read time: ``"planetary-computer"``, or ``"module:function"``
+    naming a function that takes a URL and returns it signed, imported when a backend is made.
+    None: URLs are read as the Items hold them."""
     drivers: Sequence[str] = DEFAULT_DRIVERS
+    """The GDAL drivers an asset may open with (short names; a string is one driver), kept as a tuple.
+    ``("GTiff",)``, which reads COGs, by default; a file of another format is refused before a pixel
+    is read (``NotAllowedFormat``)."""
     hosts: Sequence[str] | None = None
+    """The hosts asset URLs may name, each exactly (``example.com``, ``example.com:8080``) or as any
+    subdomain of a domain (``*.amazonaws.com``), kept as a lower-case tuple; an Item naming another host fails the
+    run with an ItemError before any download. None: any host."""
     kind: str = field(default="stac", init=False)
+    """``"stac"``: the kind's name in a stored spec (``Source.kind``); not an argument."""
 
     def __post_init__(self) -> None:
         check_lag(self.publication_lag)
@@ -131,6 +175,7 @@ class StacSource:
 
     @property
     def lag(self) -> pd.Timedelta:
+        """``publication_lag`` as a Timedelta (as ``Source.lag``)."""
         return pd.Timedelta(self.publication_lag)
 
     @property
@@ -139,24 +184,37 @@ class StacSource:
         return f"{self.kind}:{self.api_url}#{self.collection}"
 
     def host_of(self, href: str) -> str:
-        """The host a read of asset ``href`` goes to (what per-host request limits count)."""
+        """The host a read of asset ``href`` goes to (what per-host request limits count).
+
+        Parameters and returns as ``Source.host_of``."""
         return urlparse(href).hostname or "local"
 
     def sync(self, catalog: LocalCatalog, window: Window) -> int:
         """Harvest ``window`` of the collection into ``catalog`` unless covered; returns how many Items were new.
 
-        Raises CatalogError naming the API and collection when the search fails for good."""
+        Parameters, returns and errors as ``Source.sync``; the CatalogError names the API and the
+        collection when the search fails for good (after the harvest's own tries), or the Item and
+        asset when an Item points at a local file and ``allow_local_hrefs`` is False."""
         from .harvest import sync_window
 
         return sync_window(catalog, window, self.allow_local_hrefs, self.lag)
 
     def backend(self, variables: Mapping[str, Variable]) -> Backend:
-        """What reads this source's assets into ``variables`` (odc-stac and GDAL)."""
+        """What reads this source's assets into ``variables`` (odc-stac and GDAL): a ``StacBackend``.
+
+        Parameters and returns as ``Source.backend``.
+
+        Raises
+        ------
+        SpecError
+            If ``signer`` cannot be imported (for ``"planetary-computer"``: the package is missing).
+        """
         from .backend import StacBackend
 
         return StacBackend(self, variables)
 
     def to_json(self) -> dict[str, Any]:
+        """The source as the cube's stored spec keeps it (as ``Source.to_json``)."""
         return {
             "kind": self.kind,
             "api_url": self.api_url,
@@ -175,6 +233,29 @@ class StacSource:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StacSource:
+        """The source ``to_json`` wrote; fields an older stacube did not store take their defaults.
+
+        An ``api_url`` stored with credentials (by a stacube that still took them) is read without them,
+        with a warning, so that the cube still opens.
+
+        Parameters
+        ----------
+        data : Mapping[str, Any]
+            The stored source.
+
+        Returns
+        -------
+        StacSource
+            The source, checked as a new one is.
+
+        Raises
+        ------
+        KeyError
+            If ``data`` lacks ``api_url``, ``collection`` or ``assets`` (``CubeSpec.from_json`` turns it
+            into a SpecError).
+        SpecError
+            If the stored values make no valid source (see ``StacSource``).
+        """
         return cls(
             api_url=_without_credentials(data["api_url"]),
             collection=data["collection"],
