@@ -104,8 +104,8 @@ def _as_storage_error(error: Exception, arguments: dict[str, Any]) -> Exception:
 
 
 # --- parsing ------------------------------------------------------------------------------------
-def parse_time(text: str | None) -> Any:
-    """``a/b`` as a slice from a to b (inclusive, as pandas); anything else as it is."""
+def parse_time(text: str | None) -> slice | str | None:
+    """``a/b`` as a slice from a to b (inclusive, as pandas); anything else as it is (a TOI either way)."""
     if text is None:
         return None
     if "/" in text:
@@ -225,12 +225,24 @@ def catalog_sync(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time:
                  catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """Bring the Items of the cube's source over an area and period into its local catalog.
 
-    Only what the catalog does not hold yet is fetched; later loads there never ask the source.
+    Only what the catalog does not hold yet is fetched; later loads there never ask the source. What is
+    fetched is what a load of that area and period searches: the cube's chunks under the area (without
+    --bbox, the whole globe) over the time steps the period meets (without --time, every step), and for a
+    cube grouped by solar day the 12 hours either side.
 
     Example: stacube catalog sync cubes/s2 --bbox 11.9,46.9,12.1,47.1 --time 2024-05-01/2024-05-31
     """
+    from odc.geo.geom import box
+
+    from .errors import TOIError
+    from .plan import window_for
+    from .region import Region
+
     the_cube = _open(cube, catalog_dir)
-    window = _window(bbox, crs, time)
+    region = Region.of(box(*parse_bbox(bbox), crs)) if bbox else None
+    if time is not None and the_cube.spec.time is None:
+        raise TOIError(f"--time {time!r} given, but cube {the_cube.spec.name!r} has no time axis; drop --time")
+    window = window_for(the_cube.spec, region, parse_time(time))
     added = the_cube.spec.source.sync(the_cube.catalog, window)
     emit({"items_added": added, "items_held": len(the_cube.catalog), "catalog": str(the_cube.catalog.folder)},
          as_json, "catalog sync")

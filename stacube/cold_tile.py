@@ -20,11 +20,10 @@ import numpy as np
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry
 
 from .checked import read_checked
 from .grid import PatchIndex, PixelSlices, ZoneGrid
-from .read import output_geobox, pastes, tile_dataset, zones_met
+from .read import pastes, tile_dataset, zones_met
 from .spec import CubeSpec
 from .write import PatchWrite
 
@@ -39,7 +38,7 @@ def _overlap(a: slice, b: slice) -> slice | None:
 class ColdTile:
     """The Tile of one load, filled from the load's own run and then from the cube."""
 
-    def __init__(self, spec: CubeSpec, grid: ZoneGrid, dst: GeoBox, src_window: tuple[slice, slice],
+    def __init__(self, spec: CubeSpec, grid: ZoneGrid, dst: GeoBox, src_window: PixelSlices,
                  steps: Sequence[int] | None, variables: Sequence[str]):
         self.spec, self.grid, self.dst, self.variables = spec, grid, dst, list(variables)
         self.src_window = src_window  # the Tile's pixels in the zone, equal in shape to the Tile
@@ -53,12 +52,12 @@ class ColdTile:
         self.pasted: set[StepChunk] = set()
 
     @classmethod
-    def for_load(cls, spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry, steps: Sequence[int] | None,
+    def for_load(cls, spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None,
                  variables: Sequence[str]) -> ColdTile | None:
-        """The Tile to assemble while ``roi`` downloads, or None where pasting is not exact."""
+        """The Tile on the grid ``dst`` (``Region.tile_geobox``) to assemble while its patches download, or
+        None where pasting is not exact."""
         if steps is not None and not steps:
             return None
-        dst = output_geobox(spec, roi, geometry)
         met = zones_met(spec, dst)
         if len(met) != 1 or not pastes(met[0][1]) or dst[met[0][1].roi_dst].shape != dst.shape:
             return None

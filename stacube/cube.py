@@ -33,22 +33,15 @@ from .errors import (
     UnknownVariableError,
     storage_errors,
 )
-from .grid import PatchIndex, patch_id, roi_geometry
+from .grid import PatchIndex, patch_id, zone_grids
 from .layout import FILLED, SPEC_ATTR, create_layout, encode_times
 from .lazy import check_fits, lazy_tile
+from .lonlat import lonlat_footprint
 from .opened import OpenedGroup
-from .plan import (
-    Plan,
-    attach_items,
-    lonlat_footprint,
-    plan_cells,
-    plan_patches,
-    roi_record,
-    steps_with_data,
-    zone_grids,
-)
-from .read import output_geobox, read_tile
+from .plan import Plan, attach_items, plan_cells, plan_patches
+from .read import read_tile, steps_with_data
 from .redaction import redact_log_records
+from .region import Region
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner, runner_named
 from .spec import CubeSpec
@@ -61,7 +54,7 @@ from .store import (
     is_bare,
     open_repository,
 )
-from .timeaxis import select_steps
+from .timeaxis import TOI, TimeLike, select_steps
 from .write import PatchWrite
 
 if TYPE_CHECKING:
@@ -220,14 +213,14 @@ class Cube:
         out = {name: zone_dataset(session, spec, name) for name in wanted}
         return out[wanted[0]] if len(wanted) == 1 else out
 
-    def plan(self, roi: GeoBox | Geometry, toi: Any = None) -> Plan:
+    def plan(self, roi: GeoBox | Geometry | Region, toi: TOI | None = None) -> Plan:
         """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI."""
-        geometry = roi_geometry(roi)
+        region = Region.of(roi)
         root, _ = self._root()
         spec = self._spec_in(root, None)
-        return plan_patches(spec, root, geometry, select_steps(spec.time, toi))
+        return plan_patches(spec, root, region, select_steps(spec.time, toi))
 
-    def plan_cells(self, cells: Iterable[tuple[str, int, int]], toi: Any = None) -> Plan:
+    def plan_cells(self, cells: Iterable[tuple[str, int, int]], toi: TOI | None = None) -> Plan:
         """The patches of chunk cells ``(zone, row, column)`` x TOI and which the cube lacks."""
         root, _ = self._root()
         spec = self._spec_in(root, None)
@@ -240,7 +233,8 @@ class Cube:
         return runner
 
     def run(self, plan: Plan, runner: Runner | str | None = None, *, message: str | None = None,
-            metadata: dict[str, Any] | None = None, roi: Geometry | None = None, concurrency: int | None = None,
+            metadata: dict[str, Any] | None = None, roi: GeoBox | Geometry | Region | None = None,
+            concurrency: int | None = None,
             progress: bool | None = None, skip_failed: bool = False,
             on_written: Callable[[PatchIndex, PatchWrite], None] | None = None) -> RunReport:
         """Download the patches ``plan`` lacks (``plan.missing``) as ONE run: one commit, or none if a patch fails.
@@ -249,13 +243,13 @@ class Cube:
         ``runner`` is a Runner, or a name (``runner_named``: "local", the default, or "prefect", which runs
         the run as a ``stacube-download`` flow run); ``concurrency``, ``progress`` and ``skip_failed`` set
         up a named runner. ``message`` is the commit message; ``metadata`` goes into the commit's metadata
-        (and the report's) beside the run's own record, with ``roi`` (a Geometry) kept as lon/lat GeoJSON
+        (and the report's) beside the run's own record, with ``roi`` (an ROI or Region) kept as lon/lat GeoJSON
         for ``rois``. ``on_written`` (runners in this process only) hears each patch's values as written.
 
         Raises PatchReadError when a patch fails for good (nothing is committed) unless ``skip_failed``,
         ItemError for an Item a read cannot use, StacubeError subclasses for storage failures."""
         runner = self._runner(runner, concurrency, progress, skip_failed)
-        context = {**({"roi": roi_record(roi)} if roi is not None else {}), **(metadata or {})}
+        context = {**({"roi": Region.of(roi).record()} if roi is not None else {}), **(metadata or {})}
 
         def execute(runner: Runner, hosted: dict[str, Any]) -> RunReport:
             patches = attach_items(self.spec, self.catalog, plan.missing)
@@ -288,7 +282,7 @@ class Cube:
                     break
         return found
 
-    def download(self, aoi: GeoBox | Geometry, toi: Any = None, *, concurrency: int | None = None,
+    def download(self, aoi: GeoBox | Geometry, toi: TOI | None = None, *, concurrency: int | None = None,
                  runner: Runner | str | None = None, progress: bool | None = None,
                  message: str | None = None, skip_failed: bool = False) -> RunReport:
         """Fill every patch under AOI x TOI that the cube lacks, as one snapshot; returns what was done.
@@ -299,10 +293,11 @@ class Cube:
         then the others are committed, and the failures are listed in ``report.patches_failed`` and left
         unfilled for the next run.
         """
-        return self.run(self.plan(aoi, toi), runner, message=message, roi=roi_geometry(aoi), concurrency=concurrency,
+        region = Region.of(aoi)  # checked once, for the plan and the run's record
+        return self.run(self.plan(region, toi), runner, message=message, roi=region, concurrency=concurrency,
                         progress=progress, skip_failed=skip_failed)
 
-    def load_many(self, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
+    def load_many(self, rois: Iterable[GeoBox | Geometry], toi: TOI | None = None, *,
                   variables: str | Sequence[str] | None = None, concurrency: int | None = None,
                   progress: bool | None = None, offline: bool = False) -> Iterator[xr.Dataset]:
         """The Tiles of many ROIs, in the order given, from one download run (one commit) of the union
@@ -312,7 +307,7 @@ class Cube:
         return load_many(self, rois, toi, variables=variables, concurrency=concurrency, progress=progress,
                          offline=offline)
 
-    def load(self, roi: GeoBox | Geometry, toi: Any = None, *, variables: str | Sequence[str] | None = None,
+    def load(self, roi: GeoBox | Geometry, toi: TOI | None = None, *, variables: str | Sequence[str] | None = None,
              offline: bool = False, at: str | None = None, concurrency: int | None = None,
              runner: Runner | str | None = None, progress: bool | None = None,
              empty_steps: bool = False, area: GeoBox | Geometry | None = None,
@@ -332,20 +327,21 @@ class Cube:
         counted as missing or decide which steps hold data; the rest of the Tile is what the cube holds.
         """
         names = self._variables(variables)
-        geometry = roi_geometry(roi)
-        wanted = roi_geometry(area) if area is not None else geometry
+        region = Region.of(roi)  # the Tile's grid
+        wanted = Region.of(area) if area is not None else region  # what is planned, counted missing and recorded
         root, snapshot = self._root(at)
         spec = self._spec_in(root, at)
         steps = select_steps(spec.time, toi)
         plan = plan_patches(spec, root, wanted, steps)
+        dst = region.tile_geobox(zone_grids(spec))
         if chunks is None:
-            check_fits(spec, output_geobox(spec, roi, geometry), steps, names)
+            check_fits(spec, dst, steps, names)
         report, fresh = None, None
         if plan.missing and not offline and at is None:
             chosen = self._runner(runner, concurrency, progress)
             # A run in this process pastes what it writes straight into the Tile (no read-back).
             if isinstance(chosen, LocalRunner) and chunks is None:
-                fresh = ColdTile.for_load(spec, roi, geometry, steps, names)
+                fresh = ColdTile.for_load(spec, dst, steps, names)
             report = self.run(plan, chosen, roi=wanted, on_written=fresh.paste if fresh else None)
             root, snapshot = self._root()
             pending = set(report.patches_pending)
@@ -354,12 +350,12 @@ class Cube:
             with_data = steps_with_data(root, names, plan.patches)
             steps = [step for step in steps if step in with_data]
         if chunks is not None:
-            tile = lazy_tile(spec, root.store.session, output_geobox(spec, roi, geometry), steps, names, chunks)
+            tile = lazy_tile(spec, root.store.session, dst, steps, names, chunks)
         elif fresh is not None:
             theirs = set(report.patches_kept_from_other_run)
             tile = fresh.finish(root, steps, stale=[p for p in plan.patches if p.id in theirs])
         else:
-            tile = read_tile(spec, root, roi, geometry, steps, names)
+            tile = read_tile(spec, root, dst, steps, names)
         tile.attrs["stacube_cube"] = self.url
         tile.attrs["stacube_snapshot"] = snapshot
         tile.attrs["missing_patches"] = [p.id for p in plan.missing]
@@ -373,7 +369,7 @@ class Cube:
             tile.attrs["stacube_run"] = report.run_id
         return tile
 
-    def extend_time(self, until: Any) -> str | None:
+    def extend_time(self, until: TimeLike) -> str | None:
         """Grow the time axis at its end so that it reaches ``until`` (anything pandas reads as a time).
 
         Nothing already in the cube is rewritten: the arrays grow along time and the new steps start
@@ -441,10 +437,13 @@ class Cube:
             if not cells:
                 continue
             stamps = filled.get_coordinate_selection(tuple(np.array(cells).T))
+            footprints: dict[tuple[int, int], Any] = {}  # a chunk's outline once, not once per time step
             for cell, stamp in zip(cells, stamps.tolist(), strict=True):
                 step, (iy, ix) = (cell[0], cell[1:]) if spec.time is not None else (None, cell)
                 when = spec.time[step] if step is not None else None
                 run = runs.get(abs(stamp), {})
+                if (iy, ix) not in footprints:
+                    footprints[iy, ix] = lonlat_footprint(grid.chunk_geobox(iy, ix).extent)
                 rows.append({
                     "id": patch_id(grid.name, iy, ix, when),
                     "zone": grid.name,
@@ -452,7 +451,7 @@ class Cube:
                     "has_data": stamp > 0,
                     "snapshot": run.get("snapshot"),
                     "run_id": run.get("run_id"),
-                    "geometry": lonlat_footprint(grid.chunk_geobox(iy, ix).extent),
+                    "geometry": footprints[iy, ix],
                 })
         columns = ["id", "zone", "time", "has_data", "snapshot", "run_id", "geometry"]
         frame = pd.DataFrame(rows, columns=columns).sort_values(["zone", "time", "id"], ignore_index=True)

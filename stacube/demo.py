@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from . import Cube, CubeSpec, StacSource, Variable
-from .catalog import Window
 from .cli_tables import print_table
 from .pictures import quicklook, save_figure, save_map
+from .plan import window_for
+from .region import Region
 from .run import RunReport
 from .testing.generate import SampleLayout, generate_sample
 from .testing.servers import serve_sample
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         print(cube)
         roi = layout.extent_geobox()[200:1400, 300:1500]  # 1200 x 1200 px over 9 source tiles
 
-        added = spec.source.sync(cube.catalog, Window(tuple(roi.extent.to_crs("EPSG:4326").boundingbox)))
+        added = spec.source.sync(cube.catalog, window_for(spec, Region.of(roi)))  # what the load will search
         print(f"catalog sync: {added} Items into {cube.catalog.folder}")
         started = time.perf_counter()
         cold = cube.load(roi)

@@ -1,17 +1,22 @@
-"""Zone grids cut into chunk-aligned patches; find the patches under an ROI without enumerating the grid."""
+"""Zone grids cut into chunk-aligned patches; find the patches under an ROI without enumerating the grid.
+
+The grid owns a cube's geometry: ``zone_grids`` are the spec's zones in spec order, each a ``ZoneGrid``
+whose chunk arithmetic is odc-geo's ``GeoboxTiles``; finding the chunks under an ROI (``chunks_under``)
+is stacube's own, right at the poles and across 180 degrees.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import shapely
-from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry
+from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geom import BoundingBox, Geometry
 
 from .errors import ROIError
 from .lonlat import in_zone, too_big_to_project
@@ -60,35 +65,52 @@ PixelSlices = tuple[slice, slice]
 
 @dataclass(frozen=True)
 class ZoneGrid:
-    """One zone of a cube: its GeoBox cut into chunks of ``chunks`` = (ny, nx) pixels."""
+    """One zone of a cube: its GeoBox cut into chunks of ``chunks`` = (ny, nx) pixels.
+
+    The chunk arithmetic (counts, a chunk's pixels and GeoBox, the chunks under a window) is odc-geo's
+    ``GeoboxTiles`` (``tiles``); which chunks an ROI meets (``chunks_under``) is stacube's own.
+    """
 
     name: str
     geobox: GeoBox
     chunks: tuple[int, int]
+    tiles: GeoboxTiles = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiles", GeoboxTiles(self.geobox, tuple(self.chunks)))
 
     @property
     def chunk_counts(self) -> tuple[int, int]:
-        ny, nx = self.geobox.shape
-        return math.ceil(ny / self.chunks[0]), math.ceil(nx / self.chunks[1])
+        """How many chunks the zone has along y and x (edge chunks may be partial)."""
+        ny, nx = self.tiles.shape.yx
+        return ny, nx
 
-    def chunk_slices(self, iy: int, ix: int) -> tuple[slice, slice]:
-        ny, nx = self.geobox.shape
-        cy, cx = self.chunks
-        return slice(iy * cy, min((iy + 1) * cy, ny)), slice(ix * cx, min((ix + 1) * cx, nx))
+    def _check(self, iy: int, ix: int) -> None:
+        # GeoboxTiles reads a negative index from the end, as Python does: chunk -1 would silently be
+        # the last row (and a write would land there). A chunk index is never negative.
+        if iy < 0 or ix < 0:
+            raise IndexError(f"chunk ({iy}, {ix}) of zone {self.name!r}: chunk indices are never negative")
+
+    def chunk_slices(self, iy: int, ix: int) -> PixelSlices:
+        """The zone pixels of chunk (iy, ix); IndexError outside the zone."""
+        self._check(iy, ix)
+        return self.tiles.roi[iy, ix]
 
     def chunk_geobox(self, iy: int, ix: int) -> GeoBox:
-        return self.geobox[self.chunk_slices(iy, ix)]
+        """The GeoBox of chunk (iy, ix); IndexError outside the zone."""
+        self._check(iy, ix)
+        return self.tiles[iy, ix]
 
     def local_roi(self, roi: Geometry) -> Geometry | None:
         """``roi`` in this zone's CRS, or None where it does not meet the zone (see ``shape_in_zone``)."""
         return shape_in_zone(roi, self.geobox)
 
-    def pixel_window(self, roi: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
+    def pixel_window(self, roi: Geometry, pad: int = 0) -> PixelSlices | None:
         """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
         local = self.local_roi(roi)
         return None if local is None else self._window_of(local, pad)
 
-    def _window_of(self, local: Geometry, pad: int = 0) -> tuple[slice, slice] | None:
+    def _window_of(self, local: Geometry, pad: int = 0) -> PixelSlices | None:
         """``pixel_window`` of a shape already in this zone's CRS (``local_roi``'s)."""
         overlap = self.geobox.extent.intersection(local)
         x0, y0, x1, y1 = overlap.boundingbox
@@ -104,7 +126,10 @@ class ZoneGrid:
         return slice(r0, r1), slice(c0, c1)
 
     def chunks_under(self, roi: Geometry) -> Iterator[tuple[int, int]]:
-        """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone."""
+        """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone.
+
+        Not ``GeoboxTiles.tiles``: that one cannot project the globe or a polar cap into a zone, finds
+        no chunk for a point on a pixel edge, and counts an areal ROI that only shares an edge."""
         local = self.local_roi(roi)
         window = None if local is None else self._window_of(local)  # not pixel_window: local_roi once
         if window is None:
@@ -113,13 +138,53 @@ class ZoneGrid:
             if _meets(self.chunk_geobox(iy, ix).extent, local):
                 yield iy, ix
 
-    def chunks_in(self, window: tuple[slice, slice]) -> Iterator[tuple[int, int]]:
-        """Chunk indices (iy, ix) that hold some pixel of ``window`` (rows, columns of this zone)."""
+    def chunks_in(self, window: PixelSlices) -> Iterator[tuple[int, int]]:
+        """Chunk indices (iy, ix) that hold some pixel of ``window`` (rows, columns of this zone; not empty)."""
         rows, cols = window
-        cy, cx = self.chunks
-        for iy in range(rows.start // cy, (rows.stop - 1) // cy + 1):
-            for ix in range(cols.start // cx, (cols.stop - 1) // cx + 1):
+        ys, xs = self.tiles.range_from_bbox(BoundingBox(cols.start, rows.start, cols.stop, rows.stop))  # pixel space
+        for iy in ys:
+            for ix in xs:
                 yield iy, ix
+
+    def cells_under_boxes(self, bounds: np.ndarray) -> Iterator[tuple[int, int, int]]:
+        """(row of ``bounds``, iy, ix) for every chunk under each box of ``bounds`` (n x 4: minx, miny, maxx,
+        maxy in this zone's CRS; non-finite rows are skipped): vectorised over hundreds of thousands of boxes."""
+        inverse = ~self.geobox.transform
+        cols_a, rows_a = inverse * (bounds[:, 0], bounds[:, 1])
+        cols_b, rows_b = inverse * (bounds[:, 2], bounds[:, 3])
+        r0, r1 = np.minimum(rows_a, rows_b), np.maximum(rows_a, rows_b)
+        c0, c1 = np.minimum(cols_a, cols_b), np.maximum(cols_a, cols_b)
+        ny, nx = self.geobox.shape
+        inside = np.isfinite(r0) & (r1 > 0) & (r0 < ny) & (c1 > 0) & (c0 < nx)
+        cy, cx = self.chunks
+        counts_y, counts_x = self.chunk_counts
+        for i in np.flatnonzero(inside):
+            rows = range(max(0, math.floor(r0[i] / cy)), min(counts_y - 1, math.ceil(r1[i] / cy) - 1) + 1)
+            columns = range(max(0, math.floor(c0[i] / cx)), min(counts_x - 1, math.ceil(c1[i] / cx) - 1) + 1)
+            for iy in rows:
+                for ix in columns:
+                    yield int(i), iy, ix
+
+
+class Zoned(Protocol):
+    """What ``zone_grids`` reads of a cube's spec (``CubeSpec`` is one; the spec sits above the grid)."""
+
+    @property
+    def zones(self) -> Mapping[str, GeoBox]: ...
+
+    @property
+    def chunks(self) -> tuple[int, int]: ...
+
+
+def zone_grids(spec: Zoned) -> list[ZoneGrid]:
+    """The cube's zones as grids, in spec order. The order matters: a Geometry ROI's Tile is on the first
+    zone it meets (``Region.tile_geobox``), and zones fill a Tile in it (``read.zones_met``). Never sort them."""
+    return [ZoneGrid(name, geobox, spec.chunks) for name, geobox in spec.zones.items()]
+
+
+def zone_grid(spec: Zoned, zone: str) -> ZoneGrid:
+    """One zone of the cube as a grid (KeyError for a zone the spec does not have)."""
+    return ZoneGrid(zone, spec.zones[zone], spec.chunks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ snapshot once the run has committed, as ``load`` reads.
 
 Memory: the Tiles held for ROIs not yet yielded never take more than ``hold_bytes`` together (or one
 Tile, when a single Tile is larger), on top of the run's patches in flight (about ``concurrency``
-patches) and a few hundred bytes of bookkeeping per ROI (its geometry and patch ids). Tiles already
+patches) and a few hundred bytes of bookkeeping per ROI (its ROI, Tile grid and patch ids). Tiles already
 yielded are the caller's: nothing here keeps them.
 """
 
@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import LoadCancelled, ROIError, storage_errors
-from .grid import PatchIndex, roi_geometry
+from .grid import PatchIndex
+from .region import Region
 from .runners import LocalRunner
-from .timeaxis import utc_now
+from .timeaxis import TOI, utc_now
 
 if TYPE_CHECKING:
     import icechunk
@@ -76,7 +77,7 @@ class Cube(Protocol):
 HOLD_BYTES = 256 * 2**20  # Tiles held for ROIs not yet yielded, at most (or one Tile larger than that)
 
 
-def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
+def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = None, *,
               variables: str | Sequence[str] | None = None, concurrency: int | None = None,
               progress: bool | None = None, offline: bool = False, hold_bytes: int = HOLD_BYTES,
               retries: int = 3, extra_metadata: dict[str, Any] | None = None,
@@ -109,8 +110,8 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: Any = None, *,
 
 @dataclass(eq=False)
 class _Roi:
-    roi: Any  # the GeoBox or Geometry given
-    geometry: Any  # its footprint (odc Geometry)
+    region: Region | None  # the ROI given, checked (None once its Tile is yielded)
+    dst: GeoBox | None  # its Tile's grid (None once its Tile is yielded)
     patches: tuple[str, ...]  # ids of the patches planned under it
     nbytes: int  # its Tile's size
     fresh: ColdTile | None = None  # its Tile, held while the run pastes into it
@@ -127,12 +128,12 @@ class TileStream(Iterator["xr.Dataset"]):
     run's RunReport once it has committed; ``held_peak`` is the most bytes of Tiles held at once, and
     ``read_after_commit`` counts the Tiles of a run read from its commit rather than pasted as it wrote."""
 
-    def __init__(self, cube: Cube, rois: list, toi: Any, *, variables: str | Sequence[str] | None,
+    def __init__(self, cube: Cube, rois: list, toi: TOI | None, *, variables: str | Sequence[str] | None,
                  concurrency: int | None, progress: bool | None, offline: bool, hold_bytes: int, retries: int,
                  extra_metadata: dict[str, Any] | None, on_patch: Callable[[int, int], None] | None):
+        from .grid import zone_grids
         from .lazy import check_fits
-        from .plan import iter_patches, plan_patches, unfilled
-        from .read import output_geobox
+        from .plan import iter_patches, outside_every_zone, unfilled
         from .timeaxis import select_steps
 
         self.cube = cube
@@ -147,23 +148,24 @@ class TileStream(Iterator["xr.Dataset"]):
         itemsize = sum(spec.variables[n].numpy_dtype.itemsize for n in self.names)
         layers = len(self.steps) if self.steps is not None else 1
         largest = None
+        grids = zone_grids(spec)
         for index, roi in enumerate(rois):
             try:
-                geometry = roi_geometry(roi)
+                region = Region.of(roi)
                 ids = []
-                for patch in iter_patches(spec, geometry, self.steps):
+                for patch in iter_patches(spec, region, self.steps):
                     self.union.setdefault(patch.id, patch)
                     self.needers.setdefault(patch.id, []).append(index)
                     ids.append(patch.id)
                 if not ids:
-                    plan_patches(spec, root, geometry, self.steps)  # raises the ROIError naming the cube's zones
-                dst = output_geobox(spec, roi, geometry)
+                    raise outside_every_zone(spec, region)
+                dst = region.tile_geobox(grids)
             except ROIError as err:
                 raise ROIError(f"ROI {index} (of {len(rois)}): {err}") from None
             nbytes = dst.shape.y * dst.shape.x * layers * itemsize
             if largest is None or nbytes > largest[0]:
                 largest = (nbytes, dst)
-            self.records.append(_Roi(roi, geometry, tuple(dict.fromkeys(ids)), nbytes))
+            self.records.append(_Roi(region, dst, tuple(dict.fromkeys(ids)), nbytes))
         if largest is not None:
             check_fits(spec, largest[1], self.steps, self.names)
         self.missing = unfilled(root, list(self.union.values()))
@@ -225,11 +227,11 @@ class TileStream(Iterator["xr.Dataset"]):
     def _read(self, root: zarr.Group, rec: _Roi) -> xr.Dataset:
         from .read import read_tile
 
-        return read_tile(self.spec, root, rec.roi, rec.geometry, self._kept(root, rec), self.names)
+        return read_tile(self.spec, root, rec.dst, self._kept(root, rec), self.names)
 
     def _kept(self, root: zarr.Group, rec: _Roi) -> list[int] | None:
         """The ROI's steps that a Tile shows, read from ``root`` (``load``'s rule: steps no Item fed are left out)."""
-        from .plan import steps_with_data
+        from .read import steps_with_data
 
         if self.steps is None:
             return None
@@ -264,7 +266,7 @@ class TileStream(Iterator["xr.Dataset"]):
                     if rec.fresh is not None:
                         rec.fresh = None
                         self.held -= rec.nbytes
-                rec.roi = rec.geometry = None  # nothing of a yielded ROI is kept but its patch ids
+                rec.region = rec.dst = None  # nothing of a yielded ROI is kept but its patch ids
                 yield tile
             thread.join()
             if self._error is not None:
@@ -283,12 +285,12 @@ class TileStream(Iterator["xr.Dataset"]):
 
     def _run(self) -> None:
         """The run, on its own thread: Items, then ``execute_run`` of the union's missing patches."""
-        from .plan import attach_items, roi_record
+        from .plan import attach_items
         from .run import execute_run
         from .store import commit_lock
 
         try:
-            metadata = {"roi": roi_record(self._union_shape()),
+            metadata = {"roi": Region.of(self._union_shape()).record(),
                         "load_many": {"rois": len(self.records), "patches": self.patches,
                                       "patches_missing": self.patches_missing},
                         **(self.extra_metadata or {})}
@@ -317,10 +319,10 @@ class TileStream(Iterator["xr.Dataset"]):
                 self._lock.notify_all()
 
     def _union_shape(self) -> Geometry:
-        """The ROIs' union, for the commit's ``roi`` record (``roi_record`` keeps it to 256 points)."""
+        """The ROIs' union, for the commit's ``roi`` record (``Region.record`` keeps it to 256 points)."""
         from odc.geo.geom import unary_union
 
-        shapes = [rec.geometry for rec in self.records]
+        shapes = [rec.region.geometry for rec in self.records]
         crs = shapes[0].crs
         if any(shape.crs != crs for shape in shapes):
             shapes = [shape.to_crs("EPSG:4326") for shape in shapes]
@@ -359,9 +361,9 @@ class TileStream(Iterator["xr.Dataset"]):
             if self._frontier > self._head and self.held + rec.nbytes > self.hold_bytes:
                 break
             self._frontier += 1
-            if rec.cold or rec.geometry is None:
+            if rec.cold or rec.dst is None:
                 continue
-            fresh = ColdTile.for_load(self.spec, rec.roi, rec.geometry, self.steps, self.names)
+            fresh = ColdTile.for_load(self.spec, rec.dst, self.steps, self.names)
             if fresh is None:  # not on a zone's grid (resampled, or over zones): read after the commit
                 continue
             zone, steps = fresh.grid.name, self.steps if self.steps is not None else [None]
@@ -418,7 +420,7 @@ class TileStream(Iterator["xr.Dataset"]):
 
     def _before_commit(self, rec: _Roi) -> xr.Dataset:
         """A held Tile whose patches are all in: the rest of it is what the cube held before the run."""
-        from .plan import steps_with_data
+        from .read import steps_with_data
 
         kept = None
         if self.steps is not None:
@@ -546,7 +548,7 @@ def write_one(tile: xr.Dataset, out: Path, name: str) -> list[Path]:
     return [out / name]
 
 
-def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: Any = None, *,
+def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | None = None, *,
                 variables: str | Sequence[str] | None = None, id_column: str | None = None,
                 resolution: float | None = None, concurrency: int | None = None, progress: bool | None = None,
                 offline: bool = False, retries: int = 3, extra_metadata: dict[str, Any] | None = None,

@@ -1,11 +1,14 @@
-"""Plan a run: ROI x TOI -> patches -> minus the filled ones -> each with the catalog Items that feed it."""
+"""Plan a run: ROI x TOI -> patches -> minus the filled ones -> each with the catalog Items that feed it.
+
+``window_for`` (and ``patch_window`` under it) is the one route from an ROI x TOI, or from patches, to the
+catalog ``Window`` a load searches: the CLI's ``catalog sync``, the sync flow and planning all take it, and
+it is the one place a solar-day cube's window gets its 12 h either side.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,15 +23,12 @@ from .alignment import declared_crs
 from .catalog import LocalCatalog, Window
 from .duplicates import drop_duplicates
 from .errors import ROIError
-from .grid import PatchIndex, ZoneGrid, shape_in_zone
+from .grid import PatchIndex, shape_in_zone, zone_grids
 from .layout import FILLED, chunk_exists
-from .lonlat import lonlat_bounds, lonlat_footprint
+from .lonlat import lonlat_bounds
+from .region import Region
 from .spec import CubeSpec
-from .timeaxis import HalfOpenInterval, naive_utc, step_range
-
-
-def zone_grids(spec: CubeSpec) -> list[ZoneGrid]:
-    return [ZoneGrid(name, geobox, spec.chunks) for name, geobox in spec.zones.items()]
+from .timeaxis import TOI, HalfOpenInterval, naive_utc, select_steps, step_range
 
 
 @dataclass
@@ -45,24 +45,28 @@ def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None
     return [(s, step_range(spec.time, s)) for s in steps]
 
 
-def iter_patches(spec: CubeSpec, roi: Geometry, steps: Sequence[int] | None) -> Iterator[PatchIndex]:
+def iter_patches(spec: CubeSpec, region: Region, steps: Sequence[int] | None) -> Iterator[PatchIndex]:
     """Every patch under ROI x TOI; a generator bounded by the ROI, never the whole grid."""
     for grid in zone_grids(spec):
-        boxes = {(iy, ix): grid.chunk_geobox(iy, ix) for iy, ix in grid.chunks_under(roi)}  # once, not per step
+        boxes = {(iy, ix): grid.chunk_geobox(iy, ix) for iy, ix in grid.chunks_under(region.geometry)}  # once
         for step, period in _steps(spec, steps):
             for (iy, ix), box in boxes.items():
                 yield PatchIndex(grid.name, iy, ix, box, step, period)
 
 
-def plan_patches(spec: CubeSpec, root: zarr.Group, roi: Geometry, steps: Sequence[int] | None) -> Plan:
+def outside_every_zone(spec: CubeSpec, region: Region) -> ROIError:
+    """The error for an ROI under no patch of the cube, naming the cube's zones."""
+    roi = region.geometry
+    extents = {name: tuple(round(v, 3) for v in g.extent.boundingbox) for name, g in spec.zones.items()}
+    return ROIError(f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every "
+                    f"zone of cube {spec.name!r}: {extents}")
+
+
+def plan_patches(spec: CubeSpec, root: zarr.Group, region: Region, steps: Sequence[int] | None) -> Plan:
     """The patches under the ROI x TOI and those not yet filled, read from the cube's own record."""
-    plan = Plan(patches=list(iter_patches(spec, roi, steps)))
+    plan = Plan(patches=list(iter_patches(spec, region, steps)))
     if not plan.patches:
-        extents = {name: tuple(round(v, 3) for v in g.extent.boundingbox) for name, g in spec.zones.items()}
-        raise ROIError(
-            f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every zone "
-            f"of cube {spec.name!r}: {extents}"
-        )
+        raise outside_every_zone(spec, region)
     plan.missing = unfilled(root, plan.patches)
     return plan
 
@@ -91,11 +95,6 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
     return plan
 
 
-def _initialized(root: zarr.Group, zone: str, array: str, patch: PatchIndex) -> bool:
-    """Whether the patch's chunk of ``array`` exists (see ``layout.chunk_exists``)."""
-    return chunk_exists(root.store.session, f"/{zone}/{array}", patch.cell)
-
-
 def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
     """The ``patches`` that the filled record under ``root`` does not hold yet (its chunk was never written).
     One session and one path per zone for all of them: at tens of thousands of patches a year, building
@@ -112,32 +111,31 @@ def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex
     return missing
 
 
-def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequence[PatchIndex]) -> set[int]:
-    """The time steps of ``patches`` that a Tile should show: a patch holds pixels of some variable,
-    or is not filled yet. A step whose patches all came out empty (no Item fed them: no acquisition
-    that day) is dropped."""
-    keep: set[int] = set()
-    for patch in patches:
-        if patch.time_index in keep:
-            continue
-        if not _initialized(root, patch.zone, FILLED, patch) or any(
-                _initialized(root, patch.zone, name, patch) for name in variables):
-            keep.add(patch.time_index)
-    return keep
+SOLAR_SLACK = pd.Timedelta(hours=12)
+"""How far a solar day reaches past its UTC day (a UTC day shifted by up to 12 h either way)."""
+_WORLD = (-180.0, -90.0, 180.0, 90.0)
 
 
-def roi_record(roi: Geometry, max_points: int = 256) -> dict[str, Any]:
-    """An ROI as lon/lat GeoJSON to keep in a commit's metadata (what ``Cube.rois`` and the state picture
-    show): its outline to a micro-degree, or its convex hull when the outline is long."""
-    shape = lonlat_footprint(roi)
-    if shapely.get_num_coordinates(shape) > max_points:
-        shape = shape.convex_hull
-    return json.loads(shapely.to_geojson(shapely.set_precision(shape, 1e-6)))
+def _window(spec: CubeSpec, bbox: tuple[float, float, float, float],
+            periods: Iterable[HalfOpenInterval | None]) -> Window:
+    """A Window over ``bbox`` and the span of the steps' ``periods``, and, for ``group_by="solar_day"``,
+    the 12 h either side that an Item of those solar days may lie in UTC. The ONE place the slack is added:
+    without it a patch of a solar day would be filled without the Items whose UTC day is the next or the
+    one before (a pass at 23:00 UTC at 180 degrees) and recorded as filled for good."""
+    spans = [period for period in periods if period is not None]
+    if not spans:
+        return Window(bbox)
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    if spec.group_by == "solar_day":
+        start, end = start - SOLAR_SLACK, end + SOLAR_SLACK
+    return Window(bbox, start, end)
 
 
-def search_window(patches: Sequence[PatchIndex]) -> Window:
-    """One lon/lat bbox and time range around the patches: what the catalog must hold for them."""
-    bounds = np.array([lonlat_bounds(p.geobox.extent) for p in patches])
+def patch_window(spec: CubeSpec, patches: Sequence[PatchIndex]) -> Window:
+    """What the catalog must hold for ``patches``: one lon/lat bbox around their chunks (each chunk's bounds
+    once, whatever the steps), the span of their steps, and the solar-day slack (``_window``)."""
+    chunks = {(p.zone, p.iy, p.ix): p.geobox for p in patches}
+    bounds = np.array([lonlat_bounds(box.extent) for box in chunks.values()])
     pad = 1e-6
     bbox = (
         max(float(bounds[:, 0].min()) - pad, -180.0),
@@ -145,10 +143,22 @@ def search_window(patches: Sequence[PatchIndex]) -> Window:
         min(float(bounds[:, 2].max()) + pad, 180.0),
         min(float(bounds[:, 3].max()) + pad, 90.0),
     )
-    periods = [p.time_range for p in patches if p.time_range is not None]
-    if not periods:
-        return Window(bbox)
-    return Window(bbox, min(s for s, _ in periods), max(e for _, e in periods))
+    return _window(spec, bbox, {p.time_range for p in patches})
+
+
+def window_for(spec: CubeSpec, region: Region | None, toi: TOI | None = None) -> Window:
+    """The catalog window a load of ``region`` x ``toi`` searches: ``patch_window`` of the patches under them.
+
+    ``region`` None is the whole globe over the TOI's steps (no patch is listed: that would enumerate the
+    grid). A TOI on a cube without a time axis is a TOIError, an ROI under no patch an ROIError, as for a load.
+    """
+    steps = select_steps(spec.time, toi)
+    if region is None:
+        return _window(spec, _WORLD, (period for _, period in _steps(spec, steps)))
+    patches = list(iter_patches(spec, region, steps))
+    if not patches:
+        raise outside_every_zone(spec, region)
+    return patch_window(spec, patches)
 
 
 def _footprints_in(zone: GeoBox, items: Sequence[pystac.Item]) -> list[shapely.Geometry]:
@@ -172,10 +182,7 @@ def attach_items(
     """
     if not patches:
         return []
-    window = search_window(patches)
-    if spec.group_by == "solar_day" and window.start is not None:
-        # a solar day is a UTC day shifted by up to 12 h either way: ask for the days around it too
-        window = Window(window.bbox, window.start - SOLAR_SLACK, window.end + SOLAR_SLACK)
+    window = patch_window(spec, patches)  # with a solar-day cube's slack
     if sync:
         spec.source.sync(catalog, window)
     items = catalog.search(bbox=window.bbox, datetime=window.datetime_query(), filter=spec.source.filter)
@@ -202,9 +209,6 @@ def attach_items(
         kept, superseded = drop_duplicates(chosen, spec.source.duplicates)
         out.append(patch.with_items(tuple(kept), tuple(superseded)))
     return out
-
-
-SOLAR_SLACK = pd.Timedelta(hours=12)
 
 
 def native_crs(item: pystac.Item, assets: Sequence[str] = ()) -> CRS | None:

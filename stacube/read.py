@@ -21,30 +21,17 @@ import numpy as np
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry
 from odc.geo.overlap import ReprojectInfo, compute_reproject_roi
 from odc.geo.roi import roi_is_empty
 from odc.geo.warp import rio_reproject
 
 from .checked import read_checked
-from .grid import PixelSlices, ZoneGrid
-from .layout import chunk_exists
-from .plan import zone_grids
+from .grid import PatchIndex, PixelSlices, ZoneGrid, zone_grids
+from .layout import FILLED, chunk_exists
 from .small_read import ShardIndexes, read_windows
 from .spec import CubeSpec
 from .tile import tile_dataset, variable_attrs  # noqa: F401 - variable_attrs: lazy.py's, from here
 from .variables import Variable, valid_mask
-
-
-def output_geobox(spec: CubeSpec, roi: GeoBox | Geometry, geometry: Geometry) -> GeoBox:
-    """The Tile's grid: the ROI GeoBox itself, or for a Geometry the native window of the first zone it meets."""
-    if isinstance(roi, GeoBox):
-        return roi
-    for grid in zone_grids(spec):
-        window = grid.pixel_window(geometry)
-        if window is not None:
-            return grid.geobox[window]
-    raise AssertionError("planning guarantees the ROI meets a zone")
 
 
 def zones_met(spec: CubeSpec, dst: GeoBox) -> list[tuple[ZoneGrid, ReprojectInfo]]:
@@ -81,6 +68,19 @@ def reproject_values(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Var
     return out.astype(bool) if is_bool else out
 
 
+def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequence[PatchIndex]) -> set[int]:
+    """The time steps of ``patches`` that a Tile should show: a patch holds pixels of some variable,
+    or is not filled yet. A step whose patches all came out empty (no Item fed them: no acquisition
+    that day) is dropped."""
+    session = root.store.session
+    keep: set[int] = set()
+    for patch in patches:
+        if patch.time_index in keep:
+            continue
+        if not chunk_exists(session, f"/{patch.zone}/{FILLED}", patch.cell) or any(
+                chunk_exists(session, f"/{patch.zone}/{name}", patch.cell) for name in variables):
+            keep.add(patch.time_index)
+    return keep
 
 
 def _held(root: zarr.Group, grid: ZoneGrid, window: PixelSlices, steps: Sequence[int] | None,
@@ -175,16 +175,14 @@ def _pixels(selection: tuple) -> int:
 def read_tile(
     spec: CubeSpec,
     root: zarr.Group,
-    roi: GeoBox | Geometry,
-    geometry: Geometry,
+    dst: GeoBox,
     steps: Sequence[int] | None,
     variables: Sequence[str],
 ) -> xr.Dataset:
-    """The Tile for ``roi`` from the zone groups under ``root`` (a session's store).
+    """The Tile on the grid ``dst`` (``Region.tile_geobox``) from the zone groups under ``root`` (a session's store).
 
     Each zone is read only where it can still add something: over the chunks it holds data in, and,
     after the first zone, over the window of pixels the zones before it left empty."""
-    dst = output_geobox(spec, roi, geometry)
     lead = (len(steps),) if steps is not None else ()
     whole = (slice(0, dst.shape.y), slice(0, dst.shape.x))
     out: dict[str, np.ndarray] = {}

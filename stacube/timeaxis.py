@@ -8,7 +8,7 @@ period meets [start of its first bound, end of its last bound], the way pandas r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, overload
 
@@ -21,6 +21,11 @@ ClosedInterval = tuple[pd.Timestamp, pd.Timestamp]
 """A span of time with both ends inclusive (a TOI's pieces)."""
 HalfOpenInterval = tuple[pd.Timestamp, pd.Timestamp]
 """A span of time [start, end): a time step's own span (``step_range``)."""
+TimeLike = str | date | datetime | pd.Timestamp | np.datetime64
+"""One time: an ISO string (a partial date stands for its whole period), a date, a datetime or a timestamp."""
+TOI = TimeLike | slice | Sequence[TimeLike] | pd.DatetimeIndex
+"""A time of interest: anything pandas indexes time with (one time, a slice of times, a list of them or a
+``DatetimeIndex``). Where a TOI is optional, None means every step of the cube's time axis."""
 
 
 def _describe(axis: pd.DatetimeIndex) -> str:
@@ -60,7 +65,7 @@ def _utc_offset(text: str) -> pd.Timedelta:
     return pd.Timedelta(stamp.utcoffset() or 0)
 
 
-def _interval(value: Any) -> ClosedInterval:
+def _interval(value: TimeLike) -> ClosedInterval:
     """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
     if isinstance(value, str):
         try:
@@ -79,13 +84,13 @@ def _interval(value: Any) -> ClosedInterval:
     raise TypeError(f"cannot read {value!r} as a time")
 
 
-def toi_span(toi: Any) -> ClosedInterval:
+def toi_span(toi: TOI) -> ClosedInterval:
     """The first start and the last end of a TOI's intervals: the period it spans."""
     intervals = toi_intervals(toi)
     return intervals[0][0], intervals[-1][1]
 
 
-def toi_intervals(toi: Any) -> list[ClosedInterval]:
+def toi_intervals(toi: TOI) -> list[ClosedInterval]:
     """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times."""
     if isinstance(toi, slice):
         if toi.step is not None:
@@ -103,7 +108,7 @@ def toi_intervals(toi: Any) -> list[ClosedInterval]:
     raise TypeError(f"cannot read {toi!r} as a time of interest")
 
 
-def select_steps(axis: pd.DatetimeIndex | None, toi: Any) -> list[int] | None:
+def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | None:
     """Positions of the time steps whose periods a TOI meets; None for a spatial-only cube with no TOI."""
     if axis is None:
         if toi is not None:

@@ -16,15 +16,15 @@ import numpy as np
 import zarr
 
 from .checked import read_checked
-from .grid import PatchIndex, ZoneGrid, by_zone, cell_selection
+from .grid import PatchIndex, by_zone, cell_selection, zone_grid
 from .layout import FILLED, chunk_exists
 from .spec import CubeSpec
 from .variables import valid_mask
 
 
-def _region(spec: CubeSpec, patch: PatchIndex) -> tuple:
-    """The patch's pixels in its zone's arrays: exactly one chunk."""
-    ys, xs = ZoneGrid(patch.zone, spec.zones[patch.zone], spec.chunks).chunk_slices(patch.iy, patch.ix)
+def _chunk_selection(spec: CubeSpec, patch: PatchIndex) -> tuple:
+    """The patch's pixels in its zone's arrays: exactly one chunk (IndexError for a chunk outside the zone)."""
+    ys, xs = zone_grid(spec, patch.zone).chunk_slices(patch.iy, patch.ix)
     return (patch.time_index, ys, xs) if patch.time_index is not None else (ys, xs)
 
 
@@ -47,7 +47,7 @@ class PatchWrite:
 def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> PatchWrite:
     """Merge ``data`` into the patch's chunk; ``nbytes`` counts uncompressed bytes written (0: all nodata)."""
     group = zarr.open_group(store, path=patch.zone, mode="r+")
-    region = _region(spec, patch)
+    selection = _chunk_selection(spec, patch)
     done = PatchWrite()
     for name, values in data.items():
         variable = spec.variables[name]
@@ -59,9 +59,9 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
         array = group[name]
         merged = values
         if not valid.all() and _chunk_exists(store, name, patch):
-            merged = np.where(valid, values, read_checked(group, name, region))
+            merged = np.where(valid, values, read_checked(group, name, selection))
         merged = merged.astype(variable.numpy_dtype, copy=False)
-        array[region] = merged
+        array[selection] = merged
         done.values[name] = merged
         done.nbytes += merged.nbytes
     return done

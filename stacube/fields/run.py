@@ -11,10 +11,8 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import shapely
 from affine import Affine
@@ -23,9 +21,8 @@ from odc.geo.geom import Geometry, box
 
 from ..cube import Cube
 from ..errors import GroupError, ROIError
-from ..grid import source_tile_name
-from ..plan import zone_grids
-from ..timeaxis import naive_utc, toi_span
+from ..grid import source_tile_name, zone_grids
+from ..timeaxis import TOI, naive_utc, toi_span
 from .indices import IndexSettings, no_acquisition, parcel_statistics
 from .store import ParcelStore
 
@@ -45,25 +42,12 @@ def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[ZoneChunk, set[s
     groups = parcels["group_id"].to_numpy()
     for grid in zone_grids(cube.spec):
         bounds = parcels.geometry.to_crs(grid.geobox.crs).bounds.to_numpy()
-        inverse = ~grid.geobox.transform
-        cols_a, rows_a = inverse * (bounds[:, 0], bounds[:, 1])
-        cols_b, rows_b = inverse * (bounds[:, 2], bounds[:, 3])
-        r0, r1 = np.minimum(rows_a, rows_b), np.maximum(rows_a, rows_b)
-        c0, c1 = np.minimum(cols_a, cols_b), np.maximum(cols_a, cols_b)
-        ny, nx = grid.geobox.shape
-        inside = np.isfinite(r0) & (r1 > 0) & (r0 < ny) & (c1 > 0) & (c0 < nx)
-        cy, cx = grid.chunks
-        counts_y, counts_x = grid.chunk_counts
-        for i in np.flatnonzero(inside):
-            rows = range(max(0, math.floor(r0[i] / cy)), min(counts_y - 1, math.ceil(r1[i] / cy) - 1) + 1)
-            columns = range(max(0, math.floor(c0[i] / cx)), min(counts_x - 1, math.ceil(c1[i] / cx) - 1) + 1)
-            for iy in rows:
-                for ix in columns:
-                    cells[(grid.name, iy, ix)].add(str(groups[i]))
+        for i, iy, ix in grid.cells_under_boxes(bounds):
+            cells[(grid.name, iy, ix)].add(str(groups[i]))
     return dict(cells)
 
 
-def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: Any) -> list[str]:
+def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: TOI) -> list[str]:
     """The source tiles (Sentinel-2 MGRS tiles, else Item ids) over lon/lat ``bounds`` in ``toi``, from the
     local catalog only: what logs and failures name next to a group."""
     start, end = toi_span(toi)
@@ -92,7 +76,7 @@ def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], 
     return GeoBox((r1 - r0, c1 - c0), zone.transform * Affine.translation(c0, r0), zone.crs)
 
 
-def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: Any, settings: IndexSettings | None = None,
+def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, settings: IndexSettings | None = None,
                   run_id: str | None = None, offline: bool = False) -> pd.DataFrame:
     """NDVI/NDMI of the watched parcels of ``group_id`` for every acquisition in ``toi``, stored and returned.
 
@@ -143,6 +127,6 @@ def period_toi(period: tuple[pd.Timestamp, pd.Timestamp] | None, otherwise: str 
     return {"start": f"{period[0]:%Y-%m-%dT%H:%M:%S}", "end": f"{period[1]:%Y-%m-%dT%H:%M:%S.%f}"}
 
 
-def describe_toi(toi: Any) -> str:
+def describe_toi(toi: TOI) -> str:
     start, end = toi_span(toi)
     return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"

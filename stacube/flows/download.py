@@ -17,10 +17,18 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ..grid import roi_geometry
+from ..region import Region
 from .credentials import use_earthengine_secret
 from .cubes import open_cube
-from .parameters import roi_from_parameter, roi_to_parameter, run_start, toi_from_parameter, toi_to_parameter
+from .parameters import (
+    ROIParameter,
+    TOIParameter,
+    roi_from_parameter,
+    roi_to_parameter,
+    run_start,
+    toi_from_parameter,
+    toi_to_parameter,
+)
 from .report import publish
 from .runner import MAX_THREADS, PrefectRunner, prefect_runner, run_planned
 
@@ -29,7 +37,7 @@ __all__ = ["MAX_THREADS", "PrefectRunner", "download", "prefect_runner", "roi_fr
 
 
 @flow(name="stacube-download", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
-def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
+def download(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog_dir: str | None = None,
              message: str | None = None, concurrency: int = 8, retries: int = 3,
              patches_per_task: int | None = None, earthengine_secret: str | None = None,
              skip_failed: bool = False, cells: list[list[Any]] | None = None,
@@ -61,13 +69,13 @@ def download(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None =
     cube = open_cube(cube_url, spec, catalog_dir, logger)
 
     period = toi_from_parameter(toi, now=run_start())
-    region = roi_from_parameter(roi) if cells is None else None
+    region = Region.of(roi_from_parameter(roi)) if cells is None else None  # checked once: plan and record
     plan = cube.plan(region, period) if region is not None else cube.plan_cells(cells, period)
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
 
     runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
                            skip_failed=skip_failed, publish=False)
-    report = cube.run(plan, runner, message=message, roi=roi_geometry(region) if region is not None else None)
+    report = cube.run(plan, runner, message=message, roi=region)
 
     publish(report, str(cube.url))
     return report.to_json()

@@ -26,13 +26,13 @@ from ..grid import parse_patch_id
 from ..timeaxis import naive_utc, toi_span
 from .cubes import open_cube
 from .download import download
-from .parameters import run_start, toi_from_parameter, toi_to_parameter
+from .parameters import TOIParameter, run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
 
 
 @flow(name="stacube-fields-ingest")
-def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
+def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir: str | None = None,
            concurrency: int = 8, retries: int = 3, first_period: str = "7D",
            spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Download the new Sentinel-2 patches under the watched parcels into the cube, as one commit.
@@ -97,7 +97,7 @@ def ingest(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | No
 
 @task(name="group-indices", task_run_name="indices {group_id}", retries=2, retry_delay_seconds=[1, 5],
       cache_policy=NO_CACHE)
-def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: Any,
+def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: TOIParameter,
                        settings: IndexSettings, run_id: str) -> dict[str, Any]:
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     with open_parcel_store(store_url) as store:
@@ -107,7 +107,7 @@ def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, g
 
 
 @flow(name="stacube-fields-indices", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def indices(cube_url: str, store_url: str, toi: Any = None, catalog_dir: str | None = None,
+def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir: str | None = None,
             min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None,
             min_parcels_covered: float = 0.5, min_cloud_free_fraction: float = 0.2, max_stale_parcels: float = 0.5,
             stale_weeks: int = 4, inward_buffer_m: float = 0.0) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from ..many import export_many
 from .cubes import open_cube
-from .parameters import run_start, toi_from_parameter
+from .parameters import TOIParameter, run_start, toi_from_parameter
 
 
 @flow(name="stacube-load-many")
-def load_many(cube_url: str, rois_path: str, out: str, toi: Any = None, catalog_dir: str | None = None,
+def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None, catalog_dir: str | None = None,
               variables: list[str] | None = None, id_column: str | None = None, resolution: float | None = None,
               concurrency: int = 8, retries: int = 3, offline: bool = False,
               log_every: float = 10.0, spec: dict[str, Any] | str | None = None) -> dict[str, Any]:

@@ -15,13 +15,20 @@ from odc.geo.geom import Geometry
 from prefect import runtime
 
 from ..errors import ROIError, TOIError
-from ..grid import roi_geometry
-from ..timeaxis import naive_utc
+from ..region import Region
+from ..timeaxis import TOI, naive_utc
+
+TOIParameter = Any
+"""A flow's ``toi`` parameter: a ``TOI`` or its JSON form (``toi_from_parameter``). ``Any``, not ``TOI``:
+Prefect validates annotated flow parameters with pydantic, which would refuse ``{"last": "30D"}`` and has
+no schema for a slice."""
+ROIParameter = Any
+"""A flow's ``roi`` parameter: a GeoBox, a Geometry or GeoJSON (``roi_from_parameter``); ``Any`` for Prefect."""
 
 
-def roi_to_parameter(roi: GeoBox | Geometry) -> dict[str, Any]:
+def roi_to_parameter(roi: GeoBox | Geometry | Region) -> dict[str, Any]:
     """An ROI as a JSON flow parameter: its footprint as GeoJSON in its own CRS, plus that CRS."""
-    geometry = roi_geometry(roi)
+    geometry = Region.of(roi).geometry
     return {**geometry.json, "crs": str(geometry.crs)}
 
 
@@ -37,7 +44,7 @@ def roi_from_parameter(roi: GeoBox | Geometry | dict[str, Any]) -> GeoBox | Geom
     raise ROIError(f"roi must be a GeoBox, a Geometry or a GeoJSON geometry dict, got {roi!r}")
 
 
-def toi_to_parameter(toi: Any) -> Any:
+def toi_to_parameter(toi: TOI | None) -> TOIParameter:
     """A TOI as a JSON flow parameter: strings, lists of strings, or {"start", "end"} for a slice.
 
     Deployments can also use a rolling window, ``{"last": "30D"}``: the 30 days up to the run's start.
@@ -54,7 +61,7 @@ def toi_to_parameter(toi: Any) -> Any:
     return text(toi)
 
 
-def toi_from_parameter(toi: Any, now: pd.Timestamp | None = None) -> Any:
+def toi_from_parameter(toi: TOIParameter, now: pd.Timestamp | None = None) -> TOI | None:
     """The TOI a flow parameter stands for; ``{"last": duration}`` ends at ``now`` (default: the current time;
     flows pass ``run_start()``). Raises TOIError for a ``last`` that is not a duration."""
     if isinstance(toi, dict) and "last" in toi:

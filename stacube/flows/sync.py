@@ -11,11 +11,10 @@ from prefect.tasks import exponential_backoff
 
 from ..catalog import Window, split_window
 from ..cube import Cube
-from ..grid import roi_geometry
-from ..plan import iter_patches, search_window
-from ..timeaxis import select_steps
+from ..plan import window_for
+from ..region import Region
 from .cubes import open_cube
-from .parameters import roi_from_parameter, run_start, toi_from_parameter
+from .parameters import ROIParameter, TOIParameter, roi_from_parameter, run_start, toi_from_parameter
 
 
 @task(name="sync-window", task_run_name="sync {window.bbox} {window.start}", cache_policy=NO_CACHE,
@@ -26,27 +25,26 @@ def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> 
 
 
 @flow(name="stacube-sync-catalog", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def sync_catalog(cube_url: str, roi: Any, toi: Any = None, catalog_dir: str | None = None,
+def sync_catalog(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog_dir: str | None = None,
                  split_degrees: float = 1.0, split_period: str = "31D", retries: int = 3,
                  spec: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Harvest the source Items under ROI x TOI into the cube's local catalog (new Items only).
 
-    The search is cut into sub-windows that run concurrently; each is recorded when done, so a
-    failed sync, run again, resumes with the sub-windows it had not finished. A failing window is
-    retried ``retries`` times with exponential backoff. ``spec`` names the cube's spec, as for the
-    download flow: the first run creates the cube.
+    What is harvested is the window a load of ROI x TOI searches (``plan.window_for``: its chunks' lon/lat
+    bounds and its steps' span, with a solar-day cube's 12 h either side), so such a load then finds the
+    catalog covering it and asks the source nothing. The search is cut into sub-windows that run
+    concurrently; each is recorded when done, so a failed sync, run again, resumes with the sub-windows
+    it had not finished. A failing window is retried ``retries`` times with exponential backoff. ``spec``
+    names the cube's spec, as for the download flow: the first run creates the cube.
     """
     logger = get_run_logger()
     cube = open_cube(cube_url, spec, catalog_dir, logger)
-    geometry = roi_geometry(roi_from_parameter(roi))
-    steps = select_steps(cube.spec.time, toi_from_parameter(toi, now=run_start()))
-    patches = list(iter_patches(cube.spec, geometry, steps))
+    window = window_for(cube.spec, Region.of(roi_from_parameter(roi)), toi_from_parameter(toi, now=run_start()))
     lag = cube.spec.source.lag
-    windows = [w for w in split_window(search_window(patches), split_degrees, split_period)
-               if not cube.catalog.covers(w, lag)]
+    windows = [w for w in split_window(window, split_degrees, split_period) if not cube.catalog.covers(w, lag)]
     futures = sync_window_task.with_options(retries=retries).map(cube_url, unmapped(catalog_dir), windows)
     added = sum(f.result() for f in futures)
-    logger.info("synced %d windows for %d patches: %d new Items (catalog holds %d)", len(windows), len(patches),
-                added, len(cube.catalog))
+    logger.info("synced %d windows of %s: %d new Items (catalog holds %d)", len(windows), window, added,
+                len(cube.catalog))
     return {"windows_synced": len(windows), "new_items": added, "items": len(cube.catalog),
             "catalog": str(cube.catalog.folder)}

@@ -20,7 +20,7 @@ import numpy as np
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from stacube.plan import lonlat_footprint
+from stacube.lonlat import lonlat_footprint
 from stacube.testing.generate import _write_cog
 
 DATA = Path(__file__).parents[1] / "data"

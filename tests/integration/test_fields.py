@@ -269,7 +269,7 @@ def _chunks_meeting(cube, parcels) -> set[tuple[str, int, int]]:
     """Independently: every chunk of every zone whose footprint overlaps a parcel's bounding box (shapely)."""
     import shapely
 
-    from stacube.plan import zone_grids
+    from stacube.grid import zone_grids
 
     found = set()
     for grid in zone_grids(cube.spec):

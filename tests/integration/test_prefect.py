@@ -9,7 +9,7 @@ import pytest
 import rasterio.errors
 
 from stacube import Cube
-from stacube.plan import lonlat_footprint
+from stacube.lonlat import lonlat_footprint
 from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec

@@ -11,7 +11,7 @@ from odc.geo.geobox import GeoBox
 
 from stacube import CubeSpec, StacSource, Variable
 from stacube.cold_tile import ColdTile
-from stacube.grid import PatchIndex, ZoneGrid, roi_geometry
+from stacube.grid import PatchIndex, ZoneGrid
 from stacube.layout import create_layout
 from stacube.read import read_tile
 from stacube.write import write_patch
@@ -71,19 +71,19 @@ def test_pasted_cells_and_cells_read_from_the_cube_make_the_committed_tile(tmp_p
     spec = make_spec()
     repo = make_repo(tmp_path, spec)
     commit_writes(repo, spec, [(patch(spec, 1, 0), data())])  # filled by an earlier run
-    fresh = ColdTile.for_load(spec, ROI, roi_geometry(ROI), None, list(VARIABLES))
+    fresh = ColdTile.for_load(spec, ROI, None, list(VARIABLES))
     assert fresh is not None
     # this run: two cells, one of them over data that must survive where the new read has none
     root = commit_writes(repo, spec, [(patch(spec, 0, 0), data()), (patch(spec, 0, 1), data(0.2))], fresh)
     assert fresh.pasted == {(None, 0, 0), (None, 0, 1)}  # cell (1, 1) never written: read (as nodata)
-    tiles_equal(fresh.finish(root, None), read_tile(spec, root, ROI, roi_geometry(ROI), None, list(VARIABLES)))
+    tiles_equal(fresh.finish(root, None), read_tile(spec, root, ROI, None, list(VARIABLES)))
 
 
 def test_stale_and_unchanged_cells_are_read_back(tmp_path):
     spec = make_spec()
     repo = make_repo(tmp_path, spec)
     commit_writes(repo, spec, [(patch(spec, 0, 1), data())])
-    fresh = ColdTile.for_load(spec, ROI, roi_geometry(ROI), None, list(VARIABLES))
+    fresh = ColdTile.for_load(spec, ROI, None, list(VARIABLES))
     session = repo.writable_session("main")
     # a cell whose committed values came from a concurrent run: what this run pasted is not the cube's
     fresh.paste(patch(spec, 0, 0), write_patch(session.store, spec, patch(spec, 0, 0), data()))
@@ -99,7 +99,7 @@ def test_stale_and_unchanged_cells_are_read_back(tmp_path):
     theirs.commit("the concurrent run's data won")
     root = zarr.open_group(repo.readonly_session(branch="main").store, mode="r")
     tile = fresh.finish(root, None, stale=[patch(spec, 0, 0)])
-    tiles_equal(tile, read_tile(spec, root, ROI, roi_geometry(ROI), None, list(VARIABLES)))
+    tiles_equal(tile, read_tile(spec, root, ROI, None, list(VARIABLES)))
     assert np.isfinite(tile["f"].values[:27, :29]).all()  # the winner's full chunk, not this run's holes
 
 
@@ -107,11 +107,11 @@ def test_time_steps_left_out_after_the_run_are_dropped_and_the_rest_read(tmp_pat
     spec = make_spec(time=pd.date_range("2024-01-01", periods=4, freq="D"))
     repo = make_repo(tmp_path, spec)
     commit_writes(repo, spec, [(patch(spec, 1, 1, step=3), data())])
-    fresh = ColdTile.for_load(spec, ROI, roi_geometry(ROI), [0, 1, 3], list(VARIABLES))
+    fresh = ColdTile.for_load(spec, ROI, [0, 1, 3], list(VARIABLES))
     writes = [(patch(spec, iy, ix, step=0), data()) for iy in (0, 1) for ix in (0, 1)]
     root = commit_writes(repo, spec, [*writes, (patch(spec, 0, 0, step=3), data())], fresh)
     kept = [0, 3]  # step 1 had no data: the load drops it
-    tiles_equal(fresh.finish(root, kept), read_tile(spec, root, ROI, roi_geometry(ROI), kept, list(VARIABLES)))
+    tiles_equal(fresh.finish(root, kept), read_tile(spec, root, ROI, kept, list(VARIABLES)))
 
 
 @pytest.mark.parametrize("roi", [
@@ -121,15 +121,15 @@ def test_time_steps_left_out_after_the_run_are_dropped_and_the_rest_read(tmp_pat
 ], ids=["coarser", "other-crs", "off-grid"])
 def test_rois_that_need_resampling_are_read_back_instead(roi, tmp_path):
     spec = make_spec()
-    assert ColdTile.for_load(spec, roi, roi_geometry(roi), None, list(VARIABLES)) is None
+    assert ColdTile.for_load(spec, roi, None, list(VARIABLES)) is None
     root = commit_writes(make_repo(tmp_path, spec), spec, [(patch(spec, 1, 0), data(1.0))])
-    tile = read_tile(spec, root, roi, roi_geometry(roi), None, list(VARIABLES))
+    tile = read_tile(spec, root, roi, None, list(VARIABLES))
     assert tile["u"].shape == roi.shape.yx and (tile["u"].values > 0).any()  # read, and resampled
 
 
 def test_an_roi_over_two_zones_is_read_back_instead():
     spec = make_spec(zones=(ZONE, EAST))
     roi = ZONE[10:20, 40:64]
-    assert ColdTile.for_load(spec, roi, roi_geometry(roi), None, list(VARIABLES)) is None
+    assert ColdTile.for_load(spec, roi, None, list(VARIABLES)) is None
     inside = ZONE[10:20, 10:30]
-    assert ColdTile.for_load(spec, inside, roi_geometry(inside), None, list(VARIABLES)) is not None
+    assert ColdTile.for_load(spec, inside, None, list(VARIABLES)) is not None

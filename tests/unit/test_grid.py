@@ -164,3 +164,30 @@ def test_an_item_placed_on_the_globe_meets_every_chunk_of_a_utm_zone():
                         datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC), {})
     [footprint] = _footprints_in(zone, [world])
     assert footprint.covers(zone.extent.geom.buffer(-1))
+
+
+def test_a_negative_chunk_index_is_refused_not_read_from_the_end():
+    """odc-geo's GeoboxTiles reads chunk -1 as the last one: a write there would land in the wrong chunk."""
+    grid = ZoneGrid("z", GeoBox.from_bbox((0, 0, 1000, 700), "EPSG:32633", resolution=10), (32, 32))
+    assert grid.chunk_slices(2, 3) == (slice(64, 70), slice(96, 100))  # an edge chunk is partial
+    for iy, ix in ((-1, 0), (0, -1)):
+        with pytest.raises(IndexError, match="never negative"):
+            grid.chunk_slices(iy, ix)
+        with pytest.raises(IndexError, match="never negative"):
+            grid.chunk_geobox(iy, ix)
+    assert list(grid.chunks_in((slice(31, 33), slice(0, 100)))) == [(iy, ix) for iy in (0, 1) for ix in range(4)]
+
+
+def test_a_geometry_roi_tile_is_on_the_first_zone_it_meets_in_spec_order():
+    from stacube.region import Region
+
+    west = ZoneGrid("west", GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32633", resolution=10), (32, 32))
+    east = ZoneGrid("east", GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32633", resolution=20), (32, 32))
+    region = Region.of(box(100, 100, 300, 300, "EPSG:32633"))
+    assert Region.of(region) is region
+    assert region.tile_geobox([west, east]).resolution == west.geobox.resolution
+    assert region.tile_geobox([east, west]).resolution == east.geobox.resolution
+    geobox = west.geobox[10:20, 10:20]
+    assert Region.of(geobox).tile_geobox([east, west]) is geobox  # a GeoBox ROI is its own Tile grid
+    with pytest.raises(ROIError, match="meets none of the zones"):
+        Region.of(box(5000, 5000, 6000, 6000, "EPSG:32633")).tile_geobox([west, east])

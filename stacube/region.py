@@ -1,0 +1,74 @@
+"""An ROI checked once: what the user gave (a GeoBox or a Geometry) and its footprint, carried together.
+
+``Region.of(roi)`` is where an ROI is checked (a CRS, finite coordinates, not empty: ``grid.roi_geometry``);
+planning, the run's record and the Tile's grid then read the one value instead of an (roi, geometry) pair.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import shapely
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from .errors import ROIError
+from .grid import ZoneGrid, roi_geometry
+from .lonlat import lonlat_bounds, lonlat_footprint
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """An ROI and its footprint. Build it with ``Region.of`` (which checks the ROI), not directly."""
+
+    roi: GeoBox | Geometry
+    """The ROI as given: a GeoBox (then also the Tile's grid) or a Geometry."""
+    geometry: Geometry
+    """Its footprint, with its CRS: finite and not empty."""
+
+    @classmethod
+    def of(cls, roi: Region | GeoBox | Geometry) -> Region:
+        """``roi`` checked (ROIError for one without a CRS, not finite, empty, or not an odc-geo value);
+        a Region is returned as it is."""
+        if isinstance(roi, Region):
+            return roi
+        return cls(roi, roi_geometry(roi))
+
+    @property
+    def geobox(self) -> GeoBox | None:
+        """The ROI when it is a GeoBox, else None."""
+        return self.roi if isinstance(self.roi, GeoBox) else None
+
+    @cached_property
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """The footprint's lon/lat bounds, right at the poles and across 180 degrees (``lonlat.lonlat_bounds``)."""
+        return lonlat_bounds(self.geometry)
+
+    @cached_property
+    def lonlat_footprint(self) -> shapely.Geometry:
+        """The footprint in lon/lat (``lonlat.lonlat_footprint``)."""
+        return lonlat_footprint(self.geometry)
+
+    def record(self, max_points: int = 256) -> dict[str, Any]:
+        """The ROI as lon/lat GeoJSON to keep in a commit's metadata (what ``Cube.rois`` and the state picture
+        show): its outline to a micro-degree, or its convex hull when the outline is long."""
+        shape = self.lonlat_footprint
+        if shapely.get_num_coordinates(shape) > max_points:
+            shape = shape.convex_hull
+        return json.loads(shapely.to_geojson(shapely.set_precision(shape, 1e-6)))
+
+    def tile_geobox(self, grids: Sequence[ZoneGrid]) -> GeoBox:
+        """The Tile's grid: the ROI GeoBox itself, or for a Geometry the native window of the first of
+        ``grids`` (a cube's ``zone_grids``, in spec order) that it meets. ROIError where it meets none."""
+        if self.geobox is not None:
+            return self.geobox
+        for grid in grids:
+            window = grid.pixel_window(self.geometry)
+            if window is not None:
+                return grid.geobox[window]
+        raise ROIError(f"the ROI (bounds {tuple(round(v, 3) for v in self.geometry.boundingbox)} in "
+                       f"{self.geometry.crs}) meets none of the zones {[grid.name for grid in grids]}")
