@@ -122,14 +122,20 @@ def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pysta
     items : Sequence[pystac.Item]
         The Items that feed one patch.
     rule : str
-        ``"keep-all"`` keeps every Item; any other (``"newest-processing"``, as ``check_rule`` allows)
-        keeps the ``newness``-greatest Item of each ``acquisition``.
+        ``"keep-all"`` keeps every Item; ``"newest-processing"`` keeps the ``newness``-greatest Item of
+        each ``acquisition``.
 
     Returns
     -------
     tuple[list[pystac.Item], list[pystac.Item]]
         The Items to read, and the superseded ones, each in the order given.
+
+    Raises
+    ------
+    SpecError
+        If ``rule`` is not one of ``RULES`` (``check_rule``), however few the Items.
     """
+    check_rule(rule)
     if rule == "keep-all" or len(items) < 2:
         return list(items), []
     newest: dict[tuple, pystac.Item] = {}

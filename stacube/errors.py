@@ -9,9 +9,9 @@ The tree (bases after the name; a runner retries what is not a ``PermanentError`
 
     StacubeError
     │   fix the input, then call again
-    ├── SpecError                   (PermanentError, ValueError)
+    ├── SpecError                   (PermanentError, ValueError)  a spec, or another argument or setting
     ├── ROIError                    (PermanentError, ValueError)
-    ├── TOIError                    (PermanentError, ValueError)
+    ├── TOIError                    (PermanentError, ValueError)  a time or a duration
     ├── UnknownVariableError        (PermanentError, KeyError)
     ├── ParcelError                 (PermanentError, ValueError)
     ├── ItemError                   (PermanentError, ValueError)  fix the Item, or the source's settings
@@ -81,7 +81,9 @@ class PermanentError(StacubeError):
 
 # --- fix the input, then call again -------------------------------------------------------------------
 class SpecError(PermanentError, ValueError):
-    """The CubeSpec is inconsistent (bad dtype, nodata, chunks, zone, or source/variable mismatch)."""
+    """The CubeSpec is inconsistent (bad dtype, nodata, chunks, zone, or source/variable mismatch), or
+    another argument or setting is unusable as given: a malformed cube or store URL, an output format,
+    a tag name (or one in use), a ``STACUBE_*`` environment variable. Names the value."""
 
 
 class ROIError(PermanentError, ValueError):
@@ -89,7 +91,8 @@ class ROIError(PermanentError, ValueError):
 
 
 class TOIError(PermanentError, ValueError):
-    """The time of interest is unusable (outside the time axis, or given to a cube without time)."""
+    """The time of interest is unusable (outside the time axis, or given to a cube without time), or
+    another time or duration given is (``expire``'s ``older_than``, a Tile's time step to show)."""
 
 
 class UnknownVariableError(PermanentError, KeyError):
@@ -100,7 +103,8 @@ class UnknownVariableError(PermanentError, KeyError):
 
 
 class ParcelError(PermanentError, ValueError):
-    """A parcel file or frame cannot be imported as it is (no id column, no CRS)."""
+    """A parcel file or frame cannot be imported as it is (no id column, no CRS), a group size is no
+    whole number of parcels, or a frame given to a parcel store lacks what it must hold."""
 
 
 class ItemError(PermanentError, ValueError):

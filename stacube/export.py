@@ -8,6 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import SpecError, TOIError
+
+FORMATS = {"cog": "cog", "tif": "cog", "tiff": "cog", "geotiff": "cog", "netcdf": "netcdf", "nc": "netcdf",
+           "zarr": "zarr"}
+
 
 def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, so other tools read it without stacube.
@@ -33,11 +38,19 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
 
     Raises
     ------
-    ValueError
-        If the format is none of those, or a GeoTIFF is asked for a Tile of more than one time step.
+    SpecError
+        If the format is none of those (or ``fmt`` is not a string); nothing is written.
+    TOIError
+        If a GeoTIFF is asked for a Tile of more than one time step; nothing is written.
     """
-    kind = (fmt or out.suffix.lstrip(".")).lower()
-    kind = {"tif": "cog", "tiff": "cog", "geotiff": "cog", "nc": "netcdf", "zarr": "zarr"}.get(kind, kind)
+    given = fmt or out.suffix.lstrip(".")
+    kind = FORMATS.get(given.lower()) if isinstance(given, str) else None
+    if kind is None:
+        raise SpecError(f"unknown output format {given!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format "
+                        "cog, netcdf or zarr)")
+    if kind == "cog" and "time" in tile.dims and tile.sizes["time"] != 1:
+        raise TOIError(f"the Tile has {tile.sizes['time']} time steps and a GeoTIFF holds one: "
+                       "narrow --time to one step, or write .nc or .zarr")
     tile = tile.copy()
     tile.attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -51,12 +64,7 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
             warnings.filterwarnings("ignore", message="Consolidated metadata")  # xarray opens it without a warning
             tile.to_zarr(out, mode="w", consolidated=True)
         return [out]
-    if kind != "cog":
-        raise ValueError(f"unknown output format {kind!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format)")
     if "time" in tile.dims:
-        if tile.sizes["time"] != 1:
-            raise ValueError(f"the Tile has {tile.sizes['time']} time steps and a GeoTIFF holds one: "
-                             "narrow --time to one step, or write .nc or .zarr")
         tile = tile.isel(time=0)
     names = list(tile.data_vars)
     paths = [out] if len(names) == 1 else [out.with_name(f"{out.stem}_{n}{out.suffix}") for n in names]

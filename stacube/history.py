@@ -7,14 +7,17 @@ with the data: after a rollback, the patches the later runs wrote count as missi
 from __future__ import annotations
 
 import datetime as dt
+import numbers
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import icechunk
+import numpy as np
 import pandas as pd
 
-from .errors import CubeChangedError, StacubeError, VersionNotFoundError
+from .errors import CubeChangedError, SpecError, TOIError, VersionNotFoundError
 from .spec import check_name
 from .store import BRANCH
 from .timeaxis import aware_utc
@@ -118,15 +121,14 @@ def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> st
     Raises
     ------
     SpecError
-        If ``name`` is not an allowed name.
-    StacubeError
-        If a tag ``name`` exists already (on any snapshot).
+        If ``name`` is not an allowed name, or a tag ``name`` exists already (on any snapshot).
     VersionNotFoundError
         If ``snapshot`` names no tag or snapshot of this cube.
     """
     check_name("tag", name)
     if name in repo.list_tags():
-        raise StacubeError(f"tag {name!r} exists already (at {repo.lookup_tag(name)}); tags never move")
+        raise SpecError(f"tag {name!r} exists already (at {repo.lookup_tag(name)}); tags never move: "
+                        "choose another name")
     snapshot_id = resolve(repo, snapshot) if snapshot else repo.lookup_branch(BRANCH)
     repo.create_tag(name, snapshot_id)
     return snapshot_id
@@ -172,14 +174,20 @@ def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> s
     return snapshot_id
 
 
-def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
+# A bare number: pandas reads it as nanoseconds, which nobody means by an age.
+_UNITLESS = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def cutoff(older_than: dt.datetime | dt.timedelta | str, name: str = "older_than") -> dt.datetime:
     """The instant before which ``expire`` drops snapshots, from whatever the user gave.
 
     Parameters
     ----------
     older_than : datetime, timedelta or str
-        An instant (naive: taken as UTC), or how long before now: a timedelta or anything
-        ``pd.Timedelta`` reads (``"30D"``, ``"24h"``).
+        An instant (naive: taken as UTC), or how long before now, 0 or more: a timedelta or anything
+        ``pd.Timedelta`` reads with a unit (``"30D"``, ``"24h"``).
+    name : str, optional
+        The parameter's name, for the error message (``expire`` passes ``"grace"`` too).
 
     Returns
     -------
@@ -188,16 +196,28 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str) -> dt.datetime:
 
     Raises
     ------
-    StacubeError
-        If ``older_than`` is neither a datetime nor something ``pd.Timedelta`` reads (``"abc"``, a date).
+    TOIError
+        If ``older_than`` is neither a datetime nor a duration ``pd.Timedelta`` reads (``"abc"``, a date,
+        None, ``""``), is a number without a unit (``30``, ``"30"``), is negative, or is NaT.
     """
-    if isinstance(older_than, dt.datetime):
-        stamp = pd.Timestamp(older_than)
-    else:
-        try:
-            stamp = pd.Timestamp.now(tz="UTC") - pd.Timedelta(older_than)
-        except ValueError as err:
-            raise StacubeError(f"older_than={older_than!r} is neither a datetime nor a duration") from err
+    given = f"{name}={older_than!r}"
+    bare_number = isinstance(older_than, numbers.Number) and not isinstance(older_than, bool | np.timedelta64)
+    if bare_number or (isinstance(older_than, str) and _UNITLESS.fullmatch(older_than)):
+        raise TOIError(f"{given} has no unit: give a duration such as '30D' or '24h', a timedelta or a datetime")
+    try:
+        if isinstance(older_than, dt.datetime):  # pd.Timestamp too (and pd.NaT, refused below)
+            stamp = pd.Timestamp(older_than)
+        else:
+            age = pd.Timedelta(older_than)  # None, "" and "NaT" come back as NaT
+            if not pd.isna(age) and age < pd.Timedelta(0):
+                raise TOIError(f"{given} is negative: give how long before now, 0 or more (e.g. '30D')")
+            stamp = pd.NaT if pd.isna(age) else pd.Timestamp.now(tz="UTC") - age
+    except (ValueError, TypeError, OverflowError) as err:
+        if isinstance(err, TOIError):
+            raise
+        raise TOIError(f"{given} is neither a datetime nor a duration such as '30D' or '24h'") from err
+    if pd.isna(stamp):
+        raise TOIError(f"{given} is neither a datetime nor a duration such as '30D' or '24h'")
     return aware_utc(stamp).to_pydatetime()
 
 
@@ -227,12 +247,13 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
 
     Raises
     ------
-    StacubeError
-        If ``older_than`` or ``grace`` is neither a datetime nor a duration (``cutoff``).
+    TOIError
+        If ``older_than`` or ``grace`` is neither a datetime nor a duration of 0 or more (``cutoff``);
+        nothing is expired then.
     """
     when = cutoff(older_than)
+    kept_after = cutoff(grace, "grace")  # both checked before anything expires
     expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
-    kept_after = cutoff(grace)
     summary = repo.garbage_collect(min(when, kept_after))
     held = bool(expired) and summary.bytes_deleted == 0 and kept_after < when
     return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted, held)

@@ -7,12 +7,15 @@ fetched, so they open offline. Both libraries are imported only when a picture i
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import SpecError, TOIError
 
 if TYPE_CHECKING:
     import folium
@@ -81,7 +84,7 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
 
     Raises
     ------
-    ValueError
+    SpecError
         If ``color_by`` is neither ``"snapshot"`` nor ``"time"``.
     """
     import geopandas as gpd
@@ -89,7 +92,7 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
     from matplotlib.patches import Patch
 
     if color_by not in ("snapshot", "time"):
-        raise ValueError(f"color_by must be 'snapshot' or 'time', got {color_by!r}")
+        raise SpecError(f"color_by must be 'snapshot' or 'time', got {color_by!r}")
     fig = Figure(figsize=(8, 6.5), dpi=100, layout="compressed")
     ax = fig.add_subplot()
     handles: list[Any] = []
@@ -261,6 +264,31 @@ def _stretch(values: np.ndarray, valid: np.ndarray, percentile: tuple[float, flo
     return np.clip((values.astype("float64") - low) / (high - low if high > low else 1.0), 0, 1)
 
 
+def _time_step(tile: xr.Dataset, time: Any) -> xr.Dataset:
+    """The step of a Tile with time that ``quicklook`` shows: the last (None), an index, or the nearest to a date."""
+    steps = tile.sizes["time"]
+    if steps == 0:
+        raise TOIError("the Tile has no time step to show")
+    if time is None:
+        return tile.isel(time=-1)
+    if isinstance(time, numbers.Integral) and not isinstance(time, bool):
+        if not -steps <= time < steps:
+            raise TOIError(f"time={time!r} is past the Tile's {steps} time steps: give an index from {-steps} "
+                           f"to {steps - 1}, or a date")
+        return tile.isel(time=int(time))
+    wrong = f"time={time!r} is neither an index of the Tile's {steps} time steps nor a date pandas reads"
+    try:
+        stamp = pd.Timestamp(time)
+    except (TypeError, ValueError) as err:
+        raise TOIError(f"{wrong}: {err}") from err
+    if pd.isna(stamp):  # "" or NaT; None is the last step
+        raise TOIError(wrong)
+    try:
+        return tile.sel(time=stamp, method="nearest")
+    except (TypeError, ValueError) as err:  # a time zone on a Tile's naive UTC steps
+        raise TOIError(f"{wrong}: {err}") from err
+
+
 def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, time: Any = None,
               title: str | None = None, vmin: float | None = None, vmax: float | None = None,
               cmap: str = "viridis", percentile: tuple[float, float] = (2, 98)) -> Figure:
@@ -292,26 +320,25 @@ def quicklook(tile: xr.Dataset, bands: str | Sequence[str] | None = None, *, tim
 
     Raises
     ------
-    ValueError
-        If ``bands`` are not one or three variables of the Tile, or the Tile has a time axis without steps.
-    IndexError
-        If ``time`` is an index past the Tile's steps.
+    SpecError
+        If ``bands`` are not one or three variables of the Tile (or the Tile has none).
+    TOIError
+        If the Tile has a time axis without steps, or ``time`` is an index past its steps or no date.
     """
     import odc.geo.xr  # noqa: F401 - the .odc accessor, for a Tile made outside stacube
     from matplotlib.figure import Figure
 
     from .variables import valid_values
 
+    if not tile.data_vars:
+        raise SpecError("the Tile has no variable to show")
     names = [bands] if isinstance(bands, str) else list(bands) if bands is not None else [next(iter(tile.data_vars))]
     unknown = [n for n in names if n not in tile.data_vars]
     if unknown or len(names) not in (1, 3):
-        raise ValueError(f"bands must be one variable or three (R, G, B) of {list(tile.data_vars)}, got {names}")
+        raise SpecError(f"bands must be one variable or three (R, G, B) of {list(tile.data_vars)}, got {names}")
     when = None
     if "time" in tile.dims:
-        if tile.sizes["time"] == 0:
-            raise ValueError("the Tile has no time step to show")
-        step = tile.isel(time=-1) if time is None else \
-            tile.isel(time=time) if isinstance(time, int) else tile.sel(time=pd.Timestamp(time), method="nearest")
+        step = _time_step(tile, time)
         when, tile = pd.Timestamp(step.time.values), step
     y_dim, x_dim = tile.odc.spatial_dims  # y/x, or latitude/longitude on a geographic grid
     xs, ys = tile[x_dim].values, tile[y_dim].values

@@ -46,16 +46,23 @@ S3_READ_TIMEOUT = 60.0  # seconds
 SETTINGS_HELP = "STACUBE_S3_MAX_TRIES, STACUBE_S3_CONNECT_TIMEOUT and STACUBE_S3_READ_TIMEOUT"
 
 
+# What Icechunk's settings hold: tries as a 16-bit, timeouts as 32-bit milliseconds (~49 days).
+MOST_TRIES = 65_535
+MOST_SECONDS = 4_294_967
+
+
 def _setting(name: str, default: float, whole: bool = False) -> float:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     try:
         value = float(int(text)) if whole else float(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a whole number past what a float holds
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={text!r} must be a positive {'whole number' if whole else 'number of seconds'}")
+    most = MOST_TRIES if whole else MOST_SECONDS
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise SpecError(f"{name}={text!r} must be a positive {'whole number' if whole else 'number of seconds'}, "
+                        f"at most {most:,}")
     return value
 
 
@@ -73,7 +80,7 @@ def s3_settings() -> icechunk.StorageSettings:
 
     Raises
     ------
-    ValueError
+    SpecError
         If one of those variables is set to anything but a positive number (a whole one for the tries).
     """
     connect = _setting("STACUBE_S3_CONNECT_TIMEOUT", S3_CONNECT_TIMEOUT)
@@ -88,10 +95,12 @@ def s3_settings() -> icechunk.StorageSettings:
 
 
 def _config(url: str | None = None) -> icechunk.RepositoryConfig:
-    """This process's settings for a repository: never stored in the cube (other readers choose their own)."""
+    """This process's settings for a repository: never stored in the cube (other readers choose their own).
+
+    Raises SpecError if ``STACUBE_CHUNK_REFS_CACHED`` or an ``STACUBE_S3_*`` setting is unusable."""
     text = os.environ.get("STACUBE_CHUNK_REFS_CACHED", str(CHUNK_REFS_CACHED))
-    if not text.isdigit():
-        raise ValueError(f"STACUBE_CHUNK_REFS_CACHED={text!r} must be a whole number of chunk references")
+    if not (text.isascii() and text.isdigit() and len(text) <= 20 and int(text) < 2**64):  # Icechunk: 64 bits
+        raise SpecError(f"STACUBE_CHUNK_REFS_CACHED={text!r} must be a whole number of chunk references")
     return icechunk.RepositoryConfig(caching=icechunk.CachingConfig(num_chunk_refs=int(text)),
                                      storage=s3_settings() if url and not is_local(url) else None)
 
@@ -117,17 +126,17 @@ def cube_url(url: str | os.PathLike) -> str:
 
     Raises
     ------
-    CubeNotFoundError
-        If an S3 URL names no bucket, or the scheme is neither ``s3`` nor ``file`` (nor none).
     SpecError
-        If an S3 URL carries credentials, has a ``;``, ``?`` or ``#`` part, names no prefix or has an
-        empty, ``.`` or ``..`` segment in it; or if a local path is empty.
+        If ``url`` is no cube location as written, whether a cube is there or not: its scheme is neither
+        ``s3`` nor ``file`` (nor none); an S3 URL names no bucket, carries credentials, has a ``;``, ``?``
+        or ``#`` part, names no prefix or has an empty, ``.`` or ``..`` segment in it; a local path is
+        empty. (A well-formed location where no cube is is ``open_repository``'s CubeNotFoundError.)
     """
     text = os.fsdecode(url)
     parsed = urlparse(text)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise CubeNotFoundError(f"the S3 URL {text!r} names no bucket")
+            raise SpecError(f"the S3 URL {text!r} names no bucket: name a cube as s3://bucket/prefix")
         if "@" in parsed.netloc:
             raise SpecError(f"the S3 URL {_without_userinfo(text)!r} carries credentials: S3 credentials come from "
                             "the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never from a cube's URL")
@@ -143,7 +152,8 @@ def cube_url(url: str | os.PathLike) -> str:
                             "not paths; spell the prefix as it is, e.g. s3://bucket/cubes/dem")
         return f"s3://{parsed.netloc}/{prefix}"
     if parsed.scheme not in ("", "file"):
-        raise CubeNotFoundError(f"unsupported cube location {text!r}: use a local path or s3://bucket/prefix")
+        raise SpecError(f"unsupported cube location {_without_userinfo(text)!r}: use a local path or "
+                        "s3://bucket/prefix")
     path = unquote(parsed.path) if parsed.scheme == "file" else text
     if not path.strip():
         raise SpecError(f"the cube path {text!r} is empty")
@@ -172,7 +182,7 @@ def storage_for(url: str | os.PathLike) -> icechunk.Storage:
 
     Raises
     ------
-    CubeNotFoundError, SpecError
+    SpecError
         If ``url`` is not a cube location ``cube_url`` accepts.
     """
     location = cube_url(url)
@@ -246,11 +256,11 @@ def exists(url: str | os.PathLike) -> bool:
 
     Raises
     ------
-    CubeNotFoundError, SpecError
+    SpecError
         If ``url`` is not a cube location ``cube_url`` accepts.
     S3AccessError
         If S3 does not answer after its tries (``s3_settings``).
-    ValueError
+    SpecError
         If an ``STACUBE_S3_*`` setting is not a positive number (S3 only).
     """
     if is_local(url) and not os.path.isdir(cube_url(url)):
@@ -308,13 +318,13 @@ def create_repository(url: str | os.PathLike, populate: Callable[[icechunk.Repos
     CubeExistsError
         If a cube is there already, another process created it meanwhile, or something else is in the
         way (a file, a folder holding other files, S3 objects that are not a repository).
-    CubeNotFoundError, SpecError
+    SpecError
         If ``url`` is not a cube location ``cube_url`` accepts.
     S3AccessError
         If S3 does not answer after its tries.
     OSError
         If the folder cannot be made or written (``Cube.create`` turns it into a ``StorageError``).
-    ValueError
+    SpecError
         If ``STACUBE_CHUNK_REFS_CACHED`` is not a whole number, or an ``STACUBE_S3_*`` setting not a
         positive number.
     """
@@ -495,12 +505,13 @@ def open_repository(url: str | os.PathLike) -> icechunk.Repository:
     Raises
     ------
     CubeNotFoundError
-        If there is no repository at ``url`` (or ``url`` names no bucket, or an unsupported scheme).
+        If ``url`` is a well-formed location holding no repository.
     SpecError
-        If ``url`` is a malformed S3 URL or an empty path (``cube_url``).
+        If ``url`` is no cube location as written: another scheme, an S3 URL without a bucket or with
+        a malformed prefix, an empty path (``cube_url``).
     S3AccessError
         If S3 does not answer after its tries.
-    ValueError
+    SpecError
         If ``STACUBE_CHUNK_REFS_CACHED`` is not a whole number, or an ``STACUBE_S3_*`` setting not a
         positive number.
     """

@@ -13,6 +13,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from ..errors import SpecError
 from ..timeaxis import naive_utc
 from .store import (
     OBSERVATION_COLUMNS,
@@ -60,16 +61,17 @@ def database_path(url: str | os.PathLike) -> Path:
 
     Raises
     ------
-    ValueError
+    SpecError
         If ``url`` has another scheme, or names no file.
     """
     text = os.fspath(url)
     if text.startswith("duckdb://"):
         text = text[len("duckdb://"):]
     elif "://" in text:
-        raise ValueError(f"unsupported parcel store URL {os.fspath(url)!r}; use duckdb:///path/to/fields.duckdb")
+        raise SpecError(f"unsupported parcel store URL {os.fspath(url)!r}; use duckdb:///path/to/fields.duckdb "
+                        "or postgresql://user@host/db")
     if not text:
-        raise ValueError("the parcel store URL names no file: duckdb:///path/to/fields.duckdb")
+        raise SpecError(f"the parcel store URL {os.fspath(url)!r} names no file: duckdb:///path/to/fields.duckdb")
     return Path(text)
 
 
@@ -85,7 +87,7 @@ class DuckDBParcelStore(ParcelStore):
 
     Raises
     ------
-    ValueError
+    SpecError
         If ``url`` has another scheme than ``duckdb://``, or names no file (``database_path``).
     duckdb.IOException
         If the file cannot be opened: another process holds it, or it is not a DuckDB database.

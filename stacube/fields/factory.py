@@ -26,7 +26,7 @@ def open_parcel_store(url: str | os.PathLike) -> ParcelStore:
 
     Raises
     ------
-    ValueError
+    SpecError
         If ``url`` has any other scheme, or names no file.
     duckdb.IOException
         If the DuckDB file is held by another process, or is not a DuckDB database.

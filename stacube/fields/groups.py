@@ -8,9 +8,13 @@ part stays spatially compact: its pixels come from a few cube chunks. Group ids 
 
 from __future__ import annotations
 
+import numbers
+
 import geopandas as gpd
 import numpy as np
 from pyproj import Transformer
+
+from ..errors import ParcelError
 
 
 def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -42,6 +46,20 @@ def _z_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return spread(x) | (spread(y) << np.uint64(1))
 
 
+def check_group_size(max_size: int, name: str = "max_size") -> int:
+    """``max_size`` if it is a whole number of parcels, 1 or more, checked before any parcel is worked on.
+
+    Raises
+    ------
+    ParcelError
+        If ``max_size`` is less than 1, or not a whole number (a float, a string, a bool); the message
+        names it as ``name``.
+    """
+    if not (isinstance(max_size, numbers.Integral) and not isinstance(max_size, bool) and max_size >= 1):
+        raise ParcelError(f"{name} {max_size!r} must be a whole number of parcels, at least 1")
+    return int(max_size)
+
+
 def assign_groups(parcels: gpd.GeoDataFrame, max_size: int = 2000) -> gpd.GeoDataFrame:
     """``parcels`` with ``utm_zone`` and ``group_id`` columns added, so that work is done per group.
 
@@ -60,11 +78,10 @@ def assign_groups(parcels: gpd.GeoDataFrame, max_size: int = 2000) -> gpd.GeoDat
 
     Raises
     ------
-    ValueError
-        If ``max_size`` is less than 1.
+    ParcelError
+        If ``max_size`` is less than 1, or not a whole number (``check_group_size``).
     """
-    if max_size < 1:
-        raise ValueError(f"max_size {max_size!r} must be at least 1")
+    max_size = check_group_size(max_size)
     out = parcels.copy()
     if out.empty:
         out["utm_zone"], out["group_id"] = np.array([], dtype=int), np.array([], dtype=object)

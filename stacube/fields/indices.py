@@ -19,6 +19,7 @@ that hold for all its Items, and are refused without them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -28,11 +29,17 @@ import rasterio.features
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from ..errors import SpecError
 from ..radiometry import RadiometryError
 from ..variables import valid_values
 
 DEFAULT_MASKED_CLASSES = (0, 1, 3, 8, 9, 10, 11)
 CLOUD_CLASSES = (3, 8, 9, 10, 11)  # shadow, cloud medium and high probability, cirrus, snow
+
+
+def _is_number(value: object) -> bool:
+    """A real number (a NumPy one too), not a bool or a string: comparing those would raise or mislead."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,9 @@ class IndexSettings:
 
     Raises
     ------
-    ValueError
-        If ``inward_buffer_m`` is negative, NaN or infinite.
+    SpecError
+        If ``inward_buffer_m`` is not a number of metres, 0 or more (negative, NaN, infinite, a string), or
+        ``min_valid_fraction`` is not a share from 0 to 1.
     """
 
     red: str = "B04"
@@ -69,8 +77,11 @@ class IndexSettings:
     """Reflectance of a stored 0, under the same terms as ``scale``. None: the cube's."""
 
     def __post_init__(self) -> None:
-        if not (self.inward_buffer_m >= 0 and np.isfinite(self.inward_buffer_m)):
-            raise ValueError(f"inward_buffer_m {self.inward_buffer_m!r} must be a distance in metres, 0 or more")
+        if not (_is_number(self.inward_buffer_m) and 0 <= self.inward_buffer_m < np.inf):
+            raise SpecError(f"inward_buffer_m {self.inward_buffer_m!r} must be a distance in metres, 0 or more")
+        if not (_is_number(self.min_valid_fraction) and 0 <= self.min_valid_fraction <= 1):
+            raise SpecError(f"min_valid_fraction {self.min_valid_fraction!r} must be a share of a parcel's pixels, "
+                            "from 0 to 1")
 
     @property
     def variables(self) -> list[str]:
@@ -99,14 +110,16 @@ def rasterize_parcels(geometries: gpd.GeoSeries, geobox: GeoBox, inward_buffer_m
 
     Raises
     ------
+    SpecError
+        If ``inward_buffer_m`` is set and ``geobox`` is not on a projected grid in metres.
     ValueError
-        If ``inward_buffer_m`` is set and ``geobox`` is not on a projected grid in metres, or
-        ``geometries`` has no CRS (geopandas' ``to_crs``).
+        If ``geometries`` has no CRS (geopandas' ``to_crs``).
     """
     local = geometries.to_crs(geobox.crs)
     if inward_buffer_m:
         if not geobox.crs.projected or geobox.crs.units[0] not in ("metre", "m"):
-            raise ValueError(f"an inward buffer in metres needs a Tile on a metric grid, not {geobox.crs}")
+            raise SpecError(f"inward_buffer_m {inward_buffer_m!r} needs a Tile on a metric grid, not {geobox.crs}: "
+                            "use a cube on a projected grid in metres, or inward_buffer_m=0")
         local = local.buffer(-inward_buffer_m)
     shapes = [(geometry, index + 1) for index, geometry in enumerate(local)
               if geometry is not None and not geometry.is_empty]
@@ -207,7 +220,7 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
     RadiometryError
         If a band's reflectance convention cannot be known, or ``settings`` contradict it
         (``reflectance_convention``).
-    ValueError
+    SpecError
         If ``settings.inward_buffer_m`` is set and the Tile is not on a metric grid.
     """
     settings = settings or IndexSettings()

@@ -15,7 +15,7 @@ import pandas as pd
 import shapely
 
 from ..errors import ParcelError
-from .groups import assign_groups
+from .groups import assign_groups, check_group_size
 
 
 @dataclass
@@ -67,10 +67,10 @@ def clean_parcels(frame: gpd.GeoDataFrame, id_column: str, max_group_size: int =
     Raises
     ------
     ParcelError
-        If ``frame`` has no column ``id_column``, or no CRS.
-    ValueError
-        If ``max_group_size`` is less than 1.
+        If ``frame`` has no column ``id_column``, or no CRS, or ``max_group_size`` is less than 1 or not a
+        whole number.
     """
+    check_group_size(max_group_size, "max_group_size")
     if id_column not in frame.columns:
         raise ParcelError(f"no parcel id column {id_column!r}; the columns are {list(frame.columns)}")
     if frame.crs is None:
@@ -128,10 +128,10 @@ def read_parcels(path: str | os.PathLike, id_column: str, *, layer: str | None =
     Raises
     ------
     ParcelError
-        If the file has no column ``id_column``, or no CRS.
-    ValueError
-        If ``max_group_size`` is less than 1.
+        If the file has no column ``id_column``, or no CRS, or ``max_group_size`` is less than 1 or not a
+        whole number (checked before the file is read).
     """
+    check_group_size(max_group_size, "max_group_size")
     path = os.fspath(path)
     if path.lower().endswith((".parquet", ".geoparquet")):
         frame = gpd.read_parquet(path)

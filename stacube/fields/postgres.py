@@ -9,6 +9,7 @@ engine runs on an event loop of its own thread, so the store also works inside a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
@@ -92,12 +93,18 @@ class PostgresParcelStore(ParcelStore):
             url = "postgresql+asyncpg://" + url[len("postgres://"):]
         elif url.startswith("postgresql://"):
             url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+        self._engine = create_async_engine(url, pool_size=4)  # a malformed URL fails here, before any thread
+        self._months: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="stacube-postgres", daemon=True)
         self._thread.start()
-        self._engine = create_async_engine(url, pool_size=4)
-        self._months: set[str] = set()
-        self._run(self._create())
+        try:
+            self._run(self._create())
+        except BaseException:  # no store to close: stop the loop's thread here, and raise the connection's error
+            with contextlib.suppress(Exception):
+                self._run(self._engine.dispose())
+            self._stop()
+            raise
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -130,10 +137,17 @@ class PostgresParcelStore(ParcelStore):
             await connection.execute(text(insert_select))
 
     def close(self) -> None:
-        """Close the connections and stop the store's event-loop thread."""
+        """Close the connections and stop the store's event-loop thread; closing again does nothing."""
+        if self._loop.is_closed():
+            return  # a stopped loop would never run the dispose, and this call would wait for it for ever
         self._run(self._engine.dispose())
+        self._stop()
+
+    def _stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()  # its selector and self-pipe
 
     # --- parcels ----------------------------------------------------------------------------
     def add_parcels(self, parcels: gpd.GeoDataFrame, watched: bool = True) -> int:

@@ -16,6 +16,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from ..errors import ParcelError
 from ..timeaxis import utc_now
 
 SCHEMA = "stacube_fields"
@@ -63,7 +64,7 @@ class ParcelStore(Protocol):
 
         Raises
         ------
-        ValueError
+        ParcelError
             If ``parcels`` are not in EPSG:4326.
         """
 
@@ -131,7 +132,7 @@ class ParcelStore(Protocol):
 
         Raises
         ------
-        ValueError
+        ParcelError
             If ``rows`` (not empty) lack one of ``OBSERVATION_COLUMNS``.
         """
 
@@ -241,11 +242,11 @@ def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
 
     Raises
     ------
-    ValueError
+    ParcelError
         If ``parcels`` have no CRS, or another than EPSG:4326.
     """
     if parcels.crs is None or parcels.crs.to_epsg() != 4326:
-        raise ValueError(f"parcels must be in EPSG:4326, got {parcels.crs}")
+        raise ParcelError(f"parcels must be in EPSG:4326 (as clean_parcels leaves them), got {parcels.crs}")
     bounds = parcels.geometry.bounds
     return pd.DataFrame({
         "parcel_id": parcels["parcel_id"].astype(str), "group_id": parcels["group_id"].astype(str),
@@ -271,12 +272,12 @@ def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
     Raises
     ------
-    ValueError
+    ParcelError
         If ``rows`` lack one of ``OBSERVATION_COLUMNS``.
     """
     missing = set(OBSERVATION_COLUMNS) - set(rows.columns)
     if missing:
-        raise ValueError(f"observations lack columns {sorted(missing)}")
+        raise ParcelError(f"observations lack columns {sorted(missing)}; they have {list(rows.columns)}")
     frame = rows[OBSERVATION_COLUMNS].copy()
     frame["date"] = pd.to_datetime(frame["date"]).dt.date
     return frame

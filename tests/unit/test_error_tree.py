@@ -52,6 +52,26 @@ def test_every_error_class_lives_in_errors_py():
     assert _error_classes_outside_errors_py() == []
 
 
+# Modules that still raise a bare StacubeError where another process moved the cube (a CubeChangedError
+# would say what to do): to be moved into the tree, then taken off this list.
+BARE_RAISES_LEFT = {"settle.py", "cube.py"}
+
+
+def _bare_raises() -> dict[str, list[int]]:
+    """Where stacube raises StacubeError or PermanentError itself: classes a handler cannot act on."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
+                    ast.unparse(node.exc.func).split(".")[-1] in ("StacubeError", "PermanentError"):
+                found.setdefault(str(path.relative_to(PACKAGE)), []).append(node.lineno)
+    return found
+
+
+def test_every_error_raised_on_purpose_is_drawn_in_a_group_of_the_tree():
+    assert set(_bare_raises()) <= BARE_RAISES_LEFT, _bare_raises()
+
+
 def test_old_import_paths_still_work():
     from stacube.history import CubeChangedError, VersionNotFoundError
     from stacube.many import LoadCancelled
