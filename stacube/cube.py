@@ -24,11 +24,11 @@ from . import history
 from .catalog import LocalCatalog, default_catalog_root
 from .cold_tile import ColdTile
 from .errors import (
+    CubeChangedError,
     CubeExistsError,
     CubeNotFoundError,
     ROIError,
     SpecError,
-    StacubeError,
     TOIError,
     UnknownVariableError,
     storage_errors,
@@ -409,7 +409,7 @@ class Cube:
             self.spec = grown
             log.info("cube %s: time axis now %s .. %s (%d steps)", grown.name, axis[0], axis[-1], len(axis))
             return snapshot
-        raise StacubeError(f"could not extend the time axis of {self.spec.name!r}: the cube kept changing")
+        raise CubeChangedError(f"could not extend the time axis of {self.spec.name!r}: the cube kept changing")
 
     # --- what the cube holds --------------------------------------------------------------
     def _runs(self) -> dict[int, dict[str, Any]]:

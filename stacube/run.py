@@ -343,9 +343,8 @@ def execute_run(
     PatchReadError
         If a patch failed for good (``Runner.map``): nothing is committed.
     CubeChangedError
-        If the cube was rolled back to a shorter time axis while the run read: nothing is committed.
-    StacubeError
-        If the commit kept meeting other runs' commits, or the cube's structure kept changing.
+        If the cube was rolled back to a shorter time axis while the run read, or the commit kept meeting
+        other runs' commits, or the cube's structure kept changing: nothing is committed.
     """
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex

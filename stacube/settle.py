@@ -18,9 +18,8 @@ import icechunk
 import numpy as np
 import zarr
 
-from .errors import StacubeError
+from .errors import CubeChangedError
 from .grid import PatchIndex
-from .history import CubeChangedError
 from .layout import FILLED, chunk_exists
 from .spec import CubeSpec
 from .store import BRANCH
@@ -137,7 +136,7 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
         except icechunk.RebaseFailedError:
             break
     else:
-        raise StacubeError(f"could not commit: the branch moved under this run {tries} times")
+        raise CubeChangedError(f"could not commit: the branch moved under this run {tries} times")
     base = session.snapshot_id  # commits up to here rebased cleanly; settle from here on
     settled: dict[str, set[tuple[int, ...]]] = {}
     keep_ours = icechunk.BasicConflictSolver(on_chunk_conflict=icechunk.VersionSelection.UseOurs)
@@ -156,7 +155,7 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
             # The cube's structure changed under this run (its time axis grew): no rebase carries chunks
             # across an array's new shape, so this run's patches are copied onto the new tip instead.
             if replays >= 3:
-                raise StacubeError(f"the cube's structure kept changing under this run ({err}); "
+                raise CubeChangedError(f"the cube's structure kept changing under this run ({err}); "
                                    "nothing was committed") from err
             replays += 1
             session, found = _replay_on_tip(repo, session, spec)
@@ -180,7 +179,7 @@ def commit_settling_overlaps(repo: icechunk.Repository, session: icechunk.Sessio
             return session.commit(message, metadata=metadata)
         except icechunk.ConflictError:
             continue
-    raise StacubeError(f"could not commit after settling overlaps with concurrent runs {tries} times")
+    raise CubeChangedError(f"could not commit after settling overlaps with concurrent runs {tries} times")
 
 
 def _refuse_lost_steps(session: icechunk.Session, patches: Sequence[PatchIndex]) -> None:

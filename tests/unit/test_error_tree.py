@@ -52,9 +52,6 @@ def test_every_error_class_lives_in_errors_py():
     assert _error_classes_outside_errors_py() == []
 
 
-# Modules that still raise a bare StacubeError where another process moved the cube (a CubeChangedError
-# would say what to do): to be moved into the tree, then taken off this list.
-BARE_RAISES_LEFT = {"settle.py", "cube.py"}
 
 
 def _bare_raises() -> dict[str, list[int]]:
@@ -69,7 +66,7 @@ def _bare_raises() -> dict[str, list[int]]:
 
 
 def test_every_error_raised_on_purpose_is_drawn_in_a_group_of_the_tree():
-    assert set(_bare_raises()) <= BARE_RAISES_LEFT, _bare_raises()
+    assert _bare_raises() == {}
 
 
 def test_old_import_paths_still_work():
