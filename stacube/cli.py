@@ -20,7 +20,7 @@ import typer
 
 from .cli_args import parse_bbox
 from .cli_tables import plain
-from .export import write_tile
+from .export import output_format, write_tile
 from .spec_cli import build_spec_app
 
 app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -395,6 +395,8 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
 
     Example: stacube cube load cubes/dem --bbox -45.1,70.2,-44.8,70.4 --out dem.tif --png dem.png
     """
+    if out:
+        output_format(out, format)  # a wrong --out is refused before anything is downloaded
     the_cube = _open(cube, catalog_dir)
     tile = the_cube.load(parse_roi(bbox, crs, resolution), parse_time(time),
                          variables=variables.split(",") if variables else None, offline=offline, at=at,
@@ -460,6 +462,10 @@ def cube_state(cube: CubeArg, at: Annotated[str | None, typer.Option(help="A sna
 
     Example: stacube cube state cubes/dem --png state.png --html state.html
     """
+    if png is not None:
+        from .pictures import check_color_by
+
+        check_color_by(color_by)  # before the state is read
     the_cube = _open(cube, catalog_dir)
     state = the_cube.state(at)
     written = []

@@ -465,8 +465,9 @@ class Cube:
         """A matplotlib Figure of what the cube holds: zone extents, filled patches coloured by
         ``color_by`` ("snapshot" or "time"), patches without source data hatched, and the last ``rois``
         ROIs that wrote to the cube. Save it with ``fig.savefig("state.png")``."""
-        from .pictures import plot_state
+        from .pictures import check_color_by, plot_state
 
+        check_color_by(color_by)  # before the state is read
         return plot_state(self.state(at), self.zone_footprints(), self.rois(rois) if rois else (),
                           color_by=color_by, title=f"cube {self.spec.name!r}" + (f" at {at}" if at else ""))
 

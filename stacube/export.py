@@ -14,6 +14,35 @@ FORMATS = {"cog": "cog", "tif": "cog", "tiff": "cog", "geotiff": "cog", "netcdf"
            "zarr": "zarr"}
 
 
+def output_format(out: Path, fmt: str | None) -> str:
+    """The kind of file ``write_tile`` writes to ``out`` ("cog", "netcdf" or "zarr"), known before a load,
+    so a command refuses a wrong ``--out`` before it downloads anything.
+
+    Parameters
+    ----------
+    out : Path
+        The file (or Zarr folder) to write.
+    fmt : str or None
+        As ``write_tile``'s ``fmt``; None: from ``out``'s suffix.
+
+    Returns
+    -------
+    str
+        "cog", "netcdf" or "zarr".
+
+    Raises
+    ------
+    SpecError
+        If the format is none of those (or ``fmt`` is not a string).
+    """
+    given = fmt or out.suffix.lstrip(".")
+    kind = FORMATS.get(given.lower()) if isinstance(given, str) else None
+    if kind is None:
+        raise SpecError(f"unknown output format {given!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format "
+                        "cog, netcdf or zarr)")
+    return kind
+
+
 def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     """Write a Tile as GeoTIFF (a COG per variable), NetCDF or Zarr, so other tools read it without stacube.
 
@@ -43,11 +72,7 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     TOIError
         If a GeoTIFF is asked for a Tile of more than one time step; nothing is written.
     """
-    given = fmt or out.suffix.lstrip(".")
-    kind = FORMATS.get(given.lower()) if isinstance(given, str) else None
-    if kind is None:
-        raise SpecError(f"unknown output format {given!r} for {str(out)!r}: use .tif, .nc or .zarr (or --format "
-                        "cog, netcdf or zarr)")
+    kind = output_format(out, fmt)
     if kind == "cog" and "time" in tile.dims and tile.sizes["time"] != 1:
         raise TOIError(f"the Tile has {tile.sizes['time']} time steps and a GeoTIFF holds one: "
                        "narrow --time to one step, or write .nc or .zarr")

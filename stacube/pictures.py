@@ -54,6 +54,18 @@ def _latest_per_place(state: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return places.sort_values("time").drop_duplicates("_place", keep="last").drop(columns="_place")
 
 
+def check_color_by(color_by: Any) -> None:
+    """Refuse a ``color_by`` ``plot_state`` cannot draw, before the cube's state is read for it.
+
+    Raises
+    ------
+    SpecError
+        If ``color_by`` is neither ``"snapshot"`` nor ``"time"``.
+    """
+    if color_by not in ("snapshot", "time"):
+        raise SpecError(f"color_by must be 'snapshot' or 'time', got {color_by!r}")
+
+
 def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence[Any] = (),
                color_by: str = "snapshot", title: str | None = None) -> Figure:
     """Zone extents, filled patches and the last ROIs on lon/lat axes, zoomed to the patches and ROIs
@@ -91,8 +103,7 @@ def plot_state(state: gpd.GeoDataFrame, zones: Mapping[str, Any], rois: Sequence
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    if color_by not in ("snapshot", "time"):
-        raise SpecError(f"color_by must be 'snapshot' or 'time', got {color_by!r}")
+    check_color_by(color_by)
     fig = Figure(figsize=(8, 6.5), dpi=100, layout="compressed")
     ax = fig.add_subplot()
     handles: list[Any] = []

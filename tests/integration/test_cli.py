@@ -148,8 +148,11 @@ def test_bad_input_prints_one_line_naming_the_value_and_leaves_the_cube_alone(cl
     code, _, err = run("cube", "info", str(sample_layout) + "-nowhere", ok=False)
     assert code == 1 and "no cube at" in err
     code, _, err = run("cube", "load", url, "--bbox", _bbox(sample_layout, slice(0, 8), slice(0, 8))[0], "--crs",
-                       "EPSG:3413", "--offline", "--out", "tile.xyz", "--catalog-dir", catalog, ok=False)
-    assert code == 1 and "unknown output format 'xyz'" in err
+                       "EPSG:3413", "--out", "tile.xyz", "--catalog-dir", catalog, ok=False)
+    assert code == 1 and "unknown output format 'xyz'" in err  # refused before the load downloads anything
+    code, _, err = run("cube", "state", url, "--png", "state.png", "--color-by", "colour", "--catalog-dir", catalog,
+                       ok=False)
+    assert code == 1 and "color_by must be 'snapshot' or 'time', got 'colour'" in err
     assert Cube.open(url, catalog_dir=catalog).repo.lookup_branch("main") == before
 
 
