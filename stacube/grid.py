@@ -72,9 +72,13 @@ class ZoneGrid:
     """
 
     name: str
+    """The zone's name in the cube (its Zarr group)."""
     geobox: GeoBox
+    """The zone's whole grid: CRS, transform and shape."""
     chunks: tuple[int, int]
+    """Pixels (y, x) per chunk: the patch size."""
     tiles: GeoboxTiles = field(init=False, repr=False, compare=False)
+    """odc-geo's tiling of ``geobox`` by ``chunks`` (built from them, not given)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiles", GeoboxTiles(self.geobox, tuple(self.chunks)))
@@ -192,13 +196,21 @@ class PatchIndex:
     """The unit of download and write: one chunk of one zone at one time step, and the Items feeding it."""
 
     zone: str
+    """The zone the patch lies in."""
     iy: int
+    """Its chunk row in the zone."""
     ix: int
+    """Its chunk column in the zone."""
     geobox: GeoBox
+    """Its pixels' grid: the chunk's GeoBox."""
     time_index: int | None = None
-    time_range: tuple[pd.Timestamp, pd.Timestamp] | None = None  # [start, end)
+    """Its step on the time axis; None in a cube without one."""
+    time_range: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    """Its step's own span, [start, end) (``timeaxis.HalfOpenInterval``); None without a time axis."""
     items: tuple = field(default=(), compare=False)
-    superseded: tuple = field(default=(), compare=False)  # Items the source's duplicate rule left out
+    """The Items that feed it, in the order they are mosaicked (``plan.attach_items``)."""
+    superseded: tuple = field(default=(), compare=False)
+    """Items of the same acquisitions that the source's duplicate rule left out (named in the commit)."""
 
     @property
     def cell(self) -> tuple[int, ...]:

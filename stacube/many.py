@@ -110,13 +110,20 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
 
 @dataclass(eq=False)
 class _Roi:
-    region: Region | None  # the ROI given, checked (None once its Tile is yielded)
-    dst: GeoBox | None  # its Tile's grid (None once its Tile is yielded)
-    patches: tuple[str, ...]  # ids of the patches planned under it
-    nbytes: int  # its Tile's size
-    fresh: ColdTile | None = None  # its Tile, held while the run pastes into it
-    waits: set[str] = field(default_factory=set)  # patches under its Tile that the run has still to write
-    cold: bool = False  # a patch under it was written while its Tile was not held: read it after the commit
+    region: Region | None
+    """The ROI given, checked (None once its Tile is yielded)."""
+    dst: GeoBox | None
+    """Its Tile's grid (None once its Tile is yielded)."""
+    patches: tuple[str, ...]
+    """Ids of the patches planned under it."""
+    nbytes: int
+    """Its Tile's size."""
+    fresh: ColdTile | None = None
+    """Its Tile, held while the run pastes into it."""
+    waits: set[str] = field(default_factory=set)
+    """Patches under its Tile that the run has still to write."""
+    cold: bool = False
+    """A patch under it was written while its Tile was not held: read it after the commit."""
 
 
 class TileStream(Iterator["xr.Dataset"]):
@@ -452,8 +459,11 @@ class _StreamRunner:
     """The local runner, telling the stream which patches the run writes and stopping when it is cancelled."""
 
     inner: LocalRunner
+    """The local runner that reads and writes the patches."""
     stream: TileStream
+    """The stream told which patches are attempted and written."""
     name: str = "local"
+    """The runner's name in the commit metadata."""
 
     def map(self, task: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         self.stream._attempting(patches)
@@ -466,7 +476,9 @@ class RoiFile:
     """ROIs read from a file, with the name each one's output takes."""
 
     rois: list
+    """The ROIs: GeoBoxes (with a resolution) or odc-geo Geometries, in the file's CRS."""
     names: list[str]
+    """Each ROI's output name (from the id column, or its row number), safe as a file name."""
 
 
 def _safe(name: str) -> str:

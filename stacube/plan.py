@@ -36,7 +36,9 @@ class Plan:
     """The patches under an ROI x TOI, and which of them the cube does not hold yet."""
 
     patches: list[PatchIndex] = field(default_factory=list)
+    """Every patch under the ROI x TOI."""
     missing: list[PatchIndex] = field(default_factory=list)
+    """Those the cube's filled record does not hold yet: what a run downloads."""
 
 
 def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None, HalfOpenInterval | None]]:

@@ -42,14 +42,22 @@ NO_CHUNK = np.uint64(2**64 - 1)  # the sharding spec's (offset, nbytes) of an in
 class StoredLayout:
     """How one array's chunks are stored, for the layouts this module reads itself."""
 
-    path: str  # the array's key prefix in the store
-    metadata: Any  # zarr's ArrayV3Metadata (it encodes chunk keys)
-    dtype: np.dtype  # as the bytes hold it
+    path: str
+    """The array's key prefix in the store."""
+    metadata: Any
+    """Zarr's ArrayV3Metadata (it encodes chunk keys)."""
+    dtype: np.dtype
+    """As the bytes hold it."""
     fill_value: Any
-    unit: tuple[int, ...]  # one stored object: the shard, or the chunk where the array is not sharded
-    inner: tuple[int, ...]  # one encoded piece: the inner chunk (the chunk itself where not sharded)
+    """What a missing chunk holds."""
+    unit: tuple[int, ...]
+    """One stored object: the shard, or the chunk where the array is not sharded."""
+    inner: tuple[int, ...]
+    """One encoded piece: the inner chunk (the chunk itself where not sharded)."""
     blosc: bool
+    """Whether pieces are Blosc-compressed."""
     crc32c: bool
+    """Whether each piece ends in a CRC32C checksum."""
 
     @property
     def per_unit(self) -> tuple[int, ...]:

@@ -40,8 +40,11 @@ class PatchWrite:
     A variable in neither holds nodata (nothing valid was read, and no chunk was there)."""
 
     nbytes: int = 0
+    """Uncompressed bytes written (0: nothing valid was read)."""
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    """Variable -> the chunk's values after the write, for each variable written."""
     unchanged: list[str] = field(default_factory=list)
+    """Variables with nothing valid read here whose chunk already existed (values not at hand)."""
 
 
 def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, np.ndarray]) -> PatchWrite:

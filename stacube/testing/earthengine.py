@@ -43,14 +43,23 @@ class EmulatedImage:
     """One Earth Engine image: an asset id (``COLLECTION/IMAGE``), a time span, a grid and bands."""
 
     asset_id: str
-    start: pd.Timestamp | None  # None: an image without a time (a DEM, a trend), dated by updateTime
+    """The image's asset id, ``COLLECTION/IMAGE``."""
+    start: pd.Timestamp | None
+    """None: an image without a time (a DEM, a trend), dated by updateTime."""
     end: pd.Timestamp | None
+    """The end of its time span (None with ``start``)."""
     crs: str
+    """Its grid's CRS, as EPSG:xxxx or WKT."""
     transform: Affine
+    """Its grid's affine transform."""
     bands: dict[str, np.ndarray]
+    """Band name -> its pixels on the image's grid."""
     properties: dict[str, Any] = field(default_factory=dict)
-    masked: dict[str, np.ndarray] = field(default_factory=dict)  # band -> True where the image masks a pixel
-    grid_crs: dict[str, str] | None = None  # the grid's CRS as the service names it (e.g. an SR-ORG code with WKT)
+    """The image's properties, as listImages returns them."""
+    masked: dict[str, np.ndarray] = field(default_factory=dict)
+    """Band -> True where the image masks a pixel."""
+    grid_crs: dict[str, str] | None = None
+    """The grid's CRS as the service names it (e.g. an SR-ORG code with WKT)."""
 
     @property
     def collection(self) -> str:
@@ -231,8 +240,11 @@ class Layer:
     and the image's footprint (where it has pixels at all, masked or not)."""
 
     values: np.ndarray
+    """The band's values on the requested grid."""
     mask: np.ndarray
+    """True where a value is valid (not masked)."""
     footprint: np.ndarray
+    """True where the image has pixels at all, masked or not."""
 
 
 Rendered = dict[str, Layer]  # band -> layer on the requested grid

@@ -29,16 +29,27 @@ class SampleLayout:
     """Where the synthetic tiles sit: a grid of ``rows x cols`` tiles overlapping by ``overlap`` px."""
 
     crs: str = "EPSG:3413"
-    origin: tuple[float, float] = (-100_000.0, -2_000_000.0)  # upper-left x, y
+    """The tiles' CRS."""
+    origin: tuple[float, float] = (-100_000.0, -2_000_000.0)
+    """Upper-left x, y."""
     resolution: float = 10.0
+    """Pixel size in CRS units."""
     tile_size: int = 512
+    """Pixels a side of each tile."""
     overlap: int = 64
-    border: int = 12  # nodata pixels along each tile edge
+    """Pixels neighbouring tiles share."""
+    border: int = 12
+    """Nodata pixels along each tile edge."""
     rows: int = 4
+    """Tile rows."""
     cols: int = 4
-    times: tuple[str, ...] = ()  # empty: one acquisition per tile (spatial-only source)
-    file_nodata: bool = True  # False: the COG files carry no nodata tag
-    item_nodata: bool = True  # False: the Items' raster:bands declare no nodata
+    """Tile columns."""
+    times: tuple[str, ...] = ()
+    """Empty: one acquisition per tile (spatial-only source)."""
+    file_nodata: bool = True
+    """False: the COG files carry no nodata tag."""
+    item_nodata: bool = True
+    """False: the Items' raster:bands declare no nodata."""
 
     @property
     def step(self) -> int:

@@ -46,13 +46,21 @@ class Granule:
     """One synthetic granule: an id, its UTM CRS, its upper-left corner, when and how cloudy."""
 
     id: str
+    """The granule's Item id (Earth Search style, e.g. ``S2A_33TTN_20240605_0_L2A``)."""
     crs: str
-    origin: tuple[float, float]  # upper-left x, y in metres, multiples of 60 m (10/20/60 m grids align)
+    """Its UTM CRS."""
+    origin: tuple[float, float]
+    """Upper-left x, y in metres, multiples of 60 m (10/20/60 m grids align)."""
     when: pd.Timestamp
+    """The acquisition time (UTC)."""
     cloud_cover: float
-    size: int = 128  # pixels a side at 10 m
-    baseline: str = "05.10"  # s2:processing_baseline: from "04.00" on, reflectance = DN * 0.0001 - 0.1
-    offset_applied: bool | None = True  # earthsearch:boa_offset_applied (None: the property is absent)
+    """``eo:cloud_cover``, in percent."""
+    size: int = 128
+    """Pixels a side at 10 m."""
+    baseline: str = "05.10"
+    """``s2:processing_baseline``: from "04.00" on, reflectance = DN * 0.0001 - 0.1."""
+    offset_applied: bool | None = True
+    """``earthsearch:boa_offset_applied`` (None: the property is absent)."""
 
     @property
     def shifted(self) -> bool:

@@ -31,6 +31,7 @@ class Season:
 
     days: tuple[str, ...] = ("2024-05-02", "2024-05-07", "2024-05-12", "2024-05-17", "2024-06-01", "2024-06-06",
                              "2024-06-11", "2024-06-16")
+    """The acquisition days of the season, in order."""
 
     def granules(self) -> list[Granule]:
         out = []

@@ -50,7 +50,9 @@ class ServerProcess:
     """A started server: its base URL and process; ``stop()`` ends it."""
 
     url: str
+    """Where the server answers, on 127.0.0.1."""
     process: subprocess.Popen
+    """The server's process (stopped by ``stop``)."""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -106,10 +108,15 @@ class Faults:
     the kinds drawn from, path parts that always fail, how long a stall lasts, the random seed."""
 
     rate: float = 0.1
+    """The share of requests that fail (0 to 1)."""
     kinds: tuple[str, ...] = ("500", "503", "429", "reset", "stall", "truncated", "corrupt")
+    """The kinds of fault drawn from."""
     always: tuple[str, ...] = ()
+    """Path parts whose requests always fail."""
     stall_s: float = 5.0
+    """How long a stall lasts, in seconds."""
     seed: int = 0
+    """The random seed: the same faults for the same requests."""
 
 
 def start_fault_proxy(upstream: str, faults: Faults, port: int | None = None) -> ServerProcess:
