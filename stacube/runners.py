@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .errors import PatchReadError, RunCancelled, is_permanent, storage_failure
+from .errors import PatchReadError, RunCancelled, SpecError, is_permanent, storage_failure
 from .grid import PatchIndex, source_tile_name
 from .redaction import redact, redact_url
 
@@ -181,7 +181,8 @@ def runner_named(name: str, *, concurrency: int | None = None, progress: bool | 
 
     ``"local"``: threads in this process. Any other name: the factory an installed package declares
     under the ``stacube.runners`` entry-point group, called with the same keywords (``"prefect"``, from
-    ``stacube[prefect]``). Raises ValueError for a name nothing declares, or whose package is missing.
+    ``stacube[prefect]``). Raises SpecError (a ValueError) for a name nothing declares, or whose package
+    is missing.
 
     Parameters
     ----------
@@ -201,9 +202,10 @@ def runner_named(name: str, *, concurrency: int | None = None, progress: bool | 
 
     Raises
     ------
-    ValueError
+    SpecError
         If no installed package declares ``name``, or its factory cannot be imported (for
-        ``"prefect"``: ``stacube[prefect]`` is not installed).
+        ``"prefect"``: ``stacube[prefect]`` is not installed). It is a ValueError, as this error was
+        before.
     """
     if name == "local":
         return LocalRunner(concurrency=concurrency or 8, progress=progress, skip_failed=skip_failed)
@@ -213,13 +215,32 @@ def runner_named(name: str, *, concurrency: int | None = None, progress: bool | 
     found = [point for point in declared if point.name == name]
     if not found:
         names = sorted({"local", *(point.name for point in declared)})
-        raise ValueError(f"unknown runner {name!r}; use one of {names} or a Runner instance")
+        raise SpecError(f"unknown runner {name!r}; use one of {names} or a Runner instance")
     try:
         factory = found[0].load()
     except ImportError as err:
-        raise ValueError(f"runner {name!r} ({found[0].value}) cannot be imported: {err} "
-                         f"(for 'prefect': pip install 'stacube[prefect]')") from err
+        raise SpecError(f"runner {name!r} ({found[0].value}) cannot be imported: {err} "
+                        f"(for 'prefect': pip install 'stacube[prefect]')") from err
     return factory(concurrency=concurrency, progress=progress, skip_failed=skip_failed)
+
+
+def _first_failure(failed: list[Future], pending: set[Future], stop: threading.Event,
+                   order: dict[Future, int]) -> BaseException:
+    """The error a run fails with once ``failed`` came back with errors: the first patch's own failure
+    (a PatchReadError, or a bug), never a RunCancelled of a patch stopped because of it.
+
+    When only cancellations came back, the failure that caused them is still on its way (the patch set
+    ``stop`` and is describing its error): patches not started are dropped, the running ones are waited
+    for, and the first real failure among them is raised."""
+    real = [f for f in failed if not isinstance(f.exception(), RunCancelled)]
+    if not real:
+        stop.set()
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        real = [f for f in pending if not f.cancelled() and f.exception() is not None
+                and not isinstance(f.exception(), RunCancelled)]
+    return min(real or failed, key=order.__getitem__).exception()
 
 
 @dataclass
@@ -266,9 +287,11 @@ class LocalRunner:
     def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
         """``task`` for every patch, in ``concurrency`` threads.
 
-        Parameters, returns and errors as ``Runner.map``. Where two patches end at once, the error of a
-        patch that stopped because another failed (a RunCancelled) may be raised instead of the
-        PatchReadError."""
+        Parameters, returns and errors as ``Runner.map``. Once a patch fails, the run raises a patch's own
+        failure, never the RunCancelled of a patch that stopped because of it: patches not started are
+        dropped, and those running are let end first (leaving the thread pool waits for them anyway), so
+        a failure still on its way wins over a cancellation that came back sooner. Of several failures
+        that came back together, the first patch's is raised."""
         if not patches:
             return []
         from tqdm.auto import tqdm
@@ -286,9 +309,8 @@ class LocalRunner:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     failed = [f for f in done if f.exception() is not None]
-                    if failed:  # report the first real failure, not a patch cancelled because of it
-                        raise next((f.exception() for f in failed if not isinstance(f.exception(), RunCancelled)),
-                                   failed[0].exception())
+                    if failed:
+                        raise _first_failure(failed, pending, stop, futures)
                     for future in done:
                         results[futures[future]] = future.result()
                         written += getattr(results[futures[future]], "nbytes", 0)

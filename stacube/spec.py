@@ -81,6 +81,65 @@ MAX_AXIS_LENGTH = 2**24
 MAX_CHUNK_BYTES = 2**31 - 1 - 16
 
 
+def check_resolution(resolution: Any) -> float:
+    """A zone's pixel size given to a ready-made spec (``stacube.datasets``): a finite number above 0.
+
+    Parameters
+    ----------
+    resolution : Any
+        Metres (or degrees) per pixel.
+
+    Returns
+    -------
+    float
+        ``resolution`` as a Python float (odc-geo refuses a numpy float32).
+
+    Raises
+    ------
+    SpecError
+        If ``resolution`` is not a number (a bool is none), or is not finite and above 0.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) \
+            or not (math.isfinite(resolution) and resolution > 0):
+        raise SpecError(f"resolution {resolution!r} must be a finite number of metres per pixel above 0")
+    return float(resolution)
+
+
+def check_choices(kind: str, given: Any, allowed: Sequence[str], described: str | None = None) -> tuple[str, ...]:
+    """Names picked from ``allowed`` (bands of a ready-made spec), each once, in the order given.
+
+    Parameters
+    ----------
+    kind : str
+        What is picked (``"Sentinel-2 bands"``), for the error message.
+    given : Any
+        A sequence of names, or one name as a string.
+    allowed : Sequence[str]
+        The names that may be picked.
+    described : str or None, optional
+        ``allowed`` as the message names it (``"A00 .. A63"``); None: the list itself.
+
+    Returns
+    -------
+    tuple[str, ...]
+        The names picked.
+
+    Raises
+    ------
+    SpecError
+        If ``given`` is no sequence of names, is empty, or names one not in ``allowed``.
+    """
+    try:
+        names = (given,) if isinstance(given, str) else tuple(dict.fromkeys(given))
+    except TypeError:  # a number, say, or a name that is no string and cannot be hashed
+        names = ()
+    unknown = [n for n in names if not isinstance(n, str) or n not in allowed]
+    if not names or unknown:
+        raise SpecError(f"{kind} {given!r} must name one or more of {described or list(allowed)}"
+                        + (f"; unknown: {unknown}" if unknown else ""))
+    return names
+
+
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
 

@@ -594,13 +594,16 @@ class LocalCatalog:
 
         Raises
         ------
+        SpecError
+            If ``filter`` is not CQL2-JSON cql2 can read (``small_search.read_filter``), checked before
+            anything is read; the message names it.
         CatalogError
-            If DuckDB's search fails (a part it cannot read, a query it refuses).
+            If DuckDB's search fails (a part it cannot read, a query it refuses: the message names the
+            filter, if any).
         StorageError
             If parts stored by an older stacube need upgrading and the folder cannot be written.
-        Exception
-            cql2's, if ``filter`` is not CQL2-JSON it can read.
         """
+        filter = small_search.read_filter(filter) if filter else None
         self._upgrade_parts()
         parts = self._parts
         if not parts:
@@ -611,33 +614,37 @@ class LocalCatalog:
         if intersects is not None:
             kwargs["intersects"] = intersects
         if filter:
-            kwargs["filter"] = dict(filter)
+            kwargs["filter"] = filter
         everything = str(self.folder / "items" / "part-*.parquet")
         if datetime is None or set(datetime.split("/")) <= {"..", ""}:
-            return self._search(parts, everything, kwargs)
+            return self._search(parts, everything, kwargs, filter)
         ranged = [_has_time_ranges(p) for p in parts]
         if not any(ranged):  # instants only: rustac's datetime search is exact for them
-            return self._search(parts, everything, {**kwargs, "datetime": datetime})
+            return self._search(parts, everything, {**kwargs, "datetime": datetime}, filter)
         # Items with start/end_datetime must meet the query interval, not lie inside it (which is what
         # rustac's datetime search asks): a monthly composite belongs to every day of its month.
         overlap = _overlap_filter(datetime)
         by_overlap = {**kwargs, "filter": {"op": "and", "args": [kwargs["filter"], overlap]} if filter else overlap}
         if all(ranged):
-            return self._search(parts, everything, by_overlap)
+            return self._search(parts, everything, by_overlap, filter)
         found: list[pystac.Item] = []  # parts of both kinds: each asked its own way
         for part, has_ranges in zip(parts, ranged, strict=True):
-            found += self._search([part], str(part), by_overlap if has_ranges else {**kwargs, "datetime": datetime})
+            found += self._search([part], str(part), by_overlap if has_ranges else {**kwargs, "datetime": datetime},
+                                  filter)
         return found
 
-    def _search(self, parts: list[Path], href: str, kwargs: dict[str, Any]) -> list[pystac.Item]:
+    def _search(self, parts: list[Path], href: str, kwargs: dict[str, Any],
+                given: dict[str, Any] | None = None) -> list[pystac.Item]:
         """``parts`` (``href`` names the same files for DuckDB): in memory when small (no DuckDB to
-        start); when large, or for a query cql2 cannot decide, with rustac's DuckDB client."""
+        start); when large, or for a query cql2 cannot decide, with rustac's DuckDB client. ``given`` is
+        the caller's filter, which a failure names."""
         found = small_search.search(parts, kwargs)
         if found is None:
             try:
                 found = _duckdb().search(href, **kwargs)
             except rustac.RustacError as err:
-                raise CatalogError(f"searching the local catalog {self.folder} failed: {err}") from err
+                with_filter = f" (filter {small_search.filter_text(given)})" if given else ""
+                raise CatalogError(f"searching the local catalog {self.folder}{with_filter} failed: {err}") from err
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
 
     def __len__(self) -> int:

@@ -11,18 +11,33 @@ resampled on write.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import pandas as pd
 
+from ..errors import SpecError
 from ..sources import EARTH_ENGINE_URL, EarthEngineSource
-from ..spec import CubeSpec
+from ..spec import CubeSpec, check_choices, check_resolution
 from ..variables import Variable
 from ..zones import utm_zones
 
 ALPHAEARTH_COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
 BANDS = [f"A{i:02d}" for i in range(64)]
 YEARS = range(2017, 2026)
+
+
+def _consecutive_years(years: Sequence[int]) -> list[int]:
+    """``years`` as a list of ints, checked to be consecutive calendar years (at least one)."""
+    try:
+        given = list(years)
+        found = [operator.index(year) for year in given if not isinstance(year, bool)]
+    except TypeError:  # not a sequence, or a year that is no whole number
+        given, found = [None], []
+    if not found or len(found) != len(given) or found != list(range(found[0], found[0] + len(found))):
+        raise SpecError(f"years {years!r} must be consecutive calendar years (whole numbers), "
+                        "such as range(2017, 2026)")
+    return found
 
 
 def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | None = None,
@@ -51,7 +66,8 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
     collection : str, optional
         The ImageCollection (``ALPHAEARTH_COLLECTION``).
     bands : Sequence[str], optional
-        Which of ``A00`` .. ``A63`` to hold (all by default), named as Earth Engine names them.
+        Which of ``A00`` .. ``A63`` to hold (all by default), named as Earth Engine names them; a string
+        is one band.
     resampling : str, optional
         Every variable's resampling (``Variable.resampling``).
 
@@ -62,19 +78,15 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
 
     Raises
     ------
-    ValueError
-        If ``bands`` names a band that is not one of ``A00`` .. ``A63``, or ``years`` is empty or not
-        consecutive.
     SpecError
-        If ``bbox`` is not a lon/lat extent inside the UTM domain, or ``chunks`` or ``resampling``
-        make no valid spec.
+        If ``bands`` names no band or one that is not one of ``A00`` .. ``A63``; ``years`` is not whole
+        numbers, empty or not consecutive; ``resolution`` is not a number above 0; ``bbox`` is not a
+        lon/lat extent inside the UTM domain; or ``chunks`` or ``resampling`` make no valid spec.
+        (A SpecError is a ValueError, which these were before.)
     """
-    unknown = sorted(set(bands) - set(BANDS))
-    if unknown:
-        raise ValueError(f"unknown AlphaEarth bands {unknown}; choose from A00 .. A63")
-    years = list(years)
-    if not years or years != list(range(years[0], years[0] + len(years))):
-        raise ValueError(f"years must be consecutive, got {years!r}")
+    bands = check_choices("AlphaEarth bands", bands, BANDS, "A00 .. A63")
+    years = _consecutive_years(years)
+    resolution = check_resolution(resolution)
     return CubeSpec(
         name="alphaearth",
         zones=utm_zones(bbox, resolution),

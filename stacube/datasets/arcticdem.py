@@ -18,8 +18,12 @@ lattice), and the grid here is snapped outward to whole pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from odc.geo.geobox import GeoBox
 
+from ..errors import SpecError
 from ..sources import StacSource
 from ..spec import CubeSpec
 from ..variables import Variable
@@ -29,6 +33,13 @@ RESOLUTIONS = (2, 10, 32)
 # The published tiles' extent in EPSG:3413 (metres, 100 m tile buffer included); the grid snaps it outward to
 # whole pixels, so pixel edges lie at multiples of the resolution, as the files' do.
 EXTENT = (-4000100.0, -3400100.0, 3400100.0, 4100100.0)
+
+
+def _mapping(what: str, value: Any) -> dict[str, Any]:
+    """``value`` (None: empty) as a dict, or a SpecError naming it."""
+    if value is not None and not isinstance(value, Mapping):
+        raise SpecError(f"{what} {value!r} must be a mapping keyed by variable ('dem', 'datamask')")
+    return dict(value or {})
 
 
 def arcticdem_collection(resolution: int) -> str:
@@ -46,11 +57,11 @@ def arcticdem_collection(resolution: int) -> str:
 
     Raises
     ------
-    ValueError
-        If ``resolution`` is not one of ``RESOLUTIONS``.
+    SpecError
+        If ``resolution`` is not one of ``RESOLUTIONS`` (a SpecError is a ValueError, which this was before).
     """
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"ArcticDEM mosaics come at {RESOLUTIONS} m, not {resolution!r}")
+    if isinstance(resolution, bool) or resolution not in RESOLUTIONS:
+        raise SpecError(f"ArcticDEM mosaics come at {RESOLUTIONS} m, not {resolution!r}")
     return f"arcticdem-mosaics-v4.1-{resolution}m"
 
 
@@ -69,7 +80,7 @@ def arcticdem_grid(resolution: int = 32) -> GeoBox:
 
     Raises
     ------
-    ValueError
+    SpecError
         If ``resolution`` is not one of ``RESOLUTIONS``.
     """
     arcticdem_collection(resolution)
@@ -110,13 +121,13 @@ def arcticdem_spec(resolution: int = 32, *, chunks: tuple[int, int] = (1024, 102
 
     Raises
     ------
-    ValueError
-        If ``resolution`` is not one of ``RESOLUTIONS``.
     SpecError
-        If ``chunks`` or ``resampling`` make no valid spec.
+        If ``resolution`` is not one of ``RESOLUTIONS`` (a SpecError is a ValueError, which this was
+        before), ``assets`` or ``resampling`` is not a mapping, or ``chunks`` or ``resampling`` make no
+        valid spec.
     """
-    keys = {"dem": "dem", "datamask": "datamask", **dict(assets or {})}
-    methods = {"dem": "nearest", "datamask": "nearest", **dict(resampling or {})}
+    keys = {"dem": "dem", "datamask": "datamask", **_mapping("assets", assets)}
+    methods = {"dem": "nearest", "datamask": "nearest", **_mapping("resampling", resampling)}
     return CubeSpec(
         name=f"arcticdem-{resolution}m",
         zones={"epsg3413": arcticdem_grid(resolution)},

@@ -42,14 +42,17 @@ days are published. ``eo:cloud_cover`` filters the granules (default: below 60 %
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from ..errors import SpecError
 from ..radiometry import S2_OFFSET, S2_SCALE
 from ..sources import StacSource
-from ..spec import CubeSpec
+from ..spec import CubeSpec, check_choices, check_resolution
 from ..variables import Variable
 from ..zones import MGRS_REACH, utm_zones
 
@@ -87,8 +90,37 @@ def cloud_cover_below(percent: float) -> dict[str, Any]:
     -------
     dict[str, Any]
         The filter, for ``StacSource.filter``.
+
+    Raises
+    ------
+    SpecError
+        If ``percent`` is not a finite number.
     """
-    return {"op": "<", "args": [{"property": "eo:cloud_cover"}, float(percent)]}
+    try:
+        value = float(percent)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"max_cloud_cover {percent!r} is not a number of percent") from err
+    if isinstance(percent, bool) or not math.isfinite(value):
+        raise SpecError(f"max_cloud_cover {percent!r} must be a finite number of percent (None keeps every granule)")
+    return {"op": "<", "args": [{"property": "eo:cloud_cover"}, value]}
+
+
+def _day(what: str, value: Any) -> pd.Timestamp:
+    """``value`` as the Timestamp pandas reads it, or a SpecError naming it."""
+    try:
+        day = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise SpecError(f"{what} {value!r} is not a date pandas reads: {err}") from err
+    if pd.isna(day):
+        raise SpecError(f"{what} {value!r} is no date")
+    return day
+
+
+def _mapping(what: str, value: Any) -> dict[str, Any]:
+    """``value`` (None: empty) as a dict, or a SpecError naming it."""
+    if value is not None and not isinstance(value, Mapping):
+        raise SpecError(f"{what} {value!r} must be a mapping keyed by band, such as {{'B04': ...}}")
+    return dict(value or {})
 
 
 def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "2017-01-01", end: Any = None, *,
@@ -125,7 +157,8 @@ def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "20
         The collection; None: ``sentinel-2-l2a``. Earth Search's ``sentinel-2-l2a`` is read with
         radiometry policy ``earth-search-l2a``, anything else with ``sentinel-2-baseline``.
     bands : tuple[str, ...], optional
-        The variables, a subset of B02, B03, B04, B08, B11, B12 and SCL (all by default).
+        The variables, a subset of B02, B03, B04, B08, B11, B12 and SCL (all by default); a string is
+        one band.
     resolution : float, optional
         Metres per pixel of every zone (10: the finest bands' own).
     assets : Mapping[str, str] or None, optional
@@ -145,21 +178,25 @@ def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "20
 
     Raises
     ------
-    ValueError
-        If ``provider`` is unknown, ``bands`` names another band, or ``start`` or ``end`` is not a date
-        pandas reads.
     SpecError
-        If ``bbox`` is not a lon/lat extent inside the UTM domain, ``reach`` is negative, ``end`` is
-        before ``start`` (an empty time axis), or ``chunks`` or ``resampling`` make no valid spec.
+        If ``provider`` is unknown; ``bands`` names no band or another band; ``start`` or ``end`` is not
+        a date pandas reads; ``resolution`` is not a number above 0; ``max_cloud_cover`` is not a
+        finite number; ``assets`` or ``resampling`` is not a mapping; ``reach`` is not a number of 0 or
+        more; ``bbox`` is not a lon/lat extent inside the UTM domain; ``end`` is before ``start`` (an
+        empty time axis); or ``chunks`` or ``resampling`` make no valid spec. (A SpecError is a
+        ValueError, which the first ones were before.)
     """
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown Sentinel-2 provider {provider!r}; choose from {list(PROVIDERS)}")
-    unknown = sorted(set(bands) - set(NATIVE_RESOLUTION))
-    if unknown:
-        raise ValueError(f"unknown Sentinel-2 bands {unknown}; choose from {list(NATIVE_RESOLUTION)}")
+    if not isinstance(provider, str) or provider not in PROVIDERS:
+        raise SpecError(f"unknown Sentinel-2 provider {provider!r}; choose from {list(PROVIDERS)}")
+    bands = check_choices("Sentinel-2 bands", bands, list(NATIVE_RESOLUTION))
+    resolution = check_resolution(resolution)
+    if isinstance(reach, bool) or not isinstance(reach, numbers.Real):
+        raise SpecError(f"reach {reach!r} must be a distance in metres, 0 or more")
+    start = _day("start", start)
+    end = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() if end is None else _day("end", end)
+    resampling = _mapping("resampling", resampling)
     default_url, default_collection, signer = PROVIDERS[provider]
-    keys = {**ASSET_KEYS[provider], **dict(assets or {})}
-    end = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() if end is None else pd.Timestamp(end)
+    keys = {**ASSET_KEYS[provider], **_mapping("assets", assets)}
     variables = {}
     for band in bands:
         coarser = NATIVE_RESOLUTION[band] > resolution
@@ -175,7 +212,7 @@ def sentinel2_l2a_spec(bbox: tuple[float, float, float, float], start: Any = "20
         zones=utm_zones(bbox, resolution, reach=reach),
         chunks=chunks,
         variables=variables,
-        time=pd.date_range(pd.Timestamp(start).normalize(), end.normalize(), freq="D"),
+        time=pd.date_range(start.normalize(), end.normalize(), freq="D"),
         group_by="solar_day",
         source=StacSource(api_url=api_url or default_url, collection=collection or default_collection,
                           assets={band: keys[band] for band in bands},

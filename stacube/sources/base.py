@@ -193,7 +193,7 @@ class Source(Protocol):
 
 
 def check_lag(publication_lag: str) -> None:
-    """Refuse, when the spec is made, a ``publication_lag`` pandas cannot read.
+    """Refuse, when the spec is made, a ``publication_lag`` that is no duration of 0 or more.
 
     Parameters
     ----------
@@ -203,9 +203,51 @@ def check_lag(publication_lag: str) -> None:
     Raises
     ------
     SpecError
-        If ``pd.Timedelta`` cannot read ``publication_lag``.
+        If ``pd.Timedelta`` cannot read ``publication_lag``, reads it as no time at all (None, ``"NaT"``:
+        a lag every comparison would fail), or it is negative.
     """
     try:
-        pd.Timedelta(publication_lag)
-    except ValueError as err:
+        lag = pd.Timedelta(publication_lag)
+    except (TypeError, ValueError, OverflowError) as err:
         raise SpecError(f"publication_lag {publication_lag!r} is not a pandas Timedelta") from err
+    if pd.isna(lag):
+        raise SpecError(f"publication_lag {publication_lag!r} is no duration: give one such as '3D' ('0D': none)")
+    if lag < pd.Timedelta(0):
+        raise SpecError(f"publication_lag {publication_lag!r} is negative: a source publishes after a date, not before")
+
+
+def _shown(value: Any, limit: int = 300) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a value as an error message names it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_filter(cql: Any) -> None:
+    """Refuse, when the spec is made, a ``filter`` cql2 cannot read, so that a search never meets it.
+
+    The same rule as the local catalog's search (``stacube.catalog.small_search.read_filter``), kept here
+    so that a source's value does not load the catalog.
+
+    Parameters
+    ----------
+    cql : Any
+        CQL2-JSON (a mapping), or None (or an empty mapping) for none.
+
+    Raises
+    ------
+    SpecError
+        If ``cql`` is not a mapping (CQL2 text, say), or cql2 cannot read it or turn it into a query
+        (an unknown form, an operator given the wrong number of arguments); the message names it.
+    """
+    if cql is None or (isinstance(cql, Mapping) and not cql):
+        return
+    if not isinstance(cql, Mapping):
+        raise SpecError(f"filter {_shown(cql)} is not CQL2-JSON: give a mapping such as "
+                        "{'op': '<', 'args': [{'property': 'eo:cloud_cover'}, 20]} "
+                        "(cql2.Expr(text).to_json() turns CQL2 text into one)")
+    import cql2
+
+    try:
+        cql2.Expr(dict(cql)).to_sql()
+    except Exception as err:  # cql2 raises plain Exceptions (and ValueErrors)
+        raise SpecError(f"filter {_shown(dict(cql))} is not CQL2-JSON that cql2 can read: {err}") from err

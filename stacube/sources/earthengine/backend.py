@@ -438,19 +438,21 @@ class EarthEngineBackend:
 
         Parameters, returns and errors as ``Backend.read``; Earth Engine's errors become the
         TransientSourceError or PermanentSourceError they are (a 404 or 403 is final; a 429 or 5xx the
-        client asked again already). Besides those:
+        client asked again already). So do failures to start it (``client.initialize``): a credential
+        that cannot be read or is refused, or a project refused, is a PermanentSourceError (not asked
+        again); no answer while starting, a TransientSourceError. Besides those:
 
         Raises
         ------
-        CatalogError
-            If Earth Engine cannot be started (credentials, endpoint, settings; ``client.initialize``).
+        SpecError
+            If ``STACUBE_EE_DEADLINE_S`` or ``STACUBE_EE_MAX_RETRIES`` is unusable.
         ItemError
             If a band would travel in a type Earth Engine cannot cast to.
         """
         from .client import initialize
 
         source = self.source
-        initialize(source.api_url, source.project)  # once per process (also on Dask workers)
+        initialize(source.api_url, source.project, reading=True)  # once per process (also on Dask workers)
         wanted = {band: (self.variables[name].numpy_dtype, self.variables[name].nodata)
                   for name, band in source.bands.items()}
         slots = request_slots(source.api_url, source.project, source.max_concurrency)

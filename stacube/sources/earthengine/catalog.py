@@ -205,14 +205,38 @@ def image_to_item(asset: dict[str, Any], collection: str) -> pystac.Item:
     Raises
     ------
     CatalogError
-        If the image has no bands, neither ``startTime`` nor ``updateTime``, or a band's CRS cannot be
-        read.
-    KeyError
-        If the image lacks ``geometry``, or a band its ``id`` or ``grid``.
+        If the image has neither ``id`` nor ``name``, no bands, no ``geometry``, neither ``startTime``
+        nor ``updateTime``, a band without its ``id`` or ``grid``, a band's CRS cannot be read, or
+        anything else of it cannot be read as the REST API gives it; the message names the image (and
+        the band).
     """
-    asset_id = asset.get("id") or asset["name"].split("/assets/", 1)[-1]
+    asset_id = asset.get("id") if isinstance(asset, dict) else None
+    if not asset_id and isinstance(asset, dict) and isinstance(asset.get("name"), str):
+        asset_id = asset["name"].split("/assets/", 1)[-1]
+    if not isinstance(asset_id, str) or not asset_id:
+        keys = sorted(asset) if isinstance(asset, dict) else type(asset).__name__
+        raise CatalogError(f"an Earth Engine image has neither an id nor a name (it holds {keys})")
+    try:
+        return _converted(asset, asset_id, collection)
+    except CatalogError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        what = f"lacks {err.args[0]!r}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise CatalogError(f"Earth Engine image {asset_id!r} cannot be converted to a STAC Item: {what}") from err
+
+
+def _converted(asset: dict[str, Any], asset_id: str, collection: str) -> pystac.Item:
+    """``image_to_item`` for an image whose id is known; Python's own errors are the caller's to name."""
     if not asset.get("bands"):
         raise CatalogError(f"Earth Engine image {asset_id!r} has no bands")
+    if not isinstance(asset.get("geometry"), dict):
+        raise CatalogError(f"Earth Engine image {asset_id!r} has no geometry (its footprint), so it cannot be "
+                           "placed; it holds " + ", ".join(sorted(asset)))
+    for number, band in enumerate(asset["bands"]):
+        missing = [key for key in ("id", "grid") if not isinstance(band, dict) or not band.get(key)]
+        if missing:
+            named = band.get("id") if isinstance(band, dict) and band.get("id") else f"number {number}"
+            raise CatalogError(f"Earth Engine image {asset_id!r}: band {named} has no {' and no '.join(missing)}")
     # An image without a time of its own (a DEM, a trend over decades) is dated by its last update:
     # STAC needs a datetime, and a spatial-only cube never searches by time.
     stamp = asset.get("startTime") or asset.get("updateTime")

@@ -19,7 +19,15 @@ import os
 import threading
 from typing import Any
 
-from ...errors import CatalogError
+from ...errors import (
+    CatalogError,
+    PermanentSourceError,
+    SpecError,
+    TransientSourceError,
+    causes,
+    is_permanent,
+    source_error,
+)
 
 _LOCK = threading.Lock()
 _READY: tuple[Any, ...] | None = None  # (api_url, project, credential, deadline, retries) initialised
@@ -42,6 +50,16 @@ def _fingerprint() -> str:
     return "stored"
 
 
+class _StartFailure(Exception):
+    """Why Earth Engine did not start, in words that hold no secret, and what kind of failure it is;
+    ``initialize`` raises it as the error its caller expects."""
+
+    def __init__(self, message: str, *, setting: bool = False, transient: bool = False):
+        super().__init__(message)
+        self.setting = setting  # a STACUBE_EE_* variable is unusable
+        self.transient = transient  # Earth Engine did not answer: asking again may help
+
+
 def _credentials() -> tuple[Any, str]:
     """The credentials to use and a label naming their origin (never their content)."""
     token = os.environ.get("STACUBE_EE_TOKEN")
@@ -57,14 +75,15 @@ def _credentials() -> tuple[Any, str]:
 
         try:
             email = json.loads(open(path).read())["client_email"]
-        except (OSError, ValueError, KeyError) as err:
-            raise CatalogError(f"{variable} names {path!r}, which is not a readable service-account key file "
-                               f"({type(err).__name__})") from None
-        return ee.ServiceAccountCredentials(email, key_file=path), f"{variable}={path}"
+            credentials = ee.ServiceAccountCredentials(email, key_file=path)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # no file, no JSON, no key in it
+            raise _StartFailure(f"{variable} names {path!r}, which is not a readable service-account key file "
+                                f"({type(err).__name__})") from None
+        return credentials, f"{variable}={path}"
     return "persistent", "the stored Earth Engine credential"  # ee reads ~/.config/earthengine/credentials
 
 
-def initialize(api_url: str, project: str | None) -> None:
+def initialize(api_url: str, project: str | None, *, reading: bool = False) -> None:
     """Initialise ``ee`` for ``api_url`` and ``project`` unless this process already did with these
     credentials. Called before every patch read: the usual path is one comparison, no lock.
 
@@ -74,6 +93,9 @@ def initialize(api_url: str, project: str | None) -> None:
         The Earth Engine endpoint (``EarthEngineSource.api_url``).
     project : str or None
         The Google Cloud project (``EarthEngineSource.project``).
+    reading : bool, optional
+        Whether a patch read asks (``EarthEngineBackend.read``): a failure is then raised as the error
+        a runner decides by, not as a CatalogError (see Raises).
 
     Raises
     ------
@@ -81,9 +103,33 @@ def initialize(api_url: str, project: str | None) -> None:
         If the key file a variable names cannot be read as a service-account key,
         ``STACUBE_EE_DEADLINE_S`` or ``STACUBE_EE_MAX_RETRIES`` is not a number or is negative, or
         Earth Engine refuses to start (the message names the credential's origin, never its content).
+        With ``reading``, the same failures are raised as these instead:
+    SpecError
+        With ``reading``: ``STACUBE_EE_DEADLINE_S`` or ``STACUBE_EE_MAX_RETRIES`` is unusable.
+    PermanentSourceError
+        With ``reading``: the key file cannot be read, or Earth Engine refuses the credential or the
+        project (an HTTP 4xx, or its own refusal without one: no stored credential, no project).
+        Asking again cannot help, so a runner does not.
+    TransientSourceError
+        With ``reading``: Earth Engine did not answer (a timeout, a dropped connection, a 429 or 5xx
+        after the client's own retries); a runner asks again.
     """
+    try:
+        _initialize(api_url, project)
+    except _StartFailure as failure:
+        if not reading:
+            raise CatalogError(str(failure)) from None
+        if failure.setting:
+            raise SpecError(str(failure)) from None
+        kind = TransientSourceError if failure.transient else PermanentSourceError
+        raise kind(str(failure), api_url) from None
+
+
+def _initialize(api_url: str, project: str | None) -> None:
+    """``initialize``, its failures raised as ``_StartFailure``."""
     global _READY
-    wanted = (api_url, project, _fingerprint(), deadline_seconds(), os.environ.get("STACUBE_EE_MAX_RETRIES"))
+    deadline = _deadline()
+    wanted = (api_url, project, _fingerprint(), deadline, os.environ.get("STACUBE_EE_MAX_RETRIES"))
     if _READY == wanted:
         return
     import ee
@@ -92,14 +138,31 @@ def initialize(api_url: str, project: str | None) -> None:
         if _READY == wanted:
             return
         credentials, origin = _credentials()
+        max_retries = _env_number("STACUBE_EE_MAX_RETRIES", 5, int)
         try:
             ee.Initialize(credentials=credentials, project=project, url=api_url)
-            ee.data.setDeadline(1000 * deadline_seconds())
-            ee.data.setMaxRetries(_env_number("STACUBE_EE_MAX_RETRIES", 5, int))
+            ee.data.setDeadline(1000 * deadline)
+            ee.data.setMaxRetries(max_retries)
         except Exception as err:  # noqa: BLE001 - the client raises many kinds; the message names what was tried
-            raise CatalogError(f"cannot start Earth Engine at {api_url} for project {project!r} with {origin}: "
-                               f"{type(err).__name__}: {_without_secrets(str(err))}") from None
+            raise _StartFailure(f"cannot start Earth Engine at {api_url} for project {project!r} with {origin}: "
+                                f"{type(err).__name__}: {_without_secrets(str(err))}",
+                                transient=_unanswered(err)) from None
         _READY = wanted
+
+
+def _unanswered(error: BaseException) -> bool:
+    """Whether Earth Engine did not answer while starting (a timeout, a dropped connection, a 429 or
+    5xx) rather than refused. The errors below Earth Engine's own decide (``source_error``): an
+    EEException alone (no stored credential, no project) is a refusal asking again does not change."""
+    import ee
+
+    for cause in causes(error):
+        if isinstance(cause, ee.EEException):
+            continue
+        failure = source_error(cause)
+        if failure is not None:
+            return not is_permanent(failure)
+    return False
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:
@@ -107,10 +170,14 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
     try:
         number = kind(value)
     except ValueError:
-        raise CatalogError(f"{name}={value!r} is not a number") from None
+        raise _StartFailure(f"{name}={value!r} is not a number", setting=True) from None
     if number < 0:
-        raise CatalogError(f"{name}={value!r} must not be negative")
+        raise _StartFailure(f"{name}={value!r} must not be negative", setting=True)
     return number
+
+
+def _deadline() -> float:
+    return _env_number("STACUBE_EE_DEADLINE_S", 300.0) or 300.0
 
 
 def deadline_seconds() -> float:
@@ -121,7 +188,10 @@ def deadline_seconds() -> float:
     CatalogError
         If ``STACUBE_EE_DEADLINE_S`` is not a number or is negative.
     """
-    return _env_number("STACUBE_EE_DEADLINE_S", 300.0) or 300.0
+    try:
+        return _deadline()
+    except _StartFailure as failure:
+        raise CatalogError(str(failure)) from None
 
 
 def _without_secrets(text: str) -> str:

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 EARTH_ENGINE_URL = "https://earthengine.googleapis.com"
 
 
+def _check_concurrency(value: Any) -> int:
+    """``max_concurrency`` as an int: a whole number (or its text) from 1 to 40."""
+    try:
+        number = int(value)
+        whole = not isinstance(value, bool) and (isinstance(value, str) or number == value)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 1 <= number <= 40:
+        raise SpecError(f"max_concurrency {value!r} must be a whole number from 1 to 40 (Earth Engine's project cap)")
+    return number
+
+
 @dataclass(frozen=True)
 class EarthEngineSource:
     """An Earth Engine ImageCollection; ``bands`` maps each cube variable to a band of its images.
@@ -36,10 +48,8 @@ class EarthEngineSource:
     Raises
     ------
     SpecError
-        If ``publication_lag`` is not a pandas Timedelta, ``radiometry`` is unknown, or
-        ``max_concurrency`` is not 1 to 40.
-    ValueError, TypeError
-        If ``max_concurrency`` is not a number (``int()`` refuses it).
+        If ``publication_lag`` is not a pandas Timedelta of 0 or more, ``radiometry`` is unknown, or
+        ``max_concurrency`` is not a whole number from 1 to 40.
     """
 
     collection: str
@@ -54,7 +64,8 @@ class EarthEngineSource:
     """Earth Engine's endpoint (``EARTH_ENGINE_URL``), or a test emulator's. With ``collection`` it names
     the source's local catalog."""
     max_concurrency: int = 16
-    """Pixel requests in flight per process and endpoint, 1 to 40 (a project gets 40 in all)."""
+    """Pixel requests in flight per process and endpoint, 1 to 40 (a project gets 40 in all); kept as an
+    int (``"8"`` is read as 8)."""
     publication_lag: str = "3D"
     """How long after a date the collection may still gain images for it (a pandas Timedelta string):
     a window synced sooner is synced again, and a patch that recent and still empty is left unfilled."""
@@ -69,8 +80,7 @@ class EarthEngineSource:
     def __post_init__(self) -> None:
         check_lag(self.publication_lag)
         check_policy(self.radiometry)
-        if not 1 <= int(self.max_concurrency) <= 40:
-            raise SpecError(f"max_concurrency {self.max_concurrency!r} must be 1 to 40 (Earth Engine's project cap)")
+        object.__setattr__(self, "max_concurrency", _check_concurrency(self.max_concurrency))
 
     @property
     def assets(self) -> Mapping[str, str]:
@@ -154,10 +164,8 @@ class EarthEngineSource:
             If ``data`` lacks ``collection`` or ``bands`` (``CubeSpec.from_json`` turns it into a SpecError).
         SpecError
             If the stored values make no valid source (see ``EarthEngineSource``).
-        ValueError, TypeError
-            If ``max_concurrency`` is not a number (``CubeSpec.from_json`` turns them into a SpecError).
         """
         return cls(collection=data["collection"], bands=dict(data["bands"]), project=data.get("project"),
-                   api_url=data.get("api_url", EARTH_ENGINE_URL), max_concurrency=int(data.get("max_concurrency", 16)),
+                   api_url=data.get("api_url", EARTH_ENGINE_URL), max_concurrency=data.get("max_concurrency", 16),
                    publication_lag=data.get("publication_lag", "3D"),
                    radiometry=data.get("radiometry", "raster:bands"))

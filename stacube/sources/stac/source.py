@@ -18,7 +18,7 @@ from ...duplicates import check_rule
 from ...errors import SpecError
 from ...radiometry import check_policy
 from ...signing import check_signer, redact_url
-from ..base import check_lag
+from ..base import check_filter, check_lag
 
 if TYPE_CHECKING:
     from ...catalog import LocalCatalog, Window
@@ -64,7 +64,10 @@ _HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d
 
 def _check_drivers(drivers: Any) -> tuple[str, ...]:
     """GDAL driver short names ("GTiff", "JP2OpenJPEG"), at least one."""
-    names = (drivers,) if isinstance(drivers, str) else tuple(drivers or ())
+    try:
+        names = (drivers,) if isinstance(drivers, str) else tuple(drivers or ())
+    except TypeError:  # a number, say: no sequence of names
+        names = ()
     if not names or not all(isinstance(n, str) and _DRIVER_NAME.match(n) for n in names):
         raise SpecError(f"drivers {drivers!r} must name one or more GDAL drivers, such as ('GTiff',)")
     return names
@@ -74,7 +77,10 @@ def _check_hosts(hosts: Any) -> tuple[str, ...] | None:
     """Host names (with an optional port), exact or ``*.domain``; None allows any host."""
     if hosts is None:
         return None
-    names = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    try:
+        names = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    except TypeError:  # a number, say: no sequence of names
+        names = ()
     if not names or not all(isinstance(n, str) and _HOST_PATTERN.match(n) for n in names):
         raise SpecError(f"hosts {hosts!r} must be host names such as ('example.com', '*.amazonaws.com')")
     return tuple(n.lower() for n in names)
@@ -100,11 +106,10 @@ class StacSource:
     ------
     SpecError
         If ``api_url`` is not an http(s) URL or carries credentials; ``publication_lag`` is not a pandas
-        Timedelta; ``radiometry``, ``duplicates`` or ``signer`` is unknown; ``gdal_options`` is not a
-        mapping of GDAL option names or names a credential; ``drivers`` names no GDAL driver; or
-        ``hosts`` holds something that is not a host name.
-    TypeError
-        If ``drivers`` or ``hosts`` is neither a string nor a sequence (``tuple()`` refuses it).
+        Timedelta of 0 or more; ``filter`` is not CQL2-JSON cql2 can read; ``radiometry``, ``duplicates``
+        or ``signer`` is unknown; ``gdal_options`` is not a mapping of GDAL option names or names a
+        credential; ``drivers`` names no GDAL driver; or ``hosts`` holds something that is not a host
+        name (or is neither a string nor a sequence).
     """
 
     api_url: str
@@ -117,7 +122,8 @@ class StacSource:
     """Cube variable -> the key of the Item asset that holds it; the spec's variables exactly."""
     filter: Mapping[str, Any] | None = None
     """CQL2-JSON applied when searching the local catalog (``datasets.cloud_cover_below``); None: every
-    Item. The harvest itself brings in every Item of a window."""
+    Item. Checked when the source is made (cql2 must read it). The harvest itself brings in every Item
+    of a window."""
     allow_local_hrefs: bool = False
     """Whether harvested Items may point at local files (a relative href is made absolute against the
     Item's own URL first). False: an Item naming a local file fails the sync with a CatalogError, so a
@@ -157,6 +163,7 @@ class StacSource:
 
     def __post_init__(self) -> None:
         check_lag(self.publication_lag)
+        check_filter(self.filter)
         url = urlparse(str(self.api_url))
         if url.scheme not in ("http", "https") or not url.netloc:
             raise SpecError(f"api_url {redact_url(str(self.api_url))!r} is not a STAC API URL (http:// or https://)")
