@@ -36,7 +36,25 @@ def _overlap(a: slice, b: slice) -> slice | None:
 
 
 class ColdTile:
-    """The Tile of one load, filled from the load's own run and then from the cube."""
+    """The Tile of one load, filled from the load's own run and then from the cube.
+
+    Made by ``for_load``, which decides whether pasting is exact; ``out`` holds the Tile's arrays.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec.
+    grid : ZoneGrid
+        The one zone the Tile lies on, on its own pixel grid.
+    dst : GeoBox
+        The Tile's grid.
+    src_window : tuple[slice, slice]
+        The Tile's pixels in the zone, equal in shape to the Tile.
+    steps : Sequence[int] or None
+        The load's time steps; None without time.
+    variables : Sequence[str]
+        The variables loaded.
+    """
 
     def __init__(self, spec: CubeSpec, grid: ZoneGrid, dst: GeoBox, src_window: PixelSlices,
                  steps: Sequence[int] | None, variables: Sequence[str]):
@@ -55,7 +73,25 @@ class ColdTile:
     def for_load(cls, spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None,
                  variables: Sequence[str]) -> ColdTile | None:
         """The Tile on the grid ``dst`` (``Region.tile_geobox``) to assemble while its patches download, or
-        None where pasting is not exact."""
+        None where pasting is not exact.
+
+        Parameters
+        ----------
+        spec : CubeSpec
+            The cube's spec.
+        dst : GeoBox
+            The Tile's grid.
+        steps : Sequence[int] or None
+            The load's time steps; None without time.
+        variables : Sequence[str]
+            The variables loaded.
+
+        Returns
+        -------
+        ColdTile or None
+            The Tile to paste into; None where the Tile meets several zones, lies off its zone's grid
+            or reaches past it, or no step is selected (read it with ``read_tile`` instead).
+        """
         if steps is not None and not steps:
             return None
         met = zones_met(spec, dst)
@@ -75,7 +111,18 @@ class ColdTile:
         return in_chunk, in_tile, tuple(parts)
 
     def paste(self, patch: PatchIndex, written: PatchWrite) -> None:
-        """Take a patch's written values (called from the run's workers; cells never overlap)."""
+        """Take a patch's written values (called from the run's workers; cells never overlap).
+
+        A patch of another zone or step, off the Tile, or whose chunk kept old values of a variable
+        (``written.unchanged``) is left for ``finish`` to read from the cube.
+
+        Parameters
+        ----------
+        patch : PatchIndex
+            The patch written.
+        written : PatchWrite
+            What the write stored: each variable's values on the patch (None or missing: nodata).
+        """
         if patch.zone != self.grid.name or (self.steps is not None and patch.time_index not in self._position):
             return
         if any(name in written.unchanged for name in self.variables):
@@ -97,7 +144,27 @@ class ColdTile:
     def finish(self, root: zarr.Group, steps: Sequence[int] | None, stale: Iterable[PatchIndex] = ()) -> xr.Dataset:
         """The Tile at the snapshot ``root``, for the ``steps`` kept (a subset of the load's steps).
 
-        ``stale`` are patches the run wrote but whose committed values came from a concurrent run."""
+        ``stale`` are patches the run wrote but whose committed values came from a concurrent run.
+
+        Parameters
+        ----------
+        root : zarr.Group
+            The cube's root group at the snapshot the Tile is to equal.
+        steps : Sequence[int] or None
+            The steps the Tile shows, among the load's; None without time.
+        stale : Iterable[PatchIndex], optional
+            Pasted patches to read from ``root`` after all.
+
+        Returns
+        -------
+        xarray.Dataset
+            The Tile, equal to ``read_tile`` of ``root``.
+
+        Raises
+        ------
+        CubeDamagedError
+            If a stored chunk read for the cells not pasted fails its checksum.
+        """
         self.pasted -= {(p.time_index, p.iy, p.ix) for p in stale}
         kept = list(steps) if steps is not None else [None]
         reads = []

@@ -64,14 +64,35 @@ log = logging.getLogger(__name__)
 
 
 class Cube:
-    """A versioned raster cube in an Icechunk repository; see ``CubeSpec`` for what it holds."""
+    """A versioned raster cube in an Icechunk repository; see ``CubeSpec`` for what it holds.
+
+    The one object a user works with: it plans, downloads, reads and versions the cube, so that a
+    load of an ROI x TOI is all it takes to get a Tile. Make one with ``create``, ``open`` or
+    ``open_or_create``, not directly: they check the location and read or store the spec.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The cube's location as ``store.cube_url`` spells it (kept as ``url``).
+    repo : icechunk.Repository
+        The cube's repository, opened.
+    spec : CubeSpec
+        The spec stored in the cube.
+    catalog_dir : str or os.PathLike or None, optional
+        The folder of the local catalogs (``LocalCatalog``); None: ``default_catalog_root()``.
+    """
 
     def __init__(self, url: str | os.PathLike, repo: icechunk.Repository, spec: CubeSpec,
                  catalog_dir: str | os.PathLike | None = None):
         self.url = os.fspath(url)
+        """The cube's location: an absolute local path or ``s3://bucket/prefix`` (Tiles name it as ``stacube_cube``)."""
         self.repo = repo
+        """The cube's Icechunk repository."""
         self.spec = spec
+        """The cube's spec; its time axis follows the branch tip's whenever a read there finds it changed
+        (grown by ``extend_time`` here or in another process, or shorter after a rollback)."""
         self.catalog_dir = Path(catalog_dir) if catalog_dir else default_catalog_root()
+        """The folder of the local catalogs the cube's source is synced into."""
         self._opened: tuple[str, OpenedGroup] | None = None  # the last snapshot read, opened
 
     def __getstate__(self) -> dict[str, Any]:
@@ -85,6 +106,36 @@ class Cube:
         The spec was checked whole when it was made. If creating fails anyway (a full disk, S3 down,
         an interrupt), nothing is left in the way of trying again; of several processes creating one
         cube at once, one does and the others get CubeExistsError (see ``store.create_repository``).
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            Where the cube goes: a local path (missing, or an empty folder), a ``file:`` URL or
+            ``s3://bucket/prefix`` (credentials from the environment).
+        spec : CubeSpec
+            What the cube holds; stored in its first commit.
+        catalog_dir : str or os.PathLike or None, optional
+            The folder of the local catalogs; None: ``default_catalog_root()``.
+
+        Returns
+        -------
+        Cube
+            The new cube: every patch unfilled, one snapshot (its creation).
+
+        Raises
+        ------
+        SpecError
+            If ``spec`` is not a CubeSpec, ``url`` is no cube location as written (``store.cube_url``),
+            or a ``STACUBE_CHUNK_REFS_CACHED`` or ``STACUBE_S3_*`` setting is unusable.
+        CubeExistsError
+            If a cube is there already (``open`` or ``open_or_create`` it), another process created it
+            meanwhile, or something else is in the way (a file, a folder of other files, S3 objects that
+            are no repository).
+        StorageError
+            If the place cannot be written (no space, read-only, permission denied, a file where a folder
+            should be); nothing is left behind.
+        S3AccessError
+            If S3 does not answer after its tries.
         """
         if not isinstance(spec, CubeSpec):
             raise SpecError(f"Cube.create needs a CubeSpec, got {type(spec).__name__}")
@@ -101,7 +152,31 @@ class Cube:
 
     @classmethod
     def open(cls, url: str | os.PathLike, catalog_dir: str | os.PathLike | None = None) -> Cube:
-        """An existing cube; needs nothing but its location."""
+        """An existing cube; needs nothing but its location, since the spec is stored inside.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            The cube's location: a local path, a ``file:`` URL or ``s3://bucket/prefix``.
+        catalog_dir : str or os.PathLike or None, optional
+            The folder of the local catalogs; None: ``default_catalog_root()``.
+
+        Returns
+        -------
+        Cube
+            The cube, with the spec stored at its branch tip.
+
+        Raises
+        ------
+        CubeNotFoundError
+            If no repository is at ``url``, its creation is under way in another process or was
+            interrupted (``create`` finishes it), or it is an Icechunk repository that is no stacube cube.
+        SpecError
+            If ``url`` is no cube location as written (``store.cube_url``), the cube holds a spec this
+            stacube refuses (written by a newer one, malformed), or a ``STACUBE_*`` setting is unusable.
+        S3AccessError
+            If S3 does not answer after its tries.
+        """
         location = cube_url(url)
         repo = open_repository(url)
         try:
@@ -123,7 +198,34 @@ class Cube:
                        catalog_dir: str | os.PathLike | None = None) -> Cube:
         """Open the cube at ``url`` if there is one (its spec must equal ``spec``), else create it.
 
-        Safe to call from several processes at once: one creates the cube, the others open it."""
+        Safe to call from several processes at once: one creates the cube, the others open it.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            The cube's location, as for ``create``.
+        spec : CubeSpec
+            The cube's spec: stored if the cube is created; else the stored one must equal it
+            (``to_json``), time axis included.
+        catalog_dir : str or os.PathLike or None, optional
+            The folder of the local catalogs; None: ``default_catalog_root()``.
+
+        Returns
+        -------
+        Cube
+            The cube, opened or new.
+
+        Raises
+        ------
+        SpecError
+            If the cube there has another spec, or as ``open`` and ``create`` raise it.
+        CubeExistsError
+            If something that is no cube is in the way (a file, a folder of other files).
+        StorageError
+            If the cube is to be created and the place cannot be written.
+        S3AccessError
+            If S3 does not answer after its tries.
+        """
         try:
             cube = cls.open(url, catalog_dir)
         except CubeNotFoundError:
@@ -139,6 +241,7 @@ class Cube:
         return cube
 
     def __repr__(self) -> str:
+        """The cube's name, location, variables and zones (CRS and shape): what a notebook shows."""
         from .crs import crs_label
 
         zones = ", ".join(f"{n} ({crs_label(g.crs)}, {g.shape.y}x{g.shape.x})" for n, g in self.spec.zones.items())
@@ -146,6 +249,10 @@ class Cube:
 
     @property
     def catalog(self) -> LocalCatalog:
+        """The local catalog of the cube's source (under ``catalog_dir``): what planning searches for the
+        Items of each patch, and what a run syncs from the source first. Nothing is read or made until
+        it is used; from the first call, this process's log records have URL signatures and user info
+        redacted (libraries log Items' hrefs)."""
         source = self.spec.source
         redact_log_records()  # Items' hrefs may carry credentials, and libraries log Items at DEBUG
         return LocalCatalog(self.catalog_dir, source.api_url, source.collection)
@@ -199,7 +306,27 @@ class Cube:
         (``_FillValue``, ``scale_factor``/``add_offset``, ``units``; numbers as stored, as in a Tile).
         stacube's own record of filled patches is left out. ``zone`` names one zone; without it a cube
         of one zone gives its Dataset and a cube of several a dict by zone name. ``at`` reads a
-        snapshot, tag or time (see ``history``) instead of the branch head.
+        snapshot or tag (see ``history``) instead of the branch head. Nothing is downloaded.
+
+        Parameters
+        ----------
+        zone : str or None, optional
+            The zone to give; None: every zone.
+        at : str or None, optional
+            A snapshot id or tag; None: the branch tip.
+
+        Returns
+        -------
+        xarray.Dataset or dict[str, xarray.Dataset]
+            The zone's Dataset (``zone`` given, or a cube of one zone), else one per zone by name. A
+            stored chunk whose checksum fails raises CubeDamagedError when it is computed.
+
+        Raises
+        ------
+        ROIError
+            If the cube has no zone ``zone``; the message lists its zones.
+        VersionNotFoundError
+            If ``at`` names no snapshot or tag of this cube.
         """
         session = self._session(at)
         root = zarr.open_group(session.store, mode="r")
@@ -214,14 +341,62 @@ class Cube:
         return out[wanted[0]] if len(wanted) == 1 else out
 
     def plan(self, roi: GeoBox | Geometry | Region, toi: TOI | None = None) -> Plan:
-        """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI."""
+        """The patches under ROI x TOI and which the cube lacks; validates the ROI and TOI.
+
+        What ``run`` downloads, read from the cube's own record of filled patches at the branch tip;
+        nothing is downloaded or written, and only the patches under the ROI are listed.
+
+        Parameters
+        ----------
+        roi : GeoBox, Geometry or Region
+            The region of interest, with its CRS.
+        toi : TOI or None, optional
+            The time of interest (``stacube.timeaxis``); None: every step (or a cube without time).
+
+        Returns
+        -------
+        Plan
+            ``patches`` under ROI x TOI and the ``missing`` ones, with no Items attached yet.
+
+        Raises
+        ------
+        ROIError
+            If the ROI is no odc-geo GeoBox or Geometry, has no CRS or coordinates that are not finite,
+            is an empty geometry, or lies outside every zone of the cube.
+        TOIError
+            If the TOI is not a time pandas reads, is empty, ends before it starts, lies outside the time
+            axis, or is given to a cube without time.
+        """
         region = Region.of(roi)
         root, _ = self._root()
         spec = self._spec_in(root, None)
         return plan_patches(spec, root, region, select_steps(spec.time, toi))
 
     def plan_cells(self, cells: Iterable[tuple[str, int, int]], toi: TOI | None = None) -> Plan:
-        """The patches of chunk cells ``(zone, row, column)`` x TOI and which the cube lacks."""
+        """The patches of chunk cells ``(zone, row, column)`` x TOI and which the cube lacks.
+
+        For callers that know which chunks they need (the parcel ingest), where an ROI drawn around
+        them would also catch a neighbouring zone's overlapping chunks (``plan.plan_cells``).
+
+        Parameters
+        ----------
+        cells : Iterable[tuple[str, int, int]]
+            Zone name, chunk row and chunk column of each chunk; repeats count once.
+        toi : TOI or None, optional
+            The time of interest; None: every step (or a cube without time).
+
+        Returns
+        -------
+        Plan
+            The cells' patches at each step of the TOI, and the ``missing`` ones.
+
+        Raises
+        ------
+        ROIError
+            If a cell names a zone the cube does not have, or lies outside its zone's chunks.
+        TOIError
+            As for ``plan``.
+        """
         root, _ = self._root()
         spec = self._spec_in(root, None)
         return plan_cells(spec, root, cells, select_steps(spec.time, toi))
@@ -246,8 +421,61 @@ class Cube:
         (and the report's) beside the run's own record, with ``roi`` (an ROI or Region) kept as lon/lat GeoJSON
         for ``rois``. ``on_written`` (runners in this process only) hears each patch's values as written.
 
-        Raises PatchReadError when a patch fails for good (nothing is committed) unless ``skip_failed``,
-        ItemError for an Item a read cannot use, StacubeError subclasses for storage failures."""
+        The source is synced into the local catalog first where it does not cover the plan (``attach_items``).
+
+        Parameters
+        ----------
+        plan : Plan
+            What to download: its ``missing`` patches (``plan`` or ``plan_cells``).
+        runner : Runner or str or None, optional
+            A Runner, or a name ``runner_named`` knows; None: ``"local"``.
+        message : str or None, optional
+            The commit message; None: ``stacube: <n> patches from <collection>``.
+        metadata : dict[str, Any] or None, optional
+            Added to the commit's metadata and the report's ``metadata`` (wins over ``roi``'s record).
+        roi : GeoBox, Geometry, Region or None, optional
+            The ROI the plan was made for, recorded for ``rois`` and ``plot_state``; None: none recorded.
+        concurrency : int or None, optional
+            Patches in flight at once, for a named runner; None: its default (8).
+        progress : bool or None, optional
+            Whether a named runner shows progress; None: a bar when stderr is a terminal.
+        skip_failed : bool, optional
+            For a named runner: commit the other patches when one fails for good, listing the failures in
+            ``report.patches_failed`` and leaving them unfilled for the next run.
+        on_written : Callable[[PatchIndex, PatchWrite], None] or None, optional
+            Called from the run's workers with each patch and what it wrote (runners in this process only).
+
+        Returns
+        -------
+        RunReport
+            What the run did; ``snapshot_id`` is None when it committed nothing (nothing missing, or only
+            recent steps still without data).
+
+        Raises
+        ------
+        SpecError
+            If ``runner`` is a name nothing declares (or whose package is not installed).
+        ROIError
+            If ``roi`` is not a valid ROI.
+        CatalogError
+            If the source cannot be searched or synced, or the local catalog cannot be searched.
+        ItemError
+            If the source returned something that is no STAC Item, or an Item lacks what a read needs
+            (an asset, projection info); nothing is read.
+        RadiometryError
+            If an Item's numbers cannot be brought into its variable's convention; nothing is read.
+        TOIError
+            If planned patches lie on time steps the cube no longer has (rolled back since the plan).
+        PatchReadError
+            If a patch failed for good, after its retries (unless ``skip_failed``); it names the patch,
+            its Items and URLs, and its ``__cause__`` says why. Nothing is committed.
+        CubeChangedError
+            If other processes kept committing or changing the cube's structure under the commit.
+            Nothing is committed.
+        StorageError
+            If the cube or the catalog folder cannot be written (no space, read-only, permission denied),
+            also with ``skip_failed``. Nothing is committed.
+        """
         runner = self._runner(runner, concurrency, progress, skip_failed)
         context = {**({"roi": Region.of(roi).record()} if roi is not None else {}), **(metadata or {})}
 
@@ -270,7 +498,18 @@ class Cube:
     def rois(self, last: int = 10) -> list[Any]:
         """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely
         geometries (what ``plot_state`` draws). Loads served from the cube alone commit nothing, so
-        they are not among them."""
+        they are not among them.
+
+        Parameters
+        ----------
+        last : int, optional
+            How many ROIs, at most (runs that recorded none, such as ``plan_cells`` runs, do not count).
+
+        Returns
+        -------
+        list[shapely.Geometry]
+            Each run's ROI as recorded (to a micro-degree, or its convex hull when long), newest first.
+        """
         import shapely
 
         found = []
@@ -292,6 +531,35 @@ class Cube:
         A patch that fails for good fails the whole run (nothing is committed), unless ``skip_failed``:
         then the others are committed, and the failures are listed in ``report.patches_failed`` and left
         unfilled for the next run.
+
+        Parameters
+        ----------
+        aoi : GeoBox or Geometry
+            The area to fill, with its CRS; recorded in the commit (``rois``).
+        toi : TOI or None, optional
+            The time of interest; None: every step (or a cube without time).
+        concurrency : int or None, optional
+            Patches (or Prefect tasks) in flight at once; None: the runner's default (8).
+        runner : Runner or str or None, optional
+            A Runner, or a name ``runner_named`` knows (``"local"``, ``"prefect"``); None: ``"local"``.
+        progress : bool or None, optional
+            Whether to show progress; None: a bar when stderr is a terminal.
+        message : str or None, optional
+            The commit message; None: ``stacube: <n> patches from <collection>``.
+        skip_failed : bool, optional
+            Commit what could be read and list the patches that failed for good, instead of failing.
+
+        Returns
+        -------
+        RunReport
+            What the run did; ``snapshot_id`` is None when it committed nothing (as for ``run``).
+
+        Raises
+        ------
+        ROIError, TOIError
+            As for ``plan``, before anything is downloaded.
+        SpecError, CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError, StorageError
+            As for ``run``; nothing is committed.
         """
         region = Region.of(aoi)  # checked once, for the plan and the run's record
         return self.run(self.plan(region, toi), runner, message=message, roi=region, concurrency=concurrency,
@@ -301,7 +569,48 @@ class Cube:
                   variables: str | Sequence[str] | None = None, concurrency: int | None = None,
                   progress: bool | None = None, offline: bool = False) -> Iterator[xr.Dataset]:
         """The Tiles of many ROIs, in the order given, from one download run (one commit) of the union
-        of the patches they lack: the many-small-ROIs workload (``stacube.many``)."""
+        of the patches they lack: the many-small-ROIs workload (``stacube.many``).
+
+        Every ROI is checked and planned at the call; the run starts with the first ``next`` and each
+        Tile is yielded as soon as its patches are in. Each Tile equals what ``load`` would return.
+        Iterating raises the run's error (as ``run`` raises it) after the Tiles already yielded; nothing
+        is committed then.
+
+        Parameters
+        ----------
+        rois : Iterable[GeoBox or Geometry]
+            The ROIs, each with its CRS.
+        toi : TOI or None, optional
+            The time of interest; None: every step (or a cube without time).
+        variables : str or Sequence[str] or None, optional
+            The variables to read; None: all of them.
+        concurrency : int or None, optional
+            Patches in flight at once; None: 8.
+        progress : bool or None, optional
+            Whether to show the run's bar; None: when stderr is a terminal.
+        offline : bool, optional
+            Never download: missing patches come back as nodata, listed in ``missing_patches``.
+
+        Returns
+        -------
+        TileStream
+            An iterator of the Tiles (``xarray.Dataset``), which also counts the patches and names the run.
+
+        Raises
+        ------
+        UnknownVariableError
+            If ``variables`` names a variable the cube does not hold.
+        TOIError
+            As for ``plan``.
+        ROIError
+            If an ROI is not valid or lies outside every zone (the message names its position), or the
+            largest Tile would not fit in the memory free now; nothing is downloaded.
+
+        Warns
+        -----
+        UserWarning
+            When ``offline`` and patches under the ROIs are not in the cube (they are nodata).
+        """
         from .many import load_many
 
         return load_many(self, rois, toi, variables=variables, concurrency=concurrency, progress=progress,
@@ -325,6 +634,63 @@ class Cube:
         nodata (their steps kept) and are listed in ``attrs['missing_patches']``. ``area`` (inside
         the ROI; default the whole ROI) is what matters: only patches meeting it are downloaded,
         counted as missing or decide which steps hold data; the rest of the Tile is what the cube holds.
+
+        Parameters
+        ----------
+        roi : GeoBox or Geometry
+            The region of interest, with its CRS. A GeoBox is the Tile's grid; a Geometry's Tile is on the
+            native grid of the first zone it meets.
+        toi : TOI or None, optional
+            The time of interest; None: every step (or a cube without time).
+        variables : str or Sequence[str] or None, optional
+            The variables to read; None: all of them.
+        offline : bool, optional
+            Never download (nor touch the network): read what the cube holds.
+        at : str or None, optional
+            A snapshot id or tag to read (never downloads); None: the branch tip.
+        concurrency : int or None, optional
+            Patches in flight at once when downloading; None: the runner's default (8).
+        runner : Runner or str or None, optional
+            What downloads the missing patches, as for ``run``; None: ``"local"``.
+        progress : bool or None, optional
+            Whether to show the download's progress; None: a bar when stderr is a terminal.
+        empty_steps : bool, optional
+            Keep the steps no Item fed (all nodata) instead of leaving them out.
+        area : GeoBox or Geometry or None, optional
+            The part of the ROI that matters; None: the whole ROI.
+        chunks : Mapping[str, int] or None, optional
+            Block sizes of a lazy (Dask) Tile by dim name; None: an eager Tile.
+
+        Returns
+        -------
+        xarray.Dataset
+            The Tile: dims, coordinates and CRS of the ROI's GeoBox, each variable with its CF attributes;
+            ``attrs`` name the cube (``stacube_cube``), the snapshot read (``stacube_snapshot``), the
+            ``missing_patches`` and, when it downloaded, the run (``stacube_run``).
+
+        Raises
+        ------
+        UnknownVariableError
+            If ``variables`` names a variable the cube does not hold.
+        ROIError
+            If ``roi`` or ``area`` is not a valid ROI or lies outside every zone (a Geometry ``roi``
+            meeting no zone), or an eager Tile would not fit in the memory free now; before anything is
+            downloaded. Also, after the download, ``chunks`` naming a dim the Tile has not or giving a size
+            that is not a whole number of at least 1.
+        TOIError
+            As for ``plan``.
+        VersionNotFoundError
+            If ``at`` names no snapshot or tag of this cube.
+        SpecError, CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError, StorageError
+            As for ``run``, when patches are downloaded; nothing is committed then.
+        CubeDamagedError
+            If a stored chunk read for the Tile fails its checksum (for a lazy Tile, when computed).
+
+        Warns
+        -----
+        UserWarning
+            When patches under the ROI are not in the cube (offline, ``at``, or no Items published yet):
+            they are nodata in the Tile.
         """
         names = self._variables(variables)
         region = Region.of(roi)  # the Tile's grid
@@ -374,6 +740,24 @@ class Cube:
 
         Nothing already in the cube is rewritten: the arrays grow along time and the new steps start
         unfilled. One snapshot; returns its id, or None when the axis already reaches ``until``.
+
+        Parameters
+        ----------
+        until : TimeLike
+            The last instant the axis must cover; a partial date (``"2025-06"``) stands for its whole period.
+
+        Returns
+        -------
+        str or None
+            The id of the snapshot that grew the axis, or None when it already reached ``until``
+            (perhaps grown by another process: ``spec`` is then brought up to date).
+
+        Raises
+        ------
+        TOIError
+            If the cube has no time axis, or ``until`` is not a time pandas reads.
+        CubeChangedError
+            If other runs kept committing while the axis was grown (10 attempts); nothing changed.
         """
         from .timeaxis import toi_intervals
 
@@ -424,6 +808,24 @@ class Cube:
         """Filled patches: id, zone, time, geometry (EPSG:4326), snapshot and whether they held data.
 
         Lists only the patches the record holds (its initialized chunks), never the whole grid.
+
+        Parameters
+        ----------
+        at : str or None, optional
+            A snapshot id or tag; None: the branch tip.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            A row per filled patch, sorted by zone, time and id: ``id``, ``zone``, ``time`` (None without a
+            time axis), ``has_data`` (False: no Item had data there), ``snapshot`` and ``run_id`` of the
+            run that filled it (None when no commit on the branch names it), and its chunk's outline as
+            ``geometry`` (EPSG:4326).
+
+        Raises
+        ------
+        VersionNotFoundError
+            If ``at`` names no snapshot or tag of this cube.
         """
         import geopandas as gpd  # only here: it adds half a second to `import stacube`
 
@@ -458,13 +860,42 @@ class Cube:
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
     def zone_footprints(self) -> dict[str, Any]:
-        """Each zone's extent as a lon/lat shapely geometry, by zone name."""
+        """Each zone's extent as a lon/lat shapely geometry, by zone name: what ``plot_state`` and
+        ``explore`` outline.
+
+        Returns
+        -------
+        dict[str, shapely.Geometry]
+            Zone name -> its extent in lon/lat (right at the poles and across 180 degrees).
+        """
         return {grid.name: lonlat_footprint(grid.geobox.extent) for grid in zone_grids(self.spec)}
 
     def plot_state(self, color_by: str = "snapshot", at: str | None = None, rois: int = 10) -> Any:
         """A matplotlib Figure of what the cube holds: zone extents, filled patches coloured by
         ``color_by`` ("snapshot" or "time"), patches without source data hatched, and the last ``rois``
-        ROIs that wrote to the cube. Save it with ``fig.savefig("state.png")``."""
+        ROIs that wrote to the cube. Save it with ``fig.savefig("state.png")``.
+
+        Parameters
+        ----------
+        color_by : str, optional
+            ``"snapshot"`` (default) or ``"time"`` (each place's latest filled step).
+        at : str or None, optional
+            A snapshot id or tag whose state to draw; None: the branch tip.
+        rois : int, optional
+            How many of the last runs' ROIs to draw (0: none).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure, built without pyplot.
+
+        Raises
+        ------
+        SpecError
+            If ``color_by`` is neither ``"snapshot"`` nor ``"time"``, before the state is read.
+        VersionNotFoundError
+            If ``at`` names no snapshot or tag of this cube.
+        """
         from .pictures import check_color_by, plot_state
 
         check_color_by(color_by)  # before the state is read
@@ -472,14 +903,52 @@ class Cube:
                           color_by=color_by, title=f"cube {self.spec.name!r}" + (f" at {at}" if at else ""))
 
     def explore(self, at: str | None = None, rois: int = 10) -> Any:
-        """An interactive folium map of the same layers as ``plot_state`` (``m.save("state.html")``)."""
+        """An interactive folium map of the same layers as ``plot_state`` (``m.save("state.html")``).
+
+        Parameters
+        ----------
+        at : str or None, optional
+            A snapshot id or tag whose state to show; None: the branch tip.
+        rois : int, optional
+            How many of the last runs' ROIs to show (0: none).
+
+        Returns
+        -------
+        folium.Map
+            The map, with a tooltip per patch; no tile layer is fetched unless switched on.
+
+        Raises
+        ------
+        VersionNotFoundError
+            If ``at`` names no snapshot or tag of this cube.
+        """
         from .pictures import explore
 
         return explore(self.state(at), self.zone_footprints(), self.rois(rois) if rois else ())
 
     # --- versions -------------------------------------------------------------------------
     def tag(self, name: str, snapshot: str | None = None) -> str:
-        """Name a snapshot (default: the latest) so that it can be loaded, rolled back to and kept."""
+        """Name a snapshot (default: the latest) so that it can be loaded, rolled back to and kept.
+
+        Parameters
+        ----------
+        name : str
+            The new tag: letters, digits, ``_``, ``-`` and ``.``. Tags never move.
+        snapshot : str or None, optional
+            The snapshot to name, as a tag or snapshot id; None: the branch tip.
+
+        Returns
+        -------
+        str
+            The snapshot id the tag names.
+
+        Raises
+        ------
+        SpecError
+            If ``name`` is not an allowed name, or a tag ``name`` exists already.
+        VersionNotFoundError
+            If ``snapshot`` names no tag or snapshot of this cube.
+        """
         with commit_lock(self.url):
             return history.tag(self.repo, name, snapshot)
 
@@ -489,6 +958,25 @@ class Cube:
         The filled-patch record rolls back with the data: later patches will be downloaded again.
         With ``if_tip`` (a snapshot id or tag read from ``history()``), nothing happens unless the
         cube is still there: a run that committed since is never discarded unseen.
+
+        Parameters
+        ----------
+        to : str
+            The snapshot to go back to, as a tag or snapshot id.
+        if_tip : str or None, optional
+            Where the caller saw the branch (tag or snapshot id); None: where it is now.
+
+        Returns
+        -------
+        str
+            The snapshot id the branch now points at.
+
+        Raises
+        ------
+        VersionNotFoundError
+            If ``to`` or ``if_tip`` names no tag or snapshot of this cube.
+        CubeChangedError
+            If the branch no longer points at ``if_tip``: another process committed meanwhile; nothing moved.
         """
         with commit_lock(self.url):
             return history.rollback(self.repo, to, if_tip)
@@ -497,13 +985,41 @@ class Cube:
         """Drop snapshots older than ``older_than`` ('30D', a timedelta or a datetime) and free their bytes.
 
         Objects younger than ``grace`` stay, so runs in progress are never broken.
+
+        Parameters
+        ----------
+        older_than : datetime, timedelta or str
+            Snapshots written before this instant (naive: UTC), or this long before now (``"30D"``,
+            ``"24h"``), expire; the branch tip never does.
+        keep_tags : bool, optional
+            Keep tagged snapshots and their tags (default); False expires them too and deletes their tags.
+        grace : timedelta or str, optional
+            Objects younger than this are never collected (default ``"24h"``).
+
+        Returns
+        -------
+        history.ExpireReport
+            How many snapshots expired and what garbage collection freed (``note`` says why nothing was).
+
+        Raises
+        ------
+        TOIError
+            If ``older_than`` or ``grace`` is neither a datetime nor a duration of 0 or more (a bare number
+            has no unit); nothing is expired then.
         """
         with commit_lock(self.url):
             return history.expire(self.repo, older_than, keep_tags, grace)
 
     def history(self) -> pd.DataFrame:
         """Snapshots on the branch, newest first: id, time, message, stacube's run id, the Prefect flow
-        run that made it (None for runs outside Prefect), patches written."""
+        run that made it (None for runs outside Prefect), patches written.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A row per snapshot: ``snapshot``, ``time`` (tz-aware UTC), ``message``, ``run_id`` and
+            ``flow_run_id`` (None where no run made it), ``patches_written``.
+        """
         rows = []
         for snap, meta in history.run_metadata(self.repo):
             rows.append({

@@ -39,6 +39,21 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
     one whose projection fails, is clipped to the zone's own lon/lat footprint first (see
     ``stacube.lonlat.in_zone``). ``resolution`` (degrees) densifies a geographic shape before it is
     projected, so that a lon/lat box around a pole is a disc in a polar CRS.
+
+    Parameters
+    ----------
+    shape : Geometry
+        The shape, with its CRS.
+    zone : GeoBox
+        The zone's grid.
+    resolution : float or None, optional
+        Segment length (degrees) to densify a geographic shape by before projecting it; None: as it is.
+
+    Returns
+    -------
+    Geometry or None
+        The shape in the zone's CRS (possibly reaching past the zone), or None where it does not meet
+        the zone (an areal shape must overlap it with area; a point or line must touch it).
     """
     if shape.crs.geographic and shape.crs != zone.crs and too_big_to_project(shape):
         clipped = in_zone(shape, zone)
@@ -85,7 +100,13 @@ class ZoneGrid:
 
     @property
     def chunk_counts(self) -> tuple[int, int]:
-        """How many chunks the zone has along y and x (edge chunks may be partial)."""
+        """How many chunks the zone has along y and x (edge chunks may be partial).
+
+        Returns
+        -------
+        tuple[int, int]
+            Chunk rows, chunk columns.
+        """
         ny, nx = self.tiles.shape.yx
         return ny, nx
 
@@ -96,21 +117,77 @@ class ZoneGrid:
             raise IndexError(f"chunk ({iy}, {ix}) of zone {self.name!r}: chunk indices are never negative")
 
     def chunk_slices(self, iy: int, ix: int) -> PixelSlices:
-        """The zone pixels of chunk (iy, ix); IndexError outside the zone."""
+        """The zone pixels of chunk (iy, ix); IndexError outside the zone.
+
+        Parameters
+        ----------
+        iy, ix : int
+            The chunk's row and column.
+
+        Returns
+        -------
+        tuple[slice, slice]
+            Its rows and columns of zone pixels (fewer at the zone's far edges).
+
+        Raises
+        ------
+        IndexError
+            If ``iy`` or ``ix`` is negative or past the zone's last chunk.
+        """
         self._check(iy, ix)
         return self.tiles.roi[iy, ix]
 
     def chunk_geobox(self, iy: int, ix: int) -> GeoBox:
-        """The GeoBox of chunk (iy, ix); IndexError outside the zone."""
+        """The GeoBox of chunk (iy, ix); IndexError outside the zone.
+
+        Parameters
+        ----------
+        iy, ix : int
+            The chunk's row and column.
+
+        Returns
+        -------
+        GeoBox
+            The chunk's pixels' grid: a patch's GeoBox.
+
+        Raises
+        ------
+        IndexError
+            If ``iy`` or ``ix`` is negative or past the zone's last chunk.
+        """
         self._check(iy, ix)
         return self.tiles[iy, ix]
 
     def local_roi(self, roi: Geometry) -> Geometry | None:
-        """``roi`` in this zone's CRS, or None where it does not meet the zone (see ``shape_in_zone``)."""
+        """``roi`` in this zone's CRS, or None where it does not meet the zone (see ``shape_in_zone``).
+
+        Parameters
+        ----------
+        roi : Geometry
+            The ROI's footprint, with its CRS.
+
+        Returns
+        -------
+        Geometry or None
+            The ROI in the zone's CRS, or None.
+        """
         return shape_in_zone(roi, self.geobox)
 
     def pixel_window(self, roi: Geometry, pad: int = 0) -> PixelSlices | None:
-        """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint."""
+        """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint.
+
+        Parameters
+        ----------
+        roi : Geometry
+            The ROI's footprint, with its CRS.
+        pad : int, optional
+            Pixels added on every side, within the zone.
+
+        Returns
+        -------
+        tuple[slice, slice] or None
+            Rows and columns of zone pixels (at least one pixel for a point or a line), or None.
+        """
         local = self.local_roi(roi)
         return None if local is None else self._window_of(local, pad)
 
@@ -133,7 +210,18 @@ class ZoneGrid:
         """Chunk indices (iy, ix) whose footprint meets ``roi``; bounded by the ROI, not the zone.
 
         Not ``GeoboxTiles.tiles``: that one cannot project the globe or a polar cap into a zone, finds
-        no chunk for a point on a pixel edge, and counts an areal ROI that only shares an edge."""
+        no chunk for a point on a pixel edge, and counts an areal ROI that only shares an edge.
+
+        Parameters
+        ----------
+        roi : Geometry
+            The ROI's footprint, with its CRS.
+
+        Yields
+        ------
+        tuple[int, int]
+            Chunk row and column, row by row; none where the ROI does not meet the zone.
+        """
         local = self.local_roi(roi)
         window = None if local is None else self._window_of(local)  # not pixel_window: local_roi once
         if window is None:
@@ -143,7 +231,18 @@ class ZoneGrid:
                 yield iy, ix
 
     def chunks_in(self, window: PixelSlices) -> Iterator[tuple[int, int]]:
-        """Chunk indices (iy, ix) that hold some pixel of ``window`` (rows, columns of this zone; not empty)."""
+        """Chunk indices (iy, ix) that hold some pixel of ``window`` (rows, columns of this zone; not empty).
+
+        Parameters
+        ----------
+        window : tuple[slice, slice]
+            Rows and columns of zone pixels.
+
+        Yields
+        ------
+        tuple[int, int]
+            Chunk row and column, row by row.
+        """
         rows, cols = window
         ys, xs = self.tiles.range_from_bbox(BoundingBox(cols.start, rows.start, cols.stop, rows.stop))  # pixel space
         for iy in ys:
@@ -152,7 +251,19 @@ class ZoneGrid:
 
     def cells_under_boxes(self, bounds: np.ndarray) -> Iterator[tuple[int, int, int]]:
         """(row of ``bounds``, iy, ix) for every chunk under each box of ``bounds`` (n x 4: minx, miny, maxx,
-        maxy in this zone's CRS; non-finite rows are skipped): vectorised over hundreds of thousands of boxes."""
+        maxy in this zone's CRS; non-finite rows are skipped): vectorised over hundreds of thousands of boxes.
+
+        Parameters
+        ----------
+        bounds : numpy.ndarray
+            One box per row: minx, miny, maxx, maxy in this zone's CRS.
+
+        Yields
+        ------
+        tuple[int, int, int]
+            The box's row in ``bounds``, and a chunk row and column under it; boxes outside the zone
+            yield nothing.
+        """
         inverse = ~self.geobox.transform
         cols_a, rows_a = inverse * (bounds[:, 0], bounds[:, 1])
         cols_b, rows_b = inverse * (bounds[:, 2], bounds[:, 3])
@@ -182,12 +293,41 @@ class Zoned(Protocol):
 
 def zone_grids(spec: Zoned) -> list[ZoneGrid]:
     """The cube's zones as grids, in spec order. The order matters: a Geometry ROI's Tile is on the first
-    zone it meets (``Region.tile_geobox``), and zones fill a Tile in it (``read.zones_met``). Never sort them."""
+    zone it meets (``Region.tile_geobox``), and zones fill a Tile in it (``read.zones_met``). Never sort them.
+
+    Parameters
+    ----------
+    spec : Zoned
+        The cube's spec (its zones and chunk shape).
+
+    Returns
+    -------
+    list[ZoneGrid]
+        One grid per zone, in spec order.
+    """
     return [ZoneGrid(name, geobox, spec.chunks) for name, geobox in spec.zones.items()]
 
 
 def zone_grid(spec: Zoned, zone: str) -> ZoneGrid:
-    """One zone of the cube as a grid (KeyError for a zone the spec does not have)."""
+    """One zone of the cube as a grid (KeyError for a zone the spec does not have).
+
+    Parameters
+    ----------
+    spec : Zoned
+        The cube's spec.
+    zone : str
+        The zone's name.
+
+    Returns
+    -------
+    ZoneGrid
+        The zone's grid.
+
+    Raises
+    ------
+    KeyError
+        If the spec has no zone ``zone``.
+    """
     return ZoneGrid(zone, spec.zones[zone], spec.chunks)
 
 
@@ -219,9 +359,24 @@ class PatchIndex:
 
     @property
     def id(self) -> str:
+        """The patch's stable id (``patch_id``): what commit metadata, reports and ``Cube.state`` name it by."""
         return patch_id(self.zone, self.iy, self.ix, self.time_range[0] if self.time_range else None)
 
     def with_items(self, items: tuple, superseded: tuple = ()) -> PatchIndex:
+        """The same patch fed by ``items`` (a PatchIndex is frozen: planning attaches Items to a copy).
+
+        Parameters
+        ----------
+        items : tuple
+            The Items that feed it, in the order they are mosaicked.
+        superseded : tuple, optional
+            Items the source's duplicate rule left out.
+
+        Returns
+        -------
+        PatchIndex
+            A new patch, equal to this one.
+        """
         return PatchIndex(self.zone, self.iy, self.ix, self.geobox, self.time_index, self.time_range, tuple(items),
                           tuple(superseded))
 
@@ -231,7 +386,18 @@ class PatchIndex:
 
 
 def by_zone(patches: Iterable[PatchIndex]) -> dict[str, list[PatchIndex]]:
-    """Patches grouped by zone, in the order given."""
+    """Patches grouped by zone, in the order given.
+
+    Parameters
+    ----------
+    patches : Iterable[PatchIndex]
+        The patches.
+
+    Returns
+    -------
+    dict[str, list[PatchIndex]]
+        Zone name -> its patches, zones in the order first met.
+    """
     groups: dict[str, list[PatchIndex]] = {}
     for patch in patches:
         groups.setdefault(patch.zone, []).append(patch)
@@ -239,19 +405,61 @@ def by_zone(patches: Iterable[PatchIndex]) -> dict[str, list[PatchIndex]]:
 
 
 def cell_selection(patches: Sequence[PatchIndex]) -> tuple[np.ndarray, ...]:
-    """The patches' cells as a zarr coordinate selection (one array per dimension)."""
+    """The patches' cells as a zarr coordinate selection (one array per dimension).
+
+    Parameters
+    ----------
+    patches : Sequence[PatchIndex]
+        Patches of one zone, all with a time step or all without.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, ...]
+        (steps,) rows and columns, one entry per patch.
+    """
     return tuple(np.array([p.cell for p in patches]).T)
 
 
 def patch_id(zone: str, iy: int, ix: int, time: pd.Timestamp | None = None) -> str:
-    """Stable id: zone, time step label (if any) and chunk row/column; survives growth of the time axis."""
+    """Stable id: zone, time step label (if any) and chunk row/column; survives growth of the time axis.
+
+    Parameters
+    ----------
+    zone : str
+        The zone's name.
+    iy, ix : int
+        The chunk's row and column.
+    time : pandas.Timestamp or None, optional
+        The step's start; None in a cube without time.
+
+    Returns
+    -------
+    str
+        ``<zone>/y<iy>x<ix>``, or ``<zone>/<YYYYmmddTHHMMSS>/y<iy>x<ix>`` with a time.
+    """
     if time is None:
         return f"{zone}/y{iy}x{ix}"
     return f"{zone}/{pd.Timestamp(time):%Y%m%dT%H%M%S}/y{iy}x{ix}"
 
 
 def parse_patch_id(patch: str) -> tuple[str, pd.Timestamp | None, int, int]:
-    """(zone, time or None, chunk row, chunk column) of an id made by ``patch_id``."""
+    """(zone, time or None, chunk row, chunk column) of an id made by ``patch_id``.
+
+    Parameters
+    ----------
+    patch : str
+        A patch id.
+
+    Returns
+    -------
+    tuple[str, pandas.Timestamp or None, int, int]
+        Zone, step start (None without time), chunk row, chunk column.
+
+    Raises
+    ------
+    ValueError
+        If ``patch`` is not an id ``patch_id`` makes (its cell or its time does not parse).
+    """
     parts = patch.split("/")
     cell = parts[-1]
     iy, ix = (int(v) for v in cell[1:].split("x"))
@@ -260,7 +468,22 @@ def parse_patch_id(patch: str) -> tuple[str, pd.Timestamp | None, int, int]:
 
 
 def source_tile_name(properties: Mapping[str, Any], item_id: str) -> str:
-    """The source tile an Item is: ``32TPS`` from ``grid:code: MGRS-32TPS`` or ``s2:mgrs_tile``, else its id."""
+    """The source tile an Item is: ``32TPS`` from ``grid:code: MGRS-32TPS`` or ``s2:mgrs_tile``, else its id.
+
+    What failures and logs name beside a patch, so that a user can tell which granule to look at.
+
+    Parameters
+    ----------
+    properties : Mapping[str, Any]
+        The Item's properties.
+    item_id : str
+        The Item's id.
+
+    Returns
+    -------
+    str
+        The MGRS tile, or ``item_id``.
+    """
     code = str(properties.get("grid:code") or "")
     if code.startswith("MGRS-"):
         return code[len("MGRS-"):]
@@ -275,7 +498,24 @@ def _not_finite(values: Any) -> list[float]:
 
 def roi_geometry(roi: GeoBox | Geometry) -> Geometry:
     """The ROI's footprint, with its CRS; anything without a CRS, or with coordinates that are not
-    finite numbers (NaN, inf), is refused with a clear error."""
+    finite numbers (NaN, inf), is refused with a clear error.
+
+    Parameters
+    ----------
+    roi : GeoBox or Geometry
+        The ROI.
+
+    Returns
+    -------
+    Geometry
+        A GeoBox's extent, or the Geometry itself.
+
+    Raises
+    ------
+    ROIError
+        If ``roi`` is no odc-geo GeoBox or Geometry, has no CRS, has a transform or coordinates that
+        are not finite numbers, or is an empty geometry.
+    """
     if isinstance(roi, GeoBox):
         if roi.crs is None:
             raise ROIError(f"the ROI GeoBox {roi!r} has no CRS; build it with a crs=... argument")

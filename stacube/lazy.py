@@ -2,8 +2,8 @@
 
 ``Cube.load(..., chunks={...})`` downloads what is missing as an eager load does, then returns this
 lazy Tile: the same dims, coordinates, attributes and values as the eager one (zones on the Tile's
-grid pasted, the others resampled with odc-geo's Dask reprojection, first valid value wins in the
-same zone order), computed chunk by chunk when written out (``tile.odc.write_cog``, ``to_zarr``) or
+grid pasted, the others warped block by block as an eager load warps them, first valid value wins in
+the same zone order), computed chunk by chunk when written out (``tile.odc.write_cog``, ``to_zarr``) or
 ``.compute()``-d. An eager load whose Tile would not fit in the memory this machine has free is
 refused before anything is downloaded.
 """
@@ -34,7 +34,23 @@ SPATIAL_NAMES = {"y", "x", "latitude", "longitude"}
 
 
 def zone_dataset(session: icechunk.Session, spec: CubeSpec, zone: str) -> xr.Dataset:
-    """One zone group as a lazy Dataset on the zone's own grid (see ``Cube.to_xarray``)."""
+    """One zone group as a lazy Dataset on the zone's own grid (see ``Cube.to_xarray``).
+
+    Parameters
+    ----------
+    session : icechunk.Session
+        A read-only session on the version to read.
+    spec : CubeSpec
+        The cube's spec, as stored with that version.
+    zone : str
+        The zone's name (a zone of ``spec``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The zone's variables as Dask arrays read through ``read_checked`` (a damaged chunk raises
+        CubeDamagedError when computed), its coordinates, and attrs naming the cube, zone and snapshot.
+    """
     # chunks=None: xarray's own lazy arrays, replaced below by Dask arrays that read through
     # read_checked (a damaged chunk is then a CubeDamagedError naming it), one graph per variable
     ds = xr.open_zarr(session.store, group=zone, consolidated=False, chunks=None, mask_and_scale=False,
@@ -85,7 +101,14 @@ def _cgroup_room() -> int | None:
 
 def available_memory() -> int | None:
     """Bytes of memory this process can still get: Linux's MemAvailable, or less where a container's
-    cgroup limit leaves less; None where unknown."""
+    cgroup limit leaves less; None where unknown.
+
+    Returns
+    -------
+    int or None
+        The bytes; without ``/proc/meminfo``, the cgroup's room, else psutil's figure; None where
+        neither is at hand.
+    """
     room = _cgroup_room()
     try:
         with open("/proc/meminfo") as meminfo:
@@ -109,7 +132,25 @@ SURELY_FITS = 1 << 20  # bytes: a Tile this small is never refused
 
 
 def check_fits(spec: CubeSpec, dst: GeoBox, steps: Sequence[int] | None, names: Sequence[str]) -> None:
-    """Refuse, before any download, an eager Tile larger than the memory free now."""
+    """Refuse, before any download, an eager Tile larger than the memory free now.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (its variables' dtypes).
+    dst : GeoBox
+        The Tile's grid.
+    steps : Sequence[int] or None
+        The time steps selected; None without time.
+    names : Sequence[str]
+        The variables to load.
+
+    Raises
+    ------
+    ROIError
+        If the Tile would take more bytes than ``available_memory`` (never for 1 MiB or less); the
+        message says to load it lazily with ``chunks``.
+    """
     pixels = dst.shape.y * dst.shape.x * (len(steps) if steps is not None else 1)
     need = pixels * sum(spec.variables[n].numpy_dtype.itemsize for n in names)
     if need <= SURELY_FITS:
@@ -142,7 +183,28 @@ def _zone_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] 
 
 def block_sizes(dst: GeoBox, steps: Sequence[int] | None, chunks: Mapping[str, Any]) -> tuple[int, int, int]:
     """Time steps, rows and columns of a lazy Tile's blocks, from ``chunks`` (y/x or latitude/longitude
-    for the grid's axes, ``time``); what it leaves out is whole. Sizes must be positive integers."""
+    for the grid's axes, ``time``); what it leaves out is whole. Sizes must be positive integers.
+
+    Parameters
+    ----------
+    dst : GeoBox
+        The Tile's grid (its dims name the spatial axes).
+    steps : Sequence[int] or None
+        The time steps selected; None without time.
+    chunks : Mapping[str, Any]
+        Block sizes by dim name.
+
+    Returns
+    -------
+    tuple[int, int, int]
+        Steps, rows and columns per block.
+
+    Raises
+    ------
+    ROIError
+        If ``chunks`` names a dim other than ``time``, ``y``, ``x``, ``latitude`` or ``longitude``, or a
+        size is not a whole number of at least 1.
+    """
     y_dim, x_dim = dst.dimensions
     unknown = sorted(set(chunks) - SPATIAL_NAMES - {"time"})
     if unknown:
@@ -189,7 +251,34 @@ def _valid(values: xr.DataArray, nodata: Any) -> xr.DataArray:
 
 def lazy_tile(spec: CubeSpec, session: icechunk.Session, dst: GeoBox, steps: Sequence[int] | None,
               names: Sequence[str], chunks: Mapping[str, int]) -> xr.Dataset:
-    """The Tile of ``dst`` as Dask arrays chunked by ``chunks`` (dims as the Tile names them)."""
+    """The Tile of ``dst`` as Dask arrays chunked by ``chunks`` (dims as the Tile names them).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec, as stored with ``session``'s version.
+    session : icechunk.Session
+        A read-only session on the version to read.
+    dst : GeoBox
+        The Tile's grid.
+    steps : Sequence[int] or None
+        Positions on the time axis; None without time.
+    names : Sequence[str]
+        The variables.
+    chunks : Mapping[str, int]
+        Block sizes by dim name (``block_sizes``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The Tile, lazy: the values an eager load gives, computed block by block (a damaged chunk
+        raises CubeDamagedError then).
+
+    Raises
+    ------
+    ROIError
+        If ``chunks`` is refused (``block_sizes``).
+    """
     import dask.array as da  # only lazy loads pay for importing Dask
     coords = dict(xr_coords(dst))
     spatial = tuple(dst.dimensions)

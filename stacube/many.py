@@ -102,6 +102,53 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
     and are listed in each Tile's ``missing_patches``. With nothing missing there is no run and no
     commit. ``progress`` shows the run's bar (patches); ``hold_bytes`` bounds the Tiles held (see the
     module's docstring); ``on_patch(written, total)`` hears each patch written (from the run's threads).
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube to read and fill (``stacube.Cube``).
+    rois : Iterable[GeoBox or Geometry]
+        The ROIs, each with its CRS; read whole at the call.
+    toi : TOI or None, optional
+        The time of interest; None: every step (or a cube without time).
+    variables : str or Sequence[str] or None, optional
+        The variables to read; None: all of them.
+    concurrency : int or None, optional
+        Patches in flight at once; None: 8.
+    progress : bool or None, optional
+        Whether to show the run's bar; None: when stderr is a terminal.
+    offline : bool, optional
+        Never download: missing patches are nodata, listed in ``missing_patches``.
+    hold_bytes : int, optional
+        The most bytes of Tiles held for ROIs not yet yielded (one larger Tile is held alone).
+    retries : int, optional
+        How many times a failing patch is tried again (a permanent failure is not).
+    extra_metadata : dict[str, Any] or None, optional
+        Added to the commit's metadata beside the run's record (the ROIs' union and counts).
+    on_patch : Callable[[int, int], None] or None, optional
+        Called with (patches written, patches the run writes) after each patch, from the run's threads.
+
+    Returns
+    -------
+    TileStream
+        The Tiles, in the order of ``rois``, with the counts and the run's id.
+
+    Raises
+    ------
+    UnknownVariableError
+        If ``variables`` names a variable the cube does not hold.
+    TOIError
+        If the TOI is not a time pandas reads, is empty, lies outside the time axis, or is given to a
+        cube without time.
+    ROIError
+        If an ROI is no odc-geo GeoBox or Geometry, has no CRS or coordinates that are not finite, is
+        empty, or lies outside every zone (the message names its position), or the largest Tile would
+        not fit in the memory free now. Nothing is downloaded.
+
+    Warns
+    -----
+    UserWarning
+        When ``offline`` and patches under the ROIs are not in the cube (they are nodata).
     """
     return TileStream(cube, list(rois), toi, variables=variables, concurrency=concurrency, progress=progress,
                       offline=offline, hold_bytes=hold_bytes, retries=retries, extra_metadata=extra_metadata,
@@ -133,7 +180,13 @@ class TileStream(Iterator["xr.Dataset"]):
     ``patches`` and ``patches_missing`` count the union planned (each patch once) and the part of it
     the cube lacked; ``run_id`` names the run (None when nothing is downloaded); ``report`` is the
     run's RunReport once it has committed; ``held_peak`` is the most bytes of Tiles held at once, and
-    ``read_after_commit`` counts the Tiles of a run read from its commit rather than pasted as it wrote."""
+    ``read_after_commit`` counts the Tiles of a run read from its commit rather than pasted as it wrote.
+    ``steps`` are the positions the TOI selects on the time axis (None without one), and
+    ``base_snapshot`` the snapshot the ROIs were planned on.
+
+    Made by ``load_many``, which documents the parameters and what is raised while they are checked
+    (the ROIs are planned here, at construction).
+    """
 
     def __init__(self, cube: Cube, rois: list, toi: TOI | None, *, variables: str | Sequence[str] | None,
                  concurrency: int | None, progress: bool | None, offline: bool, hold_bytes: int, retries: int,
@@ -209,6 +262,23 @@ class TileStream(Iterator["xr.Dataset"]):
         return self
 
     def __next__(self) -> xr.Dataset:
+        """The next ROI's Tile, in the order given; the first call starts the run.
+
+        Returns
+        -------
+        xarray.Dataset
+            The Tile, as ``Cube.load`` returns it (``stacube_snapshot`` None while the run is going).
+
+        Raises
+        ------
+        StopIteration
+            After the last Tile (a run has committed by then).
+        CatalogError, ItemError, RadiometryError, TOIError, PatchReadError, CubeChangedError, StorageError
+            The run's error, as ``Cube.run`` raises it, once the Tiles before it are yielded; nothing is
+            committed.
+        CubeDamagedError
+            If a stored chunk read for the Tile fails its checksum.
+        """
         return next(self._gen)
 
     def close(self) -> None:
@@ -216,12 +286,15 @@ class TileStream(Iterator["xr.Dataset"]):
         self._gen.close()
 
     def __enter__(self) -> TileStream:
+        """The stream itself; leaving the block calls ``close``."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """``close``: an unfinished run is cancelled and nothing is committed."""
         self.close()
 
     def __len__(self) -> int:
+        """How many ROIs (and Tiles) there are."""
         return len(self.records)
 
     # --- without a run ----------------------------------------------------------------------
@@ -491,7 +564,30 @@ def read_rois(path: str | Path, id_column: str | None = None, resolution: float 
     """The ROIs of a GeoJSON, GeoPackage or GeoParquet file, in its CRS: each row's geometry (or, with
     ``resolution``, the GeoBox of its bounds at that pixel size), named by ``id_column`` or the row
     index (zero-padded). A missing file, no geometry column, no CRS, an empty geometry or duplicate
-    names are errors naming the file (and row)."""
+    names are errors naming the file (and row).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file: ``.parquet``, ``.geoparquet`` or ``.pq`` is read as GeoParquet, anything else by GDAL.
+    id_column : str or None, optional
+        The column naming each ROI's output (made safe as a file name); None: the row number.
+    resolution : float or None, optional
+        A pixel size in the file's CRS units, to make each ROI a GeoBox; None: Geometries.
+
+    Returns
+    -------
+    RoiFile
+        The ROIs and their names, in the file's order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ROIError
+        If the file has no geometry column or no CRS, holds no ROI, lacks ``id_column``, names two rows
+        alike, has a row without geometry, or ``resolution`` is not a positive finite number.
+    """
     import geopandas as gpd
     from odc.geo.geobox import GeoBox
     from odc.geo.geom import Geometry
@@ -547,7 +643,27 @@ def _output_kind(out: Path) -> str:
 
 def write_one(tile: xr.Dataset, out: Path, name: str) -> list[Path]:
     """One ROI's Tile into ``out``: COGs ``<out>/<name>.tif`` (``<name>_<variable>.tif`` for several
-    variables), or group ``name`` of the Zarr store ``out``."""
+    variables), or group ``name`` of the Zarr store ``out``.
+
+    Parameters
+    ----------
+    tile : xarray.Dataset
+        The Tile (one time step at most for COGs).
+    out : pathlib.Path
+        A folder for COGs, or a store whose name ends in ``.zarr``.
+    name : str
+        The ROI's name (``RoiFile.names``).
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The files written (the group's path for Zarr); an existing file or group is replaced.
+
+    Raises
+    ------
+    TOIError
+        If a COG is asked for a Tile of more than one time step.
+    """
     from .export import write_tile
 
     if _output_kind(out) == "cog":
@@ -569,7 +685,60 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
     """``load_many`` of the ROIs in a file, each Tile written as it comes (``write_one``): a folder of
     COGs, or one Zarr store (``out`` ending in ``.zarr``) with a group per ROI. Returns a summary.
 
-    A COG holds one time step: a TOI of several steps is refused before anything is downloaded."""
+    A COG holds one time step: a TOI of several steps is refused before anything is downloaded.
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube to read and fill.
+    rois_path : str or pathlib.Path
+        The ROI file (``read_rois``).
+    out : str or pathlib.Path
+        A folder for COGs, or a Zarr store (a name ending in ``.zarr``); made if missing.
+    toi : TOI or None, optional
+        The time of interest; None: every step (or a cube without time).
+    variables : str or Sequence[str] or None, optional
+        The variables to write; None: all of them.
+    id_column : str or None, optional
+        The column naming each ROI's output; None: the row number.
+    resolution : float or None, optional
+        A pixel size in the file's CRS units, to make each ROI a GeoBox; None: Geometries.
+    concurrency : int or None, optional
+        Patches in flight at once; None: 8.
+    progress : bool or None, optional
+        Whether to show the run's bar; None: when stderr is a terminal.
+    offline : bool, optional
+        Never download: missing patches are written as nodata.
+    retries : int, optional
+        How many times a failing patch is tried again.
+    extra_metadata : dict[str, Any] or None, optional
+        Added to the commit's metadata (a flow run's id, name and flow).
+    on_patch : Callable[[int, int], None] or None, optional
+        Called with (patches written, patches the run writes) after each patch, from the run's threads.
+    on_tile : Callable[[int, int, str], None] or None, optional
+        Called with (Tiles written, ROIs, the ROI's name) after each Tile.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``rois``, ``written`` (files), ``rois_without_data`` (COG ROIs whose TOI held no acquisition:
+        no file), ``out``, ``format`` (``"cog"`` or ``"zarr"``), ``snapshot`` (what the Tiles hold),
+        ``run_id`` (None without a run), ``patches_planned``, ``patches_missing``, ``patches_written``,
+        ``patches_empty``, ``bytes_written`` and ``seconds``.
+
+    Raises
+    ------
+    FileNotFoundError, ROIError
+        As ``read_rois`` raises them, before anything is downloaded.
+    UnknownVariableError, TOIError, ROIError
+        As ``load_many`` raises them, before anything is downloaded.
+    ValueError
+        If ``out`` is a COG folder and the TOI selects several time steps, before anything is downloaded.
+    CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError, StorageError
+        The run's error, as ``Cube.run`` raises it; nothing is committed (Tiles written before it stay).
+    OSError
+        If ``out`` cannot be made or written.
+    """
     started = time.perf_counter()
     out = Path(out)
     listed = read_rois(rois_path, id_column, resolution)

@@ -48,7 +48,22 @@ def _steps(spec: CubeSpec, steps: Sequence[int] | None) -> list[tuple[int | None
 
 
 def iter_patches(spec: CubeSpec, region: Region, steps: Sequence[int] | None) -> Iterator[PatchIndex]:
-    """Every patch under ROI x TOI; a generator bounded by the ROI, never the whole grid."""
+    """Every patch under ROI x TOI; a generator bounded by the ROI, never the whole grid.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (its zones, chunks and time axis).
+    region : Region
+        The ROI, checked.
+    steps : Sequence[int] or None
+        Positions on the time axis (``select_steps``); None for a cube without time.
+
+    Yields
+    ------
+    PatchIndex
+        Zone by zone in spec order, step by step, the chunks meeting the ROI; no Items attached.
+    """
     for grid in zone_grids(spec):
         boxes = {(iy, ix): grid.chunk_geobox(iy, ix) for iy, ix in grid.chunks_under(region.geometry)}  # once
         for step, period in _steps(spec, steps):
@@ -57,7 +72,20 @@ def iter_patches(spec: CubeSpec, region: Region, steps: Sequence[int] | None) ->
 
 
 def outside_every_zone(spec: CubeSpec, region: Region) -> ROIError:
-    """The error for an ROI under no patch of the cube, naming the cube's zones."""
+    """The error for an ROI under no patch of the cube, naming the cube's zones (to be raised by the caller).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec.
+    region : Region
+        The ROI.
+
+    Returns
+    -------
+    ROIError
+        Naming the ROI's bounds and CRS, and each zone's extent.
+    """
     roi = region.geometry
     extents = {name: tuple(round(v, 3) for v in g.extent.boundingbox) for name, g in spec.zones.items()}
     return ROIError(f"the ROI (bounds {tuple(round(v, 3) for v in roi.boundingbox)} in {roi.crs}) is outside every "
@@ -65,7 +93,29 @@ def outside_every_zone(spec: CubeSpec, region: Region) -> ROIError:
 
 
 def plan_patches(spec: CubeSpec, root: zarr.Group, region: Region, steps: Sequence[int] | None) -> Plan:
-    """The patches under the ROI x TOI and those not yet filled, read from the cube's own record."""
+    """The patches under the ROI x TOI and those not yet filled, read from the cube's own record.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec, as stored with ``root``'s version.
+    root : zarr.Group
+        The cube's root group at the version planned on (a session's store).
+    region : Region
+        The ROI, checked.
+    steps : Sequence[int] or None
+        Positions on the time axis (``select_steps``); None for a cube without time.
+
+    Returns
+    -------
+    Plan
+        Every patch under ROI x TOI, and those the filled record does not hold.
+
+    Raises
+    ------
+    ROIError
+        If the ROI lies under no patch of the cube (outside every zone).
+    """
     plan = Plan(patches=list(iter_patches(spec, region, steps)))
     if not plan.patches:
         raise outside_every_zone(spec, region)
@@ -79,6 +129,27 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
 
     For callers that know exactly which chunks they need (the parcel ingest: chunks under parcels),
     where an ROI drawn around them would also catch a neighbouring zone's overlapping chunks.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec.
+    root : zarr.Group
+        The cube's root group at the version planned on.
+    cells : Iterable[tuple[str, int, int]]
+        Zone name, chunk row and chunk column of each chunk; repeats count once.
+    steps : Sequence[int] or None
+        Positions on the time axis; None for a cube without time.
+
+    Returns
+    -------
+    Plan
+        The cells' patches (sorted by zone, row, column, then step), and those not yet filled.
+
+    Raises
+    ------
+    ROIError
+        If a cell names a zone the cube does not have, or lies outside its zone's chunks.
     """
     grids = {grid.name: grid for grid in zone_grids(spec)}
     patches = []
@@ -100,7 +171,20 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
 def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
     """The ``patches`` that the filled record under ``root`` does not hold yet (its chunk was never written).
     One session and one path per zone for all of them: at tens of thousands of patches a year, building
-    them per patch cost as much as asking the manifest."""
+    them per patch cost as much as asking the manifest.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The cube's root group, on an Icechunk session's store.
+    patches : Sequence[PatchIndex]
+        The patches to look up.
+
+    Returns
+    -------
+    list[PatchIndex]
+        Those not filled, in the order given.
+    """
     session = root.store.session
     paths: dict[str, str] = {}
     missing = []
@@ -135,7 +219,21 @@ def _window(spec: CubeSpec, bbox: tuple[float, float, float, float],
 
 def patch_window(spec: CubeSpec, patches: Sequence[PatchIndex]) -> Window:
     """What the catalog must hold for ``patches``: one lon/lat bbox around their chunks (each chunk's bounds
-    once, whatever the steps), the span of their steps, and the solar-day slack (``_window``)."""
+    once, whatever the steps), the span of their steps, and the solar-day slack (``_window``).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (its ``group_by`` decides the slack).
+    patches : Sequence[PatchIndex]
+        The patches, at least one.
+
+    Returns
+    -------
+    Window
+        The bbox (padded by a micro-degree, within the globe) and, for a cube with time, the span from
+        the first step's start to the last step's end.
+    """
     chunks = {(p.zone, p.iy, p.ix): p.geobox for p in patches}
     bounds = np.array([lonlat_bounds(box.extent) for box in chunks.values()])
     pad = 1e-6
@@ -153,6 +251,28 @@ def window_for(spec: CubeSpec, region: Region | None, toi: TOI | None = None) ->
 
     ``region`` None is the whole globe over the TOI's steps (no patch is listed: that would enumerate the
     grid). A TOI on a cube without a time axis is a TOIError, an ROI under no patch an ROIError, as for a load.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec.
+    region : Region or None
+        The ROI, checked; None: the whole globe.
+    toi : TOI or None, optional
+        The time of interest; None: every step (or a cube without time).
+
+    Returns
+    -------
+    Window
+        The lon/lat bbox and time span to search or sync.
+
+    Raises
+    ------
+    TOIError
+        If the TOI is not a time pandas reads, is empty, lies outside the time axis, or is given to a
+        cube without time (``select_steps``).
+    ROIError
+        If ``region`` lies under no patch of the cube.
     """
     steps = select_steps(spec.time, toi)
     if region is None:
@@ -181,6 +301,33 @@ def attach_items(
     Syncs the window from the source first unless the catalog already covers it. Items are matched
     in each zone's own CRS, so polar and antimeridian patches find every Item they touch. The
     source's duplicate rule then leaves out reprocessed copies (kept in ``patch.superseded``).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (its source's filter and duplicate rule, its zones, ``group_by``).
+    catalog : LocalCatalog
+        The source's local catalog (``Cube.catalog``).
+    patches : Sequence[PatchIndex]
+        The patches to feed.
+    sync : bool, optional
+        Sync the window from the source first, unless the catalog covers it (default); False: search
+        the local catalog only.
+
+    Returns
+    -------
+    list[PatchIndex]
+        The patches in the order given, each with its Items in (datetime, id) order; none where no
+        Item meets it.
+
+    Raises
+    ------
+    CatalogError
+        If the source cannot be searched or synced, or the local catalog cannot be searched.
+    ItemError
+        If the source returned something that is not a STAC Item the catalog can hold.
+    StorageError
+        If the catalog folder cannot be written.
     """
     if not patches:
         return []
@@ -215,7 +362,21 @@ def attach_items(
 
 def native_crs(item: pystac.Item, assets: Sequence[str] = ()) -> CRS | None:
     """The CRS an Item's rasters are stored in (``proj:*`` of the Item or its assets); None when none is
-    declared or PROJ cannot read it: the Item is then matched by footprint only."""
+    declared or PROJ cannot read it: the Item is then matched by footprint only.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item.
+    assets : Sequence[str], optional
+        The asset keys whose ``proj:*`` fields count, after the Item's properties.
+
+    Returns
+    -------
+    odc.geo.crs.CRS or None
+        The CRS of the Item's properties if they declare one, else of the first of ``assets`` that does
+        (None where PROJ cannot read it); None where none declares one.
+    """
     for fields in [item.properties] + [item.assets[a].extra_fields for a in assets if a in item.assets]:
         if any(key in fields for key in ("proj:code", "proj:epsg", "proj:wkt2", "proj:projjson")):
             return declared_crs(fields)

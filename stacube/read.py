@@ -36,7 +36,20 @@ from .variables import Variable, valid_mask
 
 def zones_met(spec: CubeSpec, dst: GeoBox) -> list[tuple[ZoneGrid, ReprojectInfo]]:
     """The zones that hold pixels of the Tile ``dst``, each with how its pixels map onto it, in the order
-    they fill it: zones on the Tile's own grid first, then the others in spec order."""
+    they fill it: zones on the Tile's own grid first, then the others in spec order.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec.
+    dst : GeoBox
+        The Tile's grid.
+
+    Returns
+    -------
+    list[tuple[ZoneGrid, ReprojectInfo]]
+        Each zone met, with odc-geo's ``compute_reproject_roi`` of its grid onto ``dst``.
+    """
     met = []
     for grid in zone_grids(spec):
         info = compute_reproject_roi(grid.geobox, dst)
@@ -47,7 +60,18 @@ def zones_met(spec: CubeSpec, dst: GeoBox) -> list[tuple[ZoneGrid, ReprojectInfo
 
 def pastes(info: ReprojectInfo) -> bool:
     """Whether the zone's pixels go into the Tile as they are: the same grid up to a whole-pixel shift.
-    (odc-geo also calls an integer-factor coarser grid ``paste_ok``: that one is resampled here.)"""
+    (odc-geo also calls an integer-factor coarser grid ``paste_ok``: that one is resampled here.)
+
+    Parameters
+    ----------
+    info : ReprojectInfo
+        A zone's ``compute_reproject_roi`` onto the Tile's grid.
+
+    Returns
+    -------
+    bool
+        True where the values are pasted, False where they are warped.
+    """
     return info.paste_ok and info.read_shrink == 1
 
 
@@ -55,6 +79,25 @@ WARP_TOLERANCE = 0.01  # pixels
 
 
 def reproject_values(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Variable) -> np.ndarray:
+    """``values`` on ``src`` warped onto ``dst`` with the variable's resampling, layer by layer, so that a
+    zone off the Tile's grid fills it as an eager and a lazy load alike do (booleans warped as 0/1).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The zone's pixels: (..., y, x) on ``src``.
+    src : GeoBox
+        Their grid.
+    dst : GeoBox
+        The grid to warp onto.
+    variable : Variable
+        Its ``resampling`` and ``nodata`` (read and written as nodata).
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., y, x) on ``dst``, of ``values``'s dtype; nodata where ``src`` has no valid pixel.
+    """
     is_bool = values.dtype.kind == "b"
     work = values.astype("uint8") if is_bool else values
     nodata = int(variable.nodata) if is_bool else variable.nodata
@@ -71,7 +114,22 @@ def reproject_values(values: np.ndarray, src: GeoBox, dst: GeoBox, variable: Var
 def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequence[PatchIndex]) -> set[int]:
     """The time steps of ``patches`` that a Tile should show: a patch holds pixels of some variable,
     or is not filled yet. A step whose patches all came out empty (no Item fed them: no acquisition
-    that day) is dropped."""
+    that day) is dropped.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The cube's root group, on an Icechunk session's store (only its manifest is asked).
+    variables : Sequence[str]
+        The variables the Tile shows.
+    patches : Sequence[PatchIndex]
+        The patches under the ROI (or its ``area``).
+
+    Returns
+    -------
+    set[int]
+        The steps to keep (positions on the time axis).
+    """
     session = root.store.session
     keep: set[int] = set()
     for patch in patches:
@@ -135,7 +193,22 @@ _pool_lock = threading.Lock()
 def side_by_side(work: Callable[[str], np.ndarray], variables: Sequence[str], pixels: int) -> list[np.ndarray]:
     """``work`` for each variable: side by side on a pool this process keeps (decoding and GDAL's warp
     release the GIL), or one after the other for a small read, where handing work to threads costs
-    more than it saves (a 1 px load spent most of its time starting and joining two threads)."""
+    more than it saves (a 1 px load spent most of its time starting and joining two threads).
+
+    Parameters
+    ----------
+    work : Callable[[str], numpy.ndarray]
+        Reads (and warps) one variable.
+    variables : Sequence[str]
+        The variables.
+    pixels : int
+        The pixels each ``work`` fills, to tell a small read.
+
+    Returns
+    -------
+    list[numpy.ndarray]
+        ``work``'s result per variable, in their order; whatever ``work`` raises is raised as it is.
+    """
     global _pool
     if len(variables) < 2 or pixels * len(variables) < SMALL_READ:
         return [work(name) for name in variables]
@@ -148,7 +221,29 @@ def side_by_side(work: Callable[[str], np.ndarray], variables: Sequence[str], pi
 def read_small(group: zarr.Group, variables: Sequence[str], selection: tuple,
                indexes: ShardIndexes | None = None) -> list[np.ndarray]:
     """Each variable's ``selection`` of the zone ``group``, all in one trip to Icechunk (``small_read``);
-    what that cannot read, or finds damaged, goes through ``read_checked``, which names damaged chunks."""
+    what that cannot read, or finds damaged, goes through ``read_checked``, which names damaged chunks.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        A zone's group.
+    variables : Sequence[str]
+        The variables to read.
+    selection : tuple
+        An orthogonal selection: (steps, rows, columns), or (rows, columns) without time.
+    indexes : ShardIndexes or None, optional
+        Shard indexes read before, kept with the opened snapshot (``OpenedGroup.shard_indexes``).
+
+    Returns
+    -------
+    list[numpy.ndarray]
+        One array per variable, in their order.
+
+    Raises
+    ------
+    CubeDamagedError
+        If a stored chunk under ``selection`` fails its checksum; names the chunks.
+    """
     direct = read_windows([group[name] for name in variables], selection, indexes)
     return [values if values is not None else read_checked(group, name, selection)
             for name, values in zip(variables, direct, strict=True)]
@@ -160,7 +255,29 @@ DIRECT_READ = 1 << 26  # pixels of one variable: up to this, a large window is r
 def read_large(group: zarr.Group, name: str, selection: tuple, indexes: ShardIndexes | None = None) -> np.ndarray:
     """One variable's large ``selection``: straight from Icechunk (``small_read``) up to ``DIRECT_READ``
     pixels, else, and where that cannot read it or finds it damaged, through ``read_checked``. Through
-    zarr a sharded patch is 64 inner chunks, each its own task (what that costs: README, Performance)."""
+    zarr a sharded patch is 64 inner chunks, each its own task (what that costs: README, Performance).
+
+    Parameters
+    ----------
+    group : zarr.Group
+        A zone's group.
+    name : str
+        The variable.
+    selection : tuple
+        An orthogonal selection: (steps, rows, columns), or (rows, columns) without time.
+    indexes : ShardIndexes or None, optional
+        Shard indexes read before, kept with the opened snapshot.
+
+    Returns
+    -------
+    numpy.ndarray
+        The selected values.
+
+    Raises
+    ------
+    CubeDamagedError
+        If a stored chunk under ``selection`` fails its checksum; names the chunks.
+    """
     if _pixels(selection) <= DIRECT_READ:
         values = read_windows([group[name]], selection, indexes)[0]
         if values is not None:
@@ -182,7 +299,31 @@ def read_tile(
     """The Tile on the grid ``dst`` (``Region.tile_geobox``) from the zone groups under ``root`` (a session's store).
 
     Each zone is read only where it can still add something: over the chunks it holds data in, and,
-    after the first zone, over the window of pixels the zones before it left empty."""
+    after the first zone, over the window of pixels the zones before it left empty.
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec, as stored with ``root``'s version.
+    root : zarr.Group
+        The cube's root group at the version read.
+    dst : GeoBox
+        The Tile's grid.
+    steps : Sequence[int] or None
+        Positions on the time axis to read (an empty list: a Tile without steps); None without time.
+    variables : Sequence[str]
+        The variables to read.
+
+    Returns
+    -------
+    xarray.Dataset
+        The Tile: each variable in its dtype, nodata where no zone holds data.
+
+    Raises
+    ------
+    CubeDamagedError
+        If a stored chunk read fails its checksum; names the chunks, the variable and the snapshot.
+    """
     lead = (len(steps),) if steps is not None else ()
     whole = (slice(0, dst.shape.y), slice(0, dst.shape.x))
     out: dict[str, np.ndarray] = {}

@@ -32,8 +32,25 @@ class Region:
 
     @classmethod
     def of(cls, roi: Region | GeoBox | Geometry) -> Region:
-        """``roi`` checked (ROIError for one without a CRS, not finite, empty, or not an odc-geo value);
-        a Region is returned as it is."""
+        """``roi`` checked once, so that everything after reads one value (``grid.roi_geometry``);
+        a Region is returned as it is.
+
+        Parameters
+        ----------
+        roi : Region, GeoBox or Geometry
+            The ROI, with its CRS.
+
+        Returns
+        -------
+        Region
+            ``roi`` with its footprint.
+
+        Raises
+        ------
+        ROIError
+            If ``roi`` is no odc-geo GeoBox or Geometry, has no CRS, has coordinates (or a transform)
+            that are not finite numbers, or is an empty geometry.
+        """
         if isinstance(roi, Region):
             return roi
         return cls(roi, roi_geometry(roi))
@@ -55,7 +72,18 @@ class Region:
 
     def record(self, max_points: int = 256) -> dict[str, Any]:
         """The ROI as lon/lat GeoJSON to keep in a commit's metadata (what ``Cube.rois`` and the state picture
-        show): its outline to a micro-degree, or its convex hull when the outline is long."""
+        show): its outline to a micro-degree, or its convex hull when the outline is long.
+
+        Parameters
+        ----------
+        max_points : int, optional
+            The most coordinates the outline may have before its convex hull is kept instead.
+
+        Returns
+        -------
+        dict[str, Any]
+            A GeoJSON geometry in EPSG:4326.
+        """
         shape = self.lonlat_footprint
         if shapely.get_num_coordinates(shape) > max_points:
             shape = shape.convex_hull
@@ -63,7 +91,23 @@ class Region:
 
     def tile_geobox(self, grids: Sequence[ZoneGrid]) -> GeoBox:
         """The Tile's grid: the ROI GeoBox itself, or for a Geometry the native window of the first of
-        ``grids`` (a cube's ``zone_grids``, in spec order) that it meets. ROIError where it meets none."""
+        ``grids`` (a cube's ``zone_grids``, in spec order) that it meets. ROIError where it meets none.
+
+        Parameters
+        ----------
+        grids : Sequence[ZoneGrid]
+            The cube's zones, in spec order.
+
+        Returns
+        -------
+        GeoBox
+            The grid a load's Tile is on.
+
+        Raises
+        ------
+        ROIError
+            If the ROI is a Geometry that meets none of ``grids``.
+        """
         if self.geobox is not None:
             return self.geobox
         for grid in grids:

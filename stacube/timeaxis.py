@@ -39,20 +39,60 @@ def naive_utc(value: Any) -> pd.Timestamp: ...
 def naive_utc(value: Any) -> pd.Timestamp | pd.DatetimeIndex:
     """``value`` (anything ``pd.Timestamp`` reads, or a ``pd.DatetimeIndex``) as naive UTC, how a cube's
     time axis, the catalog and the parcel stores keep times: a tz-aware value is converted to UTC and its
-    zone dropped; a naive one is taken as UTC already and kept as it is (NaT stays NaT)."""
+    zone dropped; a naive one is taken as UTC already and kept as it is (NaT stays NaT).
+
+    Parameters
+    ----------
+    value : Any
+        A time (a string, a date, a datetime, a number of nanoseconds), or a ``pd.DatetimeIndex``.
+
+    Returns
+    -------
+    pandas.Timestamp or pandas.DatetimeIndex
+        ``value`` in naive UTC, of the same kind (a DatetimeIndex stays one).
+
+    Raises
+    ------
+    ValueError
+        If ``pd.Timestamp`` cannot read ``value`` as a time (``DateParseError`` is one).
+    TypeError
+        If ``value`` is of a type ``pd.Timestamp`` does not take (a list, a dict).
+    """
     stamp = value if isinstance(value, pd.DatetimeIndex) else pd.Timestamp(value)
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 
 
 def aware_utc(value: Any) -> pd.Timestamp:
     """``value`` (anything ``pd.Timestamp`` reads) as a tz-aware UTC timestamp: a naive one is taken as
-    UTC, an aware one converted (NaT stays NaT)."""
+    UTC, an aware one converted (NaT stays NaT).
+
+    Parameters
+    ----------
+    value : Any
+        A time ``pd.Timestamp`` reads.
+
+    Returns
+    -------
+    pandas.Timestamp
+        ``value`` in UTC, tz-aware.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``pd.Timestamp`` cannot read ``value`` (as for ``naive_utc``).
+    """
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 def utc_now() -> pd.Timestamp:
-    """Now, as naive UTC."""
+    """Now, as naive UTC: how a cube's time axis keeps times, to compare a step with the present.
+
+    Returns
+    -------
+    pandas.Timestamp
+        The current time, naive, in UTC.
+    """
     return pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 
@@ -85,13 +125,51 @@ def _interval(value: TimeLike) -> ClosedInterval:
 
 
 def toi_span(toi: TOI) -> ClosedInterval:
-    """The first start and the last end of a TOI's intervals: the period it spans."""
+    """The first start and the last end of a TOI's intervals: the period it spans.
+
+    Parameters
+    ----------
+    toi : TOI
+        Anything ``toi_intervals`` reads.
+
+    Returns
+    -------
+    tuple[pandas.Timestamp, pandas.Timestamp]
+        The start of the first interval and the end of the last, both inclusive, in naive UTC.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``toi_intervals`` raises them (not a TOIError: ``select_steps`` is where a TOI is judged).
+    """
     intervals = toi_intervals(toi)
     return intervals[0][0], intervals[-1][1]
 
 
 def toi_intervals(toi: TOI) -> list[ClosedInterval]:
-    """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times."""
+    """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times.
+
+    One interval per value (a list gives one for each); a partial date stands for its whole period, a
+    slice for everything between the start of its first bound and the end of its last (an open bound:
+    ``pd.Timestamp.min`` or ``max``).
+
+    Parameters
+    ----------
+    toi : TOI
+        A time, a slice of times, or a sequence of times.
+
+    Returns
+    -------
+    list[tuple[pandas.Timestamp, pandas.Timestamp]]
+        The intervals, both ends inclusive, in naive UTC, in the order given.
+
+    Raises
+    ------
+    ValueError
+        If a value is a string pandas cannot read as a time, the slice has a step, or a sequence is empty.
+    TypeError
+        If ``toi`` or one of its values is of a type that is no time (a number, None).
+    """
     if isinstance(toi, slice):
         if toi.step is not None:
             raise ValueError("a TOI slice takes no step")
@@ -109,7 +187,30 @@ def toi_intervals(toi: TOI) -> list[ClosedInterval]:
 
 
 def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | None:
-    """Positions of the time steps whose periods a TOI meets; None for a spatial-only cube with no TOI."""
+    """Positions of the time steps whose periods a TOI meets; None for a spatial-only cube with no TOI.
+
+    Where every TOI given to a cube is judged, so that a bad one fails before anything is planned or
+    downloaded, with a TOIError naming it.
+
+    Parameters
+    ----------
+    axis : pandas.DatetimeIndex or None
+        The cube's time axis (regular, with a ``freq``); None for a cube without time.
+    toi : TOI or None
+        The time of interest; None: every step.
+
+    Returns
+    -------
+    list[int] or None
+        The positions, sorted, each once; None when ``axis`` is None (and so is ``toi``).
+
+    Raises
+    ------
+    TOIError
+        If ``toi`` is given for a cube without time, is empty, is not a time pandas reads (or a slice
+        with a step), ends before it starts, or meets no step of the axis (the message says when it
+        lies past the axis's end, which ``Cube.extend_time`` can grow).
+    """
     if axis is None:
         if toi is not None:
             raise TOIError(f"TOI {toi!r} given, but this cube has no time axis; pass toi=None")
@@ -137,6 +238,24 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | 
 
 
 def step_range(axis: pd.DatetimeIndex, step: int) -> HalfOpenInterval:
-    """The half-open period [start, end) that time step ``step`` stands for."""
+    """The half-open period [start, end) that time step ``step`` stands for.
+
+    Parameters
+    ----------
+    axis : pandas.DatetimeIndex
+        The cube's time axis (with a ``freq``).
+    step : int
+        A position on it.
+
+    Returns
+    -------
+    tuple[pandas.Timestamp, pandas.Timestamp]
+        The step's start, and the next step's start.
+
+    Raises
+    ------
+    IndexError
+        If ``step`` is past the axis's end.
+    """
     start = axis[step]
     return start, start + axis.freq

@@ -37,6 +37,19 @@ def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[ZoneChunk, set[s
 
     This is what an ingest downloads: patches under watched parcels, not whole granules nor the
     empty land between a group's parcels. Vectorised over parcels (hundreds of thousands).
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube (its zones and chunks).
+    parcels : geopandas.GeoDataFrame
+        The parcels, with a CRS and a ``group_id`` column (``ParcelStore.parcels``).
+
+    Returns
+    -------
+    dict[tuple[str, int, int], set[str]]
+        (zone, chunk row, chunk column) -> the ids of the groups whose parcels it lies under; empty
+        where no parcel lies in a zone.
     """
     cells: dict[ZoneChunk, set[str]] = defaultdict(set)
     groups = parcels["group_id"].to_numpy()
@@ -49,7 +62,28 @@ def parcel_cells(cube: Cube, parcels: gpd.GeoDataFrame) -> dict[ZoneChunk, set[s
 
 def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: TOI) -> list[str]:
     """The source tiles (Sentinel-2 MGRS tiles, else Item ids) over lon/lat ``bounds`` in ``toi``, from the
-    local catalog only: what logs and failures name next to a group."""
+    local catalog only: what logs and failures name next to a group.
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube whose local catalog is searched.
+    bounds : tuple[float, float, float, float]
+        West, south, east, north in degrees.
+    toi : TOI
+        The period (its span is searched).
+
+    Returns
+    -------
+    list[str]
+        The tiles, sorted; empty where the catalog cannot be searched (a failure here never hides the
+        one being named).
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``).
+    """
     start, end = toi_span(toi)
     try:
         items = cube.catalog.search(bbox=bounds, datetime=f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}")
@@ -61,7 +95,27 @@ def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: TOI)
 def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], utm_epsg: int) -> GeoBox:
     """The Tile for a group: the pixels of the cube's zone in ``EPSG:utm_epsg`` (else its first zone) that
     cover lon/lat bounds, on that zone's own grid wherever its pixel edges lie, reaching past the zone's
-    extent where the parcels do (those pixels come from the zones that hold them)."""
+    extent where the parcels do (those pixels come from the zones that hold them).
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube.
+    parcels_bounds : tuple[float, float, float, float]
+        The group's parcels' bounds: west, south, east, north in degrees.
+    utm_epsg : int
+        The EPSG code of the group's UTM zone.
+
+    Returns
+    -------
+    GeoBox
+        The Tile's grid, at least one pixel.
+
+    Raises
+    ------
+    ROIError
+        If the bounds meet none of the cube's zones.
+    """
     zones = list(cube.spec.zones.values())
     zone = next((z for z in zones if z.crs.epsg == utm_epsg), zones[0])
     area = box(*parcels_bounds, "EPSG:4326").to_crs(zone.crs, resolution=0.0005)
@@ -83,6 +137,38 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, setti
     A period without any acquisition over the group is stored as one "no acquisition" row per parcel,
     dated at the period's start. ``offline`` reads only what the cube holds (the ingest flow has
     downloaded it, as one commit), never downloading per group.
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube holding the group's bands (``settings.variables``).
+    store : ParcelStore
+        The parcel store: the group's parcels are read from it and their rows written to it.
+    group_id : str
+        The group.
+    toi : TOI
+        The period.
+    settings : IndexSettings or None, optional
+        Bands, masks and buffer; None: ``IndexSettings()``.
+    run_id : str or None, optional
+        The run the rows are stored under; None: a new id.
+    offline : bool, optional
+        Read only what the cube holds; False downloads what the group's parcels lack first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows stored, a row per parcel and acquisition (or per parcel for "no acquisition"); empty
+        when the group has no watched parcel.
+
+    Raises
+    ------
+    GroupError
+        If loading the group's Tile, computing its indices or storing the rows failed: names the group,
+        its tiles, the period and the run; its ``__cause__`` is the error (an ROIError, a TOIError, a
+        RadiometryError, a PatchReadError, ...).
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``, before the group is loaded).
     """
     settings = settings or IndexSettings()
     run_id = run_id or uuid.uuid4().hex
@@ -114,19 +200,64 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, setti
 
 def since_last(last: tuple[pd.Timestamp, pd.Timestamp] | None, now: pd.Timestamp, first: str = "7D") -> dict[str, str]:
     """The next ingest's TOI: from where the last recorded one ended up to ``now``; without one, the last
-    ``first`` (a duration such as "7D")."""
+    ``first`` (a duration such as "7D").
+
+    Parameters
+    ----------
+    last : tuple[pandas.Timestamp, pandas.Timestamp] or None
+        The last ingest's recorded period (``ParcelStore.last_run``), or None.
+    now : pandas.Timestamp
+        The run's start.
+    first : str, optional
+        How far back the first ingest reaches.
+
+    Returns
+    -------
+    dict[str, str]
+        A TOI flow parameter: ``{"start", "end"}``, or ``{"last": first}``.
+    """
     if last is None:
         return {"last": first}
     return {"start": f"{last[1]:%Y-%m-%dT%H:%M:%S}", "end": f"{naive_utc(now):%Y-%m-%dT%H:%M:%S}"}
 
 
 def period_toi(period: tuple[pd.Timestamp, pd.Timestamp] | None, otherwise: str = "7D") -> dict[str, str]:
-    """A recorded run's period as a TOI (what the indices after an ingest cover); else the last ``otherwise``."""
+    """A recorded run's period as a TOI (what the indices after an ingest cover); else the last ``otherwise``.
+
+    Parameters
+    ----------
+    period : tuple[pandas.Timestamp, pandas.Timestamp] or None
+        The recorded period, or None.
+    otherwise : str, optional
+        The duration to use without one.
+
+    Returns
+    -------
+    dict[str, str]
+        A TOI flow parameter: ``{"start", "end"}``, or ``{"last": otherwise}``.
+    """
     if period is None:
         return {"last": otherwise}
     return {"start": f"{period[0]:%Y-%m-%dT%H:%M:%S}", "end": f"{period[1]:%Y-%m-%dT%H:%M:%S.%f}"}
 
 
 def describe_toi(toi: TOI) -> str:
+    """A TOI's span as a GroupError names it: ``YYYY-mm-dd..YYYY-mm-dd``.
+
+    Parameters
+    ----------
+    toi : TOI
+        The period.
+
+    Returns
+    -------
+    str
+        The first and last day it spans.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``).
+    """
     start, end = toi_span(toi)
     return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"

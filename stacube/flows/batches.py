@@ -28,6 +28,20 @@ def task_sizes(patches: int, concurrency: int, out_of_process: bool = False) -> 
     The task count is a whole number of rounds of ``concurrency`` tasks and the patches are dealt
     evenly (sizes differ by at most one), so the last round is not one lone task while the other
     slots idle. A run never exceeds 2,000 task runs (tasks then grow past 16 patches).
+
+    Parameters
+    ----------
+    patches : int
+        How many patches the run reads.
+    concurrency : int
+        Task runs in flight at once (at least 1 is assumed).
+    out_of_process : bool, optional
+        Whether tasks run in other processes (Dask).
+
+    Returns
+    -------
+    list[int]
+        Patches per task, largest first, summing to ``patches``.
     """
     slots = max(1, concurrency)
     per_slot = 1 if out_of_process else 4
@@ -41,7 +55,13 @@ def task_sizes(patches: int, concurrency: int, out_of_process: bool = False) -> 
 
 def tasks_leave_the_process() -> bool:
     """Whether this flow run's task runner runs tasks outside this process (Dask, Ray): anything but
-    Prefect's thread pool."""
+    Prefect's thread pool.
+
+    Returns
+    -------
+    bool
+        False outside a flow run, or on a ``ThreadPoolTaskRunner``.
+    """
     from prefect.context import FlowRunContext
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -52,7 +72,22 @@ def tasks_leave_the_process() -> bool:
 def batches_of(patches: Sequence[PatchIndex], concurrency: int,
                patches_per_task: int | None = None) -> list[list[PatchIndex]]:
     """``patches`` in order, cut into the batches the tasks of a run read: ``patches_per_task`` each
-    (the last may hold fewer), or by default as ``task_sizes`` deals them for this flow run's task runner."""
+    (the last may hold fewer), or by default as ``task_sizes`` deals them for this flow run's task runner.
+
+    Parameters
+    ----------
+    patches : Sequence[PatchIndex]
+        The run's patches.
+    concurrency : int
+        Task runs in flight at once.
+    patches_per_task : int or None, optional
+        Patches per batch; None (or 0): ``task_sizes``.
+
+    Returns
+    -------
+    list[list[PatchIndex]]
+        The batches, in order.
+    """
     if patches_per_task:
         sizes = [patches_per_task] * (-(-len(patches) // patches_per_task))
     else:
@@ -62,5 +97,16 @@ def batches_of(patches: Sequence[PatchIndex], concurrency: int,
 
 
 def batch_label(batch: Sequence[PatchIndex]) -> str:
-    """A batch's name in its task run's name: its first patch, and how many follow."""
+    """A batch's name in its task run's name: its first patch, and how many follow.
+
+    Parameters
+    ----------
+    batch : Sequence[PatchIndex]
+        A batch, not empty.
+
+    Returns
+    -------
+    str
+        The first patch's id, and ``(+n)`` for the ``n`` patches after it.
+    """
     return batch[0].id if len(batch) == 1 else f"{batch[0].id} (+{len(batch) - 1})"

@@ -13,6 +13,18 @@ def use_earthengine_secret(block_name: str) -> None:
     The block holds an OAuth access token or a service-account key (JSON); a key is written to a
     file only this user can read. The value goes to the environment ``stacube.sources.earthengine.client`` reads,
     never to a log line.
+
+    Parameters
+    ----------
+    block_name : str
+        The Secret block's name.
+
+    Raises
+    ------
+    ValueError
+        If no Secret block ``block_name`` exists (Prefect's error).
+    json.JSONDecodeError
+        If the value starts with ``{`` but is not JSON (a ValueError too).
     """
     from prefect.blocks.system import Secret
 

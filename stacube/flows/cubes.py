@@ -46,7 +46,26 @@ def _short(value: Any) -> str:
 def spec_from_parameter(spec: CubeSpec | str | os.PathLike | Mapping[str, Any] | None
                         ) -> tuple[CubeSpec, str] | None:
     """The CubeSpec a ``spec`` flow parameter names, and how to name where it came from in messages;
-    None for None. Anything malformed is a SpecError naming the parameter's value."""
+    None for None. Anything malformed is a SpecError naming the parameter's value.
+
+    Parameters
+    ----------
+    spec : CubeSpec, str, os.PathLike, Mapping[str, Any] or None
+        A CubeSpec, a spec file's path (relative to the working folder), a ready-made dataset with
+        its arguments (a ``dataset`` key), or a whole spec as ``CubeSpec.to_json()`` makes it.
+
+    Returns
+    -------
+    tuple[CubeSpec, str] or None
+        The spec and where it came from (``spec file 'dem.json'``); None when ``spec`` is None.
+
+    Raises
+    ------
+    SpecError
+        If the file does not exist, cannot be read or holds no valid spec; a ready-made dataset's name
+        is given as a path; the dataset is unknown, its arguments are not its function's, or the
+        function refuses them; the mapping is no valid spec; or ``spec`` is of another type.
+    """
     if spec is None:
         return None
     if isinstance(spec, CubeSpec):
@@ -100,6 +119,38 @@ def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | 
     Given a spec, an existing cube must be the cube it describes (``CubeSpec.differences``): else a
     SpecError names both and what differs, and nothing is written. Without one, a missing cube is a
     CubeNotFoundError that says how a deployment creates it.
+
+    Parameters
+    ----------
+    cube_url : str or os.PathLike
+        The cube's location.
+    spec : Any, optional
+        A ``spec`` flow parameter (``spec_from_parameter``); None: the cube must exist.
+    catalog_dir : str or os.PathLike or None, optional
+        The folder of the local catalogs; None: ``default_catalog_root()``.
+    logger : Any, optional
+        Where to log the creation or growth (a flow run's logger); None: this module's.
+
+    Returns
+    -------
+    Cube
+        The cube, opened or created; its time axis grown to the spec's end where the spec reaches further.
+
+    Raises
+    ------
+    SpecError
+        If ``spec`` is malformed or describes another cube than the one there, ``cube_url`` is no cube
+        location, or the cube holds a spec stacube refuses.
+    CubeNotFoundError
+        If no cube is there and no ``spec`` is given.
+    CubeExistsError
+        If something that is no cube is in the way of creating it.
+    StorageError
+        If the cube is to be created and the place cannot be written.
+    S3AccessError
+        If S3 does not answer after its tries.
+    CubeChangedError
+        If growing the time axis kept meeting other commits.
     """
     logger = logger or log
     given = spec_from_parameter(spec)

@@ -44,6 +44,46 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     ingest, which starts again from the earliest such date; the other patches are committed.
     ``spec`` names the cube's spec (``{"dataset": "sentinel2", "bbox": [...], "start": ...}`` or a
     spec file, see ``stacube.flows.cubes``): the first ingest creates the cube.
+
+    Parameters
+    ----------
+    cube_url : str
+        The Sentinel-2 cube: a local path or ``s3://bucket/prefix``.
+    store_url : str
+        The parcel store (``open_parcel_store``): its watched parcels, and where the ingest is recorded.
+    toi : str, list, dict or None, optional
+        The period, as for the download flow; None: since the last ingest recorded for this cube.
+    catalog_dir : str or None, optional
+        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
+    concurrency : int, optional
+        Task runs in flight at once, in the download flow.
+    retries : int, optional
+        Retries of a failing task, with exponential backoff.
+    first_period : str, optional
+        How far back the first ingest reaches (a pandas Timedelta string).
+    spec : dict, str or None, optional
+        The cube's spec, as for the download flow; None: the cube must exist.
+
+    Returns
+    -------
+    dict[str, Any]
+        The download flow's ``RunReport.to_json()``, with ``failures`` (per failed patch: its groups,
+        tiles, date, id and error), ``groups``, ``chunks``, ``period`` and ``next_start`` (where the
+        next ingest starts: the earliest failed or pending step, else the period's end).
+
+    Raises
+    ------
+    SpecError
+        If ``store_url`` names no parcel store, or the cube cannot be opened or created (as for the
+        download flow: also CubeNotFoundError, CubeExistsError, S3AccessError).
+    TOIError
+        If ``toi``'s ``last`` is no duration, or the period lies outside the cube's time axis.
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``); ValueError also if the store watches no
+        parcel, or none lies in a zone of the cube. Nothing is downloaded.
+    CatalogError, ItemError, RadiometryError, CubeChangedError, StorageError
+        The download's error, as ``Cube.run`` raises it: nothing is committed or recorded. A patch
+        failing for good does not fail the run.
     """
     from prefect import runtime
 
@@ -99,6 +139,40 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
       cache_policy=NO_CACHE)
 def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: TOIParameter,
                        settings: IndexSettings, run_id: str) -> dict[str, Any]:
+    """One group's indices (``compute_group``), offline: a task per group, so that one group failing
+    never stops the others, and a failing group is retried twice.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube.
+    store_url : str
+        The parcel store.
+    catalog_dir : str or None
+        The folder of the local catalogs.
+    group_id : str
+        The group.
+    toi : TOIParameter
+        The period (already read by ``toi_from_parameter``).
+    settings : IndexSettings
+        Bands, masks and buffer.
+    run_id : str
+        The flow run's id, which the rows are stored under.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``group_id``, ``rows`` stored, ``usable`` rows and ``no_acquisition`` rows.
+
+    Raises
+    ------
+    GroupError
+        If the group's Tile, indices or rows failed (``compute_group``).
+    CubeNotFoundError, SpecError
+        If the cube cannot be opened, or ``store_url`` names no parcel store.
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``, before the group is loaded).
+    """
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     with open_parcel_store(store_url) as store:
         rows = compute_group(cube, store, group_id, toi, settings, run_id, offline=True)
@@ -113,7 +187,56 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
             stale_weeks: int = 4, inward_buffer_m: float = 0.0) -> dict[str, Any]:
     """NDVI/NDMI per watched parcel and acquisition of the period (default: the period the last ingest
     into the cube completed, else the last 7 days), per group;
-    then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold."""
+    then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold.
+
+    Only what the cube holds is read (the ingest downloaded it); every group runs, and the run fails
+    at the end naming each group that failed and each KPI that breached, after storing the KPIs and
+    the ``stacube-fields-indices`` artifact.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube the ingest fills.
+    store_url : str
+        The parcel store: its watched parcels, and where the rows and KPIs go.
+    toi : str, list, dict or None, optional
+        The period, as for the download flow; None: the period the last ingest completed, else the
+        last 7 days.
+    catalog_dir : str or None, optional
+        The folder of the local catalogs (to name a group's tiles).
+    min_valid_fraction : float, optional
+        The share (0 to 1) of a parcel's pixels that must be valid for a usable parcel-date.
+    masked_classes : list[int] or None, optional
+        Sentinel-2 SCL classes left out; None: ``IndexSettings``'s default.
+    min_parcels_covered : float, optional
+        KPI: least share of watched parcels with a usable acquisition in the period.
+    min_cloud_free_fraction : float, optional
+        KPI: least share of the period's parcel-acquisitions that were usable.
+    max_stale_parcels : float, optional
+        KPI: greatest share of watched parcels without a usable acquisition in the last ``stale_weeks``.
+    stale_weeks : int, optional
+        Weeks within which a parcel needs a usable acquisition not to be stale.
+    inward_buffer_m : float, optional
+        Metres each parcel is shrunk by before its pixels are chosen (0 or more).
+
+    Returns
+    -------
+    dict[str, Any]
+        ``groups``, ``rows`` stored, ``usable`` rows and ``quality`` (each KPI's value and verdict).
+
+    Raises
+    ------
+    RuntimeError
+        If a group failed (after its task's retries) or a KPI breached its threshold; the message
+        names them all. The other groups' rows and the KPIs are stored.
+    SpecError
+        If ``min_valid_fraction`` is not from 0 to 1, ``inward_buffer_m`` is negative or not a number,
+        or ``store_url`` names no parcel store; before any group runs.
+    TOIError
+        If ``toi``'s ``last`` is no duration.
+    ValueError, TypeError
+        If ``toi`` is not a time pandas reads (``toi_span``; every group fails first).
+    """
     from prefect import runtime
 
     logger = get_run_logger()
@@ -165,7 +288,34 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
 @flow(name="stacube-fields-publish")
 def publish(store_url: str, out_dir: str, name: str | None = None, sample: int = 6) -> dict[str, Any]:
     """Weekly NDVI/NDMI per watched parcel (gaps interpolated and flagged) as GeoParquet and CSV, with
-    an artifact holding the counts and a plot of a sample of parcels."""
+    an artifact holding the counts and a plot of a sample of parcels.
+
+    Parameters
+    ----------
+    store_url : str
+        The parcel store holding the observations.
+    out_dir : str
+        The folder to write into; made if missing.
+    name : str or None, optional
+        The files' name (``<name>.parquet``, ``.csv``, ``.png``); None: ``parcel-series-<YYYYmmdd>``
+        of the run's scheduled start.
+    sample : int, optional
+        How many parcels the plot shows.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``parcel_weeks``, ``filled`` (weeks interpolated), the paths written (``geoparquet``, ``csv``)
+        and ``png`` (None without any series).
+
+    Raises
+    ------
+    SpecError
+        If ``name`` is not an allowed file name (letters, digits, ``_``, ``-``, ``.``), or ``store_url``
+        names no parcel store.
+    OSError
+        If ``out_dir`` cannot be made or written.
+    """
     import base64
 
     from ..fields.publish import export_series, plot_sample, weekly_series
@@ -195,7 +345,41 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
           keep_snapshots: str = "90D", unwatched_for: str = "30D", keep_files: str = "180D") -> dict[str, Any]:
     """Retention: expire cube snapshots older than ``keep_snapshots`` (tags kept) and garbage-collect;
     delete the time series of parcels unwatched for ``unwatched_for``; delete published files older
-    than ``keep_files`` from ``out_dir``."""
+    than ``keep_files`` from ``out_dir``.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube whose snapshots expire.
+    store_url : str
+        The parcel store whose unwatched parcels' series are deleted.
+    out_dir : str or None, optional
+        The folder ``publish`` writes into; None: no file is deleted.
+    catalog_dir : str or None, optional
+        The folder of the local catalogs (not touched).
+    keep_snapshots : str, optional
+        Snapshots older than this expire (a duration such as ``"90D"``); tagged ones stay.
+    unwatched_for : str, optional
+        Series of parcels unwatched for longer than this are deleted (a pandas Timedelta string).
+    keep_files : str, optional
+        Published files (``parcel-series-*``) not modified for longer than this are deleted.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``snapshots_expired``, ``bytes_freed``, ``observations_deleted`` and ``files_deleted``; also
+        an artifact.
+
+    Raises
+    ------
+    CubeNotFoundError, SpecError, S3AccessError
+        If the cube cannot be opened (``Cube.open``), or ``store_url`` names no parcel store.
+    TOIError
+        If ``keep_snapshots`` is no duration of 0 or more; nothing is expired.
+    ValueError
+        If ``unwatched_for`` or ``keep_files`` is not a pandas Timedelta: checked only after the
+        snapshots expired (and, for ``keep_files``, after the series were deleted).
+    """
     from ..fields.retention import purge_files
 
     logger = get_run_logger()

@@ -18,14 +18,38 @@ def source_limits(source: Source, patch: PatchIndex) -> list[str]:
     """Concurrency-limit names for the hosts a patch reads from: ``stacube-source-<host>``.
 
     The source says which host each asset's read goes to (every Earth Engine band counts against
-    the Earth Engine endpoint's host)."""
+    the Earth Engine endpoint's host).
+
+    Parameters
+    ----------
+    source : Source
+        The cube's source.
+    patch : PatchIndex
+        A patch, with its Items.
+
+    Returns
+    -------
+    list[str]
+        The names, sorted, one per host of the assets the patch reads.
+    """
     hosts = {source.host_of(item.assets[key].href)
              for item in patch.items for key in source.assets.values() if key in item.assets}
     return sorted(f"stacube-source-{host}" for host in hosts)
 
 
 def limits_of_source(source: Source) -> Callable[[PatchIndex], list[str]]:
-    """``source_limits`` for the patches of a cube whose spec has this source."""
+    """``source_limits`` for the patches of a cube whose spec has this source.
+
+    Parameters
+    ----------
+    source : Source
+        The cube's source.
+
+    Returns
+    -------
+    Callable[[PatchIndex], list[str]]
+        The limit names of a patch (``PrefectRunner.limits``).
+    """
     return functools.partial(source_limits, source)
 
 
@@ -34,6 +58,16 @@ def existing_limits(names: set[str]) -> set[str]:
 
     Prefect's ``concurrency()`` waits on a limit that does not exist (and logs a warning each time, for
     every task), so only limits someone created are used.
+
+    Parameters
+    ----------
+    names : set[str]
+        Limit names.
+
+    Returns
+    -------
+    set[str]
+        Those that exist and are active.
     """
     if not names:
         return set()

@@ -27,7 +27,23 @@ ROIParameter = Any
 
 
 def roi_to_parameter(roi: GeoBox | Geometry | Region) -> dict[str, Any]:
-    """An ROI as a JSON flow parameter: its footprint as GeoJSON in its own CRS, plus that CRS."""
+    """An ROI as a JSON flow parameter: its footprint as GeoJSON in its own CRS, plus that CRS.
+
+    Parameters
+    ----------
+    roi : GeoBox, Geometry or Region
+        The ROI.
+
+    Returns
+    -------
+    dict[str, Any]
+        A GeoJSON geometry with a ``crs`` key (``roi_from_parameter`` reads it back).
+
+    Raises
+    ------
+    ROIError
+        If ``roi`` is not a valid ROI (``Region.of``).
+    """
     geometry = Region.of(roi).geometry
     return {**geometry.json, "crs": str(geometry.crs)}
 
@@ -35,7 +51,23 @@ def roi_to_parameter(roi: GeoBox | Geometry | Region) -> dict[str, Any]:
 def roi_from_parameter(roi: GeoBox | Geometry | dict[str, Any]) -> GeoBox | Geometry:
     """An ROI from a flow parameter: a GeoBox or Geometry, or GeoJSON (``crs`` key, default EPSG:4326).
 
-    Raises ROIError for anything else."""
+    Raises ROIError for anything else. The ROI is not checked here (``Region.of`` does that).
+
+    Parameters
+    ----------
+    roi : GeoBox, Geometry or dict[str, Any]
+        The parameter: a GeoJSON geometry has a ``type`` key.
+
+    Returns
+    -------
+    GeoBox or Geometry
+        The ROI.
+
+    Raises
+    ------
+    ROIError
+        If ``roi`` is neither a GeoBox, a Geometry nor a dict with a ``type`` key.
+    """
     if isinstance(roi, (GeoBox, Geometry)):
         return roi
     if isinstance(roi, dict) and "type" in roi:
@@ -48,6 +80,16 @@ def toi_to_parameter(toi: TOI | None) -> TOIParameter:
     """A TOI as a JSON flow parameter: strings, lists of strings, or {"start", "end"} for a slice.
 
     Deployments can also use a rolling window, ``{"last": "30D"}``: the 30 days up to the run's start.
+
+    Parameters
+    ----------
+    toi : TOI or None
+        The TOI.
+
+    Returns
+    -------
+    str, list, dict or None
+        Times as ISO strings (strings kept as given), in the TOI's shape.
     """
     def text(value: Any) -> str | None:
         return None if value is None else (value if isinstance(value, str) else pd.Timestamp(value).isoformat())
@@ -63,7 +105,28 @@ def toi_to_parameter(toi: TOI | None) -> TOIParameter:
 
 def toi_from_parameter(toi: TOIParameter, now: pd.Timestamp | None = None) -> TOI | None:
     """The TOI a flow parameter stands for; ``{"last": duration}`` ends at ``now`` (default: the current time;
-    flows pass ``run_start()``). Raises TOIError for a ``last`` that is not a duration."""
+    flows pass ``run_start()``). Raises TOIError for a ``last`` that is not a duration.
+
+    The TOI is not checked here: ``select_steps`` judges it against the cube's axis.
+
+    Parameters
+    ----------
+    toi : TOIParameter
+        A TOI, ``{"start", "end"}`` (either may be left out: open), or ``{"last": duration}``.
+    now : pandas.Timestamp or None, optional
+        Where a rolling window ends; None: now.
+
+    Returns
+    -------
+    TOI or None
+        A slice for a dict, else ``toi`` as given.
+
+    Raises
+    ------
+    TOIError
+        If ``pd.Timedelta`` cannot read ``last`` (``"abc"``). A bare number is read as nanoseconds and
+        None as NaT: neither is refused here.
+    """
     if isinstance(toi, dict) and "last" in toi:
         try:
             span = pd.Timedelta(toi["last"])
@@ -77,5 +140,11 @@ def toi_from_parameter(toi: TOIParameter, now: pd.Timestamp | None = None) -> TO
 
 
 def run_start() -> pd.Timestamp:
-    """When this flow run was meant to start: a rolling TOI of a late or retried scheduled run keeps its window."""
+    """When this flow run was meant to start: a rolling TOI of a late or retried scheduled run keeps its window.
+
+    Returns
+    -------
+    pandas.Timestamp
+        The flow run's scheduled start (tz-aware); outside a flow run, Prefect's runtime gives now.
+    """
     return pd.Timestamp(runtime.flow_run.scheduled_start_time)

@@ -14,7 +14,15 @@ from ..grid import PatchIndex
 
 class RunProgress:
     """Patches done of the total, MB written (uncompressed), rate and ETA in the flow run's log, and a
-    progress artifact (the UI's progress bar), every ``every`` seconds and at the end."""
+    progress artifact (the UI's progress bar), every ``every`` seconds and at the end.
+
+    Parameters
+    ----------
+    total : int
+        The run's patches.
+    every : float, optional
+        Seconds between log lines and artifact updates.
+    """
 
     def __init__(self, total: int, every: float = 10.0):
         self.total, self.every, self.count, self.nbytes = total, every, 0, 0
@@ -23,7 +31,15 @@ class RunProgress:
                                                  description=f"stacube download: {total} patches")
 
     def done(self, batch: Sequence[PatchIndex], results: Sequence[Any]) -> None:
-        """A batch finished, with its results (none if it failed: it counts as done, its error is raised elsewhere)."""
+        """A batch finished, with its results (none if it failed: it counts as done, its error is raised elsewhere).
+
+        Parameters
+        ----------
+        batch : Sequence[PatchIndex]
+            The batch's patches.
+        results : Sequence[Any]
+            Their results (``nbytes`` is summed where they have it).
+        """
         self.count += len(batch)
         self.nbytes += sum(getattr(r, "nbytes", 0) for r in results)
         now = time.monotonic()

@@ -12,7 +12,15 @@ ARTIFACT_ROWS = 500  # a flow run over thousands of patches keeps a readable art
 
 def publish(report: RunReport, cube_url: str) -> None:
     """``report`` in the current flow run's log, and as the ``stacube-download`` artifact when the run
-    committed or lost patches."""
+    committed or lost patches.
+
+    Parameters
+    ----------
+    report : RunReport
+        The run's report.
+    cube_url : str
+        The cube, as the artifact names it.
+    """
     logger = get_run_logger()
     logger.info("%s", report)
     for failure in report.patches_failed.values():
@@ -24,7 +32,20 @@ def publish(report: RunReport, cube_url: str) -> None:
 
 def report_markdown(report: RunReport, cube_url: str) -> str:
     """The artifact: the snapshot, totals, and a row per patch (written, without data, pending, failed),
-    at most ``ARTIFACT_ROWS`` of them."""
+    at most ``ARTIFACT_ROWS`` of them.
+
+    Parameters
+    ----------
+    report : RunReport
+        The run's report.
+    cube_url : str
+        The cube, as the heading names it.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     def row(pid: str, outcome: str) -> str:
         nbytes, seconds = report.patch_figures.get(pid, (0, 0.0))
         return f"| {pid} | {outcome} | {nbytes / 1e6:.2f} | {seconds:.2f} |"

@@ -61,7 +61,27 @@ class PrefectRunner:
         """Hold a whole run (``stacube.runners.HostingRunner``, called by ``Cube.run``): in the current flow
         run, or else in an ad hoc ``stacube-download`` flow run of its own, whose parameters say what was
         planned (``about``) and whose result, ``RunReport.to_json()``, is read back here. The run is not
-        planned again: ``execute`` carries the caller's plan."""
+        planned again: ``execute`` carries the caller's plan.
+
+        Parameters
+        ----------
+        execute : Callable[[Any, dict[str, Any]], RunReport]
+            Runs the run with the runner it is given and the flow run's metadata (from ``Cube.run``).
+        cube : stacube.Cube
+            The cube the run writes to.
+        about : dict[str, Any]
+            What was planned: ``patches`` (ids), ``roi`` (lon/lat GeoJSON or None), ``message``.
+
+        Returns
+        -------
+        RunReport
+            The run's report; its ``metadata`` names the flow run.
+
+        Raises
+        ------
+        CatalogError, ItemError, RadiometryError, TOIError, PatchReadError, CubeChangedError, StorageError
+            What ``execute`` raised (as ``Cube.run`` documents it); an ad hoc flow run fails with it.
+        """
         from prefect.context import FlowRunContext
 
         if FlowRunContext.get() is not None:
@@ -89,7 +109,27 @@ class PrefectRunner:
 
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
         """``work`` for every patch, in batches of patches per task, results in patch order; raises
-        PatchReadError naming the patch that failed for good (unless ``skip_failed``)."""
+        PatchReadError naming the patch that failed for good (unless ``skip_failed``).
+
+        Parameters
+        ----------
+        work : Callable[[PatchIndex], Any]
+            Reads and writes one patch (``run.PatchTask``).
+        patches : Sequence[PatchIndex]
+            The patches, with their Items.
+
+        Returns
+        -------
+        list[Any]
+            ``work``'s result per patch, in the order of ``patches`` (a PatchFailure for a patch skipped).
+
+        Raises
+        ------
+        PatchReadError
+            If a task failed for good (after its retries, or at once for a permanent error), naming the
+            failing patch (or the batch, where no patch failed: a lost worker), its Items and URLs; the
+            tasks still queued are cancelled. With ``skip_failed``, only when storage refuses the writes.
+        """
         if not patches:
             return []
         batches = batches_of(patches, self.concurrency, self.patches_per_task)
@@ -152,7 +192,22 @@ def prefect_runner(concurrency: int | None = None, progress: bool | None = None,
                    skip_failed: bool = False) -> PrefectRunner:
     """The runner ``runner="prefect"`` names (declared in the ``stacube.runners`` entry-point group):
     a run as a ``stacube-download`` flow run, ``concurrency`` tasks at once. ``progress`` is the flow
-    run's log and progress artifact, always."""
+    run's log and progress artifact, always.
+
+    Parameters
+    ----------
+    concurrency : int or None, optional
+        Task runs in flight at once; None: 8 (at most ``MAX_THREADS``).
+    progress : bool or None, optional
+        Ignored: a flow run always logs its progress and shows it as an artifact.
+    skip_failed : bool, optional
+        Whether a patch failing for good comes back as a PatchFailure instead of failing the run.
+
+    Returns
+    -------
+    PrefectRunner
+        A new runner.
+    """
     return PrefectRunner(concurrency=min(concurrency or 8, MAX_THREADS), skip_failed=skip_failed)
 
 
@@ -165,7 +220,37 @@ def run_planned(cube_url: str, patches: list[str], roi: dict[str, Any] | None = 
     """A run planned in this process (``Cube.download``/``Cube.load``/``Cube.run`` with ``runner="prefect"``)
     as a ``stacube-download`` flow run: ``patches`` (their ids), under ``roi`` (lon/lat GeoJSON), are what
     the plan lacked. Not deployable (the plan stays in the calling process, named by ``run``); deploy
-    ``stacube.flows.download:download``. Returns ``RunReport.to_json()``."""
+    ``stacube.flows.download:download``. Returns ``RunReport.to_json()``.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube written to (for the UI and the log; the cube itself comes with the plan).
+    patches : list[str]
+        The ids of the patches the plan lacked.
+    roi : dict[str, Any] or None, optional
+        The ROI planned, as lon/lat GeoJSON; None for a run planned by cells.
+    message : str or None, optional
+        The commit message.
+    concurrency : int, optional
+        Task runs in flight at once.
+    skip_failed : bool, optional
+        Whether patches failing for good are listed in the report instead of failing the run.
+    run : str, optional
+        The token under which the calling process holds the plan.
+
+    Returns
+    -------
+    dict[str, Any]
+        The run's ``RunReport.to_json()``.
+
+    Raises
+    ------
+    KeyError
+        If ``run`` names no plan held in this process (the flow was started elsewhere).
+    CatalogError, ItemError, RadiometryError, TOIError, PatchReadError, CubeChangedError, StorageError
+        The run's error, as ``Cube.run`` raises it; nothing is committed.
+    """
     runner, execute, cube = _HOSTED[run]
     get_run_logger().info("%d patches planned to download into %s", len(patches), cube_url)
     return runner._in_flow_run(execute, cube).to_json()

@@ -30,6 +30,15 @@ class InFlight:
     Iterating yields ``(i, future)`` as futures finish; the caller calls ``more()`` to fill the slot a
     finished future left (before its own bookkeeping, so a slot never waits for it), or ``cancel()``
     and stops.
+
+    Parameters
+    ----------
+    submit : Callable[[int], Any]
+        Submits task ``i`` and returns its Prefect future.
+    count : int
+        How many tasks there are.
+    bound : int
+        The most futures in flight (at least 1).
     """
 
     def __init__(self, submit: Callable[[int], Any], count: int, bound: int):

@@ -20,6 +20,30 @@ from .parameters import ROIParameter, TOIParameter, roi_from_parameter, run_star
 @task(name="sync-window", task_run_name="sync {window.bbox} {window.start}", cache_policy=NO_CACHE,
       persist_result=False, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1.0))
 def sync_window_task(cube_url: str, catalog_dir: str | None, window: Window) -> int:
+    """Bring one sub-window of the source into the cube's local catalog (``Source.sync``); a task of
+    its own, so that each sub-window is retried, and recorded when done, on its own.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube (its source).
+    catalog_dir : str or None
+        The folder of the local catalogs; None: ``default_catalog_root()``.
+    window : Window
+        The lon/lat bbox and time range.
+
+    Returns
+    -------
+    int
+        How many Items were new to the catalog.
+
+    Raises
+    ------
+    CatalogError, ItemError, StorageError
+        As ``Source.sync`` raises them; the task is retried whatever the error.
+    CubeNotFoundError, SpecError, S3AccessError
+        As ``Cube.open`` raises them.
+    """
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
     return cube.spec.source.sync(cube.catalog, window)
 
@@ -36,6 +60,50 @@ def sync_catalog(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, cat
     concurrently; each is recorded when done, so a failed sync, run again, resumes with the sub-windows
     it had not finished. A failing window is retried ``retries`` times with exponential backoff. ``spec``
     names the cube's spec, as for the download flow: the first run creates the cube.
+
+    Parameters
+    ----------
+    cube_url : str
+        The cube: a local path or ``s3://bucket/prefix``.
+    roi : GeoJSON dict, GeoBox or Geometry
+        The region of interest: GeoJSON (``crs`` key, default EPSG:4326), a GeoBox or a Geometry.
+    toi : str, list, dict or None, optional
+        The time of interest, as for the download flow (``{"last": "30D"}`` ends when the run was
+        scheduled); None: every step.
+    catalog_dir : str or None, optional
+        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
+    split_degrees : float, optional
+        The widest and tallest a sub-window may be, in degrees (positive).
+    split_period : str, optional
+        The longest a sub-window's time range may be (a pandas Timedelta string).
+    retries : int, optional
+        Retries of a failing sub-window, with exponential backoff.
+    spec : dict, str or None, optional
+        The cube's spec, as for the download flow; None: the cube must exist.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``windows_synced`` (sub-windows not yet covered, now synced), ``new_items``, ``items`` (the
+        catalog's count now) and ``catalog`` (its folder).
+
+    Raises
+    ------
+    SpecError, CubeNotFoundError, CubeExistsError, StorageError, S3AccessError
+        If the cube cannot be opened or created, as for the download flow.
+    ROIError
+        If ``roi`` is no GeoJSON geometry, GeoBox or Geometry, is invalid, or lies outside every zone.
+    TOIError
+        If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given
+        to a cube without time.
+    CatalogError
+        If the catalog's windows file cannot be read, or a sub-window still fails after its retries
+        (the source cannot be searched); sub-windows synced before stay recorded.
+    ItemError, StorageError
+        If a sub-window still fails after its retries because the source returned something that is
+        no STAC Item, or the catalog folder cannot be written.
+    ValueError
+        If ``split_period`` is not a pandas Timedelta.
     """
     logger = get_run_logger()
     cube = open_cube(cube_url, spec, catalog_dir, logger)

@@ -22,7 +22,22 @@ from ..runners import failure_of, is_permanent
 
 def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a patch unless its failure is one a retry cannot fix (missing file, corrupt format, bad Item):
-    the task's ``retry_condition_fn``."""
+    the task's ``retry_condition_fn``.
+
+    Parameters
+    ----------
+    task : Any
+        The Prefect task (unused).
+    task_run : Any
+        The task run (unused).
+    state : Any
+        The task run's failed state; ``state.result()`` raises its error.
+
+    Returns
+    -------
+    bool
+        False for a permanent error (``is_permanent``), else True.
+    """
     try:
         state.result()
     except Exception as error:  # noqa: BLE001 - the failure is what is being judged
@@ -50,6 +65,30 @@ def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], l
     across processes, as ``stacube_patch_id``). With ``skip_failed``, a patch failing for a reason a
     retry cannot fix (a corrupt file) becomes a PatchFailure and the batch goes on; other errors still
     fail the task, to be retried.
+
+    Parameters
+    ----------
+    work : Callable[[PatchIndex], Any]
+        Reads and writes one patch (``run.PatchTask``).
+    patches : list[PatchIndex]
+        The batch, with its Items.
+    label : str
+        The batch's name in the task run's name (``batches.batch_label``).
+    limits : list[str]
+        Prefect global concurrency limits to hold a slot of (existing ones only).
+    skip_failed : bool, optional
+        Whether a patch failing permanently becomes a PatchFailure instead of failing the task.
+
+    Returns
+    -------
+    list[Any]
+        ``work``'s result per patch (a PatchResult, or a PatchFailure), in batch order.
+
+    Raises
+    ------
+    Exception
+        The first failing patch's own error (a SourceError, an ItemError, ...), with its id as
+        ``stacube_patch_id``; retried unless permanent, then the runner names it in a PatchReadError.
     """
     with concurrency(limits, occupy=1, strict=False) if limits else contextlib.nullcontext():
         results = []
