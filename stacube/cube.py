@@ -35,7 +35,7 @@ from .errors import (
 )
 from .grid import PatchIndex, patch_id, zone_grids
 from .layout import FILLED, SPEC_ATTR, create_layout, encode_times
-from .lazy import check_fits, lazy_tile
+from .lazy import block_sizes, check_fits, lazy_tile
 from .lonlat import lonlat_footprint
 from .opened import OpenedGroup
 from .plan import Plan, attach_items, plan_cells, plan_patches
@@ -44,7 +44,7 @@ from .redaction import redact_log_records
 from .region import Region
 from .run import METADATA_KEY, RunReport, execute_run
 from .runners import LocalRunner, Runner, runner_named
-from .spec import CubeSpec
+from .spec import CubeSpec, check_name
 from .store import (
     BRANCH,
     commit_lock,
@@ -218,7 +218,8 @@ class Cube:
         Raises
         ------
         SpecError
-            If the cube there has another spec, or as ``open`` and ``create`` raise it.
+            If ``spec`` is not a CubeSpec (before anything is opened or made), the cube there has another
+            spec, or as ``open`` and ``create`` raise it.
         CubeExistsError
             If something that is no cube is in the way (a file, a folder of other files).
         StorageError
@@ -226,6 +227,8 @@ class Cube:
         S3AccessError
             If S3 does not answer after its tries.
         """
+        if not isinstance(spec, CubeSpec):  # before the cube is opened: compared below, or stored by create
+            raise SpecError(f"Cube.open_or_create needs a CubeSpec, got {type(spec).__name__}")
         try:
             cube = cls.open(url, catalog_dir)
         except CubeNotFoundError:
@@ -393,7 +396,9 @@ class Cube:
         Raises
         ------
         ROIError
-            If a cell names a zone the cube does not have, or lies outside its zone's chunks.
+            If ``cells`` is no collection of cells, a cell is not three values (a zone name, then a row and
+            a column that are whole numbers), names a zone the cube does not have, or lies outside its
+            zone's chunks; the message names the cell.
         TOIError
             As for ``plan``.
         """
@@ -674,9 +679,9 @@ class Cube:
             If ``variables`` names a variable the cube does not hold.
         ROIError
             If ``roi`` or ``area`` is not a valid ROI or lies outside every zone (a Geometry ``roi``
-            meeting no zone), or an eager Tile would not fit in the memory free now; before anything is
-            downloaded. Also, after the download, ``chunks`` naming a dim the Tile has not or giving a size
-            that is not a whole number of at least 1.
+            meeting no zone), an eager Tile would not fit in the memory free now, or ``chunks`` is no
+            mapping, names a dim the Tile has not or gives a size that is not a whole number of at least 1
+            (``lazy.block_sizes``); before anything is downloaded.
         TOIError
             As for ``plan``.
         VersionNotFoundError
@@ -702,6 +707,8 @@ class Cube:
         dst = region.tile_geobox(zone_grids(spec))
         if chunks is None:
             check_fits(spec, dst, steps, names)
+        else:
+            block_sizes(dst, steps, chunks)  # a bad chunks is refused before anything is downloaded
         report, fresh = None, None
         if plan.missing and not offline and at is None:
             chosen = self._runner(runner, concurrency, progress)
@@ -758,6 +765,9 @@ class Cube:
             If the cube has no time axis, or ``until`` is not a time pandas reads.
         CubeChangedError
             If other runs kept committing while the axis was grown (10 attempts); nothing changed.
+        StorageError
+            If the cube cannot be written (read-only, no space, permission denied, its lock file cannot be
+            opened); nothing changed.
         """
         from .timeaxis import toi_intervals
 
@@ -768,7 +778,7 @@ class Cube:
         except (TypeError, ValueError, OverflowError) as err:
             raise TOIError(f"cannot extend the time axis to {until!r}: {err}") from err
         for _ in range(10):  # on S3 there is no lock: a run committing meanwhile means starting again
-            with commit_lock(self.url):
+            with storage_errors(self.url, "cube"), commit_lock(self.url):
                 session = self.repo.writable_session(BRANCH)
                 root = zarr.open_group(session.store, mode="r+")
                 current = CubeSpec.from_json(root.attrs[SPEC_ATTR])  # another process may have grown it
@@ -948,8 +958,12 @@ class Cube:
             If ``name`` is not an allowed name, or a tag ``name`` exists already.
         VersionNotFoundError
             If ``snapshot`` names no tag or snapshot of this cube.
+        StorageError
+            If the cube cannot be written (read-only, no space, permission denied, its lock file cannot be
+            opened); nothing changed.
         """
-        with commit_lock(self.url):
+        check_name("tag", name)  # before the lock: a read-only cube still names a bad tag
+        with storage_errors(self.url, "cube"), commit_lock(self.url):
             return history.tag(self.repo, name, snapshot)
 
     def rollback(self, to: str, *, if_tip: str | None = None) -> str:
@@ -977,8 +991,14 @@ class Cube:
             If ``to`` or ``if_tip`` names no tag or snapshot of this cube.
         CubeChangedError
             If the branch no longer points at ``if_tip``: another process committed meanwhile; nothing moved.
+        StorageError
+            If the cube cannot be written (read-only, no space, permission denied, its lock file cannot be
+            opened); nothing changed.
         """
-        with commit_lock(self.url):
+        history.resolve(self.repo, to)  # before the lock: a read-only cube still names an unknown version
+        if if_tip:
+            history.resolve(self.repo, if_tip)
+        with storage_errors(self.url, "cube"), commit_lock(self.url):
             return history.rollback(self.repo, to, if_tip)
 
     def expire(self, older_than: Any, keep_tags: bool = True, grace: Any = "24h") -> history.ExpireReport:
@@ -1006,8 +1026,13 @@ class Cube:
         TOIError
             If ``older_than`` or ``grace`` is neither a datetime nor a duration of 0 or more (a bare number
             has no unit); nothing is expired then.
+        StorageError
+            If the cube cannot be written (read-only, no space, permission denied, its lock file cannot be
+            opened); nothing changed.
         """
-        with commit_lock(self.url):
+        history.cutoff(older_than)  # both checked before the lock, as history.expire checks them again
+        history.cutoff(grace, "grace")
+        with storage_errors(self.url, "cube"), commit_lock(self.url):
             return history.expire(self.repo, older_than, keep_tags, grace)
 
     def history(self) -> pd.DataFrame:

@@ -5,7 +5,7 @@ lazy Tile: the same dims, coordinates, attributes and values as the eager one (z
 grid pasted, the others warped block by block as an eager load warps them, first valid value wins in
 the same zone order), computed chunk by chunk when written out (``tile.odc.write_cog``, ``to_zarr``) or
 ``.compute()``-d. An eager load whose Tile would not fit in the memory this machine has free is
-refused before anything is downloaded.
+refused before anything is downloaded, and so is a lazy load's ``chunks`` that ``block_sizes`` refuses.
 """
 
 from __future__ import annotations
@@ -202,10 +202,12 @@ def block_sizes(dst: GeoBox, steps: Sequence[int] | None, chunks: Mapping[str, A
     Raises
     ------
     ROIError
-        If ``chunks`` names a dim other than ``time``, ``y``, ``x``, ``latitude`` or ``longitude``, or a
-        size is not a whole number of at least 1.
+        If ``chunks`` is no mapping, names a dim other than ``time``, ``y``, ``x``, ``latitude`` or
+        ``longitude``, or a size is not a whole number of at least 1.
     """
     y_dim, x_dim = dst.dimensions
+    if not isinstance(chunks, Mapping):
+        raise ROIError(f"chunks={chunks!r}: give block sizes by dim name, e.g. {{'x': 2048, 'y': 2048}}")
     unknown = sorted(set(chunks) - SPATIAL_NAMES - {"time"})
     if unknown:
         raise ROIError(f"chunks names {unknown}; a Tile's dims are time and y/x (latitude/longitude)")

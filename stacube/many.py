@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import LoadCancelled, ROIError, storage_errors
+from .errors import LoadCancelled, ROIError, TOIError, storage_errors
 from .grid import PatchIndex
 from .region import Region
 from .runners import LocalRunner
@@ -732,8 +732,9 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
         As ``read_rois`` raises them, before anything is downloaded.
     UnknownVariableError, TOIError, ROIError
         As ``load_many`` raises them, before anything is downloaded.
-    ValueError
-        If ``out`` is a COG folder and the TOI selects several time steps, before anything is downloaded.
+    TOIError
+        If ``out`` is a COG folder and the TOI selects several time steps, before anything is downloaded
+        (as ``export.write_tile`` refuses a GeoTIFF of several steps).
     CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError, StorageError
         The run's error, as ``Cube.run`` raises it; nothing is committed (Tiles written before it stay).
     OSError
@@ -745,8 +746,9 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
     stream = load_many(cube, listed.rois, toi, variables=variables, concurrency=concurrency, progress=progress,
                        offline=offline, retries=retries, extra_metadata=extra_metadata, on_patch=on_patch)
     if _output_kind(out) == "cog" and stream.steps is not None and len(stream.steps) > 1:
-        raise ValueError(f"the TOI selects {len(stream.steps)} time steps and a COG holds one: narrow it to one "
-                         f"step, or write a Zarr store ({str(out)!r} ending in .zarr)")
+        stream.close()  # never started: nothing was downloaded
+        raise TOIError(f"the TOI selects {len(stream.steps)} time steps and a COG holds one: narrow it to one "
+                       f"step, or write a Zarr store ({str(out)!r} ending in .zarr)")
     if _output_kind(out) == "cog":
         out.mkdir(parents=True, exist_ok=True)
     else:

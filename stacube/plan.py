@@ -7,7 +7,9 @@ it is the one place a solar-day cube's window gets its 12 h either side.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,11 +151,15 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
     Raises
     ------
     ROIError
-        If a cell names a zone the cube does not have, or lies outside its zone's chunks.
+        If ``cells`` is no collection of cells, a cell is not three values (a zone name, then a row and a
+        column that are whole numbers), names a zone the cube does not have, or lies outside its zone's
+        chunks; the message names the cell.
     """
     grids = {grid.name: grid for grid in zone_grids(spec)}
     patches = []
-    for zone, iy, ix in sorted({(str(z), int(y), int(x)) for z, y, x in cells}):
+    if isinstance(cells, str | bytes) or not isinstance(cells, Iterable):
+        raise ROIError(f"cells {cells!r}: give a list of (zone, row, column) chunk cells")
+    for zone, iy, ix in sorted({_cell(cell) for cell in cells}):
         grid = grids.get(zone)
         if grid is None:
             raise ROIError(f"cell ({zone!r}, {iy}, {ix}): cube {spec.name!r} has no zone {zone!r}; "
@@ -166,6 +172,33 @@ def plan_cells(spec: CubeSpec, root: zarr.Group, cells: Iterable[tuple[str, int,
     plan = Plan(patches=patches)
     plan.missing = unfilled(root, plan.patches)
     return plan
+
+
+def _whole(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (an integer, or a float without a fraction), else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _cell(cell: object) -> tuple[str, int, int]:
+    """A chunk cell as (zone, row, column), checked: an ROIError names a cell that is none."""
+    values = None
+    if not isinstance(cell, str | bytes | Mapping):
+        try:
+            values = tuple(cell)  # type: ignore[call-overload]
+        except TypeError:
+            pass
+    if values is None or len(values) != 3:
+        raise ROIError(f"cell {cell!r} is not three values: give (zone, row, column)")
+    zone, row, column = values[0], _whole(values[1]), _whole(values[2])
+    if not isinstance(zone, str) or row is None or column is None:
+        raise ROIError(f"cell {cell!r}: give a zone's name, then its chunk row and column as whole numbers")
+    return str(zone), row, column
 
 
 def unfilled(root: zarr.Group, patches: Sequence[PatchIndex]) -> list[PatchIndex]:
