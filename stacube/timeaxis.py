@@ -125,7 +125,7 @@ def _interval(value: TimeLike) -> ClosedInterval:
 
 
 def toi_span(toi: TOI) -> ClosedInterval:
-    """The first start and the last end of a TOI's intervals: the period it spans.
+    """The earliest start and the latest end of a TOI's intervals: the period it spans.
 
     Parameters
     ----------
@@ -135,19 +135,19 @@ def toi_span(toi: TOI) -> ClosedInterval:
     Returns
     -------
     tuple[pandas.Timestamp, pandas.Timestamp]
-        The start of the first interval and the end of the last, both inclusive, in naive UTC.
+        The earliest start and the latest end of its intervals, both inclusive, in naive UTC.
 
     Raises
     ------
-    ValueError, TypeError
-        As ``toi_intervals`` raises them (not a TOIError: ``select_steps`` is where a TOI is judged).
+    TOIError
+        As ``toi_intervals`` raises it (also a ValueError), naming ``toi``.
     """
     intervals = toi_intervals(toi)
-    return intervals[0][0], intervals[-1][1]
+    return min(start for start, _ in intervals), max(end for _, end in intervals)
 
 
 def toi_intervals(toi: TOI) -> list[ClosedInterval]:
-    """A TOI as inclusive intervals; raises TypeError/ValueError on values that are not times.
+    """A TOI as inclusive intervals; raises TOIError, naming ``toi``, for values that are not times.
 
     One interval per value (a list gives one for each); a partial date stands for its whole period, a
     slice for everything between the start of its first bound and the end of its last (an open bound:
@@ -161,27 +161,38 @@ def toi_intervals(toi: TOI) -> list[ClosedInterval]:
     Returns
     -------
     list[tuple[pandas.Timestamp, pandas.Timestamp]]
-        The intervals, both ends inclusive, in naive UTC, in the order given.
+        The intervals, both ends inclusive, in naive UTC, in the order given; none ends before it starts.
 
     Raises
     ------
-    ValueError
-        If a value is a string pandas cannot read as a time, the slice has a step, or a sequence is empty.
-    TypeError
-        If ``toi`` or one of its values is of a type that is no time (a number, None).
+    TOIError
+        If a value is not a time pandas reads (a string it cannot parse, a number, None, a dict), the
+        slice has a step or ends before it starts, or a sequence is empty. A TOIError is a ValueError.
     """
+    try:
+        intervals = _intervals(toi)
+    except TOIError:
+        raise
+    except (TypeError, ValueError, OverflowError) as err:
+        raise TOIError(f"TOI {toi!r} is not a time pandas understands: {err}") from err
+    if any(start > end for start, end in intervals):
+        raise TOIError(f"TOI {toi!r} ends before it starts")
+    return intervals
+
+
+def _intervals(toi: TOI) -> list[ClosedInterval]:
     if isinstance(toi, slice):
         if toi.step is not None:
-            raise ValueError("a TOI slice takes no step")
+            raise TOIError(f"TOI {toi!r}: a TOI slice takes no step")
         start = _interval(toi.start)[0] if toi.start is not None else pd.Timestamp.min
         end = _interval(toi.stop)[1] if toi.stop is not None else pd.Timestamp.max
         return [(start, end)]
     if isinstance(toi, (str, pd.Timestamp, datetime, date, np.datetime64)):
         return [_interval(toi)]
-    if isinstance(toi, Iterable):
+    if isinstance(toi, Iterable) and not isinstance(toi, (dict, bytes)):
         intervals = [_interval(v) for v in toi]
         if not intervals:
-            raise ValueError("an empty TOI selects nothing; pass toi=None for every step")
+            raise TOIError(f"TOI {toi!r} is empty and selects nothing; pass toi=None for every step")
         return intervals
     raise TypeError(f"cannot read {toi!r} as a time of interest")
 
@@ -217,18 +228,11 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | 
         return None
     if toi is None:
         return list(range(len(axis)))
-    if isinstance(toi, (list, tuple, set, pd.Index, np.ndarray)) and len(toi) == 0:
-        raise TOIError(f"TOI {toi!r} is empty and selects nothing; pass toi=None for every step")
-    try:
-        intervals = toi_intervals(toi)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise TOIError(f"TOI {toi!r} is not a time pandas understands: {err}") from err
+    intervals = toi_intervals(toi)
     starts = axis.values
     ends = (axis + axis.freq).values
     selected: set[int] = set()
     for start, end in intervals:
-        if start > end:
-            raise TOIError(f"TOI {toi!r} ends before it starts")
         hits = np.nonzero((starts <= end.to_datetime64()) & (ends > start.to_datetime64()))[0]
         selected.update(int(h) for h in hits)
     if not selected:

@@ -81,8 +81,8 @@ def group_tiles(cube: Cube, bounds: tuple[float, float, float, float], toi: TOI)
 
     Raises
     ------
-    ValueError, TypeError
-        If ``toi`` is not a time pandas reads (``toi_span``).
+    TOIError
+        If ``toi`` is not a time pandas reads (``toi_span``); names it.
     """
     start, end = toi_span(toi)
     try:
@@ -167,9 +167,11 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, setti
         If loading the group's Tile, computing its indices or storing the rows failed: names the group,
         its tiles, the period and the run; its ``__cause__`` is the error (an ROIError, a TOIError, a
         RadiometryError, a PatchReadError, ...).
-    ValueError, TypeError
-        If ``toi`` is not a time pandas reads (``toi_span``, before the group is loaded).
+    TOIError
+        If ``toi`` is not a time pandas reads, or ends before it starts (``toi_span``); names it, before
+        the store is read or anything loaded.
     """
+    toi_span(toi)  # a bad TOI fails here, as itself, not as a GroupError after the group's parcels are read
     settings = settings or IndexSettings()
     run_id = run_id or uuid.uuid4().hex
     parcels = store.parcels(group_id)
@@ -256,7 +258,7 @@ def describe_toi(toi: TOI) -> str:
 
     Raises
     ------
-    ValueError, TypeError
+    TOIError
         If ``toi`` is not a time pandas reads (``toi_span``).
     """
     start, end = toi_span(toi)

@@ -6,6 +6,8 @@ import json
 import os
 import tempfile
 
+from ..errors import SpecError
+
 
 def use_earthengine_secret(block_name: str) -> None:
     """Make the Prefect Secret block ``block_name`` this process's Earth Engine credential.
@@ -21,17 +23,29 @@ def use_earthengine_secret(block_name: str) -> None:
 
     Raises
     ------
-    ValueError
-        If no Secret block ``block_name`` exists (Prefect's error).
-    json.JSONDecodeError
-        If the value starts with ``{`` but is not JSON (a ValueError too).
+    SpecError
+        If there is no Secret block ``block_name`` (Prefect's ValueError is its cause), it cannot be
+        loaded as a Secret, or its value starts with ``{`` but is not JSON; names the block, never the value.
     """
     from prefect.blocks.system import Secret
+    from prefect.exceptions import ObjectNotFound
 
-    value = Secret.load(block_name).get()
+    try:
+        value = Secret.load(block_name).get()
+    except ValueError as err:
+        if isinstance(err.__cause__, ObjectNotFound):  # Prefect's "Unable to find block document named ..."
+            raise SpecError(f"earthengine_secret {block_name!r}: there is no Prefect Secret block of that name; "
+                            "create it (prefect block create secret) or name one that exists") from err
+        # another ValueError (pydantic's, of a block whose data is no Secret) may quote the value: not shown
+        raise SpecError(f"earthengine_secret {block_name!r}: the Prefect block of that name cannot be loaded as a "
+                        f"Secret ({type(err).__name__})") from None
     key = value if isinstance(value, dict) else None
     if key is None and isinstance(value, str) and value.lstrip().startswith("{"):
-        key = json.loads(value)
+        try:
+            key = json.loads(value)
+        except json.JSONDecodeError as err:  # its ``doc`` is the secret: never chained, never shown
+            raise SpecError(f"earthengine_secret {block_name!r}: the Secret block's value starts with '{{' but is "
+                            f"no JSON service-account key (line {err.lineno}, column {err.colno})") from None
     if key is not None:
         fd, path = tempfile.mkstemp(prefix="stacube-ee-key-", suffix=".json")
         with os.fdopen(fd, "w") as out:  # mkstemp creates it 0600

@@ -117,16 +117,17 @@ def download(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog
         If the cube or the catalog folder cannot be written (also with ``skip_failed``).
     S3AccessError
         If the cube's S3 endpoint does not answer after its tries.
-    ValueError
-        If ``earthengine_secret`` names no Secret block (Prefect's error).
+    SpecError
+        Also if ``earthengine_secret`` names no Prefect Secret block that can be loaded, or its value
+        starts with ``{`` but is no JSON key; before the cube is opened or created.
     """
     logger = get_run_logger()
-    if earthengine_secret:
-        use_earthengine_secret(earthengine_secret)
-    cube = open_cube(cube_url, spec, catalog_dir, logger)
-
     period = toi_from_parameter(toi, now=run_start())
     region = Region.of(roi_from_parameter(roi)) if cells is None else None  # checked once: plan and record
+    if earthengine_secret:
+        use_earthengine_secret(earthengine_secret)
+    cube = open_cube(cube_url, spec, catalog_dir, logger)  # may create it: after the arguments are checked
+
     plan = cube.plan(region, period) if region is not None else cube.plan_cells(cells, period)
     logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
 

@@ -10,6 +10,7 @@ every group that failed.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..cube import Cube
+from ..errors import GroupError, ParcelError, ROIError, SpecError
 from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
@@ -26,9 +28,23 @@ from ..grid import parse_patch_id
 from ..timeaxis import naive_utc, toi_span
 from .cubes import open_cube
 from .download import download
-from .parameters import TOIParameter, run_start, toi_from_parameter, toi_to_parameter
+from .parameters import TOIParameter, duration_from_parameter, run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
+
+
+def _thresholds(min_parcels_covered: Any, min_cloud_free_fraction: Any, max_stale_parcels: Any,
+                stale_weeks: Any) -> QualityThresholds:
+    """The indices flow's KPI thresholds, each checked: shares from 0 to 1, ``stale_weeks`` a whole number
+    above 0. Raises SpecError naming the first that is not."""
+    shares = {"min_parcels_covered": min_parcels_covered, "min_cloud_free_fraction": min_cloud_free_fraction,
+              "max_stale_parcels": max_stale_parcels}
+    for name, value in shares.items():
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise SpecError(f"{name} {value!r} must be a share from 0 to 1")
+    if not isinstance(stale_weeks, numbers.Integral) or isinstance(stale_weeks, bool) or stale_weeks < 1:
+        raise SpecError(f"stale_weeks {stale_weeks!r} must be a whole number of weeks, 1 or more")
+    return QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
 
 
 @flow(name="stacube-fields-ingest")
@@ -77,10 +93,14 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
         If ``store_url`` names no parcel store, or the cube cannot be opened or created (as for the
         download flow: also CubeNotFoundError, CubeExistsError, S3AccessError).
     TOIError
-        If ``toi``'s ``last`` is no duration, or the period lies outside the cube's time axis.
-    ValueError, TypeError
-        If ``toi`` is not a time pandas reads (``toi_span``); ValueError also if the store watches no
-        parcel, or none lies in a zone of the cube. Nothing is downloaded.
+        If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration, or
+        ``first_period`` is no duration (before the store is opened); or the period lies outside the
+        cube's time axis.
+    ParcelError
+        If the store watches no parcel; before the cube is opened or created.
+    ROIError
+        If no watched parcel lies in a zone of the cube; before its time axis is grown. Nothing is
+        downloaded or recorded.
     CatalogError, ItemError, RadiometryError, CubeChangedError, StorageError
         The download's error, as ``Cube.run`` raises it: nothing is committed or recorded. A patch
         failing for good does not fail the run.
@@ -90,6 +110,9 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     logger = get_run_logger()
     now = run_start()
     run_id = str(runtime.flow_run.id)
+    duration_from_parameter(first_period, "first_period")
+    if toi is not None:  # read before the store is opened (which creates its file where none is)
+        toi_from_parameter(toi, now=now)
     with open_parcel_store(store_url) as store:
         last = store.last_run(INGEST, cube_url)
         parcels = store.parcels()
@@ -97,14 +120,16 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     period = toi_from_parameter(toi if toi is not None else since_last(last, now, first_period), now=now)
     start, end = toi_span(period)
     if parcels.empty:
-        raise ValueError(f"no watched parcels in {store_url}: nothing to ingest")
+        raise ParcelError(f"no watched parcels in the parcel store {store_url}: nothing to ingest "
+                          "(add parcels, or watch them again)")
     cube = open_cube(cube_url, spec, catalog_dir, logger)
+    cells = parcel_cells(cube, parcels)
+    if not cells:  # before the time axis grows: a refused ingest leaves the cube as it was
+        raise ROIError(f"none of the {len(parcels)} watched parcels in {store_url} lies in a zone of cube "
+                       f"{cube_url}")
     if cube.spec.time is not None and cube.spec.time[-1] < end.floor("D"):
         cube.extend_time(end)
         logger.info("time axis of %s grown to %s", cube_url, cube.spec.time[-1])
-    cells = parcel_cells(cube, parcels)
-    if not cells:
-        raise ValueError(f"none of the {len(parcels)} watched parcels lies in a zone of cube {cube_url}")
     groups = sorted({g for served in cells.values() for g in served})
     logger.info("run %s: ingest %s..%s for %d watched groups over %d chunks", run_id, f"{start:%Y-%m-%d}",
                 f"{end:%Y-%m-%d}", len(groups), len(cells))
@@ -170,7 +195,7 @@ def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, g
         If the group's Tile, indices or rows failed (``compute_group``).
     CubeNotFoundError, SpecError
         If the cube cannot be opened, or ``store_url`` names no parcel store.
-    ValueError, TypeError
+    TOIError
         If ``toi`` is not a time pandas reads (``toi_span``, before the group is loaded).
     """
     cube = Cube.open(cube_url, catalog_dir=catalog_dir)
@@ -226,29 +251,41 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
 
     Raises
     ------
+    GroupError
+        If a group failed (after its task's retries); the message names each group that failed, and
+        each KPI that breached. The other groups' rows and the KPIs are stored.
     RuntimeError
-        If a group failed (after its task's retries) or a KPI breached its threshold; the message
-        names them all. The other groups' rows and the KPIs are stored.
+        If no group failed but a KPI breached its threshold; the message names each. The rows and the
+        KPIs are stored.
     SpecError
-        If ``min_valid_fraction`` is not from 0 to 1, ``inward_buffer_m`` is negative or not a number,
-        or ``store_url`` names no parcel store; before any group runs.
+        If ``min_valid_fraction`` is not from 0 to 1, ``inward_buffer_m`` is negative or not a number, a
+        KPI threshold is no share from 0 to 1, ``stale_weeks`` no whole number above 0, or ``store_url``
+        names no parcel store; before the store is opened.
     TOIError
-        If ``toi``'s ``last`` is no duration.
-    ValueError, TypeError
-        If ``toi`` is not a time pandas reads (``toi_span``; every group fails first).
+        If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration;
+        before the store is opened.
+    ParcelError
+        If the store watches no parcel; nothing is computed or stored.
+    CubeNotFoundError
+        If there is no cube at ``cube_url``; before any group runs.
     """
     from prefect import runtime
 
     logger = get_run_logger()
     now = run_start()
-    if toi is None:  # the new data: the period the last ingest into this cube completed
-        with open_parcel_store(store_url) as store:
-            toi = period_toi(store.last_run(INGEST, cube_url))
-    period = toi_from_parameter(toi, now=now)
     settings = IndexSettings(min_valid_fraction=min_valid_fraction, inward_buffer_m=inward_buffer_m,
                              **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
+    thresholds = _thresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
+    # read before the store is opened (which creates its file where none is)
+    period = toi_from_parameter(toi, now=now) if toi is not None else None
     with open_parcel_store(store_url) as store:
-        group_ids = list(store.groups().group_id)
+        group_ids = list(store.groups().group_id)  # the groups of watched parcels
+        if period is None:  # the new data: the period the last ingest into this cube completed
+            period = toi_from_parameter(period_toi(store.last_run(INGEST, cube_url)), now=now)
+    if not group_ids:
+        raise ParcelError(f"no watched parcels in the parcel store {store_url}: no indices to compute "
+                          "(add parcels, or watch them again)")
+    Cube.open(cube_url, catalog_dir=catalog_dir)  # no cube: CubeNotFoundError now, not once per group
     run_id = str(runtime.flow_run.id)
     futures = [group_indices_task.submit(cube_url, store_url, catalog_dir, g, period, settings, run_id)
                for g in group_ids]
@@ -261,7 +298,6 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
             logger.error("group %s failed for %s: %s", group_id, period, error)
     table = pd.DataFrame(done, columns=["group_id", "rows", "usable", "no_acquisition"])
     start, end = toi_span(period)
-    thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
     with open_parcel_store(store_url) as store:
         watched = list(store.parcels().parcel_id)
         report = quality_report(store.observations(watched), watched, start, end, thresholds)
@@ -279,7 +315,9 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     problems += [f"data quality: {r.message}" for r in report.itertuples() if not r.ok]
     for problem in problems:
         logger.error("%s", problem)
-    if problems:
+    if failed:
+        raise GroupError(f"run {run_id}: " + " | ".join(problems))
+    if problems:  # a breach of the data-quality KPIs: the tree has no class for it yet
         raise RuntimeError(" | ".join(problems))
     return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum()),
             "quality": report[["kpi", "value", "ok"]].to_dict("records")}
@@ -375,19 +413,22 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
     CubeNotFoundError, SpecError, S3AccessError
         If the cube cannot be opened (``Cube.open``), or ``store_url`` names no parcel store.
     TOIError
-        If ``keep_snapshots`` is no duration of 0 or more; nothing is expired.
-    ValueError
-        If ``unwatched_for`` or ``keep_files`` is not a pandas Timedelta: checked only after the
-        snapshots expired (and, for ``keep_files``, after the series were deleted).
+        If ``keep_snapshots``, ``unwatched_for`` or ``keep_files`` is no duration of 0 or more (a number
+        without a unit is refused); all three are checked before anything is expired or deleted.
     """
     from ..fields.retention import purge_files
+    from ..history import cutoff
 
     logger = get_run_logger()
     now = naive_utc(run_start())
-    expired = Cube.open(cube_url, catalog_dir=catalog_dir).expire(keep_snapshots, keep_tags=True)
+    cutoff(keep_snapshots, "keep_snapshots")  # every argument checked before anything is expired or deleted
+    unwatched = duration_from_parameter(unwatched_for, "unwatched_for")
+    keep = duration_from_parameter(keep_files, "keep_files")
+    cube = Cube.open(cube_url, catalog_dir=catalog_dir)
+    expired = cube.expire(keep_snapshots, keep_tags=True)
     with open_parcel_store(store_url) as store:
-        rows = store.purge_unwatched(now - pd.Timedelta(unwatched_for))
-    files = purge_files(out_dir, pd.Timedelta(keep_files).total_seconds()) if out_dir else []
+        rows = store.purge_unwatched(now - unwatched)
+    files = purge_files(out_dir, keep.total_seconds()) if out_dir else []
     summary = {"snapshots_expired": expired.snapshots_expired, "bytes_freed": expired.bytes_freed,
                "observations_deleted": rows, "files_deleted": [str(p) for p in files]}
     create_markdown_artifact(
