@@ -43,6 +43,8 @@ The tree (bases after the name; a runner retries what is not a ``PermanentError`
     │   a run failed: the error it wraps (``__cause__``) says why, and what to do
     ├── PatchReadError              a patch after its retries: names the patch, its Items and URLs
     ├── GroupError                  a parcel group's indices: names the group, its tiles and the run
+    ├── QualityBreachError          a run's data-quality KPIs breached their thresholds: its values are
+    │                               stored and the KPIs kept (``store.quality()``); look there first
     │   a run stopped before its end: nothing is committed
     ├── RunCancelled                a patch not attempted because another patch of the run failed
     └── LoadCancelled               (PermanentError) the loop over ``load_many``'s Tiles ended early
@@ -237,6 +239,11 @@ class PatchReadError(StacubeError):
 
 class GroupError(StacubeError):
     """A group's indices could not be computed: names the group, its tiles, the period and the run."""
+
+
+class QualityBreachError(StacubeError):
+    """A run's data-quality KPIs breached their thresholds (``fields.quality``): the run's values are stored
+    and its KPIs kept beside them, and the run fails so that the breach is seen, not only logged."""
 
 
 class RunCancelled(StacubeError):

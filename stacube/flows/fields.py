@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..cube import Cube
-from ..errors import GroupError, ParcelError, ROIError, SpecError
+from ..errors import GroupError, ParcelError, QualityBreachError, ROIError, SpecError
 from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
@@ -254,7 +254,7 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     GroupError
         If a group failed (after its task's retries); the message names each group that failed, and
         each KPI that breached. The other groups' rows and the KPIs are stored.
-    RuntimeError
+    QualityBreachError
         If no group failed but a KPI breached its threshold; the message names each. The rows and the
         KPIs are stored.
     SpecError
@@ -317,8 +317,8 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
         logger.error("%s", problem)
     if failed:
         raise GroupError(f"run {run_id}: " + " | ".join(problems))
-    if problems:  # a breach of the data-quality KPIs: the tree has no class for it yet
-        raise RuntimeError(" | ".join(problems))
+    if problems:  # a breach of the data-quality KPIs: seen as the run's failure, not only logged
+        raise QualityBreachError(f"run {run_id}: " + " | ".join(problems))
     return {"groups": len(group_ids), "rows": int(table.rows.sum()), "usable": int(table.usable.sum()),
             "quality": report[["kpi", "value", "ok"]].to_dict("records")}
 

@@ -9,7 +9,7 @@ import rasterio.features
 import shapely
 from odc.geo.geom import Geometry, box
 
-from stacube import Cube
+from stacube import Cube, QualityBreachError
 from stacube.fields import IndexSettings, clean_parcels, compute_group, group_geobox, open_parcel_store, read_parcels
 from stacube.testing.season import Season, ndvi_of, season_bands, season_parcels
 from stacube.testing.servers import serve_sample
@@ -186,6 +186,7 @@ def test_the_ingest_and_indices_flows_run_a_season_one_commit_and_one_task_per_g
                      min_cloud_free_fraction=0.99, return_state=True)
     assert clean.is_completed() and all(k["ok"] for k in clean.result()["quality"])
     assert strict.is_failed() and "data quality: cloud_free_fraction" in str(strict.result(raise_on_failure=False))
+    assert isinstance(strict.result(raise_on_failure=False), QualityBreachError)
     with open_parcel_store(store_url) as store:
         kpis = store.quality()
     assert kpis.run_id.nunique() == 3 and list(kpis[~kpis.ok].kpi) == ["cloud_free_fraction"]  # the strict run's
