@@ -50,76 +50,51 @@ def download(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog
     retried with exponential backoff unless its failure is permanent) and reports. Only one commit or
     none: a failed run leaves the cube as it was.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube: a local path or ``s3://bucket/prefix``.
-    roi : GeoJSON dict, GeoBox or Geometry
-        The region of interest: GeoJSON (``crs`` key, default EPSG:4326), a GeoBox or a Geometry;
-        ignored (and may be None) when ``cells`` is given.
-    toi : str, list, dict or None, optional
-        The time of interest, as ``stacube.flows.parameters.toi_from_parameter`` reads it: a time, a
-        list of them, ``{"start", "end"}``, or ``{"last": "30D"}`` (ending when the run was scheduled);
-        None: every step.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder
-        (``default_catalog_root``).
-    message : str or None, optional
-        The commit message; None: ``stacube: <n> patches from <collection>``.
-    concurrency : int, optional
-        Task runs in flight at once.
-    retries : int, optional
-        Retries of a failing task, with exponential backoff (none for a permanent failure).
-    patches_per_task : int or None, optional
-        Patches each task reads; None: ``batches.task_sizes`` (one each for small runs on threads,
-        batches for larger runs and for task runners in other processes, such as Dask).
-    earthengine_secret : str or None, optional
-        A Prefect Secret block holding the Earth Engine credential (a token or a service-account key).
-    skip_failed : bool, optional
-        Commit what could be read and list the patches that failed for good (with their Items and URLs)
-        in ``patches_failed``, instead of failing the run.
-    cells : list[list] or None, optional
-        ``[zone, row, column]`` triples naming the chunks to fill instead of an ROI.
-    spec : dict, str or None, optional
-        The cube's spec (a ready-made dataset with its arguments, a spec file or a whole spec; see
-        ``stacube.flows.cubes``): the first run creates the cube, later ones check it is that cube
-        (and grow its time axis where the spec's reaches further). None: the cube must exist.
+    Args:
+        cube_url: The cube: a local path or ``s3://bucket/prefix``.
+        roi: The region of interest: GeoJSON (``crs`` key, default EPSG:4326), a GeoBox or a Geometry; ignored (and
+            may be None) when ``cells`` is given.
+        toi: The time of interest, as ``stacube.flows.parameters.toi_from_parameter`` reads it: a time, a list of
+            them, ``{"start", "end"}``, or ``{"last": "30D"}`` (ending when the run was scheduled); None: every
+            step.
+        catalog_dir: The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder
+            (``default_catalog_root``).
+        message: The commit message; None: ``stacube: <n> patches from <collection>``.
+        concurrency: Task runs in flight at once.
+        retries: Retries of a failing task, with exponential backoff (none for a permanent failure).
+        patches_per_task: Patches each task reads; None: ``batches.task_sizes`` (one each for small runs on threads,
+            batches for larger runs and for task runners in other processes, such as Dask).
+        earthengine_secret: A Prefect Secret block holding the Earth Engine credential (a token or a service-account
+            key).
+        skip_failed: Commit what could be read and list the patches that failed for good (with their Items and URLs)
+            in ``patches_failed``, instead of failing the run.
+        cells: ``[zone, row, column]`` triples naming the chunks to fill instead of an ROI.
+        spec: The cube's spec (a ready-made dataset with its arguments, a spec file or a whole spec; see
+            ``stacube.flows.cubes``): the first run creates the cube, later ones check it is that cube (and grow its
+            time axis where the spec's reaches further). None: the cube must exist.
 
-    Returns
-    -------
-    dict[str, Any]
-        The run's ``RunReport.to_json()`` (``RunReport.from_json`` reads it back); its ``metadata``
-        holds the flow run's ``flow_run_id``, ``flow_run_name`` and ``flow``. The report also goes to
-        the log and, when the run committed or lost patches, to the ``stacube-download`` artifact.
+    Returns:
+        The run's ``RunReport.to_json()`` (``RunReport.from_json`` reads it back); its ``metadata`` holds the flow
+            run's ``flow_run_id``, ``flow_run_name`` and ``flow``. The report also goes to the log and, when the run
+            committed or lost patches, to the ``stacube-download`` artifact.
 
-    Raises
-    ------
-    SpecError
-        If ``spec`` is malformed or describes another cube than the one at ``cube_url``, or ``cube_url``
-        is no cube location; before anything is read.
-    CubeNotFoundError
-        If there is no cube at ``cube_url`` and no ``spec`` to create it.
-    CubeExistsError
-        If something that is no cube is in the way of creating it.
-    ROIError
-        If ``roi`` is no GeoJSON geometry, GeoBox or Geometry, or is invalid or outside every zone, or
-        a cell names no chunk of the cube; before anything is read.
-    TOIError
-        If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given
-        to a cube without time; before anything is read.
-    CatalogError, ItemError, RadiometryError
-        If the source cannot be synced, or an Item is unusable; before anything is read.
-    PatchReadError
-        If a patch failed for good (unless ``skip_failed``), naming it, its Items and URLs.
-    CubeChangedError
-        If other processes kept committing under the run.
-    StorageError
-        If the cube or the catalog folder cannot be written (also with ``skip_failed``).
-    S3AccessError
-        If the cube's S3 endpoint does not answer after its tries.
-    SpecError
-        Also if ``earthengine_secret`` names no Prefect Secret block that can be loaded, or its value
-        starts with ``{`` but is no JSON key; before the cube is opened or created.
+    Raises:
+        SpecError: If ``spec`` is malformed or describes another cube than the one at ``cube_url``, or ``cube_url``
+            is no cube location; before anything is read.
+        CubeNotFoundError: If there is no cube at ``cube_url`` and no ``spec`` to create it.
+        CubeExistsError: If something that is no cube is in the way of creating it.
+        ROIError: If ``roi`` is no GeoJSON geometry, GeoBox or Geometry, or is invalid or outside every zone, or a
+            cell names no chunk of the cube; before anything is read.
+        TOIError: If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given to
+            a cube without time; before anything is read.
+        CatalogError, ItemError, RadiometryError: If the source cannot be synced, or an Item is unusable; before
+            anything is read.
+        PatchReadError: If a patch failed for good (unless ``skip_failed``), naming it, its Items and URLs.
+        CubeChangedError: If other processes kept committing under the run.
+        StorageError: If the cube or the catalog folder cannot be written (also with ``skip_failed``).
+        S3AccessError: If the cube's S3 endpoint does not answer after its tries.
+        SpecError: Also if ``earthengine_secret`` names no Prefect Secret block that can be loaded, or its value
+            starts with ``{`` but is no JSON key; before the cube is opened or created.
     """
     logger = get_run_logger()
     period = toi_from_parameter(toi, now=run_start())

@@ -61,49 +61,33 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     ``spec`` names the cube's spec (``{"dataset": "sentinel2", "bbox": [...], "start": ...}`` or a
     spec file, see ``stacube.flows.cubes``): the first ingest creates the cube.
 
-    Parameters
-    ----------
-    cube_url : str
-        The Sentinel-2 cube: a local path or ``s3://bucket/prefix``.
-    store_url : str
-        The parcel store (``open_parcel_store``): its watched parcels, and where the ingest is recorded.
-    toi : str, list, dict or None, optional
-        The period, as for the download flow; None: since the last ingest recorded for this cube.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
-    concurrency : int, optional
-        Task runs in flight at once, in the download flow.
-    retries : int, optional
-        Retries of a failing task, with exponential backoff.
-    first_period : str, optional
-        How far back the first ingest reaches (a pandas Timedelta string).
-    spec : dict, str or None, optional
-        The cube's spec, as for the download flow; None: the cube must exist.
+    Args:
+        cube_url: The Sentinel-2 cube: a local path or ``s3://bucket/prefix``.
+        store_url: The parcel store (``open_parcel_store``): its watched parcels, and where the ingest is recorded.
+        toi: The period, as for the download flow; None: since the last ingest recorded for this cube.
+        catalog_dir: The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
+        concurrency: Task runs in flight at once, in the download flow.
+        retries: Retries of a failing task, with exponential backoff.
+        first_period: How far back the first ingest reaches (a pandas Timedelta string).
+        spec: The cube's spec, as for the download flow; None: the cube must exist.
 
-    Returns
-    -------
-    dict[str, Any]
-        The download flow's ``RunReport.to_json()``, with ``failures`` (per failed patch: its groups,
-        tiles, date, id and error), ``groups``, ``chunks``, ``period`` and ``next_start`` (where the
-        next ingest starts: the earliest failed or pending step, else the period's end).
+    Returns:
+        The download flow's ``RunReport.to_json()``, with ``failures`` (per failed patch: its groups, tiles, date,
+            id and error), ``groups``, ``chunks``, ``period`` and ``next_start`` (where the next ingest starts: the
+            earliest failed or pending step, else the period's end).
 
-    Raises
-    ------
-    SpecError
-        If ``store_url`` names no parcel store, or the cube cannot be opened or created (as for the
-        download flow: also CubeNotFoundError, CubeExistsError, S3AccessError).
-    TOIError
-        If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration, or
-        ``first_period`` is no duration (before the store is opened); or the period lies outside the
-        cube's time axis.
-    ParcelError
-        If the store watches no parcel; before the cube is opened or created.
-    ROIError
-        If no watched parcel lies in a zone of the cube; before its time axis is grown. Nothing is
-        downloaded or recorded.
-    CatalogError, ItemError, RadiometryError, CubeChangedError, StorageError
-        The download's error, as ``Cube.run`` raises it: nothing is committed or recorded. A patch
-        failing for good does not fail the run.
+    Raises:
+        SpecError: If ``store_url`` names no parcel store, or the cube cannot be opened or created (as for the
+            download flow: also CubeNotFoundError, CubeExistsError, S3AccessError).
+        TOIError: If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration, or
+            ``first_period`` is no duration (before the store is opened); or the period lies outside the cube's time
+            axis.
+        ParcelError: If the store watches no parcel; before the cube is opened or created.
+        ROIError: If no watched parcel lies in a zone of the cube; before its time axis is grown. Nothing is
+            downloaded or recorded.
+        CatalogError, ItemError, RadiometryError, CubeChangedError, StorageError: The download's error, as
+            ``Cube.run`` raises it: nothing is committed or recorded. A patch failing for good does not fail the
+            run.
     """
     from prefect import runtime
 
@@ -218,56 +202,35 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     at the end naming each group that failed and each KPI that breached, after storing the KPIs and
     the ``stacube-fields-indices`` artifact.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube the ingest fills.
-    store_url : str
-        The parcel store: its watched parcels, and where the rows and KPIs go.
-    toi : str, list, dict or None, optional
-        The period, as for the download flow; None: the period the last ingest completed, else the
-        last 7 days.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs (to name a group's tiles).
-    min_valid_fraction : float, optional
-        The share (0 to 1) of a parcel's pixels that must be valid for a usable parcel-date.
-    masked_classes : list[int] or None, optional
-        Sentinel-2 SCL classes left out; None: ``IndexSettings``'s default.
-    min_parcels_covered : float, optional
-        KPI: least share of watched parcels with a usable acquisition in the period.
-    min_cloud_free_fraction : float, optional
-        KPI: least share of the period's parcel-acquisitions that were usable.
-    max_stale_parcels : float, optional
-        KPI: greatest share of watched parcels without a usable acquisition in the last ``stale_weeks``.
-    stale_weeks : int, optional
-        Weeks within which a parcel needs a usable acquisition not to be stale.
-    inward_buffer_m : float, optional
-        Metres each parcel is shrunk by before its pixels are chosen (0 or more).
+    Args:
+        cube_url: The cube the ingest fills.
+        store_url: The parcel store: its watched parcels, and where the rows and KPIs go.
+        toi: The period, as for the download flow; None: the period the last ingest completed, else the last 7 days.
+        catalog_dir: The folder of the local catalogs (to name a group's tiles).
+        min_valid_fraction: The share (0 to 1) of a parcel's pixels that must be valid for a usable parcel-date.
+        masked_classes: Sentinel-2 SCL classes left out; None: ``IndexSettings``'s default.
+        min_parcels_covered: KPI: least share of watched parcels with a usable acquisition in the period.
+        min_cloud_free_fraction: KPI: least share of the period's parcel-acquisitions that were usable.
+        max_stale_parcels: KPI: greatest share of watched parcels without a usable acquisition in the last
+            ``stale_weeks``.
+        stale_weeks: Weeks within which a parcel needs a usable acquisition not to be stale.
+        inward_buffer_m: Metres each parcel is shrunk by before its pixels are chosen (0 or more).
 
-    Returns
-    -------
-    dict[str, Any]
+    Returns:
         ``groups``, ``rows`` stored, ``usable`` rows and ``quality`` (each KPI's value and verdict).
 
-    Raises
-    ------
-    GroupError
-        If a group failed (after its task's retries); the message names each group that failed, and
-        each KPI that breached. The other groups' rows and the KPIs are stored.
-    QualityBreachError
-        If no group failed but a KPI breached its threshold; the message names each. The rows and the
-        KPIs are stored.
-    SpecError
-        If ``min_valid_fraction`` is not from 0 to 1, ``inward_buffer_m`` is negative or not a number, a
-        KPI threshold is no share from 0 to 1, ``stale_weeks`` no whole number above 0, or ``store_url``
-        names no parcel store; before the store is opened.
-    TOIError
-        If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration;
-        before the store is opened.
-    ParcelError
-        If the store watches no parcel; nothing is computed or stored.
-    CubeNotFoundError
-        If there is no cube at ``cube_url``; before any group runs.
+    Raises:
+        GroupError: If a group failed (after its task's retries); the message names each group that failed, and each
+            KPI that breached. The other groups' rows and the KPIs are stored.
+        QualityBreachError: If no group failed but a KPI breached its threshold; the message names each. The rows
+            and the KPIs are stored.
+        SpecError: If ``min_valid_fraction`` is not from 0 to 1, ``inward_buffer_m`` is negative or not a number, a
+            KPI threshold is no share from 0 to 1, ``stale_weeks`` no whole number above 0, or ``store_url`` names
+            no parcel store; before the store is opened.
+        TOIError: If ``toi`` is not a time pandas reads, ends before it starts or its ``last`` is no duration;
+            before the store is opened.
+        ParcelError: If the store watches no parcel; nothing is computed or stored.
+        CubeNotFoundError: If there is no cube at ``cube_url``; before any group runs.
     """
     from prefect import runtime
 
@@ -328,31 +291,21 @@ def publish(store_url: str, out_dir: str, name: str | None = None, sample: int =
     """Weekly NDVI/NDMI per watched parcel (gaps interpolated and flagged) as GeoParquet and CSV, with
     an artifact holding the counts and a plot of a sample of parcels.
 
-    Parameters
-    ----------
-    store_url : str
-        The parcel store holding the observations.
-    out_dir : str
-        The folder to write into; made if missing.
-    name : str or None, optional
-        The files' name (``<name>.parquet``, ``.csv``, ``.png``); None: ``parcel-series-<YYYYmmdd>``
-        of the run's scheduled start.
-    sample : int, optional
-        How many parcels the plot shows.
+    Args:
+        store_url: The parcel store holding the observations.
+        out_dir: The folder to write into; made if missing.
+        name: The files' name (``<name>.parquet``, ``.csv``, ``.png``); None: ``parcel-series-<YYYYmmdd>`` of the
+            run's scheduled start.
+        sample: How many parcels the plot shows.
 
-    Returns
-    -------
-    dict[str, Any]
-        ``parcel_weeks``, ``filled`` (weeks interpolated), the paths written (``geoparquet``, ``csv``)
-        and ``png`` (None without any series).
+    Returns:
+        ``parcel_weeks``, ``filled`` (weeks interpolated), the paths written (``geoparquet``, ``csv``) and ``png``
+            (None without any series).
 
-    Raises
-    ------
-    SpecError
-        If ``name`` is not an allowed file name (letters, digits, ``_``, ``-``, ``.``), or ``store_url``
-        names no parcel store.
-    OSError
-        If ``out_dir`` cannot be made or written.
+    Raises:
+        SpecError: If ``name`` is not an allowed file name (letters, digits, ``_``, ``-``, ``.``), or ``store_url``
+            names no parcel store.
+        OSError: If ``out_dir`` cannot be made or written.
     """
     import base64
 
@@ -385,36 +338,23 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
     delete the time series of parcels unwatched for ``unwatched_for``; delete published files older
     than ``keep_files`` from ``out_dir``.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube whose snapshots expire.
-    store_url : str
-        The parcel store whose unwatched parcels' series are deleted.
-    out_dir : str or None, optional
-        The folder ``publish`` writes into; None: no file is deleted.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs (not touched).
-    keep_snapshots : str, optional
-        Snapshots older than this expire (a duration such as ``"90D"``); tagged ones stay.
-    unwatched_for : str, optional
-        Series of parcels unwatched for longer than this are deleted (a pandas Timedelta string).
-    keep_files : str, optional
-        Published files (``parcel-series-*``) not modified for longer than this are deleted.
+    Args:
+        cube_url: The cube whose snapshots expire.
+        store_url: The parcel store whose unwatched parcels' series are deleted.
+        out_dir: The folder ``publish`` writes into; None: no file is deleted.
+        catalog_dir: The folder of the local catalogs (not touched).
+        keep_snapshots: Snapshots older than this expire (a duration such as ``"90D"``); tagged ones stay.
+        unwatched_for: Series of parcels unwatched for longer than this are deleted (a pandas Timedelta string).
+        keep_files: Published files (``parcel-series-*``) not modified for longer than this are deleted.
 
-    Returns
-    -------
-    dict[str, Any]
-        ``snapshots_expired``, ``bytes_freed``, ``observations_deleted`` and ``files_deleted``; also
-        an artifact.
+    Returns:
+        ``snapshots_expired``, ``bytes_freed``, ``observations_deleted`` and ``files_deleted``; also an artifact.
 
-    Raises
-    ------
-    CubeNotFoundError, SpecError, S3AccessError
-        If the cube cannot be opened (``Cube.open``), or ``store_url`` names no parcel store.
-    TOIError
-        If ``keep_snapshots``, ``unwatched_for`` or ``keep_files`` is no duration of 0 or more (a number
-        without a unit is refused); all three are checked before anything is expired or deleted.
+    Raises:
+        CubeNotFoundError, SpecError, S3AccessError: If the cube cannot be opened (``Cube.open``), or ``store_url``
+            names no parcel store.
+        TOIError: If ``keep_snapshots``, ``unwatched_for`` or ``keep_files`` is no duration of 0 or more (a number
+            without a unit is refused); all three are checked before anything is expired or deleted.
     """
     from ..fields.retention import purge_files
     from ..history import cutoff

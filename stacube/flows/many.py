@@ -34,61 +34,39 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
     Tiles written) goes to the flow run's log every ``log_every`` seconds. ``spec`` names the cube's
     spec, as for the download flow: the first run creates the cube.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube: a local path or ``s3://bucket/prefix``.
-    rois_path : str
-        The ROI file (GeoJSON, GeoPackage or GeoParquet, with a CRS), one ROI per row.
-    out : str
-        A folder for COGs, or a Zarr store (a name ending in ``.zarr``); made if missing.
-    toi : str, list, dict or None, optional
-        The time of interest, as for the download flow; None: every step. A COG holds one step.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
-    variables : list[str] or None, optional
-        The variables to write; None: all of them.
-    id_column : str or None, optional
-        The column naming each ROI's output; None: the row number.
-    resolution : float or None, optional
-        A pixel size in the file's CRS units, to make each ROI a GeoBox of its bounds; None: each
-        ROI's Tile is on the native grid of the first zone it meets.
-    concurrency : int, optional
-        Patches in flight at once (threads of this flow run).
-    retries : int, optional
-        How many times a failing patch is tried again (a permanent failure is not).
-    offline : bool, optional
-        Never download: missing patches are written as nodata.
-    log_every : float, optional
-        Seconds between progress lines in the log.
-    spec : dict, str or None, optional
-        The cube's spec, as for the download flow; None: the cube must exist.
+    Args:
+        cube_url: The cube: a local path or ``s3://bucket/prefix``.
+        rois_path: The ROI file (GeoJSON, GeoPackage or GeoParquet, with a CRS), one ROI per row.
+        out: A folder for COGs, or a Zarr store (a name ending in ``.zarr``); made if missing.
+        toi: The time of interest, as for the download flow; None: every step. A COG holds one step.
+        catalog_dir: The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
+        variables: The variables to write; None: all of them.
+        id_column: The column naming each ROI's output; None: the row number.
+        resolution: A pixel size in the file's CRS units, to make each ROI a GeoBox of its bounds; None: each ROI's
+            Tile is on the native grid of the first zone it meets.
+        concurrency: Patches in flight at once (threads of this flow run).
+        retries: How many times a failing patch is tried again (a permanent failure is not).
+        offline: Never download: missing patches are written as nodata.
+        log_every: Seconds between progress lines in the log.
+        spec: The cube's spec, as for the download flow; None: the cube must exist.
 
-    Returns
-    -------
-    dict[str, Any]
-        ``export_many``'s summary (ROIs, files written, snapshot, run id, patch counts, bytes,
-        seconds) and the flow run's ``flow_run_id``, ``flow_run_name`` and ``flow``; also an artifact.
+    Returns:
+        ``export_many``'s summary (ROIs, files written, snapshot, run id, patch counts, bytes, seconds) and the flow
+            run's ``flow_run_id``, ``flow_run_name`` and ``flow``; also an artifact.
 
-    Raises
-    ------
-    SpecError, CubeNotFoundError, CubeExistsError, StorageError, S3AccessError
-        If the cube cannot be opened or created, as for the download flow.
-    FileNotFoundError
-        If ``rois_path`` is not a file.
-    ROIError
-        If the ROI file is unusable (no geometry column or CRS, a row without geometry, duplicate
-        names, a missing ``id_column``), ``resolution`` is not positive, an ROI lies outside every zone,
-        or the largest Tile would not fit in memory; before anything is downloaded.
-    UnknownVariableError
-        If ``variables`` names a variable the cube does not hold.
-    TOIError
-        If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given
-        to a cube without time.
-    ValueError
-        If ``out`` is a COG folder and the TOI selects several steps; before anything is downloaded.
-    CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError
-        The run's error, as ``Cube.run`` raises it: nothing is committed (Tiles written before stay).
+    Raises:
+        SpecError, CubeNotFoundError, CubeExistsError, StorageError, S3AccessError: If the cube cannot be opened or
+            created, as for the download flow.
+        FileNotFoundError: If ``rois_path`` is not a file.
+        ROIError: If the ROI file is unusable (no geometry column or CRS, a row without geometry, duplicate names, a
+            missing ``id_column``), ``resolution`` is not positive, an ROI lies outside every zone, or the largest
+            Tile would not fit in memory; before anything is downloaded.
+        UnknownVariableError: If ``variables`` names a variable the cube does not hold.
+        TOIError: If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given to
+            a cube without time.
+        ValueError: If ``out`` is a COG folder and the TOI selects several steps; before anything is downloaded.
+        CatalogError, ItemError, RadiometryError, PatchReadError, CubeChangedError: The run's error, as ``Cube.run``
+            raises it: nothing is committed (Tiles written before stay).
     """
     logger = get_run_logger()
     cube = open_cube(cube_url, spec, catalog_dir, logger)

@@ -222,34 +222,22 @@ def run_planned(cube_url: str, patches: list[str], roi: dict[str, Any] | None = 
     the plan lacked. Not deployable (the plan stays in the calling process, named by ``run``); deploy
     ``stacube.flows.download:download``. Returns ``RunReport.to_json()``.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube written to (for the UI and the log; the cube itself comes with the plan).
-    patches : list[str]
-        The ids of the patches the plan lacked.
-    roi : dict[str, Any] or None, optional
-        The ROI planned, as lon/lat GeoJSON; None for a run planned by cells.
-    message : str or None, optional
-        The commit message.
-    concurrency : int, optional
-        Task runs in flight at once.
-    skip_failed : bool, optional
-        Whether patches failing for good are listed in the report instead of failing the run.
-    run : str, optional
-        The token under which the calling process holds the plan.
+    Args:
+        cube_url: The cube written to (for the UI and the log; the cube itself comes with the plan).
+        patches: The ids of the patches the plan lacked.
+        roi: The ROI planned, as lon/lat GeoJSON; None for a run planned by cells.
+        message: The commit message.
+        concurrency: Task runs in flight at once.
+        skip_failed: Whether patches failing for good are listed in the report instead of failing the run.
+        run: The token under which the calling process holds the plan.
 
-    Returns
-    -------
-    dict[str, Any]
+    Returns:
         The run's ``RunReport.to_json()``.
 
-    Raises
-    ------
-    KeyError
-        If ``run`` names no plan held in this process (the flow was started elsewhere).
-    CatalogError, ItemError, RadiometryError, TOIError, PatchReadError, CubeChangedError, StorageError
-        The run's error, as ``Cube.run`` raises it; nothing is committed.
+    Raises:
+        KeyError: If ``run`` names no plan held in this process (the flow was started elsewhere).
+        CatalogError, ItemError, RadiometryError, TOIError, PatchReadError, CubeChangedError, StorageError: The
+            run's error, as ``Cube.run`` raises it; nothing is committed.
     """
     runner, execute, cube = _HOSTED[run]
     get_run_logger().info("%d patches planned to download into %s", len(patches), cube_url)

@@ -69,56 +69,38 @@ def sync_catalog(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, cat
     bounds and its steps' span, with a solar-day cube's 12 h either side), so such a load then finds the
     catalog covering it and asks the source nothing. The search is cut into sub-windows that run
     concurrently; each is recorded when done, so a failed sync, run again, resumes with the sub-windows
-    it had not finished. A failing window is retried ``retries`` times with exponential backoff, unless its
-failure is permanent (``errors.is_permanent``: a source refusing for good, an Item that is no STAC Item,
-a catalog folder that cannot be written), which fails the run at once. Every argument is checked
-before the cube is opened or created. ``spec``
-    names the cube's spec, as for the download flow: the first run creates the cube.
+    it had not finished. A failing window is retried ``retries`` times with exponential backoff, unless
+    its failure is permanent (``errors.is_permanent``: a source refusing for good, an Item that is no
+    STAC Item, a catalog folder that cannot be written), which fails the run at once. Every argument is
+    checked before the cube is opened or created. ``spec`` names the cube's spec, as for the download
+    flow: the first run creates the cube.
 
-    Parameters
-    ----------
-    cube_url : str
-        The cube: a local path or ``s3://bucket/prefix``.
-    roi : GeoJSON dict, GeoBox or Geometry
-        The region of interest: GeoJSON (``crs`` key, default EPSG:4326), a GeoBox or a Geometry.
-    toi : str, list, dict or None, optional
-        The time of interest, as for the download flow (``{"last": "30D"}`` ends when the run was
-        scheduled); None: every step.
-    catalog_dir : str or None, optional
-        The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
-    split_degrees : float, optional
-        The widest and tallest a sub-window may be, in degrees (a finite number above 0).
-    split_period : str, optional
-        The longest a sub-window's time range may be (a duration such as ``"31D"``, above 0).
-    retries : int, optional
-        Retries of a failing sub-window, with exponential backoff.
-    spec : dict, str or None, optional
-        The cube's spec, as for the download flow; None: the cube must exist.
+    Args:
+        cube_url: The cube: a local path or ``s3://bucket/prefix``.
+        roi: The region of interest: GeoJSON (``crs`` key, default EPSG:4326), a GeoBox or a Geometry.
+        toi: The time of interest, as for the download flow (``{"last": "30D"}`` ends when the run was scheduled);
+            None: every step.
+        catalog_dir: The folder of the local catalogs; None: ``$STACUBE_CATALOG_DIR``, else the user's cache folder.
+        split_degrees: The widest and tallest a sub-window may be, in degrees (a finite number above 0).
+        split_period: The longest a sub-window's time range may be (a duration such as ``"31D"``, above 0).
+        retries: Retries of a failing sub-window, with exponential backoff.
+        spec: The cube's spec, as for the download flow; None: the cube must exist.
 
-    Returns
-    -------
-    dict[str, Any]
-        ``windows_synced`` (sub-windows not yet covered, now synced), ``new_items``, ``items`` (the
-        catalog's count now) and ``catalog`` (its folder).
+    Returns:
+        ``windows_synced`` (sub-windows not yet covered, now synced), ``new_items``, ``items`` (the catalog's count
+            now) and ``catalog`` (its folder).
 
-    Raises
-    ------
-    SpecError, CubeNotFoundError, CubeExistsError, StorageError, S3AccessError
-        If the cube cannot be opened or created, as for the download flow. SpecError also if
-        ``split_degrees`` is no finite number above 0.
-    ROIError
-        If ``roi`` is no GeoJSON geometry, GeoBox or Geometry, is invalid, or lies outside every zone.
-    TOIError
-        If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given
-        to a cube without time; if ``split_period`` is no duration above 0 (a number without a unit is
-        refused: pandas would read it as nanoseconds).
-    CatalogError
-        If the catalog's windows file cannot be read, or a sub-window fails after its retries (the
-        source cannot be searched; at once when it refuses for good); sub-windows synced before stay
-        recorded.
-    ItemError, StorageError
-        If a sub-window fails (at once: not retried) because the source returned something that is no
-        STAC Item, or the catalog folder cannot be written.
+    Raises:
+        SpecError, CubeNotFoundError, CubeExistsError, StorageError, S3AccessError: If the cube cannot be opened or
+            created, as for the download flow. SpecError also if ``split_degrees`` is no finite number above 0.
+        ROIError: If ``roi`` is no GeoJSON geometry, GeoBox or Geometry, is invalid, or lies outside every zone.
+        TOIError: If ``toi`` is not a time (or its ``last`` no duration), lies outside the time axis, or is given to
+            a cube without time; if ``split_period`` is no duration above 0 (a number without a unit is refused:
+            pandas would read it as nanoseconds).
+        CatalogError: If the catalog's windows file cannot be read, or a sub-window fails after its retries (the
+            source cannot be searched; at once when it refuses for good); sub-windows synced before stay recorded.
+        ItemError, StorageError: If a sub-window fails (at once: not retried) because the source returned something
+            that is no STAC Item, or the catalog folder cannot be written.
     """
     logger = get_run_logger()
     degrees = split_degrees_from_parameter(split_degrees)
