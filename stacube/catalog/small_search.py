@@ -10,7 +10,7 @@ filter compares) returns None, and the caller asks DuckDB instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import cql2
 import pyarrow.parquet as pq
 import rustac
 
-from ..errors import SpecError
+from ..cql import filter_text as filter_text
+from ..cql import read_filter
 
 MAX_ITEMS = 5000  # reading and matching this many takes about as long as starting DuckDB
 
@@ -38,43 +39,6 @@ def _datetime_terms(datetime: str) -> list[dict[str, Any]]:
     if end not in ("", ".."):
         terms.append({"op": "<=", "args": [{"property": "datetime"}, {"timestamp": end}]})
     return terms
-
-
-def read_filter(cql: Any) -> dict[str, Any]:
-    """``cql`` checked to be CQL2-JSON cql2 can read and turn into a query, as a dict.
-
-    The rule ``stacube.sources.base.check_filter`` applies when a source is made: a mapping that cql2
-    parses and can write as SQL (an operator with the wrong number of arguments cannot).
-
-    Parameters
-    ----------
-    cql : Any
-        CQL2-JSON on the Items' properties.
-
-    Returns
-    -------
-    dict[str, Any]
-        ``cql`` as a dict.
-
-    Raises
-    ------
-    SpecError
-        If ``cql`` is not a mapping, or cql2 cannot read it; the message names it.
-    """
-    if not isinstance(cql, Mapping):
-        raise SpecError(f"filter {filter_text(cql)} is not CQL2-JSON: give a mapping such as "
-                        "{'op': '<', 'args': [{'property': 'eo:cloud_cover'}, 20]}")
-    try:
-        cql2.Expr(dict(cql)).to_sql()
-    except Exception as err:  # cql2 raises plain Exceptions (and ValueErrors)
-        raise SpecError(f"filter {filter_text(dict(cql))} is not CQL2-JSON that cql2 can read: {err}") from err
-    return dict(cql)
-
-
-def filter_text(value: Any, limit: int = 300) -> str:
-    """A filter as an error message names it: its ``repr``, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def expression(kwargs: dict[str, Any]) -> cql2.Expr | None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pystac
 
+from ..cql import read_filter
 from ..errors import SpecError
 from ..grid import PatchIndex
 
@@ -216,17 +217,10 @@ def check_lag(publication_lag: str) -> None:
         raise SpecError(f"publication_lag {publication_lag!r} is negative: a source publishes after a date, not before")
 
 
-def _shown(value: Any, limit: int = 300) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a value as an error message names it."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def check_filter(cql: Any) -> None:
     """Refuse, when the spec is made, a ``filter`` cql2 cannot read, so that a search never meets it.
 
-    The same rule as the local catalog's search (``stacube.catalog.small_search.read_filter``), kept here
-    so that a source's value does not load the catalog.
+    The local catalog's search applies the same rule (``stacube.cql.read_filter``).
 
     Parameters
     ----------
@@ -241,13 +235,4 @@ def check_filter(cql: Any) -> None:
     """
     if cql is None or (isinstance(cql, Mapping) and not cql):
         return
-    if not isinstance(cql, Mapping):
-        raise SpecError(f"filter {_shown(cql)} is not CQL2-JSON: give a mapping such as "
-                        "{'op': '<', 'args': [{'property': 'eo:cloud_cover'}, 20]} "
-                        "(cql2.Expr(text).to_json() turns CQL2 text into one)")
-    import cql2
-
-    try:
-        cql2.Expr(dict(cql)).to_sql()
-    except Exception as err:  # cql2 raises plain Exceptions (and ValueErrors)
-        raise SpecError(f"filter {_shown(dict(cql))} is not CQL2-JSON that cql2 can read: {err}") from err
+    read_filter(cql)
