@@ -126,7 +126,8 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
     extra_metadata : dict[str, Any] or None, optional
         Added to the commit's metadata beside the run's record (the ROIs' union and counts).
     on_patch : Callable[[int, int], None] or None, optional
-        Called with (patches written, patches the run writes) after each patch, from the run's threads.
+        Called with (patches written, patches the run writes) after each patch, from the run's threads,
+        one call at a time and with counts that never go back.
 
     Returns
     -------
@@ -242,6 +243,7 @@ class TileStream(Iterator["xr.Dataset"]):
             warnings.warn(f"{len(ids)} patch(es) under the ROIs are not in the cube and are returned as nodata "
                           f"(offline): {ids[:5]}", stacklevel=4)
         self._lock = threading.Condition()
+        self._progress_lock = threading.Lock()  # on_patch hears counts in order
         self._frontier = 0  # ROIs before it have had their Tile allocated (or were found not to need one)
         self._head = 0  # the next ROI to yield
         self._holders: dict[str, list[int]] = {}  # patch id -> held ROIs waiting for it
@@ -488,7 +490,6 @@ class TileStream(Iterator["xr.Dataset"]):
             for index in self.needers.get(patch.id, []):
                 if index >= self._frontier:
                     self.records[index].cold = True  # its Tile is not held: read after the commit
-            count = len(self._written)
         for rec in holders:
             rec.fresh.paste(patch, done)
         with self._lock:
@@ -496,7 +497,10 @@ class TileStream(Iterator["xr.Dataset"]):
                 rec.waits.discard(patch.id)
             self._lock.notify_all()
         if self.on_patch is not None:
-            self.on_patch(count, len(self._run_ids))
+            with self._progress_lock:  # one caller at a time, each with the count now: it never goes back
+                with self._lock:
+                    count = len(self._written)
+                self.on_patch(count, len(self._run_ids))
 
     def _before_commit(self, rec: _Roi) -> xr.Dataset:
         """A held Tile whose patches are all in: the rest of it is what the cube held before the run."""
@@ -714,7 +718,8 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
     extra_metadata : dict[str, Any] or None, optional
         Added to the commit's metadata (a flow run's id, name and flow).
     on_patch : Callable[[int, int], None] or None, optional
-        Called with (patches written, patches the run writes) after each patch, from the run's threads.
+        Called with (patches written, patches the run writes) after each patch, from the run's threads,
+        one call at a time and with counts that never go back.
     on_tile : Callable[[int, int, str], None] or None, optional
         Called with (Tiles written, ROIs, the ROI's name) after each Tile.
 

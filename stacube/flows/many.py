@@ -85,7 +85,8 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
                 return
             last[0] = now
             (patches, of_patches), (tiles, of_tiles) = counts["patches"], counts["tiles"]
-        logger.info("load-many: %d/%d patches written, %d/%d Tiles written", patches, of_patches, tiles, of_tiles)
+            logger.info("load-many: %d/%d patches written, %d/%d Tiles written", patches, of_patches, tiles,
+                        of_tiles)  # under the lock: the lines come in the order of their counts
 
     summary = export_many(cube, rois_path, out, period, variables=variables, id_column=id_column,
                           resolution=resolution, concurrency=concurrency, progress=False, offline=offline,

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from stacube import Cube, CubeSpec, PatchReadError, ROIError, StacSource, Variable
 from stacube.cli import app
+from stacube.many import load_many
 from stacube.testing.servers import serve_sample
 
 from .conftest import dem_spec
@@ -133,6 +134,24 @@ def test_the_first_tile_comes_before_the_last_patch_is_written(sample_dir, sampl
         assert_tile_equals_load(tile, cube.load(roi, offline=True), stream.run_id)
 
 
+def test_progress_counts_never_go_back_though_patches_land_on_several_threads(servers, make_cube, sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+    heard: list[tuple[int, int]] = []
+
+    def on_patch(done: int, total: int) -> None:
+        if not heard:
+            time.sleep(0.5)  # the first report is slow: the other threads write on meanwhile
+        heard.append((done, total))
+
+    zone = sample_layout.extent_geobox()
+    stream = load_many(cube, [zone[0:600, 0:600]], concurrency=3, progress=False, on_patch=on_patch)
+    list(stream)
+    total = stream.patches_missing
+    assert total > 3 and heard and all(t == total for _, t in heard)
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard) and heard[-1][0] == total
+
+
 def test_a_missing_asset_fails_the_run_after_the_tiles_yielded_and_commits_nothing(sample_dir, sample_layout,
                                                                                    tmp_path):
     folder = tmp_path / "sample"
@@ -209,8 +228,6 @@ def test_bad_input_fails_at_the_call_naming_the_roi_and_downloads_nothing(server
 
 def test_tiles_held_stay_within_the_budget_and_the_rest_is_read_after_the_commit(servers, make_cube,
                                                                                   sample_layout):
-    from stacube.many import load_many
-
     _, api = servers
     cube = make_cube(api.url)
     zone = sample_layout.extent_geobox()
