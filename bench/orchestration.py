@@ -123,8 +123,11 @@ def main() -> None:
 
             name = "dask"
 
-            def map(self, work, patches):
-                return client.gather(client.map(work, list(patches), pure=False))
+            def imap(self, work, patches):
+                from distributed import as_completed
+
+                for future in as_completed(client.map(work, list(patches), pure=False)):
+                    yield future.result()
 
         def dask_alone() -> int:
             return fresh().download(aoi, runner=DaskWithoutPrefect()).patches

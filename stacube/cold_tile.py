@@ -1,10 +1,10 @@
 """A cold load's Tile, pasted together from the chunks its own run writes, as they are written.
 
 Without this a load would download, encode and commit its patches, then fetch and decode them all
-again to build the Tile. Here each written patch is pasted into the Tile by the worker that wrote
-it; afterwards only the cells the run did not write are read from the cube: patches filled earlier
-or by a concurrent run meanwhile, and patches where a concurrent run's data won the overlap. The
-result equals ``read_tile`` of the committed snapshot.
+again to build the Tile. Here each written patch is pasted into the Tile as the run hands it over
+(``run.Run.landed``, on the load's thread); afterwards only the cells the run did not write are read
+from the cube: patches filled earlier or by a concurrent run meanwhile, and patches where a
+concurrent run's data won the overlap. The result equals ``read_tile`` of the committed snapshot.
 
 It applies where pasting is exact: the ROI meets one zone and lies on that zone's own pixel grid.
 Any other ROI (reprojected, or spanning zones) is read back from the cube with ``read_tile``.
@@ -64,7 +64,7 @@ class ColdTile:
         self._position = {step: i for i, step in enumerate(self.steps or [])}
         lead = (len(self.steps),) if self.steps is not None else ()
         # Not filled up front: the cells partition the Tile, and each is either pasted whole or read
-        # whole in ``finish``, so every pixel is written once (and by the worker that wrote it).
+        # whole in ``finish``, so every pixel is written once.
         self.out = {name: np.empty(lead + dst.shape.yx, dtype=spec.variables[name].numpy_dtype)
                     for name in self.variables}
         self.pasted: set[StepChunk] = set()
@@ -111,7 +111,7 @@ class ColdTile:
         return in_chunk, in_tile, tuple(parts)
 
     def paste(self, patch: PatchIndex, written: PatchWrite) -> None:
-        """Take a patch's written values (called from the run's workers; cells never overlap).
+        """Take a patch's written values, as the run hands them over (``run.Run.landed``).
 
         A patch of another zone or step, off the Tile, or whose chunk kept old values of a variable
         (``written.unchanged``) is left for ``finish`` to read from the cube.

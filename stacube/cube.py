@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from .errors import (
     UnknownVariableError,
     storage_errors,
 )
-from .grid import PatchIndex, patch_id, zone_grids
+from .grid import patch_id, zone_grids
 from .layout import FILLED, SPEC_ATTR, create_layout, encode_times
 from .lazy import block_sizes, check_fits, lazy_tile
 from .lonlat import lonlat_footprint
@@ -42,7 +42,7 @@ from .plan import Plan, attach_items, plan_cells, plan_patches
 from .read import read_tile, steps_with_data
 from .redaction import redact_log_records
 from .region import Region
-from .run import METADATA_KEY, RunReport, execute_run
+from .run import METADATA_KEY, Run, RunReport, start_run
 from .runners import LocalRunner, Runner, runner_named
 from .spec import CubeSpec, check_name
 from .store import (
@@ -55,7 +55,6 @@ from .store import (
     open_repository,
 )
 from .timeaxis import TOI, TimeLike, select_steps
-from .write import PatchWrite
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -415,8 +414,7 @@ class Cube:
     def run(self, plan: Plan, runner: Runner | str | None = None, *, message: str | None = None,
             metadata: dict[str, Any] | None = None, roi: GeoBox | Geometry | Region | None = None,
             concurrency: int | None = None,
-            progress: bool | None = None, skip_failed: bool = False,
-            on_written: Callable[[PatchIndex, PatchWrite], None] | None = None) -> RunReport:
+            progress: bool | None = None, skip_failed: bool = False) -> RunReport:
         """Download the patches ``plan`` lacks (``plan.missing``) as ONE run: one commit, or none if a patch fails.
 
         ``plan`` comes from ``plan`` or ``plan_cells``; patches another run filled since are skipped.
@@ -424,7 +422,7 @@ class Cube:
         the run as a ``stacube-download`` flow run); ``concurrency``, ``progress`` and ``skip_failed`` set
         up a named runner. ``message`` is the commit message; ``metadata`` goes into the commit's metadata
         (and the report's) beside the run's own record, with ``roi`` (an ROI or Region) kept as lon/lat GeoJSON
-        for ``rois``. ``on_written`` (runners in this process only) hears each patch's values as written.
+        for ``rois``.
 
         The source is synced into the local catalog first where it does not cover the plan (``attach_items``).
 
@@ -447,8 +445,6 @@ class Cube:
         skip_failed : bool, optional
             For a named runner: commit the other patches when one fails for good, listing the failures in
             ``report.patches_failed`` and leaving them unfilled for the next run.
-        on_written : Callable[[PatchIndex, PatchWrite], None] or None, optional
-            Called from the run's workers with each patch and what it wrote (runners in this process only).
 
         Returns
         -------
@@ -485,20 +481,28 @@ class Cube:
         context = {**({"roi": Region.of(roi).record()} if roi is not None else {}), **(metadata or {})}
 
         def execute(runner: Runner, hosted: dict[str, Any]) -> RunReport:
-            patches = attach_items(self.spec, self.catalog, plan.missing)
+            run = self._start_run(plan, runner, message, {**context, **hosted})
             with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
-                return execute_run(
-                    self.repo, self.spec, patches, self.spec.source.backend(self.spec.variables), runner,
-                    already_filled=len(plan.patches) - len(plan.missing), message=message,
-                    commit_lock=functools.partial(commit_lock, self.url), extra_metadata={**context, **hosted},
-                    on_written=on_written,
-                )
+                for _ in run.landed():
+                    pass
+                return run.commit()
 
         host = getattr(runner, "host", None)  # a HostingRunner holds the whole run (a Prefect flow run)
         if host is None:
             return execute(runner, {})
         about = {"patches": [p.id for p in plan.missing], "roi": context.get("roi"), "message": message}
         return host(execute, self, about)
+
+    def _start_run(self, plan: Plan, runner: Runner, message: str | None, metadata: dict[str, Any],
+                   keep_values: bool = False) -> Run:
+        """The run of what ``plan`` lacks: its Items from the catalog (synced where it does not cover them),
+        checked, and a session forked for the patches (``run.start_run``); nothing read yet."""
+        patches = attach_items(self.spec, self.catalog, plan.missing)
+        with storage_errors(self.url, "cube"):
+            return start_run(self.repo, self.spec, patches, self.spec.source.backend(self.spec.variables), runner,
+                             already_filled=len(plan.patches) - len(plan.missing), message=message,
+                             commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata,
+                             keep_values=keep_values)
 
     def rois(self, last: int = 10) -> list[Any]:
         """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely
@@ -712,10 +716,17 @@ class Cube:
         report, fresh = None, None
         if plan.missing and not offline and at is None:
             chosen = self._runner(runner, concurrency, progress)
-            # A run in this process pastes what it writes straight into the Tile (no read-back).
+            # A run in this process hands over what it writes, pasted straight into the Tile (no read-back).
             if isinstance(chosen, LocalRunner) and chunks is None:
                 fresh = ColdTile.for_load(spec, dst, steps, names)
-            report = self.run(plan, chosen, roi=wanted, on_written=fresh.paste if fresh else None)
+            if fresh is None:
+                report = self.run(plan, chosen, roi=wanted)
+            else:
+                run = self._start_run(plan, chosen, None, {"roi": wanted.record()}, keep_values=True)
+                with storage_errors(self.url, "cube"):
+                    for patch, written in run.landed():
+                        fresh.paste(patch, written)
+                    report = run.commit()
             root, snapshot = self._root()
             pending = set(report.patches_pending)
             plan.missing = [p for p in plan.missing if p.id in pending]

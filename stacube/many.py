@@ -4,7 +4,7 @@ The training-patch workload: thousands of 256 px ROIs cut out of one cube. A loo
 pays a plan, a run and a commit per ROI, and fetches a patch that ten ROIs meet in ten runs (or reads
 it back ten times). ``load_many`` plans every ROI first (bad input fails before anything is
 downloaded), takes the union of the patches under them, each patch once, and downloads those the
-cube lacks in ONE run with ONE commit, through ``execute_run`` as ``Cube.download`` does (so the
+cube lacks in ONE run with ONE commit, through ``start_run`` as ``Cube.download`` does (so the
 commit metadata, the filled record, failures and the skip rules are the same).
 
 Tiles come out in the order the ROIs were given, each as soon as its patches are in: the run works
@@ -24,6 +24,7 @@ yielded are the caller's: nothing here keeps them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -101,7 +102,7 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
     run: nothing is committed. ``offline=True`` never downloads: missing patches come back as nodata
     and are listed in each Tile's ``missing_patches``. With nothing missing there is no run and no
     commit. ``progress`` shows the run's bar (patches); ``hold_bytes`` bounds the Tiles held (see the
-    module's docstring); ``on_patch(written, total)`` hears each patch written (from the run's threads).
+    module's docstring); ``on_patch(written, total)`` hears each patch written (from the run's thread).
 
     Parameters
     ----------
@@ -126,8 +127,8 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
     extra_metadata : dict[str, Any] or None, optional
         Added to the commit's metadata beside the run's record (the ROIs' union and counts).
     on_patch : Callable[[int, int], None] or None, optional
-        Called with (patches written, patches the run writes) after each patch, from the run's threads,
-        one call at a time and with counts that never go back.
+        Called with (patches written, patches the run writes) after each patch, from the run's thread (one
+        call at a time, counts in order).
 
     Returns
     -------
@@ -243,7 +244,6 @@ class TileStream(Iterator["xr.Dataset"]):
             warnings.warn(f"{len(ids)} patch(es) under the ROIs are not in the cube and are returned as nodata "
                           f"(offline): {ids[:5]}", stacklevel=4)
         self._lock = threading.Condition()
-        self._progress_lock = threading.Lock()  # on_patch hears counts in order
         self._frontier = 0  # ROIs before it have had their Tile allocated (or were found not to need one)
         self._head = 0  # the next ROI to yield
         self._holders: dict[str, list[int]] = {}  # patch id -> held ROIs waiting for it
@@ -366,9 +366,10 @@ class TileStream(Iterator["xr.Dataset"]):
                 thread.join()
 
     def _run(self) -> None:
-        """The run, on its own thread: Items, then ``execute_run`` of the union's missing patches."""
+        """The run, on its own thread: Items, then ``start_run`` of the union's missing patches, each patch
+        pasted into the held Tiles that wait for it as it lands, then the commit."""
         from .plan import attach_items
-        from .run import execute_run
+        from .run import start_run
         from .store import commit_lock
 
         try:
@@ -381,14 +382,21 @@ class TileStream(Iterator["xr.Dataset"]):
                 if self._cancelled:
                     return
                 self._know_items(patches)
-            runner = _StreamRunner(LocalRunner(concurrency=self.concurrency, progress=self.progress,
-                                               retries=self.retries), self)
+            runner = LocalRunner(concurrency=self.concurrency, progress=self.progress, retries=self.retries)
             with storage_errors(self.cube.url, "cube"):
                 backend = self.spec.source.backend(self.spec.variables)
-                report = execute_run(self.cube.repo, self.spec, patches, backend, runner,
-                                     already_filled=self.patches - self.patches_missing,
-                                     commit_lock=functools.partial(commit_lock, self.cube.url),
-                                     extra_metadata=metadata, on_written=self._on_written, run_id=self.run_id)
+                run = start_run(self.cube.repo, self.spec, patches, backend, runner,
+                                already_filled=self.patches - self.patches_missing,
+                                commit_lock=functools.partial(commit_lock, self.cube.url),
+                                extra_metadata=metadata, run_id=self.run_id, keep_values=True)
+                self._attempting(run.reads)
+                with contextlib.closing(run.landed()) as landed:
+                    for patch, written in landed:
+                        if self._cancelled:  # closing the run's patches stops those not started
+                            raise LoadCancelled("the loop over load_many's Tiles ended before the run did: "
+                                                "nothing is committed")
+                        self._landed(patch, written)
+                report = run.commit()
             self._root_after = self.cube._root()
             with self._lock:
                 self.report = report
@@ -425,7 +433,7 @@ class TileStream(Iterator["xr.Dataset"]):
         self._advance()
 
     def _pending(self, patch: PatchIndex) -> bool:
-        """Whether the run would leave this patch unfilled were it empty (a recent step: ``execute_run``'s rule).
+        """Whether the run would leave this patch unfilled were it empty (a recent step: ``Run.commit``'s rule).
         Only ever turns False as time passes, so False now is False at the commit."""
         if patch.time_range is None:
             return False
@@ -465,11 +473,6 @@ class TileStream(Iterator["xr.Dataset"]):
         return (self._items_known and rec.fresh is not None and not rec.cold and not rec.waits
                 and not self._deferred.intersection(rec.patches))
 
-    def _work(self, task: Callable[[PatchIndex], Any], patch: PatchIndex) -> Any:
-        if self._cancelled:
-            raise LoadCancelled("the loop over load_many's Tiles ended before the run did: nothing is committed")
-        return task(patch)
-
     def _attempting(self, patches: Sequence[PatchIndex]) -> None:
         """The patches the run will write: those it skips were filled by another run meanwhile."""
         attempted = {p.id for p in patches}
@@ -477,11 +480,11 @@ class TileStream(Iterator["xr.Dataset"]):
             self._deferred |= self._run_ids - attempted
             self._lock.notify_all()
 
-    def _on_written(self, patch: PatchIndex, done: PatchWrite) -> None:
-        """A patch is written (in a worker thread): paste it into the held Tiles that wait for it."""
+    def _landed(self, patch: PatchIndex, done: PatchWrite) -> None:
+        """A patch is written (told on the run's thread): paste it into the held Tiles that wait for it."""
         with self._lock:
             if patch.id in self._written:
-                return  # a retried attempt after the write: pasted already
+                return  # each patch lands once; a guard, so that a patch is never counted twice
             self._written.add(patch.id)
             self._has_data[patch.id] = any(n in done.values or n in done.unchanged for n in self.names)
             if not done.nbytes and self._pending(patch):
@@ -490,6 +493,7 @@ class TileStream(Iterator["xr.Dataset"]):
             for index in self.needers.get(patch.id, []):
                 if index >= self._frontier:
                     self.records[index].cold = True  # its Tile is not held: read after the commit
+            count = len(self._written)
         for rec in holders:
             rec.fresh.paste(patch, done)
         with self._lock:
@@ -497,10 +501,7 @@ class TileStream(Iterator["xr.Dataset"]):
                 rec.waits.discard(patch.id)
             self._lock.notify_all()
         if self.on_patch is not None:
-            with self._progress_lock:  # one caller at a time, each with the count now: it never goes back
-                with self._lock:
-                    count = len(self._written)
-                self.on_patch(count, len(self._run_ids))
+            self.on_patch(count, len(self._run_ids))
 
     def _before_commit(self, rec: _Roi) -> xr.Dataset:
         """A held Tile whose patches are all in: the rest of it is what the cube held before the run."""
@@ -529,22 +530,6 @@ class TileStream(Iterator["xr.Dataset"]):
             tile = self._read(root, rec)
             self.read_after_commit += 1
         return self._attrs(tile, snapshot, [p for p in rec.patches if p in pending])
-
-
-@dataclass
-class _StreamRunner:
-    """The local runner, telling the stream which patches the run writes and stopping when it is cancelled."""
-
-    inner: LocalRunner
-    """The local runner that reads and writes the patches."""
-    stream: TileStream
-    """The stream told which patches are attempted and written."""
-    name: str = "local"
-    """The runner's name in the commit metadata."""
-
-    def map(self, task: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
-        self.stream._attempting(patches)
-        return self.inner.map(functools.partial(self.stream._work, task), patches)
 
 
 # --- files: the command line and the flow ---------------------------------------------------------
@@ -718,8 +703,8 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
     extra_metadata : dict[str, Any] or None, optional
         Added to the commit's metadata (a flow run's id, name and flow).
     on_patch : Callable[[int, int], None] or None, optional
-        Called with (patches written, patches the run writes) after each patch, from the run's threads,
-        one call at a time and with counts that never go back.
+        Called with (patches written, patches the run writes) after each patch, from the run's thread (one
+        call at a time, counts in order).
     on_tile : Callable[[int, int, str], None] or None, optional
         Called with (Tiles written, ROIs, the ROI's name) after each Tile.
 

@@ -16,7 +16,7 @@ import logging
 import pickle
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +58,8 @@ class PatchResult:
     """Variable -> pixels clipped into the dtype's range."""
     judged: dict[str, str] = field(default_factory=dict)
     """Item -> how its pixels decided its convention."""
+    written: PatchWrite = field(default_factory=PatchWrite)
+    """What the write left in the patch's chunk; its ``values`` only when the run keeps them (``keep_values``)."""
 
 
 @dataclass
@@ -173,8 +175,9 @@ class PatchTask:
     """The cube's spec."""
     backend: Backend
     """What reads a patch (``Source.backend``)."""
-    on_written: Callable[[PatchIndex, PatchWrite], None] | None = None
-    """In-process runs only: told what each patch's chunks now hold (a load pastes them into its Tile)."""
+    keep_values: bool = False
+    """Hand each patch's written values back in its result (runs in this process: a load pastes them into its
+    Tile); otherwise they are freed in the worker."""
     token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
     """The task's id for Dask (``__dask_tokenize__``), new for each task."""
 
@@ -206,14 +209,13 @@ class PatchTask:
         fork = pickle.loads(self.fork_blob)
         data = self.backend.read(patch)
         done = write_patch(fork.store, self.spec, patch, data)
-        if self.on_written is not None:
-            self.on_written(patch, done)
         clipped, judged = dict(getattr(data, "clipped", {})), dict(getattr(data, "judged", {}))
         del data
-        done.values = {}  # the patch's arrays: freed, and handed back to the OS (stacube.memory)
+        if not self.keep_values:
+            done.values = {}  # the patch's arrays: freed, and handed back to the OS (stacube.memory)
         release_freed()
         return PatchResult(patch.id, fork if done.nbytes else None, done.nbytes, time.perf_counter() - started,
-                           clipped, judged)
+                           clipped, judged, done)
 
 
 def radiometry_record(spec: CubeSpec, patches: Sequence[PatchIndex], clipped: dict[str, dict[str, int]],
@@ -277,7 +279,148 @@ def _check_time_axis(root: zarr.Group, patches: Sequence[PatchIndex], snapshot: 
             f"since this run was planned), e.g. {beyond[:3]}; nothing was read or written: plan again")
 
 
-def execute_run(
+class Run:
+    """A run under way (``start_run``): ``landed()`` yields each patch's writes as its task ends, then
+    ``commit()`` merges the forks and commits them as ONE snapshot.
+
+    The two steps are apart so that a load takes each patch's values where the run hands them over
+    (pasting them into its Tile) on its own thread, with no callback into the workers; ``execute_run``
+    does both for a caller that only wants the commit. Leaving ``landed()`` early (an error, a ``break``,
+    ``close()``) stops the patches not started, and a run whose ``landed()`` did not finish commits nothing.
+
+    Attributes
+    ----------
+    report : RunReport
+        What the run did, completed by ``commit()``.
+    patches : list[PatchIndex]
+        The patches the run fills (another run may have filled some since the plan); ``reads`` are read.
+    """
+
+    def __init__(self, repo: icechunk.Repository, spec: CubeSpec, runner: Runner, report: RunReport, *,
+                 session: Any = None, patches: Sequence[PatchIndex] = (), task: PatchTask | None = None,
+                 commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+                 message: str | None = None, extra_metadata: dict[str, Any] | None = None, started: float = 0.0):
+        self.repo, self.spec, self.runner, self.report = repo, spec, runner, report
+        self.patches = list(patches)
+        self._session, self._task, self._commit_lock = session, task, commit_lock
+        self._message, self._extra_metadata, self._started = message, extra_metadata, started
+        self._results: list[PatchResult | PatchFailure] = []
+        self._landed = task is None  # nothing to read: landed already
+
+    @property
+    def reads(self) -> list[PatchIndex]:
+        """The patches the run reads (those with Items), each once."""
+        return [p for p in self.patches if p.items]
+
+    def landed(self) -> Iterator[tuple[PatchIndex, PatchWrite]]:
+        """Each patch read, with what its write left in its chunk, as its task ends (the order patches finish).
+
+        The write's ``values`` are there when the run keeps them (``start_run(keep_values=True)``), and only
+        until the loop moves on: they are freed then.
+
+        Yields
+        ------
+        tuple[PatchIndex, PatchWrite]
+            The patch, and what the write left in its chunk (empty for a patch skipped as failed).
+
+        Raises
+        ------
+        PatchReadError
+            If a patch failed for good (``Runner.imap``): nothing will be committed.
+        """
+        if self._task is None:
+            return
+        by_id = {p.id: p for p in self.reads}
+        for result in self.runner.imap(self._task, self.reads):
+            self._results.append(result)
+            if isinstance(result, PatchFailure):
+                continue
+            written, result.written = result.written, PatchWrite(result.nbytes, {}, result.written.unchanged)
+            yield by_id[result.patch_id], written
+            if written.values:
+                written.values = {}  # taken: freed, and handed back to the OS (stacube.memory)
+                release_freed()
+        self._landed = True
+
+    def commit(self) -> RunReport:
+        """Merge what the patches wrote, record them as filled and commit ONE snapshot (or none: nothing written
+        and nothing to record).
+
+        Returns
+        -------
+        RunReport
+            What the run did; ``snapshot_id`` None if it committed nothing.
+
+        Raises
+        ------
+        RuntimeError
+            If ``landed()`` did not run to its end (the run is incomplete: nothing is committed).
+        CubeChangedError
+            If the cube was rolled back to a shorter time axis while the run read, or the commit kept meeting
+            other runs' commits, or the cube's structure kept changing: nothing is committed.
+        """
+        if not self._landed:
+            raise RuntimeError("the run's patches have not all landed (iterate landed() to its end first): "
+                               "nothing is committed")
+        report, spec, patches, session = self.report, self.spec, self.patches, self._session
+        if session is None:
+            report.seconds = time.perf_counter() - self._started
+            return report
+        failed = {r.patch_id: r for r in self._results if isinstance(r, PatchFailure)}
+        results = [r for r in self._results if not isinstance(r, PatchFailure)]
+        patches = [p for p in patches if p.id not in failed]
+        forks = [r.fork for r in results if r.fork is not None]
+        if forks:
+            session.merge(*forks)
+        written = {r.patch_id for r in results if r.nbytes}
+        empty = {p.id for p in patches if p.id not in written}
+        # A recent step without data may still get Items: leave it unfilled, to be tried again later.
+        settled_before = utc_now() - spec.source.lag
+        pending = {p.id for p in patches
+                   if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
+        stamp = time.time_ns() // 1000
+        mark_filled(session.store, [p for p in patches if p.id not in pending], stamp, empty)
+        report.patches_written = sorted(written)
+        report.patches_empty = sorted(empty - pending)
+        report.patches_pending = sorted(pending)
+        report.item_ids = sorted({item.id for p in patches for item in p.items})
+        report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
+        report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
+        report.judged = dict(sorted({item: why for r in results for item, why in r.judged.items()}.items()))
+        report.bytes_written = sum(r.nbytes for r in results)
+        report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
+        report.patches_failed = failed
+        metadata = {
+            METADATA_KEY: {
+                "run_id": report.run_id,
+                "runner": self.runner.name,
+                "stamp": stamp,
+                "source": spec.source.label,
+                "patches": report.patches_written,
+                "patches_empty": report.patches_empty,
+                "items": report.item_ids,
+                "bytes": report.bytes_written,
+                "radiometry": radiometry_record(spec, patches, report.clipped, report.judged),
+                **({"items_superseded": report.items_superseded} if report.items_superseded else {}),
+                **({"items_misaligned": report.items_misaligned} if report.items_misaligned else {}),
+                **({"patches_failed": sorted(failed)} if failed else {}),
+                **(self._extra_metadata or {}),
+            }
+        }
+        if not session.has_uncommitted_changes:  # only recent steps without data: nothing to record yet
+            report.seconds = time.perf_counter() - self._started
+            return report
+        text = self._message or f"stacube: {len(written)} patches from {spec.source.collection}"
+        with self._commit_lock():
+            report.snapshot_id = commit_settling_overlaps(self.repo, session, spec, patches, text, metadata,
+                                                          METADATA_KEY)
+        report.patches_kept_from_other_run = metadata[METADATA_KEY].get("overlap", {}).get("kept_other_run", [])
+        report.seconds = time.perf_counter() - self._started
+        log.info("%s", report)
+        return report
+
+
+def start_run(
     repo: icechunk.Repository,
     spec: CubeSpec,
     patches: Sequence[PatchIndex],
@@ -288,13 +431,11 @@ def execute_run(
     commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
     message: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
-    on_written: Callable[[PatchIndex, PatchWrite], None] | None = None,
     run_id: str | None = None,
-) -> RunReport:
-    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot.
-
-    ``on_written`` (for runners in this process) hears each patch's written values as they land.
-    ``run_id`` (default: a new one) lets a caller name the run before it commits.
+    keep_values: bool = False,
+) -> Run:
+    """Start a run of ``patches`` (which carry their Items): checks first, then a Run whose ``landed()`` reads
+    and writes them and whose ``commit()`` commits them as one snapshot.
 
     Patches another run filled since the plan are skipped; patches without Items are recorded as filled
     and empty without a read, unless recent (within the source's publication lag). One commit, or none:
@@ -322,8 +463,85 @@ def execute_run(
         The commit message; None: ``stacube: <n> patches from <collection>``.
     extra_metadata : dict[str, Any] or None, optional
         Goes into the commit's metadata and the report's beside the run's own record.
-    on_written : Callable[[PatchIndex, PatchWrite], None] or None, optional
-        Called with each patch and what it wrote, as it lands.
+    run_id : str or None, optional
+        The run's id; None: a new one.
+    keep_values : bool, optional
+        Hand each patch's written values to ``landed()`` (a runner in this process); otherwise they are
+        freed where the patch was written.
+
+    Returns
+    -------
+    Run
+        The run, nothing read yet.
+
+    Raises
+    ------
+    ItemError
+        If an Item lacks what a read needs (``Backend.check_items``), before anything is read.
+    RadiometryError
+        If an Item's numbers cannot be brought into its variable's convention, before anything is read.
+    TOIError
+        If patches lie on time steps the branch no longer has (rolled back since the plan).
+    """
+    started = time.perf_counter()
+    run_id = run_id or uuid.uuid4().hex
+    report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name,
+                       metadata=dict(extra_metadata or {}))
+    if not patches:
+        return Run(repo, spec, runner, report, started=started)
+    backend.check_items([item for p in patches for item in p.items])
+    session = repo.writable_session(BRANCH)
+    tip = zarr.open_group(session.store, mode="r")
+    _check_time_axis(tip, patches, session.snapshot_id)
+    # Another run may have filled some of them since the plan was made: do not fetch those again.
+    still_missing = unfilled(tip, patches)
+    report.patches_already_filled += len(patches) - len(still_missing)
+    if not still_missing:
+        return Run(repo, spec, runner, report, started=started)
+    with_data = [p for p in still_missing if p.items]
+    report.items_misaligned = misaligned(spec.zones, spec.source.assets.values(), with_data)
+    warn_misaligned(report.items_misaligned)
+    task = PatchTask(pickle.dumps(session.fork()), spec, backend, keep_values)
+    return Run(repo, spec, runner, report, session=session, patches=still_missing, task=task,
+               commit_lock=commit_lock, message=message, extra_metadata=extra_metadata, started=started)
+
+
+def execute_run(
+    repo: icechunk.Repository,
+    spec: CubeSpec,
+    patches: Sequence[PatchIndex],
+    backend: Backend,
+    runner: Runner,
+    *,
+    already_filled: int = 0,
+    commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    message: str | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot: ``start_run``,
+    every patch landed, ``Run.commit``.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    spec : CubeSpec
+        The cube's spec.
+    patches : Sequence[PatchIndex]
+        The patches to fill, with their Items attached (``plan.attach_items``).
+    backend : Backend
+        Reads a patch (``spec.source.backend(spec.variables)``).
+    runner : Runner
+        Runs the per-patch tasks.
+    already_filled : int, optional
+        Planned patches found filled before the run (counted in the report).
+    commit_lock : Callable[[], AbstractContextManager], optional
+        Held around the commit (the cube's lock across processes); by default none.
+    message : str or None, optional
+        The commit message; None: ``stacube: <n> patches from <collection>``.
+    extra_metadata : dict[str, Any] or None, optional
+        Goes into the commit's metadata and the report's beside the run's own record.
     run_id : str or None, optional
         The run's id; None: a new one.
 
@@ -334,88 +552,15 @@ def execute_run(
 
     Raises
     ------
-    ItemError
-        If an Item lacks what a read needs (``Backend.check_items``), before anything is read.
-    RadiometryError
-        If an Item's numbers cannot be brought into its variable's convention, before anything is read.
-    TOIError
-        If patches lie on time steps the branch no longer has (rolled back since the plan).
+    ItemError, RadiometryError, TOIError
+        As ``start_run``, before anything is read.
     PatchReadError
-        If a patch failed for good (``Runner.map``): nothing is committed.
+        If a patch failed for good (``Runner.imap``): nothing is committed.
     CubeChangedError
-        If the cube was rolled back to a shorter time axis while the run read, or the commit kept meeting
-        other runs' commits, or the cube's structure kept changing: nothing is committed.
+        As ``Run.commit``: nothing is committed.
     """
-    started = time.perf_counter()
-    run_id = run_id or uuid.uuid4().hex
-    report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name,
-                       metadata=dict(extra_metadata or {}))
-    if not patches:
-        return report
-    backend.check_items([item for p in patches for item in p.items])
-    session = repo.writable_session(BRANCH)
-    tip = zarr.open_group(session.store, mode="r")
-    _check_time_axis(tip, patches, session.snapshot_id)
-    # Another run may have filled some of them since the plan was made: do not fetch those again.
-    still_missing = unfilled(tip, patches)
-    report.patches_already_filled += len(patches) - len(still_missing)
-    patches = still_missing
-    if not patches:
-        report.seconds = time.perf_counter() - started
-        return report
-    with_data = [p for p in patches if p.items]
-    report.items_misaligned = misaligned(spec.zones, spec.source.assets.values(), with_data)
-    warn_misaligned(report.items_misaligned)
-
-    task = PatchTask(pickle.dumps(session.fork()), spec, backend, on_written)
-    outcomes = runner.map(task, with_data)
-    failed = {r.patch_id: r for r in outcomes if isinstance(r, PatchFailure)}
-    results = [r for r in outcomes if not isinstance(r, PatchFailure)]
-    patches = [p for p in patches if p.id not in failed]
-    forks = [r.fork for r in results if r.fork is not None]
-    if forks:
-        session.merge(*forks)
-    written = {r.patch_id for r in results if r.nbytes}
-    empty = {p.id for p in patches if p.id not in written}
-    # A recent step without data may still get Items: leave it unfilled, to be tried again later.
-    settled_before = utc_now() - spec.source.lag
-    pending = {p.id for p in patches if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
-    stamp = time.time_ns() // 1000
-    mark_filled(session.store, [p for p in patches if p.id not in pending], stamp, empty)
-    report.patches_written = sorted(written)
-    report.patches_empty = sorted(empty - pending)
-    report.patches_pending = sorted(pending)
-    report.item_ids = sorted({item.id for p in patches for item in p.items})
-    report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
-    report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
-    report.judged = dict(sorted({item: why for r in results for item, why in r.judged.items()}.items()))
-    report.bytes_written = sum(r.nbytes for r in results)
-    report.patch_figures = {r.patch_id: (r.nbytes, round(r.seconds, 3)) for r in results}
-    report.patches_failed = failed
-    metadata = {
-        METADATA_KEY: {
-            "run_id": run_id,
-            "runner": runner.name,
-            "stamp": stamp,
-            "source": spec.source.label,
-            "patches": report.patches_written,
-            "patches_empty": report.patches_empty,
-            "items": report.item_ids,
-            "bytes": report.bytes_written,
-            "radiometry": radiometry_record(spec, patches, report.clipped, report.judged),
-            **({"items_superseded": report.items_superseded} if report.items_superseded else {}),
-            **({"items_misaligned": report.items_misaligned} if report.items_misaligned else {}),
-            **({"patches_failed": sorted(failed)} if failed else {}),
-            **(extra_metadata or {}),
-        }
-    }
-    if not session.has_uncommitted_changes:  # only recent steps without data: nothing to record yet
-        report.seconds = time.perf_counter() - started
-        return report
-    text = message or f"stacube: {len(written)} patches from {spec.source.collection}"
-    with commit_lock():
-        report.snapshot_id = commit_settling_overlaps(repo, session, spec, patches, text, metadata, METADATA_KEY)
-    report.patches_kept_from_other_run = metadata[METADATA_KEY].get("overlap", {}).get("kept_other_run", [])
-    report.seconds = time.perf_counter() - started
-    log.info("%s", report)
-    return report
+    run = start_run(repo, spec, patches, backend, runner, already_filled=already_filled, commit_lock=commit_lock,
+                    message=message, extra_metadata=extra_metadata, run_id=run_id)
+    for _ in run.landed():
+        pass
+    return run.commit()

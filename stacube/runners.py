@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -117,12 +117,15 @@ class Runner(Protocol):
     name: str
     """The runner's name in the commit metadata and ``RunReport.runner`` (``"local"``, ``"prefect"``)."""
 
-    def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
-        """``task`` for every patch, results in patch order; raises PatchReadError on a failed patch
-        (with ``skip_failed``, that patch's result is a PatchFailure instead).
+    def imap(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> Iterator[R]:
+        """``task`` for every patch, each result as it lands (in the order patches finish); raises
+        PatchReadError on a failed patch (with ``skip_failed``, that patch's result is a PatchFailure instead).
 
         A failing patch is tried again, afresh, unless its error is permanent (``is_permanent``);
-        once one fails for good the others stop early and the run is lost.
+        once one fails for good the others stop early and the run is lost. Leaving the iterator early
+        (``close()``, or an error in the caller's loop) stops the patches not started. The run reads
+        each result where it lands, so a patch's values are handed over (a cold load pastes them into
+        its Tile) without a callback into the workers.
 
         Parameters
         ----------
@@ -131,10 +134,10 @@ class Runner(Protocol):
         patches : Sequence[PatchIndex]
             The patches, with their Items.
 
-        Returns
-        -------
-        list[R]
-            ``task``'s result per patch, in the order of ``patches`` (a PatchFailure for a patch skipped).
+        Yields
+        ------
+        R
+            ``task``'s result per patch, as each finishes (a PatchFailure for a patch skipped).
 
         Raises
         ------
@@ -143,6 +146,7 @@ class Runner(Protocol):
             the patch, its Items and URLs; its ``__cause__`` is the last error. With ``skip_failed``,
             only when storage refuses the writes (a full disk fails every patch alike).
         """
+        ...
 
 
 class HostingRunner(Runner, Protocol):
@@ -284,43 +288,85 @@ class LocalRunner:
                 stop.wait(delay)
         raise AssertionError("unreachable")
 
-    def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
-        """``task`` for every patch, in ``concurrency`` threads.
+    def imap(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> Iterator[R]:
+        """``task`` for every patch, in ``concurrency`` threads, each result as it lands.
 
-        Parameters, returns and errors as ``Runner.map``. Once a patch fails, the run raises a patch's own
-        failure, never the RunCancelled of a patch that stopped because of it: patches not started are
-        dropped, and those running are let end first (leaving the thread pool waits for them anyway), so
-        a failure still on its way wins over a cancellation that came back sooner. Of several failures
-        that came back together, the first patch's is raised."""
+        Parameters, yields and errors as ``Runner.imap``. At most ``concurrency`` patches are running or
+        finished and not yet taken: the next patch starts when a result is taken, so a slow caller holds
+        back the reads and the results waiting for it stay bounded (a cold load's patch values). Once a
+        patch fails, the run raises a patch's own failure, never the RunCancelled of a patch that
+        stopped because of it: patches not started are dropped, and those running are let end first,
+        so a failure still on its way wins over a cancellation that came back sooner. Of several
+        failures that came back together, the first patch's is raised."""
+        for _, result in self._completed(task, patches):
+            yield result
+
+    def map(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> list[R]:
+        """``task`` for every patch, as ``imap``, the results in the order of ``patches``.
+
+        Parameters
+        ----------
+        task : Callable[[PatchIndex], R]
+            Reads and writes one patch; each attempt calls it anew.
+        patches : Sequence[PatchIndex]
+            The patches, with their Items.
+
+        Returns
+        -------
+        list[R]
+            ``task``'s result per patch, in the order of ``patches`` (a PatchFailure for a patch skipped).
+
+        Raises
+        ------
+        PatchReadError
+            As ``imap``.
+        """
+        results = dict(self._completed(task, patches))
+        return [results[i] for i in range(len(patches))]
+
+    def _completed(self, task: Callable[[PatchIndex], R], patches: Sequence[PatchIndex]) -> Iterator[tuple[int, R]]:
+        """(position in ``patches``, result) as patches finish, at most ``concurrency`` not yet taken."""
         if not patches:
-            return []
+            return
         from tqdm.auto import tqdm
 
         disable = None if self.progress is None else not self.progress  # None: tqdm shows it on a terminal only
         bar = tqdm(total=len(patches), unit="patch", desc="download", disable=disable, leave=True,
                    dynamic_ncols=True)
         written = 0
-        results: dict[int, R] = {}
+        waiting = iter(enumerate(patches))
+        order: dict[Future, int] = {}
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="stacube-patch") as pool:
             stop = threading.Event()
-            futures = {pool.submit(self._attempts, task, p, stop): i for i, p in enumerate(patches)}
-            pending: set[Future] = set(futures)
+            pending: set[Future] = set()
+
+            def start_next() -> None:
+                following = next(waiting, None)
+                if following is not None:
+                    future = pool.submit(self._attempts, task, following[1], stop)
+                    order[future] = following[0]
+                    pending.add(future)
+
+            for _ in range(max(1, self.concurrency)):
+                start_next()
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, still = wait(pending, return_when=FIRST_COMPLETED)
+                    pending.intersection_update(still)
                     failed = [f for f in done if f.exception() is not None]
                     if failed:
-                        raise _first_failure(failed, pending, stop, futures)
-                    for future in done:
-                        results[futures[future]] = future.result()
-                        written += getattr(results[futures[future]], "nbytes", 0)
+                        raise _first_failure(failed, pending, stop, order)
+                    for future in sorted(done, key=order.__getitem__):
+                        result = future.result()
+                        written += getattr(result, "nbytes", 0)
                         bar.set_postfix_str(f"{written / 1e6:.1f} MB uncompressed", refresh=False)
                         bar.update(1)
-            except BaseException:
+                        yield order[future], result
+                        start_next()  # once the caller took the result: what waits for it stays bounded
+            except BaseException:  # a failure, the caller's error, or the caller leaving (GeneratorExit)
                 stop.set()
                 for future in pending:
                     future.cancel()
                 raise
             finally:
                 bar.close()
-        return [results[i] for i in range(len(patches))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,9 +107,35 @@ class PrefectRunner:
             publish_report(report, str(cube.url))
         return report
 
+    def imap(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> Iterator[Any]:
+        """``work`` for every patch, in batches of patches per task, each batch's results as its task ends;
+        raises PatchReadError naming the patch that failed for good (unless ``skip_failed``).
+
+        Parameters
+        ----------
+        work : Callable[[PatchIndex], Any]
+            Reads and writes one patch (``run.PatchTask``).
+        patches : Sequence[PatchIndex]
+            The patches, with their Items.
+
+        Yields
+        ------
+        Any
+            ``work``'s result per patch, a task's batch at a time as tasks end (a PatchFailure for a patch skipped).
+
+        Raises
+        ------
+        PatchReadError
+            If a task failed for good (after its retries, or at once for a permanent error), naming the
+            failing patch (or the batch, where no patch failed: a lost worker), its Items and URLs; the
+            tasks still queued are cancelled, as they are when the caller leaves early. With
+            ``skip_failed``, only when storage refuses the writes.
+        """
+        for _, results in self._completed(work, patches):
+            yield from results
+
     def map(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]) -> list[Any]:
-        """``work`` for every patch, in batches of patches per task, results in patch order; raises
-        PatchReadError naming the patch that failed for good (unless ``skip_failed``).
+        """``work`` for every patch, as ``imap``, the results in the order of ``patches``.
 
         Parameters
         ----------
@@ -126,33 +152,39 @@ class PrefectRunner:
         Raises
         ------
         PatchReadError
-            If a task failed for good (after its retries, or at once for a permanent error), naming the
-            failing patch (or the batch, where no patch failed: a lost worker), its Items and URLs; the
-            tasks still queued are cancelled. With ``skip_failed``, only when storage refuses the writes.
+            As ``imap``.
         """
+        results = dict(self._completed(work, patches))
+        return [r for i in sorted(results) for r in results[i]]
+
+    def _completed(self, work: Callable[[PatchIndex], Any], patches: Sequence[PatchIndex]
+                   ) -> Iterator[tuple[int, list[Any]]]:
+        """(batch number, its results) as tasks end, the batches in the order of ``patches``."""
         if not patches:
-            return []
+            return
         batches = batches_of(patches, self.concurrency, self.patches_per_task)
         limits = self._limits_per_batch(batches)
         task = patches_task.with_options(retries=self.retries)
         tasks = InFlight(lambda i: task.submit(work, batches[i], batch_label(batches[i]), limits[i], self.skip_failed),
                          len(batches), self.concurrency)
         progress = RunProgress(len(patches))
-        results: dict[int, list[Any]] = {}
-        for i, future in tasks:
-            try:
-                results[i] = future.result()
-            except Exception as error:
-                progress.done(batches[i], [])
-                if not self.skip_failed or storage_failure(error) is not None:
-                    tasks.cancel()
-                    raise self._failure(batches[i], error) from error
-                results[i] = self._skipped(batches[i], error)  # the batch is lost: tried again next run
-                tasks.more()
-                continue
-            tasks.more()  # first: a slot never waits for the bookkeeping below
-            progress.done(batches[i], results[i])
-        return [r for i in range(len(batches)) for r in results[i]]
+        try:
+            for i, future in tasks:
+                try:
+                    results = future.result()
+                except Exception as error:
+                    progress.done(batches[i], [])
+                    if not self.skip_failed or storage_failure(error) is not None:
+                        raise self._failure(batches[i], error) from error
+                    tasks.more()
+                    yield i, self._skipped(batches[i], error)  # the batch is lost: tried again next run
+                    continue
+                tasks.more()  # first: a slot never waits for the bookkeeping below
+                progress.done(batches[i], results)
+                yield i, results
+        except BaseException:  # a failure, or the caller leaving early (GeneratorExit): nothing more starts
+            tasks.cancel()
+            raise
 
     def _limits_per_batch(self, batches: list[list[PatchIndex]]) -> list[list[str]]:
         """The concurrency limits each batch holds a slot of: those of its patches that someone created."""

@@ -82,10 +82,9 @@ def test_a_run_in_flight_during_a_rollback_lands_on_top_with_only_its_patches(se
     in_flight = attach_items(cube.spec, cube.catalog, cube.plan(zone[256:512, 0:256]).missing)
 
     class RollsBackMidway(LocalRunner):
-        def map(self, work, patches):
-            results = super().map(work, patches)
+        def imap(self, work, patches):
+            yield from super().imap(work, patches)
             cube.rollback(first.snapshot_id)  # the user rolls back while this run is reading
-            return results
 
 
     backend = cube.spec.source.backend(cube.spec.variables)

@@ -336,10 +336,9 @@ def test_a_run_in_flight_while_the_time_axis_grows_still_lands(time_servers, tmp
     other = Cube.open(tmp_path / "racing", catalog_dir=tmp_path / "cat")
 
     class GrowsMidRun(LocalRunner):
-        def map(self, task, patches):  # the patches are written; before the commit, another process grows the axis
-            done = super().map(task, patches)
+        def imap(self, task, patches):  # the patches are written; before the commit, another process grows the axis
+            yield from super().imap(task, patches)
             other.extend_time("2021-06-07")
-            return done
 
     roi = TIME_LAYOUT.extent_geobox()[100:600, 100:600]
     report = cube.download(roi, toi="2021-06-03", runner=GrowsMidRun(progress=False))

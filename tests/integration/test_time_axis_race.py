@@ -52,9 +52,9 @@ def test_a_rollback_to_a_shorter_axis_while_a_run_reads_fails_the_run_instead_of
 
     @dataclass
     class RolledBackWhileReading(LocalRunner):
-        def map(self, task, patches):
+        def imap(self, task, patches):
             Cube.open(tmp_path / "cube", catalog_dir=tmp_path / "catalog").rollback(short)  # another process's
-            return super().map(task, patches)
+            yield from super().imap(task, patches)
 
     with pytest.raises(CubeChangedError, match=r"rolled back.*4 step\(s\).*20210605"):
         cube.run(plan, RolledBackWhileReading(concurrency=2, progress=False))
