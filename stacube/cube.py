@@ -483,9 +483,7 @@ class Cube:
         def execute(runner: Runner, hosted: dict[str, Any]) -> RunReport:
             run = self._start_run(plan, runner, message, {**context, **hosted})
             with storage_errors(self.url, "cube"):  # a full disk or a read-only cube: one error naming it
-                for _ in run.landed():
-                    pass
-                return run.commit()
+                return run.complete()
 
         host = getattr(runner, "host", None)  # a HostingRunner holds the whole run (a Prefect flow run)
         if host is None:

@@ -284,7 +284,7 @@ class Run:
     ``commit()`` merges the forks and commits them as ONE snapshot.
 
     The two steps are apart so that a load takes each patch's values where the run hands them over
-    (pasting them into its Tile) on its own thread, with no callback into the workers; ``execute_run``
+    (pasting them into its Tile) on its own thread, with no callback into the workers; ``complete()``
     does both for a caller that only wants the commit. Leaving ``landed()`` early (an error, a ``break``,
     ``close()``) stops the patches not started, and a run whose ``landed()`` did not finish commits nothing.
 
@@ -341,6 +341,26 @@ class Run:
                 written.values = {}  # taken: freed, and handed back to the OS (stacube.memory)
                 release_freed()
         self._landed = True
+
+    def complete(self) -> RunReport:
+        """Every patch landed (``landed()`` to its end), then ``commit()``: the run for a caller that only wants
+        the commit.
+
+        Returns
+        -------
+        RunReport
+            What the run did; ``snapshot_id`` None if it committed nothing.
+
+        Raises
+        ------
+        PatchReadError
+            If a patch failed for good (``Runner.imap``): nothing is committed.
+        CubeChangedError
+            As ``commit``: nothing is committed.
+        """
+        for _ in self.landed():
+            pass
+        return self.commit()
 
     def commit(self) -> RunReport:
         """Merge what the patches wrote, record them as filled and commit ONE snapshot (or none: nothing written
@@ -520,7 +540,7 @@ def execute_run(
     run_id: str | None = None,
 ) -> RunReport:
     """Read and write ``patches`` (which carry their Items) and commit them as one snapshot: ``start_run``,
-    every patch landed, ``Run.commit``.
+    then ``Run.complete``.
 
     Parameters
     ----------
@@ -559,8 +579,5 @@ def execute_run(
     CubeChangedError
         As ``Run.commit``: nothing is committed.
     """
-    run = start_run(repo, spec, patches, backend, runner, already_filled=already_filled, commit_lock=commit_lock,
-                    message=message, extra_metadata=extra_metadata, run_id=run_id)
-    for _ in run.landed():
-        pass
-    return run.commit()
+    return start_run(repo, spec, patches, backend, runner, already_filled=already_filled, commit_lock=commit_lock,
+                     message=message, extra_metadata=extra_metadata, run_id=run_id).complete()

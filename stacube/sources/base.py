@@ -44,7 +44,7 @@ class Backend(Protocol):
 
     def check_items(self, items: list[pystac.Item]) -> None:
         """Refuse, before anything is read, an Item a read could not use, so that bad input fails the
-        run at once rather than after its downloads (``execute_run`` calls it for every planned Item).
+        run at once rather than after its downloads (``run.start_run`` calls it for every planned Item).
 
         Parameters
         ----------
