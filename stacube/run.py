@@ -285,8 +285,9 @@ class Run:
 
     The two steps are apart so that a load takes each patch's values where the run hands them over
     (pasting them into its Tile) on its own thread, with no callback into the workers; ``complete()``
-    does both for a caller that only wants the commit. Leaving ``landed()`` early (an error, a ``break``,
-    ``close()``) stops the patches not started, and a run whose ``landed()`` did not finish commits nothing.
+    does both, for a caller that only wants the commit (``Cube.run``). Leaving ``landed()`` early (an
+    error, a ``break``, ``close()``) stops the patches not started, and a run whose ``landed()`` did not
+    finish commits nothing.
 
     Attributes
     ----------
@@ -343,8 +344,8 @@ class Run:
         self._landed = True
 
     def complete(self) -> RunReport:
-        """Every patch landed (``landed()`` to its end), then ``commit()``: the run for a caller that only wants
-        the commit.
+        """Every patch landed (``landed()`` to its end), then ``commit()``: the whole run, for a caller that only
+        wants the commit.
 
         Returns
         -------
@@ -524,60 +525,3 @@ def start_run(
     task = PatchTask(pickle.dumps(session.fork()), spec, backend, keep_values)
     return Run(repo, spec, runner, report, session=session, patches=still_missing, task=task,
                commit_lock=commit_lock, message=message, extra_metadata=extra_metadata, started=started)
-
-
-def execute_run(
-    repo: icechunk.Repository,
-    spec: CubeSpec,
-    patches: Sequence[PatchIndex],
-    backend: Backend,
-    runner: Runner,
-    *,
-    already_filled: int = 0,
-    commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
-    message: str | None = None,
-    extra_metadata: dict[str, Any] | None = None,
-    run_id: str | None = None,
-) -> RunReport:
-    """Read and write ``patches`` (which carry their Items) and commit them as one snapshot: ``start_run``,
-    then ``Run.complete``.
-
-    Parameters
-    ----------
-    repo : icechunk.Repository
-        The cube's repository.
-    spec : CubeSpec
-        The cube's spec.
-    patches : Sequence[PatchIndex]
-        The patches to fill, with their Items attached (``plan.attach_items``).
-    backend : Backend
-        Reads a patch (``spec.source.backend(spec.variables)``).
-    runner : Runner
-        Runs the per-patch tasks.
-    already_filled : int, optional
-        Planned patches found filled before the run (counted in the report).
-    commit_lock : Callable[[], AbstractContextManager], optional
-        Held around the commit (the cube's lock across processes); by default none.
-    message : str or None, optional
-        The commit message; None: ``stacube: <n> patches from <collection>``.
-    extra_metadata : dict[str, Any] or None, optional
-        Goes into the commit's metadata and the report's beside the run's own record.
-    run_id : str or None, optional
-        The run's id; None: a new one.
-
-    Returns
-    -------
-    RunReport
-        What the run did; ``snapshot_id`` None if it committed nothing.
-
-    Raises
-    ------
-    ItemError, RadiometryError, TOIError
-        As ``start_run``, before anything is read.
-    PatchReadError
-        If a patch failed for good (``Runner.imap``): nothing is committed.
-    CubeChangedError
-        As ``Run.commit``: nothing is committed.
-    """
-    return start_run(repo, spec, patches, backend, runner, already_filled=already_filled, commit_lock=commit_lock,
-                     message=message, extra_metadata=extra_metadata, run_id=run_id).complete()

@@ -89,12 +89,12 @@ def _prepare(cube, roi, offset=0.0, empty=False):
 
 
 def _run(cube, prepared, commit_gate=None):
-    from stacube.run import execute_run
+    from stacube.run import start_run
     from stacube.runners import LocalRunner
 
     patches, backend = prepared
-    return execute_run(cube.repo, cube.spec, patches, backend, LocalRunner(concurrency=2, progress=False),
-                       commit_lock=commit_gate or contextlib.nullcontext)
+    return start_run(cube.repo, cube.spec, patches, backend, LocalRunner(concurrency=2, progress=False),
+                     commit_lock=commit_gate or contextlib.nullcontext).complete()
 
 
 def _run_both(cube, early, late, later_commits_first):

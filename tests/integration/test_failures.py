@@ -162,11 +162,11 @@ class FailsAfterAPartialWrite:
 def run_with_partial_failures(cube, roi, runner):
     """Download ``roi`` through ``runner`` with a backend that fails each patch once after a partial write."""
     from stacube.plan import attach_items
-    from stacube.run import execute_run
+    from stacube.run import start_run
 
     patches = attach_items(cube.spec, cube.catalog, cube.plan(roi).missing)
     backend = FailsAfterAPartialWrite(cube.spec.source.backend(cube.spec.variables))
-    return execute_run(cube.repo, cube.spec, patches, backend, runner)
+    return start_run(cube.repo, cube.spec, patches, backend, runner).complete()
 
 
 def test_a_retried_patch_starts_from_a_fresh_fork(servers, make_cube, sample_layout):

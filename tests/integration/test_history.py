@@ -71,7 +71,7 @@ def test_rollback_never_discards_a_run_it_has_not_seen(servers, make_cube, sampl
 
 def test_a_run_in_flight_during_a_rollback_lands_on_top_with_only_its_patches(servers, make_cube, sample_layout):
     from stacube.plan import attach_items
-    from stacube.run import execute_run
+    from stacube.run import start_run
     from stacube.runners import LocalRunner
 
     _, api = servers
@@ -88,6 +88,6 @@ def test_a_run_in_flight_during_a_rollback_lands_on_top_with_only_its_patches(se
 
 
     backend = cube.spec.source.backend(cube.spec.variables)
-    report = execute_run(cube.repo, cube.spec, in_flight, backend, RollsBackMidway(progress=False))
+    report = start_run(cube.repo, cube.spec, in_flight, backend, RollsBackMidway(progress=False)).complete()
     assert list(cube.history().snapshot[:2]) == [report.snapshot_id, first.snapshot_id]
     assert sorted(cube.state().id) == sorted(first.patches_written + report.patches_written)
