@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -721,8 +722,8 @@ class Cube:
                 report = self.run(plan, chosen, roi=wanted)
             else:
                 run = self._start_run(plan, chosen, None, {"roi": wanted.record()}, keep_values=True)
-                with storage_errors(self.url, "cube"):
-                    for patch, written in run.landed():
+                with storage_errors(self.url, "cube"), contextlib.closing(run.landed()) as landed:
+                    for patch, written in landed:
                         fresh.paste(patch, written)
                     report = run.commit()
             root, snapshot = self._root()

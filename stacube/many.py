@@ -396,6 +396,10 @@ class TileStream(Iterator["xr.Dataset"]):
                             raise LoadCancelled("the loop over load_many's Tiles ended before the run did: "
                                                 "nothing is committed")
                         self._landed(patch, written)
+                with self._lock:
+                    if self._cancelled:  # the loop ended after the last patch landed: still no commit
+                        raise LoadCancelled("the loop over load_many's Tiles ended before the run did: "
+                                            "nothing is committed")
                 report = run.commit()
             self._root_after = self.cube._root()
             with self._lock:

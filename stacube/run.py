@@ -279,6 +279,16 @@ def _check_time_axis(root: zarr.Group, patches: Sequence[PatchIndex], snapshot: 
             f"since this run was planned), e.g. {beyond[:3]}; nothing was read or written: plan again")
 
 
+def _results_of(runner: Runner, task: PatchTask, patches: Sequence[PatchIndex]) -> Iterator[Any]:
+    """The runner's results as they land (``Runner.imap``); a runner written before ``imap`` (``map`` only)
+    hands them over all at once, when every patch is done."""
+    imap = getattr(runner, "imap", None)
+    if imap is None:
+        yield from runner.map(task, patches)
+    else:
+        yield from imap(task, patches)
+
+
 class Run:
     """A run under way (``start_run``): ``landed()`` yields each patch's writes as its task ends, then
     ``commit()`` merges the forks and commits them as ONE snapshot.
@@ -306,6 +316,7 @@ class Run:
         self._session, self._task, self._commit_lock = session, task, commit_lock
         self._message, self._extra_metadata, self._started = message, extra_metadata, started
         self._results: list[PatchResult | PatchFailure] = []
+        self._started = False
         self._landed = task is None  # nothing to read: landed already
 
     @property
@@ -322,25 +333,36 @@ class Run:
         Yields
         ------
         tuple[PatchIndex, PatchWrite]
-            The patch, and what the write left in its chunk (empty for a patch skipped as failed).
+            The patch, and what the write left in its chunk (a patch skipped as failed is not yielded).
 
         Raises
         ------
         PatchReadError
             If a patch failed for good (``Runner.imap``): nothing will be committed.
+        RuntimeError
+            If called a second time (the patches would be read, and their forks merged, twice), or if a
+            patch's values were to be kept but did not come back (a runner out of this process): a paste
+            of them would be nodata.
         """
+        if self._started:
+            raise RuntimeError("a run's patches land once: landed() was called already")
+        self._started = True
         if self._task is None:
             return
         by_id = {p.id: p for p in self.reads}
-        for result in self.runner.imap(self._task, self.reads):
-            self._results.append(result)
-            if isinstance(result, PatchFailure):
-                continue
-            written, result.written = result.written, PatchWrite(result.nbytes, {}, result.written.unchanged)
-            yield by_id[result.patch_id], written
-            if written.values:
-                written.values = {}  # taken: freed, and handed back to the OS (stacube.memory)
-                release_freed()
+        with contextlib.closing(_results_of(self.runner, self._task, self.reads)) as results:
+            for result in results:
+                self._results.append(result)
+                if isinstance(result, PatchFailure):
+                    continue
+                written, result.written = result.written, PatchWrite(result.nbytes, {}, result.written.unchanged)
+                if self._task.keep_values and written.nbytes and not written.values:
+                    raise RuntimeError(f"patch {result.patch_id}'s values did not come back from runner "
+                                       f"{self.runner.name!r}: keep_values needs a runner in this process")
+                yield by_id[result.patch_id], written
+                if written.values:
+                    written.values = {}  # taken: freed, and handed back to the OS (stacube.memory)
+                    release_freed()
         self._landed = True
 
     def complete(self) -> RunReport:

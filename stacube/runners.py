@@ -125,7 +125,8 @@ class Runner(Protocol):
         once one fails for good the others stop early and the run is lost. Leaving the iterator early
         (``close()``, or an error in the caller's loop) stops the patches not started. The run reads
         each result where it lands, so a patch's values are handed over (a cold load pastes them into
-        its Tile) without a callback into the workers.
+        its Tile) without a callback into the workers. (A runner written before ``imap``, with only a
+        ``map`` that returns every result at the end, still runs: its results land all at once.)
 
         Parameters
         ----------

@@ -77,7 +77,7 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
     lock = threading.Lock()
     last = [time.monotonic()]
 
-    def report(kind: str, done: int, total: int) -> None:  # from the run's threads too: the logger is the flow's
+    def report(kind: str, done: int, total: int) -> None:  # from the run's thread too: the logger is the flow's
         with lock:
             counts[kind] = (done, total)
             now = time.monotonic()
