@@ -316,7 +316,7 @@ class Run:
         self._session, self._task, self._commit_lock = session, task, commit_lock
         self._message, self._extra_metadata, self._started = message, extra_metadata, started
         self._results: list[PatchResult | PatchFailure] = []
-        self._started = False
+        self._landing = False  # landed() was called: a run's patches land once
         self._landed = task is None  # nothing to read: landed already
 
     @property
@@ -344,9 +344,9 @@ class Run:
             patch's values were to be kept but did not come back (a runner out of this process): a paste
             of them would be nodata.
         """
-        if self._started:
+        if self._landing:
             raise RuntimeError("a run's patches land once: landed() was called already")
-        self._started = True
+        self._landing = True
         if self._task is None:
             return
         by_id = {p.id: p for p in self.reads}

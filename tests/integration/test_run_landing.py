@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ def test_each_patch_lands_once_with_its_values_and_they_equal_the_source(servers
     _, api = servers
     cube = make_cube(api.url)
     roi = sample_layout.extent_geobox()[0:512, 0:768]  # 2 x 3 patches of 256 px
+    began = time.perf_counter()
     run = started(cube, roi, LocalRunner(concurrency=2, progress=False), keep_values=True)
     before = cube.history()
     dem, _ = odc_reference(items_of(api.url), roi)
@@ -34,6 +37,8 @@ def test_each_patch_lands_once_with_its_values_and_they_equal_the_source(servers
             np.testing.assert_array_equal(written.values["dem"], dem[0][window])
     assert sorted(seen) == sorted(p.id for p in run.reads) and len(seen) == 6
     report = run.commit()
+    assert 0 < report.seconds < time.perf_counter() - began  # from start_run to the commit, not a clock reading
+    assert sum(seconds for _, seconds in report.patch_figures.values()) > 0
     assert sorted(report.patches_written + report.patches_empty) == sorted(seen)
     assert len(cube.history()) == len(before) + 1
     with pytest.raises(RuntimeError, match="once"):
