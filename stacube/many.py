@@ -392,14 +392,9 @@ class TileStream(Iterator["xr.Dataset"]):
                 self._attempting(run.reads)
                 with contextlib.closing(run.landed()) as landed:
                     for patch, written in landed:
-                        if self._cancelled:  # closing the run's patches stops those not started
-                            raise LoadCancelled("the loop over load_many's Tiles ended before the run did: "
-                                                "nothing is committed")
+                        self._stop_if_cancelled()  # closing the run's patches stops those not started
                         self._landed(patch, written)
-                with self._lock:
-                    if self._cancelled:  # the loop ended after the last patch landed: still no commit
-                        raise LoadCancelled("the loop over load_many's Tiles ended before the run did: "
-                                            "nothing is committed")
+                self._stop_if_cancelled()  # the loop may have ended after the last patch landed: no commit
                 report = run.commit()
             self._root_after = self.cube._root()
             with self._lock:
@@ -476,6 +471,12 @@ class TileStream(Iterator["xr.Dataset"]):
         """Whether the ROI's Tile is complete before the commit."""
         return (self._items_known and rec.fresh is not None and not rec.cold and not rec.waits
                 and not self._deferred.intersection(rec.patches))
+
+    def _stop_if_cancelled(self) -> None:
+        """End the run, committing nothing, once the loop over the Tiles has ended early."""
+        with self._lock:
+            if self._cancelled:
+                raise LoadCancelled("the loop over load_many's Tiles ended before the run did: nothing is committed")
 
     def _attempting(self, patches: Sequence[PatchIndex]) -> None:
         """The patches the run will write: those it skips were filled by another run meanwhile."""
