@@ -95,13 +95,14 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     now = run_start()
     run_id = str(runtime.flow_run.id)
     duration_from_parameter(first_period, "first_period")
-    if toi is not None:  # read before the store is opened (which creates its file where none is)
-        toi_from_parameter(toi, now=now)
+    # read before the store is opened (which creates its file where none is)
+    period = toi_from_parameter(toi, now=now) if toi is not None else None
     with open_parcel_store(store_url) as store:
         last = store.last_run(INGEST, cube_url)
         parcels = store.parcels()
         bounds = {g.group_id: (g.minx, g.miny, g.maxx, g.maxy) for g in store.groups().itertuples()}
-    period = toi_from_parameter(toi if toi is not None else since_last(last, now, first_period), now=now)
+    if period is None:
+        period = toi_from_parameter(since_last(last, now, first_period), now=now)
     start, end = toi_span(period)
     if parcels.empty:
         raise ParcelError(f"no watched parcels in the parcel store {store_url}: nothing to ingest "

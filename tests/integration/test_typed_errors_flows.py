@@ -157,6 +157,16 @@ def test_a_sync_with_a_bad_split_is_refused_before_the_cube_is_created(tmp_path,
     assert isinstance(raised.value, ValueError) and not url.exists()
 
 
+def test_a_load_many_flow_with_a_bad_toi_is_a_toi_error_before_the_cube_is_created(tmp_path, sample_layout):
+    from stacube.flows.many import load_many
+
+    url = tmp_path / "dem"
+    with pytest.raises(TOIError, match="not-a-date"):
+        load_many(str(url), str(tmp_path / "rois.parquet"), str(tmp_path / "chips"), toi="not-a-date",
+                  catalog_dir=str(tmp_path / "cat"), spec=dem_spec(NOWHERE, sample_layout).to_json())
+    assert not url.exists()
+
+
 def test_a_sync_with_a_bad_roi_is_an_roi_error_before_the_cube_is_created(tmp_path, sample_layout):
     from stacube.flows import sync_catalog
 
