@@ -58,7 +58,10 @@ def test_leaving_early_starts_no_further_patch():
 
 
 def test_a_failure_is_raised_where_the_results_are_read_after_those_that_landed():
+    calls: list[int] = []
+
     def task(patch: PatchIndex) -> int:
+        calls.append(patch.ix)
         if patch.ix == 1:
             time.sleep(0.2)
             raise PermanentSourceError("404 from https://example.com/b.tif", "https://example.com/b.tif", 404)
@@ -69,3 +72,4 @@ def test_a_failure_is_raised_where_the_results_are_read_after_those_that_landed(
         for result in LocalRunner(concurrency=2, progress=False).imap(task, patches(2)):
             landed.append(result)
     assert landed == [0] and raised.value.patch_id == patches(2)[1].id
+    assert isinstance(raised.value.__cause__, PermanentSourceError) and calls.count(1) == 1  # permanent: once
