@@ -10,9 +10,12 @@ Three figures per run, from the stored observations of the run's period and the 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import pandas as pd
+
+from ..errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,17 @@ class QualityThresholds:
     """Greatest share (0 to 1) of watched parcels without a usable acquisition in the last ``stale_weeks``."""
     stale_weeks: int = 4
     """Weeks, up to the period's end, within which a parcel needs a usable acquisition not to be stale."""
+
+    def __post_init__(self) -> None:
+        """Refuse, naming it, a share outside 0 to 1 or a ``stale_weeks`` that is no whole number of 1 or more:
+        a breach judged against such a threshold would mean nothing."""
+        for name in ("min_parcels_covered", "min_cloud_free_fraction", "max_stale_parcels"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise SpecError(f"{name} {value!r} must be a share from 0 to 1")
+        weeks = self.stale_weeks
+        if not isinstance(weeks, numbers.Integral) or isinstance(weeks, bool) or weeks < 1:
+            raise SpecError(f"stale_weeks {weeks!r} must be a whole number of weeks, 1 or more")
 
 
 def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Timestamp, end: pd.Timestamp,

@@ -10,7 +10,6 @@ every group that failed.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import pandas as pd
@@ -20,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..cube import Cube
-from ..errors import GroupError, ParcelError, QualityBreachError, ROIError, SpecError
+from ..errors import GroupError, ParcelError, QualityBreachError, ROIError
 from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
@@ -31,20 +30,6 @@ from .download import download
 from .parameters import TOIParameter, duration_from_parameter, run_start, toi_from_parameter, toi_to_parameter
 
 INGEST = "ingest"
-
-
-def _thresholds(min_parcels_covered: Any, min_cloud_free_fraction: Any, max_stale_parcels: Any,
-                stale_weeks: Any) -> QualityThresholds:
-    """The indices flow's KPI thresholds, each checked: shares from 0 to 1, ``stale_weeks`` a whole number
-    above 0. Raises SpecError naming the first that is not."""
-    shares = {"min_parcels_covered": min_parcels_covered, "min_cloud_free_fraction": min_cloud_free_fraction,
-              "max_stale_parcels": max_stale_parcels}
-    for name, value in shares.items():
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise SpecError(f"{name} {value!r} must be a share from 0 to 1")
-    if not isinstance(stale_weeks, numbers.Integral) or isinstance(stale_weeks, bool) or stale_weeks < 1:
-        raise SpecError(f"stale_weeks {stale_weeks!r} must be a whole number of weeks, 1 or more")
-    return QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
 
 
 @flow(name="stacube-fields-ingest")
@@ -239,7 +224,7 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     now = run_start()
     settings = IndexSettings(min_valid_fraction=min_valid_fraction, inward_buffer_m=inward_buffer_m,
                              **({"masked_classes": tuple(masked_classes)} if masked_classes else {}))
-    thresholds = _thresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
+    thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
     # read before the store is opened (which creates its file where none is)
     period = toi_from_parameter(toi, now=now) if toi is not None else None
     with open_parcel_store(store_url) as store:

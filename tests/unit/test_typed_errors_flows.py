@@ -289,10 +289,11 @@ def test_compute_group_refuses_a_bad_toi_before_the_store_is_read(toi):
     ((1.5, 0.2, 0.5, 4), "min_parcels_covered 1.5"), ((0.5, -0.2, 0.5, 4), "min_cloud_free_fraction -0.2"),
     ((0.5, 0.2, float("nan"), 4), "max_stale_parcels nan"), ((0.5, 0.2, "0.5", 4), "max_stale_parcels '0.5'"),
     ((0.5, 0.2, 0.5, 0), "stale_weeks 0"), ((0.5, 0.2, 0.5, 2.5), "stale_weeks 2.5"),
+    ((0.5, True, 0.5, 4), "min_cloud_free_fraction True"),
 ])
 def test_kpi_thresholds_that_are_no_shares_are_a_spec_error(thresholds, named):
-    from stacube.flows.fields import _thresholds
+    from stacube.fields.quality import QualityThresholds  # checked where they are made, the flow or not
 
     with pytest.raises(SpecError, match=named):
-        _thresholds(*thresholds)
-    assert _thresholds(0, 1, 0.5, 1).stale_weeks == 1
+        QualityThresholds(*thresholds)
+    assert QualityThresholds(0, 1, 0.5, 1).stale_weeks == 1 and QualityThresholds(stale_weeks=np.int64(2))
