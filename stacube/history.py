@@ -178,6 +178,37 @@ def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> s
 _UNITLESS = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
+def duration_problem(value: Any, positive: bool = False) -> tuple[pd.Timedelta | None, str | None]:
+    """``value`` as a duration, or what is wrong with it: one rule for ``cutoff`` and the flows' durations.
+
+    Parameters
+    ----------
+    value : Any
+        A timedelta or anything ``pd.Timedelta`` reads with a unit (``"30D"``, ``"24h"``).
+    positive : bool, optional
+        Refuse 0 too.
+
+    Returns
+    -------
+    tuple[pandas.Timedelta or None, str or None]
+        The duration and None; or None and the problem: ``"has no unit"`` (a number, which pandas would read
+        as nanoseconds), ``"is no duration pandas reads"``, ``"is no duration"`` (None, ``""``, NaT),
+        ``"is negative"`` or ``"must be more than 0"``.
+    """
+    bare_number = isinstance(value, numbers.Number) and not isinstance(value, bool | np.timedelta64)
+    if bare_number or (isinstance(value, str) and _UNITLESS.fullmatch(value)):
+        return None, "has no unit"
+    try:
+        span = pd.Timedelta(value)
+    except (ValueError, TypeError, OverflowError):
+        return None, "is no duration pandas reads"
+    if pd.isna(span):
+        return None, "is no duration"
+    if span < pd.Timedelta(0) or (positive and span == pd.Timedelta(0)):
+        return None, "must be more than 0" if positive else "is negative"
+    return span, None
+
+
 def cutoff(older_than: dt.datetime | dt.timedelta | str, name: str = "older_than") -> dt.datetime:
     """The instant before which ``expire`` drops snapshots, from whatever the user gave.
 
@@ -201,23 +232,24 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str, name: str = "older_than
         None, ``""``), is a number without a unit (``30``, ``"30"``), is negative, or is NaT.
     """
     given = f"{name}={older_than!r}"
-    bare_number = isinstance(older_than, numbers.Number) and not isinstance(older_than, bool | np.timedelta64)
-    if bare_number or (isinstance(older_than, str) and _UNITLESS.fullmatch(older_than)):
-        raise TOIError(f"{given} has no unit: give a duration such as '30D' or '24h', a timedelta or a datetime")
+    neither = f"{given} is neither a datetime nor a duration such as '30D' or '24h'"
     try:
         if isinstance(older_than, dt.datetime):  # pd.Timestamp too (and pd.NaT, refused below)
             stamp = pd.Timestamp(older_than)
         else:
-            age = pd.Timedelta(older_than)  # None, "" and "NaT" come back as NaT
-            if not pd.isna(age) and age < pd.Timedelta(0):
+            age, problem = duration_problem(older_than)
+            if problem == "has no unit":
+                raise TOIError(f"{given} has no unit: give a duration such as '30D' or '24h', a timedelta or a "
+                               "datetime")
+            if problem == "is negative":
                 raise TOIError(f"{given} is negative: give how long before now, 0 or more (e.g. '30D')")
-            stamp = pd.NaT if pd.isna(age) else pd.Timestamp.now(tz="UTC") - age
+            stamp = pd.NaT if age is None else pd.Timestamp.now(tz="UTC") - age
     except (ValueError, TypeError, OverflowError) as err:
         if isinstance(err, TOIError):
             raise
-        raise TOIError(f"{given} is neither a datetime nor a duration such as '30D' or '24h'") from err
+        raise TOIError(neither) from err
     if pd.isna(stamp):
-        raise TOIError(f"{given} is neither a datetime nor a duration such as '30D' or '24h'")
+        raise TOIError(neither)
     return aware_utc(stamp).to_pydatetime()
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
@@ -22,6 +20,7 @@ from pyproj.exceptions import CRSError
 from shapely.errors import ShapelyError
 
 from ..errors import ROIError, SpecError, TOIError
+from ..history import duration_problem
 from ..region import Region
 from ..timeaxis import TOI, naive_utc, toi_intervals
 
@@ -151,25 +150,6 @@ def toi_to_parameter(toi: TOI | None) -> TOIParameter:
     return text(toi)
 
 
-_UNITLESS = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
-
-
-def _duration_problem(value: Any, positive: bool) -> tuple[pd.Timedelta | None, str | None]:
-    """``value`` as a duration, or what is wrong with it (the rule of ``history.cutoff``)."""
-    bare_number = isinstance(value, numbers.Number) and not isinstance(value, bool | np.timedelta64)
-    if bare_number or (isinstance(value, str) and _UNITLESS.fullmatch(value)):
-        return None, "has no unit"
-    try:
-        span = pd.Timedelta(value)
-    except (ValueError, TypeError, OverflowError):
-        return None, "is no duration pandas reads"
-    if pd.isna(span):
-        return None, "is no duration"
-    if span < pd.Timedelta(0) or (positive and span == pd.Timedelta(0)):
-        return None, "must be more than 0" if positive else "is negative"
-    return span, None
-
-
 def duration_from_parameter(value: Any, name: str, positive: bool = False) -> pd.Timedelta:
     """A duration flow parameter (``"30D"``, ``"12h"``, ``"P1W"``, a timedelta) as a ``pd.Timedelta``, refused
     as ``history.cutoff`` refuses it: a number without a unit (``30``, ``"30"``, which pandas would read as
@@ -194,7 +174,7 @@ def duration_from_parameter(value: Any, name: str, positive: bool = False) -> pd
     TOIError
         If ``value`` is no such duration; names it (a TOIError is a ValueError).
     """
-    span, problem = _duration_problem(value, positive)
+    span, problem = duration_problem(value, positive)
     if span is None:
         least = "more than 0" if positive else "0 or more"
         raise TOIError(f"{name}={value!r} {problem}: give a duration such as '30D' or '12h', {least}")
@@ -232,7 +212,7 @@ def toi_from_parameter(toi: TOIParameter, now: pd.Timestamp | None = None) -> TO
     if isinstance(toi, dict) and "last" in toi:
         if set(toi) != {"last"}:
             raise TOIError(f"toi {toi!r}: a rolling window takes 'last' alone (or give 'start' and 'end')")
-        span, problem = _duration_problem(toi["last"], positive=False)
+        span, problem = duration_problem(toi["last"], positive=False)
         if span is None:
             raise TOIError(f"toi {toi!r}: 'last' must be a duration such as '30D' or '12h', 0 or more "
                            f"({toi['last']!r} {problem})")
