@@ -8,13 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import SpecError
-
-
-def filter_text(value: Any, limit: int = 300) -> str:
-    """A filter as an error message names it: its ``repr``, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+from .errors import SpecError, shown
 
 
 def read_filter(cql: Any) -> dict[str, Any]:
@@ -37,7 +31,7 @@ def read_filter(cql: Any) -> dict[str, Any]:
         unknown form, an operator given the wrong number of arguments); the message names it.
     """
     if not isinstance(cql, Mapping):
-        raise SpecError(f"filter {filter_text(cql)} is not CQL2-JSON: give a mapping such as "
+        raise SpecError(f"filter {shown(cql)} is not CQL2-JSON: give a mapping such as "
                         "{'op': '<', 'args': [{'property': 'eo:cloud_cover'}, 20]} "
                         "(cql2.Expr(text).to_json() turns CQL2 text into one)")
     import cql2
@@ -45,5 +39,5 @@ def read_filter(cql: Any) -> dict[str, Any]:
     try:
         cql2.Expr(dict(cql)).to_sql()
     except Exception as err:  # cql2 raises plain Exceptions (and ValueErrors)
-        raise SpecError(f"filter {filter_text(dict(cql))} is not CQL2-JSON that cql2 can read: {err}") from err
+        raise SpecError(f"filter {shown(dict(cql))} is not CQL2-JSON that cql2 can read: {err}") from err
     return dict(cql)

@@ -266,6 +266,12 @@ PERMANENT_ERRNOS = STORAGE_ERRNOS | {errno.ENOENT}
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def shown(value: object, limit: int = 300) -> str:
+    """A value as an error message names it: its ``repr``, cut to ``limit`` characters (a filter, an ROI)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def http_status_permanent(status: int) -> bool:
     """A 4xx (a missing file, a refused credential, a bad query) is final; 408, 425, 429 and 5xx are not."""
     return 400 <= status < 500 and status not in TRANSIENT_STATUS

@@ -32,7 +32,7 @@ import rustac
 import shapely
 from shapely.geometry import box
 
-from ..errors import CatalogError, ItemError, storage_errors
+from ..errors import CatalogError, ItemError, shown, storage_errors
 from ..timeaxis import naive_utc, utc_now
 from . import small_search
 from .footprints import trusted
@@ -643,7 +643,7 @@ class LocalCatalog:
             try:
                 found = _duckdb().search(href, **kwargs)
             except rustac.RustacError as err:
-                with_filter = f" (filter {small_search.filter_text(given)})" if given else ""
+                with_filter = f" (filter {shown(given)})" if given else ""
                 raise CatalogError(f"searching the local catalog {self.folder}{with_filter} failed: {err}") from err
         return [pystac.Item.from_dict(d, preserve_dict=False) for d in found]
 

@@ -18,7 +18,6 @@ import cql2
 import pyarrow.parquet as pq
 import rustac
 
-from ..cql import filter_text as filter_text
 from ..cql import read_filter
 
 MAX_ITEMS = 5000  # reading and matching this many takes about as long as starting DuckDB

@@ -19,7 +19,7 @@ from prefect import runtime
 from pyproj.exceptions import CRSError
 from shapely.errors import ShapelyError
 
-from ..errors import ROIError, SpecError, TOIError
+from ..errors import ROIError, SpecError, TOIError, shown
 from ..history import duration_problem
 from ..region import Region
 from ..timeaxis import TOI, naive_utc, toi_intervals
@@ -52,11 +52,6 @@ def roi_to_parameter(roi: GeoBox | Geometry | Region) -> dict[str, Any]:
     """
     geometry = Region.of(roi).geometry
     return {**geometry.json, "crs": str(geometry.crs)}
-
-
-def _short(value: Any, most: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 # What shapely and odc-geo raise for GeoJSON they cannot read: a wrong type or shape of coordinates, a
@@ -103,23 +98,23 @@ def roi_from_parameter(roi: GeoBox | Geometry | dict[str, Any]) -> GeoBox | Geom
     if isinstance(roi, (GeoBox, Geometry)):
         return roi
     if not isinstance(roi, dict) or "type" not in roi:
-        raise ROIError(f"roi must be a GeoBox, a Geometry or a GeoJSON geometry dict, got {_short(roi)}")
+        raise ROIError(f"roi must be a GeoBox, a Geometry or a GeoJSON geometry dict, got {shown(roi, 200)}")
     crs = roi.get("crs", "EPSG:4326")
     try:
         CRS(crs)
     except (CRSError, ValueError, TypeError) as err:
-        raise ROIError(f"roi {_short(roi)}: crs {crs!r} is no CRS pyproj knows ({err})") from err
+        raise ROIError(f"roi {shown(roi, 200)}: crs {crs!r} is no CRS pyproj knows ({err})") from err
     kind = roi["type"].lower() if isinstance(roi["type"], str) else roi["type"]
     if kind not in _GEOMETRY_TYPES | _OTHER_TYPES:
-        raise ROIError(f"roi {_short(roi)}: type {roi['type']!r} is no GeoJSON geometry type (Polygon, "
+        raise ROIError(f"roi {shown(roi, 200)}: type {roi['type']!r} is no GeoJSON geometry type (Polygon, "
                        f"MultiPolygon, Point, ...)")
     if kind in _GEOMETRY_TYPES and not _nested_numbers(roi.get("coordinates")):
-        raise ROIError(f"roi {_short(roi)}: a GeoJSON {roi['type']} needs 'coordinates' as nested lists of numbers")
+        raise ROIError(f"roi {shown(roi, 200)}: a GeoJSON {roi['type']} needs 'coordinates' as nested lists of numbers")
     geojson = {k: v for k, v in roi.items() if k != "crs"}
     try:
         return Geometry(geojson, crs)
     except _BAD_GEOJSON as err:
-        raise ROIError(f"roi {_short(roi)} is no GeoJSON geometry odc-geo reads: {type(err).__name__}: "
+        raise ROIError(f"roi {shown(roi, 200)} is no GeoJSON geometry odc-geo reads: {type(err).__name__}: "
                        f"{str(err)[:200]}") from None
 
 
