@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from typer.testing import CliRunner
 
 from stacube import Cube, CubeSpec, ROIError, SpecError, StacSource, StorageError, TOIError, Variable
@@ -99,4 +100,6 @@ def test_good_chunks_load_lazily_as_before(servers, make_cube, sample_layout):
     assert lazy.dem.chunks == ((100, 100, 100), (128, 128, 44)) and lazy.attrs["stacube_run"]
     eager = cube.load(roi)
     np.testing.assert_array_equal(lazy.dem.values, eager.dem.values)
+    xr.testing.assert_identical(lazy.compute().drop_attrs(deep=False), eager.drop_attrs(deep=False))  # dims, coords
+    assert {k: v for k, v in lazy.attrs.items() if k != "stacube_run"} == eager.attrs  # the same snapshot, no run
     assert cube.load(roi, chunks={}).dem.chunks == ((300,), (300,))

@@ -5,6 +5,8 @@ column) with whole numbers is an ROIError naming the cell. Valid input behaves a
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,7 +80,7 @@ def test_open_or_create_refuses_what_is_no_spec_where_the_cube_exists(tmp_path, 
     before = _versions(cube)
     with pytest.raises(SpecError) as raised:
         Cube.open_or_create(cube.url, given)
-    assert type(given).__name__ in str(raised.value)
+    assert f"got {type(given).__name__}" in str(raised.value)
     assert _versions(cube) == before
 
 
@@ -100,7 +102,7 @@ def test_open_or_create_with_a_spec_opens_or_creates_as_before(tmp_path):
 @pytest.mark.parametrize(("cell", "named"), [
     ((ZONE, 0), "('epsg3413', 0)"),  # two values
     ((ZONE, 0, 0, 0), "('epsg3413', 0, 0, 0)"),  # four
-    (5, "5"),  # not a sequence
+    (5, "cell 5 "),  # not a sequence
     ("abc", "'abc'"),  # a string is no cell, even of three characters
     ((ZONE, "x", 0), "('epsg3413', 'x', 0)"),
     ((ZONE, "1", 0), "('epsg3413', '1', 0)"),  # a number as text
@@ -123,7 +125,7 @@ def test_a_cell_that_is_no_chunk_of_the_cube_is_an_roi_error_naming_it(tmp_path,
 
 @pytest.mark.parametrize("cells", [None, 5])
 def test_cells_that_are_no_collection_are_an_roi_error_naming_them(tmp_path, cells):
-    with pytest.raises(ROIError, match=repr(cells)):
+    with pytest.raises(ROIError, match=rf"^cells {re.escape(repr(cells))}:"):
         _cube(tmp_path).plan_cells(cells)
 
 
