@@ -96,7 +96,8 @@ def test_indices_without_watched_parcels_is_a_parcel_error_and_store_nothing(tmp
 
 @pytest.mark.parametrize(("setting", "named"), [({"min_parcels_covered": 1.5}, "min_parcels_covered 1.5"),
                                                 ({"max_stale_parcels": -0.1}, "max_stale_parcels -0.1"),
-                                                ({"min_cloud_free_fraction": float("nan")}, "min_cloud_free_fraction nan"),
+                                                ({"min_cloud_free_fraction": float("nan")},
+                                                 "min_cloud_free_fraction nan"),
                                                 ({"stale_weeks": 0}, "stale_weeks 0")])
 def test_indices_refuse_a_kpi_threshold_that_is_no_share_before_any_group_runs(tmp_path, setting, named):
     from stacube.flows.fields import indices
