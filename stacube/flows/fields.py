@@ -28,6 +28,7 @@ from ..timeaxis import naive_utc, toi_span
 from .cubes import open_cube
 from .download import download
 from .parameters import TOIParameter, duration_from_parameter, run_start, toi_from_parameter, toi_to_parameter
+from .tasks import retry_unless_permanent
 
 INGEST = "ingest"
 
@@ -131,11 +132,12 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
 
 
 @task(name="group-indices", task_run_name="indices {group_id}", retries=2, retry_delay_seconds=[1, 5],
-      cache_policy=NO_CACHE)
+      retry_condition_fn=retry_unless_permanent, cache_policy=NO_CACHE)
 def group_indices_task(cube_url: str, store_url: str, catalog_dir: str | None, group_id: str, toi: TOIParameter,
                        settings: IndexSettings, run_id: str) -> dict[str, Any]:
     """One group's indices (``compute_group``), offline: a task per group, so that one group failing
-    never stops the others, and a failing group is retried twice.
+    never stops the others, and a failing group is retried twice, unless its failure is one a retry cannot fix
+    (``retry_unless_permanent``: a damaged cube, a spec it cannot read, a source refusing for good).
 
     Parameters
     ----------

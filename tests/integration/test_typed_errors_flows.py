@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 from stacube import Cube
-from stacube.errors import ItemError, ParcelError, PermanentSourceError, ROIError, SpecError, TOIError
+from stacube.errors import GroupError, ItemError, ParcelError, PermanentSourceError, ROIError, SpecError, TOIError
 from stacube.fields import clean_parcels, open_parcel_store
 from stacube.testing.season import season_parcels
 
@@ -199,6 +199,34 @@ def test_a_sync_window_failing_for_good_is_not_retried(tmp_path, sample_layout, 
         sync_catalog(str(cube.url), roi_to_parameter(sample_layout.extent_geobox()), None, str(tmp_path / "cat"),
                      split_degrees=10.0, retries=1)
     assert len(tried) == attempts
+
+
+@pytest.mark.parametrize(("failure", "attempts"), [
+    (SpecError("the cube's spec cannot be read"), 1),  # permanent: another attempt reads the same spec
+    (PermanentSourceError("404 Not Found", "https://cube.example/s2", 404), 1),
+    (ConnectionError("the cube's bucket went away"), 3),  # transient: tried again, twice
+])
+def test_a_group_failing_for_good_is_not_retried(tmp_path, monkeypatch, failure, attempts):
+    import stacube.flows.fields as fields_flows
+
+    cube = Cube.create(tmp_path / "s2", _s2_spec(), catalog_dir=tmp_path / "cat")
+    store_url = _store(tmp_path, clean_parcels(season_parcels(), "parcel_id").parcels)
+    with open_parcel_store(store_url) as store:
+        groups = list(store.groups().group_id)
+    tried = []
+
+    def failing_group(cube, store, group_id, *args, **kwargs):
+        tried.append(group_id)
+        raise GroupError(f"group {group_id}: {type(failure).__name__}: {failure}") from failure  # as compute_group
+
+    monkeypatch.setattr(fields_flows, "compute_group", failing_group)
+    monkeypatch.setattr(fields_flows, "group_indices_task",
+                        fields_flows.group_indices_task.with_options(retry_delay_seconds=0))
+    with pytest.raises(Exception, match="groups failed") as raised:
+        fields_flows.indices(str(cube.url), store_url, {"start": "2024-05-01", "end": "2024-05-05"},
+                             str(tmp_path / "cat"))
+    assert type(failure).__name__ in str(raised.value)
+    assert sorted(tried) == sorted(groups * attempts)
 
 
 # --- credentials --------------------------------------------------------------------------------------
