@@ -197,6 +197,11 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
     """One row per parcel and time step of ``tile``: NDVI and NDMI mean, median, std, valid pixels,
     the parcel's pixels, the valid fraction, whether it is usable and why not.
 
+    A pixel is valid where its SCL class is not masked, no band is nodata, and red, NIR and SWIR
+    reflectance are all above 0 (0 or below is no measurement, and its ratio is unbounded); every
+    index then lies in (-1, 1). A parcel-date is usable with at least one valid pixel and
+    ``min_valid_fraction`` of its pixels valid.
+
     Parameters
     ----------
     tile : xarray.Dataset
@@ -248,11 +253,13 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
         valid = ~np.isin(scl, masked)
         for name in (settings.red, settings.nir, settings.swir):
             valid &= valid_values(dn[name], nodata_of[name])
-        valid &= (nir + red != 0) & (nir + swir != 0)
+        # Reflectance of 0 or below is no measurement (the BOA offset's floor, noise over dark water and
+        # shadow): a ratio of such values is meaningless and unbounded (-0.009 and +0.009 give a sum of
+        # 1e-17 in floating point, an NDVI of -6e14). With all three above 0 each index lies in (-1, 1).
+        valid &= (red > 0) & (nir > 0) & (swir > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ndvi = (nir - red) / (nir + red)
             ndmi = (nir - swir) / (nir + swir)
-        valid &= np.isfinite(ndvi) & np.isfinite(ndmi)
         g = groups[valid]
         ndvi_mean, ndvi_median, ndvi_std, count = _stats(g, ndvi[valid], n)
         ndmi_mean, ndmi_median, ndmi_std, _ = _stats(g, ndmi[valid], n)
@@ -261,7 +268,7 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
         clouds = np.bincount(groups, weights=np.isin(scl, CLOUD_CLASSES), minlength=n)
         unusable = ~valid & ~np.isin(scl, CLOUD_CLASSES)
         nodata = np.bincount(groups, weights=unusable, minlength=n)
-        usable = (pixels > 0) & (fraction >= settings.min_valid_fraction)
+        usable = (count > 0) & (fraction >= settings.min_valid_fraction)  # a share of 0 still needs a pixel
         reason = np.where(usable, None, np.where(pixels == 0, "smaller than a pixel",
                                                  np.where(clouds >= nodata, "clouds", "nodata")))
         when = pd.Timestamp(tile.time.values[step]) if "time" in tile.dims else pd.NaT

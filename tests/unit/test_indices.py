@@ -56,3 +56,45 @@ def test_a_cube_without_a_declared_convention_needs_one_given_and_a_declared_one
     assert rows.ndvi_mean.iloc[0] == pytest.approx((0.4 - 0.2) / (0.4 + 0.2))
     with pytest.raises(RadiometryError, match="contradicts"):
         parcel_statistics(_tile(), parcels, IndexSettings(scale=0.0001, offset=0.0))
+
+
+def _pixels(red, nir, swir, scl=4):
+    """A Tile whose first row holds the given DNs from its first column on (the rest: red 2000, NIR 4000)."""
+    tile = _tile()
+    for name, values in (("B04", red), ("B08", nir), ("B11", swir), ("SCL", scl)):
+        values = np.atleast_1d(values)
+        tile[name].values[0, 0, :len(values)] = values
+    return tile
+
+
+def test_a_pixel_with_no_positive_reflectance_is_left_out_not_averaged_as_a_huge_ratio():
+    # stored DN -> reflectance DN * 0.0001 - 0.1: red 910 / NIR 1090 is -0.009 / +0.009, whose sum is 0 by hand but
+    # 1.4e-17 in floating point (an NDVI of -6.5e14); red 950 / NIR 1051 is -0.005 / +0.0051 (an NDVI of 101)
+    parcel = _parcels(shapely.box(500_000, 5_200_280, 500_030, 5_200_300))  # the first 3 pixels of the top 2 rows
+    for red, nir, swir in [((2000, 910, 2000), (4000, 1090, 4000), (3000, 3000, 3000)),
+                           ((2000, 950, 2000), (4000, 1051, 4000), (3000, 3000, 3000)),
+                           ((2000, 2000, 2000), (4000, 4000, 4000), (3000, 1000, 3000))]:  # SWIR reflectance 0
+        row = parcel_statistics(_pixels(red, nir, swir), parcel).iloc[0]
+        assert row.total_pixels == 6 and row.valid_pixels == 5, (red, nir, swir)
+        assert row.ndvi_mean == pytest.approx(0.5) and row.ndvi_median == pytest.approx(0.5)
+        assert row.ndmi_mean == pytest.approx((0.3 - 0.2) / (0.3 + 0.2))
+
+
+def test_every_index_of_any_stored_numbers_lies_between_minus_one_and_one():
+    rng = np.random.default_rng(7)
+    tile = _tile()
+    for name in ("B04", "B08", "B11"):
+        tile[name].values[...] = rng.integers(1, 2400, tile[name].shape, dtype="uint16")  # around the 0.0 reflectance
+    parcels = _parcels(*(shapely.box(500_000 + 40 * i, 5_200_000, 500_040 + 40 * i, 5_200_300) for i in range(10)))
+    rows = parcel_statistics(tile, parcels)
+    assert rows.valid_pixels.sum() > 0
+    for column in ("ndvi_mean", "ndvi_median", "ndmi_mean", "ndmi_median"):
+        assert rows[column].between(-1, 1).all(), rows[column].describe()
+
+
+def test_a_parcel_without_a_valid_pixel_is_never_usable_even_when_no_share_is_required():
+    cloudy = _tile()
+    cloudy["SCL"].values[...] = 9  # cloud, high probability
+    rows = parcel_statistics(cloudy, _parcels(shapely.box(500_100, 5_200_100, 500_300, 5_200_250)),
+                             IndexSettings(min_valid_fraction=0.0))
+    assert rows.valid_pixels.iloc[0] == 0 and not rows.usable.iloc[0] and rows.reason.iloc[0] == "clouds"
