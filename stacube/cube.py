@@ -639,7 +639,8 @@ class Cube:
         Time steps that no Item fed under the ROI (no acquisition that day) are left out, as
         odc-stac does, so a TOI of days without acquisitions gives an empty time axis;
         ``empty_steps=True`` keeps every step of the TOI. Offline, missing patches come back as
-        nodata (their steps kept) and are listed in ``attrs['missing_patches']``. ``area`` (inside
+        nodata (their steps kept) and are listed in ``attrs['missing_patches']``, as are patches that
+        failed and were skipped by a runner with ``skip_failed``. ``area`` (inside
         the ROI; default the whole ROI) is what matters: only patches meeting it are downloaded,
         counted as missing or decide which steps hold data; the rest of the Tile is what the cube holds.
 
@@ -697,8 +698,8 @@ class Cube:
         Warns
         -----
         UserWarning
-            When patches under the ROI are not in the cube (offline, ``at``, or no Items published yet):
-            they are nodata in the Tile.
+            When patches under the ROI are not in the cube (offline, ``at``, no Items published yet, or
+            failed and skipped): they are nodata in the Tile.
         """
         names = self._variables(variables)
         region = Region.of(roi)  # the Tile's grid
@@ -727,8 +728,8 @@ class Cube:
                         fresh.paste(patch, written)
                     report = run.commit()
             root, snapshot = self._root()
-            pending = set(report.patches_pending)
-            plan.missing = [p for p in plan.missing if p.id in pending]
+            unfilled = set(report.patches_pending) | set(report.patches_failed)  # failed: a skip_failed runner
+            plan.missing = [p for p in plan.missing if p.id in unfilled]
         if steps is not None and not empty_steps:
             with_data = steps_with_data(root, names, plan.patches)
             steps = [step for step in steps if step in with_data]
@@ -743,9 +744,12 @@ class Cube:
         tile.attrs["stacube_snapshot"] = snapshot
         tile.attrs["missing_patches"] = [p.id for p in plan.missing]
         if plan.missing:
+            failed = [p.id for p in plan.missing if report is not None and p.id in report.patches_failed]
+            why = (f"{len(failed)} of them failed and were skipped, see the run's patches_failed" if failed
+                   else "offline or historical load, or no Items published yet")
             warnings.warn(
                 f"{len(plan.missing)} patch(es) under the ROI are not in the cube and were returned as nodata "
-                f"(offline or historical load, or no Items published yet): {[p.id for p in plan.missing][:5]}",
+                f"({why}): {[p.id for p in plan.missing][:5]}",
                 stacklevel=2,
             )
         if report is not None:

@@ -123,6 +123,27 @@ def test_a_corrupt_cog_fails_the_run_names_patch_and_url_and_commits_nothing(pri
     assert set(report.patches_written) == failed and report.patches_already_filled == 64 - len(failed)
 
 
+@pytest.mark.parametrize("shift", [0.0, 0.5], ids=["pasted", "read-back"])
+def test_a_cold_load_that_skipped_failed_patches_names_them_missing_and_warns(private_servers, tmp_path,
+                                                                             sample_layout, shift):
+    folder, _, api = private_servers
+    cube = Cube.create(tmp_path / "c", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "cat")
+    (folder / "tile_r3_c3_dem.tif").write_bytes(b"II*\x00" + b"\x00" * 200)  # a TIFF header and garbage
+    roi = sample_layout.extent_geobox()[1024:1535, 1024:1535]  # 4 patches (shifted too), one over tile r3c3
+    roi = roi.translate_pix(shift, shift)  # by half a pixel: off the zone's grid, read back from the cube
+    with pytest.warns(UserWarning, match="not in the cube") as caught:
+        tile = cube.load(roi, runner=LocalRunner(retries=0, skip_failed=True, progress=False))
+    report = cube.repo.lookup_snapshot(tile.attrs["stacube_snapshot"]).metadata["stacube"]
+    assert report["patches_failed"] == ["epsg3413/y5x5"] == tile.attrs["missing_patches"]
+    assert sorted(report["patches"]) == ["epsg3413/y4x4", "epsg3413/y4x5", "epsg3413/y5x4"]
+    assert any("1 of them failed" in str(w.message) for w in caught)
+    assert np.isnan(tile.dem.values[-1, -1]) and np.isfinite(tile.dem.values[0, 0])
+    with pytest.warns(UserWarning, match="not in the cube"):
+        warm = cube.load(roi, offline=True)
+    assert sorted(warm.attrs["missing_patches"]) == sorted(tile.attrs["missing_patches"])  # as the cube says
+    np.testing.assert_array_equal(tile.dem.values, warm.dem.values)
+
+
 def test_transient_server_errors_are_retried_until_the_run_completes(servers, sample_dir, tmp_path, sample_layout):
     from stacube.testing.servers import serve_sample
 
