@@ -178,7 +178,7 @@ def _zone_part(group: zarr.Group, name: str, zone: GeoBox, steps: Sequence[int] 
     if pastes(info):
         out[(..., *info.roi_dst)] = values
         return out
-    return reproject_values(values, zone[info.roi_src], part, variable)
+    return reproject_values(values, zone[info.roi_src], part, variable, name)
 
 
 def block_sizes(dst: GeoBox, steps: Sequence[int] | None, chunks: Mapping[str, Any]) -> tuple[int, int, int]:
