@@ -94,12 +94,16 @@ def load_many(cube: Cube, rois: Iterable[GeoBox | Geometry], toi: TOI | None = N
     ``stacube_snapshot`` of a Tile yielded while the run is still going is None: its values are the
     run's and will be in the run's commit, the snapshot whose metadata holds ``run_id ==
     tile.attrs["stacube_run"]``. When the run commits, the attrs of the Tiles yielded before are set
-    to that snapshot in place (the loop's last ``next`` waits for the commit). Tiles yielded after the
-    commit carry the snapshot they were read from.
+    to that snapshot in place (the loop's last ``next`` waits for the commit). The exception: a patch
+    under such a Tile that a concurrent run also wrote and won when the commit settled the overlap
+    (``report.patches_kept_from_other_run``); that Tile keeps None, lists those patches in
+    ``superseded_patches``, and a warning says to load it again. Tiles yielded after the commit carry
+    the snapshot they were read from.
 
     If the run fails, iterating raises the run's error after the Tiles already yielded, and nothing
     is committed. Leaving the loop early (``break``, an exception, Ctrl-C) or ``close()`` cancels the
-    run: nothing is committed. ``offline=True`` never downloads: missing patches come back as nodata
+    run: nothing is committed, unless the commit had begun (every patch in), which then lands whole.
+    ``offline=True`` never downloads: missing patches come back as nodata
     and are listed in each Tile's ``missing_patches``. With nothing missing there is no run and no
     commit. ``progress`` shows the run's bar (patches); ``hold_bytes`` bounds the Tiles held (see the
     module's docstring); ``on_patch(written, total)`` hears each patch written (from the run's thread).
@@ -256,7 +260,8 @@ class TileStream(Iterator["xr.Dataset"]):
         self._done = False
         self._error: BaseException | None = None
         self._cancelled = False
-        self._early: list[dict] = []  # attrs of Tiles yielded before the commit, set when it lands
+        # attrs and patch ids of the Tiles yielded before the commit, stamped with its snapshot when it lands
+        self._early: list[tuple[dict, list[str]]] = []
         self._gen = self._read_all() if self.run_id is None else self._stream()
 
     # --- iterating --------------------------------------------------------------------------
@@ -320,6 +325,27 @@ class TileStream(Iterator["xr.Dataset"]):
         with_data = steps_with_data(root, self.names, [self.union[p] for p in rec.patches])
         return [step for step in self.steps if step in with_data]
 
+    def _stamp_early(self) -> None:
+        """Name the committed snapshot in the Tiles yielded before the commit, except where it holds other
+        values: a patch under the Tile that a concurrent run also wrote and whose values won (the settle
+        rule) is not what the Tile shows. Such a Tile keeps ``stacube_snapshot`` None, lists the patches in
+        ``superseded_patches``, and a warning says to load it again."""
+        snapshot = self.report.snapshot_id if self.report and self.report.snapshot_id else self._root_after[1]
+        theirs = set(self.report.patches_kept_from_other_run) if self.report else set()
+        superseded = 0
+        for attrs, patches in self._early:
+            replaced = sorted(theirs.intersection(patches))
+            if replaced:
+                attrs["superseded_patches"] = replaced
+                superseded += 1
+            else:
+                attrs["stacube_snapshot"] = snapshot
+        self._early = []
+        if superseded:
+            warnings.warn(f"{superseded} Tile(s) yielded before the commit hold values that a concurrent run's "
+                          f"commit replaced ({sorted(theirs)[:5]}): their stacube_snapshot stays None and their "
+                          "superseded_patches name them; load those ROIs again for the cube's values", stacklevel=3)
+
     def _attrs(self, tile: xr.Dataset, snapshot: str | None, missing: list[str]) -> xr.Dataset:
         tile.attrs["stacube_cube"] = self.cube.url
         tile.attrs["stacube_snapshot"] = snapshot
@@ -354,10 +380,7 @@ class TileStream(Iterator["xr.Dataset"]):
             if self._error is not None:
                 raise self._error
             finished = True
-            snapshot = self.report.snapshot_id if self.report and self.report.snapshot_id else self._root_after[1]
-            for attrs in self._early:
-                attrs["stacube_snapshot"] = snapshot
-            self._early = []
+            self._stamp_early()
         finally:
             if not finished:
                 with self._lock:
@@ -519,7 +542,7 @@ class TileStream(Iterator["xr.Dataset"]):
             with_data |= {self.union[p].time_index for p in rec.patches if self._has_data.get(p)}
             kept = [step for step in self.steps if step in with_data]
         tile = self._attrs(rec.fresh.finish(self.base_root, kept), None, [])
-        self._early.append(tile.attrs)
+        self._early.append((tile.attrs, list(rec.patches)))
         return tile
 
     def _after_run(self, rec: _Roi) -> xr.Dataset:

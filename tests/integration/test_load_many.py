@@ -190,6 +190,58 @@ def test_leaving_the_loop_early_cancels_the_run(sample_dir, sample_layout, tmp_p
     assert not [t for t in threading.enumerate() if t.name == "stacube-load-many"]
 
 
+def test_a_tile_yielded_before_a_concurrent_run_won_its_patch_never_names_the_snapshot(servers, make_cube, tmp_path,
+                                                                                     sample_layout, monkeypatch):
+    import contextlib
+
+    import stacube.run
+    from stacube.plan import attach_items
+    from stacube.runners import LocalRunner
+
+    from .test_concurrent import _Shifted
+
+    _, api = servers
+    cube = make_cube(api.url)
+    zone = sample_layout.extent_geobox()
+    contested, alone = zone[0:256, 0:256], zone[1024:1280, 1024:1280]
+    start_run = stacube.run.start_run
+    first_taken = threading.Event()
+
+    def with_a_rival(repo, spec, patches, backend, runner, **kwargs):
+        """This run reads +100 m; while it waits to commit, a run started later writes the first ROI's patch
+        at +200 m and commits first: the later stamp wins that patch when this run settles overlaps."""
+        lock = kwargs["commit_lock"]
+
+        @contextlib.contextmanager
+        def rival_first():
+            assert first_taken.wait(30)  # the first Tile is out, before this commit
+            other = Cube.open(cube.url, catalog_dir=tmp_path / "catalog")
+            theirs = attach_items(other.spec, other.catalog, other.plan(contested).missing)
+            start_run(other.repo, other.spec, theirs, _Shifted(other.spec.source.backend(other.spec.variables), 200.0),
+                      LocalRunner(concurrency=1, progress=False)).complete()
+            with lock():
+                yield
+
+        kwargs["commit_lock"] = rival_first
+        return start_run(repo, spec, patches, _Shifted(backend, 100.0), runner, **kwargs)
+
+    monkeypatch.setattr(stacube.run, "start_run", with_a_rival)
+    stream = cube.load_many([contested, alone], progress=False, concurrency=1)
+    tiles = []
+    with pytest.warns(UserWarning, match="1 Tile.*before the commit.*replaced.*y0x0"):
+        for tile in stream:
+            tiles.append(tile)
+            first_taken.set()
+    assert stream.report.patches_kept_from_other_run == ["epsg3413/y0x0"]
+    early, late = tiles
+    assert early.attrs["stacube_snapshot"] is None and early.attrs["superseded_patches"] == ["epsg3413/y0x0"]
+    committed = cube.load(contested, at=stream.report.snapshot_id, offline=True)
+    assert not np.allclose(early.dem.values, committed.dem.values, equal_nan=True)  # what the attrs warn of
+    assert "superseded_patches" not in late.attrs
+    late_committed = cube.load(alone, at=late.attrs["stacube_snapshot"], offline=True)
+    np.testing.assert_array_equal(late.dem.values, late_committed.dem.values)
+
+
 def test_offline_never_downloads_and_lists_what_is_missing(servers, make_cube, sample_layout):
     _, api = servers
     cube = make_cube(api.url)
