@@ -58,3 +58,33 @@ def test_items_declaring_a_type_but_no_nodata_read_into_a_cube_whose_fill_that_t
         assert out[0, 0] == pytest.approx(0.2) and out[0, 40] == pytest.approx(0.2) and np.isnan(out[-1, -1])
     else:
         assert out[0, 0] == 3000 and out[0, 40] == 3000 and out[-1, -1] == 0
+
+
+@pytest.mark.parametrize("first_declares", [False, True])
+def test_items_of_one_patch_that_differ_in_declaring_nodata_keep_nodata_and_each_others_data(tmp_path, first_declares):
+    # an old-baseline Item (no offset) and a new one (-0.1), as Planetary Computer (nothing declared) and
+    # Earth Search (nodata 0) publish them: where neither has data the cube holds nodata, never reflectance 0.0
+    backend = _backend(Variable("uint16", nodata=0, scale_factor=1e-4, add_offset=-0.1))
+    old = _item(tmp_path, 1, 1234, 0.0, nodata=0 if first_declares else None)
+    new = _item(tmp_path, 2, 2234, -0.1, 500_160, nodata=None if first_declares else 0)
+    with rasterio.open(old.assets["b"].href, "r+") as dst:  # its first four columns hold no data (DN 0)
+        dst.write(np.zeros((1, 32, 4), "uint16"), window=((0, 32), (0, 4)))
+    out = backend.read(PatchIndex("z", 0, 0, ZONE, items=(old, new)))["v"]
+    np.testing.assert_array_equal(out[0, :4], 0)  # the old Item's own nodata
+    np.testing.assert_array_equal(out[0, 4:32], 2234)  # 1234 brought to the cube's convention (+1000)
+    np.testing.assert_array_equal(out[0, 32:48], 2234)  # where only the new Item reaches
+    np.testing.assert_array_equal(out[0, 48:], 0)  # where no Item reaches
+    np.testing.assert_array_equal(out[32:], 0)
+
+
+def test_items_of_one_patch_declaring_different_nodata_are_an_item_error_naming_them(tmp_path):
+    from stacube.errors import ItemError
+
+    backend = _backend(Variable("uint16", nodata=0, scale_factor=1e-4, add_offset=-0.1))
+    items = (_item(tmp_path, 1, 1234, -0.1, nodata=0), _item(tmp_path, 2, 2234, -0.1, 500_160, nodata=65535))
+    mixed = (items[0], _item(tmp_path, 3, 2234, -0.1, 500_160, nodata=None), _item(tmp_path, 4, 1, -0.1, nodata=0))
+    for item in mixed[1:]:
+        item.datetime = item.datetime.replace(hour=11)
+    assert backend.read(PatchIndex("z", 0, 0, ZONE, items=mixed))["v"][0, 40] == 2234  # one value, some silent: fine
+    with pytest.raises(ItemError, match=r"declare different nodata for asset 'b' \(0: item1; 65535: item2\)"):
+        backend.read(PatchIndex("z", 0, 0, ZONE, items=items))

@@ -67,6 +67,22 @@ def _declared_nodata(items: tuple[pystac.Item, ...], asset: str) -> float | int 
     return _declared(items, asset, "nodata")
 
 
+def _nodata_declarations(items: tuple[pystac.Item, ...], asset: str) -> dict[Any, list[str]]:
+    """Each nodata the Items declare for ``asset`` (None: declares none; every NaN as one) -> the Items' ids."""
+    found: dict[Any, list[str]] = {}
+    for item in items:
+        value = _declared((item,), asset, "nodata")
+        if isinstance(value, str):  # the raster extension writes "nan", "inf" and "-inf" as text
+            try:
+                value = float(value)
+            except ValueError:
+                raise ItemError(f"Item {item.id!r} asset {asset!r} declares nodata {value!r}, which is no number") \
+                    from None
+        key = next((k for k in found if k is not None and value is not None and is_nan(k) and is_nan(value)), value)
+        found.setdefault(key, []).append(item.id)
+    return found
+
+
 def _declared_dtype(items: tuple[pystac.Item, ...], asset: str) -> str | None:
     declared = _declared(items, asset, "data_type")
     try:
@@ -504,11 +520,20 @@ class StacBackend:
         return result, clipped
 
     def _fill(self, patch: PatchIndex, name: str) -> float | int | None:
-        """The value odc-stac fills with: none where the Items declare nodata (odc-stac then uses the
-        source's), else the cube's nodata, so pixels no Item reaches never read as 0."""
+        """The value odc-stac fills with, and reads as nodata in every Item: none where every Item declares
+        the same nodata (odc-stac then uses it per band); that value where only some Items declare it
+        (odc-stac would take the first Item's, none, for all of them: pixels no Item reaches and the others'
+        nodata would read as valid 0s and hide the next Item); else the cube's nodata, so pixels no Item
+        reaches never read as 0. Items of one patch declaring different nodata are an ItemError."""
         var = self.variables[name]
-        if _declared_nodata(patch.items, self.assets[name]) is not None:
-            return None
+        declared = _nodata_declarations(patch.items, self.assets[name])
+        values = [value for value in declared if value is not None]
+        if len(values) > 1:
+            listed = "; ".join(f"{value!r}: {', '.join(ids)}" for value, ids in declared.items())
+            raise ItemError(f"the Items of patch {patch.id} declare different nodata for asset "
+                            f"{self.assets[name]!r} ({listed}): one value must mean no data for all of them")
+        if values:
+            return None if None not in declared else values[0]
         return int(var.nodata) if var.numpy_dtype.kind == "b" else var.nodata
 
     def _load_groups(self, patch: PatchIndex) -> list[dict[str, str]]:
