@@ -17,14 +17,15 @@ ZONE = GeoBox((64, 64), Affine(10, 0, 500_000, 0, -10, 5_000_000), "EPSG:32633")
 FOOTPRINT = {"type": "Polygon", "coordinates": [[[14.9, 45.0], [15.1, 45.0], [15.1, 45.2], [14.9, 45.2], [14.9, 45.0]]]}
 
 
-def _item(folder, n: int, value: int, offset: float, x0: float = 500_000, nodata: int | None = 0) -> pystac.Item:
-    """A 32 x 32 uint16 COG-like GeoTIFF and its Item (scale 1e-4, the given offset)."""
+def _item(folder, n: int, value: int, offset: float, x0: float = 500_000, nodata: int | None = 0,
+          dtype: str = "uint16") -> pystac.Item:
+    """A 32 x 32 COG-like GeoTIFF and its Item (scale 1e-4, the given offset)."""
     transform = Affine(10, 0, x0, 0, -10, 5_000_000)
     path = folder / f"item{n}.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype="uint16", crs="EPSG:32633",
+    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype=dtype, crs="EPSG:32633",
                        transform=transform, nodata=nodata) as dst:
-        dst.write(np.full((1, 32, 32), value, "uint16"))
-    band = {"data_type": "uint16", "scale": 1e-4, "offset": offset}
+        dst.write(np.full((1, 32, 32), value, dtype))
+    band = {"data_type": dtype, "scale": 1e-4, "offset": offset}
     if nodata is not None:
         band["nodata"] = nodata
     item = pystac.Item(f"item{n}", FOOTPRINT, None, dt.datetime(2024, 1, 1, 10, n), {"proj:code": "EPSG:32633"})
@@ -46,6 +47,15 @@ def test_an_item_in_the_cubes_convention_is_clipped_not_wrapped_when_another_ite
     beside = backend.read(PatchIndex("z", 0, 0, ZONE, items=(saturated, _item(tmp_path, 2, 5000, -0.1, 500_320))))
     assert alone["v"][0, 0] == 32767 and beside["v"][0, 0] == 32767  # the same value whoever shares the patch
     assert beside["v"][0, 40] == 4000 and beside.clipped == {"v": 32 * 32}  # the other Item converted: 5000 - 1000
+    assert alone.clipped == {"v": 32 * 32}  # and counted, alone too
+
+
+def test_a_valid_value_the_cubes_type_cannot_hold_never_becomes_nodata_though_no_item_needs_converting(tmp_path):
+    backend = _backend(Variable("uint16", nodata=0, scale_factor=1e-4, add_offset=0.0))
+    below = _item(tmp_path, 1, -5, 0.0, nodata=100, dtype="int16")  # valid, below uint16's range
+    out = backend.read(PatchIndex("z", 0, 0, ZONE, items=(below,)))
+    assert out["v"][0, 0] == 1 and out["v"][-1, -1] == 0  # clipped to the least valid value, not to nodata
+    assert out.clipped == {"v": 32 * 32}
 
 
 @pytest.mark.parametrize("variable", [Variable("float32"), Variable("uint16", nodata=0, scale_factor=1e-4,

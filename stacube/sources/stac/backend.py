@@ -550,15 +550,19 @@ class StacBackend:
 
     def _load_dtype(self, patch: PatchIndex, name: str, conventions: list[Convention]) -> str:
         """What odc-stac reads a variable as: the cube's dtype where the Items already hold the cube's
-        convention, else the source's own (``raster:bands`` data_type), so no value is cut before it
-        is converted. GDAL has no boolean type: masks are read as uint8 and cast back."""
+        convention in a type it holds, else the source's own (``raster:bands`` data_type), so no value is
+        cut before it is converted (or clipped and counted). GDAL has no boolean type: masks are read as
+        uint8 and cast back."""
         variable = self.variables[name]
         if variable.numpy_dtype.kind == "b":
             return "uint8"
         target = variable.convention
-        if target is None or all(same(c, target) for c in conventions):
-            return variable.dtype
         declared = _declared_dtype(patch.items, self.assets[name])
+        if target is None or (all(same(c, target) for c in conventions) and (
+                declared is None or np.can_cast(declared, variable.numpy_dtype, "safe"))):
+            return variable.dtype
+        # The source's own type where it converts, or holds values the cube's type cannot: GDAL would clamp
+        # them uncounted (uint16 40000 into int16), a valid -5 into a uint16 onto its nodata 0
         fill = self._fill(patch, name)
         if declared is None or (fill is not None and not _holds(np.dtype(declared), fill)):
             return "float64"  # the source's own type cannot hold the fill for pixels no Item covers
