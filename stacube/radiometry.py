@@ -31,8 +31,9 @@ Where a catalog's metadata is known to be unreliable, a source names a policy in
     (water; vegetation in the visible bands) sit far below 1000 once shifted. If the 5th
     percentile of the Item's valid reflectance DN is below 900, it was shifted (offset 0), else it
     is raw (offset -0.1). Each decision, with its percentile, is listed in the commit metadata;
-    with too few pixels to judge, the flag's reading (-0.1) is kept and the commit says so.
-    Element 84 recommend ``sentinel-2-c1-l2a`` instead.
+    with too few pixels to judge, the flag's reading (-0.1) is kept and the commit says so. Blind
+    spot: a shifted granule without dark surfaces (bare soil, desert, snow, nearly all cloud) also
+    sits above 900 and is read as raw, 0.1 too low. Element 84 recommend ``sentinel-2-c1-l2a`` instead.
 ``as-cube``
     the Items' numbers are in the cube's convention already (a preset that knows its source, such
     as an Earth Engine collection whose scaling is documented, not declared).
