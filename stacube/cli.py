@@ -172,7 +172,8 @@ def _megabytes(row: dict[str, Any], as_json: bool) -> dict[str, Any]:
 def _report(report: Any) -> dict[str, Any]:
     return {"snapshot_id": report.snapshot_id, "run_id": report.run_id,
             "patches_written": len(report.patches_written), "patches_empty": len(report.patches_empty),
-            "patches_pending": len(report.patches_pending), "patches_already_filled": report.patches_already_filled,
+            "patches_pending": len(report.patches_pending), "patches_provisional": len(report.patches_provisional),
+            "patches_already_filled": report.patches_already_filled,
             "patches_failed": {k: f.message for k, f in report.patches_failed.items()},
             "items_superseded": report.items_superseded, "items_misaligned": report.items_misaligned,
             "clipped": report.clipped, "judged_from_pixels": report.judged,

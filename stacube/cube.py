@@ -40,7 +40,7 @@ from .lazy import block_sizes, check_fits, lazy_tile
 from .lonlat import lonlat_footprint
 from .opened import OpenedGroup
 from .plan import Plan, attach_items, plan_cells, plan_patches
-from .read import read_tile, steps_with_data
+from .read import holding_data, read_tile, steps_with_data
 from .redaction import redact_log_records
 from .region import Region
 from .run import METADATA_KEY, Run, RunReport, start_run
@@ -55,7 +55,7 @@ from .store import (
     is_bare,
     open_repository,
 )
-from .timeaxis import TOI, TimeLike, select_steps
+from .timeaxis import TOI, TimeLike, select_steps, utc_now
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -496,12 +496,13 @@ class Cube:
                    keep_values: bool = False) -> Run:
         """The run of what ``plan`` lacks: its Items from the catalog (synced where it does not cover them),
         checked, and a session forked for the patches (``run.start_run``); nothing read yet."""
+        as_of = utc_now()  # before the catalog is asked: Items published after it are not this run's
         patches = attach_items(self.spec, self.catalog, plan.missing)
         with storage_errors(self.url, "cube"):
             return start_run(self.repo, self.spec, patches, self.spec.source.backend(self.spec.variables), runner,
                              already_filled=len(plan.patches) - len(plan.missing), message=message,
                              commit_lock=functools.partial(commit_lock, self.url), extra_metadata=metadata,
-                             keep_values=keep_values)
+                             keep_values=keep_values, as_of=as_of)
 
     def rois(self, last: int = 10) -> list[Any]:
         """The ROIs of the last ``last`` runs that wrote to the cube, newest first, as lon/lat shapely
@@ -742,7 +743,10 @@ class Cube:
             tile = read_tile(spec, root, dst, steps, names)
         tile.attrs["stacube_cube"] = self.url
         tile.attrs["stacube_snapshot"] = snapshot
+        provisional = holding_data(root, names, plan.missing)  # recent: shown, but read again by a download
+        plan.missing = [p for p in plan.missing if p.id not in provisional]
         tile.attrs["missing_patches"] = [p.id for p in plan.missing]
+        tile.attrs["provisional_patches"] = sorted(provisional)
         if plan.missing:
             failed = [p.id for p in plan.missing if report is not None and p.id in report.patches_failed]
             why = (f"{len(failed)} of them failed and were skipped, see the run's patches_failed" if failed

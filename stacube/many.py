@@ -244,7 +244,11 @@ class TileStream(Iterator["xr.Dataset"]):
         self.read_after_commit = 0  # Tiles read back from the committed snapshot rather than pasted
         self.report: RunReport | None = None
         if offline and self.missing:
-            ids = [p.id for p in self.missing]
+            from .read import holding_data
+
+            held = holding_data(root, self.names, self.missing)  # recent patches: shown, provisional
+            ids = [p.id for p in self.missing if p.id not in held]
+        if offline and self.missing and ids:
             warnings.warn(f"{len(ids)} patch(es) under the ROIs are not in the cube and are returned as nodata "
                           f"(offline): {ids[:5]}", stacklevel=4)
         self._lock = threading.Condition()
@@ -260,6 +264,7 @@ class TileStream(Iterator["xr.Dataset"]):
         self._done = False
         self._error: BaseException | None = None
         self._cancelled = False
+        self._as_of: Any = None  # when the run asked the catalog (set by ``_run``)
         # attrs and patch ids of the Tiles yielded before the commit, stamped with its snapshot when it lands
         self._early: list[tuple[dict, list[str]]] = []
         self._gen = self._read_all() if self.run_id is None else self._stream()
@@ -309,7 +314,7 @@ class TileStream(Iterator["xr.Dataset"]):
         """Offline, or nothing missing: every Tile read from the snapshot planned on, as ``load`` reads it."""
         for rec in self.records:
             missing = [p for p in rec.patches if p in self.missing_ids]
-            yield self._attrs(self._read(self.base_root, rec), self.base_snapshot, missing)
+            yield self._attrs(self._read(self.base_root, rec), self.base_snapshot, missing, self.base_root)
 
     def _read(self, root: zarr.Group, rec: _Roi) -> xr.Dataset:
         from .read import read_tile
@@ -333,7 +338,9 @@ class TileStream(Iterator["xr.Dataset"]):
         snapshot = self.report.snapshot_id if self.report and self.report.snapshot_id else self._root_after[1]
         theirs = set(self.report.patches_kept_from_other_run) if self.report else set()
         superseded = 0
+        provisional = set(self.report.patches_provisional) if self.report else set()
         for attrs, patches in self._early:
+            attrs["provisional_patches"] = sorted(provisional.intersection(patches))
             replaced = sorted(theirs.intersection(patches))
             if replaced:
                 attrs["superseded_patches"] = replaced
@@ -346,10 +353,18 @@ class TileStream(Iterator["xr.Dataset"]):
                           f"commit replaced ({sorted(theirs)[:5]}): their stacube_snapshot stays None and their "
                           "superseded_patches name them; load those ROIs again for the cube's values", stacklevel=3)
 
-    def _attrs(self, tile: xr.Dataset, snapshot: str | None, missing: list[str]) -> xr.Dataset:
+    def _attrs(self, tile: xr.Dataset, snapshot: str | None, unfilled: list[str],
+               root: zarr.Group | None) -> xr.Dataset:
+        """A Tile's attrs, as ``load`` sets them: of the patches not recorded as filled, those whose chunks hold
+        data (recent: ``provisional_patches``) and those that are nodata (``missing_patches``)."""
+        from .read import holding_data
+
+        held = holding_data(root, self.names, [self.union[p] for p in unfilled]) if root is not None and unfilled \
+            else set()
         tile.attrs["stacube_cube"] = self.cube.url
         tile.attrs["stacube_snapshot"] = snapshot
-        tile.attrs["missing_patches"] = missing
+        tile.attrs["missing_patches"] = [p for p in unfilled if p not in held]
+        tile.attrs["provisional_patches"] = sorted(held)
         if self.run_id is not None:
             tile.attrs["stacube_run"] = self.run_id
         return tile
@@ -400,6 +415,7 @@ class TileStream(Iterator["xr.Dataset"]):
                         "load_many": {"rois": len(self.records), "patches": self.patches,
                                       "patches_missing": self.patches_missing},
                         **(self.extra_metadata or {})}
+            self._as_of = utc_now()  # before the catalog is asked (``plan.settled``)
             patches = attach_items(self.spec, self.cube.catalog, self.missing)
             with self._lock:
                 if self._cancelled:
@@ -411,7 +427,7 @@ class TileStream(Iterator["xr.Dataset"]):
                 run = start_run(self.cube.repo, self.spec, patches, backend, runner,
                                 already_filled=self.patches - self.patches_missing,
                                 commit_lock=functools.partial(commit_lock, self.cube.url),
-                                extra_metadata=metadata, run_id=self.run_id, keep_values=True)
+                                extra_metadata=metadata, run_id=self.run_id, keep_values=True, as_of=self._as_of)
                 self._attempting(run.reads)
                 with contextlib.closing(run.landed()) as landed:
                     for patch, written in landed:
@@ -455,12 +471,11 @@ class TileStream(Iterator["xr.Dataset"]):
         self._advance()
 
     def _pending(self, patch: PatchIndex) -> bool:
-        """Whether the run would leave this patch unfilled were it empty (a recent step: ``Run.commit``'s rule).
-        Only ever turns False as time passes, so False now is False at the commit."""
-        if patch.time_range is None:
-            return False
-        settled_before = utc_now() - self.spec.source.lag
-        return patch.time_range[1] > settled_before
+        """Whether the run would leave this patch unfilled were it empty (a recent step: ``Run.commit``'s rule,
+        ``plan.settled``, as of the same moment the run judges by)."""
+        from .plan import settled
+
+        return not settled(self.spec, patch, self._as_of)
 
     def _advance(self) -> None:
         """Allocate the Tiles of the next ROIs while they fit in the budget (at least the head's)."""
@@ -541,7 +556,7 @@ class TileStream(Iterator["xr.Dataset"]):
             with_data = steps_with_data(self.base_root, self.names, before)
             with_data |= {self.union[p].time_index for p in rec.patches if self._has_data.get(p)}
             kept = [step for step in self.steps if step in with_data]
-        tile = self._attrs(rec.fresh.finish(self.base_root, kept), None, [])
+        tile = self._attrs(rec.fresh.finish(self.base_root, kept), None, [], None)
         self._early.append((tile.attrs, list(rec.patches)))
         return tile
 
@@ -557,7 +572,8 @@ class TileStream(Iterator["xr.Dataset"]):
         else:
             tile = self._read(root, rec)
             self.read_after_commit += 1
-        return self._attrs(tile, snapshot, [p for p in rec.patches if p in pending])
+        unfilled = pending | set(report.patches_provisional)
+        return self._attrs(tile, snapshot, [p for p in rec.patches if p in unfilled], root)
 
 
 # --- files: the command line and the flow ---------------------------------------------------------

@@ -235,6 +235,32 @@ SOLAR_SLACK = pd.Timedelta(hours=12)
 _WORLD = (-180.0, -90.0, 180.0, 90.0)
 
 
+def settled(spec: CubeSpec, patch: PatchIndex, as_of: pd.Timestamp) -> bool:
+    """Whether the source can publish nothing more for ``patch`` after ``as_of`` (naive UTC): its step's end,
+    plus a solar-day cube's 12 h (the last Items of a solar day lie up to 12 h past its UTC end), plus the
+    source's publication lag, has passed. A patch without time is settled. Only a settled patch is recorded
+    as filled: an unsettled one may still get Items, with data or without (``Run.commit``).
+
+    Parameters
+    ----------
+    spec : CubeSpec
+        The cube's spec (``group_by`` and the source's lag).
+    patch : PatchIndex
+        The patch.
+    as_of : pd.Timestamp
+        When the catalog was asked for its Items (naive UTC): what was published by then is all a run read.
+
+    Returns
+    -------
+    bool
+        True where nothing more can come.
+    """
+    if patch.time_range is None:
+        return True
+    end = patch.time_range[1] + (SOLAR_SLACK if spec.group_by == "solar_day" else pd.Timedelta(0))
+    return end <= as_of - spec.source.lag  # not end + lag: a lag of centuries would pass pandas' last date
+
+
 def _window(spec: CubeSpec, bbox: tuple[float, float, float, float],
             periods: Iterable[HalfOpenInterval | None]) -> Window:
     """A Window over ``bbox`` and the span of the steps' ``periods``, and, for ``group_by="solar_day"``,

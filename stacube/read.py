@@ -190,6 +190,28 @@ def steps_with_data(root: zarr.Group, variables: Sequence[str], patches: Sequenc
     return keep
 
 
+def holding_data(root: zarr.Group, variables: Sequence[str], patches: Sequence[PatchIndex]) -> set[str]:
+    """The ids of ``patches`` whose chunk holds data of some of ``variables``, asked of Icechunk's manifest:
+    of patches not recorded as filled, those a recent run wrote (provisional) rather than none.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The cube's root group, on an Icechunk session's store.
+    variables : Sequence[str]
+        The variables a Tile shows.
+    patches : Sequence[PatchIndex]
+        The patches to ask about.
+
+    Returns
+    -------
+    set[str]
+        Their ids where some variable's chunk was written.
+    """
+    session = root.store.session
+    return {p.id for p in patches if any(chunk_exists(session, f"/{p.zone}/{name}", p.cell) for name in variables)}
+
+
 def _held(root: zarr.Group, grid: ZoneGrid, window: PixelSlices, steps: Sequence[int] | None,
           variables: Sequence[str]) -> PixelSlices | None:
     """The part of ``window`` (zone pixels) under chunks that hold data of some variable at some step,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import icechunk
+import pandas as pd
 import zarr
 
 from .alignment import misaligned, warn_misaligned
@@ -29,7 +30,7 @@ from .errors import TOIError
 from .grid import PatchIndex
 from .history import METADATA_KEY
 from .memory import release_freed
-from .plan import unfilled
+from .plan import settled, unfilled
 from .radiometry import converted_items
 from .runners import PatchFailure, Runner
 from .settle import commit_settling_overlaps
@@ -78,6 +79,10 @@ class RunReport:
     patches_pending: list[str] = field(default_factory=list)
     """Recent and still empty: not recorded as filled (within the source's publication lag), so a later
     run asks again."""
+    patches_provisional: list[str] = field(default_factory=list)
+    """Recent and written: their data is in the cube, but their step may still get Items (within the
+    source's publication lag), so they are not recorded as filled and a later run reads them again.
+    Also in ``patches_written``."""
     patches_already_filled: int = 0
     """How many planned patches the cube held already (when planned, or filled by another run since)."""
     item_ids: list[str] = field(default_factory=list)
@@ -149,8 +154,8 @@ class RunReport:
 
     @property
     def patches(self) -> int:
-        """How many patches the run recorded as filled: written, or empty."""
-        return len(self.patches_written) + len(self.patches_empty)
+        """How many patches the run recorded as filled: written (and settled), or empty."""
+        return len(self.patches_written) - len(self.patches_provisional) + len(self.patches_empty)
 
     def __str__(self) -> str:
         return (
@@ -310,8 +315,10 @@ class Run:
     def __init__(self, repo: icechunk.Repository, spec: CubeSpec, runner: Runner, report: RunReport, *,
                  session: Any = None, patches: Sequence[PatchIndex] = (), task: PatchTask | None = None,
                  commit_lock: Callable[[], AbstractContextManager] = contextlib.nullcontext,
-                 message: str | None = None, extra_metadata: dict[str, Any] | None = None, started: float = 0.0):
+                 message: str | None = None, extra_metadata: dict[str, Any] | None = None, started: float = 0.0,
+                 as_of: pd.Timestamp | None = None):
         self.repo, self.spec, self.runner, self.report = repo, spec, runner, report
+        self._as_of = as_of if as_of is not None else utc_now()  # when the catalog answered (``plan.settled``)
         self.patches = list(patches)
         self._session, self._task, self._commit_lock = session, task, commit_lock
         self._message, self._extra_metadata, self._started = message, extra_metadata, started
@@ -417,15 +424,15 @@ class Run:
             session.merge(*forks)
         written = {r.patch_id for r in results if r.nbytes}
         empty = {p.id for p in patches if p.id not in written}
-        # A recent step without data may still get Items: leave it unfilled, to be tried again later.
-        settled_before = utc_now() - spec.source.lag
-        pending = {p.id for p in patches
-                   if p.id in empty and p.time_range is not None and p.time_range[1] > settled_before}
+        # A recent step may still get Items, whether this run found some or none: its patches are not
+        # recorded as filled, so a later run reads them again (judged as of the catalog's answer, not now)
+        recent = {p.id for p in patches if not settled(spec, p, self._as_of)}
         stamp = time.time_ns() // 1000
-        mark_filled(session.store, [p for p in patches if p.id not in pending], stamp, empty)
+        mark_filled(session.store, [p for p in patches if p.id not in recent], stamp, empty)
         report.patches_written = sorted(written)
-        report.patches_empty = sorted(empty - pending)
-        report.patches_pending = sorted(pending)
+        report.patches_empty = sorted(empty - recent)
+        report.patches_pending = sorted(empty & recent)
+        report.patches_provisional = sorted(written & recent)
         report.item_ids = sorted({item.id for p in patches for item in p.items})
         report.items_superseded = sorted({item.id for p in patches for item in p.superseded} - set(report.item_ids))
         report.clipped = {r.patch_id: r.clipped for r in results if r.clipped}
@@ -441,6 +448,7 @@ class Run:
                 "source": spec.source.label,
                 "patches": report.patches_written,
                 "patches_empty": report.patches_empty,
+                **({"patches_provisional": report.patches_provisional} if report.patches_provisional else {}),
                 "items": report.item_ids,
                 "bytes": report.bytes_written,
                 "radiometry": radiometry_record(spec, patches, report.clipped, report.judged),
@@ -476,6 +484,7 @@ def start_run(
     extra_metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
     keep_values: bool = False,
+    as_of: pd.Timestamp | None = None,
 ) -> Run:
     """Start a run of ``patches`` (which carry their Items): checks first, then a Run whose ``landed()`` reads
     and writes them and whose ``commit()`` commits them as one snapshot.
@@ -511,6 +520,10 @@ def start_run(
     keep_values : bool, optional
         Hand each patch's written values to ``landed()`` (a runner in this process); otherwise they are
         freed where the patch was written.
+    as_of : pd.Timestamp or None, optional
+        When the catalog was asked for the patches' Items (naive UTC; taken before ``attach_items``): a
+        patch whose step could still get Items after it is not recorded as filled (``plan.settled``).
+        None: now (later than the catalog's answer, so a run spanning the lag's end could miss Items).
 
     Returns
     -------
@@ -527,6 +540,7 @@ def start_run(
         If patches lie on time steps the branch no longer has (rolled back since the plan).
     """
     started = time.perf_counter()
+    as_of = as_of if as_of is not None else utc_now()
     run_id = run_id or uuid.uuid4().hex
     report = RunReport(None, run_id, patches_already_filled=already_filled, runner=runner.name,
                        metadata=dict(extra_metadata or {}))
@@ -546,4 +560,5 @@ def start_run(
     warn_misaligned(report.items_misaligned)
     task = PatchTask(pickle.dumps(session.fork()), spec, backend, keep_values)
     return Run(repo, spec, runner, report, session=session, patches=still_missing, task=task,
-               commit_lock=commit_lock, message=message, extra_metadata=extra_metadata, started=started)
+               commit_lock=commit_lock, message=message, extra_metadata=extra_metadata, started=started,
+               as_of=as_of)

@@ -119,9 +119,10 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
         logger.error("run %s: groups %s, tile %s, date %s: patch %s not downloaded, left for the next ingest: %s",
                      run_id, ",".join(served), ",".join(failure["tiles"]) or "-",
                      f"{when:%Y-%m-%d}" if when is not None else "-", failure["patch_id"], failure["message"])
-    # The next ingest starts where this one stopped being complete: the first failed or still-pending step.
+    # The next ingest starts where this one stopped being complete: the first failed, still-pending or
+    # provisional step (recent: its Items may not all be published yet)
     incomplete = [f["date"] for f in failures if f["date"] is not None]
-    incomplete += [parse_patch_id(p)[1] for p in result["patches_pending"]]
+    incomplete += [parse_patch_id(p)[1] for p in result["patches_pending"] + result.get("patches_provisional", [])]
     resume = min([end, *[t for t in incomplete if t is not None]])
     with open_parcel_store(store_url) as store:
         store.record_run(INGEST, cube_url, run_id, start, resume)

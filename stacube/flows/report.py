@@ -50,7 +50,9 @@ def report_markdown(report: RunReport, cube_url: str) -> str:
         nbytes, seconds = report.patch_figures.get(pid, (0, 0.0))
         return f"| {pid} | {outcome} | {nbytes / 1e6:.2f} | {seconds:.2f} |"
 
-    rows = [row(pid, "written") for pid in report.patches_written]
+    provisional = set(report.patches_provisional)
+    rows = [row(pid, "written, provisional (recent: read again by the next run)" if pid in provisional else "written")
+            for pid in report.patches_written]
     rows += [row(pid, "no source data") for pid in report.patches_empty]
     rows += [f"| {pid} | pending (recent, no data yet) | 0.00 | 0.00 |" for pid in report.patches_pending]
     rows += [f"| {pid} | **FAILED**, left for the next run: {failure.message} | 0.00 | 0.00 |"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import odc.stac
 import pandas as pd
@@ -282,6 +285,91 @@ def test_recent_steps_without_items_stay_unfilled_until_the_source_settles(time_
     window = cube.catalog.windows()[-1]
     assert not window.settled(spec.source.lag)  # so the next load asks the API again
     assert not cube.catalog.covers(window, spec.source.lag)
+
+
+def _today_pair(tmp_path):
+    """Two overlapping tiles of today, served as files; the Items of the first alone, and of both."""
+    import pandas as pd
+
+    from stacube.testing.generate import SampleLayout, generate_sample, publish_items
+    from stacube.testing.servers import start_file_server
+
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    layout = SampleLayout(rows=1, cols=2, times=((today + pd.Timedelta(hours=1)).isoformat(),))
+    folder = generate_sample(tmp_path / "sample", layout, collection="s")
+    files = start_file_server(folder)
+    both = publish_items(folder, files.url, folder / "both.json")
+    collection = json.loads(both.read_text())
+    first = folder / "first.json"
+    first.write_text(json.dumps(dict(collection, features=[f for f in collection["features"] if "_c0_" in f["id"]])))
+    return today, layout, files, first, both
+
+
+def test_a_recent_patch_with_some_data_is_read_again_when_a_neighbouring_tile_arrives_later(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import stacube.run
+    from stacube import CubeSpec, StacSource, Variable
+    from stacube.testing.servers import free_port, start_stac_api
+
+    today, layout, files, first, both = _today_pair(tmp_path)
+    port = free_port()
+    api = start_stac_api(first, port=port)
+    spec = CubeSpec(name="late", zones=[layout.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range(today, periods=1, freq="D"),
+                    source=StacSource(api_url=api.url, collection="s", assets={"dem": "dem"}))
+    cube = Cube.create(tmp_path / "cube", spec, catalog_dir=tmp_path / "cat")
+    roi = layout.extent_geobox()
+    try:
+        # the run commits 4 days later, past the 3-day lag; it judges by when it asked the catalog (today)
+        monkeypatch.setattr(stacube.run, "utc_now", lambda: pd.Timestamp.now(tz="UTC").tz_localize(None)
+                            + pd.Timedelta(days=4))
+        first_run = cube.download(roi)
+        assert first_run.patches_provisional and set(first_run.patches_provisional) <= set(first_run.patches_written)
+        assert not set(first_run.patches_written) & set(cube.state().id)  # nothing recorded as filled yet
+        meta = cube.repo.lookup_snapshot(first_run.snapshot_id).metadata["stacube"]
+        assert meta["patches_provisional"] == first_run.patches_provisional
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            shown = cube.load(roi, offline=True)  # what the cube holds, flagged as not final
+        assert shown.attrs["provisional_patches"] == first_run.patches_provisional
+        assert sorted(shown.attrs["missing_patches"]) == first_run.patches_pending
+        api.stop()
+        api = start_stac_api(both, port=port)  # the neighbouring tile is published (same day, within the lag)
+        second = cube.download(roi)
+        assert set(first_run.patches_provisional) <= set(second.patches_written)  # read again, with both tiles
+        tile = cube.load(roi, offline=True)
+        fresh = Cube.create(tmp_path / "fresh", spec, catalog_dir=tmp_path / "cat2").load(roi)
+        np.testing.assert_array_equal(tile.dem.values, fresh.dem.values)  # as a cube made after both arrived
+        assert np.isfinite(tile.dem.values[0, 100:400, 496:512]).all()  # only the second tile covers these
+    finally:
+        api.stop()
+        files.stop()
+
+
+def test_a_solar_day_is_settled_12_hours_after_its_utc_end_plus_the_lag():
+    import dataclasses
+
+    import pandas as pd
+
+    from stacube import CubeSpec, StacSource, Variable
+    from stacube.grid import PatchIndex
+    from stacube.plan import settled
+
+    from ..conftest import TIME_LAYOUT
+
+    spec = CubeSpec(name="s", zones=[TIME_LAYOUT.extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32")}, time=pd.date_range("2024-06-01", periods=2, freq="D"),
+                    source=StacSource(api_url="http://127.0.0.1:9", collection="c", assets={"dem": "dem"},
+                                      publication_lag="1h"))
+    day = (pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-02"))
+    patch = PatchIndex("epsg3413", 0, 0, TIME_LAYOUT.extent_geobox(), 0, day)
+    at = pd.Timestamp("2024-06-02T02:00")  # the UTC day's end + the lag has passed; not + 12 h
+    assert settled(spec, patch, at)
+    solar = dataclasses.replace(spec, group_by="solar_day")
+    assert not settled(solar, patch, at)  # an Item of that solar day may be stamped up to 12:00 UTC the next day
+    assert settled(solar, patch, pd.Timestamp("2024-06-02T13:00"))
+    assert settled(spec, dataclasses.replace(patch, time_index=None, time_range=None), pd.Timestamp("1970-01-01"))
 
 
 def _three_day_cube(path, catalog_dir, api_url: str) -> Cube:
