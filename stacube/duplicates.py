@@ -10,7 +10,9 @@ source names a rule:
 ``newest-processing``
     Items of the same platform, tile and datetime are one acquisition, and only the newest
     processing of it is read: the highest ``s2:processing_baseline`` (or ``processing:version``),
-    then the latest ``updated``, then the greatest id. The Sentinel-2 presets use it.
+    then the latest ``updated``, then the greatest id. An older Item is superseded only where a newer
+    one covers at least half its footprint: the two halves of a granule split across two datastrips
+    (one platform, tile and datetime, different ground) are both read. The Sentinel-2 presets use it.
 
 Superseded Items are listed in the commit metadata of the run that left them out.
 """
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import shapely
 
 from .errors import SpecError
 from .grid import source_tile_name
@@ -138,10 +141,26 @@ def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pysta
     check_rule(rule)
     if rule == "keep-all" or len(items) < 2:
         return list(items), []
-    newest: dict[tuple, pystac.Item] = {}
+    groups: dict[tuple, list[pystac.Item]] = {}
     for item in items:
-        key = acquisition(item)
-        if key not in newest or newness(item) > newness(newest[key]):
-            newest[key] = item
-    winners = {id(item) for item in newest.values()}
+        groups.setdefault(acquisition(item), []).append(item)
+    winners: set[int] = set()
+    for group in groups.values():
+        kept: list[pystac.Item] = []
+        for item in sorted(group, key=newness, reverse=True):
+            if not any(_same_ground(item, newer) for newer in kept):
+                kept.append(item)
+        winners.update(id(item) for item in kept)
     return [i for i in items if id(i) in winners], [i for i in items if id(i) not in winners]
+
+
+def _same_ground(older: pystac.Item, newer: pystac.Item) -> bool:
+    """Whether ``newer`` covers at least half of ``older``'s footprint: a reprocessing of the same pixels,
+    not the other half of a granule split across two datastrips (which shares platform, tile and datetime
+    but not ground). Items without a footprint count as the same ground."""
+    if not older.geometry or not newer.geometry:
+        return True
+    old, new = shapely.geometry.shape(older.geometry), shapely.geometry.shape(newer.geometry)
+    if not (old.is_valid and new.is_valid) or old.area == 0:
+        return True
+    return old.intersection(new).area >= 0.5 * old.area

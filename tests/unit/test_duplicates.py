@@ -48,3 +48,27 @@ def test_collection_1_and_collection_0_items_of_one_product_are_different_tiles_
     c0 = pystac.Item.from_dict(_recorded("S2A_37WDS_20240419_0_L2A"))
     other_day = pystac.Item.from_dict(_recorded("S2A_13TDE_20231008_0_L2A"))
     assert drop_duplicates([c0, other_day], "newest-processing") == ([c0, other_day], [])
+
+
+def test_two_halves_of_one_tile_from_two_datastrips_are_not_duplicates_though_their_key_is_the_same():
+    """A granule split across two datastrips is published as two Items of one platform, tile and datetime whose
+    footprints do not overlap (PlanetaryComputer#256): each holds pixels the other lacks, so both are read."""
+    import shapely
+
+    record = _recorded("S2A_30TVT_20221112_0_L2A")
+    whole = shapely.geometry.shape(record["geometry"])
+    west, south, east, north = whole.bounds
+    middle = (south + north) / 2
+
+    def half(sequence: int, box: tuple, baseline: str) -> pystac.Item:
+        item = _reprocessed(record, sequence, baseline, "2023-01-01T00:00:00Z")
+        item.geometry = shapely.geometry.mapping(whole.intersection(shapely.box(*box)))
+        return item
+
+    upper = half(1, (west, middle, east, north), "05.09")
+    lower = half(2, (west, south, east, middle), "04.00")
+    assert drop_duplicates([upper, lower], "newest-processing") == ([upper, lower], [])
+    # a reprocessed copy of the whole granule still supersedes both halves of the older processing
+    newer = _reprocessed(record, 3, "05.10", "2024-01-10T00:00:00Z")
+    kept, superseded = drop_duplicates([upper, lower, newer], "newest-processing")
+    assert kept == [newer] and superseded == [upper, lower]
