@@ -670,6 +670,19 @@ def read_rois(path: str | Path, id_column: str | None = None, resolution: float 
     return RoiFile(rois, names)
 
 
+def _clashing_files(names: Sequence[str], variables: Sequence[str]) -> str:
+    """The COG file names two (ROI, variable) pairs share (``write_one``'s ``<name>_<variable>.tif``, compared
+    without case, as some file systems do), described; empty when each pair has a file of its own."""
+    seen: dict[str, tuple[str, str]] = {}
+    for name in names:
+        for variable in variables:
+            file = f"{name}.tif" if len(variables) == 1 else f"{name}_{variable}.tif"
+            other = seen.setdefault(file.casefold(), (name, variable))
+            if other != (name, variable):
+                return f"{file}: ROI {other[0]!r} {other[1]!r} and ROI {name!r} {variable!r}"
+    return ""
+
+
 def _output_kind(out: Path) -> str:
     return "zarr" if out.suffix.lower() == ".zarr" else "cog"
 
@@ -784,6 +797,11 @@ def export_many(cube: Cube, rois_path: str | Path, out: str | Path, toi: TOI | N
         raise TOIError(f"the TOI selects {len(stream.steps)} time steps and a COG holds one: narrow it to one "
                        f"step, or write a Zarr store ({str(out)!r} ending in .zarr)")
     if _output_kind(out) == "cog":
+        clash = _clashing_files(listed.names, stream.names)
+        if clash:
+            stream.close()
+            raise ROIError(f"the ROIs' COGs would overwrite one another ({clash}): give --id-column names that do "
+                           "not end in '_<variable>' of another ROI, or write a Zarr store")
         out.mkdir(parents=True, exist_ok=True)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)

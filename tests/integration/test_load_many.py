@@ -425,6 +425,10 @@ def test_cli_bad_input_is_one_line_and_leaves_the_cube_alone(servers, make_cube,
     assert error(tmp_path / "far.geojson").startswith("error: ROIError: ROI 1 (of 3): the ROI (bounds (100.0, 10.0")
     roi_frame(sample_layout, WINDOWS).to_file(tmp_path / "ok.geojson")
     assert "no column 'chip_id'" in error_with(cube, tmp_path / "ok.geojson", "--id-column", "chip_id", *where)
+    # names whose COGs would be one file (on a file system that ignores case): refused, nothing downloaded
+    roi_frame(sample_layout, WINDOWS, ["Chip", "chip", "x"]).to_file(tmp_path / "alike.geojson")
+    clash = error_with(cube, tmp_path / "alike.geojson", "--id-column", "chip", *where)
+    assert "overwrite one another (chip_dem.tif: ROI 'Chip' 'dem' and ROI 'chip' 'dem')" in clash
     assert cube.history().equals(before) and not (tmp_path / "chips").exists()
 
 
