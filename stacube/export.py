@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from .errors import SpecError, TOIError
 
 FORMATS = {"cog": "cog", "tif": "cog", "tiff": "cog", "geotiff": "cog", "netcdf": "netcdf", "nc": "netcdf",
@@ -80,6 +83,8 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
     tile.attrs = {k: v for k, v in tile.attrs.items() if isinstance(v, str | int | float)}  # lists do not fit NetCDF
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "netcdf":
+        for name in tile.data_vars:  # NetCDF has no boolean attribute: a mask's nodata False is written as 0
+            tile[name].attrs = {k: int(v) if isinstance(v, bool | np.bool_) else v for k, v in tile[name].attrs.items()}
         tile.to_netcdf(out, engine="h5netcdf")
         return [out]
     if kind == "zarr":
@@ -89,22 +94,34 @@ def write_tile(tile: Any, out: Path, fmt: str | None) -> list[Path]:
             warnings.filterwarnings("ignore", message="Consolidated metadata")  # xarray opens it without a warning
             tile.to_zarr(out, mode="w", consolidated=True)
         return [out]
+    when = None
     if "time" in tile.dims:
+        when = pd.Timestamp(tile.time.values[0])
         tile = tile.isel(time=0)
     names = list(tile.data_vars)
     paths = [out] if len(names) == 1 else [out.with_name(f"{out.stem}_{n}{out.suffix}") for n in names]
     for name, path in zip(names, paths, strict=True):
-        write_cog(tile[name], path)
+        write_cog(tile[name], path, _cog_tags(name, when))
     return paths
+
+
+def _cog_tags(name: str, when: pd.Timestamp | None) -> dict[str, str]:
+    """What a COG says of its band beyond GDAL's fields: the variable, and the time step (as TIFF's own
+    DateTime too, which GDAL and QGIS show), which a file of one variable and one step would otherwise lose."""
+    tags = {"stacube_variable": name}
+    if when is not None:
+        tags.update(stacube_time=when.isoformat(), TIFFTAG_DATETIME=when.strftime("%Y:%m:%d %H:%M:%S"))
+    return tags
 
 
 LAZY_GDAL_CACHE = 32 * 2**20  # bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as bytes
 
 
-def write_cog(variable: Any, path: Path) -> Path:
+def write_cog(variable: Any, path: Path, tags: dict[str, str] | None = None) -> Path:
     """One variable as a COG that carries its convention: GDAL's band scale, offset and unit, so GDAL,
     rasterio (``src.scales``) and QGIS turn its numbers into physical values. A lazy (Dask) variable is
-    written chunk by chunk, so memory stays flat in its size.
+    written chunk by chunk, so memory stays flat in its size. GeoTIFF has no boolean or half-float band
+    that GDAL compresses: a mask is written as 0/1 bytes (no nodata), float16 as float32 (exactly).
 
     Parameters
     ----------
@@ -113,6 +130,8 @@ def write_cog(variable: Any, path: Path) -> Path:
         ``units`` attributes are written as GDAL's, never as TIFF tags of their own.
     path : Path
         The COG to write (overwritten if it exists); its folder must exist.
+    tags : dict[str, str] or None, optional
+        GDAL metadata items of the file (``write_tile``'s variable and time step).
 
     Returns
     -------
@@ -125,18 +144,23 @@ def write_cog(variable: Any, path: Path) -> Path:
     attrs = variable.attrs
     clean = variable.copy()
     clean.attrs = {}  # CF attributes would become TIFF tags of their own
+    nodata = attrs.get("nodata")
+    if clean.dtype == bool:
+        clean, nodata = clean.astype("uint8"), None
+    elif clean.dtype == np.float16:  # GDAL's floating-point predictor takes 32 and 64 bits only
+        clean = clean.astype("float32")
     lazy = clean.chunks is not None
     plain = attrs.get("scale_factor") is None and attrs.get("add_offset") is None and not attrs.get("units")
     if plain and not lazy:
-        clean.odc.write_cog(path, overwrite=True, nodata=attrs.get("nodata"))
+        clean.odc.write_cog(path, overwrite=True, nodata=nodata, tags=tags)
         return path
     staged = path.with_name(f".{path.name}.staged.tif")
     try:
         if lazy:  # GDAL's block cache (5% of RAM by default) would otherwise hold what was written
             with rasterio.Env(GDAL_CACHEMAX=LAZY_GDAL_CACHE):
-                _stream_tiff(clean, staged, attrs.get("nodata"))
+                _stream_tiff(clean, staged, nodata, tags)
         else:
-            clean.odc.write_cog(staged, overwrite=True, nodata=attrs.get("nodata"))
+            clean.odc.write_cog(staged, overwrite=True, nodata=nodata, tags=tags)
         with rasterio.open(staged, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:  # re-laid out below
             if not plain:
                 dst.scales = (float(attrs.get("scale_factor", 1.0)),)
@@ -154,10 +178,9 @@ def write_cog(variable: Any, path: Path) -> Path:
     return path
 
 
-def _stream_tiff(variable: Any, path: Path, nodata: Any) -> None:
+def _stream_tiff(variable: Any, path: Path, nodata: Any, tags: dict[str, str] | None = None) -> None:
     """A tiled GeoTIFF of a lazy 2-D variable, each Dask chunk computed and written as it comes."""
     import dask.array as da
-    import numpy as np
     import rasterio
     from rasterio.windows import Window
 
@@ -179,6 +202,7 @@ def _stream_tiff(variable: Any, path: Path, nodata: Any) -> None:
             self.dst.write(values, 1, window=Window.from_slices(rows, columns))
 
     with rasterio.open(path, "w", **profile) as dst:
+        dst.update_tags(**(tags or {}))
         # one writer at a time, chunks computed in parallel by threads of this process: the open file
         # cannot travel to a distributed client's workers
         da.store(data, Band(dst), lock=True, scheduler="threads")
