@@ -208,6 +208,28 @@ _DUCKDB_LOCK = threading.Lock()
 _DUCKDB: rustac.DuckdbClient | None = None
 
 
+def _stamp(value: Any) -> pd.Timestamp | None:
+    """An ``updated`` value (text or a timestamp) as a UTC Timestamp; None where absent or unreadable."""
+    try:
+        stamp = pd.Timestamp(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    if stamp is None or pd.isna(stamp):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _updated_of(item: Mapping[str, Any]) -> pd.Timestamp | None:
+    return _stamp((item.get("properties") or {}).get("updated"))
+
+
+def _newer(item: Mapping[str, Any], held: pd.Timestamp | None) -> bool:
+    """Whether ``item`` is a later publication of a held Item: its ``updated`` is after the held copy's. Without
+    dates to compare, the held copy stays (a source that dates nothing cannot say which copy is newer)."""
+    updated = _updated_of(item)
+    return updated is not None and (held is None or updated > held)
+
+
 def write_part(path: Path, items: list[dict[str, Any]]) -> None:
     """Items as one stac-geoparquet file (rustac's writer), its Arrow schema carrying the GeoParquet
     ``geo`` metadata too (``with_geo_schema``)."""
@@ -485,12 +507,14 @@ class LocalCatalog:
         """
         self._upgrade_parts()
         with self._locked():
-            known = self.item_ids()
+            known = self._held_versions()
             new = {}
             for item in items:
                 check_item(item, self.source_url)
-                if item["id"] not in known:
-                    new[item["id"]] = trusted(item)  # a footprint that cannot say where pixels are: repaired
+                item_id = item["id"]
+                if item_id not in known or _newer(item, known[item_id]):
+                    new[item_id] = trusted(item)  # a footprint that cannot say where pixels are: repaired
+                    known[item_id] = _updated_of(item)
             if not self._parts:  # a new catalog: every Item enters through trusted() and write_part()
                 self._mark_checked()
             if not new:
@@ -498,11 +522,37 @@ class LocalCatalog:
             (self.folder / "items").mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             final = self.folder / "items" / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+            older = [part for part in self._parts if part != final]
             tmp = final.with_name(final.name + ".tmp")
             with _dropped_on_failure(tmp):
                 write_part(tmp, list(new.values()))
                 os.replace(tmp, final)
+            self._drop_copies(older, set(new))  # republished Items: the stale copies go
             return len(new)
+
+    def _held_versions(self) -> dict[str, pd.Timestamp | None]:
+        """Every held Item's id -> its ``updated`` (None where it has none), from the parts' columns."""
+        held: dict[str, pd.Timestamp | None] = {}
+        for part in self._parts:
+            columns = ["id", "updated"] if "updated" in pq.read_schema(part).names else ["id"]
+            table = pq.read_table(part, columns=columns).to_pydict()
+            for index, item_id in enumerate(table["id"]):
+                held[item_id] = _stamp(table["updated"][index]) if "updated" in table else None
+        return held
+
+    def _drop_copies(self, parts: list[Path], ids: set[str]) -> None:
+        """Rewrite the ``parts`` that hold a copy of ``ids`` without it (a part left empty is removed)."""
+        for part in parts:
+            if not ids & set(pq.read_table(part, columns=["id"]).column("id").to_pylist()):
+                continue
+            kept = [item for item in rustac.read_sync(str(part))["features"] if item["id"] not in ids]
+            if not kept:
+                part.unlink()
+                continue
+            tmp = part.with_name(part.name + ".tmp")
+            with _dropped_on_failure(tmp):
+                write_part(tmp, kept)
+                os.replace(tmp, part)
 
     def sync(self, window: Window, lag: pd.Timedelta, fetch: Callable[[], Iterable[dict[str, Any]]]) -> int:
         """Add what ``fetch`` returns for ``window`` unless earlier syncs cover it, then record the window.

@@ -195,3 +195,23 @@ def test_a_catalog_stored_before_parts_carried_geo_in_their_arrow_schema_reads_a
         next(i["bbox"] for i in items if i["id"] == frame["id"].iloc[0]))
     assert {i.id for i in catalog.search()} == {i["id"] for i in items[:5]}
     assert (catalog.folder / "geo-schema-checked").exists()  # checked once, not on every use
+
+
+def test_an_item_republished_with_a_newer_updated_replaces_the_held_copy(tmp_path):
+    """A source fixes an Item in place (a footprint widened, an asset added): the copy with the later ``updated``
+    is the one searched; an older or undated copy of a held id changes nothing."""
+    def item(east, updated, extra=None):
+        return {"type": "Feature", "stac_version": "1.0.0", "id": "S2_T33_X", "collection": "c", "links": [],
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [east, 0], [east, 1], [0, 1], [0, 0]]]},
+                "bbox": [0, 0, east, 1], "assets": {},
+                "properties": {"datetime": "2024-06-05T10:00:00Z", **({"updated": updated} if updated else {}),
+                               **(extra or {})}}
+
+    other = dict(item(0.2, None), id="OTHER")
+    catalog = LocalCatalog(tmp_path / "c", "http://127.0.0.1:9/api", "c")
+    assert catalog.append([item(0.5, "2024-06-05T12:00:00Z"), other]) == 2
+    assert catalog.append([item(1.0, "2024-06-06T09:00:00Z")]) == 1  # newer: replaces
+    assert [i.id for i in catalog.search(bbox=(0.6, 0, 0.9, 1))] == ["S2_T33_X"] and len(catalog) == 2
+    assert catalog.append([item(0.7, "2024-06-06T08:00:00Z"), item(0.7, None), other]) == 0  # older, undated, same
+    held = {i.id: i for i in catalog.search()}
+    assert list(held["S2_T33_X"].bbox) == [0, 0, 1.0, 1] and sorted(held) == ["OTHER", "S2_T33_X"]
