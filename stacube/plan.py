@@ -468,15 +468,23 @@ def _grouping_time(item: pystac.Item, group_by: str) -> np.datetime64:
 
 
 def _centre_longitude(item: pystac.Item) -> float:
-    """An Item's centroid longitude; across the antimeridian (a footprint in two parts, or a bbox whose
-    west is east of its east) the middle of its span, not the 0 degrees a plain centroid gives."""
+    """An Item's centroid longitude; across the antimeridian (a bbox whose west is east of its east, or a
+    footprint in parts on both sides of 180 degrees under a [-180, s, 180, n] bbox) the middle of its span,
+    not the plain centroid far from it."""
     bbox = item.bbox or []
     if len(bbox) in (4, 6):
         west, east = bbox[0], bbox[len(bbox) // 2]
         if west > east:  # across 180 degrees
             middle = west + ((east - west) % 360) / 2
             return middle - 360 if middle > 180 else middle
-    return shapely.geometry.shape(item.geometry).centroid.x if item.geometry else 0.0
+    if not item.geometry:
+        return 0.0
+    shape = shapely.geometry.shape(item.geometry)
+    west, _, east, _ = shape.bounds
+    if east - west > 180:  # parts on both sides of 180 degrees (a bbox of [-180, s, 180, n]): measured eastwards
+        middle = shapely.transform(shape, lambda xy: xy + np.where(xy[:, :1] < 0, [360.0, 0.0], [0.0, 0.0])).centroid.x
+        return middle - 360 if middle > 180 else middle
+    return shape.centroid.x
 
 
 def _item_time(item: pystac.Item) -> np.datetime64:

@@ -50,3 +50,18 @@ def test_an_item_across_the_antimeridian_is_dated_by_the_middle_of_its_span():
     item = pystac.Item("across", parts, [179, 0, -178, 1], pd.Timestamp("2024-06-01T05:00Z").to_pydatetime(), {})
     # -179.5 degrees: 11 hours behind UTC, so 05:00 UTC on 06-01 is 18:00 on 05-31 there (0 degrees: 06-01)
     assert str(_grouping_time(item, "solar_day")) == "2024-05-31T18:00:00.000000"
+
+
+def test_an_item_split_at_the_antimeridian_with_a_full_width_bbox_is_dated_by_its_own_middle():
+    """pystac and Earth Search give a footprint split at 180 degrees the bbox [-180, s, 180, n]: its middle is
+    where its parts are (here -179.7), not the plain centroid far west of them."""
+    parts = {"type": "MultiPolygon", "coordinates": [[[[179.6, 64], [180, 64], [180, 65], [179.6, 65], [179.6, 64]]],
+                                                     [[[-180, 64], [-178.6, 64], [-178.6, 65], [-180, 65], [-180, 64]]]]}
+    item = pystac.Item("split", parts, [-180, 64, 180, 65], pd.Timestamp("2024-06-01T23:00Z").to_pydatetime(), {})
+    # about -179.3 degrees: 11 hours behind UTC, so 23:00 on 06-01 is 12:00 on 06-01 there (the planar centroid,
+    # about -100 degrees, said 6 hours behind: 17:00)
+    assert str(_grouping_time(item, "solar_day")) == "2024-06-01T12:00:00.000000"
+    west = pystac.Item("west", {"type": "Polygon", "coordinates": [[[178.5, 64], [179.9, 64], [179.9, 65],
+                                                                     [178.5, 65], [178.5, 64]]]},
+                       [178.5, 64, 179.9, 65], pd.Timestamp("2024-06-01T23:00Z").to_pydatetime(), {})
+    assert str(_grouping_time(west, "solar_day")) == "2024-06-02T10:00:00.000000"  # 11 hours ahead, the next day
