@@ -428,7 +428,8 @@ class Run:
         # recorded as filled, so a later run reads them again (judged as of the catalog's answer, not now)
         recent = {p.id for p in patches if not settled(spec, p, self._as_of)}
         stamp = time.time_ns() // 1000
-        mark_filled(session.store, [p for p in patches if p.id not in recent], stamp, empty)
+        mark_filled(session.store, [p for p in patches if p.id not in recent], stamp, empty,
+                    provisional=[p for p in patches if p.id in recent and p.id in written])
         report.patches_written = sorted(written)
         report.patches_empty = sorted(empty - recent)
         report.patches_pending = sorted(empty & recent)

@@ -70,9 +70,17 @@ def write_patch(store: Any, spec: CubeSpec, patch: PatchIndex, data: dict[str, n
     return done
 
 
-def mark_filled(store: Any, patches: Sequence[PatchIndex], stamp: int, empty: set[str]) -> None:
-    """Record the patches as filled by the run ``stamp`` (negative for patches with no source data)."""
+def mark_filled(store: Any, patches: Sequence[PatchIndex], stamp: int, empty: set[str],
+                provisional: Sequence[PatchIndex] = ()) -> None:
+    """Record the patches as filled by the run ``stamp`` (negative for patches with no source data), and the
+    ``provisional`` ones (written, but recent) as not filled: their record's chunk is deleted, a change of
+    this run that settling with concurrent runs weighs (an open record ranks below any filled one), so
+    their data never outlives the run whose record a cell keeps."""
     root = zarr.open_group(store, mode="r+")
     for zone, in_zone in by_zone(patches).items():
         values = np.array([-stamp if p.id in empty else stamp for p in in_zone], dtype="int64")
         root[zone][FILLED].set_coordinate_selection(cell_selection(in_zone), values)
+    for zone, in_zone in by_zone(provisional).items():
+        record = root[zone][FILLED]
+        for patch in in_zone:
+            zarr.core.sync.sync(store.delete(f"{record.path}/{record.metadata.encode_chunk_key(patch.cell)}"))

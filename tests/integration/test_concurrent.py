@@ -183,3 +183,83 @@ def test_a_patch_filled_after_planning_is_not_fetched_again(servers, make_cube, 
     assert report.patches_already_filled == 1
     assert report.patches_written == [stale[0][1].id] and other.patches_written == [stale[0][0].id]
     assert "overlap" not in _meta(cube, report)
+
+
+def _series_cube(path, catalog, api_url):
+    import pandas as pd
+
+    from stacube import CubeSpec, StacSource, Variable
+
+    from ..conftest import TIME_LAYOUT
+
+    return Cube.create(path, CubeSpec(
+        name="series", zones=[TIME_LAYOUT.extent_geobox()], chunks=(384, 384),
+        variables={"dem": Variable("float32"), "datamask": Variable("uint8", nodata=0)},
+        time=pd.date_range("2021-06-01", periods=4, freq="D"),
+        source=StacSource(api_url=api_url, collection="sample-series", assets={"dem": "dem", "datamask": "datamask"})),
+        catalog_dir=catalog)
+
+
+def test_a_provisional_write_never_outlives_the_run_whose_record_a_patch_keeps(time_servers, tmp_path):
+    """Run A judged the patch recent (its data written, its record left open); run B, from the same snapshot,
+    judged it settled (written and recorded). Whichever commits first, the patch holds B's data under B's record:
+    an open record never keeps data beside another run's filled one (a filled patch is never read again)."""
+    import pandas as pd
+
+    from stacube.plan import attach_items
+    from stacube.run import start_run
+    from stacube.runners import LocalRunner
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    roi = TIME_LAYOUT.extent_geobox()[0:384, 0:384]
+    for b_first in (True, False):
+        cube = _series_cube(tmp_path / f"cube-{b_first}", tmp_path / "catalog", api.url)
+        patches = attach_items(cube.spec, cube.catalog, cube.plan(roi, "2021-06-01").missing)
+        backend = cube.spec.source.backend(cube.spec.variables)
+        runs = {"A": start_run(cube.repo, cube.spec, patches, _Shifted(backend, 100.0), LocalRunner(progress=False),
+                               as_of=pd.Timestamp("2021-06-01T12:00")),  # within the step: provisional
+                "B": start_run(cube.repo, cube.spec, patches, _Shifted(backend, 200.0), LocalRunner(progress=False))}
+        reports = {name: runs[name].complete() for name in (("B", "A") if b_first else ("A", "B"))}
+        assert reports["A"].patches_provisional == [patches[0].id] and reports["B"].patches_written == [patches[0].id]
+        root, _ = cube._root()
+        assert root[patches[0].zone]["filled"][patches[0].cell] == _meta(cube, reports["B"])["stamp"]
+        tile = cube.load(roi, "2021-06-01", offline=True)
+        b_snapshot = cube.load(roi, "2021-06-01", at=reports["B"].snapshot_id)
+        np.testing.assert_array_equal(tile.dem.values, b_snapshot.dem.values)
+        assert np.nanmean(tile.dem.values) > 150  # +200 m, B's (A's would be +100 m)
+        assert tile.attrs["missing_patches"] == [] and tile.attrs["provisional_patches"] == []
+        assert cube.plan(roi, "2021-06-01").missing == []
+
+
+def test_a_provisional_write_survives_the_time_axis_growing_while_the_run_reads(time_servers, tmp_path):
+    """When another process grows the time axis meanwhile, a run's patches are copied onto the new tip: the
+    recent one (written, record left open) too, not only those it recorded as filled."""
+    import pandas as pd
+
+    from stacube.layout import chunk_exists
+    from stacube.plan import attach_items
+    from stacube.run import start_run
+    from stacube.runners import LocalRunner
+
+    from ..conftest import TIME_LAYOUT
+
+    _, api = time_servers
+    cube = _series_cube(tmp_path / "cube", tmp_path / "catalog", api.url)
+
+    class GrowsTheAxis(LocalRunner):
+        def imap(self, task, patches):
+            Cube.open(cube.url, catalog_dir=tmp_path / "catalog").extend_time("2021-06-07")  # another process
+            yield from super().imap(task, patches)
+
+    roi = TIME_LAYOUT.extent_geobox()[0:384, 0:384]
+    patches = attach_items(cube.spec, cube.catalog, cube.plan(roi, slice("2021-06-01", "2021-06-03")).missing)
+    report = start_run(cube.repo, cube.spec, patches, cube.spec.source.backend(cube.spec.variables),
+                       GrowsTheAxis(concurrency=1, progress=False),
+                       as_of=pd.Timestamp("2021-06-03T12:00") + cube.spec.source.lag).complete()  # 06-03: recent
+    assert report.patches_provisional == ["epsg3413/20210603T000000/y0x0"]
+    session = cube.repo.readonly_session(branch="main")
+    for patch in (p for p in patches if p.items):
+        assert chunk_exists(session, f"/{patch.zone}/dem", patch.cell), patch.id
+    assert cube.load(roi, "2021-06-03", offline=True).attrs["provisional_patches"] == report.patches_provisional

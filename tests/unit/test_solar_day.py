@@ -55,8 +55,9 @@ def test_an_item_across_the_antimeridian_is_dated_by_the_middle_of_its_span():
 def test_an_item_split_at_the_antimeridian_with_a_full_width_bbox_is_dated_by_its_own_middle():
     """pystac and Earth Search give a footprint split at 180 degrees the bbox [-180, s, 180, n]: its middle is
     where its parts are (here -179.7), not the plain centroid far west of them."""
+    east_of_180 = [[[-180, 64], [-178.6, 64], [-178.6, 65], [-180, 65], [-180, 64]]]
     parts = {"type": "MultiPolygon", "coordinates": [[[[179.6, 64], [180, 64], [180, 65], [179.6, 65], [179.6, 64]]],
-                                                     [[[-180, 64], [-178.6, 64], [-178.6, 65], [-180, 65], [-180, 64]]]]}
+                                                     east_of_180]}
     item = pystac.Item("split", parts, [-180, 64, 180, 65], pd.Timestamp("2024-06-01T23:00Z").to_pydatetime(), {})
     # about -179.3 degrees: 11 hours behind UTC, so 23:00 on 06-01 is 12:00 on 06-01 there (the planar centroid,
     # about -100 degrees, said 6 hours behind: 17:00)
