@@ -261,11 +261,13 @@ class Cube:
         return LocalCatalog(self.catalog_dir, source.api_url, source.collection)
 
     # --- reading and downloading ----------------------------------------------------------
-    def _root(self, at: str | None = None) -> tuple[OpenedGroup, str]:
-        """The cube's root group at the branch tip (or ``at``), and its snapshot id. A snapshot never
-        changes, so the last one opened is kept: loads in a loop open a session and read the root's
+    def _root(self, at: str | None = None, snapshot: str | None = None) -> tuple[OpenedGroup, str]:
+        """The cube's root group at the branch tip (or ``at``, or the known snapshot id ``snapshot``: a run's
+        own commit, which a concurrent commit may already have followed), and its snapshot id. A snapshot
+        never changes, so the last one opened is kept: loads in a loop open a session and read the root's
         metadata once per commit, not once per load (most of a small warm load's fixed cost)."""
-        snapshot = self.repo.lookup_branch(BRANCH) if at is None else history.resolve(self.repo, at)
+        if snapshot is None:
+            snapshot = self.repo.lookup_branch(BRANCH) if at is None else history.resolve(self.repo, at)
         opened = self._opened
         if opened is not None and opened[0] == snapshot:
             return opened[1], snapshot
@@ -728,7 +730,8 @@ class Cube:
                     for patch, written in landed:
                         fresh.paste(patch, written)
                     report = run.commit()
-            root, snapshot = self._root()
+            # the run's own snapshot: a run committing right after it may hold other values for these patches
+            root, snapshot = self._root(snapshot=report.snapshot_id) if report.snapshot_id else self._root()
             unfilled = set(report.patches_pending) | set(report.patches_failed)  # failed: a skip_failed runner
             plan.missing = [p for p in plan.missing if p.id in unfilled]
         if steps is not None and not empty_steps:

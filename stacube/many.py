@@ -435,7 +435,8 @@ class TileStream(Iterator["xr.Dataset"]):
                         self._landed(patch, written)
                 self._stop_if_cancelled()  # the loop may have ended after the last patch landed: no commit
                 report = run.commit()
-            self._root_after = self.cube._root()
+            # the run's own snapshot (a run committing right after it may hold other values); the tip without one
+            self._root_after = self.cube._root(snapshot=report.snapshot_id) if report.snapshot_id else self.cube._root()
             with self._lock:
                 self.report = report
         except BaseException as error:  # noqa: BLE001 - handed to the loop, which raises it

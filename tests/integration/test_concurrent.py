@@ -263,3 +263,31 @@ def test_a_provisional_write_survives_the_time_axis_growing_while_the_run_reads(
     for patch in (p for p in patches if p.items):
         assert chunk_exists(session, f"/{patch.zone}/dem", patch.cell), patch.id
     assert cube.load(roi, "2021-06-03", offline=True).attrs["provisional_patches"] == report.patches_provisional
+
+
+def test_a_cold_tile_names_its_own_runs_snapshot_though_another_run_commits_right_after(servers, sample_layout,
+                                                                                       tmp_path, monkeypatch):
+    import stacube.run
+
+    _, api = servers
+    roi = sample_layout.extent_geobox()[0:256, 0:256]
+    cube = Cube.create(tmp_path / "cube", dem_spec(api.url, sample_layout), catalog_dir=tmp_path / "catalog")
+    from stacube.run import start_run
+    from stacube.runners import LocalRunner
+
+    patches, backend = _prepare(Cube.open(cube.url, catalog_dir=tmp_path / "catalog"), roi, offset=200.0)
+    rival = start_run(cube.repo, cube.spec, patches, backend, LocalRunner(progress=False))  # from the same snapshot
+    commit = stacube.run.commit_settling_overlaps
+    landed = {}
+
+    def then_the_rival(*args, **kwargs):
+        landed["load"] = commit(*args, **kwargs)
+        monkeypatch.setattr(stacube.run, "commit_settling_overlaps", commit)
+        landed["rival"] = rival.complete().snapshot_id  # stamped when it lands: later, so it wins the patch
+        return landed["load"]
+
+    monkeypatch.setattr(stacube.run, "commit_settling_overlaps", then_the_rival)
+    tile = cube.load(roi)
+    assert tile.attrs["stacube_snapshot"] == landed["load"] != landed["rival"]
+    np.testing.assert_array_equal(tile.dem.values, cube.load(roi, at=landed["load"]).dem.values)
+    assert not np.allclose(tile.dem.values, cube.load(roi, offline=True).dem.values, equal_nan=True)  # the rival's
