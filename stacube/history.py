@@ -253,13 +253,39 @@ def cutoff(older_than: dt.datetime | dt.timedelta | str, name: str = "older_than
     return aware_utc(stamp).to_pydatetime()
 
 
+def stood_on_since(repo: icechunk.Repository, since: dt.datetime) -> dt.datetime | None:
+    """When the oldest snapshot that was still the branch tip at ``since`` or later was written: a run that
+    started since then stands on it, or on a newer one. None for a branch without snapshots.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    since : datetime.datetime
+        A tz-aware instant (``expire``'s grace before now).
+
+    Returns
+    -------
+    datetime.datetime or None
+        That snapshot's ``written_at``.
+    """
+    oldest, child_written = None, None
+    for info in repo.ancestry(branch=BRANCH):  # newest first
+        if child_written is not None and child_written < since:
+            break  # its successor came before ``since``: it was no longer the tip then
+        oldest, child_written = info.written_at, info.written_at
+    return oldest
+
+
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
            keep_tags: bool = True, grace: dt.timedelta | str = "24h") -> ExpireReport:
     """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
     then garbage-collect what nothing reaches any more, so that an old cube's storage stops growing.
 
     Objects younger than ``grace`` are never collected: a run in progress has written chunks that
-    no snapshot references yet, and collecting them would break its commit.
+    no snapshot references yet, and collecting them would break its commit. Nor does a snapshot that
+    was the branch tip within ``grace`` expire, however old: a run in progress may have started on it
+    and still read from it (``stood_on_since``).
 
     Parameters
     ----------
@@ -285,6 +311,9 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
     """
     when = cutoff(older_than)
     kept_after = cutoff(grace, "grace")  # both checked before anything expires
+    standing = stood_on_since(repo, kept_after)
+    if standing is not None:  # a run that started within the grace stands on it: its objects must stay
+        when = min(when, standing)
     expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
     summary = repo.garbage_collect(min(when, kept_after))
     held = bool(expired) and summary.bytes_deleted == 0 and kept_after < when
