@@ -219,8 +219,9 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | 
     ------
     TOIError
         If ``toi`` is given for a cube without time, is empty, is not a time pandas reads (or a slice
-        with a step), ends before it starts, or meets no step of the axis (the message says when it
-        lies past the axis's end, which ``Cube.extend_time`` can grow).
+        with a step), ends before it starts, or meets no step of the axis, or is a list of which some
+        time meets no step (the message says when it lies past the axis's end, which
+        ``Cube.extend_time`` can grow).
     """
     if axis is None:
         if toi is not None:
@@ -232,12 +233,17 @@ def select_steps(axis: pd.DatetimeIndex | None, toi: TOI | None) -> list[int] | 
     starts = axis.values
     ends = (axis + axis.freq).values
     selected: set[int] = set()
+    outside = []
     for start, end in intervals:
         hits = np.nonzero((starts <= end.to_datetime64()) & (ends > start.to_datetime64()))[0]
         selected.update(int(h) for h in hits)
-    if not selected:
-        hint = "; Cube.extend_time() grows the axis at its end" if intervals[-1][0] >= ends[-1] else ""
-        raise TOIError(f"TOI {toi!r} is outside the time axis {_describe(axis)}{hint}")
+        if not len(hits):
+            outside.append(start)
+    if outside:  # a list's time that meets no step is never dropped quietly while the others load
+        hint = "; Cube.extend_time() grows the axis at its end" if max(outside) >= ends[-1] else ""
+        named = f"TOI {toi!r} is" if not selected else \
+            f"{len(outside)} of the TOI's {len(intervals)} times ({', '.join(str(t) for t in outside[:3])}) are"
+        raise TOIError(f"{named} outside the time axis {_describe(axis)}{hint}")
     return sorted(selected)
 
 

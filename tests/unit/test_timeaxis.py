@@ -101,3 +101,16 @@ def test_offsets_are_read_the_same_by_the_cli_and_by_flow_parameters():
 def test_an_empty_toi_is_refused_by_name(empty):
     with pytest.raises(TOIError, match="is empty and selects nothing; pass toi=None"):
         select_steps(SERIES, empty)
+
+
+def test_a_list_toi_with_a_time_outside_the_axis_is_refused_not_shortened():
+    import pandas as pd
+
+    from stacube.errors import TOIError
+    from stacube.timeaxis import select_steps
+
+    axis = pd.date_range("2021-06-01", periods=4, freq="D")
+    assert select_steps(axis, ["2021-06-01", "2021-06-03"]) == [0, 2]
+    with pytest.raises(TOIError, match=r"1 of the TOI's 2 times \(2021-06-05 00:00:00\) are outside .*extend_time"):
+        select_steps(axis, ["2021-06-01", "2021-06-05"])  # it used to load 06-01 alone
+    assert select_steps(axis, slice("2021-05-01", "2021-06-02")) == [0, 1]  # a range reaching past it: clipped
