@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import SpecError
 from ..sources import EARTH_ENGINE_URL, EarthEngineSource
+from ..sources.earthengine.backend import nearest_only
 from ..spec import CubeSpec, check_choices, check_resolution
 from ..variables import Variable
 from ..zones import utm_zones
@@ -69,7 +70,8 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
         Which of ``A00`` .. ``A63`` to hold (all by default), named as Earth Engine names them; a string
         is one band.
     resampling : str, optional
-        Every variable's resampling (``Variable.resampling``).
+        Every variable's resampling: ``"nearest"`` only, what Earth Engine's pixel requests do (they pick
+        source pixels by position; another value is a SpecError rather than ignored).
 
     Returns
     -------
@@ -87,6 +89,7 @@ def alphaearth_spec(bbox: tuple[float, float, float, float], *, project: str | N
     bands = check_choices("AlphaEarth bands", bands, BANDS, "A00 .. A63")
     years = _consecutive_years(years)
     resolution = check_resolution(resolution)
+    nearest_only("every variable", resampling)
     return CubeSpec(
         name="alphaearth",
         zones=utm_zones(bbox, resolution),

@@ -27,6 +27,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from ..sources import EARTH_ENGINE_URL, EarthEngineSource
+from ..sources.earthengine.backend import nearest_only
 from ..spec import CubeSpec
 from ..variables import Variable
 
@@ -70,7 +71,8 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
     collection : str, optional
         The ImageCollection (``TCTREND_COLLECTION``).
     resampling : str, optional
-        Every variable's resampling (``Variable.resampling``).
+        Every variable's resampling: ``"nearest"`` only, what Earth Engine's pixel requests do (they pick
+        source pixels by position; another value is a SpecError rather than ignored).
 
     Returns
     -------
@@ -83,6 +85,7 @@ def tctrend_spec(*, project: str | None = None, chunks: tuple[int, int] = (2048,
     SpecError
         If ``chunks`` or ``resampling`` make no valid spec.
     """
+    nearest_only("every variable", resampling)
     return CubeSpec(
         name="tctrend",
         zones=[tctrend_grid()],

@@ -3,6 +3,7 @@
 import pytest
 
 from stacube.datasets import PGC_STAC, arcticdem_grid, arcticdem_spec
+from stacube.errors import SpecError
 
 
 @pytest.mark.parametrize("resolution", [2, 10, 32])
@@ -67,8 +68,11 @@ def test_presets_take_resolution_collection_asset_keys_and_resampling():
         "earth-search-l2a"
     dem = arcticdem_spec(10, collection="mirror", assets={"dem": "elevation"}, resampling={"dem": "bilinear"})
     assert dem.source.assets["dem"] == "elevation" and dem.variables["dem"].resampling == "bilinear"
-    embeddings = alphaearth_spec((11.0, 47.0, 11.5, 47.5), resolution=20.0, bands=("A00", "A01"),
-                                 resampling="bilinear", collection="mine")
-    assert list(embeddings.variables) == ["a00", "a01"] and embeddings.variables["a00"].resampling == "bilinear"
+    embeddings = alphaearth_spec((11.0, 47.0, 11.5, 47.5), resolution=20.0, bands=("A00", "A01"), collection="mine")
+    assert list(embeddings.variables) == ["a00", "a01"] and embeddings.variables["a00"].resampling == "nearest"
     assert embeddings.source.collection == "mine" and {z.resolution.x for z in embeddings.zones.values()} == {20.0}
-    assert tctrend_spec(resampling="average").variables["tcb"].resampling == "average"
+    # Earth Engine's pixel requests pick pixels by position: a blend would be ignored, so it is refused
+    with pytest.raises(SpecError, match="'bilinear' resampling, which an Earth Engine source does not apply"):
+        alphaearth_spec((11.0, 47.0, 11.5, 47.5), resampling="bilinear")
+    with pytest.raises(SpecError, match="'average' resampling"):
+        tctrend_spec(resampling="average")

@@ -341,3 +341,14 @@ def test_an_earth_engine_setting_that_is_no_number_fails_a_read_as_a_spec_error(
     monkeypatch.setenv("STACUBE_EE_MAX_RETRIES", "lots")
     with pytest.raises(SpecError, match="STACUBE_EE_MAX_RETRIES='lots'"):
         ee_backend.read(patches(1)[0])
+
+
+def test_an_earth_engine_source_refuses_a_resampling_it_would_not_apply_before_anything_is_read():
+    from stacube import Variable
+    from stacube.sources.earthengine.backend import EarthEngineBackend
+
+    source = EarthEngineSource("X/Y", {"a": "B1", "b": "B2"})
+    backend = EarthEngineBackend(source, {"a": Variable("float32"), "b": Variable("float32", resampling="bilinear")})
+    with pytest.raises(SpecError, match="variable 'b' asks for 'bilinear' resampling, which an Earth Engine source"):
+        backend.check_items([])
+    EarthEngineBackend(source, {"a": Variable("float32"), "b": Variable("float32")}).check_items([])

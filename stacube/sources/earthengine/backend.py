@@ -29,7 +29,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.warp import rio_reproject
 
 from ...alignment import declared_crs
-from ...errors import ItemError, RadiometryError, TransientSourceError, source_error
+from ...errors import ItemError, RadiometryError, SpecError, TransientSourceError, source_error
 from ...grid import PatchIndex
 from ...radiometry import IDENTITY, convert, item_convention, same
 from ...variables import Variable, is_nan
@@ -385,6 +385,28 @@ def read_band(items: Sequence[pystac.Item], band: str, geobox: GeoBox, dtype: An
     return read_bands(items, {band: (dtype, nodata)}, geobox)[band]
 
 
+def nearest_only(variable: str, resampling: str) -> None:
+    """Refuse a resampling an Earth Engine read would not apply: its pixel requests pick source pixels by
+    position (``"nearest"``), and a blend asked for was ignored without a word.
+
+    Parameters
+    ----------
+    variable : str
+        The variable's name (named in the error; ``"every variable"`` for a preset's setting).
+    resampling : str
+        Its ``Variable.resampling``.
+
+    Raises
+    ------
+    SpecError
+        If ``resampling`` is not ``"nearest"``.
+    """
+    if resampling != "nearest":
+        raise SpecError(f"{variable} asks for {resampling!r} resampling, which an Earth Engine source does not "
+                        "apply (its pixel requests pick source pixels by position, as 'nearest'): give "
+                        "resampling='nearest'")
+
+
 class EarthEngineBackend:
     """Reads a cube's patches from Earth Engine, one band per variable, for the Items planning attached.
 
@@ -410,7 +432,11 @@ class EarthEngineBackend:
         the source's bands, or whose band is not a converted Earth Engine band (``earthengine://``
         href, ``proj:transform``, ``proj:shape`` and a CRS); the RadiometryError an Item whose numbers
         are in another convention than its variable's, since Earth Engine mosaics and casts them as
-        they are (declare the images' convention on the variable, or ``radiometry="as-cube"``)."""
+        they are (declare the images' convention on the variable, or ``radiometry="as-cube"``); the
+        SpecError a variable whose ``resampling`` is not ``"nearest"``: Earth Engine's pixel requests pick
+        pixels by position, and nothing here asks it to blend them (it was ignored, without a word)."""
+        for variable in self.source.bands:
+            nearest_only(f"variable {variable!r}", self.variables[variable].resampling)
         for item in items:
             for variable, band in self.source.bands.items():
                 asset = item.assets.get(band)
