@@ -68,7 +68,9 @@ def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Tim
     watched_ids = set(map(str, watched))
     rows = observations[observations["parcel_id"].astype(str).isin(watched_ids)].copy()
     dates = pd.to_datetime(rows["date"])
-    in_period = rows[(dates >= start) & (dates <= end)]
+    # rows are dated by day: a period starting at 04:00 holds its first day's acquisitions (that day's step
+    # was computed), which a comparison with the instant would leave out
+    in_period = rows[(dates >= pd.Timestamp(start).floor("D")) & (dates <= end)]
     acquired = in_period[in_period["reason"] != "no acquisition"]
     covered = in_period.loc[in_period["usable"].astype(bool), "parcel_id"].nunique()
     recent = rows[(dates > end - pd.Timedelta(weeks=thresholds.stale_weeks)) & (dates <= end)

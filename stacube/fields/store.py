@@ -268,7 +268,8 @@ def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        A copy holding ``OBSERVATION_COLUMNS`` only, ``date`` as ``datetime.date``.
+        A copy holding ``OBSERVATION_COLUMNS`` only, ``date`` as ``datetime.date``; one row per parcel and
+        day (the latest of several steps on one day).
 
     Raises
     ------
@@ -279,8 +280,13 @@ def observation_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ParcelError(f"observations lack columns {sorted(missing)}; they have {list(rows.columns)}")
     frame = rows[OBSERVATION_COLUMNS].copy()
-    frame["date"] = pd.to_datetime(frame["date"]).dt.date
-    return frame
+    when = pd.to_datetime(frame["date"])
+    frame["date"] = when.dt.date
+    # a store keeps one row per parcel and day: of several steps on one day (a sub-daily axis), the latest
+    # is kept, in both stores alike (DuckDB kept the first silently; PostgreSQL refused the batch)
+    frame = frame.assign(_when=when).sort_values("_when", kind="stable")
+    frame = frame.drop_duplicates(["parcel_id", "date"], keep="last").drop(columns="_when")
+    return frame.sort_index()
 
 
 def quality_rows(run_id: str, start: pd.Timestamp, end: pd.Timestamp, report: pd.DataFrame) -> pd.DataFrame:
