@@ -538,7 +538,7 @@ def cube_expire(cube: CubeArg,
     report = _open(cube, catalog_dir).expire(older_than, keep_tags=keep_tags)
     freed = {"bytes_freed": report.bytes_freed} if as_json else {"MB freed": f"{report.bytes_freed / 1e6:.1f}"}
     emit({"snapshots_expired": report.snapshots_expired, **freed, "chunks_deleted": report.chunks_deleted,
-          "note": report.note}, as_json, "expire")
+          "kept_as_recent_tips": report.kept_as_recent_tips, "note": report.note}, as_json, "expire")
     if report.note and not as_json:
         typer.echo(report.note, err=True)
 

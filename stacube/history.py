@@ -38,14 +38,22 @@ class ExpireReport:
     held_by_grace: bool = False
     """True when snapshots expired but nothing was freed because their objects are younger than the grace
     period (``expire``'s ``grace``): a later ``expire`` frees them."""
+    kept_as_recent_tips: int = 0
+    """Snapshots older than the cutoff that stayed because they were the branch tip within the grace period:
+    a run that started on one still reads from it (a later ``expire`` drops them)."""
 
     @property
     def note(self) -> str | None:
         """What a person should know that the figures do not say: why nothing was freed, or None."""
+        notes = []
+        if self.kept_as_recent_tips:
+            notes.append(f"{self.kept_as_recent_tips} snapshot(s) older than the cutoff were kept: they were the "
+                         "branch tip within the grace period, and a run in progress may stand on them")
         if self.held_by_grace:
-            return (f"{self.snapshots_expired} snapshot(s) expired, but nothing was freed: objects younger than the "
-                    "grace period are kept (a run in progress may need them); run expire again once they are older, "
-                    "or pass a shorter grace")
+            notes.append(f"{self.snapshots_expired} snapshot(s) expired, but nothing was freed: objects younger than "
+                         "the grace period are kept (a run in progress may need them)")
+        if notes:
+            return "; ".join(notes) + "; run expire again once they are older, or pass a shorter grace"
         return None
 
 
@@ -312,9 +320,13 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
     when = cutoff(older_than)
     kept_after = cutoff(grace, "grace")  # both checked before anything expires
     standing = stood_on_since(repo, kept_after)
-    if standing is not None:  # a run that started within the grace stands on it: its objects must stay
-        when = min(when, standing)
-    expired = repo.expire_snapshots(when, delete_expired_tags=not keep_tags)
+    kept, expire_before = 0, when
+    if standing is not None and standing < when:  # a run that started within the grace stands on it
+        snapshots = list(repo.ancestry(branch=BRANCH))  # newest first: the tip never expires anyway
+        kept = sum(1 for info in snapshots[1:] if standing <= info.written_at < when and info.parent_id is not None)
+        expire_before = standing
+    expired = repo.expire_snapshots(expire_before, delete_expired_tags=not keep_tags)
+    # what the branch and kept tags reach stays whatever its age; the rest goes once older than both cutoffs
     summary = repo.garbage_collect(min(when, kept_after))
     held = bool(expired) and summary.bytes_deleted == 0 and kept_after < when
-    return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted, held)
+    return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted, held, kept)
