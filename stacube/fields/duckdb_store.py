@@ -75,6 +75,12 @@ def database_path(url: str | os.PathLike) -> Path:
     return Path(text)
 
 
+def _id_frame(parcel_ids: Iterable[str]) -> pd.DataFrame:
+    """Parcel ids as a one-column frame DuckDB reads as text, even when empty (an empty float column made
+    ``parcel_id IN (...)`` a type error)."""
+    return pd.DataFrame({"parcel_id": pd.Series([str(p) for p in parcel_ids], dtype=object).astype("string")})
+
+
 class DuckDBParcelStore(ParcelStore):
     """The embedded store: one DuckDB file, made with its folder and tables if missing.
 
@@ -132,7 +138,7 @@ class DuckDBParcelStore(ParcelStore):
         """Watch (or stop watching) parcels.
 
         Parameters, returns and errors as ``ParcelStore.watch``."""
-        ids = pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]})
+        ids = _id_frame(parcel_ids)
         with self._lock:
             self._db.register("chosen", ids)
             found = self._db.execute(f"SELECT count(*) FROM {SCHEMA}.parcels WHERE parcel_id IN "
@@ -226,9 +232,9 @@ class DuckDBParcelStore(ParcelStore):
 
         Parameters, returns and errors as ``ParcelStore.last_run``."""
         with self._lock:
-            row = self._db.execute(f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = ? AND target = ? "
-                                   "ORDER BY period_end DESC LIMIT 1", [kind, target]).fetchone()
-        return None if row is None else (pd.Timestamp(row[0]), pd.Timestamp(row[1]))
+            rows = self._db.execute(f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = ? AND target = ? "
+                                    "ORDER BY period_end DESC, finished_at DESC LIMIT 1", [kind, target]).fetchall()
+        return None if not rows else (pd.Timestamp(rows[0][0]), pd.Timestamp(rows[0][1]))
 
     def quality(self) -> pd.DataFrame:
         """Every stored KPI, newest run first.
@@ -244,7 +250,7 @@ class DuckDBParcelStore(ParcelStore):
         sql = f"SELECT * FROM {SCHEMA}.observations"
         with self._lock:
             if parcel_ids is not None:
-                self._db.register("chosen", pd.DataFrame({"parcel_id": [str(p) for p in parcel_ids]}))
+                self._db.register("chosen", _id_frame(parcel_ids))
                 sql += " WHERE parcel_id IN (SELECT parcel_id FROM chosen)"
             frame = self._db.execute(sql + " ORDER BY parcel_id, date").df()
             if parcel_ids is not None:

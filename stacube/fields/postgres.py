@@ -294,7 +294,7 @@ class PostgresParcelStore(ParcelStore):
         Parameters, returns and errors as ``ParcelStore.last_run``."""
         rows = self._run(self._execute(
             f"SELECT period_start, period_end FROM {SCHEMA}.runs WHERE kind = :kind AND target = :target "
-            "ORDER BY period_end DESC LIMIT 1", {"kind": kind, "target": target}, fetch=True))
+            "ORDER BY period_end DESC, finished_at DESC LIMIT 1", {"kind": kind, "target": target}, fetch=True))
         return (pd.Timestamp(rows[0]["period_start"]), pd.Timestamp(rows[0]["period_end"])) if rows else None
 
     def quality(self) -> pd.DataFrame:

@@ -359,6 +359,16 @@ def test_ingests_are_recorded_per_cube_and_the_next_one_starts_where_the_last_en
     assert period_toi(last) == {"start": "2024-07-01T00:00:00", "end": "2024-07-08T00:00:00.000000"}
 
 
+def test_both_stores_answer_an_empty_id_list_and_keep_working_after_a_run_is_read(store_url):
+    parcels = clean_parcels(season_parcels(), "parcel_id").parcels
+    with open_parcel_store(store_url) as store:
+        store.add_parcels(parcels)
+        assert store.observations([]).empty and store.watch([], False) == 0  # DuckDB: a type error on []
+        store.record_run("ingest", "cubes/a", "r1", pd.Timestamp("2024-06-24"), pd.Timestamp("2024-07-01"))
+        assert store.last_run("ingest", "cubes/a") is not None
+        assert store.watch([parcels.parcel_id.iloc[0]], False) == 1  # DuckDB: the read left a result open
+
+
 def test_parcels_import_and_run_from_the_command_line(season_api, tmp_path):
     import json
 
