@@ -337,7 +337,9 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
         keep_files: Published files (``parcel-series-*``) not modified for longer than this are deleted.
 
     Returns:
-        ``snapshots_expired``, ``bytes_freed``, ``observations_deleted`` and ``files_deleted``; also an artifact.
+        ``snapshots_expired``, ``bytes_freed``, ``snapshots_kept_as_recent_tips`` (older than ``keep_snapshots``
+        but the branch tip within the last 24 h: a run may stand on them), ``observations_deleted`` and
+        ``files_deleted``; also an artifact.
 
     Raises:
         CubeNotFoundError, SpecError, S3AccessError: If the cube cannot be opened (``Cube.open``), or ``store_url``
@@ -359,6 +361,7 @@ def purge(cube_url: str, store_url: str, out_dir: str | None = None, catalog_dir
         rows = store.purge_unwatched(now - unwatched)
     files = purge_files(out_dir, keep.total_seconds()) if out_dir else []
     summary = {"snapshots_expired": expired.snapshots_expired, "bytes_freed": expired.bytes_freed,
+               "snapshots_kept_as_recent_tips": expired.kept_as_recent_tips,
                "observations_deleted": rows, "files_deleted": [str(p) for p in files]}
     create_markdown_artifact(
         f"expired {expired.snapshots_expired} snapshots ({expired.bytes_freed / 1e6:.1f} MB freed), deleted "

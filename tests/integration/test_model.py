@@ -774,12 +774,12 @@ def test_the_machine_catches_a_run_that_records_one_patch_too_many(series, monke
 
     real = stacube.run.mark_filled  # run.py imported it by name: patch it where it is called
 
-    def one_more(store, patches, stamp, empty):
+    def one_more(store, patches, stamp, empty, **kwargs):
         taken = {p.cell for p in patches}
         rows, cols = series.grid
         spare = [dataclasses.replace(p, iy=iy, ix=ix) for p in patches for iy in range(rows) for ix in range(cols)
                  if (p.time_index, iy, ix) not in taken]  # a patch of the same step that the run did not plan
-        real(store, [*patches, *spare[:1]], stamp, empty)
+        real(store, [*patches, *spare[:1]], stamp, empty, **kwargs)
 
     monkeypatch.setattr(stacube.run, "mark_filled", one_more)
     assert "filled record" in str(failure_of(series, only=["download", "load_online", "concurrent_downloads"]))

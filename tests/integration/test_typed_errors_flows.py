@@ -133,7 +133,9 @@ def test_purge_checks_every_duration_before_a_snapshot_expires(tmp_path, setting
     done = purge(str(cube.url), store_url, str(tmp_path / "out"), str(tmp_path / "cat"), keep_snapshots="0D",
                  unwatched_for="30D", keep_files="180D")  # the same run with good durations does its work
     assert done["files_deleted"] == [str(published)] and not published.exists()
-    assert done["snapshots_expired"] >= 1 and len(Cube.open(cube.url).history()) < len(before)
+    # the snapshots before the tip were all the tip minutes ago: a run may stand on them, so they stay
+    assert done["snapshots_expired"] == 0 and done["snapshots_kept_as_recent_tips"] >= 1
+    assert len(Cube.open(cube.url).history()) == len(before)
 
 
 # --- the sync flow ------------------------------------------------------------------------------------
