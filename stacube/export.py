@@ -185,9 +185,7 @@ def _stream_tiff(variable: Any, path: Path, nodata: Any, tags: dict[str, str] | 
     from rasterio.windows import Window
 
     geobox = variable.odc.geobox
-    data = variable.data
-    if data.dtype == bool:
-        data, nodata = data.astype("uint8"), None
+    data = variable.data  # a mask arrives as uint8 already (``write_cog``)
     profile = {"driver": "GTiff", "width": geobox.shape.x, "height": geobox.shape.y, "count": 1,
                "dtype": str(data.dtype), "crs": geobox.crs.to_wkt(), "transform": geobox.transform,
                "nodata": None if nodata is None else np.asarray(nodata, dtype=data.dtype).item(), "tiled": True,

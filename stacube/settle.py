@@ -23,6 +23,7 @@ from .grid import PatchIndex
 from .layout import FILLED, chunk_exists
 from .spec import CubeSpec
 from .store import BRANCH
+from .zarr_sync import run_on_zarr_loop
 
 log = logging.getLogger(__name__)
 RULE = "a patch with data beats an empty one; between two of a kind the run with the later stamp wins"
@@ -49,7 +50,7 @@ def _copy_chunk(source: zarr.Group | None, target: zarr.Group, name: str, cell: 
     if source is not None and chunk_exists(source.store.session, f"/{array.path}", cell):
         array.blocks[cell] = source[name].blocks[cell]
     else:
-        zarr.core.sync.sync(target.store.delete(key))
+        run_on_zarr_loop(target.store.delete(key))
 
 
 def _replay_on_tip(repo: icechunk.Repository, session: icechunk.Session,

@@ -20,6 +20,7 @@ from .grid import PatchIndex, by_zone, cell_selection, zone_grid
 from .layout import FILLED, chunk_exists
 from .spec import CubeSpec
 from .variables import valid_mask
+from .zarr_sync import run_on_zarr_loop
 
 
 def _chunk_selection(spec: CubeSpec, patch: PatchIndex) -> tuple:
@@ -83,4 +84,4 @@ def mark_filled(store: Any, patches: Sequence[PatchIndex], stamp: int, empty: se
     for zone, in_zone in by_zone(provisional).items():
         record = root[zone][FILLED]
         for patch in in_zone:
-            zarr.core.sync.sync(store.delete(f"{record.path}/{record.metadata.encode_chunk_key(patch.cell)}"))
+            run_on_zarr_loop(store.delete(f"{record.path}/{record.metadata.encode_chunk_key(patch.cell)}"))
