@@ -18,12 +18,14 @@ from ..timeaxis import naive_utc
 from .store import (
     OBSERVATION_COLUMNS,
     QUALITY_COLUMNS,
+    RUN_COLUMNS,
     SCHEMA,
     ParcelStore,
     observation_rows,
     parcel_rows,
     parcels_frame,
     quality_rows,
+    run_frame,
 )
 
 _TABLES = f"""
@@ -218,14 +220,26 @@ class DuckDBParcelStore(ParcelStore):
         return int(count)
 
     # --- runs -------------------------------------------------------------------------------
-    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp,
+                   as_of: pd.Timestamp | None = None) -> None:
         """Remember that a run of ``kind`` (``"ingest"``) covered ``start``..``end`` for ``target`` (a cube URL),
         so that the next run starts where this one ended.
 
         Parameters, returns and errors as ``ParcelStore.record_run``."""
+        stamp = None if as_of is None else naive_utc(as_of).to_pydatetime()
         with self._lock:
-            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.runs VALUES (?, ?, ?, ?, ?, now())",
-                             [kind, target, run_id, *(naive_utc(t).to_pydatetime() for t in (start, end))])
+            self._db.execute(f"INSERT OR REPLACE INTO {SCHEMA}.runs VALUES (?, ?, ?, ?, ?, "
+                             "coalesce(?::TIMESTAMP, now()::TIMESTAMP))",
+                             [kind, target, run_id, *(naive_utc(t).to_pydatetime() for t in (start, end)), stamp])
+
+    def runs(self, kind: str, target: str) -> pd.DataFrame:
+        """Every recorded run of ``kind`` on ``target``, by ``finished_at``.
+
+        Parameters, returns and errors as ``ParcelStore.runs``."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM {SCHEMA}.runs WHERE kind = ? "
+                                    "AND target = ? ORDER BY finished_at, run_id", [kind, target]).fetchall()
+        return run_frame(rows)
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """The period of the latest-ending recorded run of ``kind`` for ``target``, or None.

@@ -7,8 +7,10 @@ data, saturated, cloud shadow, cloud medium and high probability, thin cirrus, s
 are nodata are left out; statistics are grouped with ``np.bincount`` and one sort, never a loop
 over parcels. A parcel-date whose valid fraction is below the threshold is kept as "no usable
 data" with its reason: "clouds" (masked by cloud, shadow or snow classes), "nodata" (outside the
-granule, defective pixels) or "smaller than a pixel" (no pixel centre inside the parcel, after the
-optional inward buffer that leaves mixed edge pixels out).
+granule, defective pixels), "smaller than a pixel" (no pixel centre inside the parcel, after the
+optional inward buffer that leaves mixed edge pixels out) or "not downloaded" (some of the parcel's
+pixels are nodata under a patch the cube does not hold on that date: a download failed; its
+statistics are left out until an ingest fetches the patch).
 
 Reflectance comes from the Tile's own convention (CF ``scale_factor``/``add_offset``, which the cube
 declares and every Tile carries), never from a constant: a cube that holds Sentinel-2 of several
@@ -20,6 +22,7 @@ that hold for all its Items, and are refused without them.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -28,6 +31,7 @@ import pandas as pd
 import rasterio.features
 import xarray as xr
 from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
 
 from ..errors import SpecError
 from ..radiometry import RadiometryError
@@ -281,6 +285,68 @@ def parcel_statistics(tile: xr.Dataset, parcels: gpd.GeoDataFrame, settings: Ind
     columns = ["parcel_id", "date", "ndvi_mean", "ndvi_median", "ndvi_std", "ndmi_mean", "ndmi_median", "ndmi_std",
                "valid_pixels", "total_pixels", "valid_fraction", "usable", "reason", "run_id"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def not_downloaded(rows: pd.DataFrame, tile: xr.Dataset, parcels: gpd.GeoDataFrame,
+                   missing: Sequence[tuple[pd.Timestamp | None, Geometry]],
+                   settings: IndexSettings | None = None) -> pd.DataFrame:
+    """The rows whose parcel has nodata pixels under a patch the cube does not hold, marked "not downloaded".
+
+    Such pixels are nodata because the patch's download failed or has not happened, not because the
+    source had none: the parcel-date's statistics would come from part of the parcel, or its reason
+    would say "nodata". Its statistics are left out (NaN, no valid pixel), it is not usable, and its
+    reason says why; the ingest that fetches the patch covers the date again. A parcel whose pixels
+    there another zone filled keeps its row.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        ``parcel_statistics``'s rows for ``tile`` and ``parcels``.
+    tile : xarray.Dataset
+        The Tile they were computed from.
+    parcels : geopandas.GeoDataFrame
+        The parcels, with a ``parcel_id`` column and a CRS.
+    missing : Sequence[tuple[pandas.Timestamp or None, Geometry]]
+        Each missing patch's step and extent (``run.missing_patch_areas``).
+    settings : IndexSettings or None, optional
+        As given to ``parcel_statistics``; None: ``IndexSettings()``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rows``, with the parcel-dates that lack a missing patch's pixels marked.
+    """
+    if not missing or rows.empty:
+        return rows
+    settings = settings or IndexSettings()
+    geobox = tile.odc.geobox
+    ids = rasterize_parcels(parcels.geometry, geobox, settings.inward_buffer_m)
+    parcel_ids = parcels["parcel_id"].astype(str).to_numpy()
+    times = list(pd.to_datetime(tile.time.values)) if "time" in tile.dims else [None]
+    hit = pd.Series(False, index=rows.index)
+    for when, extent in missing:
+        if when not in times:
+            continue
+        step = times.index(when)
+        under = rasterio.features.geometry_mask([extent.to_crs(geobox.crs).geom], out_shape=geobox.shape.yx,
+                                                transform=geobox.transform, invert=True, all_touched=True)
+        empty = np.zeros(geobox.shape.yx, dtype=bool)
+        for name in settings.variables:
+            values = tile[name].values[step] if "time" in tile[name].dims else tile[name].values
+            empty |= ~valid_values(values, tile[name].attrs.get("nodata", 0))
+        lacking = np.unique(ids[under & empty & (ids > 0)]) - 1
+        if len(lacking):
+            same_date = rows["date"].isna() if when is None else rows["date"] == when
+            hit |= same_date & rows["parcel_id"].isin(parcel_ids[lacking])
+    if not hit.any():
+        return rows
+    rows = rows.copy()
+    statistics = ["ndvi_mean", "ndvi_median", "ndvi_std", "ndmi_mean", "ndmi_median", "ndmi_std"]
+    rows.loc[hit, statistics] = np.nan
+    rows.loc[hit, ["valid_pixels", "valid_fraction"]] = 0
+    rows.loc[hit, "usable"] = False
+    rows.loc[hit, "reason"] = "not downloaded"
+    return rows
 
 
 def no_acquisition(parcels: gpd.GeoDataFrame, period_start: pd.Timestamp, run_id: str | None = None) -> pd.DataFrame:

@@ -22,12 +22,14 @@ from ..timeaxis import naive_utc
 from .store import (
     OBSERVATION_COLUMNS,
     QUALITY_COLUMNS,
+    RUN_COLUMNS,
     SCHEMA,
     ParcelStore,
     observation_rows,
     parcel_rows,
     parcels_frame,
     quality_rows,
+    run_frame,
 )
 
 _TABLES = [
@@ -277,16 +279,28 @@ class PostgresParcelStore(ParcelStore):
             f"DELETE FROM {SCHEMA}.observations WHERE parcel_id IN (SELECT parcel_id FROM {SCHEMA}.parcels "
             "WHERE NOT watched AND updated_at < :before)", {"before": stamp.to_pydatetime()})))
 
-    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp,
+                   as_of: pd.Timestamp | None = None) -> None:
         """Remember that a run covered ``start``..``end`` for ``target``.
 
         Parameters, returns and errors as ``ParcelStore.record_run``."""
         self._run(self._execute(
-            f"INSERT INTO {SCHEMA}.runs VALUES (:kind, :target, :run_id, :start, :end, now() AT TIME ZONE 'UTC') "
+            f"INSERT INTO {SCHEMA}.runs VALUES (:kind, :target, :run_id, :start, :end, "
+            "coalesce(CAST(:as_of AS TIMESTAMP), now() AT TIME ZONE 'UTC')) "
             "ON CONFLICT (kind, target, run_id) DO UPDATE SET period_start = excluded.period_start, "
             "period_end = excluded.period_end, finished_at = excluded.finished_at",
             {"kind": kind, "target": target, "run_id": run_id, "start": naive_utc(start).to_pydatetime(),
-             "end": naive_utc(end).to_pydatetime()}))
+             "end": naive_utc(end).to_pydatetime(),
+             "as_of": None if as_of is None else naive_utc(as_of).to_pydatetime()}))
+
+    def runs(self, kind: str, target: str) -> pd.DataFrame:
+        """Every recorded run of ``kind`` on ``target``, by ``finished_at``.
+
+        Parameters, returns and errors as ``ParcelStore.runs``."""
+        rows = self._run(self._execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM {SCHEMA}.runs WHERE kind = :kind AND target = :target "
+            "ORDER BY finished_at, run_id", {"kind": kind, "target": target}, fetch=True))
+        return run_frame([tuple(row[c] for c in RUN_COLUMNS) for row in rows])
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """The period of the latest-ending recorded run of ``kind`` for ``target``, or None.

@@ -11,6 +11,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 
 import geopandas as gpd
 import pandas as pd
@@ -21,9 +22,9 @@ from odc.geo.geom import Geometry, box
 
 from ..cube import Cube
 from ..errors import GroupError, ROIError
-from ..grid import source_tile_name, zone_grids
+from ..grid import parse_patch_id, source_tile_name, zone_grid, zone_grids
 from ..timeaxis import TOI, naive_utc, toi_span
-from .indices import IndexSettings, no_acquisition, parcel_statistics
+from .indices import IndexSettings, no_acquisition, not_downloaded, parcel_statistics
 from .store import ParcelStore
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,29 @@ def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], 
     return GeoBox((r1 - r0, c1 - c0), zone.transform * Affine.translation(c0, r0), zone.crs)
 
 
+def missing_patch_areas(cube: Cube, patch_ids: Iterable[str]) -> list[tuple[pd.Timestamp | None, Geometry]]:
+    """Each patch's step and ground (its chunk's extent, in its zone's CRS): where a Tile holds nodata
+    because the patch is not in the cube (``missing_patches``), not because the source had none.
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube the patches are in.
+    patch_ids : Iterable[str]
+        Patch ids (``grid.patch_id``).
+
+    Returns
+    -------
+    list[tuple[pandas.Timestamp or None, Geometry]]
+        (step, extent) per patch.
+    """
+    areas = []
+    for patch in patch_ids:
+        zone, when, iy, ix = parse_patch_id(patch)
+        areas.append((when, zone_grid(cube.spec, zone).chunk_geobox(iy, ix).extent))
+    return areas
+
+
 def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, settings: IndexSettings | None = None,
                   run_id: str | None = None, offline: bool = False) -> pd.DataFrame:
     """NDVI/NDMI of the watched parcels of ``group_id`` for every acquisition in ``toi``, stored and returned.
@@ -189,6 +213,8 @@ def compute_group(cube: Cube, store: ParcelStore, group_id: str, toi: TOI, setti
             rows = no_acquisition(parcels, toi_span(toi)[0], run_id)
         else:
             rows = parcel_statistics(tile, parcels, settings, run_id)
+            missing = missing_patch_areas(cube, tile.attrs.get("missing_patches", []))
+            rows = not_downloaded(rows, tile, parcels, missing, settings)
         store.write_observations(rows)
     except Exception as error:
         raise GroupError(f"group {group_id} (tiles {', '.join(tiles) or 'none in the catalog'}) for "
@@ -221,6 +247,67 @@ def since_last(last: tuple[pd.Timestamp, pd.Timestamp] | None, now: pd.Timestamp
     if last is None:
         return {"last": first}
     return {"start": f"{last[1]:%Y-%m-%dT%H:%M:%S}", "end": f"{naive_utc(now):%Y-%m-%dT%H:%M:%S}"}
+
+
+def ingest_resume(last: tuple[pd.Timestamp, pd.Timestamp] | None, start: pd.Timestamp,
+                  resume: pd.Timestamp, steps: pd.DatetimeIndex | None = None) -> pd.Timestamp:
+    """Where the next default ingest starts, after one that covered from ``start`` and was complete up to ``resume``.
+
+    A run that began after where the last one stopped (a manual run over a later period), leaving a
+    step of the cube between them, left that time as it was: the next ingest still starts at the old
+    place, never past a date that failed or was still pending there.
+
+    Parameters
+    ----------
+    last : tuple[pandas.Timestamp, pandas.Timestamp] or None
+        The latest-ending recorded ingest before this one (``ParcelStore.last_run``), or None.
+    start : pandas.Timestamp
+        This ingest's start.
+    resume : pandas.Timestamp
+        This ingest's first failed, pending or provisional step, else its end.
+    steps : pandas.DatetimeIndex or None, optional
+        The cube's time steps; None: any time between the two runs is a gap.
+
+    Returns
+    -------
+    pandas.Timestamp
+        The end to record for this ingest.
+    """
+    if last is None or start <= last[1]:
+        return resume
+    between = (steps > last[1]) & (steps < start) if steps is not None else [start > last[1]]
+    return min(resume, last[1]) if any(between) else resume
+
+
+def indices_period(ingested: pd.DataFrame, indexed: pd.DataFrame
+                   ) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp] | None:
+    """The default indices period: what every ingest recorded since the last default indices run wrote.
+
+    An ingest records the data it wrote (``INGEST_DATA``: its start up to its first step still
+    pending or provisional, failed steps included, as their parcels are marked "not downloaded").
+    Indices that ran less often than ingests, or failed, or were not run after some ingest, cover every
+    ingest since the last indices run recorded, so no ingested day is left out; a day an ingest
+    repaired later is covered again with that ingest. With no ingest since, the last one's data again.
+
+    Parameters
+    ----------
+    ingested : pandas.DataFrame
+        ``ParcelStore.runs(INGEST_DATA, cube)``.
+    indexed : pandas.DataFrame
+        ``ParcelStore.runs(INDICES, cube)``: their ``finished_at`` is the latest ingest record they saw.
+
+    Returns
+    -------
+    tuple[pandas.Timestamp, pandas.Timestamp, pandas.Timestamp] or None
+        (start, end, as_of): the period, and the ``finished_at`` of the latest ingest record seen (what
+        the indices run records as its own); None without any ingest recorded.
+    """
+    if ingested.empty:
+        return None
+    new = ingested if indexed.empty else ingested[ingested.finished_at > indexed.finished_at.max()]
+    if new.empty:
+        new = ingested.tail(1)
+    return new.period_start.min(), new.period_end.max(), ingested.finished_at.max()
 
 
 def period_toi(period: tuple[pd.Timestamp, pd.Timestamp] | None, otherwise: str = "7D") -> dict[str, str]:

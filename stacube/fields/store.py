@@ -24,6 +24,7 @@ OBSERVATION_COLUMNS = ["parcel_id", "date", "ndvi_mean", "ndvi_median", "ndvi_st
                        "ndmi_std", "valid_pixels", "total_pixels", "valid_fraction", "usable", "reason", "run_id"]
 
 QUALITY_COLUMNS = ["run_id", "checked_at", "period_start", "period_end", "kpi", "value", "threshold", "ok"]
+RUN_COLUMNS = ["run_id", "period_start", "period_end", "finished_at"]
 
 
 class ParcelStore(Protocol):
@@ -169,7 +170,8 @@ class ParcelStore(Protocol):
             How many observation rows were deleted.
         """
 
-    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def record_run(self, kind: str, target: str, run_id: str, start: pd.Timestamp, end: pd.Timestamp,
+                   as_of: pd.Timestamp | None = None) -> None:
         """Remember that a run covered a period, so that the next run starts where this one ended.
 
         Parameters
@@ -182,6 +184,27 @@ class ParcelStore(Protocol):
             The run; recording the same run again replaces its period.
         start, end : pd.Timestamp
             The period the run covered (naive: UTC; stored as naive UTC).
+        as_of : pd.Timestamp or None, optional
+            The record's ``finished_at``; None: the store's clock now. A run that read other runs' records
+            passes the latest ``finished_at`` it saw (a time of the store's own clock), so that runs
+            recorded while it worked count as after it.
+        """
+
+    def runs(self, kind: str, target: str) -> pd.DataFrame:
+        """Every recorded run of ``kind`` on ``target``, in the order they were recorded.
+
+        Parameters
+        ----------
+        kind : str
+            What ran (``"ingest"``).
+        target : str
+            What it ran on (a cube URL).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns ``run_id``, ``period_start``, ``period_end`` and ``finished_at`` (naive UTC), by
+            ``finished_at``.
         """
 
     def last_run(self, kind: str, target: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -330,3 +353,23 @@ def parcels_frame(frame: pd.DataFrame) -> gpd.GeoDataFrame:
     """
     geometry = shapely.from_wkb(frame.pop("geometry").map(bytes).to_numpy()) if len(frame) else []
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index, crs="EPSG:4326"))
+
+
+def run_frame(rows: Iterable[Sequence]) -> pd.DataFrame:
+    """Recorded runs as ``ParcelStore.runs`` returns them, whatever driver read them: timestamps as naive UTC.
+
+    Parameters
+    ----------
+    rows : Iterable[Sequence]
+        Rows of ``RUN_COLUMNS``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns ``RUN_COLUMNS``.
+    """
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=RUN_COLUMNS)
+    for column in RUN_COLUMNS[1:]:
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+    frame["run_id"] = frame["run_id"].astype(str)
+    return frame

@@ -22,7 +22,7 @@ from ..cube import Cube
 from ..errors import GroupError, ParcelError, QualityBreachError, ROIError
 from ..fields import IndexSettings, compute_group, open_parcel_store
 from ..fields.quality import QualityThresholds, quality_report
-from ..fields.run import group_tiles, parcel_cells, period_toi, since_last
+from ..fields.run import group_tiles, indices_period, ingest_resume, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
 from ..timeaxis import naive_utc, toi_span
 from .cubes import open_cube
@@ -30,7 +30,9 @@ from .download import download
 from .parameters import TOIParameter, duration_from_parameter, run_start, toi_from_parameter, toi_to_parameter
 from .tasks import retry_unless_permanent
 
-INGEST = "ingest"
+INGEST = "ingest"  # a run's period up to where the next default ingest starts
+INGEST_DATA = "ingest-data"  # a run's period up to its first pending or provisional step: what the indices cover
+INDICES = "indices"  # a default indices run, recorded as of the latest ingest record it covered
 
 
 @flow(name="stacube-fields-ingest")
@@ -41,9 +43,11 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
 
     The period (``toi``) defaults to everything since the last ingest into this cube recorded in the
     store (the first ingest: the last ``first_period``); the cube's time axis is grown to reach its
-    end. Only chunks under watched parcels are downloaded, never whole granules. A patch that cannot
-    be read (a corrupt granule) is logged with its groups, tile and date, and left for the next
-    ingest, which starts again from the earliest such date; the other patches are committed.
+    end. A run over a period of its own (``toi``) that starts after where the last one stopped leaves
+    that gap for the next default run. Only chunks under watched parcels are downloaded, never whole
+    granules. A patch that cannot be read (a corrupt granule) is logged with its groups, tile and date,
+    and left for the next ingest, which starts again from the earliest such date; the other patches are
+    committed.
     ``spec`` names the cube's spec (``{"dataset": "sentinel2", "bbox": [...], "start": ...}`` or a
     spec file, see ``stacube.flows.cubes``): the first ingest creates the cube.
 
@@ -60,7 +64,8 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
     Returns:
         The download flow's ``RunReport.to_json()``, with ``failures`` (per failed patch: its groups, tiles, date,
             id and error), ``groups``, ``chunks``, ``period`` and ``next_start`` (where the next ingest starts: the
-            earliest failed or pending step, else the period's end).
+            earliest failed, pending or provisional step, else the period's end; never past where the last ingest
+            stopped, when this one started after it).
 
     Raises:
         SpecError: If ``store_url`` names no parcel store, or the cube cannot be opened or created (as for the
@@ -120,12 +125,18 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
                      run_id, ",".join(served), ",".join(failure["tiles"]) or "-",
                      f"{when:%Y-%m-%d}" if when is not None else "-", failure["patch_id"], failure["message"])
     # The next ingest starts where this one stopped being complete: the first failed, still-pending or
-    # provisional step (recent: its Items may not all be published yet)
-    incomplete = [f["date"] for f in failures if f["date"] is not None]
-    incomplete += [parse_patch_id(p)[1] for p in result["patches_pending"] + result.get("patches_provisional", [])]
-    resume = min([end, *[t for t in incomplete if t is not None]])
+    # provisional step (recent: its Items may not all be published yet), and never past where the last
+    # one stopped (a manual run over a later period). The indices cover what it wrote: up to its first
+    # pending or provisional step, failed ones included (their parcels are marked "not downloaded").
+    open_steps = [parse_patch_id(p)[1] for p in result["patches_pending"] + result.get("patches_provisional", [])]
+    open_steps = [t for t in open_steps if t is not None]
+    failed = [f["date"] for f in failures if f["date"] is not None]
+    resume = ingest_resume(last, start, min([end, *failed, *open_steps]), cube.spec.time)
+    written_until = min([end, *(t - pd.Timedelta(microseconds=1) for t in open_steps)])
     with open_parcel_store(store_url) as store:
         store.record_run(INGEST, cube_url, run_id, start, resume)
+        if written_until >= start:
+            store.record_run(INGEST_DATA, cube_url, run_id, start, written_until)
     return {**result, "failures": [{**f, "date": f"{f['date']:%Y-%m-%d}" if f["date"] is not None else None}
                                    for f in failures],
             "groups": groups, "chunks": len(cells), "period": [f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"],
@@ -183,9 +194,12 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
             min_valid_fraction: float = 0.3, masked_classes: list[int] | None = None,
             min_parcels_covered: float = 0.5, min_cloud_free_fraction: float = 0.2, max_stale_parcels: float = 0.5,
             stale_weeks: int = 4, inward_buffer_m: float = 0.0) -> dict[str, Any]:
-    """NDVI/NDMI per watched parcel and acquisition of the period (default: the period the last ingest
-    into the cube completed, else the last 7 days), per group;
-    then the run's data-quality KPIs, stored, and the run fails if one breaches its threshold.
+    """NDVI/NDMI per watched parcel and acquisition of the period, per group; then the run's data-quality
+    KPIs, stored, and the run fails if one breaches its threshold.
+
+    The default period is what every ingest into the cube wrote since the last default indices run in
+    which every group ran (``fields.run.indices_period``), so indices that run less often than ingests,
+    or failed, leave no ingested day out; with no ingest since, the last ingest's again.
 
     Only what the cube holds is read (the ingest downloaded it); every group runs, and the run fails
     at the end naming each group that failed and each KPI that breached, after storing the KPIs and
@@ -194,7 +208,8 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     Args:
         cube_url: The cube the ingest fills.
         store_url: The parcel store: its watched parcels, and where the rows and KPIs go.
-        toi: The period, as for the download flow; None: the period the last ingest completed, else the last 7 days.
+        toi: The period, as for the download flow; None: what the ingests since the last default run wrote (see
+            above), else the last 7 days.
         catalog_dir: The folder of the local catalogs (to name a group's tiles).
         min_valid_fraction: The share (0 to 1) of a parcel's pixels that must be valid for a usable parcel-date.
         masked_classes: Sentinel-2 SCL classes left out; None: ``IndexSettings``'s default.
@@ -230,10 +245,16 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
     thresholds = QualityThresholds(min_parcels_covered, min_cloud_free_fraction, max_stale_parcels, stale_weeks)
     # read before the store is opened (which creates its file where none is)
     period = toi_from_parameter(toi, now=now) if toi is not None else None
+    seen = None  # the latest ingest record a default run covered: recorded when every group ran
     with open_parcel_store(store_url) as store:
         group_ids = list(store.groups().group_id)  # the groups of watched parcels
-        if period is None:  # the new data: the period the last ingest into this cube completed
-            period = toi_from_parameter(period_toi(store.last_run(INGEST, cube_url)), now=now)
+        if period is None:  # the new data: what every ingest since the last default indices run wrote
+            found = indices_period(store.runs(INGEST_DATA, cube_url), store.runs(INDICES, cube_url))
+            if found is None:  # no ingest recorded what it wrote (a store from before): the last ingest's period
+                period = toi_from_parameter(period_toi(store.last_run(INGEST, cube_url)), now=now)
+            else:
+                period = toi_from_parameter(period_toi(found[:2]), now=now)
+                seen = found[2]
     if not group_ids:
         raise ParcelError(f"no watched parcels in the parcel store {store_url}: no indices to compute "
                           "(add parcels, or watch them again)")
@@ -254,6 +275,8 @@ def indices(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir
         watched = list(store.parcels().parcel_id)
         report = quality_report(store.observations(watched), watched, start, end, thresholds)
         store.write_quality(run_id, start, end, report)
+        if seen is not None and not failed:  # a failed group's days are covered again by the next default run
+            store.record_run(INDICES, cube_url, run_id, start, end, as_of=seen)
     lines = ["| group | parcel-dates | usable | no acquisition |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.group_id} | {r.rows} | {r.usable} | {r.no_acquisition} |" for r in table.itertuples()]
     lines += [f"| {g} | failed: {why} | | |" for g, why in failed]

@@ -357,6 +357,69 @@ def test_ingests_are_recorded_per_cube_and_the_next_one_starts_where_the_last_en
     assert last == (pd.Timestamp("2024-07-01"), pd.Timestamp("2024-07-08T00:00:00"))
     assert since_last(last, now) == {"start": "2024-07-08T00:00:00", "end": "2024-07-08T04:00:00"}
     assert period_toi(last) == {"start": "2024-07-01T00:00:00", "end": "2024-07-08T00:00:00.000000"}
+    with open_parcel_store(store_url) as store:
+        runs = store.runs("ingest", "cubes/a")
+        store.record_run("indices", "cubes/a", "i1", pd.Timestamp("2024-06-24"), pd.Timestamp("2024-07-08"),
+                         as_of=runs.finished_at.iloc[0])
+        indexed = store.runs("indices", "cubes/a")
+        assert store.runs("indices", "cubes/b").empty
+    assert list(runs.run_id) == ["r1", "r2"] and list(runs.columns) == ["run_id", "period_start", "period_end",
+                                                                        "finished_at"]
+    assert runs.period_end.iloc[1] == pd.Timestamp("2024-07-08T00:00:00") and runs.finished_at.is_monotonic_increasing
+    assert indexed.finished_at.iloc[0] == runs.finished_at.iloc[0]  # as of what it saw, on the store's own clock
+
+
+def test_default_field_runs_never_skip_an_ingested_day_nor_resume_past_a_failure(prefect_api, tmp_path):
+    from stacube.datasets import sentinel2_l2a_spec
+    from stacube.flows.fields import indices, ingest
+    from stacube.testing.granules import generate_sentinel2
+
+    folder = generate_sentinel2(tmp_path / "granules", Season(days=("2024-05-02", "2024-05-07", "2024-05-09"))
+                                .granules(), bands=season_bands)
+    broken = folder / "S2A_33TTN_20240507_1_L2A_B04.tif"
+    good = broken.read_bytes()
+    broken.write_bytes(b"this is not a TIFF " * 200)
+    parcels = clean_parcels(season_parcels(), "parcel_id").parcels
+    store_url, catalog = f"duckdb:///{tmp_path}/fields.duckdb", str(tmp_path / "catalog")
+    with open_parcel_store(store_url) as store:
+        store.add_parcels(parcels)
+    with serve_sample(folder) as (_files, api):
+        spec = sentinel2_l2a_spec((11.97, 46.97, 12.03, 47.01), "2024-05-01", "2024-05-10", api_url=api.url,
+                                  chunks=(128, 128), max_cloud_cover=None, bands=("B04", "B08", "B11", "SCL"))
+        cube = Cube.create(tmp_path / "s2", spec, catalog_dir=catalog)
+        url = str(cube.url)
+        ingest(url, store_url, {"start": "2024-05-01", "end": "2024-05-04"}, catalog)
+        failing = ingest(url, store_url, {"start": "2024-05-05", "end": "2024-05-10"}, catalog)
+        # Two ingests, then the indices: both ingests' days are covered, not only the last one's
+        first = indices(url, store_url, None, catalog, min_parcels_covered=0, min_cloud_free_fraction=0,
+                        max_stale_parcels=1)
+        with open_parcel_store(store_url) as store:
+            rows = store.observations()
+        # A manual ingest of a later period: the next default ingest still starts at the failed date
+        ingest(url, store_url, {"start": "2024-05-09", "end": "2024-05-10"}, catalog)
+        with open_parcel_store(store_url) as store:
+            resume = store.last_run("ingest", url)[1]
+        broken.write_bytes(good)
+        ingest(url, store_url, {"start": "2024-05-07", "end": "2024-05-10"}, catalog)  # the repair
+        second = indices(url, store_url, None, catalog, min_parcels_covered=0, min_cloud_free_fraction=0,
+                         max_stale_parcels=1)
+        with open_parcel_store(store_url) as store:
+            repaired = store.observations()
+            indexed = store.runs("indices", url)
+
+    assert failing["failures"] and failing["next_start"] == "2024-05-07T00:00:00"
+    assert set(rows.date) == {pd.Timestamp(d) for d in ("2024-05-02", "2024-05-07", "2024-05-09")}
+    assert first["rows"] == 3 * len(parcels)
+    on_failed = rows[rows.date == pd.Timestamp("2024-05-07")]
+    lacking = on_failed[on_failed.reason == "not downloaded"]
+    assert len(lacking) and lacking.ndvi_mean.isna().all() and not lacking.usable.any()
+    assert (parcels.set_index("parcel_id").loc[lacking.parcel_id, "utm_zone"] == 32633).all()  # 33TTN's parcels
+    assert not (rows[rows.date != pd.Timestamp("2024-05-07")].reason == "not downloaded").any()
+    assert resume == pd.Timestamp("2024-05-07")
+    again = repaired[repaired.date == pd.Timestamp("2024-05-07")].set_index("parcel_id")
+    assert not (again.reason == "not downloaded").any() and again.loc[lacking.parcel_id].usable.any()
+    assert second["rows"] == 2 * len(parcels)  # 05-07 and 05-09: what the ingests since the first indices wrote
+    assert len(indexed) == 2
 
 
 def test_both_stores_answer_an_empty_id_list_and_keep_working_after_a_run_is_read(store_url):

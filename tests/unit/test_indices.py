@@ -2,6 +2,7 @@
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 import xarray as xr
@@ -98,3 +99,31 @@ def test_a_parcel_without_a_valid_pixel_is_never_usable_even_when_no_share_is_re
     rows = parcel_statistics(cloudy, _parcels(shapely.box(500_100, 5_200_100, 500_300, 5_200_250)),
                              IndexSettings(min_valid_fraction=0.0))
     assert rows.valid_pixels.iloc[0] == 0 and not rows.usable.iloc[0] and rows.reason.iloc[0] == "clouds"
+
+
+def test_a_parcel_lacking_pixels_under_a_missing_patch_is_not_downloaded_not_nodata_or_partial():
+    from odc.geo.geom import box as geo_box
+
+    from stacube.fields.indices import not_downloaded
+
+    tile = _tile()
+    for name in ("B04", "B08", "B11", "SCL"):
+        tile[name].values[0, :, 20:] = 0  # the east half: a patch that failed (nodata in every band)
+    west = shapely.box(500_050, 5_200_100, 500_150, 5_200_250)  # wholly in the west half
+    across = shapely.box(500_150, 5_200_100, 500_300, 5_200_250)  # half of its pixels in the east half
+    east = shapely.box(500_250, 5_200_100, 500_350, 5_200_250)  # wholly in the east half
+    parcels = _parcels(west, across, east)
+    rows = parcel_statistics(tile, parcels)
+    # Without the missing patches, the row across reads as usable from half its pixels, the east one as "nodata"
+    assert rows.usable.tolist() == [True, True, False] and rows.reason.iloc[2] == "nodata"
+    when = pd.Timestamp("2024-06-01")
+    failed = geo_box(500_200, 5_200_000, 500_400, 5_200_300, "EPSG:32633")
+    marked = not_downloaded(rows, tile, parcels, [(when, failed)])
+    assert pd.isna(marked.reason.iloc[0]) and marked.usable.tolist() == [True, False, False]
+    assert marked.reason.tolist()[1:] == ["not downloaded", "not downloaded"]
+    assert marked.ndvi_mean.iloc[1:].isna().all() and (marked.valid_pixels.iloc[1:] == 0).all()
+    assert marked.ndvi_mean.iloc[0] == rows.ndvi_mean.iloc[0]
+    # Another date's patch, or a missing patch whose pixels another zone filled, leaves the rows as they were
+    assert not_downloaded(rows, tile, parcels, [(pd.Timestamp("2024-06-02"), failed)]).equals(rows)
+    filled = _tile()
+    assert not_downloaded(parcel_statistics(filled, parcels), filled, parcels, [(when, failed)]).reason.isna().all()
