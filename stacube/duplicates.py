@@ -8,17 +8,26 @@ source names a rule:
 ``keep-all``
     every Item is read (the mosaic rule decides between them);
 ``newest-processing``
-    Items of the same platform, tile and datetime are one acquisition, and only the newest
-    processing of it is read: the highest ``s2:processing_baseline`` (or ``processing:version``),
-    then the latest ``updated``, then the greatest id. An older Item is superseded only where a newer
-    one covers at least half its footprint: the two halves of a granule split across two datastrips
-    (one platform, tile and datetime, different ground) are both read. The Sentinel-2 presets use it.
+    Items of the same platform, tile, datetime and datastrip are one acquisition, and only the
+    newest processing of it is read: the highest ``s2:processing_baseline`` (or
+    ``processing:version``), then the latest ``updated``, then the greatest id. The Sentinel-2
+    presets use it.
+
+A granule whose tile two datastrips cross is published as two Items of one platform, tile and
+datetime holding different ground; both must be read. Their datastrips were sensed at different
+times, which ``s2:datastrip_id`` (Planetary Computer, Earth Search) or ``eopf:datastrip_id`` (CDSE)
+carry as ``_S<time>_``, while a reprocessing keeps its datastrip's sensing time and changes only its
+generation time. On 19 recorded pairs (tests/data/SOURCES.md) this told them apart every time, where
+a footprint overlap could not: a real split half lay 95% inside the other half, and a reprocessed copy
+99.1% inside the newer one. Items that name no datastrip fall back to the footprint: an older one is
+superseded only where a newer one covers 98% of it, so a split half is kept rather than lost.
 
 Superseded Items are listed in the commit metadata of the run that left them out.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +88,13 @@ def _updated(item: pystac.Item) -> pd.Timestamp:
     return aware_utc(stamp)
 
 
-def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None]:
-    """What makes two Items one acquisition: platform, source tile, datetime.
+_SENSED = re.compile(r"_S(\d{8}T\d{6})(?:_|$)")
+DATASTRIP_KEYS = ("s2:datastrip_id", "eopf:datastrip_id")
+SAME_GROUND = 0.98  # share of an older Item's footprint a newer one must cover, for Items naming no datastrip
+
+
+def datastrip_sensed(item: pystac.Item) -> str | None:
+    """When the Item's datastrip was sensed (``_S<time>_`` of its datastrip id), or None if it names none.
 
     Parameters
     ----------
@@ -89,13 +103,39 @@ def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None]:
 
     Returns
     -------
-    tuple[str or None, str, str or None]
+    str or None
+        ``YYYYmmddTHHMMSS``, or None.
+    """
+    for key in DATASTRIP_KEYS:
+        value = item.properties.get(key)
+        found = _SENSED.search(value) if isinstance(value, str) else None
+        if found:
+            return found.group(1)
+    return None
+
+
+def acquisition(item: pystac.Item) -> tuple[str | None, str, str | None, str | None]:
+    """What makes two Items one acquisition: platform, source tile, datetime, datastrip.
+
+    Parameters
+    ----------
+    item : pystac.Item
+        The Item.
+
+    Returns
+    -------
+    tuple[str or None, str, str or None, str or None]
         Its ``platform``; its source tile (``grid.source_tile_name``: the MGRS tile, else its id); its
-        datetime in ISO format (``start_datetime`` for an Item without one).
+        datetime in UTC ISO format (``start_datetime`` for an Item without one); when its datastrip was
+        sensed (``datastrip_sensed``), None if it names none.
     """
     properties = item.properties
-    when = item.datetime.isoformat() if item.datetime else properties.get("start_datetime")
-    return properties.get("platform"), source_tile_name(properties, item.id), when
+    when = item.datetime if item.datetime else properties.get("start_datetime")
+    try:
+        when = aware_utc(pd.Timestamp(when)).isoformat() if when else None
+    except (TypeError, ValueError):
+        when = str(when)
+    return properties.get("platform"), source_tile_name(properties, item.id), when, datastrip_sensed(item)
 
 
 def newness(item: pystac.Item) -> tuple:
@@ -126,7 +166,7 @@ def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pysta
         The Items that feed one patch.
     rule : str
         ``"keep-all"`` keeps every Item; ``"newest-processing"`` keeps the ``newness``-greatest Item of
-        each ``acquisition``.
+        each ``acquisition``, and any older one not on the same ground (``_same_ground``).
 
     Returns
     -------
@@ -155,12 +195,15 @@ def drop_duplicates(items: Sequence[pystac.Item], rule: str) -> tuple[list[pysta
 
 
 def _same_ground(older: pystac.Item, newer: pystac.Item) -> bool:
-    """Whether ``newer`` covers at least half of ``older``'s footprint: a reprocessing of the same pixels,
-    not the other half of a granule split across two datastrips (which shares platform, tile and datetime
-    but not ground). Items without a footprint count as the same ground."""
+    """Whether ``older`` is a reprocessing of ``newer``'s pixels, not the other half of a granule split
+    across two datastrips (which shares platform, tile and datetime but not ground): by their datastrip's
+    sensing time where both name one (``acquisition`` groups by it), else by ``newer`` covering
+    ``SAME_GROUND`` of ``older``'s footprint. Items without a footprint count as the same ground."""
+    if datastrip_sensed(older) is not None and datastrip_sensed(newer) is not None:
+        return True
     if not older.geometry or not newer.geometry:
         return True
     old, new = shapely.geometry.shape(older.geometry), shapely.geometry.shape(newer.geometry)
     if not (old.is_valid and new.is_valid) or old.area == 0:
         return True
-    return old.intersection(new).area >= 0.5 * old.area
+    return old.intersection(new).area >= SAME_GROUND * old.area
