@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import shapely
+from affine import Affine
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox, Geometry
 
@@ -72,6 +73,32 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
         return None
     local = in_zone(shape, zone)
     return local if local is not None and _meets(zone.extent, local) else None
+
+
+def segment_length(shape: Geometry, zone: GeoBox, pixels: int = 64) -> float:
+    """How finely to densify ``shape`` (in its CRS's units) before projecting it into ``zone``: segments of
+    ``pixels`` zone pixels, so that a straight edge's bulge in the other CRS stays far below a pixel
+    (a 64 px segment of 10 m pixels bows by centimetres), and at most about 4,000 points a side.
+
+    Parameters
+    ----------
+    shape : Geometry
+        The shape, with its CRS.
+    zone : GeoBox
+        The zone's grid.
+    pixels : int, optional
+        Zone pixels per segment.
+
+    Returns
+    -------
+    float
+        A segment length in ``shape``'s CRS units.
+    """
+    metres_per_degree = 111_320.0
+    pixel = abs(zone.resolution.x) * (metres_per_degree if zone.crs.geographic else 1.0)  # metres
+    step = pixel * pixels / (metres_per_degree if shape.crs.geographic else 1.0)
+    x0, y0, x1, y1 = shape.boundingbox
+    return max(step, max(x1 - x0, y1 - y0) / 4096)
 
 
 PixelSlices = tuple[slice, slice]
@@ -161,6 +188,10 @@ class ZoneGrid:
     def local_roi(self, roi: Geometry) -> Geometry | None:
         """``roi`` in this zone's CRS, or None where it does not meet the zone (see ``shape_in_zone``).
 
+        The ROI is densified first (``segment_length``): projected by its corners alone, a lon/lat box's
+        edge would be a straight line in the zone's CRS, where a parallel is a curve, and the chunks and
+        pixels under the bulge (950 m for a 3 degree box at 60 N in UTM) would be left out.
+
         Parameters
         ----------
         roi : Geometry
@@ -171,7 +202,29 @@ class ZoneGrid:
         Geometry or None
             The ROI in the zone's CRS, or None.
         """
-        return shape_in_zone(roi, self.geobox)
+        return shape_in_zone(roi, self.geobox, segment_length(roi, self.geobox))
+
+    def covering_geobox(self, local: Geometry) -> GeoBox:
+        """The GeoBox on this zone's pixel grid that covers ``local`` (a shape in the zone's CRS) whole, even
+        where it reaches past the zone: the Tile of a Geometry ROI, which other zones fill where this one ends.
+
+        Parameters
+        ----------
+        local : Geometry
+            The shape, in this zone's CRS (``local_roi``).
+
+        Returns
+        -------
+        GeoBox
+            At least one pixel; edges on this zone's pixel edges.
+        """
+        x0, y0, x1, y1 = local.boundingbox
+        inverse = ~self.geobox.transform
+        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+        # a thousandth of a pixel of slack: an edge on a pixel edge, projected there and back, stays on it
+        r0, c0 = math.floor(min(rows) + 1e-3), math.floor(min(cols) + 1e-3)
+        r1, c1 = max(math.ceil(max(rows) - 1e-3), r0 + 1), max(math.ceil(max(cols) - 1e-3), c0 + 1)
+        return GeoBox((r1 - r0, c1 - c0), self.geobox.transform * Affine.translation(c0, r0), self.geobox.crs)
 
     def pixel_window(self, roi: Geometry, pad: int = 0) -> PixelSlices | None:
         """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint.

@@ -90,8 +90,9 @@ class Region:
         return json.loads(shapely.to_geojson(shapely.set_precision(shape, 1e-6)))
 
     def tile_geobox(self, grids: Sequence[ZoneGrid]) -> GeoBox:
-        """The Tile's grid: the ROI GeoBox itself, or for a Geometry the native window of the first of
-        ``grids`` (a cube's ``zone_grids``, in spec order) that it meets. ROIError where it meets none.
+        """The Tile's grid: the ROI GeoBox itself, or for a Geometry the window on the pixel grid of the first
+        of ``grids`` (a cube's ``zone_grids``, in spec order) that it meets, covering the whole ROI (where it
+        reaches past that zone, the other zones fill the Tile). ROIError where it meets none.
 
         Parameters
         ----------
@@ -111,8 +112,8 @@ class Region:
         if self.geobox is not None:
             return self.geobox
         for grid in grids:
-            window = grid.pixel_window(self.geometry)
-            if window is not None:
-                return grid.geobox[window]
+            local = grid.local_roi(self.geometry)
+            if local is not None:
+                return grid.covering_geobox(local)
         raise ROIError(f"the ROI (bounds {tuple(round(v, 3) for v in self.geometry.boundingbox)} in "
                        f"{self.geometry.crs}) meets none of the zones {[grid.name for grid in grids]}")

@@ -191,3 +191,44 @@ def test_a_geometry_roi_tile_is_on_the_first_zone_it_meets_in_spec_order():
     assert Region.of(geobox).tile_geobox([east, west]) is geobox  # a GeoBox ROI is its own Tile grid
     with pytest.raises(ROIError, match="meets none of the zones"):
         Region.of(box(5000, 5000, 6000, 6000, "EPSG:32633")).tile_geobox([west, east])
+
+
+def _south_edge_in(crs, bbox, n=3001):
+    """Points along a lon/lat box's south edge (a parallel), projected into ``crs``: the ground truth."""
+    import numpy as np
+    from pyproj import Transformer
+
+    lon = np.linspace(bbox[0], bbox[2], n)
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, np.full(n, bbox[1] + 1e-7))
+
+
+def test_a_wide_lon_lat_box_plans_and_covers_the_chunks_under_its_curved_edge():
+    import numpy as np
+
+    from stacube.region import Region
+
+    # In UTM a parallel is a curve: a 3 degree box at 60 N bulges 950 m south of its corners at 15 E
+    grid = ZoneGrid("utm33", GeoBox.from_bbox((300_000, 6_500_000, 700_000, 6_900_000), "EPSG:32633",
+                                              resolution=10), (1024, 1024))
+    bbox = (13.5, 60.0, 16.5, 60.5)
+    x, y = _south_edge_in("EPSG:32633", bbox)
+    col, row = ~grid.geobox.transform * (x, y)
+    needed = {(int(r // 1024), int(c // 1024)) for r, c in zip(row, col, strict=True)}
+    planned = set(grid.chunks_under(box(*bbox, "EPSG:4326")))
+    assert needed <= planned  # before: 14 chunks under the bulge were never planned
+    tile = Region.of(box(*bbox, "EPSG:4326")).tile_geobox([grid])
+    assert tile.extent.boundingbox.bottom <= float(np.min(y))  # before: 94 rows of the ROI left out
+
+
+def test_a_geometry_roi_tile_covers_the_whole_roi_where_it_reaches_past_its_first_zone():
+    from stacube.region import Region
+    from stacube.zones import utm_zones
+
+    zones = utm_zones((11.0, 46.5, 13.0, 47.5), 10.0)
+    grids = [ZoneGrid(f"epsg{geobox.crs.epsg}", geobox, (256, 256)) for geobox in zones]
+    roi = box(11.995, 47.0, 12.2, 47.1, "EPSG:4326")  # 15 km wide; its west end is in 32N, spec's first zone
+    tile = Region.of(roi).tile_geobox(grids)
+    local = roi.to_crs(tile.crs, resolution=0.001)
+    assert tile.crs == zones[0].crs
+    assert local.geom.difference(tile.extent.geom).area == 0  # before: 17.5% of the ROI was in the Tile
+    assert (tile.transform.c - zones[0].transform.c) % 10 == 0  # on that zone's pixel grid
