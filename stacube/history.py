@@ -7,20 +7,17 @@ with the data: after a rollback, the patches the later runs wrote count as missi
 from __future__ import annotations
 
 import datetime as dt
-import numbers
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import icechunk
-import numpy as np
 import pandas as pd
 
 from .errors import CubeChangedError, SpecError, TOIError, VersionNotFoundError
 from .spec import check_name
 from .store import BRANCH
-from .timeaxis import aware_utc
+from .timeaxis import aware_utc, duration_problem
 
 METADATA_KEY = "stacube"  # stacube's entry in a snapshot's commit metadata (run id, stamp, patches, ROI, ...)
 
@@ -182,39 +179,6 @@ def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> s
     return snapshot_id
 
 
-# A bare number: pandas reads it as nanoseconds, which nobody means by an age.
-_UNITLESS = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
-
-
-def duration_problem(value: Any, positive: bool = False) -> tuple[pd.Timedelta | None, str | None]:
-    """``value`` as a duration, or what is wrong with it: one rule for ``cutoff`` and the flows' durations.
-
-    Parameters
-    ----------
-    value : Any
-        A timedelta or anything ``pd.Timedelta`` reads with a unit (``"30D"``, ``"24h"``).
-    positive : bool, optional
-        Refuse 0 too.
-
-    Returns
-    -------
-    tuple[pandas.Timedelta or None, str or None]
-        The duration and None; or None and the problem: ``"has no unit"`` (a number, which pandas would read
-        as nanoseconds), ``"is no duration pandas reads"``, ``"is no duration"`` (None, ``""``, NaT),
-        ``"is negative"`` or ``"must be more than 0"``.
-    """
-    bare_number = isinstance(value, numbers.Number) and not isinstance(value, bool | np.timedelta64)
-    if bare_number or (isinstance(value, str) and _UNITLESS.fullmatch(value)):
-        return None, "has no unit"
-    try:
-        span = pd.Timedelta(value)
-    except (ValueError, TypeError, OverflowError):
-        return None, "is no duration pandas reads"
-    if pd.isna(span):
-        return None, "is no duration"
-    if span < pd.Timedelta(0) or (positive and span == pd.Timedelta(0)):
-        return None, "must be more than 0" if positive else "is negative"
-    return span, None
 
 
 def cutoff(older_than: dt.datetime | dt.timedelta | str, name: str = "older_than") -> dt.datetime:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import numbers
 import os
 import re
 import reprlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,7 +251,41 @@ def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
         raise SpecError(
             "a one-step time axis needs an explicit freq, e.g. pd.date_range('2024-01-01', periods=1, freq='D')"
         )
-    return pd.date_range(index[0], periods=len(index), freq=freq)
+    axis = pd.date_range(index[0], periods=len(index), freq=freq)
+    _check_stored_axis(axis)
+    return axis
+
+
+# Offsets whose labels are their period's END: a step is read as [label, next label), so a month-end
+# label would hold the next month's data. Their start-anchored twins.
+_END_ANCHORED = {
+    pd.offsets.MonthEnd: "MS", pd.offsets.BusinessMonthEnd: "BMS", pd.offsets.SemiMonthEnd: "SMS",
+    pd.offsets.QuarterEnd: "QS", pd.offsets.BQuarterEnd: "BQS", pd.offsets.YearEnd: "YS", pd.offsets.BYearEnd: "BYS",
+}
+_OPENING = contextvars.ContextVar("stacube_opening_stored_spec", default=False)
+
+
+def _check_stored_axis(axis: pd.DatetimeIndex) -> None:
+    """Refuse an axis that the cube would not hold as given: one whose frequency is stored as a string that
+    rebuilds other steps (``Week()`` without a weekday, custom holidays, business hours: reopened, every
+    patch would be read as another period), or labels its steps with their period's end."""
+    try:
+        again = pd.date_range(axis[0], periods=len(axis), freq=axis.freqstr)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"the time axis's frequency {axis.freq!r} cannot be stored (as {axis.freqstr!r}): use one "
+                        "pandas names by a string, such as 'MS' for months") from err
+    if not again.equals(axis):
+        raise SpecError(f"the time axis's frequency {axis.freq!r} is stored as {axis.freqstr!r}, which gives other "
+                        f"steps ({list(map(str, again[:2]))} for {list(map(str, axis[:2]))}): name it fully, "
+                        "e.g. 'W-WED' for weeks starting on Wednesdays")
+    twin = next((start for end, start in _END_ANCHORED.items() if isinstance(axis.freq, end)), None)
+    if twin is not None:
+        message = (f"the time axis's frequency {axis.freqstr!r} labels each step with its period's end, but a "
+                   f"step holds [its label, the next label): {axis[0]:%Y-%m-%d} would hold the next period's "
+                   f"data; use {twin!r} (steps labelled with their period's start)")
+        if not _OPENING.get():
+            raise SpecError(message)
+        warnings.warn(f"{message}. This cube was made so and keeps working as before.", stacklevel=4)
 
 
 GROUP_BY = ("time", "solar_day")
@@ -342,6 +378,10 @@ class CubeSpec:
         if self.group_by == "solar_day" and (self.time is None or self.time.freqstr != "D"):
             raise SpecError(f"group_by='solar_day' needs a daily time axis (freq 'D'), "
                             f"got {self.time.freqstr if self.time is not None else 'no time axis'}")
+        if self.group_by == "solar_day" and self.time[0] != self.time[0].normalize():
+            # a solar day is a date: steps at 22:00 UTC (a local midnight) would read one date as two steps
+            raise SpecError(f"group_by='solar_day' needs a daily axis at 00:00 UTC, got steps at "
+                            f"{self.time[0]:%H:%M} UTC ({self.time[0]}): start it at a date, not a local time")
         missing = set(self.variables) - set(self.source.assets)
         extra = set(self.source.assets) - set(self.variables)
         if missing or extra:
@@ -510,15 +550,19 @@ class CubeSpec:
                     zones[name] = _geobox_from_json(zone)
                 except SpecError as err:
                     raise SpecError(f"zone {name!r}: {err}") from err
-            return cls(
-                name=data["name"],
-                variables={k: Variable.from_json(v) for k, v in data["variables"].items()},
-                zones=zones,
-                chunks=data["chunks"],
-                time=_time_from_json(data.get("time")),
-                source=source,
-                group_by=data.get("group_by", "time"),
-            )
+            opening = _OPENING.set(True)  # a stored axis made before a rule: warned about, not refused
+            try:
+                return cls(
+                    name=data["name"],
+                    variables={k: Variable.from_json(v) for k, v in data["variables"].items()},
+                    zones=zones,
+                    chunks=data["chunks"],
+                    time=_time_from_json(data.get("time")),
+                    source=source,
+                    group_by=data.get("group_by", "time"),
+                )
+            finally:
+                _OPENING.reset(opening)
         except SpecError:
             raise
         except KeyError as err:

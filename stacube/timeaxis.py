@@ -8,6 +8,8 @@ period meets [start of its first bound, end of its last bound], the way pandas r
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, overload
@@ -108,6 +110,10 @@ def _utc_offset(text: str) -> pd.Timedelta:
 def _interval(value: TimeLike) -> ClosedInterval:
     """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
     if isinstance(value, str):
+        if value.strip().lower() in ("now", "today"):
+            # pandas reads these as the local wall clock; a cube's times are UTC
+            now = utc_now()
+            return (now, now) if value.strip().lower() == "now" else _interval(now.date())
         try:
             period = pd.Period(value)
         except (ValueError, TypeError):
@@ -189,6 +195,8 @@ def _intervals(toi: TOI) -> list[ClosedInterval]:
         return [(start, end)]
     if isinstance(toi, (str, pd.Timestamp, datetime, date, np.datetime64)):
         return [_interval(toi)]
+    if isinstance(toi, tuple) and toi:  # odc-stac and pystac-client read a pair as a range, a list as times
+        raise TOIError(f"TOI {toi!r} is a tuple: give slice(start, end) for a range, or a list for those times")
     if isinstance(toi, Iterable) and not isinstance(toi, (dict, bytes)):
         intervals = [_interval(v) for v in toi]
         if not intervals:
@@ -269,3 +277,44 @@ def step_range(axis: pd.DatetimeIndex, step: int) -> HalfOpenInterval:
     """
     start = axis[step]
     return start, start + axis.freq
+
+
+# A bare number: pandas reads it as nanoseconds, which nobody means by an age.
+_UNITLESS = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+# ISO 8601 months or years (before any T): pandas reads "P1M" as one minute and refuses "P1Y"; neither is
+# a fixed duration.
+_ISO_MONTHS = re.compile(r"\s*[-+]?P[^T]*[YM]", re.IGNORECASE)
+
+
+def duration_problem(value: Any, positive: bool = False) -> tuple[pd.Timedelta | None, str | None]:
+    """``value`` as a duration, or what is wrong with it: one rule for ``cutoff`` and the flows' durations.
+
+    Parameters
+    ----------
+    value : Any
+        A timedelta or anything ``pd.Timedelta`` reads with a unit (``"30D"``, ``"24h"``).
+    positive : bool, optional
+        Refuse 0 too.
+
+    Returns
+    -------
+    tuple[pandas.Timedelta or None, str or None]
+        The duration and None; or None and the problem: ``"has no unit"`` (a number, which pandas would read
+        as nanoseconds), ``"is no duration pandas reads"``, ``"is no duration"`` (None, ``""``, NaT),
+        ``"is negative"``, ``"must be more than 0"`` or ``"counts months or years"`` (ISO 8601 ``P1M``, which
+        pandas reads as one minute).
+    """
+    bare_number = isinstance(value, numbers.Number) and not isinstance(value, bool | np.timedelta64)
+    if bare_number or (isinstance(value, str) and _UNITLESS.fullmatch(value)):
+        return None, "has no unit"
+    if isinstance(value, str) and _ISO_MONTHS.match(value):
+        return None, "counts months or years (pandas reads ISO 8601 'P1M' as one minute)"
+    try:
+        span = pd.Timedelta(value)
+    except (ValueError, TypeError, OverflowError):
+        return None, "is no duration pandas reads"
+    if pd.isna(span):
+        return None, "is no duration"
+    if span < pd.Timedelta(0) or (positive and span == pd.Timedelta(0)):
+        return None, "must be more than 0" if positive else "is negative"
+    return span, None

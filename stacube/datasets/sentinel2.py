@@ -106,14 +106,15 @@ def cloud_cover_below(percent: float) -> dict[str, Any]:
 
 
 def _day(what: str, value: Any) -> pd.Timestamp:
-    """``value`` as the Timestamp pandas reads it, or a SpecError naming it."""
+    """``value`` as the Timestamp pandas reads it (with a UTC offset: its date as written there, since a
+    solar-day axis counts dates, not instants), or a SpecError naming it."""
     try:
         day = pd.Timestamp(value)
     except (TypeError, ValueError, OverflowError) as err:
         raise SpecError(f"{what} {value!r} is not a date pandas reads: {err}") from err
     if pd.isna(day):
         raise SpecError(f"{what} {value!r} is no date")
-    return day
+    return day.tz_localize(None) if day.tz is not None else day
 
 
 def _mapping(what: str, value: Any) -> dict[str, Any]:

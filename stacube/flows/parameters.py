@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -134,13 +135,17 @@ def toi_to_parameter(toi: TOI | None) -> TOIParameter:
         Times as ISO strings (strings kept as given), in the TOI's shape.
     """
     def text(value: Any) -> str | None:
-        return None if value is None else (value if isinstance(value, str) else pd.Timestamp(value).isoformat())
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value.isoformat()  # "2024-01-15": the whole day, as the TOI meant, not its midnight
+        return pd.Timestamp(value).isoformat()
 
     if toi is None or isinstance(toi, str):
         return toi
     if isinstance(toi, slice):
         return {"start": text(toi.start), "end": text(toi.stop)}
-    if isinstance(toi, (list, tuple, pd.DatetimeIndex)):
+    if isinstance(toi, (list, pd.DatetimeIndex)):
         return [text(v) for v in toi]
     return text(toi)
 

@@ -17,6 +17,7 @@ import pystac
 from ..cql import read_filter
 from ..errors import SpecError
 from ..grid import PatchIndex
+from ..timeaxis import duration_problem
 
 if TYPE_CHECKING:
     from ..catalog import LocalCatalog, Window
@@ -204,17 +205,15 @@ def check_lag(publication_lag: str) -> None:
     Raises
     ------
     SpecError
-        If ``pd.Timedelta`` cannot read ``publication_lag``, reads it as no time at all (None, ``"NaT"``:
-        a lag every comparison would fail), or it is negative.
+        If ``publication_lag`` is no duration (``timeaxis.duration_problem``): a bare number (nanoseconds to
+        pandas), ISO 8601 months or years, what ``pd.Timedelta`` cannot read or reads as no time (None,
+        ``"NaT"``), or a negative one.
     """
-    try:
-        lag = pd.Timedelta(publication_lag)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise SpecError(f"publication_lag {publication_lag!r} is not a pandas Timedelta") from err
-    if pd.isna(lag):
-        raise SpecError(f"publication_lag {publication_lag!r} is no duration: give one such as '3D' ('0D': none)")
-    if lag < pd.Timedelta(0):
+    _lag, problem = duration_problem(publication_lag)
+    if problem == "is negative":
         raise SpecError(f"publication_lag {publication_lag!r} is negative: a source publishes after a date, not before")
+    if problem is not None:  # "3" is 3 ns to pandas: yesterday's patches would be recorded as settled
+        raise SpecError(f"publication_lag {publication_lag!r} {problem}: give a duration such as '3D' ('0D': none)")
 
 
 def check_filter(cql: Any) -> None:
