@@ -685,10 +685,10 @@ class Cube:
         UnknownVariableError
             If ``variables`` names a variable the cube does not hold.
         ROIError
-            If ``roi`` or ``area`` is not a valid ROI or lies outside every zone (a Geometry ``roi``
-            meeting no zone), an eager Tile would not fit in the memory free now, or ``chunks`` is no
-            mapping, names a dim the Tile has not or gives a size that is not a whole number of at least 1
-            (``lazy.block_sizes``); before anything is downloaded.
+            If ``roi`` or ``area`` is not a valid ROI, ``area`` reaches past ``roi``, or lies outside every zone
+            (a Geometry ``roi`` meeting no zone), an eager Tile would not fit in the memory free now, or
+            ``chunks`` is no mapping, names a dim the Tile has not or gives a size that is not a whole number
+            of at least 1 (``lazy.block_sizes``); before anything is downloaded.
         TOIError
             As for ``plan``.
         VersionNotFoundError
@@ -707,6 +707,8 @@ class Cube:
         names = self._variables(variables)
         region = Region.of(roi)  # the Tile's grid
         wanted = Region.of(area) if area is not None else region  # what is planned, counted missing and recorded
+        if area is not None:
+            wanted.check_inside(region)
         root, snapshot = self._root(at)
         spec = self._spec_in(root, at)
         steps = select_steps(spec.time, toi)

@@ -17,7 +17,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from .errors import ROIError
-from .grid import ZoneGrid, roi_geometry
+from .grid import ZoneGrid, roi_geometry, segment_length
 from .lonlat import lonlat_bounds, lonlat_footprint
 
 
@@ -88,6 +88,45 @@ class Region:
         if shapely.get_num_coordinates(shape) > max_points:
             shape = shape.convex_hull
         return json.loads(shapely.to_geojson(shapely.set_precision(shape, 1e-6)))
+
+    def check_inside(self, outer: Region, what: str = "area") -> None:
+        """Refuse this region where it reaches past ``outer`` (by more than a pixel of an ``outer`` GeoBox):
+        an ``area`` that is not inside its ROI would fill patches the Tile never shows and leave the
+        ROI's own patches unfilled, with no warning.
+
+        Parameters
+        ----------
+        outer : Region
+            The ROI it must lie inside.
+        what : str, optional
+            Its name in the error.
+
+        Raises
+        ------
+        ROIError
+            If it reaches past ``outer``; before anything is planned.
+        """
+        shape = outer.geometry
+        slack = (max(abs(outer.geobox.resolution.x), abs(outer.geobox.resolution.y)) if outer.geobox is not None
+                 else 1e-6 * max(shape.boundingbox.span_x, shape.boundingbox.span_y))
+        try:
+            inner = self.geometry.to_crs(shape.crs, resolution=segment_length(self.geometry, outer.tile_like()))
+            outside = inner.geom.difference(shape.geom.buffer(slack))
+        except Exception:  # noqa: BLE001 - a shape that cannot be projected into the ROI's CRS: not judged here
+            return
+        if not outside.is_empty and outside.area > 0:
+            raise ROIError(f"the {what} (bounds {tuple(round(v, 6) for v in self.geometry.boundingbox)} in "
+                           f"{self.geometry.crs}) reaches past the ROI (bounds "
+                           f"{tuple(round(v, 6) for v in shape.boundingbox)} in {shape.crs}): it must lie inside it")
+
+    def tile_like(self) -> GeoBox:
+        """A GeoBox standing for this region's pixel size (the ROI GeoBox itself; for a Geometry, one of
+        about 1,000 pixels a side over its bounds), to size segments by (``grid.segment_length``)."""
+        if self.geobox is not None:
+            return self.geobox
+        bounds = self.geometry.boundingbox
+        return GeoBox.from_bbox(bounds, self.geometry.crs,
+                                resolution=max(bounds.span_x, bounds.span_y, 1e-9) / 1000)
 
     def tile_geobox(self, grids: Sequence[ZoneGrid]) -> GeoBox:
         """The Tile's grid: the ROI GeoBox itself, or for a Geometry the window on the pixel grid of the first

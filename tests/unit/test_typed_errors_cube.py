@@ -136,3 +136,22 @@ def test_valid_cells_plan_as_before(tmp_path):
     assert all(type(p.iy) is int and type(p.ix) is int for p in plan.patches)
     assert [p.id for p in plan.missing] == [p.id for p in plan.patches]
     assert cube.plan_cells([]).patches == []
+
+
+def test_an_area_reaching_past_its_roi_is_refused_before_anything_is_planned(tmp_path):
+    from odc.geo.geom import box
+
+    cube = _cube(tmp_path)
+    zone = cube.spec.zones[ZONE]
+    roi = zone[0:256, 0:256]
+    outside = zone[1024:1280, 1024:1280].extent  # a review's case: 4 patches filled off the ROI, 8 left unfilled
+    before = list(cube.history().snapshot)
+    with pytest.raises(ROIError, match="reaches past the ROI"):
+        cube.load(roi, area=outside)
+    assert list(cube.history().snapshot) == before
+    x0, y0, x1, y1 = roi.extent.boundingbox
+    inside = box(x0 + 100, y0 + 100, x1 - 100, y1 - 100, roi.crs)
+    assert cube.plan(inside).patches  # an area inside it is fine (planned alone, no network needed)
+    with pytest.warns(UserWarning, match="not in the cube"):
+        tile = cube.load(roi, area=inside, offline=True)
+    assert tile.attrs["missing_patches"]
