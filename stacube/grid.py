@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox, Geometry
 
 from .errors import ROIError
-from .lonlat import in_zone, too_big_to_project
+from .lonlat import in_zone, lonlat_bounds, too_big_to_project
 
 
 def _meets(footprint: Geometry, roi: Geometry) -> bool:
@@ -56,6 +56,10 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
         The shape in the zone's CRS (possibly reaching past the zone), or None where it does not meet
         the zone (an areal shape must overlap it with area; a point or line must touch it).
     """
+    if not shape.crs.geographic and shape.crs != zone.crs:
+        around = _around_pole_or_180(shape)
+        if around is not None:  # projected straight, it would come out the long way round, or miss the pole
+            return shape_in_zone(around, zone, resolution)
     if shape.crs.geographic and shape.crs != zone.crs and too_big_to_project(shape):
         clipped = in_zone(shape, zone)
         return clipped if clipped is not None and _meets(zone.extent, clipped) else None
@@ -73,6 +77,19 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
         return None
     local = in_zone(shape, zone)
     return local if local is not None and _meets(zone.extent, local) else None
+
+
+def _around_pole_or_180(shape: Geometry) -> Geometry | None:
+    """A projected shape that holds a pole or crosses 180 degrees, in lon/lat: its polar cap (a box from its
+    lowest latitude to the pole), or its parts split at 180 degrees; None for any other shape."""
+    west, south, east, north = lonlat_bounds(shape)
+    if (west, east) != (-180.0, 180.0):
+        return None
+    if north == 90.0 or south == -90.0:
+        return Geometry(shapely.box(-180.0, south, 180.0, north), "EPSG:4326")
+    x0, y0, x1, y1 = shape.boundingbox
+    parts = shape.to_crs("EPSG:4326", resolution=max(x1 - x0, y1 - y0) / 256, wrapdateline=True)
+    return parts if parts.is_valid and not parts.is_empty else None
 
 
 def segment_length(shape: Geometry, zone: GeoBox, pixels: int = 64) -> float:

@@ -232,3 +232,15 @@ def test_a_geometry_roi_tile_covers_the_whole_roi_where_it_reaches_past_its_firs
     assert tile.crs == zones[0].crs
     assert local.geom.difference(tile.extent.geom).area == 0  # before: 17.5% of the ROI was in the Tile
     assert (tile.transform.c - zones[0].transform.c) % 10 == 0  # on that zone's pixel grid
+
+
+def test_a_projected_roi_across_180_or_over_a_pole_plans_its_own_chunks_of_a_lon_lat_zone():
+    from pyproj import Transformer
+
+    world = ZoneGrid("world", GeoBox.from_bbox((-180, -90, 180, 90), "EPSG:4326", resolution=0.01), (1000, 1000))
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True).transform(180, 71.2)
+    wrangel = box(x - 50_000, y - 50_000, x + 50_000, y + 50_000, "EPSG:3413")  # 100 km across 180 degrees
+    # before: every column of the latitude band (the shape went the long way round)
+    assert {ix for _, ix in world.chunks_under(wrangel)} == {0, 35}
+    pole = box(-1_000_000, -1_000_000, 1_000_000, 1_000_000, "EPSG:3413")
+    assert {(iy, ix) for iy, ix in world.chunks_under(pole)} >= {(0, ix) for ix in range(36)}  # before: none
