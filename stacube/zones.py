@@ -71,10 +71,12 @@ def utm_zones(bbox: tuple[float, float, float, float], resolution: float, *, rea
     zones = []
     seen: set[str] = set()
     for low, high in _lon_intervals(west, east):
-        first = int((max(low - margin, -180.0) + 180) // 6) + 1
-        last = int((min(high + margin, 179.999999) + 180) // 6) + 1
-        for number in range(first, last + 1):
-            lon0 = -180.0 + (number - 1) * 6
+        # Zones past 180 degrees count on (61 is zone 1, 0 is zone 60): reach crosses the antimeridian too
+        first = int((low - margin + 180) // 6) + 1
+        last = int((min(high + margin, 540.0 - 1e-6) + 180) // 6) + 1
+        for unwrapped in range(first, last + 1):
+            lon0 = -180.0 + (unwrapped - 1) * 6  # its band on the bbox's side of 180 degrees
+            number = (unwrapped - 1) % 60 + 1
             near = (max(low, lon0 - margin), south, min(high, lon0 + 6 + margin), north)
             if near[0] >= near[2]:
                 continue

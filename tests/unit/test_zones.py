@@ -75,3 +75,14 @@ def test_a_raster_is_on_a_zones_grid_when_their_pixel_edges_coincide():
     assert not on_grid(zone, Affine(30.0, 0.0, 500_015.0, 0.0, -30.0, 5_200_015.0))  # Landsat's 15 m offset
     assert not on_grid(zone, Affine(10.0, 0.0, 500_005.0, 0.0, -10.0, 5_200_000.0))
     assert not on_grid(zone, Affine(10.0, 1.0, 500_000.0, 0.0, -10.0, 5_200_000.0))  # rotated
+
+
+@pytest.mark.parametrize(("bbox", "neighbour"), [((179.5, 50.0, 179.9, 50.5), 32601),
+                                                 ((-179.9, 50.0, -179.5, 50.5), 32660)])
+def test_zones_reach_across_180_degrees_as_across_any_meridian(bbox, neighbour):
+    from stacube.zones import MGRS_REACH
+
+    mirrored = utm_zones((17.5, 50.0, 17.9, 50.5), 10.0, reach=MGRS_REACH)  # the same 0.4 degrees near 18 E
+    zones = utm_zones(bbox, 10.0, reach=MGRS_REACH)
+    assert neighbour in {z.crs.epsg for z in zones} and len(zones) == len(mirrored) == 2  # before: one zone
+    assert sorted(z.shape.x for z in zones) == sorted(z.shape.x for z in mirrored)
