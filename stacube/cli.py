@@ -104,13 +104,17 @@ def _as_storage_error(error: Exception, arguments: dict[str, Any]) -> Exception:
 
 
 # --- parsing ------------------------------------------------------------------------------------
+OPEN_START = "1950-01-01"  # where a catalog window with an open start begins: before any Earth observation archive
+
+
 def parse_time(text: str | None) -> slice | str | None:
-    """``a/b`` as a slice from a to b (inclusive, as pandas); anything else as it is (a TOI either way)."""
+    """``a/b`` as a slice from a to b (inclusive, as pandas; an empty or ``..`` end is open, as in STAC);
+    anything else as it is (a TOI either way)."""
     if text is None:
         return None
     if "/" in text:
-        start, end = text.split("/", 1)
-        return slice(start or None, end or None)
+        start, end = (None if part.strip() in ("", "..") else part for part in text.split("/", 1))
+        return slice(start, end)
     return text
 
 
@@ -210,13 +214,18 @@ def _window(bbox: str | None, crs: str, time: str | None) -> Any:
     from odc.geo.geom import box
 
     from .catalog import Window
-    from .timeaxis import toi_intervals
+    from .timeaxis import toi_intervals, utc_now
 
     lonlat = box(*parse_bbox(bbox), crs).to_crs("EPSG:4326").boundingbox if bbox else (-180, -90, 180, 90)
     start = end = None
     if time is not None:
         intervals = toi_intervals(parse_time(time))
-        start, end = intervals[0][0], intervals[-1][1] + pd.Timedelta(1, "ns")
+        start, last = intervals[0][0], intervals[-1][1]
+        # an open end ("2024-01-02/"): from 1950, or up to tomorrow (nothing is published later), not the
+        # limits of pandas' nanoseconds, one past which overflowed; a closed end is inclusive to the microsecond
+        start = pd.Timestamp(OPEN_START) if start == pd.Timestamp.min else start
+        end = (utc_now().normalize() + pd.Timedelta(days=2) if last == pd.Timestamp.max
+               else last.floor("us") + pd.Timedelta(1, "us"))
     return Window(tuple(lonlat), start, end)
 
 
