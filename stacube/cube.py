@@ -45,7 +45,7 @@ from .redaction import redact_log_records
 from .region import Region
 from .run import METADATA_KEY, Run, RunReport, start_run
 from .runners import LocalRunner, Runner, runner_named
-from .spec import CubeSpec, check_name
+from .spec import MAX_AXIS_LENGTH, CubeSpec, check_name
 from .store import (
     BRANCH,
     commit_lock,
@@ -785,7 +785,8 @@ class Cube:
         Raises
         ------
         TOIError
-            If the cube has no time axis, or ``until`` is not a time pandas reads.
+            If the cube has no time axis, ``until`` is not a time pandas reads or has no end (an open slice), or the
+            axis would grow past ``spec.MAX_AXIS_LENGTH`` steps.
         CubeChangedError
             If other runs kept committing while the axis was grown (10 attempts); nothing changed.
         StorageError
@@ -800,6 +801,12 @@ class Cube:
             end = toi_intervals(until)[-1][1]
         except (TypeError, ValueError, OverflowError) as err:
             raise TOIError(f"cannot extend the time axis to {until!r}: {err}") from err
+        if end == pd.Timestamp.max:
+            raise TOIError(f"cannot extend the time axis to {until!r}: it has no end (give a time: '2025-12-31')")
+        first, step = self.spec.time[0], (self.spec.time[-1] - self.spec.time[0]) / max(len(self.spec.time) - 1, 1)
+        if len(self.spec.time) > 1 and (end - first) / step > MAX_AXIS_LENGTH:  # before building it in memory
+            raise TOIError(f"cannot extend the time axis to {until!r}: it would hold about {(end - first) / step:,.0f} "
+                           f"steps, at most {MAX_AXIS_LENGTH:,}")
         for _ in range(10):  # on S3 there is no lock: a run committing meanwhile means starting again
             with storage_errors(self.url, "cube"), commit_lock(self.url):
                 session = self.repo.writable_session(BRANCH)
