@@ -155,3 +155,12 @@ def test_an_area_reaching_past_its_roi_is_refused_before_anything_is_planned(tmp
     with pytest.warns(UserWarning, match="not in the cube"):
         tile = cube.load(roi, area=inside, offline=True)
     assert tile.attrs["missing_patches"]
+
+
+@pytest.mark.parametrize("until", [slice("2024", None), "2262-01-01"])
+def test_extend_time_to_no_end_or_past_the_axis_limit_is_a_toi_error_and_changes_nothing(tmp_path, until):
+    cube = _cube(tmp_path, time=pd.date_range("2024-01-01", periods=3, freq="min"))
+    before = list(cube.history().snapshot)
+    with pytest.raises(TOIError, match="cannot extend the time axis"):  # before: SpecError, or years of steps built
+        cube.extend_time(until)
+    assert list(cube.history().snapshot) == before and len(cube.spec.time) == 3
