@@ -132,7 +132,7 @@ class DuckDBParcelStore(ParcelStore):
                 SELECT parcel_id, group_id, utm_zone, geometry, minx, miny, maxx, maxy, repaired, watched FROM incoming
                 ON CONFLICT (parcel_id) DO UPDATE SET group_id = excluded.group_id, utm_zone = excluded.utm_zone,
                     geometry = excluded.geometry, minx = excluded.minx, miny = excluded.miny, maxx = excluded.maxx,
-                    maxy = excluded.maxy, repaired = excluded.repaired, updated_at = now()""")
+                    maxy = excluded.maxy, repaired = excluded.repaired""")  # updated_at: when watched changed
             self._db.unregister("incoming")
         return len(rows)
 
@@ -145,8 +145,9 @@ class DuckDBParcelStore(ParcelStore):
             self._db.register("chosen", ids)
             found = self._db.execute(f"SELECT count(*) FROM {SCHEMA}.parcels WHERE parcel_id IN "
                                      "(SELECT parcel_id FROM chosen)").fetchone()[0]
-            self._db.execute(f"UPDATE {SCHEMA}.parcels SET watched = ?, updated_at = now() "
-                             "WHERE parcel_id IN (SELECT parcel_id FROM chosen)", [watched])
+            self._db.execute(f"UPDATE {SCHEMA}.parcels SET watched = ?, "
+                             "updated_at = CASE WHEN watched = ? THEN updated_at ELSE now()::TIMESTAMP END "
+                             "WHERE parcel_id IN (SELECT parcel_id FROM chosen)", [watched, watched])
             self._db.unregister("chosen")
         return int(found)
 

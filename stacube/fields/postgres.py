@@ -178,8 +178,8 @@ class PostgresParcelStore(ParcelStore):
                            repaired, watched FROM incoming
                     ON CONFLICT (parcel_id) DO UPDATE SET group_id = excluded.group_id, utm_zone = excluded.utm_zone,
                         geometry = excluded.geometry, minx = excluded.minx, miny = excluded.miny,
-                        maxx = excluded.maxx, maxy = excluded.maxy, repaired = excluded.repaired,
-                        updated_at = now()"""))
+                        maxx = excluded.maxx, maxy = excluded.maxy, repaired = excluded.repaired"""))
+                # updated_at stays: it is when watched last changed, which retention counts from
 
         self._run(write())
         return len(rows)
@@ -190,7 +190,8 @@ class PostgresParcelStore(ParcelStore):
         Parameters, returns and errors as ``ParcelStore.watch``."""
         ids = [str(p) for p in parcel_ids]
         return int(self._run(self._execute(
-            f"UPDATE {SCHEMA}.parcels SET watched = :watched, updated_at = now() WHERE parcel_id = ANY(:ids)",
+            f"UPDATE {SCHEMA}.parcels SET watched = :watched, updated_at = CASE WHEN watched = :watched "
+            "THEN updated_at ELSE now() END WHERE parcel_id = ANY(:ids)",
             {"watched": watched, "ids": ids})))
 
     def parcels(self, group_id: str | None = None, watched_only: bool = True) -> gpd.GeoDataFrame:

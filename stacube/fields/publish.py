@@ -15,6 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ..errors import ParcelError
 from ..spec import check_name
 
 SERIES_COLUMNS = ["parcel_id", "week", "ndvi", "ndmi", "acquisitions", "filled"]
@@ -37,8 +38,11 @@ def weekly_series(observations: pd.DataFrame) -> pd.DataFrame:
         ``filled`` (True where interpolated); no row when nothing is usable.
     """
     usable = observations[observations["usable"].astype(bool)].copy()
-    if usable.empty:
-        return pd.DataFrame(columns=SERIES_COLUMNS)
+    if usable.empty:  # typed as a full series is, so that an empty export's columns keep their types
+        return pd.DataFrame({"parcel_id": pd.Series(dtype=str), "week": pd.Series(dtype="datetime64[us]"),
+                             "ndvi": pd.Series(dtype=float), "ndmi": pd.Series(dtype=float),
+                             "acquisitions": pd.Series(dtype="int64"), "filled": pd.Series(dtype=bool)}
+                            )[SERIES_COLUMNS]
     usable["week"] = pd.to_datetime(usable["date"]).dt.to_period("W-SUN").dt.start_time
     weekly = usable.groupby(["parcel_id", "week"]).agg(ndvi=("ndvi_mean", "mean"), ndmi=("ndmi_mean", "mean"),
                                                        acquisitions=("ndvi_mean", "size")).reset_index()
@@ -80,12 +84,18 @@ def export_series(series: pd.DataFrame, parcels: gpd.GeoDataFrame, folder: str |
     SpecError
         If ``name`` is not an allowed name (separators, ``..``, other characters than letters, digits,
         ``_``, ``-`` and ``.``).
+    ParcelError
+        If a parcel of ``series`` is not among ``parcels`` (ids compared as text); nothing is written.
     """
     check_name("export", name)  # a file name inside ``folder``: never a path out of it
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    geometry = parcels.set_index("parcel_id").geometry
-    table = gpd.GeoDataFrame(series.copy(), geometry=geometry.reindex(series["parcel_id"]).values, crs=parcels.crs)
+    geometry = parcels.set_index(parcels["parcel_id"].astype(str)).geometry
+    ids = series["parcel_id"].astype(str)
+    unknown = sorted(set(ids) - set(geometry.index))
+    if unknown:  # their rows would be written without a geometry
+        raise ParcelError(f"{len(unknown)} parcel(s) of the series are not among the parcels given: {unknown[:5]}")
+    table = gpd.GeoDataFrame(series.copy(), geometry=geometry.reindex(ids).values, crs=parcels.crs)
     paths = {"geoparquet": folder / f"{name}.parquet", "csv": folder / f"{name}.csv"}
     table.to_parquet(paths["geoparquet"])
     series.to_csv(paths["csv"], index=False, date_format="%Y-%m-%d")
@@ -126,7 +136,10 @@ def plot_sample(series: pd.DataFrame, path: str | os.PathLike, parcels: int = 6,
         axes.scatter(rows["week"][measured], rows["ndvi"][measured], color=line.get_color(), s=16)
         axes.scatter(rows["week"][~measured], rows["ndvi"][~measured], facecolors="none",
                      edgecolors=line.get_color(), s=16)
-    axes.set(xlabel="week", ylabel="NDVI", ylim=(0, 1), title=f"Weekly NDVI, {len(chosen)} of {len(ids)} parcels")
+    # NDVI lies in (-1, 1): water, bare soil and snow go below 0, and a plot cut at 0 would hide them
+    low = min(0.0, float(series.loc[series["parcel_id"].isin(chosen), "ndvi"].min()))
+    axes.set(xlabel="week", ylabel="NDVI", ylim=(max(-1.0, low - 0.05) if low < 0 else 0.0, 1),
+             title=f"Weekly NDVI, {len(chosen)} of {len(ids)} parcels")
     axes.legend(loc="upper left", fontsize="small", ncols=2)
     figure.autofmt_xdate()
     path = Path(path)

@@ -2,8 +2,9 @@
 
 Three figures per run, from the stored observations of the run's period and the parcels watched:
 - ``parcels_covered``: the share of watched parcels with at least one usable acquisition in the period;
-- ``cloud_free_fraction``: the share of parcel-acquisitions that were usable (periods without any
-  acquisition do not count);
+- ``cloud_free_fraction``: the share of observed parcel-acquisitions that were usable (rows without an
+  acquisition, not downloaded, or of a parcel smaller than a pixel observed nothing and do not count);
+- both are NaN, and not a breach, for a period without any observation (between two passes);
 - ``stale_parcels``: the share of watched parcels without a usable acquisition in the last
   ``stale_weeks`` weeks up to the period's end (ever stored, not just this period).
 """
@@ -43,6 +44,10 @@ class QualityThresholds:
             raise SpecError(f"stale_weeks {weeks!r} must be a whole number of weeks, 1 or more")
 
 
+UNOBSERVED = ("no acquisition", "not downloaded", "smaller than a pixel")
+"""Reasons of rows that observed nothing: they never count for or against the period's KPIs' shares."""
+
+
 def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Timestamp, end: pd.Timestamp,
                    thresholds: QualityThresholds | None = None) -> pd.DataFrame:
     """One row per KPI: name, value, threshold, whether it is within it, and a sentence saying so.
@@ -61,8 +66,10 @@ def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Tim
     Returns
     -------
     pandas.DataFrame
-        Columns ``kpi``, ``value`` (a share, 0 to 1), ``threshold``, ``ok`` and ``message``; rows
-        ``parcels_covered``, ``cloud_free_fraction`` and ``stale_parcels``.
+        Columns ``kpi``, ``value`` (a share, 0 to 1, rounded to 4 digits and judged so), ``threshold``, ``ok``
+        and ``message``; rows ``parcels_covered``, ``cloud_free_fraction`` (among observed parcel-dates:
+        ``UNOBSERVED`` rows left out) and ``stale_parcels``. A period without any observation gives NaN for
+        the first two, not a breach.
     """
     thresholds = thresholds or QualityThresholds()
     watched_ids = set(map(str, watched))
@@ -70,23 +77,33 @@ def quality_report(observations: pd.DataFrame, watched: list[str], start: pd.Tim
     dates = pd.to_datetime(rows["date"])
     # rows are dated by day: a period starting at 04:00 holds its first day's acquisitions (that day's step
     # was computed), which a comparison with the instant would leave out
-    in_period = rows[(dates >= pd.Timestamp(start).floor("D")) & (dates <= end)]
-    acquired = in_period[in_period["reason"] != "no acquisition"]
+    first_day = pd.Timestamp(start).floor("D") if pd.Timestamp(start) > pd.Timestamp.min + pd.Timedelta(days=1) \
+        else pd.Timestamp.min  # an open start: every row up to the end
+    in_period = rows[(dates >= first_day) & (dates <= end)]
+    # What was observed: not a day without acquisition, a patch not downloaded (a failure, reported by the
+    # ingest, not a cloud) nor a parcel smaller than a pixel (never observable)
+    observed = in_period[~in_period["reason"].isin(UNOBSERVED)]
     covered = in_period.loc[in_period["usable"].astype(bool), "parcel_id"].nunique()
     recent = rows[(dates > end - pd.Timedelta(weeks=thresholds.stale_weeks)) & (dates <= end)
                   & rows["usable"].astype(bool)]
     n = max(len(watched_ids), 1)
+    nothing = float("nan")  # a period without a single observation: nothing to judge, not a breach
     figures = {
-        "parcels_covered": (covered / n, thresholds.min_parcels_covered, "min"),
-        "cloud_free_fraction": (float(acquired["usable"].astype(bool).mean()) if len(acquired) else 0.0,
+        "parcels_covered": (covered / n if len(observed) else nothing, thresholds.min_parcels_covered, "min"),
+        "cloud_free_fraction": (float(observed["usable"].astype(bool).mean()) if len(observed) else nothing,
                                 thresholds.min_cloud_free_fraction, "min"),
         "stale_parcels": ((len(watched_ids) - recent["parcel_id"].nunique()) / n, thresholds.max_stale_parcels,
                           "max"),
     }
     out = []
     for name, (value, limit, kind) in figures.items():
-        ok = value >= limit if kind == "min" else value <= limit
+        value = round(value, 4)  # judged as stored, so that a stored value never contradicts its verdict
         relation = ("at least" if kind == "min" else "at most")
-        out.append({"kpi": name, "value": round(value, 4), "threshold": limit, "ok": ok,
-                    "message": f"{name} {value:.3f} {'meets' if ok else 'breaches'} {relation} {limit}"})
+        if value != value:
+            out.append({"kpi": name, "value": value, "threshold": limit, "ok": True,
+                        "message": f"{name}: no acquisition observed in the period, nothing to judge"})
+            continue
+        ok = value >= limit if kind == "min" else value <= limit
+        out.append({"kpi": name, "value": value, "threshold": limit, "ok": ok,
+                    "message": f"{name} {value:.4g} {'meets' if ok else 'breaches'} {relation} {limit}"})
     return pd.DataFrame(out)

@@ -66,7 +66,7 @@ class ParcelStore(Protocol):
         Raises
         ------
         ParcelError
-            If ``parcels`` are not in EPSG:4326.
+            If ``parcels`` are not in EPSG:4326, or hold an id twice.
         """
 
     def watch(self, parcel_ids: Iterable[str], watched: bool = True) -> int:
@@ -162,7 +162,8 @@ class ParcelStore(Protocol):
         Parameters
         ----------
         unwatched_before : pd.Timestamp
-            Parcels not watched and last updated before this instant (naive: UTC) lose their observations.
+            Parcels not watched since before this instant (naive: UTC; re-importing a parcel does not reset it)
+            lose their observations.
 
         Returns
         -------
@@ -266,10 +267,14 @@ def parcel_rows(parcels: gpd.GeoDataFrame, watched: bool) -> pd.DataFrame:
     Raises
     ------
     ParcelError
-        If ``parcels`` have no CRS, or another than EPSG:4326.
+        If ``parcels`` have no CRS, or another than EPSG:4326, or an id twice.
     """
     if parcels.crs is None or parcels.crs.to_epsg() != 4326:
         raise ParcelError(f"parcels must be in EPSG:4326 (as clean_parcels leaves them), got {parcels.crs}")
+    ids = parcels["parcel_id"].astype(str)
+    if ids.duplicated().any():  # one would silently replace the other in the store
+        raise ParcelError(f"parcel ids given more than once: {sorted(set(ids[ids.duplicated()]))[:5]} "
+                          "(clean_parcels rejects such parcels)")
     bounds = parcels.geometry.bounds
     return pd.DataFrame({
         "parcel_id": parcels["parcel_id"].astype(str), "group_id": parcels["group_id"].astype(str),

@@ -9,7 +9,7 @@ import rasterio.features
 import shapely
 from odc.geo.geom import Geometry, box
 
-from stacube import Cube, QualityBreachError
+from stacube import Cube, ParcelError, QualityBreachError
 from stacube.fields import IndexSettings, clean_parcels, compute_group, group_geobox, open_parcel_store, read_parcels
 from stacube.testing.season import Season, ndvi_of, season_bands, season_parcels
 from stacube.testing.servers import serve_sample
@@ -487,3 +487,47 @@ def test_a_group_reads_its_own_zone_on_its_own_grid_where_zones_overlap(season):
         held = own != 0
         assert held.mean() > 0.9
         np.testing.assert_array_equal(tile.B04.values[0][held], own[held])
+
+
+def test_reimporting_or_unwatching_again_never_restarts_the_retention_clock(store_url):
+    import time
+
+    from stacube.fields.store import OBSERVATION_COLUMNS
+
+    parcels = clean_parcels(season_parcels(), "parcel_id").parcels
+    row = {c: None for c in OBSERVATION_COLUMNS}
+    row.update(parcel_id="P00", date=pd.Timestamp("2024-05-06"), ndvi_mean=0.5, ndvi_median=0.5, ndvi_std=0.0,
+               ndmi_mean=0.1, ndmi_median=0.1, ndmi_std=0.0, valid_pixels=9, total_pixels=9, valid_fraction=1.0,
+               usable=True, reason=None, run_id="r")
+    with open_parcel_store(store_url) as store:
+        store.add_parcels(parcels)
+        store.write_observations(pd.DataFrame([row])[OBSERVATION_COLUMNS])
+        store.watch(["P00"], False)
+        time.sleep(1.2)
+        cutoff = pd.Timestamp.now(tz="UTC").tz_localize(None)  # P00 has been unwatched since before this
+        time.sleep(1.2)
+        store.add_parcels(parcels)  # the routine re-import of the whole parcel file
+        store.watch(["P00"], False)  # and unwatching it again
+        assert store.purge_unwatched(cutoff) == 1  # before: 0, the clock restarted at the re-import
+        with pytest.raises(ParcelError, match="more than once"):
+            store.add_parcels(pd.concat([parcels.iloc[:1], parcels.iloc[:1]]))
+
+
+def test_ids_are_judged_as_stored_and_coordinates_that_cannot_be_where_they_say_are_rejected():
+    import geopandas as gpd
+
+    square = shapely.box(12.0, 47.0, 12.002, 47.001)
+    frame = gpd.GeoDataFrame({"id": [1, "1", " P7", "P7", 17.0, "ok"],
+                              "geometry": [square] * 5 + [shapely.box(12.01, 47.0, 12.012, 47.001)]},
+                             crs="EPSG:4326")
+    cleaned = clean_parcels(frame, "id")
+    assert list(cleaned.parcels.parcel_id) == ["17", "ok"]  # 17.0 (a float column) is stored as 17
+    assert sorted(cleaned.rejected.parcel_id) == ["1", "1", "P7", "P7"]  # before: all kept, one lost in the store
+    metres_as_degrees = gpd.GeoDataFrame({"id": ["m"], "geometry": [shapely.box(650_000, 5_200_000, 650_200,
+                                                                                 5_200_150)]}, crs="EPSG:4326")
+    degrees_as_metres = gpd.GeoDataFrame({"id": ["d"], "geometry": [square]}, crs="EPSG:32632")
+    for wrong in (metres_as_degrees, degrees_as_metres):
+        cleaned = clean_parcels(wrong, "id")
+        assert cleaned.parcels.empty and len(cleaned.rejected) == 1  # before: kept, in a nonsense group
+    named = frame.iloc[5:].rename_geometry("geom")
+    assert list(clean_parcels(named, "id").parcels.parcel_id) == ["ok"]  # before: AttributeError
