@@ -481,7 +481,10 @@ def _centre_longitude(item: pystac.Item) -> float:
         return 0.0
     shape = shapely.geometry.shape(item.geometry)
     west, _, east, _ = shape.bounds
-    if east - west > 180:  # parts on both sides of 180 degrees (a bbox of [-180, s, 180, n]): measured eastwards
+    parts = getattr(shape, "geoms", [shape])
+    split = (len(parts) > 1 and any(p.bounds[2] >= 180 - 1e-9 for p in parts)
+             and any(p.bounds[0] <= -180 + 1e-9 for p in parts))
+    if east - west > 180 and split:  # parts on both sides of 180 degrees ([-180, s, 180, n]): measured eastwards
         middle = shapely.transform(shape, lambda xy: xy + np.where(xy[:, :1] < 0, [360.0, 0.0], [0.0, 0.0])).centroid.x
         return middle - 360 if middle > 180 else middle
     return shape.centroid.x

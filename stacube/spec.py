@@ -241,7 +241,12 @@ def _regular_time_axis(time: Any) -> pd.DatetimeIndex:
         index = pd.DatetimeIndex(time)
     except (TypeError, ValueError, OverflowError) as err:
         raise SpecError(f"time {reprlib.repr(time)} is not a time axis: {err}") from err
+    given = index
     index = naive_utc(index)
+    if given.tz is not None and len(index) and not (index == given.tz_localize(None)).all():
+        warnings.warn(f"the time axis given in {given.tz} is held in UTC: its first step is {index[0]} UTC, and a TOI "
+                      "without a UTC offset is read as UTC (write '2024-01-02T00:00+01:00' for a local midnight)",
+                      stacklevel=4)
     if len(index) == 0:
         raise SpecError("the time axis is empty")
     freq = index.freq or (pd.infer_freq(index) if len(index) > 2 else None)

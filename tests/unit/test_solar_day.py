@@ -66,3 +66,11 @@ def test_an_item_split_at_the_antimeridian_with_a_full_width_bbox_is_dated_by_it
                                                                      [178.5, 65], [178.5, 64]]]},
                        [178.5, 64, 179.9, 65], pd.Timestamp("2024-06-01T23:00Z").to_pydatetime(), {})
     assert str(_grouping_time(west, "solar_day")) == "2024-06-02T10:00:00.000000"  # 11 hours ahead, the next day
+
+
+def test_a_wide_footprint_that_does_not_cross_180_degrees_is_dated_by_its_own_centroid():
+    """A polar swath from -100 to 95 degrees under its plain bbox is one polygon that never reaches 180: its
+    middle is near -2.5 degrees (the UTC day), not 177.5 (the next day) as if it crossed the antimeridian."""
+    swath = {"type": "Polygon", "coordinates": [[[-100, 80], [95, 80], [95, 81], [-100, 81], [-100, 80]]]}
+    item = pystac.Item("swath", swath, [-180, 80, 180, 81], pd.Timestamp("2024-01-01T13:00Z").to_pydatetime(), {})
+    assert str(_grouping_time(item, "solar_day").astype("datetime64[D]")) == "2024-01-01"  # was 2024-01-02

@@ -99,3 +99,12 @@ def test_a_tuple_toi_is_refused_not_read_as_two_times():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert select_steps(days, ["2024-01-02", "2024-01-05"]) == [1, 4]
+
+
+def test_an_axis_given_in_a_local_time_zone_warns_that_it_is_held_in_utc():
+    with pytest.warns(UserWarning, match="held in UTC"):
+        spec = _spec(pd.date_range("2024-01-01", periods=3, freq="D", tz="Europe/Berlin"))
+    assert spec.time[0] == pd.Timestamp("2023-12-31T23:00")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _spec(pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC"))
