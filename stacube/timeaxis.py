@@ -110,6 +110,8 @@ def _utc_offset(text: str) -> pd.Timedelta:
 def _interval(value: TimeLike) -> ClosedInterval:
     """The instants a single TOI value stands for: a point for a timestamp, a period for a partial date."""
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("an empty string is no time (None leaves a slice's end open)")
         if value.strip().lower() in ("now", "today"):
             # pandas reads these as the local wall clock; a cube's times are UTC
             now = utc_now()

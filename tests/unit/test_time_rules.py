@@ -108,3 +108,8 @@ def test_an_axis_given_in_a_local_time_zone_warns_that_it_is_held_in_utc():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _spec(pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC"))
+
+
+def test_an_empty_string_toi_says_it_is_empty():
+    with pytest.raises(TOIError, match="empty string is no time"):  # was "NaTType does not support utcoffset"
+        select_steps(pd.date_range("2024-01-01", periods=3, freq="D"), slice("", "2024-01-02"))
