@@ -36,7 +36,7 @@ import shapely
 
 from .errors import SpecError
 from .grid import source_tile_name
-from .timeaxis import aware_utc
+from .timeaxis import aware_utc, stamp_or_none
 
 if TYPE_CHECKING:
     import pystac
@@ -78,14 +78,9 @@ def _version(text: Any) -> tuple[int, ...]:
 
 
 def _updated(item: pystac.Item) -> pd.Timestamp:
-    value = item.properties.get("updated")
-    try:
-        stamp = pd.Timestamp(value) if value else None
-    except (TypeError, ValueError):
-        stamp = None
-    if stamp is None or pd.isna(stamp):
-        return pd.Timestamp.min.tz_localize("UTC")
-    return aware_utc(stamp)
+    """An Item's ``updated`` in UTC; absent or unreadable sorts first."""
+    stamp = stamp_or_none(item.properties.get("updated"))
+    return pd.Timestamp.min.tz_localize("UTC") if stamp is None else stamp
 
 
 _SENSED = re.compile(r"_S(\d{8}T\d{6})(?:_|$)")

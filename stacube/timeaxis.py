@@ -87,6 +87,30 @@ def aware_utc(value: Any) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
+def stamp_or_none(value: Any) -> pd.Timestamp | None:
+    """A recorded time (an Item's ``updated``: text or a timestamp) as an aware UTC Timestamp; None where it is
+    absent or unreadable, so that a catalog and the duplicate rule read one value the same way.
+
+    Parameters
+    ----------
+    value : Any
+        The value as recorded.
+
+    Returns
+    -------
+    pandas.Timestamp or None
+        Aware, in UTC (a naive one is read as UTC); None.
+    """
+    try:
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        stamp = None if blank else pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if stamp is None or pd.isna(stamp):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def utc_now() -> pd.Timestamp:
     """Now, as naive UTC: how a cube's time axis keeps times, to compare a step with the present.
 

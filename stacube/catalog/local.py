@@ -33,7 +33,7 @@ import shapely
 from shapely.geometry import box
 
 from ..errors import CatalogError, ItemError, shown, storage_errors
-from ..timeaxis import naive_utc, utc_now
+from ..timeaxis import naive_utc, stamp_or_none, utc_now
 from . import small_search
 from .footprints import trusted
 
@@ -208,19 +208,8 @@ _DUCKDB_LOCK = threading.Lock()
 _DUCKDB: rustac.DuckdbClient | None = None
 
 
-def _stamp(value: Any) -> pd.Timestamp | None:
-    """An ``updated`` value (text or a timestamp) as a UTC Timestamp; None where absent or unreadable."""
-    try:
-        stamp = pd.Timestamp(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-    if stamp is None or pd.isna(stamp):
-        return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def _updated_of(item: Mapping[str, Any]) -> pd.Timestamp | None:
-    return _stamp((item.get("properties") or {}).get("updated"))
+    return stamp_or_none((item.get("properties") or {}).get("updated"))
 
 
 def _newer(item: Mapping[str, Any], held: pd.Timestamp | None) -> bool:
@@ -537,7 +526,7 @@ class LocalCatalog:
             columns = ["id", "updated"] if "updated" in pq.read_schema(part).names else ["id"]
             table = pq.read_table(part, columns=columns).to_pydict()
             for index, item_id in enumerate(table["id"]):
-                held[item_id] = _stamp(table["updated"][index]) if "updated" in table else None
+                held[item_id] = stamp_or_none(table["updated"][index]) if "updated" in table else None
         return held
 
     def _drop_copies(self, parts: list[Path], ids: set[str]) -> None:
