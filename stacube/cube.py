@@ -271,6 +271,8 @@ class Cube:
         opened = self._opened
         if opened is not None and opened[0] == snapshot:
             return opened[1], snapshot
+        if at is not None:
+            history.check_holds_cube(self.repo, snapshot, at)  # the first snapshot: a clear error, not zarr's
         root = OpenedGroup(zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r"))
         self._opened = (snapshot, root)
         return root, snapshot
@@ -1018,14 +1020,15 @@ class Cube:
         Raises
         ------
         VersionNotFoundError
-            If ``to`` or ``if_tip`` names no tag or snapshot of this cube.
+            If ``to`` or ``if_tip`` names no tag or snapshot of this cube, or ``to`` holds no cube (the
+            repository's first snapshot, before the cube was created: nothing could open the cube after it).
         CubeChangedError
             If the branch no longer points at ``if_tip``: another process committed meanwhile; nothing moved.
         StorageError
             If the cube cannot be written (read-only, no space, permission denied, its lock file cannot be
             opened); nothing changed.
         """
-        history.resolve(self.repo, to)  # before the lock: a read-only cube still names an unknown version
+        history.check_holds_cube(self.repo, history.resolve(self.repo, to), to)  # before the lock, as below
         if if_tip:
             history.resolve(self.repo, if_tip)
         with storage_errors(self.url, "cube"), commit_lock(self.url):

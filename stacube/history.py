@@ -7,6 +7,7 @@ with the data: after a rollback, the patches the later runs wrote count as missi
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import icechunk
 import pandas as pd
 
 from .errors import CubeChangedError, SpecError, TOIError, VersionNotFoundError
+from .layout import SPEC_ATTR
 from .spec import check_name
 from .store import BRANCH
 from .timeaxis import aware_utc, duration_problem
@@ -106,6 +108,40 @@ def resolve(repo: icechunk.Repository, version: str) -> str:
         raise VersionNotFoundError(f"no snapshot or tag {version!r} in this cube (tags: {tags})") from err
 
 
+_SNAPSHOT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{20}")  # Icechunk's: 20 characters of Crockford's base32
+
+
+def check_holds_cube(repo: icechunk.Repository, snapshot_id: str, version: str) -> None:
+    """Refuse a snapshot that holds no cube: the repository's first one ("Repository initialized"), made before
+    the cube's spec was written. Rolled back to, it would leave a cube nothing can open again.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    snapshot_id : str
+        The snapshot (``resolve``'s answer).
+    version : str
+        What the caller named it, for the message.
+
+    Raises
+    ------
+    VersionNotFoundError
+        If the snapshot holds no cube root with its spec.
+    """
+    import zarr
+
+    try:
+        attrs = zarr.open_group(repo.readonly_session(snapshot_id=snapshot_id).store, mode="r").attrs
+        holds = SPEC_ATTR in attrs
+    except (zarr.errors.GroupNotFoundError, FileNotFoundError, KeyError):
+        holds = False
+    if not holds:
+        raise VersionNotFoundError(f"snapshot {version!r} ({snapshot_id}) holds no cube: it is the repository's "
+                                   "first snapshot, from before the cube was created; choose a later one in "
+                                   "cube.history()")
+
+
 def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> str:
     """Name a snapshot for good, so that it can be loaded, rolled back to and kept by ``expire``.
 
@@ -126,11 +162,14 @@ def tag(repo: icechunk.Repository, name: str, snapshot: str | None = None) -> st
     Raises
     ------
     SpecError
-        If ``name`` is not an allowed name, or a tag ``name`` exists already (on any snapshot).
+        If ``name`` is not an allowed name, is written as a snapshot id is (20 characters of Crockford's base32),
+        or a tag ``name`` exists already (on any snapshot).
     VersionNotFoundError
         If ``snapshot`` names no tag or snapshot of this cube.
     """
     check_name("tag", name)
+    if _SNAPSHOT_ID.fullmatch(name):  # resolve() prefers tags: it would hide the snapshot of that id
+        raise SpecError(f"tag {name!r} is written as a snapshot id is: choose a name that cannot be one")
     if name in repo.list_tags():
         raise SpecError(f"tag {name!r} exists already (at {repo.lookup_tag(name)}); tags never move: "
                         "choose another name")
@@ -163,11 +202,13 @@ def rollback(repo: icechunk.Repository, to: str, if_tip: str | None = None) -> s
     Raises
     ------
     VersionNotFoundError
-        If ``to`` or ``if_tip`` names no tag or snapshot of this cube.
+        If ``to`` or ``if_tip`` names no tag or snapshot of this cube, or ``to`` holds no cube (the repository's
+        first snapshot).
     CubeChangedError
         If the branch no longer points at ``if_tip``: another process committed meanwhile; nothing moved.
     """
     snapshot_id = resolve(repo, to)
+    check_holds_cube(repo, snapshot_id, to)
     expected = resolve(repo, if_tip) if if_tip else repo.lookup_branch(BRANCH)
     try:
         repo.reset_branch(BRANCH, snapshot_id, from_snapshot_id=expected)

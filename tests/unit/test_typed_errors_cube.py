@@ -164,3 +164,25 @@ def test_extend_time_to_no_end_or_past_the_axis_limit_is_a_toi_error_and_changes
     with pytest.raises(TOIError, match="cannot extend the time axis"):  # before: SpecError, or years of steps built
         cube.extend_time(until)
     assert list(cube.history().snapshot) == before and len(cube.spec.time) == 3
+
+
+def test_the_repositorys_first_snapshot_is_no_version_to_roll_back_to_or_load(tmp_path):
+    from stacube.errors import VersionNotFoundError
+
+    cube = _cube(tmp_path)
+    first = list(cube.history().snapshot)[-1]  # "Repository initialized": before the cube's spec was written
+    before = list(cube.history().snapshot)
+    with pytest.raises(VersionNotFoundError, match="holds no cube"):  # before: rolled back, and bricked
+        cube.rollback(first)
+    with pytest.raises(VersionNotFoundError, match="holds no cube"):  # before: zarr's GroupNotFoundError
+        cube.load(cube.spec.zones[ZONE][0:8, 0:8], at=first)
+    assert list(Cube.open(cube.url, catalog_dir=tmp_path / "catalog").history().snapshot) == before
+
+
+def test_a_tag_written_as_a_snapshot_id_is_refused_as_it_would_hide_that_snapshot(tmp_path):
+    cube = _cube(tmp_path)
+    first, *_ = reversed(list(cube.history().snapshot))
+    with pytest.raises(SpecError, match="written as a snapshot id"):
+        cube.tag(first)
+    assert not cube.repo.list_tags()
+    assert cube.tag("v1") == cube.history().snapshot.iloc[0]  # a name is fine: the tip
