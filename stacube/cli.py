@@ -214,9 +214,13 @@ def _window(bbox: str | None, crs: str, time: str | None) -> Any:
     from odc.geo.geom import box
 
     from .catalog import Window
+    from .lonlat import lonlat_bounds
     from .timeaxis import toi_intervals, utc_now
 
-    lonlat = box(*parse_bbox(bbox), crs).to_crs("EPSG:4326").boundingbox if bbox else (-180, -90, 180, 90)
+    area = box(*parse_bbox(bbox), crs) if bbox else None
+    # right around a pole and across 180 degrees, where a projection of the corners is a sliver or the long way
+    lonlat = (-180, -90, 180, 90) if area is None else (
+        area.boundingbox if area.crs.geographic else lonlat_bounds(area))
     start = end = None
     if time is not None:
         intervals = toi_intervals(parse_time(time))

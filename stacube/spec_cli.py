@@ -65,8 +65,9 @@ def sentinel2(bbox: LonLatBbox, start: Annotated[str, typer.Option(help="First d
     extra: dict[str, Any] = {**_chunks(chunks)}
     if bands:
         extra["bands"] = tuple(b.strip() for b in bands.split(",") if b.strip())
-    _emit(sentinel2_l2a_spec(parse_bbox(bbox), start, end, max_cloud_cover=max_cloud_cover, provider=provider,
-                             api_url=api_url, collection=collection, resolution=resolution, **extra), out)
+    _emit(sentinel2_l2a_spec(parse_bbox(bbox, across_180=True), start, end, max_cloud_cover=max_cloud_cover,
+                             provider=provider, api_url=api_url, collection=collection, resolution=resolution,
+                             **extra), out)
 
 
 def alphaearth(bbox: LonLatBbox, project: Project = None,
@@ -86,7 +87,7 @@ def alphaearth(bbox: LonLatBbox, project: Project = None,
         except ValueError:
             raise ValueError(f"--years {years!r} is not two years like 2020,2024") from None
         extra["years"] = range(first, last + 1)
-    _emit(alphaearth_spec(parse_bbox(bbox), project=project, resolution=resolution, **extra), out)
+    _emit(alphaearth_spec(parse_bbox(bbox, across_180=True), project=project, resolution=resolution, **extra), out)
 
 
 def tctrend(project: Project = None, chunks: Chunks = None, out: Out = None) -> None:

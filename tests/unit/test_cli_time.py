@@ -1,4 +1,5 @@
-"""--time as the command line reads it: open ends as STAC writes them, ends inclusive to the microsecond."""
+"""What the command line reads: --time with open ends as STAC writes them, ends inclusive to the microsecond,
+bboxes around a pole and across 180 degrees."""
 
 import pandas as pd
 
@@ -17,3 +18,22 @@ def test_a_month_is_searched_to_its_last_microsecond():
     window = _window(None, "EPSG:4326", "2024-05")
     assert window.end == pd.Timestamp("2024-06-01")  # before: 23:59:59.999999001, searched to ...999998
     assert window.datetime_query() == "2024-05-01T00:00:00.000000Z/2024-05-31T23:59:59.999999Z"
+
+
+def test_a_polar_bbox_searches_the_polar_cap_not_a_sliver():
+    window = _window("-100000,-100000,100000,100000", "EPSG:3413", None)
+    west, south, east, north = window.bbox
+    assert (west, east, north) == (-180.0, 180.0, 90.0) and 88.5 < south < 88.8  # before: (-180, 88.69, 90, 88.69)
+
+
+def test_a_spec_bbox_across_180_degrees_is_read_as_its_help_says():
+    import json
+
+    from typer.testing import CliRunner
+
+    from stacube.cli import app
+
+    result = CliRunner().invoke(app, ["spec", "sentinel2", "--bbox", "179.5,-17,-179.5,-16.5", "--start",
+                                      "2024-01-01", "--end", "2024-01-02"])
+    assert result.exit_code == 0, result.output  # before: "minx must be below maxx"
+    assert list(json.loads(result.stdout)["zones"]) == ["epsg32760", "epsg32701"]
