@@ -20,7 +20,8 @@ import typer
 
 from .cli_args import parse_bbox
 from .cli_tables import plain
-from .export import output_format, write_tile
+from .errors import storage_errors
+from .export import check_writable, output_format, write_tile
 from .spec_cli import build_spec_app
 
 app = typer.Typer(name="stacube", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -411,17 +412,22 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
     """
     if out:
         output_format(out, format)  # a wrong --out is refused before anything is downloaded
+    for path in (out, png):
+        if path:
+            check_writable(path)  # as is a place it cannot be written to
     the_cube = _open(cube, catalog_dir)
     tile = the_cube.load(parse_roi(bbox, crs, resolution), parse_time(time),
                          variables=variables.split(",") if variables else None, offline=offline, at=at,
                          concurrency=concurrency, progress=False if quiet else None,
                          chunks={"y": chunks, "x": chunks, "time": 1} if chunks else None)
-    written = [str(p) for p in write_tile(tile, out, format)] if out else []
+    with storage_errors(out or ".", "output"):  # named as the output, not as the cube
+        written = [str(p) for p in write_tile(tile, out, format)] if out else []
     if png is not None:
         from .pictures import quicklook, save_figure
 
         bands = rgb.split(",") if rgb else None
-        written.append(str(save_figure(quicklook(tile, bands, title=f"{the_cube.spec.name}"), png)))
+        with storage_errors(png, "picture"):
+            written.append(str(save_figure(quicklook(tile, bands, title=f"{the_cube.spec.name}"), png)))
     from .crs import crs_label
 
     emit({"variables": list(tile.data_vars), "shape": dict(tile.sizes), "crs": crs_label(tile.odc.crs),
@@ -456,6 +462,7 @@ def cube_load_many(cube: CubeArg,
     """
     from .many import export_many
 
+    check_writable(out / "x")  # before anything is downloaded: the folder (or .zarr) itself must be makeable
     the_cube = _open(cube, catalog_dir)
     summary = export_many(the_cube, rois, out, parse_time(time), variables=variables.split(",") if variables else None,
                           id_column=id_column, resolution=resolution, concurrency=concurrency,
@@ -480,17 +487,22 @@ def cube_state(cube: CubeArg, at: Annotated[str | None, typer.Option(help="A sna
         from .pictures import check_color_by
 
         check_color_by(color_by)  # before the state is read
+    for path in (png, html):
+        if path is not None:
+            check_writable(path, "picture")
     the_cube = _open(cube, catalog_dir)
     state = the_cube.state(at)
     written = []
     if png is not None:
         from .pictures import save_figure
 
-        written.append(save_figure(the_cube.plot_state(color_by=color_by, at=at), png))
+        with storage_errors(png, "picture"):
+            written.append(save_figure(the_cube.plot_state(color_by=color_by, at=at), png))
     if html is not None:
         from .pictures import save_map
 
-        written.append(save_map(the_cube.explore(at=at), html))
+        with storage_errors(html, "map"):
+            written.append(save_map(the_cube.explore(at=at), html))
     if as_json:
         emit(_frame_rows(state), True)
     else:  # zone and time are part of each id, and a snapshot is one run's: the rest are in --json

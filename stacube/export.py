@@ -5,16 +5,46 @@ What ``stacube cube load --out`` and ``stacube.many.export_many`` write.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import SpecError, TOIError
+from .errors import SpecError, StorageError, TOIError
 
 FORMATS = {"cog": "cog", "tif": "cog", "tiff": "cog", "geotiff": "cog", "netcdf": "netcdf", "nc": "netcdf",
            "zarr": "zarr"}
+
+
+def check_writable(out: Path, what: str = "output") -> None:
+    """Refuse, before anything is downloaded, an output whose folder cannot be made or written: a file where
+    a folder should be, or a folder this user cannot write. Nothing is made on the way.
+
+    Parameters
+    ----------
+    out : Path
+        The file (or Zarr folder) to write.
+    what : str, optional
+        What it is, for the message.
+
+    Raises
+    ------
+    StorageError
+        Naming ``out`` and the cause.
+    """
+    out = Path(out)
+    probe = out.parent if str(out.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise StorageError(f"Not a directory ({probe} is a file): cannot write the {what} {out}; give a folder, "
+                           "not a file", str(out), errno.ENOTDIR)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"Permission denied: cannot write the {what} {out} (in {probe}); give a place this "
+                           "user can write to", str(out), errno.EACCES)
 
 
 def output_format(out: Path, fmt: str | None) -> str:
