@@ -290,6 +290,42 @@ def stood_on_since(repo: icechunk.Repository, since: dt.datetime) -> dt.datetime
     return oldest
 
 
+def rolled_away_since(repo: icechunk.Repository, since: dt.datetime) -> dt.datetime | None:
+    """When the oldest snapshot was written that only a tip the branch was reset away from (``rollback``) at
+    ``since`` or later still reaches: a run that started on that tip reads from it. None if there is none.
+
+    Parameters
+    ----------
+    repo : icechunk.Repository
+        The cube's repository.
+    since : datetime.datetime
+        A tz-aware instant (``expire``'s grace before now).
+
+    Returns
+    -------
+    datetime.datetime or None
+        That snapshot's ``written_at``.
+    """
+    on_branch = None
+    oldest = None
+    for update in repo.ops_log():  # newest first
+        if update.updated_at < since:
+            break
+        kind = update.kind
+        if type(kind).__name__ != "BranchReset" or getattr(kind, "name", None) != BRANCH:
+            continue
+        if on_branch is None:
+            on_branch = {info.id for info in repo.ancestry(branch=BRANCH)}
+        try:
+            for info in repo.ancestry(snapshot_id=kind.previous_snap_id):  # newest first, down to the branch
+                if info.id in on_branch:
+                    break
+                oldest = info.written_at if oldest is None else min(oldest, info.written_at)
+        except icechunk.IcechunkError:  # collected already: nothing of it left to keep
+            continue
+    return oldest
+
+
 def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | str,
            keep_tags: bool = True, grace: dt.timedelta | str = "24h") -> ExpireReport:
     """Expire snapshots older than the cutoff (the branch tip and, unless told, tagged ones stay),
@@ -298,7 +334,8 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
     Objects younger than ``grace`` are never collected: a run in progress has written chunks that
     no snapshot references yet, and collecting them would break its commit. Nor does a snapshot that
     was the branch tip within ``grace`` expire, however old: a run in progress may have started on it
-    and still read from it (``stood_on_since``).
+    and still read from it (``stood_on_since``); that holds for a tip a rollback moved the branch away
+    from within ``grace`` too (``rolled_away_since``, from the repository's log of branch updates).
 
     Parameters
     ----------
@@ -331,7 +368,9 @@ def expire(repo: icechunk.Repository, older_than: dt.datetime | dt.timedelta | s
         kept = sum(1 for info in snapshots[1:] if standing <= info.written_at < when and info.parent_id is not None)
         expire_before = standing
     expired = repo.expire_snapshots(expire_before, delete_expired_tags=not keep_tags)
-    # what the branch and kept tags reach stays whatever its age; the rest goes once older than both cutoffs
-    summary = repo.garbage_collect(min(when, kept_after))
+    # what the branch and kept tags reach stays whatever its age; the rest goes once older than both cutoffs,
+    # and older than what a tip rolled away from within the grace reaches (a run may stand on it)
+    rolled_away = rolled_away_since(repo, kept_after)
+    summary = repo.garbage_collect(min(when, kept_after, *([rolled_away] if rolled_away is not None else [])))
     held = bool(expired) and summary.bytes_deleted == 0 and kept_after < when
     return ExpireReport(len(expired), summary.bytes_deleted, summary.chunks_deleted, held, kept)
