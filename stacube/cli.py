@@ -268,7 +268,7 @@ def catalog_sync(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time:
 def catalog_search(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
                    filter: Annotated[str | None, typer.Option(help="A CQL2 filter, as text ('eo:cloud_cover < 20') "
                                                               "or CQL2-JSON.")] = None,
-                   limit: Annotated[int, typer.Option(help="Show at most this many Items.")] = 50,
+                   limit: Annotated[int, typer.Option(help="Show at most this many Items.", min=0)] = 50,
                    catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """Items of the local catalog (never the remote source) by area, period and CQL2 filter.
 
@@ -369,7 +369,7 @@ def cube_info(cube: CubeArg, catalog_dir: CatalogDir = None, as_json: AsJson = F
 @cube_app.command("download")
 @handled
 def cube_download(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", time: Time = None,
-                  concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+                  concurrency: Annotated[int, typer.Option(help="Patches read at once.", min=1)] = 8,
                   runner: Annotated[str, typer.Option(help="local (threads) or prefect (a flow run).")] = "local",
                   skip_failed: Annotated[bool, typer.Option(help="Commit what could be read; list the rest.")]
                   = False,
@@ -401,10 +401,10 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
               png: Annotated[Path | None, typer.Option(help="Also draw a quick-look PNG here.")] = None,
               rgb: Annotated[str | None, typer.Option(help="Three variables R,G,B for the PNG (default: the "
                                                       "first variable with a colour bar).")] = None,
-              concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+              concurrency: Annotated[int, typer.Option(help="Patches read at once.", min=1)] = 8,
               chunks: Annotated[int | None, typer.Option(help="Read lazily in chunks of this many pixels a side "
                                                          "and write chunk by chunk: for ROIs bigger than "
-                                                         "memory.")] = None,
+                                                         "memory.", min=1)] = None,
               catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
     """Read an area and period from the cube (downloading what it lacks first) and write it.
 
@@ -417,9 +417,9 @@ def cube_load(cube: CubeArg, bbox: Bbox = None, crs: Crs = "EPSG:4326", resoluti
             check_writable(path)  # as is a place it cannot be written to
     the_cube = _open(cube, catalog_dir)
     tile = the_cube.load(parse_roi(bbox, crs, resolution), parse_time(time),
-                         variables=variables.split(",") if variables else None, offline=offline, at=at,
+                         variables=variables.split(",") if variables is not None else None, offline=offline, at=at,
                          concurrency=concurrency, progress=False if quiet else None,
-                         chunks={"y": chunks, "x": chunks, "time": 1} if chunks else None)
+                         chunks={"y": chunks, "x": chunks, "time": 1} if chunks is not None else None)
     with storage_errors(out or ".", "output"):  # named as the output, not as the cube
         written = [str(p) for p in write_tile(tile, out, format)] if out else []
     if png is not None:
@@ -453,7 +453,7 @@ def cube_load_many(cube: CubeArg,
                    = None,
                    offline: Annotated[bool, typer.Option(help="Never touch the network: missing patches are "
                                                          "nodata.")] = False,
-                   concurrency: Annotated[int, typer.Option(help="Patches read at once.")] = 8,
+                   concurrency: Annotated[int, typer.Option(help="Patches read at once.", min=1)] = 8,
                    catalog_dir: CatalogDir = None, as_json: AsJson = False, quiet: Quiet = False) -> None:
     """Cut many ROIs out of the cube: the patches they lack are downloaded in ONE run (one snapshot),
     each patch once however many ROIs meet it, and each ROI's Tile is written as soon as it is in.
@@ -464,9 +464,10 @@ def cube_load_many(cube: CubeArg,
 
     check_writable(out / "x")  # before anything is downloaded: the folder (or .zarr) itself must be makeable
     the_cube = _open(cube, catalog_dir)
-    summary = export_many(the_cube, rois, out, parse_time(time), variables=variables.split(",") if variables else None,
-                          id_column=id_column, resolution=resolution, concurrency=concurrency,
-                          progress=False if quiet else None, offline=offline)
+    chosen = variables.split(",") if variables is not None else None
+    summary = export_many(the_cube, rois, out, parse_time(time), variables=chosen, id_column=id_column,
+                          resolution=resolution, concurrency=concurrency, progress=False if quiet else None,
+                          offline=offline)
     emit(_megabytes(summary, as_json), as_json, "load-many")
 
 

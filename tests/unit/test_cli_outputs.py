@@ -24,3 +24,11 @@ def test_an_output_under_a_file_is_refused_before_anything_is_read_and_named_as_
         assert f"cannot write the output {target}" in result.output or f"{target}" in result.output
         assert "cannot write the cube" not in result.output  # before: blamed on the cube, after the load
     assert list(Cube.open(tmp_path / "dem", catalog_dir=tmp_path / "catalog").history().snapshot) == before
+
+
+def test_counts_below_their_least_are_refused_not_taken_as_defaults():
+    for args in (["cube", "download", "c", "--bbox", "0,0,1,1", "--concurrency", "0"],
+                 ["cube", "load", "c", "--bbox", "0,0,1,1", "--chunks", "0"],
+                 ["catalog", "search", "c", "--limit", "-1"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "Invalid value" in result.output, (args, result.output)
