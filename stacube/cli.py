@@ -84,6 +84,9 @@ CLI_WORDS = (
     ("create one with Cube.create(path, spec)", "create one with `stacube cube create PATH --spec FILE`"),
     ("load it lazily with chunks={'x': 2048, 'y': 2048} (or latitude/longitude on a geographic grid)",
      "load it lazily with --chunks 2048"),
+    ("use Cube.open or Cube.open_or_create", "use it as it is (`stacube cube info PATH`)"),
+    ("look at cube.history() again and retry", "look at `stacube cube history` again and retry"),
+    ("or pass a shorter grace", "or give a shorter --grace"),
 )
 
 
@@ -556,17 +559,18 @@ def cube_rollback(cube: CubeArg, to: Annotated[str, typer.Argument(help="A snaps
 def cube_expire(cube: CubeArg,
                 older_than: Annotated[str, typer.Option(help="Age of the snapshots to drop, e.g. 90D.")],
                 keep_tags: Annotated[bool, typer.Option(help="Keep tagged snapshots.")] = True,
+                grace: Annotated[str, typer.Option(help="Keep objects younger than this, and snapshots that were "
+                                                   "the tip within it: runs in progress need them.")] = "24h",
                 catalog_dir: CatalogDir = None, as_json: AsJson = False) -> None:
     """Drop snapshots older than an age and free the bytes only they used.
 
     Example: stacube cube expire cubes/dem --older-than 90D
     """
-    report = _open(cube, catalog_dir).expire(older_than, keep_tags=keep_tags)
+    report = _open(cube, catalog_dir).expire(older_than, keep_tags=keep_tags, grace=grace)
     freed = {"bytes_freed": report.bytes_freed} if as_json else {"MB freed": f"{report.bytes_freed / 1e6:.1f}"}
+    note = in_cli_words(report.note) if report.note else report.note
     emit({"snapshots_expired": report.snapshots_expired, **freed, "chunks_deleted": report.chunks_deleted,
-          "kept_as_recent_tips": report.kept_as_recent_tips, "note": report.note}, as_json, "expire")
-    if report.note and not as_json:
-        typer.echo(report.note, err=True)
+          "kept_as_recent_tips": report.kept_as_recent_tips, "note": note}, as_json, "expire")
 
 
 # --- parcels ------------------------------------------------------------------------------------

@@ -32,3 +32,16 @@ def test_counts_below_their_least_are_refused_not_taken_as_defaults():
                  ["catalog", "search", "c", "--limit", "-1"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "Invalid value" in result.output, (args, result.output)
+
+
+def test_expire_takes_a_grace_and_messages_give_command_line_advice(tmp_path):
+    spec = CubeSpec(name="dem", zones=[SampleLayout().extent_geobox()], chunks=(256, 256),
+                    variables={"dem": Variable("float32", units="m")},
+                    source=StacSource(api_url="http://127.0.0.1:9/api", collection="c", assets={"dem": "dem"}))
+    Cube.create(tmp_path / "dem", spec, catalog_dir=tmp_path / "catalog")
+    result = CliRunner().invoke(app, ["cube", "expire", str(tmp_path / "dem"), "--older-than", "0s", "--grace",
+                                      "1h", "--json", "--catalog-dir", str(tmp_path / "catalog")])
+    assert result.exit_code == 0, result.output  # before: no such option as --grace
+    spec.save(tmp_path / "spec.json")
+    again = CliRunner().invoke(app, ["cube", "create", str(tmp_path / "dem"), "--spec", str(tmp_path / "spec.json")])
+    assert again.exit_code == 1 and "stacube cube info" in again.output and "Cube.open" not in again.output
