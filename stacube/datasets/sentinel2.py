@@ -94,7 +94,7 @@ def cloud_cover_below(percent: float) -> dict[str, Any]:
     Raises
     ------
     SpecError
-        If ``percent`` is not a finite number.
+        If ``percent`` is not a finite number above 0 and at most 100.
     """
     try:
         value = float(percent)
@@ -102,6 +102,9 @@ def cloud_cover_below(percent: float) -> dict[str, Any]:
         raise SpecError(f"max_cloud_cover {percent!r} is not a number of percent") from err
     if isinstance(percent, bool) or not math.isfinite(value):
         raise SpecError(f"max_cloud_cover {percent!r} must be a finite number of percent (None keeps every granule)")
+    if not 0 < value <= 100:  # 0 or below would keep no granule at all: every load empty, without a word
+        raise SpecError(f"max_cloud_cover {percent!r} must be a percent above 0 and at most 100 (None keeps every "
+                        "granule)")
     return {"op": "<", "args": [{"property": "eo:cloud_cover"}, value]}
 
 

@@ -113,3 +113,11 @@ def test_an_axis_given_in_a_local_time_zone_warns_that_it_is_held_in_utc():
 def test_an_empty_string_toi_says_it_is_empty():
     with pytest.raises(TOIError, match="empty string is no time"):  # was "NaTType does not support utcoffset"
         select_steps(pd.date_range("2024-01-01", periods=3, freq="D"), slice("", "2024-01-02"))
+
+
+@pytest.mark.parametrize("percent", [0, -5, 150])
+def test_a_cloud_cover_limit_outside_0_to_100_percent_is_refused(percent):
+    from stacube.datasets import sentinel2_l2a_spec
+
+    with pytest.raises(SpecError, match="max_cloud_cover"):  # 0 or below kept no granule: every load empty
+        sentinel2_l2a_spec((11.5, 46.8, 12.5, 47.4), "2024-06-01", "2024-06-03", max_cloud_cover=percent)
