@@ -404,7 +404,8 @@ class Run:
         Raises
         ------
         RuntimeError
-            If ``landed()`` did not run to its end (the run is incomplete: nothing is committed).
+            If ``landed()`` did not run to its end (the run is incomplete: nothing is committed), or the runner
+            gave neither a result nor a failure for a patch it was given (nothing is committed).
         CubeChangedError
             If the cube was rolled back to a shorter time axis while the run read, or the commit kept meeting
             other runs' commits, or the cube's structure kept changing: nothing is committed.
@@ -416,6 +417,11 @@ class Run:
         if session is None:
             report.seconds = time.perf_counter() - self._started
             return report
+        answered = {r.patch_id for r in self._results}
+        unanswered = [p.id for p in self.reads if p.id not in answered]
+        if unanswered:  # recorded as filled, they would read as "no source data" for good
+            raise RuntimeError(f"runner {self.runner.name!r} gave no result and no failure for {len(unanswered)} "
+                               f"patch(es) it was given, {unanswered[:5]}: nothing is committed")
         failed = {r.patch_id: r for r in self._results if isinstance(r, PatchFailure)}
         results = [r for r in self._results if not isinstance(r, PatchFailure)]
         patches = [p for p in patches if p.id not in failed]

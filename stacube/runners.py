@@ -16,6 +16,7 @@ importing ``stacube.flows``, and a third party's runner is found the same way.
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -248,6 +249,35 @@ def _first_failure(failed: list[Future], pending: set[Future], stop: threading.E
     return min(real or failed, key=order.__getitem__).exception()
 
 
+def check_count(name: str, value: object, least: int) -> int:
+    """A runner's count (``concurrency``, ``retries``, ``patches_per_task``) as a whole number of at least
+    ``least``, or a SpecError naming it: a negative one gave runs that read nothing (no batch for any patch).
+
+    Parameters
+    ----------
+    name : str
+        The count's name, for the message.
+    value : object
+        What was given.
+    least : int
+        The smallest allowed.
+
+    Returns
+    -------
+    int
+        ``value``.
+
+    Raises
+    ------
+    SpecError
+        If ``value`` is a bool, not a whole number, or below ``least``.
+    """
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or value < least:
+        raise SpecError(f"{name} {value!r} must be a whole number, {least} or more")
+    return int(value)
+
+
 @dataclass
 class LocalRunner:
     """Threads in this process; ``concurrency`` patches in flight at once."""
@@ -267,6 +297,11 @@ class LocalRunner:
     (a full disk, a read-only cube) still fails the run."""
     name: str = "local"
     """The runner's name in the commit metadata (``Runner.name``)."""
+
+    def __post_init__(self) -> None:
+        """Refuse, naming it, a count a run could not keep (SpecError)."""
+        check_count("concurrency", self.concurrency, 1)
+        check_count("retries", self.retries, 0)
 
     def _attempts(self, task: Callable[[PatchIndex], R], patch: PatchIndex, stop: threading.Event) -> R:
         for attempt in range(self.retries + 1):

@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ..errors import PatchReadError, storage_failure
 from ..grid import PatchIndex
 from ..run import RunReport
-from ..runners import PatchFailure, RunCancelled, describe_failure, failure_of, is_permanent
+from ..runners import PatchFailure, RunCancelled, check_count, describe_failure, failure_of, is_permanent
 from .batches import batch_label, batches_of
 from .heartbeats import without_idle_heartbeats
 from .limits import existing_limits, limits_of_source
@@ -55,6 +55,14 @@ class PrefectRunner:
     """The runner's name in the commit metadata."""
     publish: bool = True
     """Whether a hosted run publishes its report (log lines, artifact); a flow that publishes it itself says False."""
+
+    def __post_init__(self) -> None:
+        """Refuse, naming it, a count a run could not keep (SpecError): a negative ``patches_per_task`` made no
+        batch at all, and the run recorded every patch as filled and empty without reading one."""
+        check_count("concurrency", self.concurrency, 1)
+        check_count("retries", self.retries, 0)
+        if self.patches_per_task is not None:
+            check_count("patches_per_task", self.patches_per_task, 0)
 
     def host(self, execute: Callable[[Any, dict[str, Any]], RunReport], cube: Any,
              about: dict[str, Any]) -> RunReport:

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from stacube.errors import SpecError
 from stacube.plan import attach_items
 from stacube.run import start_run
 from stacube.runners import LocalRunner
@@ -90,3 +91,29 @@ def test_values_asked_for_that_do_not_come_back_are_an_error_not_a_nodata_paste(
     with pytest.raises(RuntimeError, match="did not come back"):
         list(run.landed())
     assert cube.history().equals(before)
+
+
+def test_a_patch_a_runner_never_answered_for_is_an_error_not_recorded_as_filled_and_empty(servers, make_cube,
+                                                                                          sample_layout):
+    _, api = servers
+    cube = make_cube(api.url)
+
+    class DropsOne(LocalRunner):  # as the Prefect runner did with a negative patches_per_task: no batch at all
+        def imap(self, task, patches):
+            yield from super().imap(task, list(patches)[1:])
+
+    run = started(cube, sample_layout.extent_geobox()[0:256, 0:512], DropsOne(progress=False))
+    before = cube.history()
+    with pytest.raises(RuntimeError, match="no result and no failure"):
+        run.complete()
+    assert cube.history().equals(before) and cube.state().empty
+    with pytest.raises(SpecError, match="concurrency 0"):
+        LocalRunner(concurrency=0)
+
+
+def test_a_prefect_runner_refuses_counts_a_run_could_not_keep():
+    from stacube.flows.runner import PrefectRunner
+
+    for counts in ({"patches_per_task": -1}, {"concurrency": 0}, {"retries": -1}):
+        with pytest.raises(SpecError, match=next(iter(counts))):
+            PrefectRunner(**counts)
