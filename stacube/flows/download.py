@@ -12,6 +12,7 @@ and the parameter helpers stay importable from here, where the entry point, depl
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -99,16 +100,14 @@ def download(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog
     logger = get_run_logger()
     period = toi_from_parameter(toi, now=run_start())
     region = Region.of(roi_from_parameter(roi)) if cells is None else None  # checked once: plan and record
-    if earthengine_secret:
-        use_earthengine_secret(earthengine_secret)
-    cube = open_cube(cube_url, spec, catalog_dir, logger)  # may create it: after the arguments are checked
-
-    plan = cube.plan(region, period) if region is not None else cube.plan_cells(cells, period)
-    logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
-
     runner = PrefectRunner(concurrency=concurrency, retries=retries, patches_per_task=patches_per_task,
-                           skip_failed=skip_failed, publish=False)
-    report = cube.run(plan, runner, message=message, roi=region)
+                           skip_failed=skip_failed, publish=False)  # its counts checked before anything is opened
+    # the credential holds for this run only: a key's file is deleted, the environment put back, when it ends
+    with use_earthengine_secret(earthengine_secret) if earthengine_secret else contextlib.nullcontext():
+        cube = open_cube(cube_url, spec, catalog_dir, logger)  # may create it: after the arguments are checked
+        plan = cube.plan(region, period) if region is not None else cube.plan_cells(cells, period)
+        logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
+        report = cube.run(plan, runner, message=message, roi=region)
 
     publish(report, str(cube.url))
     return report.to_json()

@@ -229,8 +229,9 @@ def test_a_missing_earth_engine_secret_block_is_a_spec_error_naming_it(monkeypat
     except ValueError as err:
         missing = err
     monkeypatch.setattr(Secret, "load", _secret_load(error=missing))
-    with pytest.raises(SpecError, match="earthengine_secret 'ee-key': there is no Prefect Secret block") as raised:
-        credentials.use_earthengine_secret("ee-key")
+    with pytest.raises(SpecError, match="earthengine_secret 'ee-key': there is no Prefect Secret block") as raised, \
+            credentials.use_earthengine_secret("ee-key"):
+        pass
     assert raised.value.__cause__ is missing and isinstance(raised.value, ValueError)
 
 
@@ -239,8 +240,9 @@ def test_a_secret_that_is_no_json_key_is_a_spec_error_that_never_shows_it(monkey
 
     planted = '{"private_key": "planted-7f3a9c", oops'
     monkeypatch.setattr(Secret, "load", _secret_load(planted))
-    with pytest.raises(SpecError, match=r"'ee-key'.*no JSON service-account key") as raised:
-        credentials.use_earthengine_secret("ee-key")
+    with pytest.raises(SpecError, match=r"'ee-key'.*no JSON service-account key") as raised, \
+            credentials.use_earthengine_secret("ee-key"):
+        pass
     assert "planted" not in str(raised.value) and raised.value.__cause__ is None
     assert raised.value.__suppress_context__
 
@@ -251,15 +253,14 @@ def test_a_good_secret_is_used_as_before(monkeypatch):
     monkeypatch.delenv("STACUBE_EE_TOKEN", raising=False)
     monkeypatch.delenv("STACUBE_EE_KEY_FILE", raising=False)
     monkeypatch.setattr(Secret, "load", _secret_load("a-token"))
-    credentials.use_earthengine_secret("ee-token")
-    assert os.environ["STACUBE_EE_TOKEN"] == "a-token"
+    with credentials.use_earthengine_secret("ee-token"):
+        assert os.environ["STACUBE_EE_TOKEN"] == "a-token"
     monkeypatch.setattr(Secret, "load", _secret_load('{"type": "service_account"}'))
-    credentials.use_earthengine_secret("ee-key")
-    path = os.environ["STACUBE_EE_KEY_FILE"]
-    try:
+    with credentials.use_earthengine_secret("ee-key"):
+        path = os.environ["STACUBE_EE_KEY_FILE"]
         assert json.loads(open(path).read()) == {"type": "service_account"} and "STACUBE_EE_TOKEN" not in os.environ
-    finally:
-        os.unlink(path)
+    # the run over: no copy of the key on disk, and the environment as it was (before: one file per run, left)
+    assert not os.path.exists(path) and "STACUBE_EE_KEY_FILE" not in os.environ and "STACUBE_EE_TOKEN" not in os.environ
 
 
 # --- the field pipeline -------------------------------------------------------------------------------
