@@ -767,7 +767,7 @@ class Cube:
             tile.attrs["stacube_run"] = report.run_id
         return tile
 
-    def extend_time(self, until: TimeLike) -> str | None:
+    def extend_time(self, until: TimeLike, metadata: Mapping[str, Any] | None = None) -> str | None:
         """Grow the time axis at its end so that it reaches ``until`` (anything pandas reads as a time).
 
         Nothing already in the cube is rewritten: the arrays grow along time and the new steps start
@@ -777,6 +777,8 @@ class Cube:
         ----------
         until : TimeLike
             The last instant the axis must cover; a partial date (``"2025-06"``) stands for its whole period.
+        metadata : Mapping[str, Any] or None, optional
+            More for the commit's metadata (a flow run names itself there).
 
         Returns
         -------
@@ -829,7 +831,8 @@ class Cube:
                 try:
                     snapshot = session.commit(
                         f"stacube: extend the time axis of {grown.name!r} to {axis[-1]:%Y-%m-%d %H:%M} "
-                        f"({len(axis)} steps)", metadata={METADATA_KEY: {"event": "extend_time", "steps": len(axis)}})
+                        f"({len(axis)} steps)", metadata={METADATA_KEY: {"event": "extend_time", "steps": len(axis),
+                                                                  **(metadata or {})}})
                 except icechunk.ConflictError:
                     continue
             self.spec = grown

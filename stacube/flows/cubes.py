@@ -28,6 +28,7 @@ from typing import Any
 from ..cube import Cube
 from ..errors import CubeExistsError, CubeNotFoundError, SpecError
 from ..spec import CubeSpec
+from ..timeaxis import TOI, select_steps
 
 READY_MADE = {"arcticdem": "arcticdem_spec", "sentinel2": "sentinel2_l2a_spec", "alphaearth": "alphaearth_spec",
               "tctrend": "tctrend_spec"}
@@ -113,7 +114,7 @@ def _ready_made(spec: Mapping[str, Any]) -> CubeSpec:
 
 
 def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | os.PathLike | None = None,
-              logger: Any = None) -> Cube:
+              logger: Any = None, toi: TOI | None = None) -> Cube:
     """The cube at ``cube_url``; created from ``spec`` (see ``spec_from_parameter``) if there is none.
 
     Given a spec, an existing cube must be the cube it describes (``CubeSpec.differences``): else a
@@ -130,6 +131,9 @@ def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | 
         The folder of the local catalogs; None: ``default_catalog_root()``.
     logger : Any, optional
         Where to log the creation or growth (a flow run's logger); None: this module's.
+    toi : TOI or None, optional
+        The run's period, checked against the time axis the cube will have before anything is created or
+        grown: a TOI outside it fails with the cube as it was.
 
     Returns
     -------
@@ -151,19 +155,26 @@ def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | 
         If S3 does not answer after its tries.
     CubeChangedError
         If growing the time axis kept meeting other commits.
+    TOIError
+        If ``toi`` lies outside the time axis the cube will have; nothing is created or grown.
     """
     logger = logger or log
     given = spec_from_parameter(spec)
     url = os.fsdecode(cube_url)
     if given is None:
         try:
-            return Cube.open(cube_url, catalog_dir)
+            cube = Cube.open(cube_url, catalog_dir)
         except CubeNotFoundError as err:
             raise CubeNotFoundError(f"{err}; or give {SPEC_HELP}, and the first run creates the cube") from None
+        if toi is not None:
+            select_steps(cube.spec.time, toi)
+        return cube
     wanted, origin = given
     try:
         cube = Cube.open(cube_url, catalog_dir)
     except CubeNotFoundError:
+        if toi is not None:
+            select_steps(wanted.time, toi)  # before the cube is created
         try:
             cube = Cube.create(cube_url, wanted, catalog_dir)
         except CubeExistsError as exists:
@@ -181,7 +192,21 @@ def open_cube(cube_url: str | os.PathLike, spec: Any = None, catalog_dir: str | 
             f"the cube at {url!r} ({cube.spec.name!r}) is not the cube this run's {origin} describes "
             f"({wanted.name!r}): {'; '.join(differences[:SHOWN])}{more}. Point cube_url at another path, "
             f"or the spec at this cube's own (stacube cube info {url} --json)")
-    if wanted.time is not None and cube.spec.time is not None and wanted.time[-1] > cube.spec.time[-1]:
-        cube.extend_time(wanted.time[-1])
+    grows = wanted.time is not None and cube.spec.time is not None and wanted.time[-1] > cube.spec.time[-1]
+    if toi is not None:  # against the axis the run will read, before it grows
+        select_steps(wanted.time if grows else cube.spec.time, toi)
+    if grows:
+        cube.extend_time(wanted.time[-1], metadata=flow_run_metadata())
         logger.info("time axis of %s grown to %s, as %s reaches", url, cube.spec.time[-1], origin)
     return cube
+
+
+def flow_run_metadata() -> dict[str, Any]:
+    """The flow run a commit belongs to (id, name, flow), for its metadata; empty outside a flow run."""
+    from prefect import runtime
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return {}
+    return {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
+            "flow": runtime.flow_run.flow_name}

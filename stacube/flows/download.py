@@ -104,7 +104,7 @@ def download(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, catalog
                            skip_failed=skip_failed, publish=False)  # its counts checked before anything is opened
     # the credential holds for this run only: a key's file is deleted, the environment put back, when it ends
     with use_earthengine_secret(earthengine_secret) if earthengine_secret else contextlib.nullcontext():
-        cube = open_cube(cube_url, spec, catalog_dir, logger)  # may create it: after the arguments are checked
+        cube = open_cube(cube_url, spec, catalog_dir, logger, toi=period)  # may create it or grow it: checked first
         plan = cube.plan(region, period) if region is not None else cube.plan_cells(cells, period)
         logger.info("%d patches under the ROI, %d to download", len(plan.patches), len(plan.missing))
         report = cube.run(plan, runner, message=message, roi=region)

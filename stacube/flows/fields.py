@@ -25,7 +25,7 @@ from ..fields.quality import QualityThresholds, quality_report
 from ..fields.run import group_tiles, indices_period, ingest_resume, parcel_cells, period_toi, since_last
 from ..grid import parse_patch_id
 from ..timeaxis import naive_utc, toi_span
-from .cubes import open_cube
+from .cubes import flow_run_metadata, open_cube
 from .download import download
 from .parameters import TOIParameter, duration_from_parameter, run_start, toi_from_parameter, toi_to_parameter
 from .tasks import retry_unless_permanent
@@ -104,7 +104,7 @@ def ingest(cube_url: str, store_url: str, toi: TOIParameter = None, catalog_dir:
         raise ROIError(f"none of the {len(parcels)} watched parcels in {store_url} lies in a zone of cube "
                        f"{cube_url}")
     if cube.spec.time is not None and cube.spec.time[-1] < end.floor("D"):
-        cube.extend_time(end)
+        cube.extend_time(end, metadata=flow_run_metadata())
         logger.info("time axis of %s grown to %s", cube_url, cube.spec.time[-1])
     groups = sorted({g for served in cells.values() for g in served})
     logger.info("run %s: ingest %s..%s for %d watched groups over %d chunks", run_id, f"{start:%Y-%m-%d}",

@@ -70,7 +70,7 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
     """
     logger = get_run_logger()
     period = toi_from_parameter(toi, now=run_start())  # before the cube is opened, or created from ``spec``
-    cube = open_cube(cube_url, spec, catalog_dir, logger)
+    cube = open_cube(cube_url, spec, catalog_dir, logger, toi=period)  # a TOI outside the axis: nothing grown
     flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
                 "flow": runtime.flow_run.flow_name}
     counts = {"patches": (0, 0), "tiles": (0, 0)}

@@ -107,7 +107,7 @@ def sync_catalog(cube_url: str, roi: ROIParameter, toi: TOIParameter = None, cat
     period = duration_from_parameter(split_period, "split_period", positive=True)
     region = Region.of(roi_from_parameter(roi))
     times = toi_from_parameter(toi, now=run_start())
-    cube = open_cube(cube_url, spec, catalog_dir, logger)
+    cube = open_cube(cube_url, spec, catalog_dir, logger, toi=times)  # a TOI outside the axis: nothing grown
     window = window_for(cube.spec, region, times)
     lag = cube.spec.source.lag
     windows = [w for w in split_window(window, degrees, period) if not cube.catalog.covers(w, lag)]

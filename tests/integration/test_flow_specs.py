@@ -137,3 +137,42 @@ def test_the_first_ingest_creates_the_sentinel2_cube_its_spec_names(season_api, 
     history = Cube.open(url).history()
     assert history.message.tolist()[-2:] == [f"stacube: create cube {Cube.open(url).spec.name!r}",
                                              "Repository initialized"]
+
+
+def test_a_toi_outside_the_axis_the_run_will_have_fails_before_anything_is_created_or_grown(tmp_path):
+    from stacube.errors import TOIError
+
+    bbox = (11.0, 47.0, 11.05, 47.03)
+    url = tmp_path / "s2.icechunk"
+    made = {"dataset": "sentinel2", "bbox": list(bbox), "start": "2024-04-01", "end": "2024-04-30",
+            "bands": ["B04", "SCL"], "api_url": "http://127.0.0.1:9/stac"}
+    with pytest.raises(TOIError, match="2030"):
+        open_cube(url, made, toi="2030-01-01")
+    assert not url.exists()  # not created
+    cube = open_cube(url, made)
+    before = cube.history().snapshot.tolist()
+    with pytest.raises(TOIError, match="2030"):  # before: the axis grew to 05-15, then the run failed
+        open_cube(url, {**made, "end": "2024-05-15"}, toi="2030-01-01")
+    assert Cube.open(url).history().snapshot.tolist() == before and len(Cube.open(url).spec.time) == 30
+    assert len(open_cube(url, {**made, "end": "2024-05-15"}, toi="2024-05-10").spec.time) == 45  # inside: grows
+
+
+def test_a_flow_run_that_grows_the_axis_names_itself_in_that_commit(prefect_api, tmp_path):
+    from prefect import flow
+
+    bbox = (11.0, 47.0, 11.05, 47.03)
+    url = tmp_path / "s2.icechunk"
+    made = {"dataset": "sentinel2", "bbox": list(bbox), "start": "2024-04-01", "end": "2024-04-30",
+            "bands": ["B04", "SCL"], "api_url": "http://127.0.0.1:9/stac"}
+    open_cube(url, made)
+
+    @flow(name="grows-the-axis")
+    def grows() -> str:
+        from prefect import runtime
+
+        open_cube(url, {**made, "end": "2024-05-15"})
+        return str(runtime.flow_run.id)
+
+    run_id = grows()
+    growth = Cube.open(url).repo.lookup_snapshot(Cube.open(url).history().snapshot.iloc[0]).metadata["stacube"]
+    assert growth["event"] == "extend_time" and growth["flow_run_id"] == run_id  # before: no flow run named
