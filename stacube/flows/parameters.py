@@ -55,6 +55,19 @@ def roi_to_parameter(roi: GeoBox | Geometry | Region) -> dict[str, Any]:
     return {**geometry.json, "crs": str(geometry.crs)}
 
 
+def _register_roi_encoders() -> None:
+    """Teach the encoder Prefect records flow parameters with (FastAPI's ``jsonable_encoder``) that an ROI is its
+    GeoJSON (``roi_to_parameter``): it takes a GeoBox for a sequence, and since indexing a GeoBox never ends,
+    a flow called with one spun for ever before it started. The flow itself still gets the object given."""
+    from fastapi.encoders import ENCODERS_BY_TYPE
+
+    ENCODERS_BY_TYPE.setdefault(GeoBox, roi_to_parameter)
+    ENCODERS_BY_TYPE.setdefault(Geometry, roi_to_parameter)
+
+
+_register_roi_encoders()
+
+
 # What shapely and odc-geo raise for GeoJSON they cannot read: a wrong type or shape of coordinates, a
 # missing key, an unknown geometry type (shapely's GeometryTypeError), too few points; a string where a
 # list of coordinates should be makes odc-geo's force_2d recurse without end.

@@ -87,3 +87,21 @@ def test_an_ad_hoc_flow_run_skips_heartbeats_unless_the_user_set_them():
     assert get_current_settings().flows.heartbeat_frequency == default
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), without_idle_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency == 60  # the user's choice stands
+
+
+def test_prefect_records_a_geobox_or_geometry_roi_as_its_geojson_instead_of_spinning():
+    import threading
+
+    from fastapi.encoders import jsonable_encoder
+    from odc.geo.geobox import GeoBox
+
+    import stacube.flows.parameters  # noqa: F401 - registers the encoders, as every flow module does
+
+    roi = GeoBox.from_bbox((0, 0, 2560, 2560), "EPSG:3413", resolution=10)
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(encoded=jsonable_encoder({"roi": roi, "geometry":
+                                                                                    roi.extent})), daemon=True)
+    worker.start()
+    worker.join(timeout=20)  # before: Prefect's encoder indexed the GeoBox for ever
+    assert "encoded" in out and out["encoded"]["roi"]["type"] == "Polygon"
+    assert out["encoded"]["geometry"]["crs"] == "EPSG:3413"
