@@ -218,7 +218,8 @@ class PrefectRunner:
         """A failed task's patches as PatchFailures: the failing one with its error, the rest as not written."""
         failed = _failed_patch(batch, error)
         attempts = self._attempts(error)
-        return [failure_of(p, error if p is failed or failed is None else RunCancelled(
+        earlier = {f.patch_id: f for f in getattr(error, "stacube_failures", None) or []}  # their own causes
+        return [earlier.get(p.id) or failure_of(p, error if p is failed or failed is None else RunCancelled(
             f"not written: patch {failed.id} of the same task failed"), attempts) for p in batch]
 
 

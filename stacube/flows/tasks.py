@@ -17,7 +17,7 @@ from prefect.tasks import exponential_backoff
 
 from ..errors import storage_failure
 from ..grid import PatchIndex
-from ..runners import failure_of, is_permanent
+from ..runners import PatchFailure, failure_of, is_permanent
 
 
 def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
@@ -100,5 +100,7 @@ def patches_task(work: Callable[[PatchIndex], Any], patches: list[PatchIndex], l
                     results.append(failure_of(patch, error, 1))
                     continue
                 error.stacube_patch_id = patch.id  # type: ignore[attr-defined]
+                # the batch's patches that failed for good before it, each with its own cause (not "cancelled")
+                error.stacube_failures = [r for r in results if isinstance(r, PatchFailure)]  # type: ignore
                 raise
         return results

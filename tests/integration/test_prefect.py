@@ -351,3 +351,30 @@ def test_an_earth_engine_credential_from_a_secret_block_is_used_and_never_shown(
     for text in [json.dumps(meta), logs, artifacts, runs, json.dumps(outcome), *catalog]:
         assert planted not in text
     assert "patches under the ROI" in logs  # the run's logs were really read
+
+
+def test_a_batch_keeps_each_patchs_own_cause_when_a_later_patch_fails_the_task(servers, make_cube, sample_layout,
+                                                                              monkeypatch, tmp_path):
+    from stacube.errors import PermanentSourceError, TransientSourceError
+    from stacube.flows.download import download
+    from stacube.flows.parameters import roi_to_parameter
+    from stacube.sources.stac.backend import StacBackend
+
+    _, api = servers
+    cube = make_cube(api.url)
+    read = StacBackend.read
+
+    def failing(self, patch):
+        if patch.id == "epsg3413/y0x0":
+            raise PermanentSourceError("HTTP 403 forbidden: tile_r0_c0_dem.tif", "http://files/tile_r0_c0_dem.tif")
+        if patch.id == "epsg3413/y0x1":
+            raise TransientSourceError("HTTP 503", "http://files/tile_r0_c1_dem.tif")
+        return read(self, patch)
+
+    monkeypatch.setattr(StacBackend, "read", failing)
+    report = download(str(cube.url), roi_to_parameter(sample_layout.extent_geobox()[0:256, 0:512]),
+                      catalog_dir=str(cube.catalog_dir), concurrency=1, retries=1, patches_per_task=2,
+                      skip_failed=True)
+    causes = {f["patch_id"]: f["message"] for f in report["patches_failed"]}
+    assert "403" in causes["epsg3413/y0x0"] and "1 attempt" in causes["epsg3413/y0x0"]  # before: "RunCancelled"
+    assert "503" in causes["epsg3413/y0x1"]
