@@ -93,8 +93,9 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
                           retries=retries, extra_metadata=flow_run,
                           on_patch=lambda done, total: report("patches", done, total),
                           on_tile=lambda done, total, _name: report("tiles", done, total))
-    logger.info("load-many into %s: %d ROIs, %d files, %d of %d patches downloaded -> snapshot %s", out,
-                summary["rois"], summary["written"], summary["patches_written"] + summary["patches_empty"],
+    logger.info("load-many into %s: %d ROIs, %d files, %d of %d missing patches downloaded (%d planned) -> "
+                "snapshot %s", out, summary["rois"], summary["written"],
+                summary["patches_written"] + summary["patches_empty"], summary["patches_missing"],
                 summary["patches_planned"], summary["snapshot"])
     create_markdown_artifact(
         f"## stacube load-many from `{cube_url}`\n\n"
