@@ -68,8 +68,7 @@ def utm_zones(bbox: tuple[float, float, float, float], resolution: float, *, rea
     if len(anchor) != 2 or not all(0 <= a < 1 for a in anchor):
         raise SpecError(f"anchor {anchor!r} must be two fractions of a pixel in [0, 1)")
     margin = _margin_degrees(reach, south, north)
-    zones = []
-    seen: set[str] = set()
+    parts: dict[str, list[Geometry]] = {}  # per zone, in the order met: a bbox across 180 meets one zone twice
     for low, high in _lon_intervals(west, east):
         # Zones past 180 degrees count on (61 is zone 1, 0 is zone 60): reach crosses the antimeridian too
         first = int((low - margin + 180) // 6) + 1
@@ -84,12 +83,13 @@ def utm_zones(bbox: tuple[float, float, float, float], resolution: float, *, rea
                 if lat_lo >= lat_hi:
                     continue
                 crs = f"EPSG:32{hemisphere}{number:02d}"
-                if crs in seen:
-                    continue
                 part = (near[0], lat_lo, near[2], lat_hi)
                 region = _zone_region(crs, lon0, part, (lat_lo, lat_hi), reach)
-                if region is None:
-                    continue
-                seen.add(crs)
-                zones.append(GeoBox.from_bbox(region.boundingbox, crs, resolution=resolution, anchor=xy_(*anchor)))
+                if region is not None:
+                    parts.setdefault(crs, []).append(region)
+    zones = []
+    for crs, regions in parts.items():  # each zone covers all its parts: its own band and its reach
+        x0, y0, x1, y1 = zip(*(tuple(r.boundingbox) for r in regions), strict=True)
+        zones.append(GeoBox.from_bbox((min(x0), min(y0), max(x1), max(y1)), crs, resolution=resolution,
+                                      anchor=xy_(*anchor)))
     return zones

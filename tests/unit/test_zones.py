@@ -86,3 +86,13 @@ def test_zones_reach_across_180_degrees_as_across_any_meridian(bbox, neighbour):
     zones = utm_zones(bbox, 10.0, reach=MGRS_REACH)
     assert neighbour in {z.crs.epsg for z in zones} and len(zones) == len(mirrored) == 2  # before: one zone
     assert sorted(z.shape.x for z in zones) == sorted(z.shape.x for z in mirrored)
+
+
+def test_a_bbox_across_180_gives_each_zone_its_own_band_and_its_reach():
+    from odc.geo.geom import point
+
+    from stacube.zones import MGRS_REACH
+
+    for zone in utm_zones((179.97, 51.98, -179.97, 52.01), 10.0, reach=MGRS_REACH):
+        for lon in (179.975, -179.975):  # each side of 180: the zone's own band, and its neighbour's it reaches
+            assert zone.extent.contains(point(lon, 51.995, "EPSG:4326").to_crs(zone.crs)), (zone.crs, lon)
