@@ -271,9 +271,15 @@ class Cube:
         opened = self._opened
         if opened is not None and opened[0] == snapshot:
             return opened[1], snapshot
-        if at is not None:
-            history.check_holds_cube(self.repo, snapshot, at)  # the first snapshot: a clear error, not zarr's
-        root = OpenedGroup(zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r"))
+        try:
+            group = zarr.open_group(self.repo.readonly_session(snapshot_id=snapshot).store, mode="r")
+        except zarr.errors.GroupNotFoundError:
+            if at is None:
+                raise
+            group = None
+        if at is not None:  # the repository's first snapshot: a clear error, not zarr's (read once, here)
+            history.check_cube_root(group, snapshot, at)
+        root = OpenedGroup(group)
         self._opened = (snapshot, root)
         return root, snapshot
 

@@ -79,6 +79,54 @@ def shape_in_zone(shape: Geometry, zone: GeoBox, resolution: float | None = None
     return local if local is not None and _meets(zone.extent, local) else None
 
 
+def pixel_bounds(geobox: GeoBox, bbox: tuple[float, float, float, float], slack: float = 0.0
+                 ) -> tuple[int, int, int, int]:
+    """Rows and columns ``(r0, c0, r1, c1)`` of ``geobox``'s pixel grid that cover ``bbox`` (in its CRS), not
+    clipped to it, at least one pixel (a point or a line still covers one); ``slack`` (pixels) lets an edge
+    that lies that close to a pixel edge count as on it.
+
+    Parameters
+    ----------
+    geobox : GeoBox
+        The grid.
+    bbox : tuple[float, float, float, float]
+        left, bottom, right, top in the grid's CRS.
+    slack : float, optional
+        Pixels of tolerance at each edge.
+
+    Returns
+    -------
+    tuple[int, int, int, int]
+        First row, first column, row and column past the last.
+    """
+    x0, y0, x1, y1 = bbox
+    inverse = ~geobox.transform
+    cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+    r0, c0 = math.floor(min(rows) + slack), math.floor(min(cols) + slack)
+    return r0, c0, max(math.ceil(max(rows) - slack), r0 + 1), max(math.ceil(max(cols) - slack), c0 + 1)
+
+
+def covering_geobox(geobox: GeoBox, bbox: tuple[float, float, float, float], slack: float = 0.0) -> GeoBox:
+    """The GeoBox on ``geobox``'s pixel grid that covers ``bbox`` (``pixel_bounds``), reaching past it if need be.
+
+    Parameters
+    ----------
+    geobox : GeoBox
+        The grid.
+    bbox : tuple[float, float, float, float]
+        left, bottom, right, top in the grid's CRS.
+    slack : float, optional
+        As for ``pixel_bounds``.
+
+    Returns
+    -------
+    GeoBox
+        At least one pixel.
+    """
+    r0, c0, r1, c1 = pixel_bounds(geobox, bbox, slack)
+    return GeoBox((r1 - r0, c1 - c0), geobox.transform * Affine.translation(c0, r0), geobox.crs)
+
+
 def _around_pole_or_180(shape: Geometry) -> Geometry | None:
     """A projected shape that holds a pole or crosses 180 degrees, in lon/lat: its polar cap (a box from its
     lowest latitude to the pole), or its parts split at 180 degrees; None for any other shape."""
@@ -235,13 +283,8 @@ class ZoneGrid:
         GeoBox
             At least one pixel; edges on this zone's pixel edges.
         """
-        x0, y0, x1, y1 = local.boundingbox
-        inverse = ~self.geobox.transform
-        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
         # a thousandth of a pixel of slack: an edge on a pixel edge, projected there and back, stays on it
-        r0, c0 = math.floor(min(rows) + 1e-3), math.floor(min(cols) + 1e-3)
-        r1, c1 = max(math.ceil(max(rows) - 1e-3), r0 + 1), max(math.ceil(max(cols) - 1e-3), c0 + 1)
-        return GeoBox((r1 - r0, c1 - c0), self.geobox.transform * Affine.translation(c0, r0), self.geobox.crs)
+        return covering_geobox(self.geobox, tuple(local.boundingbox), slack=1e-3)
 
     def pixel_window(self, roi: Geometry, pad: int = 0) -> PixelSlices | None:
         """The window of zone pixels that covers ``roi`` (plus ``pad`` pixels), or None if disjoint.
@@ -264,13 +307,9 @@ class ZoneGrid:
     def _window_of(self, local: Geometry, pad: int = 0) -> PixelSlices | None:
         """``pixel_window`` of a shape already in this zone's CRS (``local_roi``'s)."""
         overlap = self.geobox.extent.intersection(local)
-        x0, y0, x1, y1 = overlap.boundingbox
-        inverse = ~self.geobox.transform
-        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+        r0, c0, r1, c1 = pixel_bounds(self.geobox, tuple(overlap.boundingbox))
+        r0, c0, r1, c1 = r0 - pad, c0 - pad, r1 + pad, c1 + pad
         ny, nx = self.geobox.shape
-        r0, c0 = math.floor(min(rows)) - pad, math.floor(min(cols)) - pad
-        r1 = max(math.ceil(max(rows)), r0 + 1) + pad  # a point or a line still covers one pixel
-        c1 = max(math.ceil(max(cols)), c0 + 1) + pad
         r0, c0, r1, c1 = max(0, min(r0, ny - 1)), max(0, min(c0, nx - 1)), min(ny, r1), min(nx, c1)
         if r0 >= r1 or c0 >= c1:
             return None

@@ -132,11 +132,31 @@ def check_holds_cube(repo: icechunk.Repository, snapshot_id: str, version: str) 
     import zarr
 
     try:
-        attrs = zarr.open_group(repo.readonly_session(snapshot_id=snapshot_id).store, mode="r").attrs
-        holds = SPEC_ATTR in attrs
+        root = zarr.open_group(repo.readonly_session(snapshot_id=snapshot_id).store, mode="r")
     except (zarr.errors.GroupNotFoundError, FileNotFoundError, KeyError):
-        holds = False
-    if not holds:
+        root = None
+    check_cube_root(root, snapshot_id, version)
+
+
+def check_cube_root(root: Any, snapshot_id: str, version: str) -> None:
+    """Refuse a snapshot's root group (None: it has none) that holds no cube's spec (``check_holds_cube``), for a
+    caller that opened the group already.
+
+    Parameters
+    ----------
+    root : zarr.Group or None
+        The snapshot's root group, or None where it has none.
+    snapshot_id : str
+        The snapshot.
+    version : str
+        What the caller named it, for the message.
+
+    Raises
+    ------
+    VersionNotFoundError
+        If there is no root, or it holds no spec.
+    """
+    if root is None or SPEC_ATTR not in root.attrs:
         raise VersionNotFoundError(f"snapshot {version!r} ({snapshot_id}) holds no cube: it is the repository's "
                                    "first snapshot, from before the cube was created; choose a later one in "
                                    "cube.history()")

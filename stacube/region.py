@@ -110,7 +110,8 @@ class Region:
         slack = (max(abs(outer.geobox.resolution.x), abs(outer.geobox.resolution.y)) if outer.geobox is not None
                  else 1e-6 * max(shape.boundingbox.span_x, shape.boundingbox.span_y))
         try:
-            inner = self.geometry.to_crs(shape.crs, resolution=segment_length(self.geometry, outer.tile_like()))
+            step = segment_length(self.geometry, outer.geobox) if outer.geobox is not None else "auto"
+            inner = self.geometry.to_crs(shape.crs, resolution=step)
             outside = inner.geom.difference(shape.geom.buffer(slack))
         except Exception:  # noqa: BLE001 - a shape that cannot be projected into the ROI's CRS: not judged here
             return
@@ -118,15 +119,6 @@ class Region:
             raise ROIError(f"the {what} (bounds {tuple(round(v, 6) for v in self.geometry.boundingbox)} in "
                            f"{self.geometry.crs}) reaches past the ROI (bounds "
                            f"{tuple(round(v, 6) for v in shape.boundingbox)} in {shape.crs}): it must lie inside it")
-
-    def tile_like(self) -> GeoBox:
-        """A GeoBox standing for this region's pixel size (the ROI GeoBox itself; for a Geometry, one of
-        about 1,000 pixels a side over its bounds), to size segments by (``grid.segment_length``)."""
-        if self.geobox is not None:
-            return self.geobox
-        bounds = self.geometry.boundingbox
-        return GeoBox.from_bbox(bounds, self.geometry.crs,
-                                resolution=max(bounds.span_x, bounds.span_y, 1e-9) / 1000)
 
     def tile_geobox(self, grids: Sequence[ZoneGrid]) -> GeoBox:
         """The Tile's grid: the ROI GeoBox itself, or for a Geometry the window on the pixel grid of the first

@@ -8,7 +8,6 @@ zone's pixels warped in, as any Tile does). Only the patches under the group are
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -16,13 +15,12 @@ from collections.abc import Iterable
 import geopandas as gpd
 import pandas as pd
 import shapely
-from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, box
 
 from ..cube import Cube
 from ..errors import GroupError, ROIError
-from ..grid import parse_patch_id, source_tile_name, zone_grid, zone_grids
+from ..grid import covering_geobox, parse_patch_id, source_tile_name, zone_grid, zone_grids
 from ..timeaxis import TOI, naive_utc, toi_span
 from .indices import IndexSettings, no_acquisition, not_downloaded, parcel_statistics
 from .store import ParcelStore
@@ -123,12 +121,7 @@ def group_geobox(cube: Cube, parcels_bounds: tuple[float, float, float, float], 
     if not any(z.extent.intersects(area.to_crs(z.crs)) for z in zones):
         raise ROIError(f"parcels within {tuple(round(v, 4) for v in parcels_bounds)} (lon/lat) lie outside the "
                        f"zones of cube {cube.spec.name!r}")
-    inverse = ~zone.transform
-    x0, y0, x1, y1 = area.boundingbox
-    cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
-    r0, c0 = math.floor(min(rows)), math.floor(min(cols))
-    r1, c1 = max(math.ceil(max(rows)), r0 + 1), max(math.ceil(max(cols)), c0 + 1)
-    return GeoBox((r1 - r0, c1 - c0), zone.transform * Affine.translation(c0, r0), zone.crs)
+    return covering_geobox(zone, tuple(area.boundingbox))
 
 
 def missing_patch_areas(cube: Cube, patch_ids: Iterable[str]) -> list[tuple[pd.Timestamp | None, Geometry]]:

@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from ..many import export_many
-from .cubes import open_cube
+from .cubes import flow_run_metadata, open_cube
 from .parameters import TOIParameter, run_start, toi_from_parameter
 
 
@@ -71,8 +71,7 @@ def load_many(cube_url: str, rois_path: str, out: str, toi: TOIParameter = None,
     logger = get_run_logger()
     period = toi_from_parameter(toi, now=run_start())  # before the cube is opened, or created from ``spec``
     cube = open_cube(cube_url, spec, catalog_dir, logger, toi=period)  # a TOI outside the axis: nothing grown
-    flow_run = {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
-                "flow": runtime.flow_run.flow_name}
+    flow_run = flow_run_metadata()
     counts = {"patches": (0, 0), "tiles": (0, 0)}
     lock = threading.Lock()
     last = [time.monotonic()]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..errors import PatchReadError, storage_failure
@@ -23,6 +23,7 @@ from ..grid import PatchIndex
 from ..run import RunReport
 from ..runners import PatchFailure, RunCancelled, check_count, describe_failure, failure_of, is_permanent
 from .batches import batch_label, batches_of
+from .cubes import flow_run_metadata
 from .heartbeats import without_idle_heartbeats
 from .limits import existing_limits, limits_of_source
 from .progress import RunProgress
@@ -109,8 +110,7 @@ class PrefectRunner:
         """The run in this flow run: its commit names the flow run; its report goes to the log and an artifact."""
         runner = self if self.limits is not None else dataclasses.replace(
             self, limits=limits_of_source(cube.spec.source))
-        report = execute(runner, {"flow_run_id": str(runtime.flow_run.id), "flow_run_name": runtime.flow_run.name,
-                                  "flow": runtime.flow_run.flow_name})
+        report = execute(runner, flow_run_metadata())
         if self.publish:
             publish_report(report, str(cube.url))
         return report
